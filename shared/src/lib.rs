@@ -1,0 +1,16 @@
+//! Types and pure functions shared by the tokenscope proxy and its browser frontend.
+//!
+//! This crate is the wire contract: plain serde data and functions without I/O. It must
+//! not depend on tokio, tonic, prost or leptos.
+
+pub mod metrics;
+pub mod prompt;
+pub mod record;
+pub mod report;
+pub mod spec;
+pub mod stats;
+
+pub use record::{RequestRecord, ResponseRecord, TokenCountSource};
+pub use report::{ModelInfo, RunReport, RunStatus};
+pub use spec::{InputStyle, SweepSpec};
+pub use stats::{PointStats, Summary};

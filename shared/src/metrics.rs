@@ -1,0 +1,59 @@
+//! The definitions users see next to every number, on screen and in exports.
+
+/// A metric's short name, its unit and its definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricDefinition {
+    pub key: &'static str,
+    pub name: &'static str,
+    pub unit: &'static str,
+    pub definition: &'static str,
+}
+
+/// Every metric tokenscope reports.
+pub const METRICS: &[MetricDefinition] = &[
+    MetricDefinition {
+        key: "ttft",
+        name: "Time to first token (TTFT)",
+        unit: "ms",
+        definition: "Arrival of the first response that carries an output token, minus the moment the request was written to the stream. Empty final responses, error responses and responses with empty text are never tokens.",
+    },
+    MetricDefinition {
+        key: "t2t",
+        name: "Token-to-token latency",
+        unit: "ms",
+        definition: "The gaps between consecutive token-bearing responses of a request, each gap divided evenly over the tokens of the later response; pooled over all requests of a prompt length.",
+    },
+    MetricDefinition {
+        key: "tpot",
+        name: "Time per output token (TPOT)",
+        unit: "ms",
+        definition: "(last token-bearing response - first token-bearing response) / (output tokens - tokens in the first response); undefined when no token follows the first response.",
+    },
+    MetricDefinition {
+        key: "e2e",
+        name: "End-to-end latency",
+        unit: "ms",
+        definition: "Arrival of the last token-bearing response minus the send time. The final flag's arrival is kept as a diagnostic, not as latency.",
+    },
+    MetricDefinition {
+        key: "osl",
+        name: "Output tokens",
+        unit: "tokens",
+        definition: "The server's count when it reports one (num_output_tokens or output_ids), else the number of token-bearing responses; each record says which.",
+    },
+    MetricDefinition {
+        key: "isl",
+        name: "Prompt length",
+        unit: "tokens",
+        definition: "Requested as words of synthetic text (approximate tokens); exact when the server reports num_input_tokens.",
+    },
+    MetricDefinition {
+        key: "throughput",
+        name: "Throughput",
+        unit: "1/s",
+        definition: "Requests and output tokens completed, divided by the time from the first send to the last token; warm-up requests excluded.",
+    },
+];
+
+/// How every distribution is summarised.
+pub const STATISTICS_NOTE: &str = "Per prompt length: count, errors, mean, min, max, population std and the p50, p90, p95, p99 (p99.9 from 1,000 samples) with linear interpolation between order statistics. All times come from one monotonic clock in the proxy.";

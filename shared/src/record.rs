@@ -1,0 +1,78 @@
+//! What was seen of one request: when it was sent and when each response arrived.
+//!
+//! Times are nanoseconds on the proxy's monotonic clock, counted from the run's start.
+
+use serde::{Deserialize, Serialize};
+
+/// One response of a streamed request, as it arrived.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponseRecord {
+    /// Arrival time.
+    pub at_ns: u64,
+    /// Output tokens this response carries; 0 for an empty final response.
+    pub tokens: u32,
+    /// The new text this response adds (cumulative outputs are reduced to their new part).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text: String,
+    /// When the server says it sent this response (nanoseconds since the Unix epoch), if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_send_unix_ns: Option<i64>,
+}
+
+/// Where a request's output-token counts come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenCountSource {
+    /// One token per response that carries output.
+    #[default]
+    Responses,
+    /// The server reported the counts (`num_output_tokens` or `output_ids`).
+    Server,
+}
+
+/// Everything measured about one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// Index of the prompt length in the sweep.
+    pub point: u32,
+    /// Order of the request within its point, warm-up requests first.
+    pub seq: u32,
+    /// Warm-up requests are kept for inspection and left out of every statistic.
+    pub warmup: bool,
+    /// The request id sent to the server.
+    pub id: String,
+    /// Length of the prompt in words of synthetic text.
+    pub prompt_words: u32,
+    /// The prompt length in tokens as the server counted it, when it reports one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_input_tokens: Option<u32>,
+    /// When the request was written to the stream.
+    pub send_ns: u64,
+    /// Every response in arrival order, empty final responses included.
+    pub responses: Vec<ResponseRecord>,
+    /// When the response flagged final arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_ns: Option<u64>,
+    #[serde(default)]
+    pub token_source: TokenCountSource,
+    /// What went wrong, in the server's words where it gave any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl RequestRecord {
+    /// The responses that carry at least one output token (`c_1 .. c_k` in the definitions).
+    pub fn token_responses(&self) -> impl Iterator<Item = &ResponseRecord> {
+        self.responses.iter().filter(|r| r.tokens > 0)
+    }
+
+    /// Output tokens received.
+    pub fn output_tokens(&self) -> u64 {
+        self.token_responses().map(|r| u64::from(r.tokens)).sum()
+    }
+
+    /// The whole generated text.
+    pub fn text(&self) -> String {
+        self.responses.iter().map(|r| r.text.as_str()).collect()
+    }
+}

@@ -1,0 +1,263 @@
+//! The metrics and their statistics, computed one way everywhere (see `METRICS`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::record::RequestRecord;
+
+/// Distribution of one metric over a sweep point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub count: u64,
+    pub mean: f64,
+    pub min: f64,
+    pub max: f64,
+    /// Population standard deviation.
+    pub std: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    /// Present only with at least 1,000 samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p999: Option<f64>,
+}
+
+impl Summary {
+    /// Summarises samples (sorting them in place); `None` when there are none.
+    pub fn of(samples: &mut [f64]) -> Option<Summary> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_unstable_by(f64::total_cmp);
+        let n = samples.len() as f64;
+        let mean = samples.iter().sum::<f64>() / n;
+        let var = samples.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+        Some(Summary {
+            count: samples.len() as u64,
+            mean,
+            min: samples[0],
+            max: samples[samples.len() - 1],
+            std: var.sqrt(),
+            p50: percentile(samples, 50.0),
+            p90: percentile(samples, 90.0),
+            p95: percentile(samples, 95.0),
+            p99: percentile(samples, 99.0),
+            p999: (samples.len() >= 1000).then(|| percentile(samples, 99.9)),
+        })
+    }
+}
+
+/// The `q`th percentile of sorted samples, interpolating linearly between order statistics
+/// (numpy's default method).
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    assert!(!sorted.is_empty(), "percentile of no samples");
+    let pos = (q / 100.0).clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// Per-request metrics, in nanoseconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestMetrics {
+    /// Time to first token: first token-bearing response minus send.
+    pub ttft_ns: u64,
+    /// Last token-bearing response minus send.
+    pub e2e_ns: u64,
+    pub output_tokens: u64,
+    /// `(t(c_k) - t(c_1)) / (OSL - n_1)`; `None` when fewer than one token follows the first response.
+    pub tpot_ns: Option<f64>,
+}
+
+impl RequestMetrics {
+    /// Metrics of a request that produced at least one token; `None` otherwise.
+    pub fn of(record: &RequestRecord) -> Option<RequestMetrics> {
+        let mut tokens = record.token_responses();
+        let first = tokens.next()?;
+        let last = tokens.last().unwrap_or(first);
+        let output_tokens = record.output_tokens();
+        let after_first = output_tokens - u64::from(first.tokens);
+        Some(RequestMetrics {
+            ttft_ns: first.at_ns.saturating_sub(record.send_ns),
+            e2e_ns: last.at_ns.saturating_sub(record.send_ns),
+            output_tokens,
+            tpot_ns: (after_first >= 1)
+                .then(|| last.at_ns.saturating_sub(first.at_ns) as f64 / after_first as f64),
+        })
+    }
+}
+
+/// Appends a request's token-to-token gaps, in nanoseconds: each gap between consecutive
+/// token-bearing responses, divided evenly over the tokens of the later one (one sample per token).
+pub fn push_token_gaps(record: &RequestRecord, out: &mut Vec<f64>) {
+    let mut prev: Option<u64> = None;
+    for response in record.token_responses() {
+        if let Some(prev) = prev {
+            let share = response.at_ns.saturating_sub(prev) as f64 / f64::from(response.tokens);
+            out.extend(std::iter::repeat_n(share, response.tokens as usize));
+        }
+        prev = Some(response.at_ns);
+    }
+}
+
+/// Statistics of one sweep point (one prompt length), warm-up requests excluded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointStats {
+    /// The requested prompt length (approximate tokens).
+    pub prompt_length: u32,
+    /// Measured requests that finished, with or without error.
+    pub count: u64,
+    /// Measured requests that ended in an error or produced no token.
+    pub errors: u64,
+    pub ttft_ms: Option<Summary>,
+    /// Token-to-token latency, pooled over all tokens of the point.
+    pub t2t_ms: Option<Summary>,
+    pub tpot_ms: Option<Summary>,
+    pub e2e_ms: Option<Summary>,
+    /// Output tokens per request.
+    pub output_tokens: Option<Summary>,
+    /// Prompt tokens per request as the server counted them, when it reports them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<Summary>,
+    /// Requests completed per second, from the first send to the last token.
+    pub requests_per_s: f64,
+    /// Output tokens per second over the same span.
+    pub output_tokens_per_s: f64,
+}
+
+const NS_PER_MS: f64 = 1e6;
+
+impl PointStats {
+    /// Computes a point's statistics from its records; warm-up records are skipped.
+    pub fn compute<'a>(prompt_length: u32, records: impl IntoIterator<Item = &'a RequestRecord>) -> PointStats {
+        let (mut ttft, mut t2t, mut tpot, mut e2e, mut osl, mut isl) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut count, mut errors, mut tokens) = (0u64, 0u64, 0u64);
+        let (mut first_send, mut last_token) = (u64::MAX, 0u64);
+        for record in records.into_iter().filter(|r| !r.warmup) {
+            count += 1;
+            let metrics = match (&record.error, RequestMetrics::of(record)) {
+                (None, Some(metrics)) => metrics,
+                _ => {
+                    errors += 1;
+                    continue;
+                }
+            };
+            first_send = first_send.min(record.send_ns);
+            last_token = last_token.max(record.send_ns + metrics.e2e_ns);
+            tokens += metrics.output_tokens;
+            ttft.push(metrics.ttft_ns as f64 / NS_PER_MS);
+            e2e.push(metrics.e2e_ns as f64 / NS_PER_MS);
+            osl.push(metrics.output_tokens as f64);
+            tpot.extend(metrics.tpot_ns.map(|ns| ns / NS_PER_MS));
+            isl.extend(record.num_input_tokens.map(f64::from));
+            let from = t2t.len();
+            push_token_gaps(record, &mut t2t);
+            t2t[from..].iter_mut().for_each(|ns| *ns /= NS_PER_MS);
+        }
+        let span_s = last_token.saturating_sub(first_send) as f64 / 1e9;
+        let ok = count - errors;
+        let rate = |n: f64| if span_s > 0.0 { n / span_s } else { 0.0 };
+        PointStats {
+            prompt_length,
+            count,
+            errors,
+            ttft_ms: Summary::of(&mut ttft),
+            t2t_ms: Summary::of(&mut t2t),
+            tpot_ms: Summary::of(&mut tpot),
+            e2e_ms: Summary::of(&mut e2e),
+            output_tokens: Summary::of(&mut osl),
+            input_tokens: Summary::of(&mut isl),
+            requests_per_s: rate(ok as f64),
+            output_tokens_per_s: rate(tokens as f64),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{ResponseRecord, TokenCountSource};
+
+    fn record(send_ns: u64, responses: &[(u64, u32)]) -> RequestRecord {
+        RequestRecord {
+            point: 0,
+            seq: 0,
+            warmup: false,
+            id: "r".into(),
+            prompt_words: 8,
+            num_input_tokens: None,
+            send_ns,
+            responses: responses
+                .iter()
+                .map(|&(at_ns, tokens)| ResponseRecord { at_ns, tokens, text: String::new(), server_send_unix_ns: None })
+                .collect(),
+            final_ns: responses.last().map(|r| r.0),
+            token_source: TokenCountSource::Responses,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn percentiles_match_numpy_linear() {
+        // numpy.percentile([1, 2, 3, 4], [50, 90, 99]) == [2.5, 3.7, 3.97]
+        let sorted = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(percentile(&sorted, 50.0), 2.5);
+        assert!((percentile(&sorted, 90.0) - 3.7).abs() < 1e-12);
+        assert!((percentile(&sorted, 99.0) - 3.97).abs() < 1e-12);
+        assert_eq!(percentile(&[7.0], 99.0), 7.0);
+    }
+
+    #[test]
+    fn summary_by_hand() {
+        let s = Summary::of(&mut [4.0, 2.0, 6.0, 8.0]).unwrap();
+        assert_eq!((s.count, s.mean, s.min, s.max), (4, 5.0, 2.0, 8.0));
+        assert!((s.std - 5.0f64.sqrt()).abs() < 1e-12);
+        assert_eq!(s.p50, 5.0);
+        assert_eq!(s.p999, None);
+        assert!(Summary::of(&mut []).is_none());
+        let mut many: Vec<f64> = (0..1000).map(f64::from).collect();
+        assert!((Summary::of(&mut many).unwrap().p999.unwrap() - 998.001).abs() < 1e-9);
+    }
+
+    #[test]
+    fn empty_final_is_not_a_token() {
+        // Sent at 100; tokens at 1100, 1300 (two tokens), 1400; an empty final at 5000.
+        let r = record(100, &[(1100, 1), (1300, 2), (1400, 1), (5000, 0)]);
+        let m = RequestMetrics::of(&r).unwrap();
+        assert_eq!(m.ttft_ns, 1000);
+        assert_eq!(m.e2e_ns, 1300);
+        assert_eq!(m.output_tokens, 4);
+        assert_eq!(m.tpot_ns, Some(100.0)); // (1400 - 1100) / (4 - 1)
+        let mut gaps = Vec::new();
+        push_token_gaps(&r, &mut gaps);
+        assert_eq!(gaps, vec![100.0, 100.0, 100.0]); // 200 over two tokens, then 100
+    }
+
+    #[test]
+    fn tpot_undefined_for_one_token() {
+        let m = RequestMetrics::of(&record(0, &[(500, 1), (900, 0)])).unwrap();
+        assert_eq!(m.tpot_ns, None);
+        assert!(RequestMetrics::of(&record(0, &[(900, 0)])).is_none());
+    }
+
+    #[test]
+    fn point_stats_skip_warmup_and_count_errors() {
+        let mut warm = record(0, &[(9_000_000, 1)]);
+        warm.warmup = true;
+        let a = record(0, &[(2_000_000, 1), (3_000_000, 1)]);
+        let b = record(1_000_000, &[(5_000_000, 1), (7_000_000, 1)]);
+        let mut failed = record(0, &[(1_000_000, 1)]);
+        failed.error = Some("boom".into());
+        let stats = PointStats::compute(8, [&warm, &a, &b, &failed]);
+        assert_eq!((stats.count, stats.errors), (3, 1));
+        let ttft = stats.ttft_ms.unwrap();
+        assert_eq!((ttft.count, ttft.mean), (2, 3.0)); // 2 ms and 4 ms
+        let t2t = stats.t2t_ms.unwrap();
+        assert_eq!((t2t.min, t2t.max), (1.0, 2.0));
+        // Two requests, four tokens, from t=0 to t=7 ms.
+        assert!((stats.requests_per_s - 2.0 / 0.007).abs() < 1e-6);
+        assert!((stats.output_tokens_per_s - 4.0 / 0.007).abs() < 1e-6);
+        assert!(stats.input_tokens.is_none());
+    }
+}

@@ -1,1 +1,59 @@
-fn main() {}
+//! The `tokenscope` binary: parses the command line and hands over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use server::cli::{Cli, Command, DemoArgs, SimArgs};
+use server::{sim, sweep};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match Cli::parse().command {
+        Command::Sweep(args) => sweep::command(args).await,
+        Command::Sim(args) => run_sim(args).await,
+        Command::Demo(args) => demo(args).await,
+    };
+    result.unwrap_or_else(|err| {
+        eprintln!("error: {err:#}");
+        ExitCode::FAILURE
+    })
+}
+
+async fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}; is another server using that port?", args.listen))?;
+    let shutdown = CancellationToken::new();
+    let on_interrupt = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        on_interrupt.cancel();
+    });
+    let names: Vec<&str> = sim::MODELS.iter().map(|m| m.name).collect();
+    tracing::info!(address = %listener.local_addr()?, models = names.join(", "), "simulated Triton listening (gRPC)");
+    sim::serve(listener, args.config, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts a simulator in-process and runs the guide's two benchmarks against it.
+async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let (addr, _shutdown) = sim::spawn(args.config).await?;
+    let target = format!("http://{addr}");
+    eprintln!("simulated Triton on {target}: the numbers below measure the simulator, not a real model");
+    let base = shared::SweepSpec { target, model: "sim-vllm".into(), ..shared::SweepSpec::default() };
+    eprintln!("\nPrefill benchmark (max_tokens 1): time to first token against prompt length");
+    let prefill = shared::SweepSpec { prompt_lengths: vec![16, 64, 256, 1024, 2048], requests: 5, ..base.clone().prefill_preset() };
+    let code = sweep::run_and_report(prefill, None, None).await?;
+    if code != ExitCode::SUCCESS {
+        return Ok(code);
+    }
+    eprintln!("\nGeneration benchmark (max_tokens 256, ignore_eos): token-to-token latency against prompt length");
+    let generation = shared::SweepSpec { prompt_lengths: vec![16, 512, 2048], requests: 3, ..base.generation_preset() };
+    sweep::run_and_report(generation, None, None).await
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Builds the frontend into dist/ with Trunk, installing the exact tools it needs first.
+#
+# Idempotent: each tool is installed only when missing or at the wrong version, so a
+# second run costs only the (incremental) `trunk build`. Run from anywhere.
+set -euo pipefail
+
+TRUNK_VERSION="0.21.14"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# The Rust target Trunk compiles for.
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    log "adding rust target wasm32-unknown-unknown"
+    rustup target add wasm32-unknown-unknown
+fi
+
+# Trunk itself, pinned.
+if [[ "$(trunk --version 2>/dev/null || true)" != "trunk $TRUNK_VERSION" ]]; then
+    log "installing trunk $TRUNK_VERSION"
+    cargo install --locked trunk --version "$TRUNK_VERSION"
+fi
+
+# wasm-bindgen-cli must match the wasm-bindgen crate in Cargo.lock exactly, or the
+# generated JS glue and the wasm disagree (and Trunk refuses it in offline mode).
+WASM_BINDGEN_VERSION="$(awk '
+    $0 == "name = \"wasm-bindgen\"" { found = 1; next }
+    found && /^version = / { gsub(/"/, "", $3); print $3; exit }
+' Cargo.lock)"
+if [[ -z "$WASM_BINDGEN_VERSION" ]]; then
+    log "no wasm-bindgen in Cargo.lock; run 'cargo generate-lockfile' first"
+    exit 1
+fi
+if [[ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $WASM_BINDGEN_VERSION" ]]; then
+    log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION"
+    cargo install --locked wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" \
+        || cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+fi
+
+# wasm-opt (binaryen) from the system; Trunk uses whatever version is on PATH.
+if ! command -v wasm-opt >/dev/null; then
+    log "installing binaryen (wasm-opt)"
+    if [[ $(id -u) -eq 0 ]]; then
+        apt-get update -qq && apt-get install -y -qq binaryen
+    else
+        sudo apt-get update -qq && sudo apt-get install -y -qq binaryen
+    fi
+fi
+
+# Trunk passes --offline on to cargo, so fetch crates while the network may be used.
+cargo fetch --quiet
+
+log "trunk build --release --offline"
+start=$(date +%s)
+trunk build --release --offline
+log "built in $(( $(date +%s) - start )) s"
+
+# What a browser downloads, compressed as a server would send it.
+total=0
+for f in dist/*.wasm dist/*.js; do
+    [[ -e "$f" ]] || continue
+    size=$(gzip -9 -c "$f" | wc -c)
+    total=$(( total + size ))
+    printf '%8d B gzipped  %s\n' "$size" "$f"
+done
+printf '%8d B gzipped  wasm + js total\n' "$total"

@@ -1,0 +1,164 @@
+//! The command line: `tokenscope sweep`, `tokenscope sim` and `tokenscope demo`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use shared::spec::parse_prompt_lengths;
+use shared::{InputStyle, SweepSpec};
+
+use crate::sim::SimConfig;
+
+/// See how fast an LLM on Triton Inference Server answers.
+#[derive(Debug, Parser)]
+#[command(name = "tokenscope", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sweep prompt lengths against a Triton server and report time to first token and
+    /// token-to-token latency per length.
+    Sweep(SweepArgs),
+    /// Serve a simulated Triton whose LLMs follow a latency schedule set by flags.
+    Sim(SimArgs),
+    /// Start a simulated Triton in this process and run both guide benchmarks against it.
+    Demo(DemoArgs),
+}
+
+/// The guide's two benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Preset {
+    /// max_tokens 1, one request at a time: time to first token against prompt length.
+    Prefill,
+    /// max_tokens 256 with ignore_eos, one at a time: token-to-token latency against prompt length.
+    Generation,
+}
+
+/// A parsed list of prompt lengths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptLengths(pub Vec<u32>);
+
+fn parse_lengths(text: &str) -> Result<PromptLengths, String> {
+    parse_prompt_lengths(text).map(PromptLengths)
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Triton's gRPC address.
+    #[arg(long, env = "TOKENSCOPE_TARGET", default_value = "http://127.0.0.1:8001")]
+    pub target: String,
+    /// The model to measure.
+    #[arg(long, short)]
+    pub model: String,
+    /// A model version (default: the server's choice).
+    #[arg(long)]
+    pub model_version: Option<String>,
+    /// Start from one of the guide's benchmarks; other flags override it.
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
+    /// Prompt lengths in approximate tokens: a list (16,256,2048), a range (100..1000:100) or a
+    /// doubling range (16..4096:x2).
+    #[arg(long, default_value = "16,256,2048", value_parser = parse_lengths)]
+    pub prompt_lengths: PromptLengths,
+    /// Output tokens asked per request [default: 64, or the preset's].
+    #[arg(long)]
+    pub max_tokens: Option<u32>,
+    /// Ask the model to keep generating past its end-of-sequence token.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Measured requests per prompt length.
+    #[arg(long, default_value_t = 10)]
+    pub requests: u32,
+    /// Warm-up requests per prompt length, left out of every statistic.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: u32,
+    /// Requests in flight at once [default: 1].
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+    /// How requests are laid out for the model.
+    #[arg(long, default_value = "auto")]
+    pub input_style: InputStyle,
+    /// Abandon a request with no final response after this many milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    pub timeout_ms: u64,
+    /// Where to write the run (spec, statistics, every request) [default: a new
+    /// tokenscope-MODEL-TIME.json in the current folder].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also write perf_analyzer's profile-export JSON here.
+    #[arg(long)]
+    pub profile_export: Option<PathBuf>,
+}
+
+impl SweepArgs {
+    /// The sweep these arguments ask for: defaults, then the preset, then explicit flags.
+    pub fn spec(&self) -> SweepSpec {
+        let base = SweepSpec::default();
+        let mut spec = match self.preset {
+            Some(Preset::Prefill) => base.prefill_preset(),
+            Some(Preset::Generation) => base.generation_preset(),
+            None => base,
+        };
+        spec.target = self.target.clone();
+        spec.model = self.model.clone();
+        spec.model_version = self.model_version.clone().filter(|v| !v.is_empty());
+        spec.input_style = self.input_style;
+        spec.prompt_lengths = self.prompt_lengths.0.clone();
+        spec.max_tokens = self.max_tokens.unwrap_or(spec.max_tokens);
+        spec.ignore_eos |= self.ignore_eos;
+        spec.requests = self.requests;
+        spec.warmup = self.warmup;
+        spec.concurrency = self.concurrency.unwrap_or(spec.concurrency);
+        spec.request_timeout_ms = self.timeout_ms;
+        spec
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8001")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub config: SimConfig,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub config: SimConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::parse_from(std::iter::once("tokenscope").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn presets_then_flags() {
+        let Command::Sweep(args) = parse(&["sweep", "-m", "llm", "--preset", "generation", "--concurrency", "4"]).command
+        else {
+            panic!("a sweep")
+        };
+        let spec = args.spec();
+        assert_eq!((spec.max_tokens, spec.ignore_eos, spec.concurrency), (256, true, 4));
+        let Command::Sweep(args) = parse(&["sweep", "-m", "llm", "--preset", "prefill", "--prompt-lengths", "8..32:x2"]).command
+        else {
+            panic!("a sweep")
+        };
+        let spec = args.spec();
+        assert_eq!((spec.max_tokens, spec.prompt_lengths.clone()), (1, vec![8, 16, 32]));
+    }
+
+    #[test]
+    fn bad_lengths_are_refused() {
+        let err = Cli::try_parse_from(["tokenscope", "sweep", "-m", "x", "--prompt-lengths", "0"]).unwrap_err();
+        assert!(err.to_string().contains("at least 1"), "{err}");
+    }
+}

@@ -1,0 +1,409 @@
+//! The streaming engine: drives `ModelStreamInfer` requests at Triton and times every response.
+//!
+//! Requests are spread over a few bidirectional streams. Each stream has one receiver task
+//! that timestamps a response the moment it is decoded, matches it to its request by id and
+//! appends it to that request's record. The sweep loop issues requests (closed loop: a new
+//! one as soon as one finishes), collects finished records and settles each point's statistics.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use shared::prompt::synthetic_prompt;
+use shared::{
+    ModelInfo, PointStats, RequestRecord, ResponseRecord, RunReport, RunStatus, SweepSpec, TokenCountSource,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tracing::warn;
+
+use crate::clock::RunClock;
+use crate::pb;
+use crate::pb::grpc_inference_service_client::GrpcInferenceServiceClient;
+use crate::style::{RequestPlan, ResponseReader};
+use crate::triton::{Triton, status_text};
+
+/// At most this many requests share one gRPC stream before another stream is opened.
+const REQUESTS_PER_STREAM: u32 = 16;
+/// At most this many streams are opened.
+const MAX_STREAMS: u32 = 64;
+/// How often unfinished requests are checked against their timeout.
+const TIMEOUT_CHECK: Duration = Duration::from_millis(20);
+
+/// Hears about a sweep's progress. Every method has a default that ignores the news.
+pub trait Observer: Send {
+    /// The model was found and its requests planned.
+    fn prepared(&mut self, _model: &ModelInfo) {}
+    /// A prompt length is about to be visited.
+    fn point_started(&mut self, _point: usize, _prompt_length: u32) {}
+    /// A request finished, with or without error.
+    fn request_done(&mut self, _record: &RequestRecord) {}
+    /// A prompt length's statistics have settled.
+    fn point_done(&mut self, _point: usize, _stats: &PointStats) {}
+}
+
+impl Observer for () {}
+
+/// Runs a sweep to its end, its cancellation or the first fault, and reports everything
+/// measured up to then. Faults are reported in the status, never as a lost result.
+pub async fn run_sweep(spec: SweepSpec, observer: &mut dyn Observer, cancel: CancellationToken) -> RunReport {
+    let clock = RunClock::start();
+    let mut report = RunReport {
+        tool: format!("tokenscope {}", env!("CARGO_PKG_VERSION")),
+        spec: spec.clone(),
+        started_unix_ns: clock.start_unix_ns(),
+        model: None,
+        status: RunStatus::Running,
+        prompt_lengths_approximate: true,
+        points: Vec::new(),
+        requests: Vec::new(),
+    };
+    let problems = spec.problems();
+    if !problems.is_empty() {
+        report.status = RunStatus::Failed { error: format!("the sweep is not valid: {}", problems.join("; ")) };
+        return report;
+    }
+    let prepared = async {
+        let triton = Triton::connect(&spec.target).await?;
+        let version = spec.model_version.clone().unwrap_or_default();
+        let (info, plan) = triton.prepare(&spec.model, &version, spec.input_style, spec.max_tokens, spec.ignore_eos).await?;
+        Ok::<_, crate::triton::TritonError>((triton, info, plan))
+    };
+    let (triton, info, plan) = tokio::select! {
+        prepared = prepared => match prepared {
+            Ok(prepared) => prepared,
+            Err(err) => {
+                report.status = RunStatus::Failed { error: err.to_string() };
+                return report;
+            }
+        },
+        () = cancel.cancelled() => {
+            report.status = RunStatus::Cancelled;
+            return report;
+        }
+    };
+    observer.prepared(&info);
+    report.model = Some(info);
+    let mut sweep = Sweep::new(&spec, triton, plan, clock, cancel.child_token());
+    report.status = sweep.run(observer, &cancel, &mut report).await;
+    sweep.shutdown();
+    report.prompt_lengths_approximate = !report.requests.iter().any(|r| r.num_input_tokens.is_some());
+    report
+}
+
+/// A request on its way: what is known of it until its final response.
+struct InFlight {
+    point: u32,
+    seq: u32,
+    warmup: bool,
+    prompt_words: u32,
+    send_ns: u64,
+    reader: ResponseReader,
+    responses: Vec<ResponseRecord>,
+    num_input_tokens: Option<u32>,
+    server_counted: bool,
+    error: Option<String>,
+}
+
+impl InFlight {
+    fn finish(self, id: String, final_ns: Option<u64>) -> RequestRecord {
+        RequestRecord {
+            point: self.point,
+            seq: self.seq,
+            warmup: self.warmup,
+            id,
+            prompt_words: self.prompt_words,
+            num_input_tokens: self.num_input_tokens,
+            send_ns: self.send_ns,
+            responses: self.responses,
+            final_ns,
+            token_source: if self.server_counted { TokenCountSource::Server } else { TokenCountSource::Responses },
+            error: self.error,
+        }
+    }
+}
+
+type InFlightMap = Arc<Mutex<HashMap<String, InFlight>>>;
+
+/// What a stream's receiver reports to the sweep loop.
+enum Done {
+    Record(RequestRecord),
+    /// The stream broke; the run cannot go on.
+    Fatal(String),
+}
+
+/// One bidirectional `ModelStreamInfer` stream.
+struct Stream {
+    out: mpsc::UnboundedSender<pb::ModelInferRequest>,
+    inflight: InFlightMap,
+}
+
+impl Stream {
+    fn open(
+        mut client: GrpcInferenceServiceClient<Channel>,
+        target: String,
+        clock: RunClock,
+        done: mpsc::UnboundedSender<Done>,
+        cancel: CancellationToken,
+    ) -> Self {
+        let (out, requests) = mpsc::unbounded_channel();
+        let inflight: InFlightMap = Arc::default();
+        let map = inflight.clone();
+        // The call resolves only once the server sends its headers, which some servers hold
+        // back until the first response: requests are queued meanwhile, so wait in the task.
+        tokio::spawn(async move {
+            let call = client.model_stream_infer(UnboundedReceiverStream::new(requests));
+            let mut responses = tokio::select! {
+                response = call => match response {
+                    Ok(response) => response.into_inner(),
+                    Err(status) => {
+                        let why = format!("the stream to {target} failed: {}", status_text(&status));
+                        return fail_all(&map, &done, why);
+                    }
+                },
+                () = cancel.cancelled() => return,
+            };
+            loop {
+                let message = tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => return,
+                    message = responses.message() => message,
+                };
+                let now = clock.now_ns();
+                match message {
+                    Ok(Some(response)) => receive(&map, response, now, &done),
+                    Ok(None) if lock(&map).is_empty() => return,
+                    Ok(None) => {
+                        let why = format!("the server at {target} closed the stream while requests were unfinished");
+                        return fail_all(&map, &done, why);
+                    }
+                    Err(status) => {
+                        let why = format!("the stream to {target} broke: {}", status_text(&status));
+                        return fail_all(&map, &done, why);
+                    }
+                }
+            }
+        });
+        Self { out, inflight }
+    }
+}
+
+fn lock(map: &InFlightMap) -> std::sync::MutexGuard<'_, HashMap<String, InFlight>> {
+    map.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Records one response against its request; a final response completes the request.
+fn receive(map: &InFlightMap, response: pb::ModelStreamInferResponse, now: u64, done: &mpsc::UnboundedSender<Done>) {
+    let mut map = lock(map);
+    let id = response.infer_response.as_ref().map_or("", |r| r.id.as_str());
+    // An error raised before the request was issued may come without its id.
+    let key = if id.is_empty() && map.len() == 1 { map.keys().next().cloned() } else { Some(id.to_string()) };
+    let Some((key, request)) = key.and_then(|k| map.get_mut(&k).map(|r| (k, r))) else {
+        warn!(id, "a response matched no unfinished request; ignored");
+        return;
+    };
+    let parsed = request.reader.read(&response);
+    if let Some(error) = parsed.error {
+        request.error = Some(error);
+    } else {
+        request.server_counted |= parsed.server_counted;
+        if parsed.num_input_tokens.is_some() {
+            request.num_input_tokens = parsed.num_input_tokens;
+        }
+        request.responses.push(ResponseRecord {
+            at_ns: now,
+            tokens: parsed.tokens,
+            text: parsed.text,
+            server_send_unix_ns: parsed.server_send_unix_ns,
+        });
+    }
+    if parsed.is_final {
+        let request = map.remove(&key).expect("present above");
+        let _ = done.send(Done::Record(request.finish(key, Some(now))));
+    }
+}
+
+/// Fails every unfinished request of a broken stream, then reports the fault.
+fn fail_all(map: &InFlightMap, done: &mpsc::UnboundedSender<Done>, why: String) {
+    for (id, mut request) in lock(map).drain() {
+        request.error = Some(why.clone());
+        let _ = done.send(Done::Record(request.finish(id, None)));
+    }
+    let _ = done.send(Done::Fatal(why));
+}
+
+/// One sweep in progress.
+struct Sweep {
+    spec: SweepSpec,
+    plan: RequestPlan,
+    clock: RunClock,
+    streams: Vec<Stream>,
+    done: mpsc::UnboundedReceiver<Done>,
+    /// Kept so the done queue never closes, and for requests that could not be sent.
+    done_tx: mpsc::UnboundedSender<Done>,
+    streams_cancel: CancellationToken,
+    next_stream: usize,
+}
+
+impl Sweep {
+    fn new(spec: &SweepSpec, triton: Triton, plan: RequestPlan, clock: RunClock, streams_cancel: CancellationToken) -> Self {
+        let (done_tx, done) = mpsc::unbounded_channel();
+        let count = spec.concurrency.div_ceil(REQUESTS_PER_STREAM).clamp(1, MAX_STREAMS);
+        let streams = (0..count)
+            .map(|_| {
+                let target = triton.target().to_string();
+                Stream::open(triton.client(), target, clock, done_tx.clone(), streams_cancel.clone())
+            })
+            .collect();
+        Self { spec: spec.clone(), plan, clock, streams, done, done_tx, streams_cancel, next_stream: 0 }
+    }
+
+    async fn run(&mut self, observer: &mut dyn Observer, cancel: &CancellationToken, report: &mut RunReport) -> RunStatus {
+        let lengths = self.spec.prompt_lengths.clone();
+        let (warmup, total) = (self.spec.warmup, self.spec.warmup + self.spec.requests);
+        for (point, &length) in lengths.iter().enumerate() {
+            observer.point_started(point, length);
+            let mut records = Vec::new();
+            // Warm-up requests all finish before the measured ones start.
+            let mut status = self.phase(point as u32, length, 0..warmup, &mut records, observer, cancel).await;
+            if status.is_none() {
+                status = self.phase(point as u32, length, warmup..total, &mut records, observer, cancel).await;
+            }
+            if status.is_some() {
+                self.abandon(&mut records);
+            }
+            if !records.is_empty() {
+                let stats = PointStats::compute(length, &records);
+                observer.point_done(point, &stats);
+                report.points.push(stats);
+            }
+            report.requests.append(&mut records);
+            if let Some(status) = status {
+                return status;
+            }
+        }
+        RunStatus::Completed
+    }
+
+    /// Sends requests `seqs` of a point, `concurrency` at a time, and collects them all.
+    /// Returns the run's end status if it must stop early.
+    async fn phase(
+        &mut self,
+        point: u32,
+        length: u32,
+        seqs: std::ops::Range<u32>,
+        records: &mut Vec<RequestRecord>,
+        observer: &mut dyn Observer,
+        cancel: &CancellationToken,
+    ) -> Option<RunStatus> {
+        let warmup = seqs.start < self.spec.warmup;
+        let mut next = seqs.start;
+        let mut in_flight = 0u32;
+        let mut ticker = tokio::time::interval(TIMEOUT_CHECK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while next < seqs.end || in_flight > 0 {
+            while in_flight < self.spec.concurrency && next < seqs.end {
+                self.issue(point, next, length, warmup);
+                next += 1;
+                in_flight += 1;
+            }
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => return Some(RunStatus::Cancelled),
+                done = self.done.recv() => match done {
+                    Some(Done::Record(record)) => {
+                        in_flight -= 1;
+                        observer.request_done(&record);
+                        records.push(record);
+                    }
+                    Some(Done::Fatal(error)) => return Some(RunStatus::Failed { error }),
+                    None => unreachable!("the sweep holds a sender through its streams"),
+                },
+                _ = ticker.tick() => {
+                    for record in self.expire() {
+                        in_flight -= 1;
+                        observer.request_done(&record);
+                        records.push(record);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn issue(&mut self, point: u32, seq: u32, length: u32, warmup: bool) {
+        let prompt = synthetic_prompt(point, seq, length);
+        let id = format!("{point}-{seq}");
+        let request = self.plan.request(id.clone(), &prompt);
+        let stream = &self.streams[self.next_stream];
+        self.next_stream = (self.next_stream + 1) % self.streams.len();
+        let mut map = lock(&stream.inflight);
+        let send_ns = self.clock.now_ns();
+        map.insert(
+            id,
+            InFlight {
+                point,
+                seq,
+                warmup,
+                prompt_words: length,
+                send_ns,
+                reader: self.plan.reader(&prompt),
+                responses: Vec::new(),
+                num_input_tokens: None,
+                server_counted: false,
+                error: None,
+            },
+        );
+        drop(map);
+        // A closed stream has already failed its requests and reported why; this one joins them.
+        if let Err(mpsc::error::SendError(request)) = stream.out.send(request)
+            && let Some(mut lost) = lock(&stream.inflight).remove(&request.id)
+        {
+            lost.error = Some("the stream was already closed when this request was sent".into());
+            let _ = self.done_tx.send(Done::Record(lost.finish(request.id, None)));
+        }
+    }
+
+    /// Abandons requests past their timeout.
+    fn expire(&self) -> Vec<RequestRecord> {
+        let now = self.clock.now_ns();
+        let limit = self.spec.request_timeout_ms.saturating_mul(1_000_000);
+        let mut out = Vec::new();
+        for stream in &self.streams {
+            let mut map = lock(&stream.inflight);
+            let expired: Vec<String> =
+                map.iter().filter(|(_, r)| now.saturating_sub(r.send_ns) > limit).map(|(id, _)| id.clone()).collect();
+            for id in expired {
+                let mut request = map.remove(&id).expect("listed above");
+                request.error = Some(format!(
+                    "no final response within the request timeout of {} ms",
+                    self.spec.request_timeout_ms
+                ));
+                out.push(request.finish(id, None));
+            }
+        }
+        out
+    }
+
+    /// Collects what already finished, then marks every unfinished request as abandoned.
+    fn abandon(&mut self, records: &mut Vec<RequestRecord>) {
+        while let Ok(done) = self.done.try_recv() {
+            if let Done::Record(record) = done {
+                records.push(record);
+            }
+        }
+        for stream in &self.streams {
+            for (id, mut request) in lock(&stream.inflight).drain() {
+                request.error.get_or_insert_with(|| "abandoned: the run stopped before this request finished".into());
+                records.push(request.finish(id, None));
+            }
+        }
+    }
+
+    /// Ends every stream; dropping them cancels any work left on the server.
+    fn shutdown(self) {
+        self.streams_cancel.cancel();
+    }
+}

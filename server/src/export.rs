@@ -1,0 +1,112 @@
+//! perf_analyzer's profile-export format, so scripts written for it read tokenscope's runs.
+//!
+//! One experiment per sweep point; times are system-clock nanoseconds since the epoch,
+//! converted from the run's monotonic offsets through its single clock anchor.
+
+use serde_json::{Value, json};
+use shared::prompt::synthetic_prompt;
+use shared::{InputStyle, RunReport};
+
+/// Builds the profile export of a run. Warm-up requests are left out, as they are from statistics.
+pub fn profile_export(report: &RunReport) -> Value {
+    let spec = &report.spec;
+    let style = report.model.as_ref().map_or(spec.input_style, |m| m.input_style);
+    let unix = |offset: u64| report.started_unix_ns + offset as i64;
+    let experiments: Vec<Value> = (0..spec.prompt_lengths.len() as u32)
+        .filter_map(|point| {
+            let records: Vec<_> = report.requests.iter().filter(|r| r.point == point && !r.warmup).collect();
+            if records.is_empty() {
+                return None;
+            }
+            let requests: Vec<Value> = records
+                .iter()
+                .map(|r| {
+                    let prompt = synthetic_prompt(r.point, r.seq, r.prompt_words);
+                    json!({
+                        "timestamp": unix(r.send_ns),
+                        "request_inputs": request_inputs(style, &prompt, spec.max_tokens, spec.ignore_eos),
+                        "response_timestamps": r.responses.iter().map(|c| unix(c.at_ns)).collect::<Vec<_>>(),
+                        "response_outputs": r.responses.iter().map(|c| json!({ "text_output": c.text })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            let start = records.iter().map(|r| r.send_ns).min().unwrap_or(0);
+            let end = records
+                .iter()
+                .map(|r| r.responses.last().map_or(r.send_ns, |c| c.at_ns))
+                .max()
+                .unwrap_or(start);
+            Some(json!({
+                "experiment": { "mode": "concurrency", "value": spec.concurrency },
+                "requests": requests,
+                "window_boundaries": [unix(start), unix(end)],
+            }))
+        })
+        .collect();
+    json!({
+        "experiments": experiments,
+        "version": report.tool,
+        "service_kind": "triton",
+        "endpoint": "",
+    })
+}
+
+/// The inputs of a request as perf_analyzer lists them, by the model's own input names.
+fn request_inputs(style: InputStyle, prompt: &str, max_tokens: u32, ignore_eos: bool) -> Value {
+    let sampling = format!(r#"{{"max_tokens":{max_tokens},"ignore_eos":{ignore_eos}}}"#);
+    match style {
+        InputStyle::Tutorial => json!({ "PROMPT": prompt, "STREAM": true, "SAMPLING_PARAMETERS": sampling }),
+        InputStyle::Trtllm => json!({ "text_input": prompt, "max_tokens": max_tokens, "stream": true }),
+        _ => json!({ "text_input": prompt, "stream": true, "sampling_parameters": sampling }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::{RequestRecord, ResponseRecord, RunStatus, SweepSpec, TokenCountSource};
+
+    #[test]
+    fn guide_average_matches_our_ttft() {
+        let spec = SweepSpec { model: "m".into(), prompt_lengths: vec![4], warmup: 1, ..SweepSpec::default() };
+        let record = |seq: u32, warmup: bool, send_ns: u64, first: u64| RequestRecord {
+            point: 0,
+            seq,
+            warmup,
+            id: format!("0-{seq}"),
+            prompt_words: 4,
+            num_input_tokens: None,
+            send_ns,
+            responses: vec![
+                ResponseRecord { at_ns: first, tokens: 1, text: " a".into(), server_send_unix_ns: None },
+                ResponseRecord { at_ns: first + 10, tokens: 0, text: String::new(), server_send_unix_ns: None },
+            ],
+            final_ns: Some(first + 10),
+            token_source: TokenCountSource::Responses,
+            error: None,
+        };
+        let mut report = RunReport {
+            tool: "tokenscope test".into(),
+            spec,
+            started_unix_ns: 1_700_000_000_000_000_000,
+            model: None,
+            status: RunStatus::Completed,
+            prompt_lengths_approximate: true,
+            points: vec![],
+            requests: vec![record(0, true, 0, 99), record(1, false, 1000, 3000), record(2, false, 5000, 9000)],
+        };
+        report.recompute_points();
+        let export = profile_export(&report);
+        let requests = export["experiments"][0]["requests"].as_array().unwrap();
+        assert_eq!(requests.len(), 2, "warm-up is left out");
+        // The guide's method: mean of (first response - send).
+        let mean_ns: f64 = requests
+            .iter()
+            .map(|r| (r["response_timestamps"][0].as_i64().unwrap() - r["timestamp"].as_i64().unwrap()) as f64)
+            .sum::<f64>()
+            / requests.len() as f64;
+        assert_eq!(mean_ns / 1e6, report.points[0].ttft_ms.as_ref().unwrap().mean);
+        assert_eq!(requests[0]["response_outputs"][0]["text_output"], " a");
+        assert_eq!(requests[0]["request_inputs"]["text_input"].as_str().unwrap().split(' ').count(), 4);
+    }
+}

@@ -1,0 +1,18 @@
+//! The tokenscope proxy: drives streaming gRPC requests at Triton, times every response,
+//! and serves a simulated Triton for demos, tests and benchmarks.
+
+pub mod bytes;
+pub mod cli;
+pub mod clock;
+pub mod engine;
+pub mod export;
+pub mod sim;
+pub mod style;
+pub mod sweep;
+pub mod triton;
+
+/// Code generated from `proto/inference.proto`.
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("inference");
+}

@@ -1,0 +1,227 @@
+//! A simulated Triton: the same gRPC protocol, with LLMs of every convention whose latency
+//! follows a schedule set on the command line.
+
+pub mod model;
+mod scheduler;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc as std_mpsc};
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status, Streaming};
+
+pub use model::{MODELS, SimConfig, SimModel};
+use scheduler::{Counters, Job, Sink};
+
+use crate::pb;
+use crate::pb::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
+
+/// The simulated server's state; cheap to clone.
+#[derive(Clone)]
+pub struct Sim {
+    jobs: std_mpsc::Sender<Job>,
+    counters: Arc<HashMap<&'static str, Counters>>,
+}
+
+impl Sim {
+    /// Starts the scheduler thread; it ends when the last clone of the returned `Sim` is dropped
+    /// and every started request has finished.
+    pub fn new(config: SimConfig) -> Self {
+        let (jobs, receiver) = std_mpsc::channel();
+        let counters: Arc<HashMap<_, _>> = Arc::new(MODELS.iter().map(|m| (m.name, Counters::default())).collect());
+        let thread_counters = counters.clone();
+        std::thread::Builder::new()
+            .name("sim-scheduler".into())
+            .spawn(move || scheduler::run(config, receiver, thread_counters))
+            .expect("the scheduler thread starts");
+        Self { jobs, counters }
+    }
+
+    fn model(name: &str) -> Result<&'static SimModel, Status> {
+        model::find(name).ok_or_else(|| Status::not_found(unknown_model(name)))
+    }
+}
+
+fn unknown_model(name: &str) -> String {
+    format!("Request for unknown model: '{name}' is not found")
+}
+
+/// Serves the simulator on `listener` until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, config: SimConfig, shutdown: CancellationToken) -> Result<(), tonic::transport::Error> {
+    // Small responses must leave at once: no Nagle delay on accepted connections.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(4096))
+        .add_service(GrpcInferenceServiceServer::new(Sim::new(config)).max_decoding_message_size(64 << 20))
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await
+}
+
+/// Starts the simulator on a loopback port chosen by the system; for tests, demos and the
+/// dashboard's built-in target. Cancel the token to stop it.
+pub async fn spawn(config: SimConfig) -> std::io::Result<(SocketAddr, CancellationToken)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(err) = serve(listener, config, token).await {
+            tracing::error!(cause = %err, "the simulated Triton stopped");
+        }
+    });
+    Ok((addr, shutdown))
+}
+
+type ResponseStream = UnboundedReceiverStream<Result<pb::ModelStreamInferResponse, Status>>;
+
+#[tonic::async_trait]
+impl GrpcInferenceService for Sim {
+    async fn server_live(&self, _: Request<pb::ServerLiveRequest>) -> Result<Response<pb::ServerLiveResponse>, Status> {
+        Ok(Response::new(pb::ServerLiveResponse { live: true }))
+    }
+
+    async fn server_ready(&self, _: Request<pb::ServerReadyRequest>) -> Result<Response<pb::ServerReadyResponse>, Status> {
+        Ok(Response::new(pb::ServerReadyResponse { ready: true }))
+    }
+
+    async fn model_ready(&self, request: Request<pb::ModelReadyRequest>) -> Result<Response<pb::ModelReadyResponse>, Status> {
+        Ok(Response::new(pb::ModelReadyResponse { ready: model::find(&request.get_ref().name).is_some() }))
+    }
+
+    async fn server_metadata(
+        &self,
+        _: Request<pb::ServerMetadataRequest>,
+    ) -> Result<Response<pb::ServerMetadataResponse>, Status> {
+        Ok(Response::new(pb::ServerMetadataResponse {
+            name: "tokenscope-sim".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            extensions: ["model_configuration", "model_repository", "statistics", "binary_tensor_data"]
+                .map(String::from)
+                .to_vec(),
+        }))
+    }
+
+    async fn model_metadata(
+        &self,
+        request: Request<pb::ModelMetadataRequest>,
+    ) -> Result<Response<pb::ModelMetadataResponse>, Status> {
+        Ok(Response::new(Self::model(&request.get_ref().name)?.metadata()))
+    }
+
+    async fn model_config(&self, request: Request<pb::ModelConfigRequest>) -> Result<Response<pb::ModelConfigResponse>, Status> {
+        let config = Self::model(&request.get_ref().name)?.config();
+        Ok(Response::new(pb::ModelConfigResponse { config: Some(config) }))
+    }
+
+    async fn model_statistics(
+        &self,
+        request: Request<pb::ModelStatisticsRequest>,
+    ) -> Result<Response<pb::ModelStatisticsResponse>, Status> {
+        let name = &request.get_ref().name;
+        if !name.is_empty() {
+            Self::model(name)?;
+        }
+        let model_stats = MODELS
+            .iter()
+            .filter(|m| name.is_empty() || m.name == name)
+            .map(|m| {
+                let c = &self.counters[m.name];
+                let success = c.success.load(Ordering::Relaxed);
+                pb::ModelStatistics {
+                    name: m.name.into(),
+                    version: "1".into(),
+                    last_inference: 0,
+                    inference_count: success,
+                    execution_count: success,
+                    inference_stats: Some(pb::InferStatistics {
+                        success: Some(pb::StatisticDuration { count: success, ns: c.success_ns.load(Ordering::Relaxed) }),
+                        fail: Some(pb::StatisticDuration { count: c.fail.load(Ordering::Relaxed), ns: 0 }),
+                        queue: Some(pb::StatisticDuration::default()),
+                        compute_input: Some(pb::StatisticDuration::default()),
+                        compute_infer: Some(pb::StatisticDuration::default()),
+                        compute_output: Some(pb::StatisticDuration::default()),
+                    }),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::ModelStatisticsResponse { model_stats }))
+    }
+
+    async fn repository_index(
+        &self,
+        _: Request<pb::RepositoryIndexRequest>,
+    ) -> Result<Response<pb::RepositoryIndexResponse>, Status> {
+        let models = MODELS
+            .iter()
+            .map(|m| pb::repository_index_response::ModelIndex {
+                name: m.name.into(),
+                version: "1".into(),
+                state: "READY".into(),
+                reason: String::new(),
+            })
+            .collect();
+        Ok(Response::new(pb::RepositoryIndexResponse { models }))
+    }
+
+    async fn model_infer(&self, request: Request<pb::ModelInferRequest>) -> Result<Response<pb::ModelInferResponse>, Status> {
+        let arrived = Instant::now();
+        let request = request.into_inner();
+        let model = Self::model(&request.model_name)?;
+        if model.decoupled {
+            return Err(Status::unimplemented(
+                "ModelInfer RPC doesn't support models with decoupled transaction policy",
+            ));
+        }
+        let ask = model.ask(&request).map_err(Status::invalid_argument)?;
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Job { model, ask, arrived, sink: Sink::Unary(tx) })
+            .map_err(|_| Status::unavailable("the simulator is shutting down"))?;
+        let response = rx.await.map_err(|_| Status::internal("the simulator dropped the request"))??;
+        Ok(Response::new(response))
+    }
+
+    type ModelStreamInferStream = ResponseStream;
+
+    async fn model_stream_infer(
+        &self,
+        request: Request<Streaming<pb::ModelInferRequest>>,
+    ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let jobs = self.jobs.clone();
+        tokio::spawn(async move {
+            // Errors about one request go on the stream, which stays open, as Triton does.
+            while let Ok(Some(request)) = inbound.message().await {
+                let arrived = Instant::now();
+                let admitted = model::find(&request.model_name)
+                    .ok_or_else(|| unknown_model(&request.model_name))
+                    .and_then(|model| model.ask(&request).map(|ask| (model, ask)));
+                match admitted {
+                    Ok((model, ask)) => {
+                        if jobs.send(Job { model, ask, arrived, sink: Sink::Stream(tx.clone()) }).is_err() {
+                            break;
+                        }
+                    }
+                    Err(message) => {
+                        let response = pb::ModelStreamInferResponse {
+                            error_message: message,
+                            infer_response: Some(pb::ModelInferResponse { id: request.id, ..Default::default() }),
+                        };
+                        if tx.send(Ok(response)).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Response::new(UnboundedReceiverStream::new(rx)))
+    }
+}

@@ -1,0 +1,416 @@
+//! The simulated models: their declared tensors, their latency schedule and how they answer.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use shared::InputStyle;
+
+use crate::bytes::{decode_raw, encode_raw_one};
+use crate::pb;
+use crate::pb::infer_parameter::ParameterChoice;
+use crate::pb::model_infer_response::InferOutputTensor;
+
+/// The latency model, set from the command line.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct SimConfig {
+    /// Prefill time of an empty prompt, in milliseconds.
+    #[arg(long, default_value_t = 15.0)]
+    pub prefill_base_ms: f64,
+    /// Prefill time added per prompt token, in milliseconds.
+    #[arg(long, default_value_t = 0.05)]
+    pub prefill_per_token_ms: f64,
+    /// Prefill time added per squared prompt token, in nanoseconds (attention's quadratic cost).
+    #[arg(long, default_value_t = 0.0)]
+    pub prefill_quadratic_ns: f64,
+    /// Time to decode one output token, in milliseconds.
+    #[arg(long, default_value_t = 12.0)]
+    pub decode_ms: f64,
+    /// Decode time added per 1,000 tokens of context (prompt plus output so far), in milliseconds.
+    #[arg(long, default_value_t = 0.0)]
+    pub decode_per_1k_context_ms: f64,
+    /// Decode time added per other sequence decoding at the same time (continuous batching), in milliseconds.
+    #[arg(long, default_value_t = 0.0)]
+    pub decode_per_sequence_ms: f64,
+    /// Random variation of every step, as a fraction (0.1 = up to ±10%), drawn from --seed.
+    #[arg(long, default_value_t = 0.0)]
+    pub jitter: f64,
+    /// Seed of the jitter.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Fail every Nth request with an error after its first token (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub fail_every: u64,
+    /// Make each token's text its send time (" @<unix ns>"), so any client's export shows its arrival delay.
+    #[arg(long)]
+    pub stamp_text: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            prefill_base_ms: 15.0,
+            prefill_per_token_ms: 0.05,
+            prefill_quadratic_ns: 0.0,
+            decode_ms: 12.0,
+            decode_per_1k_context_ms: 0.0,
+            decode_per_sequence_ms: 0.0,
+            jitter: 0.0,
+            seed: 1,
+            fail_every: 0,
+            stamp_text: false,
+        }
+    }
+}
+
+impl SimConfig {
+    /// Prefill time for a prompt of `tokens` tokens, before jitter.
+    pub fn prefill(&self, tokens: u32) -> Duration {
+        let n = f64::from(tokens);
+        let ms = self.prefill_base_ms + self.prefill_per_token_ms * n + self.prefill_quadratic_ns * n * n / 1e6;
+        Duration::from_secs_f64(ms.max(0.0) / 1e3)
+    }
+
+    /// Time of one decode step with `context` tokens of context and `active` sequences decoding.
+    pub fn decode(&self, context: u32, active: usize) -> Duration {
+        let ms = self.decode_ms
+            + self.decode_per_1k_context_ms * f64::from(context) / 1000.0
+            + self.decode_per_sequence_ms * active.saturating_sub(1) as f64;
+        Duration::from_secs_f64(ms.max(0.0) / 1e3)
+    }
+}
+
+/// A simulated model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimModel {
+    pub name: &'static str,
+    pub style: InputStyle,
+    pub decoupled: bool,
+}
+
+/// The models every simulated server has, one per convention plus a non-streaming one.
+pub const MODELS: [SimModel; 4] = [
+    SimModel { name: "sim-vllm", style: InputStyle::Vllm, decoupled: true },
+    SimModel { name: "sim-tutorial", style: InputStyle::Tutorial, decoupled: true },
+    SimModel { name: "sim-trtllm", style: InputStyle::Trtllm, decoupled: true },
+    SimModel { name: "sim-unary", style: InputStyle::Vllm, decoupled: false },
+];
+
+/// Finds a model by name.
+pub fn find(name: &str) -> Option<&'static SimModel> {
+    MODELS.iter().find(|m| m.name == name)
+}
+
+/// Words the simulated models "generate".
+const WORDS: [&str; 8] = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit"];
+
+/// What a request asks of a simulated model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ask {
+    pub id: String,
+    pub prompt: String,
+    pub prompt_tokens: u32,
+    pub max_tokens: u32,
+    pub want_input_count: bool,
+    pub want_output_count: bool,
+    pub empty_final: bool,
+}
+
+struct Tensor {
+    name: &'static str,
+    datatype: &'static str,
+    data_type: pb::DataType,
+    dims: &'static [i64],
+    optional: bool,
+}
+
+const fn tensor(name: &'static str, datatype: &'static str, data_type: pb::DataType, dims: &'static [i64], optional: bool) -> Tensor {
+    Tensor { name, datatype, data_type, dims, optional }
+}
+
+impl SimModel {
+    fn batched(&self) -> bool {
+        self.style == InputStyle::Trtllm
+    }
+
+    fn inputs(&self) -> Vec<Tensor> {
+        use pb::DataType::{TypeBool as Bool, TypeInt32 as Int32, TypeString as Bytes};
+        match self.style {
+            InputStyle::Tutorial => vec![
+                tensor("PROMPT", "BYTES", Bytes, &[1], false),
+                tensor("STREAM", "BOOL", Bool, &[1], false),
+                tensor("SAMPLING_PARAMETERS", "BYTES", Bytes, &[1], false),
+            ],
+            InputStyle::Trtllm => vec![
+                tensor("text_input", "BYTES", Bytes, &[1], false),
+                tensor("max_tokens", "INT32", Int32, &[1], false),
+                tensor("stream", "BOOL", Bool, &[1], true),
+                tensor("min_tokens", "INT32", Int32, &[1], true),
+            ],
+            _ => vec![
+                tensor("text_input", "BYTES", Bytes, &[1], false),
+                tensor("stream", "BOOL", Bool, &[1], true),
+                tensor("sampling_parameters", "BYTES", Bytes, &[1], true),
+                tensor("exclude_input_in_output", "BOOL", Bool, &[1], true),
+                tensor("return_num_input_tokens", "BOOL", Bool, &[1], true),
+                tensor("return_num_output_tokens", "BOOL", Bool, &[1], true),
+            ],
+        }
+    }
+
+    fn outputs(&self) -> Vec<Tensor> {
+        use pb::DataType::{TypeInt32 as Int32, TypeString as Bytes, TypeUint32 as Uint32};
+        match self.style {
+            InputStyle::Tutorial => vec![tensor("TEXT", "BYTES", Bytes, &[-1], false)],
+            InputStyle::Trtllm => vec![
+                tensor("text_output", "BYTES", Bytes, &[-1], false),
+                tensor("output_ids", "INT32", Int32, &[-1], false),
+            ],
+            _ => vec![
+                tensor("text_output", "BYTES", Bytes, &[-1], false),
+                tensor("num_input_tokens", "UINT32", Uint32, &[1], false),
+                tensor("num_output_tokens", "UINT32", Uint32, &[1], false),
+            ],
+        }
+    }
+
+    fn shape(&self, dims: &[i64]) -> Vec<i64> {
+        if self.batched() { [&[-1], dims].concat() } else { dims.to_vec() }
+    }
+
+    pub fn metadata(&self) -> pb::ModelMetadataResponse {
+        let meta = |t: Tensor| pb::model_metadata_response::TensorMetadata {
+            name: t.name.into(),
+            datatype: t.datatype.into(),
+            shape: self.shape(t.dims),
+        };
+        pb::ModelMetadataResponse {
+            name: self.name.into(),
+            versions: vec!["1".into()],
+            platform: if self.batched() { "ensemble".into() } else { "python".into() },
+            inputs: self.inputs().into_iter().map(meta).collect(),
+            outputs: self.outputs().into_iter().map(meta).collect(),
+        }
+    }
+
+    pub fn config(&self) -> pb::ModelConfig {
+        pb::ModelConfig {
+            name: self.name.into(),
+            platform: if self.batched() { "ensemble".into() } else { String::new() },
+            backend: if self.batched() { String::new() } else { "python".into() },
+            max_batch_size: if self.batched() { 8 } else { 0 },
+            input: self
+                .inputs()
+                .into_iter()
+                .map(|t| pb::ModelInput {
+                    name: t.name.into(),
+                    data_type: t.data_type as i32,
+                    dims: t.dims.to_vec(),
+                    optional: t.optional,
+                })
+                .collect(),
+            output: self
+                .outputs()
+                .into_iter()
+                .map(|t| pb::ModelOutput { name: t.name.into(), data_type: t.data_type as i32, dims: t.dims.to_vec() })
+                .collect(),
+            model_transaction_policy: Some(pb::ModelTransactionPolicy { decoupled: self.decoupled }),
+        }
+    }
+
+    /// Reads a request, with Triton's kind of message when it does not fit the model.
+    pub fn ask(&self, request: &pb::ModelInferRequest) -> Result<Ask, String> {
+        let id = request.id.clone();
+        let expected: Vec<&str> = self.inputs().iter().filter(|t| !t.optional).map(|t| t.name).collect();
+        let missing: Vec<&str> = expected.iter().copied().filter(|n| !request.inputs.iter().any(|i| i.name == *n)).collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "[request id: {id}] expected {} inputs but got {} inputs for model '{}'. Got input(s) [{}], but missing required input(s) [{}]",
+                expected.len(),
+                request.inputs.len(),
+                self.name,
+                request.inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", "),
+                missing.join(", ")
+            ));
+        }
+        if let Some(unknown) = request.inputs.iter().find(|i| !self.inputs().iter().any(|t| t.name == i.name)) {
+            return Err(format!("[request id: {id}] unexpected inference input '{}' for model '{}'", unknown.name, self.name));
+        }
+        let prompt_name = if self.style == InputStyle::Tutorial { "PROMPT" } else { "text_input" };
+        let prompt = input_bytes(request, prompt_name)
+            .ok_or_else(|| format!("[request id: {id}] input '{prompt_name}' holds no BYTES element"))?;
+        let prompt = String::from_utf8_lossy(&prompt).into_owned();
+        let max_tokens = match self.style {
+            InputStyle::Trtllm => input_int(request, "max_tokens")
+                .ok_or_else(|| format!("[request id: {id}] input 'max_tokens' holds no INT32 element"))?,
+            _ => {
+                let name = if self.style == InputStyle::Tutorial { "SAMPLING_PARAMETERS" } else { "sampling_parameters" };
+                match input_bytes(request, name) {
+                    None => 16,
+                    Some(json) => serde_json::from_slice::<serde_json::Value>(&json)
+                        .map_err(|e| format!("[request id: {id}] {name} is not JSON: {e}"))?
+                        .get("max_tokens")
+                        .and_then(serde_json::Value::as_u64)
+                        .unwrap_or(16) as i64,
+                }
+            }
+        };
+        let max_tokens = u32::try_from(max_tokens)
+            .ok()
+            .filter(|&n| n >= 1)
+            .ok_or_else(|| format!("[request id: {id}] max_tokens must be at least 1, got {max_tokens}"))?;
+        let empty_final = matches!(
+            request.parameters.get("triton_enable_empty_final_response").and_then(|p| p.parameter_choice.as_ref()),
+            Some(ParameterChoice::BoolParam(true))
+        );
+        Ok(Ask {
+            id,
+            prompt_tokens: shared::prompt::word_count(&prompt) as u32,
+            prompt,
+            max_tokens,
+            want_input_count: input_bool(request, "return_num_input_tokens"),
+            want_output_count: input_bool(request, "return_num_output_tokens"),
+            empty_final,
+        })
+    }
+
+    /// Tokens the `n`th content response (from 0) carries: TensorRT-LLM's now and then carry two.
+    pub fn tokens_in_response(&self, n: u32, left: u32) -> u32 {
+        if self.style == InputStyle::Trtllm && n % 5 == 4 { left.min(2) } else { left.min(1) }
+    }
+
+    /// Whether this model sends its final flag as a separate empty response.
+    pub fn separate_final(&self) -> bool {
+        self.decoupled && self.style != InputStyle::Vllm
+    }
+
+    /// A content response carrying tokens `first..first + count` of the output.
+    pub fn content(&self, ask: &Ask, generated: &str, first: u32, count: u32, is_final: bool, text: &str) -> pb::ModelInferResponse {
+        let mut outputs = Vec::new();
+        let mut raw = Vec::new();
+        let shape = if self.batched() { vec![1, 1] } else { vec![1] };
+        let mut push = |name: &str, datatype: &str, shape: Vec<i64>, bytes: Vec<u8>| {
+            outputs.push(InferOutputTensor { name: name.into(), datatype: datatype.into(), shape, ..Default::default() });
+            raw.push(bytes);
+        };
+        match self.style {
+            InputStyle::Tutorial => {
+                let full = format!("{}{generated}", ask.prompt);
+                push("TEXT", "BYTES", shape, encode_raw_one(full.as_bytes()));
+            }
+            InputStyle::Trtllm => {
+                push("text_output", "BYTES", shape, encode_raw_one(text.as_bytes()));
+                let ids: Vec<u8> = (first..first + count).flat_map(|i| (1000 + i as i32).to_le_bytes()).collect();
+                push("output_ids", "INT32", vec![1, i64::from(count)], ids);
+            }
+            _ => {
+                push("text_output", "BYTES", shape.clone(), encode_raw_one(text.as_bytes()));
+                if ask.want_input_count {
+                    push("num_input_tokens", "UINT32", shape.clone(), ask.prompt_tokens.to_le_bytes().to_vec());
+                }
+                if ask.want_output_count {
+                    push("num_output_tokens", "UINT32", shape, count.to_le_bytes().to_vec());
+                }
+            }
+        }
+        pb::ModelInferResponse {
+            model_name: self.name.into(),
+            model_version: "1".into(),
+            id: ask.id.clone(),
+            parameters: final_flag(is_final),
+            outputs,
+            raw_output_contents: raw,
+        }
+    }
+
+    /// The empty response that only says "final".
+    pub fn empty_final(&self, ask: &Ask) -> pb::ModelInferResponse {
+        pb::ModelInferResponse {
+            model_name: self.name.into(),
+            model_version: "1".into(),
+            id: ask.id.clone(),
+            parameters: final_flag(true),
+            ..Default::default()
+        }
+    }
+}
+
+/// The text of output token `i`.
+pub fn token_text(i: u32) -> &'static str {
+    WORDS[i as usize % WORDS.len()]
+}
+
+fn final_flag(is_final: bool) -> HashMap<String, pb::InferParameter> {
+    HashMap::from([(
+        "triton_final_response".to_string(),
+        pb::InferParameter { parameter_choice: Some(ParameterChoice::BoolParam(is_final)) },
+    )])
+}
+
+fn input_index(request: &pb::ModelInferRequest, name: &str) -> Option<usize> {
+    request.inputs.iter().position(|i| i.name == name)
+}
+
+fn input_raw<'a>(request: &'a pb::ModelInferRequest, i: usize) -> Option<&'a [u8]> {
+    request.raw_input_contents.get(i).map(Vec::as_slice)
+}
+
+fn input_bytes(request: &pb::ModelInferRequest, name: &str) -> Option<Vec<u8>> {
+    let i = input_index(request, name)?;
+    match input_raw(request, i) {
+        Some(raw) => decode_raw(raw).ok()?.first().map(|e| e.to_vec()),
+        None => request.inputs[i].contents.as_ref()?.bytes_contents.first().cloned(),
+    }
+}
+
+fn input_int(request: &pb::ModelInferRequest, name: &str) -> Option<i64> {
+    let i = input_index(request, name)?;
+    match input_raw(request, i) {
+        Some(raw) if raw.len() >= 8 && request.inputs[i].datatype == "INT64" => {
+            Some(i64::from_le_bytes(raw[..8].try_into().ok()?))
+        }
+        Some(raw) if raw.len() >= 4 => Some(i64::from(i32::from_le_bytes(raw[..4].try_into().ok()?))),
+        Some(_) => None,
+        None => {
+            let c = request.inputs[i].contents.as_ref()?;
+            c.int_contents.first().map(|&v| i64::from(v)).or_else(|| c.int64_contents.first().copied())
+        }
+    }
+}
+
+fn input_bool(request: &pb::ModelInferRequest, name: &str) -> bool {
+    let Some(i) = input_index(request, name) else { return false };
+    match input_raw(request, i) {
+        Some(raw) => raw.first().is_some_and(|&b| b != 0),
+        None => request.inputs[i].contents.as_ref().and_then(|c| c.bool_contents.first().copied()).unwrap_or(false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_model_adds_up() {
+        let config = SimConfig {
+            prefill_base_ms: 10.0,
+            prefill_per_token_ms: 0.5,
+            prefill_quadratic_ns: 1000.0,
+            decode_ms: 2.0,
+            decode_per_1k_context_ms: 1.0,
+            decode_per_sequence_ms: 0.25,
+            ..SimConfig::default()
+        };
+        // 10 + 0.5 * 100 + 1000 ns * 100^2 = 10 + 50 + 10 ms
+        assert_eq!(config.prefill(100), Duration::from_millis(70));
+        // 2 + 1 * 2000/1000 + 0.25 * 3
+        assert_eq!(config.decode(2000, 4), Duration::from_micros(4750));
+    }
+
+    #[test]
+    fn requests_missing_inputs_are_refused_like_triton() {
+        let model = find("sim-tutorial").unwrap();
+        let request = pb::ModelInferRequest { id: "x".into(), ..Default::default() };
+        let err = model.ask(&request).unwrap_err();
+        assert!(err.contains("missing required input(s) [PROMPT, STREAM, SAMPLING_PARAMETERS]"), "{err}");
+    }
+}

@@ -1,0 +1,566 @@
+//! Model conventions: which style a model speaks, how to build its requests and how to
+//! read its streamed responses.
+
+use std::collections::HashMap;
+
+use shared::InputStyle;
+use thiserror::Error;
+
+use crate::bytes::{decode_raw, encode_raw_one};
+use crate::pb;
+use crate::pb::infer_parameter::ParameterChoice;
+use crate::pb::model_infer_request::InferInputTensor;
+
+/// Response parameter in which a server (the simulator, or a test model) may put the time it
+/// sent the response, nanoseconds since the Unix epoch; an INT64 output of the same name works too.
+pub const SEND_TIME_KEY: &str = "send_ns";
+
+/// A tensor as a model declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSig {
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<i64>,
+}
+
+impl std::fmt::Display for TensorSig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} {:?}", self.name, self.datatype, self.shape)
+    }
+}
+
+/// What a model declares: its tensors from ModelMetadata and, when the server gives its
+/// configuration, batching and the decoupled flag.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ModelSignature {
+    pub name: String,
+    pub versions: Vec<String>,
+    pub inputs: Vec<TensorSig>,
+    pub outputs: Vec<TensorSig>,
+    /// `None` when the server did not give the configuration.
+    pub max_batch_size: Option<i32>,
+    pub decoupled: Option<bool>,
+}
+
+impl ModelSignature {
+    pub fn from_pb(meta: &pb::ModelMetadataResponse, config: Option<&pb::ModelConfig>) -> Self {
+        let sig = |t: &pb::model_metadata_response::TensorMetadata| TensorSig {
+            name: t.name.clone(),
+            datatype: t.datatype.clone(),
+            shape: t.shape.clone(),
+        };
+        Self {
+            name: meta.name.clone(),
+            versions: meta.versions.clone(),
+            inputs: meta.inputs.iter().map(sig).collect(),
+            outputs: meta.outputs.iter().map(sig).collect(),
+            max_batch_size: config.map(|c| c.max_batch_size),
+            decoupled: config.map(|c| c.model_transaction_policy.is_some_and(|p| p.decoupled)),
+        }
+    }
+
+    pub fn has_input(&self, name: &str) -> bool {
+        self.inputs.iter().any(|t| t.name == name)
+    }
+
+    fn input(&self, name: &str) -> Option<&TensorSig> {
+        self.inputs.iter().find(|t| t.name == name)
+    }
+
+    /// Whether requests need a leading batch dimension. Without the configuration, a
+    /// variable first dimension on a rank-2 text input is taken as one.
+    pub fn batched(&self) -> bool {
+        match self.max_batch_size {
+            Some(n) => n > 0,
+            None => self
+                .inputs
+                .iter()
+                .find(|t| t.name == "text_input")
+                .is_some_and(|t| t.shape.len() >= 2 && t.shape[0] == -1),
+        }
+    }
+
+    fn input_list(&self) -> String {
+        self.inputs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum StyleError {
+    #[error(
+        "model '{model}' has inputs {inputs}, which match no known LLM convention; tokenscope speaks \
+         vllm (text_input, stream, sampling_parameters), tutorial (PROMPT, STREAM, SAMPLING_PARAMETERS) \
+         and trtllm (text_input, max_tokens)"
+    )]
+    NoMatch { model: String, inputs: String },
+    #[error("model '{model}' lacks input(s) {missing} needed by the {style} style; its inputs are {inputs}")]
+    Missing { model: String, style: InputStyle, missing: String, inputs: String },
+}
+
+/// The inputs each style needs.
+fn required_inputs(style: InputStyle) -> &'static [&'static str] {
+    match style {
+        InputStyle::Auto => &[],
+        InputStyle::Vllm => &["text_input", "sampling_parameters"],
+        InputStyle::Tutorial => &["PROMPT", "SAMPLING_PARAMETERS"],
+        InputStyle::Trtllm => &["text_input", "max_tokens"],
+    }
+}
+
+/// Picks the style for a model: the asked one after checking the model has its inputs, or,
+/// for `auto`, the one its inputs match.
+pub fn resolve_style(sig: &ModelSignature, asked: InputStyle) -> Result<InputStyle, StyleError> {
+    let style = match asked {
+        InputStyle::Auto => [InputStyle::Tutorial, InputStyle::Vllm, InputStyle::Trtllm]
+            .into_iter()
+            .find(|&s| required_inputs(s).iter().all(|name| sig.has_input(name)))
+            .ok_or_else(|| StyleError::NoMatch { model: sig.name.clone(), inputs: sig.input_list() })?,
+        other => other,
+    };
+    let missing: Vec<&str> = required_inputs(style).iter().copied().filter(|n| !sig.has_input(n)).collect();
+    if !missing.is_empty() {
+        return Err(StyleError::Missing {
+            model: sig.name.clone(),
+            style,
+            missing: missing.join(", "),
+            inputs: sig.input_list(),
+        });
+    }
+    Ok(style)
+}
+
+/// Everything needed to build a model's requests, worked out once per run.
+#[derive(Debug, Clone)]
+pub struct RequestPlan {
+    pub style: InputStyle,
+    template: pb::ModelInferRequest,
+    /// Name of the output carrying text.
+    text_output: &'static str,
+}
+
+impl RequestPlan {
+    /// Plans requests for `sig` in `style` (not `auto`).
+    pub fn new(sig: &ModelSignature, style: InputStyle, version: &str, max_tokens: u32, ignore_eos: bool) -> Self {
+        let batched = sig.batched();
+        let shape = if batched { vec![1, 1] } else { vec![1] };
+        let mut inputs = Vec::new();
+        let mut raw = Vec::new();
+        let mut push = |name: &str, datatype: &str, bytes: Vec<u8>| {
+            inputs.push(InferInputTensor {
+                name: name.into(),
+                datatype: datatype.into(),
+                shape: shape.clone(),
+                ..Default::default()
+            });
+            raw.push(bytes);
+        };
+        let sampling = format!(r#"{{"max_tokens":{max_tokens},"ignore_eos":{ignore_eos}}}"#);
+        let text_output = match style {
+            InputStyle::Vllm | InputStyle::Auto => {
+                push("text_input", "BYTES", Vec::new());
+                if sig.has_input("stream") {
+                    push("stream", "BOOL", vec![1]);
+                }
+                push("sampling_parameters", "BYTES", encode_raw_one(sampling.as_bytes()));
+                for flag in ["exclude_input_in_output", "return_num_input_tokens", "return_num_output_tokens"] {
+                    if sig.has_input(flag) {
+                        push(flag, "BOOL", vec![1]);
+                    }
+                }
+                "text_output"
+            }
+            InputStyle::Tutorial => {
+                push("PROMPT", "BYTES", Vec::new());
+                if sig.has_input("STREAM") {
+                    push("STREAM", "BOOL", vec![1]);
+                }
+                push("SAMPLING_PARAMETERS", "BYTES", encode_raw_one(sampling.as_bytes()));
+                "TEXT"
+            }
+            InputStyle::Trtllm => {
+                push("text_input", "BYTES", Vec::new());
+                push("max_tokens", int_type(sig, "max_tokens"), int_bytes(sig, "max_tokens", max_tokens));
+                if sig.has_input("stream") {
+                    push("stream", "BOOL", vec![1]);
+                }
+                // TensorRT-LLM has no ignore_eos: asking for at least max_tokens has the same effect.
+                if ignore_eos && let Some(name) = ["min_tokens", "min_length"].into_iter().find(|n| sig.has_input(n)) {
+                    push(name, int_type(sig, name), int_bytes(sig, name, max_tokens));
+                }
+                "text_output"
+            }
+        };
+        let mut parameters = HashMap::new();
+        parameters.insert(
+            "triton_enable_empty_final_response".to_string(),
+            pb::InferParameter { parameter_choice: Some(ParameterChoice::BoolParam(true)) },
+        );
+        let template = pb::ModelInferRequest {
+            model_name: sig.name.clone(),
+            model_version: version.to_string(),
+            parameters,
+            inputs,
+            raw_input_contents: raw,
+            ..Default::default()
+        };
+        Self { style, template, text_output }
+    }
+
+    /// The request for one prompt; the prompt is always the first input.
+    pub fn request(&self, id: String, prompt: &str) -> pb::ModelInferRequest {
+        let mut request = self.template.clone();
+        request.id = id;
+        request.raw_input_contents[0] = encode_raw_one(prompt.as_bytes());
+        request
+    }
+
+    /// A fresh reader for one request's responses.
+    pub fn reader(&self, prompt: &str) -> ResponseReader {
+        ResponseReader {
+            cumulative: self.style == InputStyle::Tutorial,
+            text_output: self.text_output,
+            prompt: Some(prompt.to_string()),
+            seen: String::new(),
+        }
+    }
+}
+
+fn int_type(sig: &ModelSignature, name: &str) -> &'static str {
+    match sig.input(name).map(|t| t.datatype.as_str()) {
+        Some("INT64") => "INT64",
+        Some("UINT32") => "UINT32",
+        _ => "INT32",
+    }
+}
+
+fn int_bytes(sig: &ModelSignature, name: &str, value: u32) -> Vec<u8> {
+    match int_type(sig, name) {
+        "INT64" => i64::from(value).to_le_bytes().to_vec(),
+        _ => value.to_le_bytes().to_vec(),
+    }
+}
+
+/// What one streamed response says.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Parsed {
+    pub id: String,
+    pub error: Option<String>,
+    pub is_final: bool,
+    /// New text (cumulative outputs reduced to their new part).
+    pub text: String,
+    pub tokens: u32,
+    /// Whether `tokens` came from the server rather than from counting responses.
+    pub server_counted: bool,
+    pub num_input_tokens: Option<u32>,
+    pub server_send_unix_ns: Option<i64>,
+}
+
+/// Reads one request's responses in order, keeping what cumulative outputs need.
+#[derive(Debug, Clone)]
+pub struct ResponseReader {
+    cumulative: bool,
+    text_output: &'static str,
+    /// The prompt: cumulative outputs may repeat it in front of every text, delta outputs in
+    /// front of the first (then it is dropped).
+    prompt: Option<String>,
+    /// Cumulative styles: the whole text so far, prompt removed.
+    seen: String,
+}
+
+impl ResponseReader {
+    /// Reads a response. `error_message` responses carry no parameters and are final.
+    pub fn read(&mut self, response: &pb::ModelStreamInferResponse) -> Parsed {
+        let Some(infer) = &response.infer_response else {
+            return Parsed { error: Some(nonempty(&response.error_message)), is_final: true, ..Parsed::default() };
+        };
+        let mut parsed = Parsed { id: infer.id.clone(), ..Parsed::default() };
+        if !response.error_message.is_empty() {
+            parsed.error = Some(response.error_message.clone());
+            parsed.is_final = true;
+            return parsed;
+        }
+        parsed.is_final = match infer.parameters.get("triton_final_response").and_then(|p| p.parameter_choice.as_ref()) {
+            Some(ParameterChoice::BoolParam(b)) => *b,
+            // A server that does not flag finals answers once per request.
+            _ => true,
+        };
+        parsed.server_send_unix_ns = match infer.parameters.get(SEND_TIME_KEY).and_then(|p| p.parameter_choice.as_ref()) {
+            Some(ParameterChoice::Int64Param(ns)) => Some(*ns),
+            Some(ParameterChoice::Uint64Param(ns)) => Some(*ns as i64),
+            _ => output_ints(infer, SEND_TIME_KEY).and_then(|v| v.first().copied()),
+        };
+        let text = output_bytes(infer, self.text_output)
+            .map(|elements| elements.into_iter().map(|e| String::from_utf8_lossy(&e).into_owned()).collect::<String>())
+            .unwrap_or_default();
+        parsed.text = self.new_text(text);
+        parsed.num_input_tokens =
+            output_ints(infer, "num_input_tokens").and_then(|v| v.first().copied()).map(|n| n as u32);
+        let server_count = output_ints(infer, "num_output_tokens")
+            .and_then(|v| v.first().copied())
+            .or_else(|| output_ints(infer, "output_ids").map(|ids| ids.len() as i64));
+        match server_count {
+            Some(n) => {
+                parsed.tokens = n.max(0) as u32;
+                parsed.server_counted = true;
+            }
+            None => parsed.tokens = u32::from(!parsed.text.is_empty()),
+        }
+        parsed
+    }
+
+    fn new_text(&mut self, mut text: String) -> String {
+        if text.is_empty() {
+            return text;
+        }
+        if !self.cumulative {
+            // Delta outputs: only the first text may echo the prompt.
+            return match self.prompt.take() {
+                Some(prompt) if text.starts_with(&prompt) => text.split_off(prompt.len()),
+                _ => text,
+            };
+        }
+        if let Some(prompt) = &self.prompt
+            && text.starts_with(prompt.as_str())
+        {
+            text.drain(..prompt.len());
+        }
+        if text.starts_with(&self.seen) {
+            let new = text.split_off(self.seen.len());
+            self.seen.push_str(&new);
+            return new;
+        }
+        // Not an extension of what came before: take it whole.
+        self.seen.clone_from(&text);
+        text
+    }
+}
+
+fn nonempty(message: &str) -> String {
+    if message.is_empty() { "the server reported an error without a message".into() } else { message.into() }
+}
+
+fn output_index(infer: &pb::ModelInferResponse, name: &str) -> Option<usize> {
+    infer.outputs.iter().position(|o| o.name == name)
+}
+
+/// A BYTES output's elements, from `raw_output_contents` (Triton) or `contents` (other servers).
+pub fn output_bytes(infer: &pb::ModelInferResponse, name: &str) -> Option<Vec<Vec<u8>>> {
+    let i = output_index(infer, name)?;
+    if let Some(raw) = infer.raw_output_contents.get(i) {
+        return decode_raw(raw).ok().map(|v| v.into_iter().map(<[u8]>::to_vec).collect());
+    }
+    infer.outputs[i].contents.as_ref().map(|c| c.bytes_contents.clone())
+}
+
+/// An integer output's elements as i64, from raw contents or `contents`, whatever its width.
+pub fn output_ints(infer: &pb::ModelInferResponse, name: &str) -> Option<Vec<i64>> {
+    let i = output_index(infer, name)?;
+    let datatype = infer.outputs[i].datatype.as_str();
+    if let Some(raw) = infer.raw_output_contents.get(i) {
+        let width = match datatype {
+            "INT64" | "UINT64" => 8,
+            "INT32" | "UINT32" => 4,
+            _ => return None,
+        };
+        return Some(
+            raw.chunks_exact(width)
+                .map(|c| match datatype {
+                    "INT64" => i64::from_le_bytes(c.try_into().unwrap()),
+                    "UINT64" => u64::from_le_bytes(c.try_into().unwrap()) as i64,
+                    "INT32" => i64::from(i32::from_le_bytes(c.try_into().unwrap())),
+                    _ => i64::from(u32::from_le_bytes(c.try_into().unwrap())),
+                })
+                .collect(),
+        );
+    }
+    let c = infer.outputs[i].contents.as_ref()?;
+    Some(match datatype {
+        "INT64" => c.int64_contents.clone(),
+        "UINT64" => c.uint64_contents.iter().map(|&v| v as i64).collect(),
+        "INT32" => c.int_contents.iter().map(|&v| i64::from(v)).collect(),
+        "UINT32" => c.uint_contents.iter().map(|&v| i64::from(v)).collect(),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pb::model_infer_response::InferOutputTensor;
+
+    fn t(name: &str, datatype: &str, shape: &[i64]) -> TensorSig {
+        TensorSig { name: name.into(), datatype: datatype.into(), shape: shape.to_vec() }
+    }
+
+    /// Signatures as Triton reports them for the three model families (ModelMetadata shapes).
+    fn vllm() -> ModelSignature {
+        ModelSignature {
+            name: "vllm_model".into(),
+            inputs: vec![
+                t("text_input", "BYTES", &[1]),
+                t("stream", "BOOL", &[1]),
+                t("sampling_parameters", "BYTES", &[1]),
+                t("exclude_input_in_output", "BOOL", &[1]),
+                t("return_num_output_tokens", "BOOL", &[1]),
+            ],
+            outputs: vec![t("text_output", "BYTES", &[-1]), t("num_output_tokens", "UINT32", &[1])],
+            max_batch_size: Some(0),
+            decoupled: Some(true),
+            ..Default::default()
+        }
+    }
+
+    fn tutorial() -> ModelSignature {
+        ModelSignature {
+            name: "vllm".into(),
+            inputs: vec![t("PROMPT", "BYTES", &[1]), t("STREAM", "BOOL", &[1]), t("SAMPLING_PARAMETERS", "BYTES", &[1])],
+            outputs: vec![t("TEXT", "BYTES", &[-1])],
+            max_batch_size: Some(0),
+            decoupled: Some(true),
+            ..Default::default()
+        }
+    }
+
+    fn trtllm() -> ModelSignature {
+        ModelSignature {
+            name: "ensemble".into(),
+            inputs: vec![
+                t("text_input", "BYTES", &[-1, 1]),
+                t("max_tokens", "INT32", &[-1, 1]),
+                t("bad_words", "BYTES", &[-1, -1]),
+                t("stop_words", "BYTES", &[-1, -1]),
+                t("end_id", "INT32", &[-1, 1]),
+                t("min_tokens", "INT32", &[-1, 1]),
+                t("stream", "BOOL", &[-1, 1]),
+            ],
+            outputs: vec![t("text_output", "BYTES", &[-1, -1])],
+            max_batch_size: None,
+            decoupled: None,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn auto_detects_each_family() {
+        assert_eq!(resolve_style(&vllm(), InputStyle::Auto), Ok(InputStyle::Vllm));
+        assert_eq!(resolve_style(&tutorial(), InputStyle::Auto), Ok(InputStyle::Tutorial));
+        assert_eq!(resolve_style(&trtllm(), InputStyle::Auto), Ok(InputStyle::Trtllm));
+        assert!(trtllm().batched(), "a [-1, 1] text input means a batch dimension");
+        assert!(!vllm().batched());
+    }
+
+    #[test]
+    fn unknown_inputs_are_listed() {
+        let sig = ModelSignature { name: "resnet".into(), inputs: vec![t("INPUT0", "FP32", &[3, 224, 224])], ..Default::default() };
+        let err = resolve_style(&sig, InputStyle::Auto).unwrap_err().to_string();
+        assert!(err.contains("INPUT0: FP32 [3, 224, 224]"), "{err}");
+        let err = resolve_style(&vllm(), InputStyle::Tutorial).unwrap_err().to_string();
+        assert!(err.contains("lacks input(s) PROMPT, SAMPLING_PARAMETERS"), "{err}");
+    }
+
+    #[test]
+    fn trtllm_requests_carry_batch_dim_and_min_tokens() {
+        let plan = RequestPlan::new(&trtllm(), InputStyle::Trtllm, "", 256, true);
+        let req = plan.request("7".into(), "hi there");
+        let names: Vec<&str> = req.inputs.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["text_input", "max_tokens", "stream", "min_tokens"]);
+        assert!(req.inputs.iter().all(|i| i.shape == [1, 1]));
+        assert_eq!(req.raw_input_contents[0], encode_raw_one(b"hi there"));
+        assert_eq!(req.raw_input_contents[1], 256u32.to_le_bytes());
+        assert_eq!(req.id, "7");
+        assert!(matches!(
+            req.parameters["triton_enable_empty_final_response"].parameter_choice,
+            Some(ParameterChoice::BoolParam(true))
+        ));
+    }
+
+    #[test]
+    fn vllm_requests_carry_sampling_json() {
+        let plan = RequestPlan::new(&vllm(), InputStyle::Vllm, "1", 1, false);
+        let req = plan.request("a".into(), "x");
+        let i = req.inputs.iter().position(|i| i.name == "sampling_parameters").unwrap();
+        let json = decode_raw(&req.raw_input_contents[i]).unwrap()[0];
+        assert_eq!(json, br#"{"max_tokens":1,"ignore_eos":false}"#);
+        assert_eq!(req.model_version, "1");
+        assert!(req.inputs.iter().all(|i| i.shape == [1]));
+    }
+
+    fn response(id: &str, final_: Option<bool>, outputs: Vec<(&str, &str, Vec<u8>)>) -> pb::ModelStreamInferResponse {
+        let mut parameters = HashMap::new();
+        if let Some(f) = final_ {
+            parameters.insert(
+                "triton_final_response".to_string(),
+                pb::InferParameter { parameter_choice: Some(ParameterChoice::BoolParam(f)) },
+            );
+        }
+        pb::ModelStreamInferResponse {
+            error_message: String::new(),
+            infer_response: Some(pb::ModelInferResponse {
+                id: id.into(),
+                parameters,
+                outputs: outputs
+                    .iter()
+                    .map(|(name, datatype, _)| InferOutputTensor {
+                        name: (*name).into(),
+                        datatype: (*datatype).into(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                raw_output_contents: outputs.into_iter().map(|(_, _, raw)| raw).collect(),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn cumulative_text_counts_only_new_text() {
+        let plan = RequestPlan::new(&tutorial(), InputStyle::Tutorial, "", 3, false);
+        let mut reader = plan.reader("say hi");
+        let text = |s: &str| vec![("TEXT", "BYTES", encode_raw_one(s.as_bytes()))];
+        let a = reader.read(&response("1", Some(false), text("say hi Hello")));
+        let b = reader.read(&response("1", Some(false), text("say hi Hello world")));
+        let end = reader.read(&response("1", Some(true), vec![]));
+        assert_eq!((a.text.as_str(), a.tokens), (" Hello", 1));
+        assert_eq!((b.text.as_str(), b.tokens), (" world", 1));
+        assert_eq!((end.tokens, end.is_final), (0, true), "an empty final response is not a token");
+    }
+
+    #[test]
+    fn server_counts_win_over_response_counts() {
+        let plan = RequestPlan::new(&trtllm(), InputStyle::Trtllm, "", 8, false);
+        let mut reader = plan.reader("p");
+        let ids: Vec<u8> = [11i32, 12].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let r = reader.read(&response(
+            "9",
+            Some(false),
+            vec![("text_output", "BYTES", encode_raw_one(b" a b")), ("output_ids", "INT32", ids)],
+        ));
+        assert_eq!((r.tokens, r.server_counted, r.text.as_str()), (2, true, " a b"));
+    }
+
+    #[test]
+    fn contents_form_is_read_too() {
+        let mut response = response("1", Some(true), vec![]);
+        let infer = response.infer_response.as_mut().unwrap();
+        infer.outputs.push(InferOutputTensor {
+            name: "text_output".into(),
+            datatype: "BYTES".into(),
+            shape: vec![1],
+            contents: Some(pb::InferTensorContents { bytes_contents: vec![b"tok".to_vec()], ..Default::default() }),
+            ..Default::default()
+        });
+        let plan = RequestPlan::new(&vllm(), InputStyle::Vllm, "", 1, false);
+        let parsed = plan.reader("p").read(&response);
+        assert_eq!((parsed.text.as_str(), parsed.tokens, parsed.is_final), ("tok", 1, true));
+    }
+
+    #[test]
+    fn errors_are_final_and_missing_flags_mean_final() {
+        let plan = RequestPlan::new(&vllm(), InputStyle::Vllm, "", 1, false);
+        let err = pb::ModelStreamInferResponse { error_message: "boom".into(), infer_response: None };
+        let parsed = plan.reader("p").read(&err);
+        assert_eq!((parsed.error.as_deref(), parsed.is_final), (Some("boom"), true));
+        let parsed = plan.reader("p").read(&response("1", None, vec![]));
+        assert!(parsed.is_final);
+    }
+}

@@ -1,0 +1,192 @@
+//! The headless sweep: a progress bar while it runs, a table per prompt length, and files.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressStyle};
+use shared::{ModelInfo, PointStats, RequestRecord, RunReport, RunStatus, SweepSpec};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::SweepArgs;
+use crate::engine::{Observer, run_sweep};
+use crate::export::profile_export;
+
+/// Runs `tokenscope sweep`.
+pub async fn command(args: SweepArgs) -> anyhow::Result<ExitCode> {
+    let spec = args.spec();
+    let out = args.out.clone().unwrap_or_else(|| default_out(&spec.model));
+    run_and_report(spec, Some(&out), args.profile_export.as_deref()).await
+}
+
+/// Runs a sweep with a progress bar, prints its table and writes its files. A run that
+/// failed part-way still writes everything it measured.
+pub async fn run_and_report(spec: SweepSpec, out: Option<&Path>, profile: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let cancel = CancellationToken::new();
+    let on_interrupt = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupted: stopping and keeping what finished");
+            on_interrupt.cancel();
+        }
+    });
+    let mut progress = Progress::new(spec.total_requests());
+    let report = run_sweep(spec, &mut progress, cancel).await;
+    progress.bar.finish_and_clear();
+    if report.model.is_some() {
+        println!("{}", format_table(&report));
+    }
+    if let Some(out) = out.filter(|_| !report.requests.is_empty()) {
+        write_json(out, &serde_json::to_value(&report)?)?;
+        eprintln!("wrote {}", out.display());
+    }
+    if let Some(profile) = profile.filter(|_| !report.requests.is_empty()) {
+        write_json(profile, &profile_export(&report))?;
+        eprintln!("wrote {} (perf_analyzer profile export)", profile.display());
+    }
+    Ok(match report.status {
+        RunStatus::Completed => ExitCode::SUCCESS,
+        RunStatus::Cancelled => {
+            eprintln!("the run was cancelled");
+            ExitCode::from(130)
+        }
+        RunStatus::Failed { error } => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+        RunStatus::Running => unreachable!("a returned run has ended"),
+    })
+}
+
+struct Progress {
+    bar: ProgressBar,
+    errors: u64,
+}
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} requests, {msg} (eta {eta})")
+                .expect("a valid template"),
+        );
+        bar.set_message("0 errors");
+        Self { bar, errors: 0 }
+    }
+}
+
+impl Observer for Progress {
+    fn prepared(&mut self, model: &ModelInfo) {
+        self.bar.println(format!(
+            "model {} ({} style{}); prompt lengths are approximate tokens (words of synthetic text)",
+            model.name,
+            model.input_style,
+            if model.batched { ", batched inputs" } else { "" }
+        ));
+    }
+
+    fn point_started(&mut self, _point: usize, prompt_length: u32) {
+        self.bar.set_prefix(prompt_length.to_string());
+    }
+
+    fn request_done(&mut self, record: &RequestRecord) {
+        if record.error.is_some() && !record.warmup {
+            self.errors += 1;
+            self.bar.set_message(format!("{} errors", self.errors));
+        }
+        self.bar.inc(1);
+    }
+
+    fn point_done(&mut self, _point: usize, stats: &PointStats) {
+        self.bar.println(format!(
+            "prompt {:>6}: TTFT mean {} ms, token-to-token mean {} ms",
+            stats.prompt_length,
+            ms(stats.ttft_ms.as_ref().map(|s| s.mean)),
+            ms(stats.t2t_ms.as_ref().map(|s| s.mean)),
+        ));
+    }
+}
+
+fn ms(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".into(), |v| format!("{v:.3}"))
+}
+
+/// The table printed after a sweep: one row per prompt length.
+pub fn format_table(report: &RunReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>7} {:>6} {:>6} | {:>9} {:>9} {:>9} {:>9} | {:>8} {:>8} {:>8} {:>8} | {:>10}",
+        "prompt", "count", "errors", "TTFT mean", "p50", "p90", "p99", "T2T mean", "p50", "p90", "p99", "out tok/s"
+    );
+    for p in &report.points {
+        let ttft = p.ttft_ms.as_ref();
+        let t2t = p.t2t_ms.as_ref();
+        let _ = writeln!(
+            out,
+            "{:>7} {:>6} {:>6} | {:>9} {:>9} {:>9} {:>9} | {:>8} {:>8} {:>8} {:>8} | {:>10.1}",
+            p.prompt_length,
+            p.count,
+            p.errors,
+            ms(ttft.map(|s| s.mean)),
+            ms(ttft.map(|s| s.p50)),
+            ms(ttft.map(|s| s.p90)),
+            ms(ttft.map(|s| s.p99)),
+            ms(t2t.map(|s| s.mean)),
+            ms(t2t.map(|s| s.p50)),
+            ms(t2t.map(|s| s.p90)),
+            ms(t2t.map(|s| s.p99)),
+            p.output_tokens_per_s,
+        );
+    }
+    let _ = write!(
+        out,
+        "times in ms; prompt lengths in {}; T2T = token-to-token latency",
+        if report.prompt_lengths_approximate { "approximate tokens (words)" } else { "tokens as the server counted them" }
+    );
+    out
+}
+
+/// Writes JSON through a temporary file, so a crash never leaves half a file.
+pub fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
+    let tmp = path.with_extension("json.partial");
+    let file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    serde_json::to_writer(std::io::BufWriter::new(file), value).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
+}
+
+/// `tokenscope-MODEL-YYYYmmdd-HHMMSS.json` in the current folder, named so as not to overwrite.
+fn default_out(model: &str) -> PathBuf {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let safe: String = model.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    PathBuf::from(format!("tokenscope-{safe}-{}.json", utc_stamp(secs)))
+}
+
+/// `YYYYmmdd-HHMMSS` in UTC for seconds since the Unix epoch.
+fn utc_stamp(secs: u64) -> String {
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil-from-days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_are_utc_dates() {
+        assert_eq!(utc_stamp(0), "19700101-000000");
+        assert_eq!(utc_stamp(1_795_833_296), "20261128-023456");
+        assert_eq!(utc_stamp(951_782_400), "20000229-000000");
+    }
+}

@@ -1,0 +1,213 @@
+//! A Triton gRPC client that turns every failure into a message a user can act on.
+
+use std::time::Duration;
+
+use shared::{InputStyle, ModelInfo};
+use thiserror::Error;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::pb;
+use crate::pb::grpc_inference_service_client::GrpcInferenceServiceClient;
+use crate::style::{ModelSignature, RequestPlan, StyleError, resolve_style};
+
+/// How long to wait for a TCP connection and for each discovery call.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Error)]
+pub enum TritonError {
+    #[error("{target:?} is not a valid address: {cause}; give the server's gRPC address, such as http://127.0.0.1:8001")]
+    InvalidTarget { target: String, cause: String },
+    #[error("cannot reach Triton at {target}: {cause}. Is the server running, and is this its gRPC port (8001 by default)?")]
+    Unreachable { target: String, cause: String },
+    #[error("{target} answered, but not as a Triton gRPC server ({cause}). Is this the gRPC port (8001 by default) rather than HTTP (8000)?")]
+    NotGrpc { target: String, cause: String },
+    #[error("model '{model}' is not on the server at {target}; {available}")]
+    UnknownModel { model: String, target: String, available: String },
+    #[error("model '{model}' is not ready on {target} (state {state}{reason}); load it or wait until it is READY")]
+    NotReady { model: String, target: String, state: String, reason: String },
+    #[error(
+        "model '{model}' is not decoupled, so it answers each request once and cannot stream tokens; \
+         set `model_transaction_policy {{ decoupled: true }}` in its config.pbtxt"
+    )]
+    NotDecoupled { model: String },
+    #[error(transparent)]
+    Style(#[from] StyleError),
+    #[error("{what} failed on {target}: {message}")]
+    Rpc { what: &'static str, target: String, message: String },
+}
+
+/// One model in the server's repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelEntry {
+    pub name: String,
+    pub version: String,
+    pub state: String,
+    pub reason: String,
+}
+
+/// A connected Triton server.
+#[derive(Debug, Clone)]
+pub struct Triton {
+    target: String,
+    client: GrpcInferenceServiceClient<Channel>,
+}
+
+/// Adds `http://` when the user gave only `host:port`.
+pub fn normalize_target(target: &str) -> String {
+    let target = target.trim().trim_end_matches('/');
+    if target.contains("://") { target.to_string() } else { format!("http://{target}") }
+}
+
+impl Triton {
+    /// Connects and checks that a Triton gRPC server answers.
+    pub async fn connect(target: &str) -> Result<Self, TritonError> {
+        let target = normalize_target(target);
+        let endpoint = Endpoint::from_shared(target.clone())
+            .map_err(|e| TritonError::InvalidTarget { target: target.clone(), cause: e.to_string() })?
+            .connect_timeout(DISCOVERY_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_adaptive_window(true);
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| TritonError::Unreachable { target: target.clone(), cause: error_chain(&e) })?;
+        let mut client = GrpcInferenceServiceClient::new(channel).max_decoding_message_size(64 << 20);
+        match tokio::time::timeout(DISCOVERY_TIMEOUT, client.server_live(pb::ServerLiveRequest {})).await {
+            Ok(Ok(_)) => Ok(Self { target, client }),
+            Ok(Err(status)) => Err(TritonError::NotGrpc { target, cause: status_text(&status) }),
+            Err(_) => Err(TritonError::NotGrpc { target, cause: "no answer within 10 s".into() }),
+        }
+    }
+
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// A client for issuing requests; clones share the connection.
+    pub fn client(&self) -> GrpcInferenceServiceClient<Channel> {
+        self.client.clone()
+    }
+
+    /// The models in the server's repository.
+    pub async fn models(&self) -> Result<Vec<ModelEntry>, TritonError> {
+        let index = self
+            .call("RepositoryIndex", self.client().repository_index(pb::RepositoryIndexRequest::default()))
+            .await?;
+        Ok(index
+            .models
+            .into_iter()
+            .map(|m| ModelEntry { name: m.name, version: m.version, state: m.state, reason: m.reason })
+            .collect())
+    }
+
+    /// Reads a model's metadata and configuration, checks that it can stream, and plans its
+    /// requests in the asked style.
+    pub async fn prepare(
+        &self,
+        model: &str,
+        version: &str,
+        style: InputStyle,
+        max_tokens: u32,
+        ignore_eos: bool,
+    ) -> Result<(ModelInfo, RequestPlan), TritonError> {
+        let meta_request = pb::ModelMetadataRequest { name: model.into(), version: version.into() };
+        let meta = match self.call("ModelMetadata", self.client().model_metadata(meta_request)).await {
+            Ok(meta) => meta,
+            Err(err) => return Err(self.explain_missing_model(model, err).await),
+        };
+        let config_request = pb::ModelConfigRequest { name: model.into(), version: version.into() };
+        // Servers other than Triton may not serve configurations; metadata alone then decides.
+        let config = self.call("ModelConfig", self.client().model_config(config_request)).await.ok().and_then(|c| c.config);
+        let sig = ModelSignature::from_pb(&meta, config.as_ref());
+        if sig.decoupled == Some(false) {
+            return Err(TritonError::NotDecoupled { model: model.into() });
+        }
+        let style = resolve_style(&sig, style)?;
+        let plan = RequestPlan::new(&sig, style, version, max_tokens, ignore_eos);
+        let info = ModelInfo {
+            name: sig.name.clone(),
+            version: (!version.is_empty()).then(|| version.to_string()).or_else(|| sig.versions.last().cloned()),
+            input_style: style,
+            decoupled: sig.decoupled.unwrap_or(true),
+            batched: sig.batched(),
+            inputs: sig.inputs.iter().map(ToString::to_string).collect(),
+            outputs: sig.outputs.iter().map(ToString::to_string).collect(),
+        };
+        Ok((info, plan))
+    }
+
+    /// Turns a failed metadata call into "unknown model" or "not ready" when the repository says so.
+    async fn explain_missing_model(&self, model: &str, err: TritonError) -> TritonError {
+        let Ok(models) = self.models().await else { return err };
+        match models.iter().find(|m| m.name == model) {
+            None => {
+                let available = if models.is_empty() {
+                    "the server has no models".to_string()
+                } else {
+                    let list: Vec<String> = models.iter().map(|m| format!("{} ({})", m.name, display_state(&m.state))).collect();
+                    format!("it has: {}", list.join(", "))
+                };
+                TritonError::UnknownModel { model: model.into(), target: self.target.clone(), available }
+            }
+            Some(entry) if entry.state != "READY" => TritonError::NotReady {
+                model: model.into(),
+                target: self.target.clone(),
+                state: display_state(&entry.state),
+                reason: if entry.reason.is_empty() { String::new() } else { format!(": {}", entry.reason) },
+            },
+            Some(_) => err,
+        }
+    }
+
+    async fn call<T>(
+        &self,
+        what: &'static str,
+        call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, TritonError> {
+        match tokio::time::timeout(DISCOVERY_TIMEOUT, call).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(TritonError::Rpc { what, target: self.target.clone(), message: status_text(&status) }),
+            Err(_) => Err(TritonError::Rpc { what, target: self.target.clone(), message: "no answer within 10 s".into() }),
+        }
+    }
+}
+
+fn display_state(state: &str) -> String {
+    if state.is_empty() { "state unknown".into() } else { state.into() }
+}
+
+/// A gRPC status as one readable line.
+pub fn status_text(status: &tonic::Status) -> String {
+    if status.message().is_empty() {
+        format!("{:?}", status.code())
+    } else {
+        format!("{} ({:?})", status.message(), status.code())
+    }
+}
+
+/// An error with its causes, joined by ": ".
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_get_a_scheme() {
+        assert_eq!(normalize_target("127.0.0.1:8001"), "http://127.0.0.1:8001");
+        assert_eq!(normalize_target(" http://h:1/ "), "http://h:1");
+        assert_eq!(normalize_target("https://h:1"), "https://h:1");
+    }
+}

@@ -40,14 +40,20 @@ if [[ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $WASM_BIN
         || cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
 
-# wasm-opt (binaryen) from the system; Trunk uses whatever version is on PATH.
-if ! command -v wasm-opt >/dev/null; then
-    log "installing binaryen (wasm-opt)"
-    if [[ $(id -u) -eq 0 ]]; then
-        apt-get update -qq && apt-get install -y -qq binaryen
-    else
-        sudo apt-get update -qq && sudo apt-get install -y -qq binaryen
+# wasm-opt from npm's binaryen (a JS/wasm build, no native download), kept in the
+# git-ignored .tools/ and put first on PATH. Its version must equal [tools] wasm_opt in
+# Trunk.toml; Debian's binaryen 108 breaks wasm-bindgen's externref table.
+BINARYEN_VERSION="$(sed -n 's/^wasm_opt = "version_\([0-9]*\)"$/\1/p' Trunk.toml)"
+BINARYEN_DIR="$ROOT/.tools/binaryen"
+export PATH="$BINARYEN_DIR/node_modules/.bin:$PATH"
+if [[ "$(wasm-opt --version 2>/dev/null || true)" != "wasm-opt version $BINARYEN_VERSION "* ]]; then
+    if ! command -v npm >/dev/null; then
+        log "installing npm (for binaryen's wasm-opt)"
+        if [[ $(id -u) -eq 0 ]]; then SUDO=""; else SUDO="sudo"; fi
+        $SUDO apt-get update -qq && $SUDO apt-get install -y -qq nodejs npm
     fi
+    log "installing wasm-opt (binaryen $BINARYEN_VERSION) into .tools/"
+    npm install --silent --no-audit --no-fund --prefix "$BINARYEN_DIR" "binaryen@$BINARYEN_VERSION.0.0"
 fi
 
 # Trunk passes --offline on to cargo, so fetch crates while the network may be used.

@@ -1,1 +1,201 @@
-fn main() {}
+//! Benchmark: the engine against the simulated Triton, side by side with perf_analyzer.
+//!
+//! For each concurrency, a fresh simulator process with a fast decode (0.5 ms) serves first
+//! `tokenscope sweep`, then perf_analyzer (when installed: scripts/triton-tools.sh). The
+//! simulator writes each token's send time into its text, so both tools' profile exports
+//! are read the same way: tokens per second handled, and the delay from the simulator's
+//! send to the tool's recorded arrival.
+//!
+//! Run with `cargo bench -p server --bench engine`; `BENCH_QUICK=1` runs a short version.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const MAX_TOKENS: u32 = 64;
+const PROMPT_WORDS: u32 = 16;
+
+fn main() {
+    let quick = std::env::var_os("BENCH_QUICK").is_some();
+    let work = std::env::temp_dir().join(format!("tokenscope-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work).expect("a scratch folder");
+    let perf_analyzer = find_perf_analyzer();
+    if perf_analyzer.is_none() {
+        eprintln!("perf_analyzer not found: run scripts/triton-tools.sh for the side-by-side figures");
+    }
+    println!(
+        "engine benchmark: simulator decode 0.5 ms/token, prefill 1 ms, {MAX_TOKENS} tokens per request, {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "{:>11} {:>14} {:>8} {:>8} {:>10} {:>11} {:>11} {:>10} {:>9}",
+        "concurrency", "tool", "requests", "tokens", "tokens/s", "delay p50", "delay p99", "TTFT mean", "T2T mean"
+    );
+    for (concurrency, requests) in [(1u32, 20u32), (64, 512), (512, 2048)] {
+        let requests = if quick { requests.div_ceil(4).max(concurrency) } else { requests };
+        let ours = {
+            let sim = Sim::start();
+            let export = work.join(format!("ours-{concurrency}.json"));
+            let status = Command::new(env!("CARGO_BIN_EXE_tokenscope"))
+                .args(["sweep", "--target", &sim.target, "--model", "sim-vllm", "--ignore-eos"])
+                .args(["--prompt-lengths", &PROMPT_WORDS.to_string(), "--max-tokens", &MAX_TOKENS.to_string()])
+                .args(["--requests", &requests.to_string(), "--concurrency", &concurrency.to_string()])
+                .arg("--out")
+                .arg(work.join(format!("ours-{concurrency}-run.json")))
+                .arg("--profile-export")
+                .arg(&export)
+                .stdout(Stdio::null())
+                .status()
+                .expect("tokenscope runs");
+            assert!(status.success(), "tokenscope sweep failed at concurrency {concurrency}");
+            Figures::from_export(&export)
+        };
+        ours.print(concurrency, "tokenscope");
+        if let Some(pa) = &perf_analyzer {
+            let sim = Sim::start();
+            let export = work.join(format!("pa-{concurrency}.json"));
+            match run_perf_analyzer(pa, &sim.target, concurrency, requests, &work, &export) {
+                Ok(()) => {
+                    let theirs = Figures::from_export(&export);
+                    theirs.print(concurrency, "perf_analyzer");
+                    println!(
+                        "{:>11} {:>14} tokens/s ratio {:.2}, delay p50 ratio {:.2}, p99 ratio {:.2} (tokenscope / perf_analyzer; delay below 1 is better)",
+                        "",
+                        "",
+                        ours.tokens_per_s / theirs.tokens_per_s,
+                        ours.delay_p50_ms / theirs.delay_p50_ms,
+                        ours.delay_p99_ms / theirs.delay_p99_ms,
+                    );
+                }
+                Err(err) => println!("{concurrency:>11} {:>14} failed: {err}", "perf_analyzer"),
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// A simulator process on a free loopback port, killed on drop.
+struct Sim {
+    child: Child,
+    target: String,
+}
+
+impl Sim {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let child = Command::new(env!("CARGO_BIN_EXE_tokenscope"))
+            .args(["sim", "--listen", &format!("127.0.0.1:{port}"), "--stamp-text"])
+            .args(["--prefill-base-ms", "1", "--prefill-per-token-ms", "0", "--decode-ms", "0.5"])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the simulator starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the simulator did not listen within 10 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, target: format!("http://127.0.0.1:{port}") }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_perf_analyzer() -> Option<PathBuf> {
+    let tools = std::env::var_os("TOKENSCOPE_TOOLS")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/tokenscope")))?;
+    let candidate = tools.join("bin/perf_analyzer");
+    candidate.exists().then_some(candidate)
+}
+
+/// The guide's perf_analyzer command, at one concurrency.
+fn run_perf_analyzer(pa: &Path, target: &str, concurrency: u32, requests: u32, work: &Path, export: &Path) -> Result<(), String> {
+    let prompt = shared::prompt::synthetic_prompt(0, 0, PROMPT_WORDS);
+    let sampling = format!(r#"{{"max_tokens":{MAX_TOKENS},"ignore_eos":true}}"#);
+    let data = serde_json::json!({"data": [{"text_input": [prompt], "stream": [true], "sampling_parameters": [sampling]}]});
+    let input = work.join("prompts.json");
+    std::fs::write(&input, data.to_string()).map_err(|e| e.to_string())?;
+    let output = Command::new(pa)
+        .args(["-m", "sim-vllm", "-i", "grpc", "-u", target.trim_start_matches("http://"), "--async", "--streaming"])
+        .arg(format!("--input-data={}", input.display()))
+        .arg(format!("--profile-export-file={}", export.display()))
+        .args(["--measurement-mode=count_windows", &format!("--measurement-request-count={requests}")])
+        .args(["--stability-percentage=999", &format!("--concurrency-range={concurrency}")])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", pa.display()))?;
+    if !output.status.success() || !export.exists() {
+        let text = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+        return Err(text.lines().rev().take(5).collect::<Vec<_>>().join(" | "));
+    }
+    Ok(())
+}
+
+/// What one tool's profile export shows.
+struct Figures {
+    requests: usize,
+    tokens: usize,
+    tokens_per_s: f64,
+    delay_p50_ms: f64,
+    delay_p99_ms: f64,
+    ttft_mean_ms: f64,
+    t2t_mean_ms: f64,
+}
+
+impl Figures {
+    /// Reads a perf_analyzer-format export whose token texts are the simulator's send stamps.
+    fn from_export(path: &Path) -> Self {
+        let export: Value = serde_json::from_slice(&std::fs::read(path).expect("an export")).expect("export JSON");
+        let (mut delays, mut ttft, mut t2t) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut first_send, mut last_arrival, mut requests, mut tokens) = (i64::MAX, i64::MIN, 0, 0);
+        for experiment in export["experiments"].as_array().expect("experiments") {
+            for request in experiment["requests"].as_array().expect("requests") {
+                let send = request["timestamp"].as_i64().expect("a send time");
+                let arrivals: Vec<i64> = request["response_timestamps"].as_array().unwrap().iter().filter_map(Value::as_i64).collect();
+                let outputs = request["response_outputs"].as_array().unwrap();
+                let mut token_times = Vec::new();
+                for (arrival, output) in arrivals.iter().zip(outputs) {
+                    let text = output["text_output"].as_str().unwrap_or_default();
+                    let stamps: Vec<i64> = text.split_whitespace().filter_map(|w| w.strip_prefix('@')?.parse().ok()).collect();
+                    if let Some(stamp) = stamps.first() {
+                        delays.push((arrival - stamp) as f64 / 1e6);
+                        token_times.push(*arrival);
+                        tokens += stamps.len();
+                    }
+                }
+                let (Some(first), Some(last)) = (token_times.first(), token_times.last()) else { continue };
+                requests += 1;
+                first_send = first_send.min(send);
+                last_arrival = last_arrival.max(*last);
+                ttft.push((first - send) as f64 / 1e6);
+                t2t.extend(token_times.windows(2).map(|w| (w[1] - w[0]) as f64 / 1e6));
+            }
+        }
+        delays.sort_by(f64::total_cmp);
+        let span_s = (last_arrival - first_send) as f64 / 1e9;
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        Self {
+            requests,
+            tokens,
+            tokens_per_s: tokens as f64 / span_s,
+            delay_p50_ms: shared::stats::percentile(&delays, 50.0),
+            delay_p99_ms: shared::stats::percentile(&delays, 99.0),
+            ttft_mean_ms: mean(&ttft),
+            t2t_mean_ms: mean(&t2t),
+        }
+    }
+
+    fn print(&self, concurrency: u32, tool: &str) {
+        println!(
+            "{concurrency:>11} {tool:>14} {:>8} {:>8} {:>10.0} {:>8.3} ms {:>8.3} ms {:>7.3} ms {:>6.3} ms",
+            self.requests, self.tokens, self.tokens_per_s, self.delay_p50_ms, self.delay_p99_ms, self.ttft_mean_ms, self.t2t_mean_ms
+        );
+    }
+}

@@ -1,0 +1,3 @@
+//! Reusable view pieces shared by the pages.
+
+pub mod glossary;

@@ -1,0 +1,3 @@
+//! Top-level pages; each is one screen of the app.
+
+pub mod home;

@@ -1,0 +1,73 @@
+//! The `tokenscope sweep` command as a user runs it: its table, run.json and profile export.
+
+use std::process::Command;
+
+use server::sim::SimConfig;
+use serde_json::Value;
+
+use crate::support::start_sim;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_writes_run_json_and_a_profile_export_that_agree() {
+    let sim = start_sim(SimConfig { prefill_base_ms: 2.0, decode_ms: 1.0, ..SimConfig::default() }).await;
+    let dir = std::env::temp_dir().join(format!("tokenscope-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (out, profile) = (dir.join("run.json"), dir.join("pa.json"));
+    let target = sim.target.clone();
+    let (out_arg, profile_arg) = (out.clone(), profile.clone());
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_tokenscope"))
+            .args(["sweep", "--target", &target, "--model", "sim-tutorial", "--prompt-lengths", "8,32"])
+            .args(["--max-tokens", "6", "--requests", "4", "--warmup", "1", "--out"])
+            .arg(&out_arg)
+            .arg("--profile-export")
+            .arg(&profile_arg)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("TTFT mean") && stdout.contains("T2T mean"), "{stdout}");
+    let run: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let points = run["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    assert_eq!(points[1]["prompt_length"], 32);
+    for key in ["mean", "p50", "p90", "p99"] {
+        assert!(points[0]["ttft_ms"][key].as_f64().unwrap() > 0.0);
+        assert!(points[0]["t2t_ms"][key].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(points[0]["count"], 4);
+    assert_eq!(run["requests"].as_array().unwrap().len(), 10);
+    assert_eq!(run["spec"]["model"], "sim-tutorial");
+    // The guide's averaging over our export gives our TTFT.
+    let export: Value = serde_json::from_slice(&std::fs::read(&profile).unwrap()).unwrap();
+    let experiments = export["experiments"].as_array().unwrap();
+    assert_eq!(experiments.len(), 2);
+    for (experiment, point) in experiments.iter().zip(points) {
+        let requests = experiment["requests"].as_array().unwrap();
+        assert_eq!(requests.len(), 4);
+        let mean_ms = requests
+            .iter()
+            .map(|r| (r["response_timestamps"][0].as_i64().unwrap() - r["timestamp"].as_i64().unwrap()) as f64 / 1e6)
+            .sum::<f64>()
+            / requests.len() as f64;
+        let ours = point["ttft_ms"]["mean"].as_f64().unwrap();
+        assert!((mean_ms - ours).abs() < 1e-6, "guide average {mean_ms} vs ours {ours}");
+        assert!(requests[0]["request_inputs"]["PROMPT"].is_string());
+        assert_eq!(requests[0]["response_outputs"][0]["text_output"].as_str().unwrap().split_whitespace().count(), 1);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_failed_sweep_exits_non_zero_and_says_why() {
+    let output = Command::new(env!("CARGO_BIN_EXE_tokenscope"))
+        .args(["sweep", "--target", "127.0.0.1:1", "--model", "m", "--requests", "1"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot reach Triton at http://127.0.0.1:1"), "{stderr}");
+}

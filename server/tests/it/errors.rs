@@ -1,0 +1,141 @@
+//! Bad input gets a clear error, and a fault keeps everything that finished before it.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use server::engine::run_sweep;
+use server::sim::SimConfig;
+use shared::{InputStyle, RunStatus};
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{spec, start_sim, sweep};
+
+fn failure(status: &RunStatus) -> &str {
+    match status {
+        RunStatus::Failed { error } => error,
+        other => panic!("expected a failed run, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn unreachable_target_names_the_address() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let run = sweep(spec(&format!("127.0.0.1:{port}"), "m")).await;
+    let error = failure(&run.status);
+    assert!(error.contains(&format!("cannot reach Triton at http://127.0.0.1:{port}")), "{error}");
+    assert!(error.contains("gRPC port"), "{error}");
+}
+
+#[tokio::test]
+async fn a_server_that_is_not_grpc_is_told_apart() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let _ = socket.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n").await;
+        }
+    });
+    let run = sweep(spec(&format!("http://{addr}"), "m")).await;
+    let error = failure(&run.status);
+    assert!(error.contains("not as a Triton gRPC server"), "{error}");
+}
+
+#[tokio::test]
+async fn invalid_targets_and_specs_are_refused_before_sending() {
+    let run = sweep(spec("http://exa mple:1", "m")).await;
+    assert!(failure(&run.status).contains("is not a valid address"), "{:?}", run.status);
+    let run = sweep(spec("http://127.0.0.1:1", "")).await;
+    assert!(failure(&run.status).contains("the model name is empty"), "{:?}", run.status);
+}
+
+#[tokio::test]
+async fn unknown_model_lists_the_server_models() {
+    let sim = start_sim(SimConfig::default()).await;
+    let run = sweep(spec(&sim.target, "llama")).await;
+    let error = failure(&run.status);
+    assert!(error.contains("model 'llama' is not on the server"), "{error}");
+    assert!(error.contains("sim-vllm (READY)") && error.contains("sim-trtllm (READY)"), "{error}");
+}
+
+#[tokio::test]
+async fn a_model_that_cannot_stream_is_explained() {
+    let sim = start_sim(SimConfig::default()).await;
+    let error = failure(&sweep(spec(&sim.target, "sim-unary")).await.status).to_string();
+    assert!(error.contains("model 'sim-unary' is not decoupled"), "{error}");
+    assert!(error.contains("decoupled: true"), "{error}");
+}
+
+#[tokio::test]
+async fn a_style_the_model_does_not_speak_lists_its_inputs() {
+    let sim = start_sim(SimConfig::default()).await;
+    let run = sweep(shared::SweepSpec { input_style: InputStyle::Tutorial, ..spec(&sim.target, "sim-vllm") }).await;
+    let error = failure(&run.status);
+    assert!(error.contains("lacks input(s) PROMPT, SAMPLING_PARAMETERS"), "{error}");
+    assert!(error.contains("text_input: BYTES [1]"), "{error}");
+}
+
+#[tokio::test]
+async fn server_errors_mid_stream_are_kept_per_request_and_the_sweep_goes_on() {
+    let config = SimConfig { prefill_base_ms: 1.0, decode_ms: 1.0, fail_every: 3, ..SimConfig::default() };
+    let sim = start_sim(config).await;
+    let run = sweep(shared::SweepSpec { prompt_lengths: vec![8, 16], requests: 6, max_tokens: 5, ..spec(&sim.target, "sim-vllm") }).await;
+    assert_eq!(run.status, RunStatus::Completed);
+    let failed: Vec<_> = run.requests.iter().filter(|r| r.error.is_some()).collect();
+    assert_eq!(failed.len(), 4, "every third of 12 requests fails");
+    for record in &failed {
+        assert!(record.error.as_deref().unwrap().contains("simulated failure"), "{:?}", record.error);
+        assert_eq!(record.output_tokens(), 1, "the token before the error is kept");
+    }
+    assert_eq!(run.points.iter().map(|p| p.errors).sum::<u64>(), 4);
+    assert!(run.points.iter().all(|p| p.ttft_ms.as_ref().unwrap().count == 4), "errors stay out of latency");
+}
+
+#[tokio::test]
+async fn requests_past_their_timeout_are_abandoned_with_a_reason() {
+    let sim = start_sim(SimConfig { prefill_base_ms: 1.0, decode_ms: 20.0, ..SimConfig::default() }).await;
+    let run = sweep(shared::SweepSpec { max_tokens: 100, requests: 2, request_timeout_ms: 100, ..spec(&sim.target, "sim-vllm") }).await;
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(run.points[0].errors, 2);
+    for record in &run.requests {
+        let error = record.error.as_deref().unwrap();
+        assert!(error.contains("no final response within the request timeout of 100 ms"), "{error}");
+        assert!(record.output_tokens() >= 1, "tokens before the timeout are kept");
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_dies_mid_run_keeps_what_finished() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokenscope"))
+        .args(["sim", "--listen", &format!("127.0.0.1:{port}"), "--prefill-base-ms", "1", "--decode-ms", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the simulator binary starts");
+    let target = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let spec = shared::SweepSpec { prompt_lengths: vec![8, 16], requests: 200, max_tokens: 10, concurrency: 2, ..spec(&target, "sim-vllm") };
+    let run = tokio::spawn(async move { run_sweep(spec, &mut (), CancellationToken::new()).await });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    child.kill().await.unwrap();
+    let run = run.await.unwrap();
+    let error = failure(&run.status);
+    assert!(error.contains(&target), "the message names the server: {error}");
+    let finished = run.requests.iter().filter(|r| r.error.is_none()).count();
+    assert!(finished >= 5, "requests that finished before the fault are kept ({finished})");
+    assert!(run.requests.iter().any(|r| r.error.is_some()), "the interrupted requests say why");
+    assert_eq!(run.points.len(), 1, "the interrupted point still gets statistics");
+}

@@ -1,0 +1,98 @@
+//! The engine against the simulated Triton: timings match the simulator's schedule in every style.
+
+use server::sim::SimConfig;
+use shared::{InputStyle, RunStatus, TokenCountSource};
+
+use crate::support::{assert_close, spec, start_sim, sweep, timing_lock};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_style_is_timed_against_the_schedule() {
+    let _timing = timing_lock();
+    let config = SimConfig { prefill_base_ms: 5.0, prefill_per_token_ms: 0.02, decode_ms: 2.0, ..SimConfig::default() };
+    let sim = start_sim(config.clone()).await;
+    for (model, style) in [("sim-vllm", InputStyle::Vllm), ("sim-tutorial", InputStyle::Tutorial), ("sim-trtllm", InputStyle::Trtllm)] {
+        let run = sweep(shared::SweepSpec {
+            prompt_lengths: vec![16, 256, 1024],
+            max_tokens: 20,
+            ignore_eos: true,
+            requests: 5,
+            warmup: 1,
+            ..spec(&sim.target, model)
+        })
+        .await;
+        assert_eq!(run.status, RunStatus::Completed, "{model}");
+        assert_eq!(run.model.as_ref().unwrap().input_style, style, "{model}: auto picks its style");
+        assert_eq!(run.points.len(), 3);
+        for point in &run.points {
+            assert_eq!((point.count, point.errors), (5, 0), "{model}");
+            let prefill_ms = config.prefill(point.prompt_length).as_secs_f64() * 1e3;
+            let what = format!("{model} TTFT at {} tokens", point.prompt_length);
+            assert_close(&what, point.ttft_ms.as_ref().unwrap().mean, prefill_ms, 1.0, 0.05);
+            let what = format!("{model} token-to-token at {} tokens", point.prompt_length);
+            assert_close(&what, point.t2t_ms.as_ref().unwrap().mean, 2.0, 0.3, 0.05);
+            assert_eq!(point.output_tokens.as_ref().unwrap().mean, 20.0, "{model}: every token counted once");
+        }
+        assert_eq!(run.requests.len(), 18, "warm-up requests are kept in the records");
+        for record in &run.requests {
+            assert_eq!(record.output_tokens(), 20, "{model} {}", record.id);
+            assert!(record.final_ns.is_some());
+            assert!(record.text().split_whitespace().count() == 20, "{model}: new text only, no prompt");
+        }
+        let sample = &run.requests[1];
+        match style {
+            InputStyle::Trtllm => {
+                assert_eq!(sample.token_source, TokenCountSource::Server, "output_ids count the tokens");
+                assert!(sample.token_responses().any(|r| r.tokens == 2), "some responses carry two tokens");
+                assert_eq!(sample.responses.last().unwrap().tokens, 0, "the separate empty final is kept, not counted");
+            }
+            InputStyle::Tutorial => {
+                assert_eq!(sample.token_responses().count(), 20);
+                assert_eq!(sample.responses.last().unwrap().tokens, 0);
+            }
+            _ => {
+                assert_eq!(sample.responses.len(), 20, "the final flag rides on the last token");
+                assert_eq!(sample.num_input_tokens, Some(sample.prompt_words), "the server's prompt count is kept");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_streams_keep_their_timing() {
+    let _timing = timing_lock();
+    let config = SimConfig { prefill_base_ms: 4.0, prefill_per_token_ms: 0.0, decode_ms: 1.0, ..SimConfig::default() };
+    let sim = start_sim(config).await;
+    let run = sweep(shared::SweepSpec {
+        prompt_lengths: vec![32],
+        max_tokens: 50,
+        requests: 64,
+        concurrency: 32,
+        ..spec(&sim.target, "sim-vllm")
+    })
+    .await;
+    assert_eq!(run.status, RunStatus::Completed);
+    let point = &run.points[0];
+    assert_eq!((point.count, point.errors), (64, 0));
+    assert_close("TTFT at concurrency 32", point.ttft_ms.as_ref().unwrap().mean, 4.0, 1.0, 0.05);
+    assert_close("token-to-token at concurrency 32", point.t2t_ms.as_ref().unwrap().mean, 1.0, 0.3, 0.05);
+    let ids: std::collections::HashSet<&str> = run.requests.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), 64, "every response was matched to its own request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decode_slows_with_context_and_batch_like_configured() {
+    let _timing = timing_lock();
+    let config = SimConfig {
+        prefill_base_ms: 1.0,
+        prefill_per_token_ms: 0.0,
+        decode_ms: 1.0,
+        decode_per_1k_context_ms: 2.0,
+        ..SimConfig::default()
+    };
+    let sim = start_sim(config).await;
+    let run = sweep(shared::SweepSpec { prompt_lengths: vec![10, 2000], max_tokens: 10, ..spec(&sim.target, "sim-vllm") }).await;
+    let t2t: Vec<f64> = run.points.iter().map(|p| p.t2t_ms.as_ref().unwrap().mean).collect();
+    // About 1 + 2 * 0.015 ms at 10 tokens of context and 1 + 2 * 2.005 ms at 2000.
+    assert_close("decode at short context", t2t[0], 1.03, 0.3, 0.05);
+    assert_close("decode at long context", t2t[1], 5.01, 0.3, 0.05);
+}

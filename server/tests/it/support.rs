@@ -1,0 +1,59 @@
+//! Helpers shared by the integration tests.
+
+use std::sync::{Mutex, MutexGuard};
+
+use server::engine::run_sweep;
+use server::sim::{self, SimConfig};
+use shared::{RunReport, SweepSpec};
+use tokio_util::sync::CancellationToken;
+
+/// Timing assertions share two cores; they take this lock so they never run side by side.
+static TIMING: Mutex<()> = Mutex::new(());
+
+pub fn timing_lock() -> MutexGuard<'static, ()> {
+    TIMING.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A simulator on a loopback port chosen by the system; it stops when the guard drops.
+pub struct SimServer {
+    pub target: String,
+    stop: CancellationToken,
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+pub async fn start_sim(config: SimConfig) -> SimServer {
+    let (addr, stop) = sim::spawn(config).await.expect("the simulator starts");
+    SimServer { target: format!("http://{addr}"), stop }
+}
+
+/// A spec with small defaults for tests.
+pub fn spec(target: &str, model: &str) -> SweepSpec {
+    SweepSpec {
+        target: target.into(),
+        model: model.into(),
+        prompt_lengths: vec![16],
+        max_tokens: 4,
+        requests: 3,
+        request_timeout_ms: 20_000,
+        ..SweepSpec::default()
+    }
+}
+
+pub async fn sweep(spec: SweepSpec) -> RunReport {
+    run_sweep(spec, &mut (), CancellationToken::new()).await
+}
+
+/// `|measured - expected| <= max(abs, rel * expected)`, with a message that shows the numbers.
+#[track_caller]
+pub fn assert_close(what: &str, measured: f64, expected: f64, abs: f64, rel: f64) {
+    let tolerance = abs.max(rel * expected);
+    assert!(
+        (measured - expected).abs() <= tolerance,
+        "{what}: measured {measured:.3}, expected {expected:.3} ± {tolerance:.3}"
+    );
+}

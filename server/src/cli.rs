@@ -142,13 +142,15 @@ mod tests {
 
     #[test]
     fn presets_then_flags() {
-        let Command::Sweep(args) = parse(&["sweep", "-m", "llm", "--preset", "generation", "--concurrency", "4"]).command
+        let Command::Sweep(args) =
+            parse(&["sweep", "-m", "llm", "--preset", "generation", "--concurrency", "4"]).command
         else {
             panic!("a sweep")
         };
         let spec = args.spec();
         assert_eq!((spec.max_tokens, spec.ignore_eos, spec.concurrency), (256, true, 4));
-        let Command::Sweep(args) = parse(&["sweep", "-m", "llm", "--preset", "prefill", "--prompt-lengths", "8..32:x2"]).command
+        let Command::Sweep(args) =
+            parse(&["sweep", "-m", "llm", "--preset", "prefill", "--prompt-lengths", "8..32:x2"]).command
         else {
             panic!("a sweep")
         };

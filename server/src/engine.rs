@@ -10,9 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use shared::prompt::synthetic_prompt;
-use shared::{
-    ModelInfo, PointStats, RequestRecord, ResponseRecord, RunReport, RunStatus, SweepSpec, TokenCountSource,
-};
+use shared::{ModelInfo, PointStats, RequestRecord, ResponseRecord, RunReport, RunStatus, SweepSpec, TokenCountSource};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +24,7 @@ use crate::style::{RequestPlan, ResponseReader};
 use crate::triton::{Triton, status_text};
 
 /// At most this many requests share one gRPC stream before another stream is opened.
-const REQUESTS_PER_STREAM: u32 = 16;
+const REQUESTS_PER_STREAM: u32 = 512;
 /// At most this many streams are opened.
 const MAX_STREAMS: u32 = 64;
 /// How often unfinished requests are checked against their timeout.
@@ -68,7 +66,8 @@ pub async fn run_sweep(spec: SweepSpec, observer: &mut dyn Observer, cancel: Can
     let prepared = async {
         let triton = Triton::connect(&spec.target).await?;
         let version = spec.model_version.clone().unwrap_or_default();
-        let (info, plan) = triton.prepare(&spec.model, &version, spec.input_style, spec.max_tokens, spec.ignore_eos).await?;
+        let (info, plan) =
+            triton.prepare(&spec.model, &version, spec.input_style, spec.max_tokens, spec.ignore_eos).await?;
         Ok::<_, crate::triton::TritonError>((triton, info, plan))
     };
     let (triton, info, plan) = tokio::select! {
@@ -248,7 +247,13 @@ struct Sweep {
 }
 
 impl Sweep {
-    fn new(spec: &SweepSpec, triton: Triton, plan: RequestPlan, clock: RunClock, streams_cancel: CancellationToken) -> Self {
+    fn new(
+        spec: &SweepSpec,
+        triton: Triton,
+        plan: RequestPlan,
+        clock: RunClock,
+        streams_cancel: CancellationToken,
+    ) -> Self {
         let (done_tx, done) = mpsc::unbounded_channel();
         let count = spec.concurrency.div_ceil(REQUESTS_PER_STREAM).clamp(1, MAX_STREAMS);
         let streams = (0..count)
@@ -260,7 +265,12 @@ impl Sweep {
         Self { spec: spec.clone(), plan, clock, streams, done, done_tx, streams_cancel, next_stream: 0 }
     }
 
-    async fn run(&mut self, observer: &mut dyn Observer, cancel: &CancellationToken, report: &mut RunReport) -> RunStatus {
+    async fn run(
+        &mut self,
+        observer: &mut dyn Observer,
+        cancel: &CancellationToken,
+        report: &mut RunReport,
+    ) -> RunStatus {
         let lengths = self.spec.prompt_lengths.clone();
         let (warmup, total) = (self.spec.warmup, self.spec.warmup + self.spec.requests);
         for (point, &length) in lengths.iter().enumerate() {

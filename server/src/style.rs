@@ -279,12 +279,14 @@ impl ResponseReader {
             parsed.is_final = true;
             return parsed;
         }
-        parsed.is_final = match infer.parameters.get("triton_final_response").and_then(|p| p.parameter_choice.as_ref()) {
+        parsed.is_final = match infer.parameters.get("triton_final_response").and_then(|p| p.parameter_choice.as_ref())
+        {
             Some(ParameterChoice::BoolParam(b)) => *b,
             // A server that does not flag finals answers once per request.
             _ => true,
         };
-        parsed.server_send_unix_ns = match infer.parameters.get(SEND_TIME_KEY).and_then(|p| p.parameter_choice.as_ref()) {
+        parsed.server_send_unix_ns = match infer.parameters.get(SEND_TIME_KEY).and_then(|p| p.parameter_choice.as_ref())
+        {
             Some(ParameterChoice::Int64Param(ns)) => Some(*ns),
             Some(ParameterChoice::Uint64Param(ns)) => Some(*ns as i64),
             _ => output_ints(infer, SEND_TIME_KEY).and_then(|v| v.first().copied()),
@@ -413,7 +415,11 @@ mod tests {
     fn tutorial() -> ModelSignature {
         ModelSignature {
             name: "vllm".into(),
-            inputs: vec![t("PROMPT", "BYTES", &[1]), t("STREAM", "BOOL", &[1]), t("SAMPLING_PARAMETERS", "BYTES", &[1])],
+            inputs: vec![
+                t("PROMPT", "BYTES", &[1]),
+                t("STREAM", "BOOL", &[1]),
+                t("SAMPLING_PARAMETERS", "BYTES", &[1]),
+            ],
             outputs: vec![t("TEXT", "BYTES", &[-1])],
             max_batch_size: Some(0),
             decoupled: Some(true),
@@ -451,7 +457,11 @@ mod tests {
 
     #[test]
     fn unknown_inputs_are_listed() {
-        let sig = ModelSignature { name: "resnet".into(), inputs: vec![t("INPUT0", "FP32", &[3, 224, 224])], ..Default::default() };
+        let sig = ModelSignature {
+            name: "resnet".into(),
+            inputs: vec![t("INPUT0", "FP32", &[3, 224, 224])],
+            ..Default::default()
+        };
         let err = resolve_style(&sig, InputStyle::Auto).unwrap_err().to_string();
         assert!(err.contains("INPUT0: FP32 [3, 224, 224]"), "{err}");
         let err = resolve_style(&vllm(), InputStyle::Tutorial).unwrap_err().to_string();

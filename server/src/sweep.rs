@@ -68,8 +68,10 @@ impl Progress {
     fn new(total: u64) -> Self {
         let bar = ProgressBar::new(total);
         bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} requests, {msg} (eta {eta})")
-                .expect("a valid template"),
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} requests, {msg} (eta {eta})",
+            )
+            .expect("a valid template"),
         );
         bar.set_message("0 errors");
         Self { bar, errors: 0 }
@@ -143,7 +145,11 @@ pub fn format_table(report: &RunReport) -> String {
     let _ = write!(
         out,
         "times in ms; prompt lengths in {}; T2T = token-to-token latency",
-        if report.prompt_lengths_approximate { "approximate tokens (words)" } else { "tokens as the server counted them" }
+        if report.prompt_lengths_approximate {
+            "approximate tokens (words)"
+        } else {
+            "tokens as the server counted them"
+        }
     );
     out
 }
@@ -152,7 +158,8 @@ pub fn format_table(report: &RunReport) -> String {
 pub fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
     let tmp = path.with_extension("json.partial");
     let file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    serde_json::to_writer(std::io::BufWriter::new(file), value).with_context(|| format!("cannot write {}", tmp.display()))?;
+    serde_json::to_writer(std::io::BufWriter::new(file), value)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
 }
 

@@ -13,13 +13,23 @@ use crate::style::{ModelSignature, RequestPlan, StyleError, resolve_style};
 /// How long to wait for a TCP connection and for each discovery call.
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// HTTP/2 flow-control windows, per stream and per connection.
+pub const STREAM_WINDOW: u32 = 4 << 20;
+pub const CONNECTION_WINDOW: u32 = 64 << 20;
+
 #[derive(Debug, Error)]
 pub enum TritonError {
-    #[error("{target:?} is not a valid address: {cause}; give the server's gRPC address, such as http://127.0.0.1:8001")]
+    #[error(
+        "{target:?} is not a valid address: {cause}; give the server's gRPC address, such as http://127.0.0.1:8001"
+    )]
     InvalidTarget { target: String, cause: String },
-    #[error("cannot reach Triton at {target}: {cause}. Is the server running, and is this its gRPC port (8001 by default)?")]
+    #[error(
+        "cannot reach Triton at {target}: {cause}. Is the server running, and is this its gRPC port (8001 by default)?"
+    )]
     Unreachable { target: String, cause: String },
-    #[error("{target} answered, but not as a Triton gRPC server ({cause}). Is this the gRPC port (8001 by default) rather than HTTP (8000)?")]
+    #[error(
+        "{target} answered, but not as a Triton gRPC server ({cause}). Is this the gRPC port (8001 by default) rather than HTTP (8000)?"
+    )]
     NotGrpc { target: String, cause: String },
     #[error("model '{model}' is not on the server at {target}; {available}")]
     UnknownModel { model: String, target: String, available: String },
@@ -66,7 +76,10 @@ impl Triton {
             .map_err(|e| TritonError::InvalidTarget { target: target.clone(), cause: e.to_string() })?
             .connect_timeout(DISCOVERY_TIMEOUT)
             .tcp_nodelay(true)
-            .http2_adaptive_window(true);
+            // Wide flow-control windows from the start: a burst of responses (hundreds of
+            // streams answering at once) must not wait for window updates.
+            .initial_stream_window_size(Some(STREAM_WINDOW))
+            .initial_connection_window_size(Some(CONNECTION_WINDOW));
         let channel = endpoint
             .connect()
             .await
@@ -90,9 +103,8 @@ impl Triton {
 
     /// The models in the server's repository.
     pub async fn models(&self) -> Result<Vec<ModelEntry>, TritonError> {
-        let index = self
-            .call("RepositoryIndex", self.client().repository_index(pb::RepositoryIndexRequest::default()))
-            .await?;
+        let index =
+            self.call("RepositoryIndex", self.client().repository_index(pb::RepositoryIndexRequest::default())).await?;
         Ok(index
             .models
             .into_iter()
@@ -117,7 +129,8 @@ impl Triton {
         };
         let config_request = pb::ModelConfigRequest { name: model.into(), version: version.into() };
         // Servers other than Triton may not serve configurations; metadata alone then decides.
-        let config = self.call("ModelConfig", self.client().model_config(config_request)).await.ok().and_then(|c| c.config);
+        let config =
+            self.call("ModelConfig", self.client().model_config(config_request)).await.ok().and_then(|c| c.config);
         let sig = ModelSignature::from_pb(&meta, config.as_ref());
         if sig.decoupled == Some(false) {
             return Err(TritonError::NotDecoupled { model: model.into() });
@@ -144,7 +157,8 @@ impl Triton {
                 let available = if models.is_empty() {
                     "the server has no models".to_string()
                 } else {
-                    let list: Vec<String> = models.iter().map(|m| format!("{} ({})", m.name, display_state(&m.state))).collect();
+                    let list: Vec<String> =
+                        models.iter().map(|m| format!("{} ({})", m.name, display_state(&m.state))).collect();
                     format!("it has: {}", list.join(", "))
                 };
                 TritonError::UnknownModel { model: model.into(), target: self.target.clone(), available }
@@ -166,8 +180,12 @@ impl Triton {
     ) -> Result<T, TritonError> {
         match tokio::time::timeout(DISCOVERY_TIMEOUT, call).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(TritonError::Rpc { what, target: self.target.clone(), message: status_text(&status) }),
-            Err(_) => Err(TritonError::Rpc { what, target: self.target.clone(), message: "no answer within 10 s".into() }),
+            Ok(Err(status)) => {
+                Err(TritonError::Rpc { what, target: self.target.clone(), message: status_text(&status) })
+            }
+            Err(_) => {
+                Err(TritonError::Rpc { what, target: self.target.clone(), message: "no answer within 10 s".into() })
+            }
         }
     }
 }

@@ -5,11 +5,11 @@
 
 /// Common short English words, most of them one token in the usual LLM vocabularies.
 const WORDS: [&str; 64] = [
-    "the", "of", "and", "to", "in", "is", "was", "for", "on", "are", "with", "as", "at", "be", "this", "have",
-    "from", "or", "one", "had", "by", "word", "but", "not", "what", "all", "were", "we", "when", "your", "can",
-    "said", "there", "use", "an", "each", "which", "she", "do", "how", "their", "if", "will", "up", "other",
-    "about", "out", "many", "then", "them", "these", "so", "some", "her", "would", "make", "like", "him", "into",
-    "time", "has", "look", "two", "more",
+    "the", "of", "and", "to", "in", "is", "was", "for", "on", "are", "with", "as", "at", "be", "this", "have", "from",
+    "or", "one", "had", "by", "word", "but", "not", "what", "all", "were", "we", "when", "your", "can", "said",
+    "there", "use", "an", "each", "which", "she", "do", "how", "their", "if", "will", "up", "other", "about", "out",
+    "many", "then", "them", "these", "so", "some", "her", "would", "make", "like", "him", "into", "time", "has",
+    "look", "two", "more",
 ];
 
 /// The prompt of `words` words for request `seq` of the sweep point `point`.
@@ -53,8 +53,7 @@ mod tests {
 
     #[test]
     fn requests_start_differently() {
-        let firsts: std::collections::HashSet<String> =
-            (0..50).map(|seq| synthetic_prompt(0, seq, 6)).collect();
+        let firsts: std::collections::HashSet<String> = (0..50).map(|seq| synthetic_prompt(0, seq, 6)).collect();
         assert_eq!(firsts.len(), 50);
     }
 }

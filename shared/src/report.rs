@@ -33,7 +33,9 @@ pub enum RunStatus {
     Completed,
     Cancelled,
     /// Stopped by a fault; everything finished before it is kept.
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
 }
 
 /// The whole result of a sweep, as written to `run.json`.

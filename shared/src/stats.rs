@@ -81,8 +81,7 @@ impl RequestMetrics {
             ttft_ns: first.at_ns.saturating_sub(record.send_ns),
             e2e_ns: last.at_ns.saturating_sub(record.send_ns),
             output_tokens,
-            tpot_ns: (after_first >= 1)
-                .then(|| last.at_ns.saturating_sub(first.at_ns) as f64 / after_first as f64),
+            tpot_ns: (after_first >= 1).then(|| last.at_ns.saturating_sub(first.at_ns) as f64 / after_first as f64),
         })
     }
 }
@@ -190,7 +189,12 @@ mod tests {
             send_ns,
             responses: responses
                 .iter()
-                .map(|&(at_ns, tokens)| ResponseRecord { at_ns, tokens, text: String::new(), server_send_unix_ns: None })
+                .map(|&(at_ns, tokens)| ResponseRecord {
+                    at_ns,
+                    tokens,
+                    text: String::new(),
+                    server_send_unix_ns: None,
+                })
                 .collect(),
             final_ns: responses.last().map(|r| r.0),
             token_source: TokenCountSource::Responses,

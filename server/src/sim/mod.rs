@@ -54,11 +54,17 @@ fn unknown_model(name: &str) -> String {
 }
 
 /// Serves the simulator on `listener` until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, config: SimConfig, shutdown: CancellationToken) -> Result<(), tonic::transport::Error> {
+pub async fn serve(
+    listener: TcpListener,
+    config: SimConfig,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
     // Small responses must leave at once: no Nagle delay on accepted connections.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .max_concurrent_streams(Some(4096))
+        .initial_stream_window_size(Some(crate::triton::STREAM_WINDOW))
+        .initial_connection_window_size(Some(crate::triton::CONNECTION_WINDOW))
         .add_service(GrpcInferenceServiceServer::new(Sim::new(config)).max_decoding_message_size(64 << 20))
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await
@@ -87,11 +93,17 @@ impl GrpcInferenceService for Sim {
         Ok(Response::new(pb::ServerLiveResponse { live: true }))
     }
 
-    async fn server_ready(&self, _: Request<pb::ServerReadyRequest>) -> Result<Response<pb::ServerReadyResponse>, Status> {
+    async fn server_ready(
+        &self,
+        _: Request<pb::ServerReadyRequest>,
+    ) -> Result<Response<pb::ServerReadyResponse>, Status> {
         Ok(Response::new(pb::ServerReadyResponse { ready: true }))
     }
 
-    async fn model_ready(&self, request: Request<pb::ModelReadyRequest>) -> Result<Response<pb::ModelReadyResponse>, Status> {
+    async fn model_ready(
+        &self,
+        request: Request<pb::ModelReadyRequest>,
+    ) -> Result<Response<pb::ModelReadyResponse>, Status> {
         Ok(Response::new(pb::ModelReadyResponse { ready: model::find(&request.get_ref().name).is_some() }))
     }
 
@@ -115,7 +127,10 @@ impl GrpcInferenceService for Sim {
         Ok(Response::new(Self::model(&request.get_ref().name)?.metadata()))
     }
 
-    async fn model_config(&self, request: Request<pb::ModelConfigRequest>) -> Result<Response<pb::ModelConfigResponse>, Status> {
+    async fn model_config(
+        &self,
+        request: Request<pb::ModelConfigRequest>,
+    ) -> Result<Response<pb::ModelConfigResponse>, Status> {
         let config = Self::model(&request.get_ref().name)?.config();
         Ok(Response::new(pb::ModelConfigResponse { config: Some(config) }))
     }
@@ -141,7 +156,10 @@ impl GrpcInferenceService for Sim {
                     inference_count: success,
                     execution_count: success,
                     inference_stats: Some(pb::InferStatistics {
-                        success: Some(pb::StatisticDuration { count: success, ns: c.success_ns.load(Ordering::Relaxed) }),
+                        success: Some(pb::StatisticDuration {
+                            count: success,
+                            ns: c.success_ns.load(Ordering::Relaxed),
+                        }),
                         fail: Some(pb::StatisticDuration { count: c.fail.load(Ordering::Relaxed), ns: 0 }),
                         queue: Some(pb::StatisticDuration::default()),
                         compute_input: Some(pb::StatisticDuration::default()),
@@ -170,7 +188,10 @@ impl GrpcInferenceService for Sim {
         Ok(Response::new(pb::RepositoryIndexResponse { models }))
     }
 
-    async fn model_infer(&self, request: Request<pb::ModelInferRequest>) -> Result<Response<pb::ModelInferResponse>, Status> {
+    async fn model_infer(
+        &self,
+        request: Request<pb::ModelInferRequest>,
+    ) -> Result<Response<pb::ModelInferResponse>, Status> {
         let arrived = Instant::now();
         let request = request.into_inner();
         let model = Self::model(&request.model_name)?;

@@ -123,7 +123,13 @@ struct Tensor {
     optional: bool,
 }
 
-const fn tensor(name: &'static str, datatype: &'static str, data_type: pb::DataType, dims: &'static [i64], optional: bool) -> Tensor {
+const fn tensor(
+    name: &'static str,
+    datatype: &'static str,
+    data_type: pb::DataType,
+    dims: &'static [i64],
+    optional: bool,
+) -> Tensor {
     Tensor { name, datatype, data_type, dims, optional }
 }
 
@@ -221,7 +227,8 @@ impl SimModel {
     pub fn ask(&self, request: &pb::ModelInferRequest) -> Result<Ask, String> {
         let id = request.id.clone();
         let expected: Vec<&str> = self.inputs().iter().filter(|t| !t.optional).map(|t| t.name).collect();
-        let missing: Vec<&str> = expected.iter().copied().filter(|n| !request.inputs.iter().any(|i| i.name == *n)).collect();
+        let missing: Vec<&str> =
+            expected.iter().copied().filter(|n| !request.inputs.iter().any(|i| i.name == *n)).collect();
         if !missing.is_empty() {
             return Err(format!(
                 "[request id: {id}] expected {} inputs but got {} inputs for model '{}'. Got input(s) [{}], but missing required input(s) [{}]",
@@ -233,7 +240,10 @@ impl SimModel {
             ));
         }
         if let Some(unknown) = request.inputs.iter().find(|i| !self.inputs().iter().any(|t| t.name == i.name)) {
-            return Err(format!("[request id: {id}] unexpected inference input '{}' for model '{}'", unknown.name, self.name));
+            return Err(format!(
+                "[request id: {id}] unexpected inference input '{}' for model '{}'",
+                unknown.name, self.name
+            ));
         }
         let prompt_name = if self.style == InputStyle::Tutorial { "PROMPT" } else { "text_input" };
         let prompt = input_bytes(request, prompt_name)
@@ -243,7 +253,8 @@ impl SimModel {
             InputStyle::Trtllm => input_int(request, "max_tokens")
                 .ok_or_else(|| format!("[request id: {id}] input 'max_tokens' holds no INT32 element"))?,
             _ => {
-                let name = if self.style == InputStyle::Tutorial { "SAMPLING_PARAMETERS" } else { "sampling_parameters" };
+                let name =
+                    if self.style == InputStyle::Tutorial { "SAMPLING_PARAMETERS" } else { "sampling_parameters" };
                 match input_bytes(request, name) {
                     None => 16,
                     Some(json) => serde_json::from_slice::<serde_json::Value>(&json)
@@ -284,12 +295,25 @@ impl SimModel {
     }
 
     /// A content response carrying tokens `first..first + count` of the output.
-    pub fn content(&self, ask: &Ask, generated: &str, first: u32, count: u32, is_final: bool, text: &str) -> pb::ModelInferResponse {
+    pub fn content(
+        &self,
+        ask: &Ask,
+        generated: &str,
+        first: u32,
+        count: u32,
+        is_final: bool,
+        text: &str,
+    ) -> pb::ModelInferResponse {
         let mut outputs = Vec::new();
         let mut raw = Vec::new();
         let shape = if self.batched() { vec![1, 1] } else { vec![1] };
         let mut push = |name: &str, datatype: &str, shape: Vec<i64>, bytes: Vec<u8>| {
-            outputs.push(InferOutputTensor { name: name.into(), datatype: datatype.into(), shape, ..Default::default() });
+            outputs.push(InferOutputTensor {
+                name: name.into(),
+                datatype: datatype.into(),
+                shape,
+                ..Default::default()
+            });
             raw.push(bytes);
         };
         match self.style {
@@ -350,7 +374,7 @@ fn input_index(request: &pb::ModelInferRequest, name: &str) -> Option<usize> {
     request.inputs.iter().position(|i| i.name == name)
 }
 
-fn input_raw<'a>(request: &'a pb::ModelInferRequest, i: usize) -> Option<&'a [u8]> {
+fn input_raw(request: &pb::ModelInferRequest, i: usize) -> Option<&[u8]> {
     request.raw_input_contents.get(i).map(Vec::as_slice)
 }
 

@@ -101,7 +101,7 @@ pub fn run(config: SimConfig, jobs: Receiver<Job>, counters: Arc<HashMap<&'stati
             let mut rng = config.seed ^ admitted.wrapping_mul(0x9e37_79b9_7f4a_7c15);
             let prefill = jittered(config.prefill(job.ask.prompt_tokens), config.jitter, &mut rng);
             let deadline = job.arrived + prefill;
-            let fail = config.fail_every > 0 && admitted % config.fail_every == 0;
+            let fail = config.fail_every > 0 && admitted.is_multiple_of(config.fail_every);
             heap.push(Reverse((deadline, next_key)));
             running.insert(
                 next_key,
@@ -173,7 +173,10 @@ fn step(config: &SimConfig, run: &mut Running, decoding: usize, counters: &HashM
                 !done
             } else if run.fail && run.responses == 2 {
                 let _ = tx.send(Ok(pb::ModelStreamInferResponse {
-                    error_message: format!("simulated failure of request '{}' (--fail-every {})", ask.id, config.fail_every),
+                    error_message: format!(
+                        "simulated failure of request '{}' (--fail-every {})",
+                        ask.id, config.fail_every
+                    ),
                     infer_response: Some(pb::ModelInferResponse { id: ask.id.clone(), ..Default::default() }),
                 }));
                 counter.fail.fetch_add(1, Ordering::Relaxed);
@@ -208,14 +211,18 @@ fn closed_sink() -> Sink {
     Sink::Unary(oneshot::channel().0)
 }
 
-fn send(tx: &mpsc::UnboundedSender<Result<pb::ModelStreamInferResponse, Status>>, response: pb::ModelInferResponse) -> bool {
+fn send(
+    tx: &mpsc::UnboundedSender<Result<pb::ModelStreamInferResponse, Status>>,
+    response: pb::ModelInferResponse,
+) -> bool {
     tx.send(Ok(pb::ModelStreamInferResponse { error_message: String::new(), infer_response: Some(response) })).is_ok()
 }
 
 fn stamped(mut response: pb::ModelInferResponse, send_ns: i64) -> pb::ModelInferResponse {
-    response
-        .parameters
-        .insert(SEND_TIME_KEY.into(), pb::InferParameter { parameter_choice: Some(ParameterChoice::Int64Param(send_ns)) });
+    response.parameters.insert(
+        SEND_TIME_KEY.into(),
+        pb::InferParameter { parameter_choice: Some(ParameterChoice::Int64Param(send_ns)) },
+    );
     response
 }
 

@@ -2,8 +2,8 @@
 
 use std::process::Command;
 
-use server::sim::SimConfig;
 use serde_json::Value;
+use server::sim::SimConfig;
 
 use crate::support::start_sim;
 

@@ -82,7 +82,13 @@ async fn a_style_the_model_does_not_speak_lists_its_inputs() {
 async fn server_errors_mid_stream_are_kept_per_request_and_the_sweep_goes_on() {
     let config = SimConfig { prefill_base_ms: 1.0, decode_ms: 1.0, fail_every: 3, ..SimConfig::default() };
     let sim = start_sim(config).await;
-    let run = sweep(shared::SweepSpec { prompt_lengths: vec![8, 16], requests: 6, max_tokens: 5, ..spec(&sim.target, "sim-vllm") }).await;
+    let run = sweep(shared::SweepSpec {
+        prompt_lengths: vec![8, 16],
+        requests: 6,
+        max_tokens: 5,
+        ..spec(&sim.target, "sim-vllm")
+    })
+    .await;
     assert_eq!(run.status, RunStatus::Completed);
     let failed: Vec<_> = run.requests.iter().filter(|r| r.error.is_some()).collect();
     assert_eq!(failed.len(), 4, "every third of 12 requests fails");
@@ -97,7 +103,13 @@ async fn server_errors_mid_stream_are_kept_per_request_and_the_sweep_goes_on() {
 #[tokio::test]
 async fn requests_past_their_timeout_are_abandoned_with_a_reason() {
     let sim = start_sim(SimConfig { prefill_base_ms: 1.0, decode_ms: 20.0, ..SimConfig::default() }).await;
-    let run = sweep(shared::SweepSpec { max_tokens: 100, requests: 2, request_timeout_ms: 100, ..spec(&sim.target, "sim-vllm") }).await;
+    let run = sweep(shared::SweepSpec {
+        max_tokens: 100,
+        requests: 2,
+        request_timeout_ms: 100,
+        ..spec(&sim.target, "sim-vllm")
+    })
+    .await;
     assert_eq!(run.status, RunStatus::Completed);
     assert_eq!(run.points[0].errors, 2);
     for record in &run.requests {
@@ -127,7 +139,13 @@ async fn a_server_that_dies_mid_run_keeps_what_finished() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let spec = shared::SweepSpec { prompt_lengths: vec![8, 16], requests: 200, max_tokens: 10, concurrency: 2, ..spec(&target, "sim-vllm") };
+    let spec = shared::SweepSpec {
+        prompt_lengths: vec![8, 16],
+        requests: 200,
+        max_tokens: 10,
+        concurrency: 2,
+        ..spec(&target, "sim-vllm")
+    };
     let run = tokio::spawn(async move { run_sweep(spec, &mut (), CancellationToken::new()).await });
     tokio::time::sleep(Duration::from_millis(600)).await;
     child.kill().await.unwrap();

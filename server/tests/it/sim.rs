@@ -7,10 +7,12 @@ use crate::support::{assert_close, spec, start_sim, sweep, timing_lock};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_style_is_timed_against_the_schedule() {
-    let _timing = timing_lock();
+    let _timing = timing_lock().await;
     let config = SimConfig { prefill_base_ms: 5.0, prefill_per_token_ms: 0.02, decode_ms: 2.0, ..SimConfig::default() };
     let sim = start_sim(config.clone()).await;
-    for (model, style) in [("sim-vllm", InputStyle::Vllm), ("sim-tutorial", InputStyle::Tutorial), ("sim-trtllm", InputStyle::Trtllm)] {
+    for (model, style) in
+        [("sim-vllm", InputStyle::Vllm), ("sim-tutorial", InputStyle::Tutorial), ("sim-trtllm", InputStyle::Trtllm)]
+    {
         let run = sweep(shared::SweepSpec {
             prompt_lengths: vec![16, 256, 1024],
             max_tokens: 20,
@@ -59,7 +61,7 @@ async fn every_style_is_timed_against_the_schedule() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_streams_keep_their_timing() {
-    let _timing = timing_lock();
+    let _timing = timing_lock().await;
     let config = SimConfig { prefill_base_ms: 4.0, prefill_per_token_ms: 0.0, decode_ms: 1.0, ..SimConfig::default() };
     let sim = start_sim(config).await;
     let run = sweep(shared::SweepSpec {
@@ -81,7 +83,7 @@ async fn concurrent_streams_keep_their_timing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decode_slows_with_context_and_batch_like_configured() {
-    let _timing = timing_lock();
+    let _timing = timing_lock().await;
     let config = SimConfig {
         prefill_base_ms: 1.0,
         prefill_per_token_ms: 0.0,
@@ -90,7 +92,9 @@ async fn decode_slows_with_context_and_batch_like_configured() {
         ..SimConfig::default()
     };
     let sim = start_sim(config).await;
-    let run = sweep(shared::SweepSpec { prompt_lengths: vec![10, 2000], max_tokens: 10, ..spec(&sim.target, "sim-vllm") }).await;
+    let run =
+        sweep(shared::SweepSpec { prompt_lengths: vec![10, 2000], max_tokens: 10, ..spec(&sim.target, "sim-vllm") })
+            .await;
     let t2t: Vec<f64> = run.points.iter().map(|p| p.t2t_ms.as_ref().unwrap().mean).collect();
     // About 1 + 2 * 0.015 ms at 10 tokens of context and 1 + 2 * 2.005 ms at 2000.
     assert_close("decode at short context", t2t[0], 1.03, 0.3, 0.05);

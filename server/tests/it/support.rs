@@ -1,17 +1,16 @@
 //! Helpers shared by the integration tests.
 
-use std::sync::{Mutex, MutexGuard};
-
 use server::engine::run_sweep;
 use server::sim::{self, SimConfig};
 use shared::{RunReport, SweepSpec};
 use tokio_util::sync::CancellationToken;
 
 /// Timing assertions share two cores; they take this lock so they never run side by side.
-static TIMING: Mutex<()> = Mutex::new(());
+/// Each test has its own runtime, so the lock is tokio's, which works across runtimes.
+static TIMING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-pub fn timing_lock() -> MutexGuard<'static, ()> {
-    TIMING.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+pub async fn timing_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    TIMING.lock().await
 }
 
 /// A simulator on a loopback port chosen by the system; it stops when the guard drops.

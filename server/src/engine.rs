@@ -164,6 +164,7 @@ impl Stream {
                 },
                 () = cancel.cancelled() => return,
             };
+            let mut strays = 0u64;
             loop {
                 let message = tokio::select! {
                     biased;
@@ -172,7 +173,14 @@ impl Stream {
                 };
                 let now = clock.now_ns();
                 match message {
-                    Ok(Some(response)) => receive(&map, response, now, &done),
+                    Ok(Some(response)) => {
+                        if !receive(&map, response, now, &done) {
+                            strays += 1;
+                            if strays == 1 {
+                                warn!(target = %target, "a response matched no unfinished request (late, after a timeout?); ignoring such responses");
+                            }
+                        }
+                    }
                     Ok(None) if lock(&map).is_empty() => return,
                     Ok(None) => {
                         let why = format!("the server at {target} closed the stream while requests were unfinished");
@@ -194,14 +202,19 @@ fn lock(map: &InFlightMap) -> std::sync::MutexGuard<'_, HashMap<String, InFlight
 }
 
 /// Records one response against its request; a final response completes the request.
-fn receive(map: &InFlightMap, response: pb::ModelStreamInferResponse, now: u64, done: &mpsc::UnboundedSender<Done>) {
+/// Returns false when the response matches no unfinished request.
+fn receive(
+    map: &InFlightMap,
+    response: pb::ModelStreamInferResponse,
+    now: u64,
+    done: &mpsc::UnboundedSender<Done>,
+) -> bool {
     let mut map = lock(map);
     let id = response.infer_response.as_ref().map_or("", |r| r.id.as_str());
     // An error raised before the request was issued may come without its id.
     let key = if id.is_empty() && map.len() == 1 { map.keys().next().cloned() } else { Some(id.to_string()) };
     let Some((key, request)) = key.and_then(|k| map.get_mut(&k).map(|r| (k, r))) else {
-        warn!(id, "a response matched no unfinished request; ignored");
-        return;
+        return false;
     };
     let parsed = request.reader.read(&response);
     if let Some(error) = parsed.error {
@@ -222,6 +235,7 @@ fn receive(map: &InFlightMap, response: pb::ModelStreamInferResponse, now: u64, 
         let request = map.remove(&key).expect("present above");
         let _ = done.send(Done::Record(request.finish(key, Some(now))));
     }
+    true
 }
 
 /// Fails every unfinished request of a broken stream, then reports the fault.
@@ -236,6 +250,7 @@ fn fail_all(map: &InFlightMap, done: &mpsc::UnboundedSender<Done>, why: String) 
 /// One sweep in progress.
 struct Sweep {
     spec: SweepSpec,
+    target: String,
     plan: RequestPlan,
     clock: RunClock,
     streams: Vec<Stream>,
@@ -262,7 +277,8 @@ impl Sweep {
                 Stream::open(triton.client(), target, clock, done_tx.clone(), streams_cancel.clone())
             })
             .collect();
-        Self { spec: spec.clone(), plan, clock, streams, done, done_tx, streams_cancel, next_stream: 0 }
+        let target = triton.target().to_string();
+        Self { spec: spec.clone(), target, plan, clock, streams, done, done_tx, streams_cancel, next_stream: 0 }
     }
 
     async fn run(
@@ -367,12 +383,15 @@ impl Sweep {
             },
         );
         drop(map);
-        // A closed stream has already failed its requests and reported why; this one joins them.
+        // The stream's receiver is gone: the server ended the stream. The request fails, and
+        // so does the run, since every later request would meet the same end.
         if let Err(mpsc::error::SendError(request)) = stream.out.send(request)
             && let Some(mut lost) = lock(&stream.inflight).remove(&request.id)
         {
-            lost.error = Some("the stream was already closed when this request was sent".into());
+            let why = format!("the server at {} ended the stream", self.target);
+            lost.error = Some(why.clone());
             let _ = self.done_tx.send(Done::Record(lost.finish(request.id, None)));
+            let _ = self.done_tx.send(Done::Fatal(why));
         }
     }
 

@@ -28,6 +28,8 @@ use crate::pb::grpc_inference_service_server::{GrpcInferenceService, GrpcInferen
 pub struct Sim {
     jobs: std_mpsc::Sender<Job>,
     counters: Arc<HashMap<&'static str, Counters>>,
+    /// Models reported as failed to load.
+    unavailable: Arc<Vec<String>>,
 }
 
 impl Sim {
@@ -37,20 +39,32 @@ impl Sim {
         let (jobs, receiver) = std_mpsc::channel();
         let counters: Arc<HashMap<_, _>> = Arc::new(MODELS.iter().map(|m| (m.name, Counters::default())).collect());
         let thread_counters = counters.clone();
+        let unavailable = Arc::new(config.unavailable.clone());
         std::thread::Builder::new()
             .name("sim-scheduler".into())
             .spawn(move || scheduler::run(config, receiver, thread_counters))
             .expect("the scheduler thread starts");
-        Self { jobs, counters }
+        Self { jobs, counters, unavailable }
     }
 
-    fn model(name: &str) -> Result<&'static SimModel, Status> {
-        model::find(name).ok_or_else(|| Status::not_found(unknown_model(name)))
+    fn is_available(&self, name: &str) -> bool {
+        !self.unavailable.iter().any(|n| n == name)
     }
-}
 
-fn unknown_model(name: &str) -> String {
-    format!("Request for unknown model: '{name}' is not found")
+    /// A model that can answer, or Triton's error for one that is unknown or failed to load.
+    fn model(&self, name: &str) -> Result<&'static SimModel, Status> {
+        self.find(name).map_err(|message| {
+            if model::find(name).is_some() { Status::unavailable(message) } else { Status::not_found(message) }
+        })
+    }
+
+    fn find(&self, name: &str) -> Result<&'static SimModel, String> {
+        match model::find(name) {
+            Some(model) if self.is_available(name) => Ok(model),
+            Some(_) => Err(format!("Request for unknown model: '{name}' has no available versions")),
+            None => Err(format!("Request for unknown model: '{name}' is not found")),
+        }
+    }
 }
 
 /// Serves the simulator on `listener` until `shutdown` is cancelled.
@@ -104,7 +118,8 @@ impl GrpcInferenceService for Sim {
         &self,
         request: Request<pb::ModelReadyRequest>,
     ) -> Result<Response<pb::ModelReadyResponse>, Status> {
-        Ok(Response::new(pb::ModelReadyResponse { ready: model::find(&request.get_ref().name).is_some() }))
+        let name = &request.get_ref().name;
+        Ok(Response::new(pb::ModelReadyResponse { ready: self.find(name).is_ok() }))
     }
 
     async fn server_metadata(
@@ -124,14 +139,14 @@ impl GrpcInferenceService for Sim {
         &self,
         request: Request<pb::ModelMetadataRequest>,
     ) -> Result<Response<pb::ModelMetadataResponse>, Status> {
-        Ok(Response::new(Self::model(&request.get_ref().name)?.metadata()))
+        Ok(Response::new(self.model(&request.get_ref().name)?.metadata()))
     }
 
     async fn model_config(
         &self,
         request: Request<pb::ModelConfigRequest>,
     ) -> Result<Response<pb::ModelConfigResponse>, Status> {
-        let config = Self::model(&request.get_ref().name)?.config();
+        let config = self.model(&request.get_ref().name)?.config();
         Ok(Response::new(pb::ModelConfigResponse { config: Some(config) }))
     }
 
@@ -141,7 +156,7 @@ impl GrpcInferenceService for Sim {
     ) -> Result<Response<pb::ModelStatisticsResponse>, Status> {
         let name = &request.get_ref().name;
         if !name.is_empty() {
-            Self::model(name)?;
+            self.model(name)?;
         }
         let model_stats = MODELS
             .iter()
@@ -181,8 +196,12 @@ impl GrpcInferenceService for Sim {
             .map(|m| pb::repository_index_response::ModelIndex {
                 name: m.name.into(),
                 version: "1".into(),
-                state: "READY".into(),
-                reason: String::new(),
+                state: if self.is_available(m.name) { "READY" } else { "UNAVAILABLE" }.into(),
+                reason: if self.is_available(m.name) {
+                    String::new()
+                } else {
+                    "simulated load failure (tokenscope sim --unavailable)".into()
+                },
             })
             .collect();
         Ok(Response::new(pb::RepositoryIndexResponse { models }))
@@ -194,7 +213,7 @@ impl GrpcInferenceService for Sim {
     ) -> Result<Response<pb::ModelInferResponse>, Status> {
         let arrived = Instant::now();
         let request = request.into_inner();
-        let model = Self::model(&request.model_name)?;
+        let model = self.model(&request.model_name)?;
         if model.decoupled {
             return Err(Status::unimplemented(
                 "ModelInfer RPC doesn't support models with decoupled transaction policy",
@@ -218,13 +237,13 @@ impl GrpcInferenceService for Sim {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::unbounded_channel();
         let jobs = self.jobs.clone();
+        let sim = self.clone();
         tokio::spawn(async move {
             // Errors about one request go on the stream, which stays open, as Triton does.
             while let Ok(Some(request)) = inbound.message().await {
                 let arrived = Instant::now();
-                let admitted = model::find(&request.model_name)
-                    .ok_or_else(|| unknown_model(&request.model_name))
-                    .and_then(|model| model.ask(&request).map(|ask| (model, ask)));
+                let admitted =
+                    sim.find(&request.model_name).and_then(|model| model.ask(&request).map(|ask| (model, ask)));
                 match admitted {
                     Ok((model, ask)) => {
                         if jobs.send(Job { model, ask, arrived, sink: Sink::Stream(tx.clone()) }).is_err() {

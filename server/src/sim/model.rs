@@ -43,6 +43,9 @@ pub struct SimConfig {
     /// Make each token's text its send time (" @<unix ns>"), so any client's export shows its arrival delay.
     #[arg(long)]
     pub stamp_text: bool,
+    /// Report this model as failed to load (UNAVAILABLE), as a server with a broken model does; repeatable.
+    #[arg(long = "unavailable", value_name = "MODEL")]
+    pub unavailable: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -58,6 +61,7 @@ impl Default for SimConfig {
             seed: 1,
             fail_every: 0,
             stamp_text: false,
+            unavailable: Vec::new(),
         }
     }
 }

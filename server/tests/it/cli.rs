@@ -5,10 +5,11 @@ use std::process::Command;
 use serde_json::Value;
 use server::sim::SimConfig;
 
-use crate::support::start_sim;
+use crate::support::{start_sim, timing_lock};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweep_writes_run_json_and_a_profile_export_that_agree() {
+    let _serial = timing_lock().await;
     let sim = start_sim(SimConfig { prefill_base_ms: 2.0, decode_ms: 1.0, ..SimConfig::default() }).await;
     let dir = std::env::temp_dir().join(format!("tokenscope-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -9,7 +9,7 @@ use shared::{InputStyle, RunStatus};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{spec, start_sim, sweep};
+use crate::support::{spec, start_sim, sweep, timing_lock};
 
 fn failure(status: &RunStatus) -> &str {
     match status {
@@ -20,6 +20,7 @@ fn failure(status: &RunStatus) -> &str {
 
 #[tokio::test]
 async fn unreachable_target_names_the_address() {
+    let _serial = timing_lock().await;
     let port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
@@ -32,6 +33,7 @@ async fn unreachable_target_names_the_address() {
 
 #[tokio::test]
 async fn a_server_that_is_not_grpc_is_told_apart() {
+    let _serial = timing_lock().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -46,6 +48,7 @@ async fn a_server_that_is_not_grpc_is_told_apart() {
 
 #[tokio::test]
 async fn invalid_targets_and_specs_are_refused_before_sending() {
+    let _serial = timing_lock().await;
     let run = sweep(spec("http://exa mple:1", "m")).await;
     assert!(failure(&run.status).contains("is not a valid address"), "{:?}", run.status);
     let run = sweep(spec("http://127.0.0.1:1", "")).await;
@@ -54,6 +57,7 @@ async fn invalid_targets_and_specs_are_refused_before_sending() {
 
 #[tokio::test]
 async fn unknown_model_lists_the_server_models() {
+    let _serial = timing_lock().await;
     let sim = start_sim(SimConfig::default()).await;
     let run = sweep(spec(&sim.target, "llama")).await;
     let error = failure(&run.status);
@@ -62,7 +66,18 @@ async fn unknown_model_lists_the_server_models() {
 }
 
 #[tokio::test]
+async fn a_model_that_failed_to_load_is_reported_with_its_state() {
+    let _serial = timing_lock().await;
+    let sim = start_sim(SimConfig { unavailable: vec!["sim-vllm".into()], ..SimConfig::default() }).await;
+    let run = sweep(spec(&sim.target, "sim-vllm")).await;
+    let error = failure(&run.status);
+    assert!(error.contains("model 'sim-vllm' is not ready"), "{error}");
+    assert!(error.contains("state UNAVAILABLE: simulated load failure"), "{error}");
+}
+
+#[tokio::test]
 async fn a_model_that_cannot_stream_is_explained() {
+    let _serial = timing_lock().await;
     let sim = start_sim(SimConfig::default()).await;
     let error = failure(&sweep(spec(&sim.target, "sim-unary")).await.status).to_string();
     assert!(error.contains("model 'sim-unary' is not decoupled"), "{error}");
@@ -71,6 +86,7 @@ async fn a_model_that_cannot_stream_is_explained() {
 
 #[tokio::test]
 async fn a_style_the_model_does_not_speak_lists_its_inputs() {
+    let _serial = timing_lock().await;
     let sim = start_sim(SimConfig::default()).await;
     let run = sweep(shared::SweepSpec { input_style: InputStyle::Tutorial, ..spec(&sim.target, "sim-vllm") }).await;
     let error = failure(&run.status);
@@ -80,6 +96,7 @@ async fn a_style_the_model_does_not_speak_lists_its_inputs() {
 
 #[tokio::test]
 async fn server_errors_mid_stream_are_kept_per_request_and_the_sweep_goes_on() {
+    let _serial = timing_lock().await;
     let config = SimConfig { prefill_base_ms: 1.0, decode_ms: 1.0, fail_every: 3, ..SimConfig::default() };
     let sim = start_sim(config).await;
     let run = sweep(shared::SweepSpec {
@@ -102,6 +119,7 @@ async fn server_errors_mid_stream_are_kept_per_request_and_the_sweep_goes_on() {
 
 #[tokio::test]
 async fn requests_past_their_timeout_are_abandoned_with_a_reason() {
+    let _serial = timing_lock().await;
     let sim = start_sim(SimConfig { prefill_base_ms: 1.0, decode_ms: 20.0, ..SimConfig::default() }).await;
     let run = sweep(shared::SweepSpec {
         max_tokens: 100,
@@ -121,6 +139,7 @@ async fn requests_past_their_timeout_are_abandoned_with_a_reason() {
 
 #[tokio::test]
 async fn a_server_that_dies_mid_run_keeps_what_finished() {
+    let _serial = timing_lock().await;
     let port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()

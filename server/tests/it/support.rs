@@ -5,7 +5,8 @@ use server::sim::{self, SimConfig};
 use shared::{RunReport, SweepSpec};
 use tokio_util::sync::CancellationToken;
 
-/// Timing assertions share two cores; they take this lock so they never run side by side.
+/// Timing assertions share two cores; they, and every test that loads the machine, take this
+/// lock so they never run side by side.
 /// Each test has its own runtime, so the lock is tokio's, which works across runtimes.
 static TIMING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 

@@ -164,7 +164,7 @@ impl Stream {
                 },
                 () = cancel.cancelled() => return,
             };
-            let mut strays = 0u64;
+            let mut warned = false;
             loop {
                 let message = tokio::select! {
                     biased;
@@ -174,11 +174,9 @@ impl Stream {
                 let now = clock.now_ns();
                 match message {
                     Ok(Some(response)) => {
-                        if !receive(&map, response, now, &done) {
-                            strays += 1;
-                            if strays == 1 {
-                                warn!(target = %target, "a response matched no unfinished request (late, after a timeout?); ignoring such responses");
-                            }
+                        if !receive(&map, response, now, &done) && !warned {
+                            warned = true;
+                            warn!(target = %target, "a response matched no unfinished request (late, after a timeout?); ignoring such responses");
                         }
                     }
                     Ok(None) if lock(&map).is_empty() => return,

@@ -135,7 +135,7 @@ fn run_perf_analyzer(
     export: &Path,
 ) -> Result<(), String> {
     let prompt = shared::prompt::synthetic_prompt(0, 0, PROMPT_WORDS);
-    let sampling = format!(r#"{{"max_tokens":{MAX_TOKENS},"ignore_eos":true}}"#);
+    let sampling = server::style::sampling_json(MAX_TOKENS, true);
     let data =
         serde_json::json!({"data": [{"text_input": [prompt], "stream": [true], "sampling_parameters": [sampling]}]});
     let input = work.join("prompts.json");

@@ -7,6 +7,8 @@ use serde_json::{Value, json};
 use shared::prompt::synthetic_prompt;
 use shared::{InputStyle, RunReport};
 
+use crate::style::sampling_json;
+
 /// Builds the profile export of a run. Warm-up requests are left out, as they are from statistics.
 pub fn profile_export(report: &RunReport) -> Value {
     let spec = &report.spec;
@@ -53,7 +55,7 @@ pub fn profile_export(report: &RunReport) -> Value {
 
 /// The inputs of a request as perf_analyzer lists them, by the model's own input names.
 fn request_inputs(style: InputStyle, prompt: &str, max_tokens: u32, ignore_eos: bool) -> Value {
-    let sampling = format!(r#"{{"max_tokens":{max_tokens},"ignore_eos":{ignore_eos}}}"#);
+    let sampling = sampling_json(max_tokens, ignore_eos);
     match style {
         InputStyle::Tutorial => json!({ "PROMPT": prompt, "STREAM": true, "SAMPLING_PARAMETERS": sampling }),
         InputStyle::Trtllm => json!({ "text_input": prompt, "max_tokens": max_tokens, "stream": true }),

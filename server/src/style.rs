@@ -129,6 +129,11 @@ pub fn resolve_style(sig: &ModelSignature, asked: InputStyle) -> Result<InputSty
     Ok(style)
 }
 
+/// The sampling parameters vLLM-style models take, as JSON.
+pub fn sampling_json(max_tokens: u32, ignore_eos: bool) -> String {
+    format!(r#"{{"max_tokens":{max_tokens},"ignore_eos":{ignore_eos}}}"#)
+}
+
 /// Everything needed to build a model's requests, worked out once per run.
 #[derive(Debug, Clone)]
 pub struct RequestPlan {
@@ -154,7 +159,7 @@ impl RequestPlan {
             });
             raw.push(bytes);
         };
-        let sampling = format!(r#"{{"max_tokens":{max_tokens},"ignore_eos":{ignore_eos}}}"#);
+        let sampling = sampling_json(max_tokens, ignore_eos);
         let text_output = match style {
             InputStyle::Vllm | InputStyle::Auto => {
                 push("text_input", "BYTES", Vec::new());

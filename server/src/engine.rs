@@ -210,8 +210,9 @@ fn receive(
     let mut map = lock(map);
     let id = response.infer_response.as_ref().map_or("", |r| r.id.as_str());
     // An error raised before the request was issued may come without its id.
-    let key = if id.is_empty() && map.len() == 1 { map.keys().next().cloned() } else { Some(id.to_string()) };
-    let Some((key, request)) = key.and_then(|k| map.get_mut(&k).map(|r| (k, r))) else {
+    let only = if id.is_empty() && map.len() == 1 { map.keys().next().cloned() } else { None };
+    let key = only.as_deref().unwrap_or(id);
+    let Some(request) = map.get_mut(key) else {
         return false;
     };
     let parsed = request.reader.read(&response);
@@ -230,8 +231,8 @@ fn receive(
         });
     }
     if parsed.is_final {
-        let request = map.remove(&key).expect("present above");
-        let _ = done.send(Done::Record(request.finish(key, Some(now))));
+        let (id, request) = map.remove_entry(key).expect("present above");
+        let _ = done.send(Done::Record(request.finish(id, Some(now))));
     }
     true
 }

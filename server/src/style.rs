@@ -248,7 +248,6 @@ fn int_bytes(sig: &ModelSignature, name: &str, value: u32) -> Vec<u8> {
 /// What one streamed response says.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Parsed {
-    pub id: String,
     pub error: Option<String>,
     pub is_final: bool,
     /// New text (cumulative outputs reduced to their new part).
@@ -278,7 +277,7 @@ impl ResponseReader {
         let Some(infer) = &response.infer_response else {
             return Parsed { error: Some(nonempty(&response.error_message)), is_final: true, ..Parsed::default() };
         };
-        let mut parsed = Parsed { id: infer.id.clone(), ..Parsed::default() };
+        let mut parsed = Parsed::default();
         if !response.error_message.is_empty() {
             parsed.error = Some(response.error_message.clone());
             parsed.is_final = true;
@@ -297,8 +296,7 @@ impl ResponseReader {
             _ => output_ints(infer, SEND_TIME_KEY).and_then(|v| v.first().copied()),
         };
         let text = output_bytes(infer, self.text_output)
-            .map(|elements| elements.into_iter().map(|e| String::from_utf8_lossy(&e).into_owned()).collect::<String>())
-            .unwrap_or_default();
+            .map_or_else(String::new, |elements| elements.into_iter().map(String::from_utf8_lossy).collect::<String>());
         parsed.text = self.new_text(text);
         parsed.num_input_tokens =
             output_ints(infer, "num_input_tokens").and_then(|v| v.first().copied()).map(|n| n as u32);
@@ -351,12 +349,12 @@ fn output_index(infer: &pb::ModelInferResponse, name: &str) -> Option<usize> {
 }
 
 /// A BYTES output's elements, from `raw_output_contents` (Triton) or `contents` (other servers).
-pub fn output_bytes(infer: &pb::ModelInferResponse, name: &str) -> Option<Vec<Vec<u8>>> {
+pub fn output_bytes<'a>(infer: &'a pb::ModelInferResponse, name: &str) -> Option<Vec<&'a [u8]>> {
     let i = output_index(infer, name)?;
     if let Some(raw) = infer.raw_output_contents.get(i) {
-        return decode_raw(raw).ok().map(|v| v.into_iter().map(<[u8]>::to_vec).collect());
+        return decode_raw(raw).ok();
     }
-    infer.outputs[i].contents.as_ref().map(|c| c.bytes_contents.clone())
+    infer.outputs[i].contents.as_ref().map(|c| c.bytes_contents.iter().map(Vec::as_slice).collect())
 }
 
 /// An integer output's elements as i64, from raw contents or `contents`, whatever its width.

@@ -17,8 +17,8 @@ async fn every_style_is_timed_against_the_schedule() {
             prompt_lengths: vec![16, 256, 1024],
             max_tokens: 20,
             ignore_eos: true,
-            requests: 5,
-            warmup: 1,
+            requests: 10,
+            warmup: 2,
             ..spec(&sim.target, model)
         })
         .await;
@@ -26,7 +26,7 @@ async fn every_style_is_timed_against_the_schedule() {
         assert_eq!(run.model.as_ref().unwrap().input_style, style, "{model}: auto picks its style");
         assert_eq!(run.points.len(), 3);
         for point in &run.points {
-            assert_eq!((point.count, point.errors), (5, 0), "{model}");
+            assert_eq!((point.count, point.errors), (10, 0), "{model}");
             let prefill_ms = config.prefill(point.prompt_length).as_secs_f64() * 1e3;
             let what = format!("{model} TTFT at {} tokens", point.prompt_length);
             assert_close(&what, point.ttft_ms.as_ref().unwrap().mean, prefill_ms, 1.0, 0.05);
@@ -34,7 +34,7 @@ async fn every_style_is_timed_against_the_schedule() {
             assert_close(&what, point.t2t_ms.as_ref().unwrap().mean, 2.0, 0.3, 0.05);
             assert_eq!(point.output_tokens.as_ref().unwrap().mean, 20.0, "{model}: every token counted once");
         }
-        assert_eq!(run.requests.len(), 18, "warm-up requests are kept in the records");
+        assert_eq!(run.requests.len(), 36, "warm-up requests are kept in the records");
         for record in &run.requests {
             assert_eq!(record.output_tokens(), 20, "{model} {}", record.id);
             assert!(record.final_ns.is_some());

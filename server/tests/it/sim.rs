@@ -62,21 +62,23 @@ async fn every_style_is_timed_against_the_schedule() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_streams_keep_their_timing() {
     let _timing = timing_lock().await;
-    let config = SimConfig { prefill_base_ms: 4.0, prefill_per_token_ms: 0.0, decode_ms: 1.0, ..SimConfig::default() };
+    // 16 streams at 2 ms per token offer 8,000 tokens/s: well within what the test build
+    // carries on two cores, so queueing does not masquerade as latency.
+    let config = SimConfig { prefill_base_ms: 4.0, prefill_per_token_ms: 0.0, decode_ms: 2.0, ..SimConfig::default() };
     let sim = start_sim(config).await;
     let run = sweep(shared::SweepSpec {
         prompt_lengths: vec![32],
-        max_tokens: 50,
+        max_tokens: 30,
         requests: 64,
-        concurrency: 32,
+        concurrency: 16,
         ..spec(&sim.target, "sim-vllm")
     })
     .await;
     assert_eq!(run.status, RunStatus::Completed);
     let point = &run.points[0];
     assert_eq!((point.count, point.errors), (64, 0));
-    assert_close("TTFT at concurrency 32", point.ttft_ms.as_ref().unwrap().mean, 4.0, 1.0, 0.05);
-    assert_close("token-to-token at concurrency 32", point.t2t_ms.as_ref().unwrap().mean, 1.0, 0.3, 0.05);
+    assert_close("TTFT at concurrency 16", point.ttft_ms.as_ref().unwrap().mean, 4.0, 1.0, 0.05);
+    assert_close("token-to-token at concurrency 16", point.t2t_ms.as_ref().unwrap().mean, 2.0, 0.3, 0.05);
     let ids: std::collections::HashSet<&str> = run.requests.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids.len(), 64, "every response was matched to its own request");
 }

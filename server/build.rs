@@ -1,9 +1,59 @@
-//! Compiles `proto/inference.proto` with a pure-Rust protobuf compiler, so no `protoc` is needed.
+//! Compiles `proto/inference.proto` with a pure-Rust protobuf compiler (no `protoc` needed),
+//! and embeds the built browser app from `dist/` (with a gzip copy of each file) so that the
+//! binary serves the dashboard from anywhere.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto = "../proto/inference.proto";
     println!("cargo:rerun-if-changed={proto}");
     let descriptors = protox::compile([proto], ["../proto"])?;
     tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(descriptors)?;
+    embed_frontend()
+}
+
+/// Writes `assets.rs` into OUT_DIR: a table of every file under `dist/`. Without `dist/`
+/// the table is empty and the server says how to build the app.
+fn embed_frontend() -> Result<(), Box<dyn std::error::Error>> {
+    let dist = std::env::var_os("TOKENSCOPE_DIST").map_or_else(|| PathBuf::from("../dist"), PathBuf::from);
+    println!("cargo:rerun-if-env-changed=TOKENSCOPE_DIST");
+    println!("cargo:rerun-if-changed={}", dist.display());
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    let mut files = Vec::new();
+    if dist.join("index.html").is_file() {
+        collect(&dist, &dist, &mut files)?;
+    }
+    files.sort();
+    let mut table = String::from("pub static ASSETS: &[Asset] = &[\n");
+    for (i, (route, path)) in files.iter().enumerate() {
+        let body = std::fs::read(path)?;
+        let gz_path = out.join(format!("asset-{i}.gz"));
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(&body)?;
+        std::fs::write(&gz_path, encoder.finish()?)?;
+        writeln!(
+            table,
+            "    Asset {{ path: {route:?}, body: include_bytes!({:?}), gzip: include_bytes!({:?}) }},",
+            path.canonicalize()?,
+            gz_path
+        )?;
+    }
+    table.push_str("];\n");
+    std::fs::write(out.join("assets.rs"), table)?;
+    Ok(())
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect(root, &path, out)?;
+        } else {
+            let relative = path.strip_prefix(root).expect("under root").to_string_lossy().replace('\\', "/");
+            out.push((format!("/{relative}"), path));
+        }
+    }
     Ok(())
 }

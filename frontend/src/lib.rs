@@ -1,17 +1,28 @@
 //! tokenscope's browser UI: the root component and the modules it is built from.
 //!
 //! `main.rs` only mounts [`App`]; pages live in [`pages`], reusable pieces in
-//! [`components`]. Everything here also compiles natively so that pure functions
-//! (formatting, later chart geometry) are unit-tested with plain `cargo test -p frontend`.
+//! [`components`], chart geometry and drawing in [`chart`]. Everything also compiles
+//! natively so that pure functions are unit-tested with plain `cargo test -p frontend`.
 
+pub mod api;
+pub mod chart;
 pub mod components;
 pub mod pages;
 
 use leptos::prelude::*;
 
-/// The whole application: for now a single page.
+use components::charts::Resized;
+
+/// The application: the dashboard, or the drawing benchmark at `/bench`.
 #[component]
 pub fn App() -> impl IntoView {
-    leptos::logging::log!("tokenscope frontend started");
-    view! { <pages::home::HomePage/> }
+    let resized = RwSignal::new(0u32);
+    provide_context(Resized(resized));
+    let _ = window_event_listener(leptos::ev::resize, move |_| resized.update(|n| *n += 1));
+    let path = web_sys::window().and_then(|w| w.location().pathname().ok()).unwrap_or_default();
+    if path == "/bench" {
+        view! { <pages::bench::BenchPage/> }.into_any()
+    } else {
+        view! { <pages::home::HomePage/> }.into_any()
+    }
 }

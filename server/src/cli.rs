@@ -1,4 +1,4 @@
-//! The command line: `tokenscope sweep`, `tokenscope sim` and `tokenscope demo`.
+//! The command line: `tokenscope serve`, `sweep`, `sim` and `demo`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,6 +19,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the dashboard: configure sweeps in a browser and watch their charts fill in live.
+    /// Without --target it starts a simulated Triton in-process and points the form at it.
+    Serve(ServeArgs),
     /// Sweep prompt lengths against a Triton server and report time to first token and
     /// token-to-token latency per length.
     Sweep(SweepArgs),
@@ -115,6 +118,19 @@ impl SweepArgs {
         spec.request_timeout_ms = self.timeout_ms;
         spec
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address the dashboard listens on (port 0 picks a free port).
+    #[arg(long, env = "TOKENSCOPE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The Triton gRPC address the form starts with [default: a built-in simulated Triton].
+    #[arg(long, env = "TOKENSCOPE_TARGET")]
+    pub target: Option<String>,
+    /// The built-in simulator's schedule (used when no --target is given).
+    #[command(flatten)]
+    pub sim: SimConfig,
 }
 
 #[derive(Debug, Args)]

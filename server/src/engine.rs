@@ -36,18 +36,47 @@ pub trait Observer: Send {
     fn prepared(&mut self, _model: &ModelInfo) {}
     /// A prompt length is about to be visited.
     fn point_started(&mut self, _point: usize, _prompt_length: u32) {}
+    /// A request was written to its stream.
+    fn request_sent(&mut self, _point: u32, _seq: u32, _send_ns: u64) {}
     /// A request finished, with or without error.
     fn request_done(&mut self, _record: &RequestRecord) {}
     /// A prompt length's statistics have settled.
     fn point_done(&mut self, _point: usize, _stats: &PointStats) {}
+    /// Where to send each token-bearing response as it arrives, if anywhere. Arrivals are
+    /// sent from the streams' receiver tasks, before their request is reported done.
+    fn token_tap(&self) -> Option<TokenTap> {
+        None
+    }
 }
+
+/// A token-bearing response as it arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenArrival {
+    pub point: u32,
+    pub seq: u32,
+    /// Arrival on the run's clock.
+    pub at_ns: u64,
+    pub tokens: u32,
+}
+
+/// Receives every [`TokenArrival`] of a run.
+pub type TokenTap = mpsc::UnboundedSender<TokenArrival>;
 
 impl Observer for () {}
 
 /// Runs a sweep to its end, its cancellation or the first fault, and reports everything
 /// measured up to then. Faults are reported in the status, never as a lost result.
 pub async fn run_sweep(spec: SweepSpec, observer: &mut dyn Observer, cancel: CancellationToken) -> RunReport {
-    let clock = RunClock::start();
+    run_sweep_on(RunClock::start(), spec, observer, cancel).await
+}
+
+/// [`run_sweep`] on a clock started by the caller, whose zero is the run's zero.
+pub async fn run_sweep_on(
+    clock: RunClock,
+    spec: SweepSpec,
+    observer: &mut dyn Observer,
+    cancel: CancellationToken,
+) -> RunReport {
     let mut report = RunReport {
         tool: format!("tokenscope {}", env!("CARGO_PKG_VERSION")),
         spec: spec.clone(),
@@ -85,7 +114,7 @@ pub async fn run_sweep(spec: SweepSpec, observer: &mut dyn Observer, cancel: Can
     };
     observer.prepared(&info);
     report.model = Some(info);
-    let mut sweep = Sweep::new(&spec, triton, plan, clock, cancel.child_token());
+    let mut sweep = Sweep::new(&spec, triton, plan, clock, observer.token_tap(), cancel.child_token());
     report.status = sweep.run(observer, &cancel, &mut report).await;
     sweep.shutdown();
     report.prompt_lengths_approximate = !report.requests.iter().any(|r| r.num_input_tokens.is_some());
@@ -145,6 +174,7 @@ impl Stream {
         target: String,
         clock: RunClock,
         done: mpsc::UnboundedSender<Done>,
+        tap: Option<TokenTap>,
         cancel: CancellationToken,
     ) -> Self {
         let (out, requests) = mpsc::unbounded_channel();
@@ -174,7 +204,7 @@ impl Stream {
                 let now = clock.now_ns();
                 match message {
                     Ok(Some(response)) => {
-                        if !receive(&map, response, now, &done) && !warned {
+                        if !receive(&map, response, now, &done, tap.as_ref()) && !warned {
                             warned = true;
                             warn!(target = %target, "a response matched no unfinished request (late, after a timeout?); ignoring such responses");
                         }
@@ -206,6 +236,7 @@ fn receive(
     response: pb::ModelStreamInferResponse,
     now: u64,
     done: &mpsc::UnboundedSender<Done>,
+    tap: Option<&TokenTap>,
 ) -> bool {
     let mut map = lock(map);
     let id = response.infer_response.as_ref().map_or("", |r| r.id.as_str());
@@ -222,6 +253,10 @@ fn receive(
         request.server_counted |= parsed.server_counted;
         if parsed.num_input_tokens.is_some() {
             request.num_input_tokens = parsed.num_input_tokens;
+        }
+        if let Some(tap) = tap.filter(|_| parsed.tokens > 0) {
+            let _ =
+                tap.send(TokenArrival { point: request.point, seq: request.seq, at_ns: now, tokens: parsed.tokens });
         }
         request.responses.push(ResponseRecord {
             at_ns: now,
@@ -266,6 +301,7 @@ impl Sweep {
         triton: Triton,
         plan: RequestPlan,
         clock: RunClock,
+        tap: Option<TokenTap>,
         streams_cancel: CancellationToken,
     ) -> Self {
         let (done_tx, done) = mpsc::unbounded_channel();
@@ -273,7 +309,7 @@ impl Sweep {
         let streams = (0..count)
             .map(|_| {
                 let target = triton.target().to_string();
-                Stream::open(triton.client(), target, clock, done_tx.clone(), streams_cancel.clone())
+                Stream::open(triton.client(), target, clock, done_tx.clone(), tap.clone(), streams_cancel.clone())
             })
             .collect();
         let target = triton.target().to_string();
@@ -330,7 +366,8 @@ impl Sweep {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while next < seqs.end || in_flight > 0 {
             while in_flight < self.spec.concurrency && next < seqs.end {
-                self.issue(point, next, length, warmup);
+                let send_ns = self.issue(point, next, length, warmup);
+                observer.request_sent(point, next, send_ns);
                 next += 1;
                 in_flight += 1;
             }
@@ -358,7 +395,8 @@ impl Sweep {
         None
     }
 
-    fn issue(&mut self, point: u32, seq: u32, length: u32, warmup: bool) {
+    /// Sends one request and returns its send time.
+    fn issue(&mut self, point: u32, seq: u32, length: u32, warmup: bool) -> u64 {
         let prompt = synthetic_prompt(point, seq, length);
         let id = format!("{point}-{seq}");
         let request = self.plan.request(id.clone(), &prompt);
@@ -392,6 +430,7 @@ impl Sweep {
             let _ = self.done_tx.send(Done::Record(lost.finish(request.id, None)));
             let _ = self.done_tx.send(Done::Fatal(why));
         }
+        send_ns
     }
 
     /// Abandons requests past their timeout.

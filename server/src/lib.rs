@@ -4,6 +4,7 @@
 pub mod bytes;
 pub mod cli;
 pub mod clock;
+pub mod dashboard;
 pub mod engine;
 pub mod export;
 pub mod sim;

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use server::cli::{Cli, Command, DemoArgs, SimArgs};
+use server::cli::{Cli, Command, DemoArgs, ServeArgs, SimArgs};
+use server::dashboard::{self, AppState, DashboardConfig};
 use server::{sim, sweep};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -20,6 +21,7 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
         Command::Sweep(args) => sweep::command(args).await,
         Command::Sim(args) => run_sim(args).await,
         Command::Demo(args) => demo(args).await,
@@ -30,16 +32,55 @@ async fn main() -> ExitCode {
     })
 }
 
-async fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}; is another server using that port?", args.listen))?;
+/// Cancelled on Ctrl-C.
+fn interrupt_token() -> CancellationToken {
     let shutdown = CancellationToken::new();
     let on_interrupt = shutdown.clone();
     tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
         on_interrupt.cancel();
     });
+    shutdown
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {}: {e}; pick another address with --listen (port 0 picks a free one)",
+            args.listen
+        )
+    })?;
+    let shutdown = interrupt_token();
+    let (default_target, simulator) = match args.target {
+        Some(target) => (target, None),
+        None => {
+            let (addr, sim_shutdown) = sim::spawn(args.sim).await?;
+            let stop_sim = shutdown.clone();
+            tokio::spawn(async move {
+                stop_sim.cancelled().await;
+                sim_shutdown.cancel();
+            });
+            let target = format!("http://{addr}");
+            tracing::info!(target = %target, "no --target given: a simulated Triton runs in this process; its numbers measure the simulator, not a model");
+            (target.clone(), Some(target))
+        }
+    };
+    let state = AppState::new(DashboardConfig { default_target, simulator }, shutdown.clone());
+    let url = format!("http://{}/", listener.local_addr()?);
+    if !dashboard::has_frontend() {
+        tracing::warn!("this binary has no dashboard page (dist/ was missing at build time); run scripts/dashboard.sh");
+    }
+    tracing::info!(url = %url, "dashboard listening; press Ctrl-C to stop");
+    println!("tokenscope dashboard: {url}");
+    dashboard::serve(listener, state, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}; is another server using that port?", args.listen))?;
+    let shutdown = interrupt_token();
     let names: Vec<&str> = sim::MODELS.iter().map(|m| m.name).collect();
     tracing::info!(address = %listener.local_addr()?, models = names.join(", "), "simulated Triton listening (gRPC)");
     sim::serve(listener, args.config, shutdown).await?;

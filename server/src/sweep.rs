@@ -10,6 +10,7 @@ use shared::{ModelInfo, PointStats, RequestRecord, RunReport, RunStatus, SweepSp
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::SweepArgs;
+use crate::clock::utc_stamp;
 use crate::engine::{Observer, run_sweep};
 use crate::export::profile_export;
 
@@ -168,32 +169,4 @@ fn default_out(model: &str) -> PathBuf {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let safe: String = model.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
     PathBuf::from(format!("tokenscope-{safe}-{}.json", utc_stamp(secs)))
-}
-
-/// `YYYYmmdd-HHMMSS` in UTC for seconds since the Unix epoch.
-fn utc_stamp(secs: u64) -> String {
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's civil-from-days.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stamps_are_utc_dates() {
-        assert_eq!(utc_stamp(0), "19700101-000000");
-        assert_eq!(utc_stamp(1_795_833_296), "20261128-023456");
-        assert_eq!(utc_stamp(951_782_400), "20000229-000000");
-    }
 }

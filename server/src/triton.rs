@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use shared::api::ModelChoice;
 use shared::{InputStyle, ModelInfo};
 use thiserror::Error;
 use tonic::transport::{Channel, Endpoint};
@@ -122,16 +123,7 @@ impl Triton {
         max_tokens: u32,
         ignore_eos: bool,
     ) -> Result<(ModelInfo, RequestPlan), TritonError> {
-        let meta_request = pb::ModelMetadataRequest { name: model.into(), version: version.into() };
-        let meta = match self.call("ModelMetadata", self.client().model_metadata(meta_request)).await {
-            Ok(meta) => meta,
-            Err(err) => return Err(self.explain_missing_model(model, err).await),
-        };
-        let config_request = pb::ModelConfigRequest { name: model.into(), version: version.into() };
-        // Servers other than Triton may not serve configurations; metadata alone then decides.
-        let config =
-            self.call("ModelConfig", self.client().model_config(config_request)).await.ok().and_then(|c| c.config);
-        let sig = ModelSignature::from_pb(&meta, config.as_ref());
+        let sig = self.signature(model, version).await?;
         if sig.decoupled == Some(false) {
             return Err(TritonError::NotDecoupled { model: model.into() });
         }
@@ -147,6 +139,60 @@ impl Triton {
             outputs: sig.outputs.iter().map(ToString::to_string).collect(),
         };
         Ok((info, plan))
+    }
+
+    /// Reads a model's metadata and, where the server serves it, its configuration.
+    pub async fn signature(&self, model: &str, version: &str) -> Result<ModelSignature, TritonError> {
+        let meta_request = pb::ModelMetadataRequest { name: model.into(), version: version.into() };
+        let meta = match self.call("ModelMetadata", self.client().model_metadata(meta_request)).await {
+            Ok(meta) => meta,
+            Err(err) => return Err(self.explain_missing_model(model, err).await),
+        };
+        let config_request = pb::ModelConfigRequest { name: model.into(), version: version.into() };
+        // Servers other than Triton may not serve configurations; metadata alone then decides.
+        let config =
+            self.call("ModelConfig", self.client().model_config(config_request)).await.ok().and_then(|c| c.config);
+        Ok(ModelSignature::from_pb(&meta, config.as_ref()))
+    }
+
+    /// Every model of the server with its readiness, the style `auto` would pick and whether
+    /// it streams: what a sweep form offers.
+    pub async fn model_choices(&self) -> Result<Vec<ModelChoice>, TritonError> {
+        let mut out = Vec::new();
+        for entry in self.models().await? {
+            let ready = entry.state == "READY";
+            let mut choice = ModelChoice {
+                name: entry.name,
+                version: (!entry.version.is_empty()).then_some(entry.version),
+                state: display_state(&entry.state),
+                ready,
+                reason: (!entry.reason.is_empty()).then_some(entry.reason),
+                input_style: None,
+                streaming: None,
+                problem: None,
+            };
+            if !ready {
+                choice.problem = Some(format!("not ready (state {}); load it or wait until it is READY", choice.state));
+                out.push(choice);
+                continue;
+            }
+            let version = choice.version.clone().unwrap_or_default();
+            match self.signature(&choice.name, &version).await {
+                Ok(sig) => {
+                    choice.streaming = sig.decoupled.or(Some(true));
+                    match resolve_style(&sig, InputStyle::Auto) {
+                        Ok(style) => choice.input_style = Some(style),
+                        Err(err) => choice.problem = Some(err.to_string()),
+                    }
+                    if sig.decoupled == Some(false) {
+                        choice.problem = Some(TritonError::NotDecoupled { model: choice.name.clone() }.to_string());
+                    }
+                }
+                Err(err) => choice.problem = Some(err.to_string()),
+            }
+            out.push(choice);
+        }
+        Ok(out)
     }
 
     /// Turns a failed metadata call into "unknown model" or "not ready" when the repository says so.

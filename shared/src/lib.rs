@@ -3,6 +3,8 @@
 //! This crate is the wire contract: plain serde data and functions without I/O. It must
 //! not depend on tokio, tonic, prost or leptos.
 
+pub mod api;
+pub mod live;
 pub mod metrics;
 pub mod prompt;
 pub mod record;
@@ -10,6 +12,7 @@ pub mod report;
 pub mod spec;
 pub mod stats;
 
+pub use live::{Batch, LiveRun, RequestDone, RunEvent};
 pub use record::{RequestRecord, ResponseRecord, TokenCountSource};
 pub use report::{ModelInfo, RunReport, RunStatus};
 pub use spec::{InputStyle, SweepSpec};

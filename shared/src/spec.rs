@@ -50,6 +50,9 @@ impl std::str::FromStr for InputStyle {
     }
 }
 
+/// The most requests one run may send, warm-up included.
+pub const MAX_REQUESTS: u64 = 1_000_000;
+
 /// A sweep: for each prompt length, `warmup` then `requests` streamed requests, `concurrency`
 /// at a time (closed loop: a new request is sent as soon as one finishes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,6 +134,12 @@ impl SweepSpec {
         }
         if self.concurrency == 0 {
             out.push("concurrency must be at least 1".into());
+        }
+        if self.total_requests() > MAX_REQUESTS {
+            out.push(format!(
+                "{} requests in one run is too many; at most {MAX_REQUESTS} (prompt lengths x (requests + warm-up))",
+                self.total_requests()
+            ));
         }
         if self.request_timeout_ms == 0 {
             out.push("the request timeout must be above 0 ms".into());

@@ -1,3 +1,4 @@
-//! Top-level pages; each is one screen of the app.
+//! Pages: the dashboard and a drawing benchmark.
 
+pub mod bench;
 pub mod home;

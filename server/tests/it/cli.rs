@@ -1,4 +1,5 @@
-//! The `tokenscope sweep` command as a user runs it: its table, run.json and profile export.
+//! The command line as a user runs it: `sweep` with its table, run.json and profile export,
+//! and `serve`.
 
 use std::process::Command;
 
@@ -71,4 +72,41 @@ fn a_failed_sweep_exits_non_zero_and_says_why() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cannot reach Triton at http://127.0.0.1:1"), "{stderr}");
+}
+
+/// `tokenscope serve` as the README runs it: with no target it serves the page and a
+/// simulated Triton, and says where.
+#[tokio::test]
+async fn serve_runs_the_dashboard_with_a_built_in_simulator() {
+    use tokio::io::AsyncBufReadExt;
+    let _serial = timing_lock().await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokenscope"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the address within 30 s")
+        .unwrap()
+        .expect("a line");
+    let url = line.strip_prefix("tokenscope dashboard: ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let info: Value = reqwest::get(format!("{url}api/info")).await.unwrap().json().await.unwrap();
+    assert_eq!(info["default_is_simulated"], true, "{info}");
+    let models: Value = reqwest::get(format!("{url}api/targets/models")).await.unwrap().json().await.unwrap();
+    assert!(models["models"].as_array().unwrap().iter().any(|m| m["name"] == "sim-vllm"), "{models}");
+    let page = reqwest::get(format!("{url}runs/some-run")).await.unwrap();
+    let status = page.status().as_u16();
+    let body = page.text().await.unwrap();
+    if server::dashboard::has_frontend() {
+        assert_eq!(status, 200);
+        assert!(body.contains("<title>tokenscope</title>") && body.contains(".wasm"), "{body}");
+    } else {
+        assert_eq!(status, 503);
+        assert!(body.contains("scripts/dashboard.sh"), "{body}");
+    }
+    child.kill().await.unwrap();
 }

@@ -1,7 +1,10 @@
 //! Integration tests of the server crate: one binary, one module per area.
 
+mod browser;
 mod cli;
+mod dashboard;
 mod errors;
 mod real_triton;
 mod sim;
 mod support;
+mod webdriver;

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
 
+use server::dashboard::{self, AppState, DashboardConfig};
 use server::engine::run_sweep;
 use server::sim::{self, SimConfig};
 use shared::{RunReport, SweepSpec};
@@ -56,4 +57,30 @@ pub fn assert_close(what: &str, measured: f64, expected: f64, abs: f64, rel: f64
         (measured - expected).abs() <= tolerance,
         "{what}: measured {measured:.3}, expected {expected:.3} ± {tolerance:.3}"
     );
+}
+
+/// A dashboard whose default target is an in-process simulator; both stop on drop.
+pub struct Dashboard {
+    pub base: String,
+    pub sim: SimServer,
+    stop: CancellationToken,
+}
+
+impl Drop for Dashboard {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+pub async fn start_dashboard(config: SimConfig) -> Dashboard {
+    let sim = start_sim(config).await;
+    let stop = CancellationToken::new();
+    let state = AppState::new(
+        DashboardConfig { default_target: sim.target.clone(), simulator: Some(sim.target.clone()) },
+        stop.clone(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(dashboard::serve(listener, state, stop.clone()));
+    Dashboard { base, sim, stop }
 }

@@ -1,0 +1,193 @@
+//! Calls to the dashboard's JSON API and its events WebSocket.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use shared::RunEvent;
+use shared::api::ApiError;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{CloseEvent, MessageEvent, Request, RequestInit, Response, WebSocket};
+
+/// A failed call, ready to show: what went wrong and what to do.
+pub fn failure(error: impl Into<String>, hint: Option<&str>) -> ApiError {
+    ApiError { error: error.into(), hint: hint.map(Into::into) }
+}
+
+fn js_text(value: &JsValue) -> String {
+    value.as_string().or_else(|| js_sys::JSON::stringify(value).ok().and_then(|s| s.as_string())).unwrap_or_default()
+}
+
+async fn call(method: &str, url: &str, body: Option<String>) -> Result<String, ApiError> {
+    let unreachable = |err: JsValue| {
+        failure(
+            format!("the dashboard server did not answer: {}", js_text(&err)),
+            Some("is `tokenscope serve` still running? Start it again and reload the page"),
+        )
+    };
+    let init = RequestInit::new();
+    init.set_method(method);
+    if let Some(body) = &body {
+        init.set_body(&JsValue::from_str(body));
+    }
+    let request = Request::new_with_str_and_init(url, &init).map_err(unreachable)?;
+    if body.is_some() {
+        request.headers().set("content-type", "application/json").map_err(unreachable)?;
+    }
+    let window = web_sys::window().ok_or_else(|| failure("no browser window", None))?;
+    let response: Response = JsFuture::from(window.fetch_with_request(&request))
+        .await
+        .map_err(unreachable)?
+        .dyn_into()
+        .map_err(unreachable)?;
+    let text = JsFuture::from(response.text().map_err(unreachable)?).await.map_err(unreachable)?;
+    let text = text.as_string().unwrap_or_default();
+    if response.ok() {
+        Ok(text)
+    } else {
+        Err(serde_json::from_str::<ApiError>(&text)
+            .unwrap_or_else(|_| failure(format!("the dashboard server answered {}: {text}", response.status()), None)))
+    }
+}
+
+fn parse<T: DeserializeOwned>(text: &str) -> Result<T, ApiError> {
+    serde_json::from_str(text).map_err(|err| {
+        failure(format!("the dashboard server's answer could not be read: {err}"), Some("reload the page"))
+    })
+}
+
+pub async fn get_json<T: DeserializeOwned>(url: &str) -> Result<T, ApiError> {
+    parse(&call("GET", url, None).await?)
+}
+
+pub async fn post_json<T: DeserializeOwned>(url: &str, body: &impl Serialize) -> Result<T, ApiError> {
+    let body = serde_json::to_string(body).map_err(|err| failure(err.to_string(), None))?;
+    parse(&call("POST", url, Some(body)).await?)
+}
+
+/// Percent-encodes a query value.
+pub fn encode(value: &str) -> String {
+    js_sys::encode_uri_component(value).as_string().unwrap_or_default()
+}
+
+/// A JavaScript callback kept alive while its socket may call it.
+type Callback = Closure<dyn FnMut(JsValue)>;
+
+/// The state of an events connection, for the page to show.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Link {
+    Connecting,
+    Open,
+    /// The run's log was read to its end.
+    Complete,
+    /// Lost; trying again after a pause.
+    Retrying(String),
+}
+
+/// A WebSocket following one run's events. It reconnects after an unexpected close; the
+/// server replays the whole log to every new connection, starting with `Started`, which
+/// resets the receiver's state. Dropping it closes the socket.
+pub struct EventStream {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    url: String,
+    socket: RefCell<Option<WebSocket>>,
+    on_event: Box<dyn Fn(RunEvent)>,
+    on_link: Box<dyn Fn(Link)>,
+    stopped: Cell<bool>,
+    complete: Cell<bool>,
+    closures: RefCell<Vec<Callback>>,
+}
+
+impl EventStream {
+    pub fn open(run_id: &str, on_event: impl Fn(RunEvent) + 'static, on_link: impl Fn(Link) + 'static) -> Self {
+        let location = web_sys::window().expect("a window").location();
+        let scheme = if location.protocol().unwrap_or_default() == "https:" { "wss" } else { "ws" };
+        let host = location.host().unwrap_or_default();
+        let url = format!("{scheme}://{host}/api/runs/{}/events", encode(run_id));
+        let inner = Rc::new(Inner {
+            url,
+            socket: RefCell::new(None),
+            on_event: Box::new(on_event),
+            on_link: Box::new(on_link),
+            stopped: Cell::new(false),
+            complete: Cell::new(false),
+            closures: RefCell::new(Vec::new()),
+        });
+        connect(&inner);
+        Self { inner }
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        self.inner.stopped.set(true);
+        if let Some(socket) = self.inner.socket.borrow_mut().take() {
+            let _ = socket.close();
+        }
+    }
+}
+
+fn connect(inner: &Rc<Inner>) {
+    if inner.stopped.get() {
+        return;
+    }
+    (inner.on_link)(Link::Connecting);
+    let socket = match WebSocket::new(&inner.url) {
+        Ok(socket) => socket,
+        Err(err) => return retry(inner, js_text(&err)),
+    };
+    let weak = Rc::downgrade(inner);
+    let on_open = Closure::<dyn FnMut(JsValue)>::new(move |_| {
+        if let Some(inner) = weak.upgrade() {
+            (inner.on_link)(Link::Open);
+        }
+    });
+    let weak = Rc::downgrade(inner);
+    let on_message = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+        let Some(inner) = weak.upgrade() else { return };
+        let Some(text) = event.dyn_ref::<MessageEvent>().and_then(|m| m.data().as_string()) else { return };
+        match serde_json::from_str::<RunEvent>(&text) {
+            Ok(event) => {
+                if matches!(event, RunEvent::Finished { .. }) {
+                    inner.complete.set(true);
+                }
+                (inner.on_event)(event);
+            }
+            Err(err) => leptos::logging::warn!("an event could not be read ({err}): {text}"),
+        }
+    });
+    let weak = Rc::downgrade(inner);
+    let on_close = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+        let Some(inner) = weak.upgrade() else { return };
+        if inner.complete.get() {
+            (inner.on_link)(Link::Complete);
+        } else if !inner.stopped.get() {
+            let code = event.dyn_ref::<CloseEvent>().map_or(0, CloseEvent::code);
+            retry(&inner, format!("the connection closed (code {code})"));
+        }
+    });
+    socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    *inner.closures.borrow_mut() = vec![on_open, on_message, on_close];
+    *inner.socket.borrow_mut() = Some(socket);
+}
+
+fn retry(inner: &Rc<Inner>, why: String) {
+    (inner.on_link)(Link::Retrying(why));
+    let weak = Rc::downgrade(inner);
+    leptos::prelude::set_timeout(
+        move || {
+            if let Some(inner) = weak.upgrade() {
+                connect(&inner);
+            }
+        },
+        std::time::Duration::from_secs(1),
+    );
+}

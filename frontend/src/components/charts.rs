@@ -1,0 +1,292 @@
+//! Chart components: a canvas each, redrawn when the run's data, the window's size or the
+//! selection changes; a tooltip follows the pointer over the latency charts.
+
+use leptos::html::Canvas;
+use leptos::prelude::*;
+use shared::{LiveRun, Summary};
+
+use crate::chart::{self, Palette, XScale, draw, fmt_length, fmt_ms};
+use crate::components::glossary::metric_anchor;
+
+/// The colours of the page's current scheme.
+pub fn palette() -> Palette {
+    let dark = web_sys::window()
+        .and_then(|w| w.match_media("(prefers-color-scheme: dark)").ok().flatten())
+        .is_some_and(|m| m.matches());
+    if dark { Palette::DARK } else { Palette::LIGHT }
+}
+
+/// Bumped whenever the window is resized, so charts refit their canvases.
+#[derive(Clone, Copy)]
+pub struct Resized(pub RwSignal<u32>);
+
+/// The latency metrics charted against prompt length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    Ttft,
+    T2t,
+}
+
+impl Metric {
+    fn title(self) -> &'static str {
+        match self {
+            Metric::Ttft => "Time to first token",
+            Metric::T2t => "Token-to-token latency",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Metric::Ttft => "ttft",
+            Metric::T2t => "t2t",
+        }
+    }
+
+    fn y_desc(self) -> &'static str {
+        match self {
+            Metric::Ttft => "TTFT (ms)",
+            Metric::T2t => "token-to-token (ms)",
+        }
+    }
+
+    /// The metric's settled summary for a point.
+    pub fn summary(self, stats: &shared::PointStats) -> Option<&Summary> {
+        match self {
+            Metric::Ttft => stats.ttft_ms.as_ref(),
+            Metric::T2t => stats.t2t_ms.as_ref(),
+        }
+    }
+
+    /// One sample per finished measured request: its TTFT, or its mean token gap.
+    fn samples(self, run: &LiveRun) -> Vec<(u32, f64)> {
+        let mut out = Vec::new();
+        for (r, request) in run.requests.iter().enumerate() {
+            let Some(done) = request.done.as_ref().filter(|d| d.error.is_none()) else { continue };
+            if run.is_warmup(r as u32) {
+                continue;
+            }
+            let length = run.spec.prompt_lengths[run.locate(r as u32).0 as usize];
+            let value = match self {
+                Metric::Ttft => done.ttft_ms,
+                Metric::T2t => request.mean_gap_ms(),
+            };
+            if let Some(value) = value {
+                out.push((length, value));
+            }
+        }
+        out
+    }
+}
+
+/// A latency metric against prompt length, with its definition one click away.
+#[component]
+pub fn LatencyChart(
+    /// Which metric.
+    metric: Metric,
+    /// The run, rebuilt from its events.
+    run: StoredValue<LiveRun, LocalStorage>,
+    /// Bumped when `run` changes.
+    version: RwSignal<u64>,
+) -> impl IntoView {
+    let canvas = NodeRef::<Canvas>::new();
+    let resized = use_context::<Resized>().map(|r| r.0);
+    let targets = StoredValue::new(Vec::<(f64, f64)>::new());
+    let points = StoredValue::new(Vec::<(u32, Summary)>::new());
+    let tooltip = RwSignal::new(None::<(f64, f64, String)>);
+    let failure = RwSignal::new(None::<String>);
+    Effect::new(move |_| {
+        version.track();
+        if let Some(r) = resized {
+            r.track();
+        }
+        let Some(canvas) = canvas.get() else { return };
+        let drawn = run.with_value(|run| {
+            let settled: Vec<(u32, Summary)> = run
+                .points
+                .iter()
+                .flatten()
+                .filter_map(|p| metric.summary(p).map(|s| (p.prompt_length, s.clone())))
+                .collect();
+            let chart = draw::LatencyChart {
+                y_desc: metric.y_desc(),
+                scale: XScale::for_lengths(&run.spec.prompt_lengths),
+                lengths: &run.spec.prompt_lengths,
+                points: settled.clone(),
+                samples: metric.samples(run),
+                empty_note: if metric == Metric::T2t && run.spec.max_tokens == 1 {
+                    "max_tokens is 1: one token per request, so no token-to-token gaps"
+                } else if run.status.is_some() {
+                    "no results"
+                } else {
+                    "waiting for the first results"
+                },
+            };
+            points.set_value(settled);
+            draw::latency(&canvas, &chart, &palette())
+        });
+        match drawn {
+            Ok(at) => {
+                // The markers' positions (CSS pixels), for tools that point at them.
+                let markers: Vec<String> = at.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+                let _ = canvas.set_attribute("data-markers", &markers.join(";"));
+                targets.set_value(at);
+                failure.set(None);
+            }
+            Err(err) => failure.set(Some(err)),
+        }
+    });
+    let hover = move |ev: leptos::ev::MouseEvent| {
+        let (x, y) = (f64::from(ev.offset_x()), f64::from(ev.offset_y()));
+        let hit = targets.with_value(|t| chart::nearest(t, x, y, 14.0));
+        tooltip.set(hit.and_then(|i| {
+            points.with_value(|p| p.get(i).cloned()).map(|(length, s)| {
+                let text = format!(
+                    "prompt length {length}: mean {} ms · p50 {} · p90 {} · p99 {} · n {}",
+                    fmt_ms(s.mean),
+                    fmt_ms(s.p50),
+                    fmt_ms(s.p90),
+                    fmt_ms(s.p99),
+                    s.count
+                );
+                (x, y, text)
+            })
+        }));
+    };
+    let key = metric.key();
+    view! {
+        <figure class="chart" data-chart=key>
+            <figcaption>
+                {metric.title()} " against prompt length "
+                <a class="define" href=format!("#{}", metric_anchor(key)) title="What this metric means">"definition"</a>
+                <span class="legend">"line: mean · band: p50 to p99 · dots: single requests"</span>
+            </figcaption>
+            <div class="canvas-box">
+                <canvas node_ref=canvas id=format!("chart-{key}") on:mousemove=hover on:mouseleave=move |_| tooltip.set(None)/>
+                {move || tooltip.get().map(|(x, y, text)| view! {
+                    <div class="tooltip" style=format!("left:{}px;top:{}px", x + 12.0, y + 12.0)>{text}</div>
+                })}
+            </div>
+            {move || failure.get().map(|f| view! { <p class="error">{f}</p> })}
+        </figure>
+    }
+}
+
+/// The token timeline of one request and the TTFT histogram of one prompt length.
+#[component]
+pub fn Inspector(
+    /// The run, rebuilt from its events.
+    run: StoredValue<LiveRun, LocalStorage>,
+    /// Bumped when `run` changes.
+    version: RwSignal<u64>,
+) -> impl IntoView {
+    let resized = use_context::<Resized>().map(|r| r.0);
+    // `None` follows the run: the latest point, and its latest finished request.
+    let point = RwSignal::new(None::<u32>);
+    let seq = RwSignal::new(None::<u32>);
+    let chosen_point = move || {
+        version.track();
+        point.get().unwrap_or_else(|| {
+            run.with_value(|run| {
+                run.current_point.unwrap_or_else(|| run.points.iter().rposition(Option::is_some).unwrap_or(0) as u32)
+            })
+        })
+    };
+    let chosen_request = move || {
+        let p = chosen_point();
+        run.with_value(|run| {
+            let per_point = run.spec.requests_per_point() as u32;
+            let seq = seq.get().unwrap_or_else(|| {
+                (0..per_point)
+                    .rev()
+                    .find(|&s| run.requests.get((p * per_point + s) as usize).is_some_and(|r| r.done.is_some()))
+                    .unwrap_or(0)
+            });
+            (p, seq.min(per_point.saturating_sub(1)), p * per_point + seq.min(per_point.saturating_sub(1)))
+        })
+    };
+    let timeline = NodeRef::<Canvas>::new();
+    let histogram = NodeRef::<Canvas>::new();
+    Effect::new(move |_| {
+        if let Some(r) = resized {
+            r.track();
+        }
+        let (_, _, r) = chosen_request();
+        let Some(canvas) = timeline.get() else { return };
+        let tokens: Vec<(f64, u32)> = run.with_value(|run| {
+            run.requests.get(r as usize).map_or_else(Vec::new, |req| {
+                let sent = req.sent_us.unwrap_or(0);
+                req.tokens.iter().map(|&(at, n)| (at.saturating_sub(sent) as f64 / 1000.0, n)).collect()
+            })
+        });
+        if let Err(err) = draw::timeline(&canvas, &tokens, &palette()) {
+            leptos::logging::warn!("{err}");
+        }
+    });
+    Effect::new(move |_| {
+        if let Some(r) = resized {
+            r.track();
+        }
+        let p = chosen_point();
+        let Some(canvas) = histogram.get() else { return };
+        let samples = run.with_value(|run| run.ttft_samples(p));
+        if let Err(err) = draw::histogram(&canvas, &chart::histogram(&samples, 40), &palette()) {
+            leptos::logging::warn!("{err}");
+        }
+    });
+    let lengths = move || {
+        version.track();
+        run.with_value(|run| run.spec.prompt_lengths.clone())
+    };
+    let describe = move || {
+        let (p, s, r) = chosen_request();
+        run.with_value(|run| {
+            let length = run.spec.prompt_lengths.get(p as usize).copied().unwrap_or(0);
+            let warmup = if run.is_warmup(r) { " (warm-up)" } else { "" };
+            let request = run.requests.get(r as usize);
+            let state = match request.and_then(|q| q.done.as_ref()) {
+                Some(done) => match (&done.error, done.ttft_ms) {
+                    (Some(err), _) => format!("failed: {err}"),
+                    (None, Some(ttft)) => format!("{} tokens, TTFT {} ms", done.tokens, fmt_ms(ttft)),
+                    (None, None) => "no tokens".into(),
+                },
+                None if request.is_some_and(|q| q.sent_us.is_some()) => "in flight".into(),
+                None => "not sent yet".into(),
+            };
+            format!("prompt length {length}, request {}{warmup}: {state}", s + 1)
+        })
+    };
+    view! {
+        <section class="inspector">
+            <div class="pickers">
+                <label>"Prompt length "
+                    <select id="inspect-point" on:change=move |ev| {
+                        point.set(event_target_value(&ev).parse().ok());
+                        seq.set(None);
+                    }>
+                        <option value="" selected=move || point.get().is_none()>"follow the run"</option>
+                        {move || lengths().into_iter().enumerate().map(|(i, l)| view! {
+                            <option value=i.to_string() selected=move || point.get() == Some(i as u32)>{fmt_length(f64::from(l))}</option>
+                        }).collect_view()}
+                    </select>
+                </label>
+                <label>"Request # "
+                    <input id="inspect-request" type="number" min="1" prop:value=move || (chosen_request().1 + 1).to_string()
+                        on:input=move |ev| seq.set(event_target_value(&ev).parse::<u32>().ok().map(|n| n.saturating_sub(1)))/>
+                </label>
+            </div>
+            <figure class="chart" data-chart="timeline">
+                <figcaption>"Token timeline: " {describe}
+                    <span class="legend">"each tick a response (taller: several tokens) · shaded: time to first token"</span>
+                </figcaption>
+                <div class="canvas-box short"><canvas node_ref=timeline id="chart-timeline"/></div>
+            </figure>
+            <figure class="chart" data-chart="histogram">
+                <figcaption>"Time to first token at prompt length "
+                    {move || run.with_value(|run| fmt_length(f64::from(run.spec.prompt_lengths.get(chosen_point() as usize).copied().unwrap_or(0))))}
+                    " " <a class="define" href=format!("#{}", metric_anchor("ttft"))>"definition"</a>
+                </figcaption>
+                <div class="canvas-box"><canvas node_ref=histogram id="chart-histogram"/></div>
+            </figure>
+        </section>
+    }
+}

@@ -1,0 +1,274 @@
+//! The sweep form: target and model, the guide's presets, prompt lengths and load, with
+//! inline validation; Run starts the sweep on the server.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use shared::api::{ApiError, ModelChoice, RunCreated, TargetModels};
+use shared::spec::parse_prompt_lengths;
+use shared::{InputStyle, SweepSpec};
+
+use crate::api;
+use crate::components::ErrorBox;
+
+/// The form's fields as typed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fields {
+    pub target: String,
+    pub model: String,
+    pub input_style: InputStyle,
+    pub prompt_lengths: String,
+    pub max_tokens: String,
+    pub ignore_eos: bool,
+    pub requests: String,
+    pub warmup: String,
+    pub concurrency: String,
+}
+
+impl Fields {
+    /// The fields of a spec, as the form shows them.
+    pub fn of(spec: &SweepSpec) -> Fields {
+        Fields {
+            target: spec.target.clone(),
+            model: spec.model.clone(),
+            input_style: spec.input_style,
+            prompt_lengths: spec.prompt_lengths.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            max_tokens: spec.max_tokens.to_string(),
+            ignore_eos: spec.ignore_eos,
+            requests: spec.requests.to_string(),
+            warmup: spec.warmup.to_string(),
+            concurrency: spec.concurrency.to_string(),
+        }
+    }
+
+    /// The spec these fields ask for, or every problem with them as a sentence.
+    pub fn spec(&self) -> Result<SweepSpec, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut number = |text: &str, what: &str| -> u32 {
+            text.trim().parse::<u32>().unwrap_or_else(|_| {
+                problems.push(format!("{what} must be a whole number, not {:?}", text.trim()));
+                0
+            })
+        };
+        let max_tokens = number(&self.max_tokens, "max_tokens");
+        let requests = number(&self.requests, "requests per prompt length");
+        let warmup = number(&self.warmup, "warm-up requests");
+        let concurrency = number(&self.concurrency, "concurrency");
+        let prompt_lengths = parse_prompt_lengths(&self.prompt_lengths).unwrap_or_else(|err| {
+            problems.push(format!("prompt lengths: {err}"));
+            Vec::new()
+        });
+        let spec = SweepSpec {
+            target: self.target.trim().to_string(),
+            model: self.model.clone(),
+            model_version: None,
+            input_style: self.input_style,
+            prompt_lengths,
+            max_tokens,
+            ignore_eos: self.ignore_eos,
+            requests,
+            warmup,
+            concurrency,
+            ..SweepSpec::default()
+        };
+        if problems.is_empty() {
+            problems = spec.problems();
+        }
+        if problems.is_empty() { Ok(spec) } else { Err(problems) }
+    }
+}
+
+/// One model as the dropdown shows it.
+fn model_label(model: &ModelChoice) -> String {
+    let mut label = model.name.clone();
+    if let Some(style) = model.input_style {
+        label.push_str(&format!(" ({style})"));
+    }
+    if !model.ready {
+        label.push_str(&format!(" [{}]", model.state));
+    } else if model.problem.is_some() {
+        label.push_str(" [cannot stream]");
+    }
+    label
+}
+
+/// The sweep form.
+#[component]
+pub fn SweepForm(
+    /// The target to start with.
+    default_target: String,
+    /// Whether a run is in progress; Run waits until it ends.
+    #[prop(into)]
+    running: Signal<bool>,
+    /// Called with the new run's id once the server has started it.
+    on_started: Callback<String>,
+) -> impl IntoView {
+    let base = SweepSpec { target: default_target, ..SweepSpec::default() }.prefill_preset();
+    let base = SweepSpec { prompt_lengths: vec![16, 64, 256, 1024], requests: 10, ..base };
+    let fields = RwSignal::new(Fields::of(&base));
+    let models = RwSignal::new(None::<Result<TargetModels, ApiError>>);
+    let submit_error = RwSignal::new(None::<ApiError>);
+    let submitting = RwSignal::new(false);
+
+    let load_models = move || {
+        let target = fields.with_untracked(|f| f.target.clone());
+        models.set(None);
+        spawn_local(async move {
+            let result =
+                api::get_json::<TargetModels>(&format!("/api/targets/models?target={}", api::encode(&target))).await;
+            if let Ok(list) = &result {
+                // Keep the chosen model if the server has it, else take the first one that can stream.
+                let current = fields.with_untracked(|f| f.model.clone());
+                let usable = |m: &&ModelChoice| m.ready && m.problem.is_none();
+                if !list.models.iter().filter(usable).any(|m| m.name == current) {
+                    let first = list.models.iter().find(usable).map(|m| m.name.clone()).unwrap_or_default();
+                    fields.update(|f| f.model = first);
+                }
+            }
+            models.set(Some(result));
+        });
+    };
+    load_models();
+
+    let checked = Memo::new(move |_| fields.with(Fields::spec));
+    let set = move |apply: fn(&mut Fields, String)| move |ev| fields.update(|f| apply(f, event_target_value(&ev)));
+    let preset = move |generation: bool| {
+        fields.update(|f| {
+            let spec = if generation {
+                SweepSpec::default().generation_preset()
+            } else {
+                SweepSpec::default().prefill_preset()
+            };
+            f.max_tokens = spec.max_tokens.to_string();
+            f.ignore_eos = spec.ignore_eos;
+            f.concurrency = spec.concurrency.to_string();
+        });
+    };
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let Ok(spec) = checked.get_untracked() else { return };
+        submitting.set(true);
+        submit_error.set(None);
+        spawn_local(async move {
+            match api::post_json::<RunCreated>("/api/runs", &spec).await {
+                Ok(created) => on_started.run(created.id),
+                Err(err) => submit_error.set(Some(err)),
+            }
+            submitting.set(false);
+        });
+    };
+    let field = move |get: fn(&Fields) -> String| move || fields.with(get);
+
+    view! {
+        <form class="sweep-form" on:submit=submit novalidate>
+            <fieldset class="target">
+                <legend>"Server"</legend>
+                <label>
+                    "Triton gRPC address"
+                    <input id="target" type="text" spellcheck="false" prop:value=field(|f| f.target.clone())
+                        on:input=set(|f, v| f.target = v) on:change=move |_| load_models()/>
+                </label>
+                <button type="button" on:click=move |_| load_models()>"Load models"</button>
+                <label>
+                    "Model"
+                    <select id="model" on:change=set(|f, v| f.model = v)>
+                        {move || match models.get() {
+                            None => view! { <option value="">"loading…"</option> }.into_any(),
+                            Some(Err(_)) => view! { <option value="">"no models"</option> }.into_any(),
+                            Some(Ok(list)) => list.models.into_iter().map(|m| {
+                                let selected = fields.with_untracked(|f| f.model == m.name);
+                                let usable = m.ready && m.problem.is_none();
+                                view! {
+                                    <option value=m.name.clone() selected=selected disabled=!usable
+                                        title=m.problem.clone().unwrap_or_default()>{model_label(&m)}</option>
+                                }
+                            }).collect_view().into_any(),
+                        }}
+                    </select>
+                </label>
+                <label>
+                    "Input style"
+                    <select id="input-style" on:change=move |ev| {
+                        if let Ok(style) = event_target_value(&ev).parse() { fields.update(|f| f.input_style = style) }
+                    }>
+                        {InputStyle::ALL.into_iter().map(|s| view! {
+                            <option value=s.name() selected=move || fields.with(|f| f.input_style == s)>{s.name()}</option>
+                        }).collect_view()}
+                    </select>
+                </label>
+                {move || models.get().map(|result| match result {
+                    Err(err) => view! { <ErrorBox error=err/> }.into_any(),
+                    Ok(list) if list.simulated => view! {
+                        <p class="note">"This is tokenscope's built-in simulated Triton: its numbers measure the simulator, not a model."</p>
+                    }.into_any(),
+                    Ok(_) => ().into_any(),
+                })}
+            </fieldset>
+            <fieldset class="load">
+                <legend>"Sweep"</legend>
+                <div class="presets">
+                    "Presets: "
+                    <button type="button" id="preset-prefill" on:click=move |_| preset(false)
+                        title="max_tokens 1, one request at a time: time to first token against prompt length">"Prefill"</button>
+                    <button type="button" id="preset-generation" on:click=move |_| preset(true)
+                        title="max_tokens 256 with ignore_eos, one at a time: token-to-token latency against prompt length">"Generation"</button>
+                </div>
+                <label class="wide">
+                    "Prompt lengths (approx. tokens): a list, FROM..TO:STEP or FROM..TO:x2"
+                    <input id="prompt-lengths" type="text" spellcheck="false" prop:value=field(|f| f.prompt_lengths.clone())
+                        on:input=set(|f, v| f.prompt_lengths = v)/>
+                </label>
+                <p class="hint">{move || match parse_prompt_lengths(&fields.with(|f| f.prompt_lengths.clone())) {
+                    Ok(lengths) if lengths.len() <= 12 => format!("{} lengths: {lengths:?}", lengths.len()),
+                    Ok(lengths) => format!("{} lengths, {} to {}", lengths.len(), lengths[0], lengths[lengths.len() - 1]),
+                    Err(_) => String::new(),
+                }}</p>
+                <label>"max_tokens"<input id="max-tokens" type="number" min="1" prop:value=field(|f| f.max_tokens.clone())
+                    on:input=set(|f, v| f.max_tokens = v)/></label>
+                <label class="check"><input id="ignore-eos" type="checkbox" prop:checked=move || fields.with(|f| f.ignore_eos)
+                    on:change=move |ev| fields.update(|f| f.ignore_eos = event_target_checked(&ev))/>"ignore_eos"</label>
+                <label>"Requests per length"<input id="requests" type="number" min="1" prop:value=field(|f| f.requests.clone())
+                    on:input=set(|f, v| f.requests = v)/></label>
+                <label>"Warm-up per length"<input id="warmup" type="number" min="0" prop:value=field(|f| f.warmup.clone())
+                    on:input=set(|f, v| f.warmup = v)/></label>
+                <label>"Concurrency"<input id="concurrency" type="number" min="1" prop:value=field(|f| f.concurrency.clone())
+                    on:input=set(|f, v| f.concurrency = v)/></label>
+            </fieldset>
+            {move || checked.get().err().map(|problems| view! {
+                <ul class="problems" id="form-problems">{problems.into_iter().map(|p| view! { <li>{p}</li> }).collect_view()}</ul>
+            })}
+            {move || submit_error.get().map(|err| view! { <ErrorBox error=err/> })}
+            <div class="actions">
+                <button type="submit" id="run" class="primary"
+                    disabled=move || checked.with(Result::is_err) || running.get() || submitting.get()>
+                    {move || if running.get() { "A run is in progress" } else if submitting.get() { "Starting…" } else { "Run" }}
+                </button>
+            </div>
+        </form>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_round_trip_a_spec() {
+        let spec = SweepSpec { model: "m".into(), ..SweepSpec::default() }.generation_preset();
+        assert_eq!(Fields::of(&spec).spec().unwrap(), spec);
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let mut fields = Fields::of(&SweepSpec { model: "m".into(), ..SweepSpec::default() });
+        fields.max_tokens = "many".into();
+        fields.prompt_lengths = "5..1:2".into();
+        let problems = fields.spec().unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("max_tokens"));
+        assert!(problems[1].contains("prompt lengths"));
+        fields.max_tokens = "8".into();
+        fields.prompt_lengths = "16".into();
+        fields.concurrency = "0".into();
+        assert_eq!(fields.spec().unwrap_err(), vec!["concurrency must be at least 1".to_string()]);
+    }
+}

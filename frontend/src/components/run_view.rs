@@ -1,0 +1,205 @@
+//! One run, live: progress, the charts, the inspector and the table of every number.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use shared::api::{ApiError, RunSummary};
+use shared::{LiveRun, PointStats, RunStatus, Summary};
+
+use crate::api::{self, EventStream, Link};
+use crate::chart::fmt_ms;
+use crate::components::ErrorBox;
+use crate::components::charts::{Inspector, LatencyChart, Metric};
+use crate::components::glossary::metric_anchor;
+
+/// The run's state in words, and a short machine-readable name for it.
+fn status_text(run: &LiveRun) -> (&'static str, String) {
+    match &run.status {
+        None if run.finished == 0 && run.model.is_none() => ("starting", "Starting…".into()),
+        None => ("running", "Running".into()),
+        Some(RunStatus::Running) => ("running", "Running".into()),
+        Some(RunStatus::Completed) => ("completed", "Completed".into()),
+        Some(RunStatus::Cancelled) => ("cancelled", "Cancelled: what finished before is kept".into()),
+        Some(RunStatus::Failed { error }) => {
+            ("failed", format!("Stopped by a fault: {error}. What finished before is kept."))
+        }
+    }
+}
+
+/// `about 1 min 5 s`.
+pub fn fmt_duration(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    if s >= 60 { format!("{} min {} s", s / 60, s % 60) } else { format!("{s} s") }
+}
+
+/// A live run.
+#[component]
+pub fn RunView(
+    /// The run's id.
+    id: String,
+) -> impl IntoView {
+    let run = StoredValue::new_local(LiveRun::default());
+    let version = RwSignal::new(0u64);
+    let link = RwSignal::new(Link::Connecting);
+    let cancel_error = RwSignal::new(None::<ApiError>);
+    // Events arrive in bursts (a whole log on connect); the page redraws once per frame.
+    let scheduled = Rc::new(Cell::new(false));
+    let stream = EventStream::open(
+        &id,
+        move |event| {
+            run.update_value(|run| run.apply(&event));
+            if !scheduled.replace(true) {
+                let scheduled = scheduled.clone();
+                request_animation_frame(move || {
+                    scheduled.set(false);
+                    version.update(|v| *v += 1);
+                });
+            }
+        },
+        move |state| link.set(state),
+    );
+    // Owned by this view: the socket closes when the view goes away.
+    StoredValue::new_local(stream);
+
+    let snapshot = move || {
+        version.track();
+        run.with_value(|run| {
+            let (state, text) = status_text(run);
+            (state, text, run.finished, run.total(), run.errors, run.seconds_left(), run.simulated)
+        })
+    };
+    let cancel = {
+        let id = id.clone();
+        move |_| {
+            let id = id.clone();
+            spawn_local(async move {
+                if let Err(err) =
+                    api::post_json::<RunSummary>(&format!("/api/runs/{}/cancel", api::encode(&id)), &()).await
+                {
+                    cancel_error.set(Some(err));
+                }
+            });
+        }
+    };
+    view! {
+        <section class="run" data-run=id.clone()>
+            <div class="run-head">
+                <h2>"Run " <code>{id.clone()}</code></h2>
+                {move || snapshot().6.then(|| view! { <span class="badge">"simulated Triton"</span> })}
+                <a class="share" href=format!("/runs/{id}") title="A link to this run">"link"</a>
+            </div>
+            <p class="spec">{move || { version.track(); run.with_value(describe_spec) }}</p>
+            <div class="progress">
+                <progress max=move || snapshot().3.max(1) value=move || snapshot().2></progress>
+                <span id="progress-text">{move || {
+                    let (_, _, done, total, errors, left, _) = snapshot();
+                    let left = left.filter(|_| done < total).map(|s| format!(" · about {} left", fmt_duration(s))).unwrap_or_default();
+                    format!("{done} / {total} requests · {errors} errors{left}")
+                }}</span>
+                <Show when=move || snapshot().0 == "running" || snapshot().0 == "starting">
+                    <button type="button" id="cancel" on:click=cancel.clone()>"Cancel"</button>
+                </Show>
+            </div>
+            <p id="run-status" class="status" data-state=move || snapshot().0>{move || snapshot().1}</p>
+            {move || match link.get() {
+                Link::Retrying(why) => Some(view! { <p class="note">{format!("Live updates lost ({why}); reconnecting. The run goes on on the server.")}</p> }),
+                _ => None,
+            }}
+            {move || cancel_error.get().map(|err| view! { <ErrorBox error=err/> })}
+            <div class="charts">
+                <LatencyChart metric=Metric::Ttft run=run version=version/>
+                <LatencyChart metric=Metric::T2t run=run version=version/>
+            </div>
+            <Inspector run=run version=version/>
+            <PointsTable run=run version=version/>
+        </section>
+    }
+}
+
+fn describe_spec(run: &LiveRun) -> String {
+    let spec = &run.spec;
+    let model = run.model.as_ref().map_or(spec.model.clone(), |m| format!("{} ({} style)", m.name, m.input_style));
+    format!(
+        "{model} at {} · max_tokens {}{} · {} requests per length (+{} warm-up) · concurrency {}",
+        spec.target,
+        spec.max_tokens,
+        if spec.ignore_eos { ", ignore_eos" } else { "" },
+        spec.requests,
+        spec.warmup,
+        spec.concurrency
+    )
+}
+
+/// The cells of one metric's summary; each carries its exact value for tools to read.
+fn summary_cells(metric: &'static str, summary: Option<Summary>) -> impl IntoView {
+    let values = summary.map(|s| [s.mean, s.p50, s.p90, s.p99]);
+    ["mean", "p50", "p90", "p99"]
+        .into_iter()
+        .enumerate()
+        .map(|(i, stat)| {
+            let value = values.map(|v| v[i]);
+            view! {
+                <td data-metric=format!("{metric}-{stat}") data-value=value.map(|v| v.to_string()).unwrap_or_default()>
+                    {value.map_or("–".to_string(), fmt_ms)}
+                </td>
+            }
+        })
+        .collect_view()
+}
+
+/// Every number the charts show, one row per settled prompt length.
+#[component]
+fn PointsTable(
+    /// The run, rebuilt from its events.
+    run: StoredValue<LiveRun, LocalStorage>,
+    /// Bumped when `run` changes.
+    version: RwSignal<u64>,
+) -> impl IntoView {
+    let rows = move || {
+        version.track();
+        run.with_value(|run| run.points.iter().flatten().cloned().collect::<Vec<PointStats>>())
+    };
+    view! {
+        <table class="points" id="points-table">
+            <thead>
+                <tr>
+                    <th rowspan="2">"prompt length"</th>
+                    <th rowspan="2">"requests"</th>
+                    <th rowspan="2">"errors"</th>
+                    <th colspan="4"><a href=format!("#{}", metric_anchor("ttft"))>"TTFT (ms)"</a></th>
+                    <th colspan="4"><a href=format!("#{}", metric_anchor("t2t"))>"token-to-token (ms)"</a></th>
+                    <th rowspan="2"><a href=format!("#{}", metric_anchor("throughput"))>"output tokens/s"</a></th>
+                </tr>
+                <tr>
+                    <th>"mean"</th><th>"p50"</th><th>"p90"</th><th>"p99"</th>
+                    <th>"mean"</th><th>"p50"</th><th>"p90"</th><th>"p99"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {move || rows().into_iter().map(|p| view! {
+                    <tr data-prompt-length=p.prompt_length.to_string()>
+                        <td>{p.prompt_length}</td>
+                        <td data-metric="count" data-value=p.count.to_string()>{p.count}</td>
+                        <td data-metric="errors" data-value=p.errors.to_string()>{p.errors}</td>
+                        {summary_cells("ttft", p.ttft_ms.clone())}
+                        {summary_cells("t2t", p.t2t_ms.clone())}
+                        <td data-metric="tokens-per-s" data-value=p.output_tokens_per_s.to_string()>{format!("{:.1}", p.output_tokens_per_s)}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(fmt_duration(4.4), "4 s");
+        assert_eq!(fmt_duration(65.0), "1 min 5 s");
+    }
+}

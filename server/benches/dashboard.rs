@@ -1,0 +1,204 @@
+//! Benchmark: what the dashboard costs a browser.
+//!
+//! 1. The release page's size: WASM + JS, gzipped (goal: at most 400 KB).
+//! 2. Redrawing the latency chart with 10,000 samples in headless Chromium, timed with
+//!    `performance.now()` by the page at `/bench` (goal: median at most 16 ms).
+//! 3. A run of about 200,000 token events against the simulator: the bytes its events take
+//!    on the WebSocket per token event (goal: at most 24), and the page's longest main-thread
+//!    task while it follows the run live.
+//!
+//! Needs `scripts/build-frontend.sh` first (the page is embedded at build time) and Debian's
+//! chromium + chromium-driver. Run with `cargo bench -p server --bench dashboard`.
+
+#[path = "../tests/it/webdriver.rs"]
+mod webdriver;
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, Locator};
+use futures::StreamExt;
+use serde_json::Value;
+use server::dashboard::{self, AppState, DashboardConfig};
+use server::sim::{self, SimConfig};
+use shared::{RunEvent, SweepSpec};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+const SIZE_GOAL: usize = 400_000;
+const REDRAW_GOAL_MS: f64 = 16.0;
+const BYTES_GOAL: f64 = 24.0;
+
+#[tokio::main]
+async fn main() {
+    assert!(dashboard::has_frontend(), "build the page first: scripts/build-frontend.sh");
+    println!("dashboard benchmark ({} cores)", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    bundle_size();
+
+    let stop = CancellationToken::new();
+    let config = SimConfig { prefill_base_ms: 2.0, prefill_per_token_ms: 0.0, decode_ms: 1.0, ..SimConfig::default() };
+    let (sim_addr, sim_stop) = sim::spawn(config).await.expect("the simulator starts");
+    let target = format!("http://{sim_addr}");
+    let state = AppState::new(
+        DashboardConfig { default_target: target.clone(), simulator: Some(target.clone()) },
+        stop.clone(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(dashboard::serve(listener, state, stop.clone()));
+
+    let driver = webdriver::start_driver().await;
+    let client = webdriver::browser(&driver).await;
+    redraw(&client, &base).await;
+    streaming(&client, &base, &target).await;
+    client.close().await.unwrap();
+    stop.cancel();
+    sim_stop.cancel();
+}
+
+fn bundle_size() {
+    let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist");
+    let mut total = 0;
+    for entry in std::fs::read_dir(&dist).expect("dist/ exists") {
+        let path = entry.unwrap().path();
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
+        if ext != "wasm" && ext != "js" {
+            continue;
+        }
+        let body = std::fs::read(&path).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&body).unwrap();
+        let size = gz.finish().unwrap().len();
+        total += size;
+        println!("  {:>9} B raw  {size:>8} B gzipped  {}", body.len(), path.file_name().unwrap().to_string_lossy());
+    }
+    println!(
+        "page size: {total} B gzipped (WASM + JS); goal at most {SIZE_GOAL} B: {} ({:.2} of the goal)",
+        verdict(total as f64 <= SIZE_GOAL as f64),
+        total as f64 / SIZE_GOAL as f64
+    );
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "MISSED" }
+}
+
+async fn redraw(client: &Client, base: &str) {
+    client.goto(&format!("{base}/bench")).await.unwrap();
+    let start = Instant::now();
+    let result = loop {
+        let text = client.find(Locator::Css("#bench-result")).await.unwrap().text().await.unwrap();
+        if text != "running" {
+            break text;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "the redraw benchmark did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let figures: Value = serde_json::from_str(&result).unwrap_or_else(|_| panic!("the page reported {result}"));
+    let median = figures["median_ms"].as_f64().expect("a median");
+    println!(
+        "chart redraw, {} samples on a {}x{} canvas: median {median:.2} ms, p90 {:.2} ms, max {:.2} ms over {} redraws; goal median at most {REDRAW_GOAL_MS} ms: {} ({:.2} of the goal)",
+        figures["samples"],
+        figures["canvas_px"][0],
+        figures["canvas_px"][1],
+        figures["p90_ms"].as_f64().unwrap_or(f64::NAN),
+        figures["max_ms"].as_f64().unwrap_or(f64::NAN),
+        figures["redraws"],
+        verdict(median <= REDRAW_GOAL_MS),
+        median / REDRAW_GOAL_MS
+    );
+}
+
+/// Installed on the run's page: records long tasks (50 ms and more) and the longest gap
+/// between 10 ms timer ticks, a probe of responsiveness that needs no long-task support.
+const PROBE: &str = r#"
+    window.__probe = { longest_task: 0, tasks: 0, longest_gap: 0 };
+    try {
+        new PerformanceObserver(list => {
+            for (const e of list.getEntries()) {
+                window.__probe.tasks++;
+                window.__probe.longest_task = Math.max(window.__probe.longest_task, e.duration);
+            }
+        }).observe({ type: 'longtask', buffered: true });
+    } catch (e) { window.__probe.longest_task = -1; }
+    let last = performance.now();
+    setInterval(() => {
+        const now = performance.now();
+        window.__probe.longest_gap = Math.max(window.__probe.longest_gap, now - last - 10);
+        last = now;
+    }, 10);
+"#;
+
+async fn streaming(client: &Client, base: &str, target: &str) {
+    let spec = SweepSpec {
+        target: target.into(),
+        model: "sim-vllm".into(),
+        prompt_lengths: vec![16, 256, 1024, 4096],
+        requests: 200,
+        concurrency: 64,
+        ..SweepSpec::default().generation_preset()
+    };
+    let http = reqwest::Client::new();
+    let created: Value = http.post(format!("{base}/api/runs")).json(&spec).send().await.unwrap().json().await.unwrap();
+    let id = created["id"].as_str().unwrap_or_else(|| panic!("the run started: {created}")).to_string();
+    let started = Instant::now();
+
+    // A socket from the start counts what goes over the wire.
+    let ws = format!("{}/api/runs/{id}/events", base.replace("http://", "ws://"));
+    let counter = tokio::spawn(async move {
+        let (mut socket, _) = tokio_tungstenite::connect_async(ws).await.unwrap();
+        let (mut messages, mut payload, mut framed, mut token_events, mut tokens) = (0u64, 0u64, 0u64, 0u64, 0u64);
+        while let Some(Ok(message)) = socket.next().await {
+            let Message::Text(text) = message else { continue };
+            let len = text.len() as u64;
+            messages += 1;
+            payload += len;
+            // Server frames are unmasked: a 2-byte header, plus 2 or 8 bytes of length.
+            framed += len
+                + if len < 126 {
+                    2
+                } else if len < 65_536 {
+                    4
+                } else {
+                    10
+                };
+            if let Ok(RunEvent::Batch(batch)) = serde_json::from_str::<RunEvent>(&text) {
+                for (_, _, n) in batch.tokens() {
+                    token_events += 1;
+                    tokens += u64::from(n);
+                }
+            }
+        }
+        (messages, payload, framed, token_events, tokens)
+    });
+
+    client.goto(&format!("{base}/runs/{id}")).await.unwrap();
+    client.execute(PROBE, vec![]).await.unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(300))
+        .for_element(Locator::Css("#run-status[data-state='completed']"))
+        .await
+        .expect("the run completes");
+    let run_s = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let probe = client.execute("return window.__probe;", vec![]).await.unwrap();
+    let (messages, payload, framed, token_events, tokens) = counter.await.unwrap();
+    let per_event = framed as f64 / token_events.max(1) as f64;
+    println!(
+        "live run: {token_events} token events ({tokens} tokens) in {run_s:.1} s, {messages} WebSocket messages, \
+         {payload} B of payload, {framed} B with frame headers"
+    );
+    println!(
+        "bytes per token event (every event of the run, framed): {per_event:.2}; goal at most {BYTES_GOAL}: {} ({:.2} of the goal)",
+        verdict(per_event <= BYTES_GOAL),
+        per_event / BYTES_GOAL
+    );
+    println!(
+        "page while following the run: longest main-thread task {:.0} ms ({} tasks of 50 ms or more; -1: not supported), \
+         longest stall of a 10 ms timer {:.0} ms",
+        probe["longest_task"].as_f64().unwrap_or(f64::NAN),
+        probe["tasks"],
+        probe["longest_gap"].as_f64().unwrap_or(f64::NAN)
+    );
+}

@@ -1,0 +1,89 @@
+//! The dashboard: one server for the browser app, a JSON API and a WebSocket of events per run.
+//!
+//! `app` builds the router, so tests drive it on a port-0 listener; `serve` runs it until
+//! shutdown. Runs live in [`runs::Runs`] and keep going whether or not a browser watches.
+
+pub mod api;
+mod assets;
+pub mod runs;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{any, get, post};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::triton::normalize_target;
+use runs::Runs;
+
+/// What the dashboard serves and where it points by default.
+#[derive(Debug, Clone)]
+pub struct DashboardConfig {
+    /// The target the form starts with.
+    pub default_target: String,
+    /// The address of the built-in simulated Triton, when one runs.
+    pub simulator: Option<String>,
+}
+
+/// The dashboard's state; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: DashboardConfig,
+    runs: Runs,
+}
+
+impl AppState {
+    /// State whose runs stop when `shutdown` is cancelled.
+    pub fn new(config: DashboardConfig, shutdown: CancellationToken) -> Self {
+        let config = DashboardConfig {
+            default_target: normalize_target(&config.default_target),
+            simulator: config.simulator.map(|s| normalize_target(&s)),
+        };
+        Self { inner: Arc::new(Inner { config, runs: Runs::new(shutdown) }) }
+    }
+
+    pub fn config(&self) -> &DashboardConfig {
+        &self.inner.config
+    }
+
+    pub fn runs(&self) -> &Runs {
+        &self.inner.runs
+    }
+
+    /// Whether a target is the built-in simulator.
+    pub fn is_simulator(&self, target: &str) -> bool {
+        self.inner.config.simulator.as_deref() == Some(normalize_target(target).as_str())
+    }
+}
+
+/// The router: the API under `/api`, the browser app everywhere else.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/api/info", get(api::info))
+        .route("/api/targets/models", get(api::target_models))
+        .route("/api/runs", get(api::list_runs).post(api::create_run))
+        .route("/api/runs/{id}", get(api::get_run))
+        .route("/api/runs/{id}/cancel", post(api::cancel_run))
+        .route("/api/runs/{id}/events", get(api::events))
+        .route("/api/runs/{id}/report", get(api::report))
+        .route("/api", any(api::no_such_endpoint))
+        .route("/api/{*rest}", any(api::no_such_endpoint))
+        .fallback(assets::serve)
+        .with_state(state)
+}
+
+/// Serves the dashboard on `listener` until `shutdown` is cancelled; runs in progress are
+/// cancelled then, and keep what they measured.
+pub async fn serve(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+}
+
+/// Whether the binary carries the built browser app (it does when `dist/` existed at build time).
+pub fn has_frontend() -> bool {
+    assets::has_frontend()
+}

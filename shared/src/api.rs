@@ -1,0 +1,87 @@
+//! The JSON bodies of the dashboard's HTTP API.
+
+use serde::{Deserialize, Serialize};
+
+use crate::report::{ModelInfo, RunStatus};
+use crate::spec::{InputStyle, SweepSpec};
+use crate::stats::PointStats;
+
+/// Every failed API call answers with this body and a matching status code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// What went wrong.
+    pub error: String,
+    /// What to do about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// `GET /api/info`: what the dashboard needs before the user types anything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    pub version: String,
+    /// The target to preselect in the form.
+    pub default_target: String,
+    /// The default target is the built-in simulated Triton.
+    pub default_is_simulated: bool,
+}
+
+/// One model of a target, as the sweep form lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelChoice {
+    pub name: String,
+    /// The version the repository lists, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The repository's state, such as `READY` or `UNAVAILABLE`.
+    pub state: String,
+    pub ready: bool,
+    /// Why the model is not ready, in the server's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The input style `auto` picks, when the model is ready and matches one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_style: Option<InputStyle>,
+    /// Whether the model streams (is decoupled); unknown when not ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streaming: Option<bool>,
+    /// Why a sweep cannot run on this model, when it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// `GET /api/targets/models?target=URL`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetModels {
+    pub target: String,
+    /// The target is the built-in simulated Triton.
+    pub simulated: bool,
+    pub models: Vec<ModelChoice>,
+}
+
+/// `POST /api/runs` answers `201` with this.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunCreated {
+    pub id: String,
+}
+
+/// A run as `GET /api/runs` and `GET /api/runs/{id}` describe it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub id: String,
+    pub spec: SweepSpec,
+    /// Wall-clock time of the run's zero, nanoseconds since the Unix epoch.
+    pub started_unix_ns: i64,
+    pub simulated: bool,
+    pub status: RunStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelInfo>,
+    /// Requests the run sends in all, warm-up included.
+    pub total_requests: u64,
+    /// Requests finished so far, warm-up included.
+    pub finished_requests: u64,
+    /// Finished requests that ended in an error.
+    pub errors: u64,
+    /// Statistics of every point settled so far, in sweep order.
+    pub points: Vec<PointStats>,
+}

@@ -1,0 +1,336 @@
+//! A run as it happens: the events the proxy streams to the browser, and the state both
+//! sides rebuild from them.
+//!
+//! Every run has one append-only event log. A WebSocket client gets the whole log on
+//! connect and then every new event, so a reconnecting browser ends with exactly the state
+//! of one that never left. Token arrivals, sends and finished requests are gathered into
+//! [`Batch`] events with a compact encoding: integer microseconds against a base time.
+
+use serde::{Deserialize, Serialize};
+
+use crate::report::{ModelInfo, RunStatus};
+use crate::spec::{MAX_REQUESTS, SweepSpec};
+use crate::stats::PointStats;
+
+/// One entry of a run's event log, sent as one JSON text message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RunEvent {
+    /// Always the first event.
+    Started {
+        id: String,
+        spec: SweepSpec,
+        /// Wall-clock time of the run's zero, nanoseconds since the Unix epoch.
+        started_unix_ns: i64,
+        /// The target is the built-in simulated Triton, not a real server.
+        simulated: bool,
+    },
+    /// The model was found and its requests planned.
+    Prepared { model: ModelInfo },
+    /// A prompt length is about to be visited.
+    PointStarted { point: u32, prompt_length: u32 },
+    /// What happened since the previous batch.
+    Batch(Batch),
+    /// A prompt length's statistics have settled.
+    PointDone { point: u32, stats: Box<PointStats> },
+    /// Always the last event.
+    Finished { status: RunStatus },
+}
+
+/// Requests sent, tokens received and requests finished during one batching interval.
+///
+/// Requests are named by their index in the run, [`request_index`]. Times are microseconds
+/// since the run's start, written as offsets from `t0` so that each number stays short.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    /// The base of every offset in this batch: microseconds since the run's start.
+    pub t0: u64,
+    /// Sent requests, flattened `(request, offset)` pairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sent: Vec<u64>,
+    /// Token-bearing responses, flattened `(request, offset, tokens)` triples.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tok: Vec<u64>,
+    /// Finished requests with their metrics.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub done: Vec<RequestDone>,
+}
+
+impl Batch {
+    /// Builds a batch from absolute times (microseconds since the run's start).
+    pub fn from_absolute(sent: &[(u32, u64)], tokens: &[(u32, u64, u32)], done: Vec<RequestDone>) -> Batch {
+        let t0 = sent.iter().map(|s| s.1).chain(tokens.iter().map(|t| t.1)).min().unwrap_or(0);
+        Batch {
+            t0,
+            sent: sent.iter().flat_map(|&(r, at)| [u64::from(r), at - t0]).collect(),
+            tok: tokens.iter().flat_map(|&(r, at, n)| [u64::from(r), at - t0, u64::from(n)]).collect(),
+            done,
+        }
+    }
+
+    /// The sent requests as `(request, microseconds since the run's start)`.
+    pub fn sends(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.sent.chunks_exact(2).map(|c| (c[0] as u32, self.t0 + c[1]))
+    }
+
+    /// The token arrivals as `(request, microseconds since the run's start, tokens)`.
+    pub fn tokens(&self) -> impl Iterator<Item = (u32, u64, u32)> + '_ {
+        self.tok.chunks_exact(3).map(|c| (c[0] as u32, self.t0 + c[1], c[2] as u32))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sent.is_empty() && self.tok.is_empty() && self.done.is_empty()
+    }
+}
+
+/// A finished request and its metrics, computed from nanosecond times on the proxy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestDone {
+    /// The request's index in the run ([`request_index`]).
+    pub r: u32,
+    /// Time to first token, when a token came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<f64>,
+    /// Output tokens received.
+    pub tokens: u64,
+    /// What went wrong, when something did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The index of request `seq` of sweep point `point` in the run: points in order, each with
+/// its warm-up requests first.
+pub fn request_index(spec: &SweepSpec, point: u32, seq: u32) -> u32 {
+    point * spec.requests_per_point() as u32 + seq
+}
+
+/// What the browser knows of one request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LiveRequest {
+    /// Microseconds since the run's start.
+    pub sent_us: Option<u64>,
+    /// Token-bearing responses as (microseconds since the run's start, tokens), in arrival order.
+    pub tokens: Vec<(u64, u32)>,
+    pub done: Option<RequestDone>,
+}
+
+impl LiveRequest {
+    /// The mean token-to-token gap of this request in milliseconds (microsecond times):
+    /// `(t(c_k) - t(c_1))` over the tokens after the first response; `None` below two responses.
+    pub fn mean_gap_ms(&self) -> Option<f64> {
+        let (first, rest) = self.tokens.split_first()?;
+        let last = rest.last()?;
+        let after_first: u64 = rest.iter().map(|&(_, n)| u64::from(n)).sum();
+        Some(last.0.saturating_sub(first.0) as f64 / 1000.0 / after_first as f64)
+    }
+}
+
+/// A run rebuilt from its events: what the dashboard shows, and what tests compare.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LiveRun {
+    pub id: String,
+    pub spec: SweepSpec,
+    pub started_unix_ns: i64,
+    pub simulated: bool,
+    pub model: Option<ModelInfo>,
+    /// `None` until the run finishes.
+    pub status: Option<RunStatus>,
+    /// The point being visited.
+    pub current_point: Option<u32>,
+    /// Settled statistics, by point index.
+    pub points: Vec<Option<PointStats>>,
+    /// Every request, by [`request_index`].
+    pub requests: Vec<LiveRequest>,
+    /// Requests finished, warm-up included.
+    pub finished: u64,
+    /// Finished requests that ended in an error.
+    pub errors: u64,
+    pub output_tokens: u64,
+    /// The latest time any event mentioned, microseconds since the run's start.
+    pub latest_us: u64,
+    /// The first send, microseconds since the run's start.
+    pub first_send_us: Option<u64>,
+}
+
+impl LiveRun {
+    /// Applies one event.
+    pub fn apply(&mut self, event: &RunEvent) {
+        match event {
+            RunEvent::Started { id, spec, started_unix_ns, simulated } => {
+                *self = LiveRun {
+                    id: id.clone(),
+                    spec: spec.clone(),
+                    started_unix_ns: *started_unix_ns,
+                    simulated: *simulated,
+                    points: vec![None; spec.prompt_lengths.len()],
+                    requests: vec![LiveRequest::default(); spec.total_requests().min(MAX_REQUESTS) as usize],
+                    ..LiveRun::default()
+                };
+            }
+            RunEvent::Prepared { model } => self.model = Some(model.clone()),
+            RunEvent::PointStarted { point, .. } => self.current_point = Some(*point),
+            RunEvent::Batch(batch) => self.apply_batch(batch),
+            RunEvent::PointDone { point, stats } => {
+                if let Some(slot) = self.points.get_mut(*point as usize) {
+                    *slot = Some(stats.as_ref().clone());
+                }
+            }
+            RunEvent::Finished { status } => {
+                self.status = Some(status.clone());
+                self.current_point = None;
+            }
+        }
+    }
+
+    fn apply_batch(&mut self, batch: &Batch) {
+        for (r, at) in batch.sends() {
+            self.first_send_us = Some(self.first_send_us.map_or(at, |first| first.min(at)));
+            self.latest_us = self.latest_us.max(at);
+            if let Some(request) = self.requests.get_mut(r as usize) {
+                request.sent_us = Some(at);
+            }
+        }
+        for (r, at, n) in batch.tokens() {
+            self.latest_us = self.latest_us.max(at);
+            self.output_tokens += u64::from(n);
+            if let Some(request) = self.requests.get_mut(r as usize) {
+                request.tokens.push((at, n));
+            }
+        }
+        for done in &batch.done {
+            self.finished += 1;
+            self.errors += u64::from(done.error.is_some());
+            if let Some(request) = self.requests.get_mut(done.r as usize) {
+                request.done = Some(done.clone());
+            }
+        }
+    }
+
+    /// Builds the state from a whole event log.
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a RunEvent>) -> LiveRun {
+        let mut run = LiveRun::default();
+        for event in events {
+            run.apply(event);
+        }
+        run
+    }
+
+    /// Requests the run will send in all, warm-up included.
+    pub fn total(&self) -> u64 {
+        self.spec.total_requests()
+    }
+
+    /// The sweep point and sequence number of a request index.
+    pub fn locate(&self, r: u32) -> (u32, u32) {
+        let per_point = self.spec.requests_per_point().max(1) as u32;
+        (r / per_point, r % per_point)
+    }
+
+    /// Whether a request index is a warm-up request.
+    pub fn is_warmup(&self, r: u32) -> bool {
+        self.locate(r).1 < self.spec.warmup
+    }
+
+    /// Seconds left, estimated from the pace so far; `None` before any request finished.
+    pub fn seconds_left(&self) -> Option<f64> {
+        if self.status.is_some() {
+            return Some(0.0);
+        }
+        let first = self.first_send_us?;
+        if self.finished == 0 {
+            return None;
+        }
+        let elapsed = self.latest_us.saturating_sub(first) as f64 / 1e6;
+        let left = self.total().saturating_sub(self.finished) as f64;
+        Some(elapsed / self.finished as f64 * left)
+    }
+
+    /// The measured (not warm-up) time-to-first-token samples of a point, in milliseconds.
+    pub fn ttft_samples(&self, point: u32) -> Vec<f64> {
+        let per_point = self.spec.requests_per_point() as usize;
+        let start = point as usize * per_point + self.spec.warmup as usize;
+        let end = (point as usize + 1) * per_point;
+        self.requests
+            .get(start..end.min(self.requests.len()))
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| r.done.as_ref().filter(|d| d.error.is_none()).and_then(|d| d.ttft_ms))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> SweepSpec {
+        SweepSpec { prompt_lengths: vec![16, 32], requests: 2, warmup: 1, ..SweepSpec::default() }
+    }
+
+    fn started() -> RunEvent {
+        RunEvent::Started { id: "r1".into(), spec: spec(), started_unix_ns: 5, simulated: true }
+    }
+
+    #[test]
+    fn request_indices_count_warmup_first() {
+        let spec = spec();
+        assert_eq!(request_index(&spec, 0, 0), 0);
+        assert_eq!(request_index(&spec, 1, 0), 3);
+        assert_eq!(request_index(&spec, 1, 2), 5);
+        let run = LiveRun::from_events(&[started()]);
+        assert_eq!(run.locate(4), (1, 1));
+        assert!(run.is_warmup(3));
+        assert!(!run.is_warmup(4));
+        assert_eq!(run.total(), 6);
+    }
+
+    #[test]
+    fn batch_offsets_round_trip_and_stay_short() {
+        let batch = Batch::from_absolute(&[(3, 1_000_500)], &[(3, 1_000_900, 1), (2, 1_000_400, 2)], Vec::new());
+        assert_eq!(batch.t0, 1_000_400);
+        assert_eq!(batch.sends().collect::<Vec<_>>(), vec![(3, 1_000_500)]);
+        assert_eq!(batch.tokens().collect::<Vec<_>>(), vec![(3, 1_000_900, 1), (2, 1_000_400, 2)]);
+        let json = serde_json::to_string(&RunEvent::Batch(batch)).unwrap();
+        assert_eq!(json, r#"{"type":"batch","t0":1000400,"sent":[3,100],"tok":[3,500,1,2,0,2]}"#);
+    }
+
+    #[test]
+    fn folding_events_tracks_progress_and_samples() {
+        let done = |r, ttft: Option<f64>, error: Option<&str>| RequestDone {
+            r,
+            ttft_ms: ttft,
+            tokens: u64::from(ttft.is_some()),
+            error: error.map(Into::into),
+        };
+        let events = vec![
+            started(),
+            RunEvent::PointStarted { point: 0, prompt_length: 16 },
+            RunEvent::Batch(Batch::from_absolute(&[(0, 100)], &[(0, 1100, 1)], vec![done(0, Some(1.0), None)])),
+            RunEvent::Batch(Batch::from_absolute(
+                &[(1, 1200), (2, 1300)],
+                &[(1, 3200, 1)],
+                vec![done(1, Some(2.0), None), done(2, None, Some("boom"))],
+            )),
+        ];
+        let run = LiveRun::from_events(&events);
+        assert_eq!(run.current_point, Some(0));
+        assert_eq!((run.finished, run.errors, run.output_tokens), (3, 1, 2));
+        assert_eq!(run.first_send_us, Some(100));
+        assert_eq!(run.latest_us, 3200);
+        // The warm-up request (index 0) and the failed one are not samples.
+        assert_eq!(run.ttft_samples(0), vec![2.0]);
+        assert_eq!(run.requests[1].tokens, vec![(3200, 1)]);
+        assert_eq!(run.requests[1].mean_gap_ms(), None);
+        let request = LiveRequest { tokens: vec![(1000, 1), (3000, 1), (7000, 3)], ..LiveRequest::default() };
+        assert_eq!(request.mean_gap_ms(), Some(1.5));
+        // 3 of 6 finished in 3.1 ms: about 3.1 ms to go.
+        assert!((run.seconds_left().unwrap() - 0.0031).abs() < 1e-9);
+    }
+
+    #[test]
+    fn events_survive_json() {
+        let event = RunEvent::Finished { status: RunStatus::Failed { error: "gone".into() } };
+        let json = serde_json::to_string(&event).unwrap();
+        assert_eq!(serde_json::from_str::<RunEvent>(&json).unwrap(), event);
+    }
+}

@@ -85,6 +85,8 @@ pub enum Link {
     Complete,
     /// Lost; trying again after a pause.
     Retrying(String),
+    /// The server has no such run (it may have restarted); no more tries.
+    Gone(ApiError),
 }
 
 /// A WebSocket following one run's events. It reconnects after an unexpected close; the
@@ -101,6 +103,11 @@ struct Inner {
     on_link: Box<dyn Fn(Link)>,
     stopped: Cell<bool>,
     complete: Cell<bool>,
+    /// Whether the current socket opened; a socket that never opens may name an unknown run.
+    opened: Cell<bool>,
+    /// Failed tries in a row, for the pause before the next one.
+    failures: Cell<u32>,
+    run_id: String,
     closures: RefCell<Vec<Callback>>,
 }
 
@@ -117,6 +124,9 @@ impl EventStream {
             on_link: Box::new(on_link),
             stopped: Cell::new(false),
             complete: Cell::new(false),
+            opened: Cell::new(false),
+            failures: Cell::new(0),
+            run_id: run_id.to_string(),
             closures: RefCell::new(Vec::new()),
         });
         connect(&inner);
@@ -128,6 +138,10 @@ impl Drop for EventStream {
     fn drop(&mut self) {
         self.inner.stopped.set(true);
         if let Some(socket) = self.inner.socket.borrow_mut().take() {
+            // The callbacks are freed with this stream: the socket must not call them after.
+            socket.set_onopen(None);
+            socket.set_onmessage(None);
+            socket.set_onclose(None);
             let _ = socket.close();
         }
     }
@@ -138,6 +152,7 @@ fn connect(inner: &Rc<Inner>) {
         return;
     }
     (inner.on_link)(Link::Connecting);
+    inner.opened.set(false);
     let socket = match WebSocket::new(&inner.url) {
         Ok(socket) => socket,
         Err(err) => return retry(inner, js_text(&err)),
@@ -145,6 +160,8 @@ fn connect(inner: &Rc<Inner>) {
     let weak = Rc::downgrade(inner);
     let on_open = Closure::<dyn FnMut(JsValue)>::new(move |_| {
         if let Some(inner) = weak.upgrade() {
+            inner.opened.set(true);
+            inner.failures.set(0);
             (inner.on_link)(Link::Open);
         }
     });
@@ -169,7 +186,23 @@ fn connect(inner: &Rc<Inner>) {
             (inner.on_link)(Link::Complete);
         } else if !inner.stopped.get() {
             let code = event.dyn_ref::<CloseEvent>().map_or(0, CloseEvent::code);
-            retry(&inner, format!("the connection closed (code {code})"));
+            let why = format!("the connection closed (code {code})");
+            if inner.opened.get() {
+                retry(&inner, why);
+            } else {
+                // Refused before opening: ask whether the run exists at all.
+                let inner = inner.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    let url = format!("/api/runs/{}", encode(&inner.run_id));
+                    match get_json::<shared::api::RunSummary>(&url).await {
+                        Err(err) if err.error.starts_with("there is no run") => {
+                            inner.stopped.set(true);
+                            (inner.on_link)(Link::Gone(err));
+                        }
+                        _ => retry(&inner, why),
+                    }
+                });
+            }
         }
     });
     socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
@@ -181,6 +214,10 @@ fn connect(inner: &Rc<Inner>) {
 
 fn retry(inner: &Rc<Inner>, why: String) {
     (inner.on_link)(Link::Retrying(why));
+    // 1, 2, 4, 8, then every 10 seconds.
+    let failures = inner.failures.get();
+    inner.failures.set(failures + 1);
+    let pause = std::time::Duration::from_secs((1u64 << failures.min(4)).min(10));
     let weak = Rc::downgrade(inner);
     leptos::prelude::set_timeout(
         move || {
@@ -188,6 +225,6 @@ fn retry(inner: &Rc<Inner>, why: String) {
                 connect(&inner);
             }
         },
-        std::time::Duration::from_secs(1),
+        pause,
     );
 }

@@ -333,7 +333,7 @@ impl Sweep {
                 status = self.phase(point as u32, length, warmup..total, &mut records, observer, cancel).await;
             }
             if status.is_some() {
-                self.abandon(&mut records);
+                self.abandon(&mut records, observer);
             }
             if !records.is_empty() {
                 let stats = PointStats::compute(length, &records);
@@ -366,8 +366,7 @@ impl Sweep {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while next < seqs.end || in_flight > 0 {
             while in_flight < self.spec.concurrency && next < seqs.end {
-                let send_ns = self.issue(point, next, length, warmup);
-                observer.request_sent(point, next, send_ns);
+                self.issue(point, next, length, warmup, observer);
                 next += 1;
                 in_flight += 1;
             }
@@ -395,8 +394,9 @@ impl Sweep {
         None
     }
 
-    /// Sends one request and returns its send time.
-    fn issue(&mut self, point: u32, seq: u32, length: u32, warmup: bool) -> u64 {
+    /// Sends one request. The observer hears of the send before the request is written, so
+    /// that news of the send always comes before news of its tokens.
+    fn issue(&mut self, point: u32, seq: u32, length: u32, warmup: bool, observer: &mut dyn Observer) {
         let prompt = synthetic_prompt(point, seq, length);
         let id = format!("{point}-{seq}");
         let request = self.plan.request(id.clone(), &prompt);
@@ -420,6 +420,7 @@ impl Sweep {
             },
         );
         drop(map);
+        observer.request_sent(point, seq, send_ns);
         // The stream's receiver is gone: the server ended the stream. The request fails, and
         // so does the run, since every later request would meet the same end.
         if let Err(mpsc::error::SendError(request)) = stream.out.send(request)
@@ -430,7 +431,6 @@ impl Sweep {
             let _ = self.done_tx.send(Done::Record(lost.finish(request.id, None)));
             let _ = self.done_tx.send(Done::Fatal(why));
         }
-        send_ns
     }
 
     /// Abandons requests past their timeout.
@@ -455,16 +455,20 @@ impl Sweep {
     }
 
     /// Collects what already finished, then marks every unfinished request as abandoned.
-    fn abandon(&mut self, records: &mut Vec<RequestRecord>) {
+    /// Every record is reported to the observer, like any other finished request.
+    fn abandon(&mut self, records: &mut Vec<RequestRecord>, observer: &mut dyn Observer) {
         while let Ok(done) = self.done.try_recv() {
             if let Done::Record(record) = done {
+                observer.request_done(&record);
                 records.push(record);
             }
         }
         for stream in &self.streams {
             for (id, mut request) in lock(&stream.inflight).drain() {
                 request.error.get_or_insert_with(|| "abandoned: the run stopped before this request finished".into());
-                records.push(request.finish(id, None));
+                let record = request.finish(id, None);
+                observer.request_done(&record);
+                records.push(record);
             }
         }
     }

@@ -181,7 +181,7 @@ pub fn parse_prompt_lengths(text: &str) -> Result<Vec<u32>, String> {
                 }
                 let mut n = from;
                 while n <= to {
-                    out.push(n);
+                    push_length(&mut out, n)?;
                     n = match n.checked_mul(factor) {
                         Some(next) => next,
                         None => break,
@@ -191,7 +191,7 @@ pub fn parse_prompt_lengths(text: &str) -> Result<Vec<u32>, String> {
                 let step = parse_len(step)?;
                 let mut n = from;
                 while n <= to {
-                    out.push(n);
+                    push_length(&mut out, n)?;
                     n = match n.checked_add(step) {
                         Some(next) => next,
                         None => break,
@@ -199,18 +199,28 @@ pub fn parse_prompt_lengths(text: &str) -> Result<Vec<u32>, String> {
                 }
             }
         } else {
-            out.push(parse_len(part)?);
+            push_length(&mut out, parse_len(part)?)?;
         }
     }
     if out.is_empty() {
         return Err("give at least one prompt length".into());
     }
-    if out.len() > 10_000 {
-        return Err(format!("{} prompt lengths is too many; at most 10,000", out.len()));
-    }
     out.sort_unstable();
     out.dedup();
     Ok(out)
+}
+
+/// The most prompt lengths one sweep may visit.
+const MAX_LENGTHS: usize = 10_000;
+
+/// Adds a length, refusing to grow past [`MAX_LENGTHS`] (so a huge range fails at once
+/// instead of filling memory).
+fn push_length(out: &mut Vec<u32>, n: u32) -> Result<(), String> {
+    if out.len() >= MAX_LENGTHS {
+        return Err(format!("too many prompt lengths; at most {MAX_LENGTHS}"));
+    }
+    out.push(n);
+    Ok(())
 }
 
 fn parse_len(text: &str) -> Result<u32, String> {
@@ -240,6 +250,8 @@ mod tests {
         assert!(parse_prompt_lengths("5..1:1").unwrap_err().contains("starts above"));
         assert!(parse_prompt_lengths("1..9:x1").unwrap_err().contains("x2 or more"));
         assert!(parse_prompt_lengths("1..100000:1").unwrap_err().contains("too many"));
+        // Refused without building four billion lengths first.
+        assert!(parse_prompt_lengths("1..4000000000:1").unwrap_err().contains("too many"));
     }
 
     #[test]

@@ -109,12 +109,19 @@ pub fn SweepForm(
     let submit_error = RwSignal::new(None::<ApiError>);
     let submitting = RwSignal::new(false);
 
+    // Answers may come back out of order; only the latest question's answer counts.
+    let asked = StoredValue::new(0u64);
     let load_models = move || {
         let target = fields.with_untracked(|f| f.target.clone());
         models.set(None);
+        asked.update_value(|n| *n += 1);
+        let question = asked.get_value();
         spawn_local(async move {
             let result =
                 api::get_json::<TargetModels>(&format!("/api/targets/models?target={}", api::encode(&target))).await;
+            if asked.get_value() != question {
+                return;
+            }
             if let Ok(list) = &result {
                 // Keep the chosen model if the server has it, else take the first one that can stream.
                 let current = fields.with_untracked(|f| f.model.clone());

@@ -104,7 +104,8 @@ pub fn RunView(
             </div>
             <p id="run-status" class="status" data-state=move || snapshot().0>{move || snapshot().1}</p>
             {move || match link.get() {
-                Link::Retrying(why) => Some(view! { <p class="note">{format!("Live updates lost ({why}); reconnecting. The run goes on on the server.")}</p> }),
+                Link::Retrying(why) => Some(view! { <p class="note">{format!("Live updates lost ({why}); reconnecting. A run goes on on the server while no page watches.")}</p> }.into_any()),
+                Link::Gone(err) => Some(view! { <ErrorBox error=err/> }.into_any()),
                 _ => None,
             }}
             {move || cancel_error.get().map(|err| view! { <ErrorBox error=err/> })}

@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use shared::SweepSpec;
@@ -57,7 +59,7 @@ impl From<TritonError> for HttpError {
             TritonError::NotGrpc { .. } => {
                 (StatusCode::BAD_GATEWAY, "point the target at Triton's gRPC port (8001 by default), not HTTP (8000)")
             }
-            TritonError::UnknownModel { .. } => (StatusCode::NOT_FOUND, "pick one of the server's models"),
+            TritonError::UnknownModel { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "pick one of the server's models"),
             TritonError::NotReady { .. } => (StatusCode::CONFLICT, "load the model, or wait until it is READY"),
             TritonError::NotDecoupled { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "make the model decoupled, or pick a model that streams")
@@ -99,21 +101,52 @@ pub async fn target_models(
     Ok(Json(TargetModels { simulated: state.is_simulator(&target), target: normalize_target(&target), models }))
 }
 
+fn busy(err: StartError) -> HttpError {
+    HttpError::new(
+        StatusCode::CONFLICT,
+        err.to_string(),
+        "one run at a time keeps the timing honest; wait for it to finish or cancel it",
+    )
+}
+
+/// Reads a sweep spec from JSON: unknown fields are refused (a misspelt field must not
+/// silently run with its default), and a missing target means the dashboard's default.
+pub fn read_spec(mut value: serde_json::Value, default_target: &str) -> Result<SweepSpec, String> {
+    let known = serde_json::to_value(SweepSpec::default()).expect("a spec serializes");
+    let (Some(object), Some(known)) = (value.as_object_mut(), known.as_object()) else {
+        return Err("the sweep spec must be a JSON object".into());
+    };
+    if let Some(unknown) = object.keys().find(|k| !known.contains_key(*k)) {
+        let fields: Vec<&str> = known.keys().map(String::as_str).collect();
+        return Err(format!("unknown field {unknown:?}; a sweep spec has {}", fields.join(", ")));
+    }
+    if object.get("target").and_then(|t| t.as_str()).is_none_or(|t| t.trim().is_empty()) {
+        object.insert("target".into(), default_target.into());
+    }
+    let mut spec: SweepSpec = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    spec.target = normalize_target(&spec.target);
+    spec.model = spec.model.trim().to_string();
+    spec.model_version = spec.model_version.filter(|v| !v.trim().is_empty());
+    spec.prompt_lengths.sort_unstable();
+    spec.prompt_lengths.dedup();
+    Ok(spec)
+}
+
 /// `POST /api/runs`: checks the spec and the model, then starts the run.
 pub async fn create_run(
     State(state): State<AppState>,
-    spec: Result<Json<SweepSpec>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<RunCreated>)> {
-    let Json(mut spec) = spec.map_err(|rejection| {
+    let Json(body) = body.map_err(|rejection| {
         HttpError::new(
             rejection.status(),
             format!("the sweep spec could not be read: {}", rejection.body_text()),
             "send a JSON sweep spec with Content-Type: application/json",
         )
     })?;
-    spec.target = normalize_target(&spec.target);
-    spec.model = spec.model.trim().to_string();
-    spec.model_version = spec.model_version.filter(|v| !v.trim().is_empty());
+    let spec = read_spec(body, &state.config().default_target).map_err(|err| {
+        HttpError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("the sweep spec could not be read: {err}"), "")
+    })?;
     let problems = spec.problems();
     if !problems.is_empty() {
         return Err(HttpError::new(
@@ -122,18 +155,16 @@ pub async fn create_run(
             "fix these fields and retry",
         ));
     }
+    // Refuse before touching a server that a run in progress is measuring.
+    if let Some(id) = state.runs().busy() {
+        return Err(busy(StartError::Busy(id)));
+    }
     // Check the model now, so the form can say what is wrong before a run exists.
     let triton = Triton::connect(&spec.target).await?;
     let version = spec.model_version.clone().unwrap_or_default();
     triton.prepare(&spec.model, &version, spec.input_style, spec.max_tokens, spec.ignore_eos).await?;
     let simulated = state.is_simulator(&spec.target);
-    let run = state.runs().start(spec, simulated).map_err(|err| match err {
-        StartError::Busy(_) => HttpError::new(
-            StatusCode::CONFLICT,
-            err.to_string(),
-            "one run at a time keeps the timing honest; wait for it to finish or cancel it",
-        ),
-    })?;
+    let run = state.runs().start(spec, simulated).map_err(busy)?;
     tracing::info!(run = %run.id, "run started");
     Ok((StatusCode::CREATED, Json(RunCreated { id: run.id.clone() })))
 }
@@ -183,9 +214,16 @@ pub async fn report(State(state): State<AppState>, Path(id): Path<String>) -> Ap
 pub async fn events(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     let run = find(&state, &id)?;
+    let upgrade = upgrade.map_err(|rejection| {
+        HttpError::new(
+            rejection.status(),
+            format!("this endpoint is a WebSocket: {}", rejection.body_text()),
+            format!("open ws://HOST/api/runs/{id}/events; GET /api/runs/{id}/report has the whole run as JSON"),
+        )
+    })?;
     Ok(upgrade.on_upgrade(move |socket| follow(socket, run)))
 }
 
@@ -215,6 +253,37 @@ async fn follow(mut socket: WebSocket, run: Arc<RunHandle>) {
             },
         }
     }
+}
+
+/// A known path asked with the wrong method.
+pub async fn wrong_method(method: Method) -> HttpError {
+    HttpError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed here"),
+        "POST /api/runs starts a run and POST /api/runs/{id}/cancel stops one; everything else is GET",
+    )
+}
+
+/// Refuses requests that change something or open a WebSocket when they come from a page
+/// of another origin, so that no other site a user visits can start, cancel or watch runs.
+pub async fn same_origin(headers: HeaderMap, request: Request, next: Next) -> Response {
+    let changes = request.method() != Method::GET || headers.contains_key(header::UPGRADE);
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if let Some(origin) = origin.filter(|_| changes) {
+        let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+        if origin_host != host {
+            return HttpError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "a request from the page at {origin} was refused: only pages served by this dashboard may use it"
+                ),
+                "open the dashboard itself; tools without a browser send no Origin header and are not affected",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
 }
 
 /// Any other path under `/api`.

@@ -73,12 +73,14 @@ pub fn app(state: AppState) -> Router {
         .route("/api/runs/{id}/report", get(api::report))
         .route("/api", any(api::no_such_endpoint))
         .route("/api/{*rest}", any(api::no_such_endpoint))
+        .method_not_allowed_fallback(api::wrong_method)
         .fallback(assets::serve)
+        .layer(axum::middleware::from_fn(api::same_origin))
         .with_state(state)
 }
 
-/// Serves the dashboard on `listener` until `shutdown` is cancelled; runs in progress are
-/// cancelled then, and keep what they measured.
+/// Serves the dashboard on `listener` until `shutdown` is cancelled, which also cancels any
+/// run in progress. Runs live in memory: they end with the process.
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> std::io::Result<()> {
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }

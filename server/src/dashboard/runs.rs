@@ -36,6 +36,11 @@ impl Runs {
         Self { list: Mutex::new(Vec::new()), shutdown }
     }
 
+    /// The id of the run in progress, if any.
+    pub fn busy(&self) -> Option<String> {
+        lock(&self.list).iter().find(|run| !run.is_finished()).map(|run| run.id.clone())
+    }
+
     /// Starts a run. One runs at a time, so that two runs never share the machine and
     /// distort each other's timing.
     pub fn start(&self, spec: SweepSpec, simulated: bool) -> Result<Arc<RunHandle>, StartError> {
@@ -294,7 +299,9 @@ async fn record(
     let mut tick = tokio::time::interval(BATCH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Notes first: a request's send is noted before it is written, so before its tokens.
         tokio::select! {
+            biased;
             note = notes.recv() => {
                 pending.drain(&spec, &mut taps);
                 let event = match note {

@@ -161,6 +161,10 @@ async fn a_prefill_sweep_by_clicking() {
             client.execute("return document.querySelectorAll('#points-table tbody tr').length;", vec![]).await.unwrap();
         assert_eq!(rows, Value::from(3));
 
+        // A link to a run the server does not have says so, instead of retrying forever.
+        client.goto(&format!("{}/runs/no-such-run", dash.base)).await.unwrap();
+        wait_for_text(&client, ".run .error", "there is no run \"no-such-run\"", Duration::from_secs(20)).await;
+
         // A wrong address says what is wrong in the form.
         client.goto(&dash.base).await.unwrap();
         wait_for_text(&client, "#model", "sim-vllm", Duration::from_secs(20)).await;

@@ -130,11 +130,36 @@ async fn bad_runs_are_refused_with_a_reason() {
     assert!(error.contains("at least one prompt length") && error.contains("requests per prompt length"), "{body}");
 
     let (status, body) = post(&runs, &spec_json(&dash.sim.target, "nope")).await;
-    assert_eq!(status, 404, "{body}");
+    assert_eq!(status, 422, "{body}");
     assert!(body["error"].as_str().unwrap().contains("it has: "), "{body}");
     let (status, body) = post(&runs, &spec_json(&dash.sim.target, "sim-unary")).await;
     assert_eq!(status, 422, "{body}");
     assert!(body["error"].as_str().unwrap().contains("decoupled"), "{body}");
+
+    // A misspelt field is refused rather than run with its default.
+    let mut misspelt = spec_json(&dash.sim.target, "sim-vllm");
+    misspelt["request"] = json!(100);
+    let (status, body) = post(&runs, &misspelt).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("unknown field \"request\""), "{body}");
+
+    // Another site's page may not start runs.
+    let response = reqwest::Client::new()
+        .post(&runs)
+        .header("origin", "http://evil.example")
+        .json(&spec_json(&dash.sim.target, "sim-vllm"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("http://evil.example"), "{body}");
+
+    // Wrong methods and a plain GET of the WebSocket answer in JSON too.
+    let response = reqwest::Client::new().delete(&runs).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("DELETE"), "{body}");
 
     let (status, body) = get(&format!("{runs}/no-such-run")).await;
     assert_eq!(status, 404);
@@ -222,6 +247,9 @@ async fn a_cancelled_run_keeps_what_it_measured() {
     let summary = wait_finished(&dash.base, &id).await;
     assert_eq!(summary.status, RunStatus::Cancelled);
     assert!(summary.finished_requests >= 3, "{summary:?}");
+    let (status, body) = get(&format!("{runs}/{id}/events")).await;
+    assert!(status == 400 || status == 426, "{status} {body}");
+    assert!(body["error"].as_str().unwrap().contains("WebSocket"), "{body}");
     let (status, body) = post(&format!("{runs}/{id}/cancel"), &json!({})).await;
     assert_eq!(status, 409, "{body}");
     let events = read_events(&dash.base, &id, usize::MAX).await;
@@ -229,4 +257,9 @@ async fn a_cancelled_run_keeps_what_it_measured() {
     assert_eq!(last, RunEvent::Finished { status: RunStatus::Cancelled });
     let report: RunReport = reqwest::get(format!("{runs}/{id}/report")).await.unwrap().json().await.unwrap();
     assert!(report.requests.iter().filter(|r| r.error.is_none()).count() >= 3);
+    // Requests cut short by the cancel are in the events as well as in the report.
+    assert_eq!(summary.finished_requests, report.requests.len() as u64);
+    let live = LiveRun::from_events(&events.iter().map(|e| serde_json::from_str(e).unwrap()).collect::<Vec<_>>());
+    assert_eq!(live.finished, report.requests.len() as u64);
+    assert_eq!(live.errors, report.requests.iter().filter(|r| r.error.is_some()).count() as u64);
 }

@@ -8,7 +8,7 @@ use shared::Summary;
 use wasm_bindgen::JsCast;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
 
-use super::{Bin, Palette, XScale, decimate, fmt_length, fmt_ms, latency_range};
+use super::{Bin, Palette, XScale, decimate, fmt_axis, fmt_length, latency_range};
 
 type Area = DrawingArea<CanvasBackend, Shift>;
 
@@ -83,7 +83,7 @@ pub fn latency(
         .map_err(fail)?;
     let scale = chart.scale;
     let x_label = |v: &f64| fmt_length(scale.from_axis(*v));
-    let y_label = |v: &f64| fmt_ms(*v);
+    let y_label = |v: &f64| fmt_axis(*v, y1 - y0);
     ctx.configure_mesh()
         .x_desc("prompt length (approx. tokens)")
         .y_desc(chart.y_desc)
@@ -156,7 +156,7 @@ pub fn timeline(canvas: &HtmlCanvasElement, tokens: &[(f64, u32)], palette: &Pal
         .y_label_area_size((12.0 * dpr) as u32)
         .build_cartesian_2d(0.0..end, 0.0..1.0)
         .map_err(fail)?;
-    let x_label = |v: &f64| fmt_ms(*v);
+    let x_label = |v: &f64| fmt_axis(*v, end);
     ctx.configure_mesh()
         .disable_y_mesh()
         .disable_y_axis()
@@ -205,7 +205,7 @@ pub fn histogram(canvas: &HtmlCanvasElement, bins: &[Bin], palette: &Palette) ->
         .y_label_area_size((46.0 * dpr) as u32)
         .build_cartesian_2d(lo..hi, 0.0..top)
         .map_err(fail)?;
-    let x_label = |v: &f64| fmt_ms(*v);
+    let x_label = |v: &f64| fmt_axis(*v, hi - lo);
     // Whole requests only.
     let y_label = |v: &f64| if v.fract() == 0.0 { format!("{v:.0}") } else { String::new() };
     ctx.configure_mesh()

@@ -133,6 +133,13 @@ pub fn fmt_ms(value: f64) -> String {
     }
 }
 
+/// An axis tick label: as many decimals as the axis's span needs to tell ticks apart.
+pub fn fmt_axis(value: f64, span: f64) -> String {
+    let decimals =
+        if span > 0.0 && span.is_finite() { (1.0 - span.log10()).ceil().clamp(0.0, 4.0) as usize } else { 1 };
+    format!("{value:.decimals$}")
+}
+
 /// A prompt length as a tick label: whole numbers, thousands as `k` when round.
 pub fn fmt_length(value: f64) -> String {
     let rounded = value.round();
@@ -225,6 +232,10 @@ mod tests {
         assert_eq!(fmt_ms(12.3456), "12.35");
         assert_eq!(fmt_ms(0.12345), "0.123");
         assert_eq!(fmt_length(2048.0), "2048");
+        assert_eq!(fmt_axis(117.95, 0.3), "117.95");
+        assert_eq!(fmt_axis(500.0, 3000.0), "500");
+        assert_eq!(fmt_axis(20.0, 120.0), "20");
+        assert_eq!(fmt_axis(0.5, 1.0), "0.5");
         assert_eq!(fmt_length(4000.0), "4k");
     }
 }

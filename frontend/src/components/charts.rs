@@ -92,7 +92,8 @@ pub fn LatencyChart(
     let resized = use_context::<Resized>().map(|r| r.0);
     let targets = StoredValue::new(Vec::<(f64, f64)>::new());
     let points = StoredValue::new(Vec::<(u32, Summary)>::new());
-    let tooltip = RwSignal::new(None::<(f64, f64, String)>);
+    // Where the tooltip goes (a CSS position, kept inside the chart) and what it says.
+    let tooltip = RwSignal::new(None::<(String, String)>);
     let failure = RwSignal::new(None::<String>);
     Effect::new(move |_| {
         version.track();
@@ -148,7 +149,14 @@ pub fn LatencyChart(
                     fmt_ms(s.p99),
                     s.count
                 );
-                (x, y, text)
+                let width = canvas.get_untracked().map_or(0.0, |c| f64::from(c.client_width()));
+                // Right of the pointer in the chart's left half, left of it in the right half.
+                let place = if x > width / 2.0 {
+                    format!("right:{:.0}px;top:{:.0}px", width - x + 12.0, y + 12.0)
+                } else {
+                    format!("left:{:.0}px;top:{:.0}px", x + 12.0, y + 12.0)
+                };
+                (place, text)
             })
         }));
     };
@@ -162,9 +170,7 @@ pub fn LatencyChart(
             </figcaption>
             <div class="canvas-box">
                 <canvas node_ref=canvas id=format!("chart-{key}") on:mousemove=hover on:mouseleave=move |_| tooltip.set(None)/>
-                {move || tooltip.get().map(|(x, y, text)| view! {
-                    <div class="tooltip" style=format!("left:{}px;top:{}px", x + 12.0, y + 12.0)>{text}</div>
-                })}
+                {move || tooltip.get().map(|(place, text)| view! { <div class="tooltip" style=place>{text}</div> })}
             </div>
             {move || failure.get().map(|f| view! { <p class="error">{f}</p> })}
         </figure>

@@ -68,6 +68,19 @@ pub async fn post_json<T: DeserializeOwned>(url: &str, body: &impl Serialize) ->
     parse(&call("POST", url, Some(body)).await?)
 }
 
+/// Posts a body that is already JSON text, such as a file the user picked.
+pub async fn post_text<T: DeserializeOwned>(url: &str, body: String) -> Result<T, ApiError> {
+    parse(&call("POST", url, Some(body)).await?)
+}
+
+/// The text of a file the user picked.
+pub async fn file_text(file: &web_sys::File) -> Result<String, ApiError> {
+    let text = JsFuture::from(file.text())
+        .await
+        .map_err(|err| failure(format!("{} could not be read: {}", file.name(), js_text(&err)), None))?;
+    Ok(text.as_string().unwrap_or_default())
+}
+
 /// Percent-encodes a query value.
 pub fn encode(value: &str) -> String {
     js_sys::encode_uri_component(value).as_string().unwrap_or_default()

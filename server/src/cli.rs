@@ -1,4 +1,4 @@
-//! The command line: `tokenscope serve`, `sweep`, `sim` and `demo`.
+//! The command line: `tokenscope serve`, `sweep`, `sim`, `demo` and `import`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,6 +29,9 @@ pub enum Command {
     Sim(SimArgs),
     /// Start a simulated Triton in this process and run both guide benchmarks against it.
     Demo(DemoArgs),
+    /// Read a perf_analyzer profile export as a run: print its table, and write it as
+    /// tokenscope's run.json with --out. Prompt lengths come from the requests' inputs.
+    Import(ImportArgs),
 }
 
 /// The guide's two benchmarks.
@@ -140,6 +143,15 @@ pub struct SimArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub config: SimConfig,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The profile export, as written by `perf_analyzer --profile-export-file`.
+    pub file: PathBuf,
+    /// Where to write the run as tokenscope's run.json.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

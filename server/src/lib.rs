@@ -7,6 +7,7 @@ pub mod clock;
 pub mod dashboard;
 pub mod engine;
 pub mod export;
+pub mod import;
 pub mod sim;
 pub mod style;
 pub mod sweep;

@@ -25,6 +25,7 @@ async fn main() -> ExitCode {
         Command::Sweep(args) => sweep::command(args).await,
         Command::Sim(args) => run_sim(args).await,
         Command::Demo(args) => demo(args).await,
+        Command::Import(args) => sweep::import_command(args),
     };
     result.unwrap_or_else(|err| {
         eprintln!("error: {err:#}");

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use shared::{ModelInfo, PointStats, RequestRecord, RunReport, RunStatus, SweepSpec};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::SweepArgs;
+use crate::cli::{ImportArgs, SweepArgs};
 use crate::clock::utc_stamp;
 use crate::engine::{Observer, run_sweep};
 use crate::export::profile_export;
@@ -58,6 +58,26 @@ pub async fn run_and_report(spec: SweepSpec, out: Option<&Path>, profile: Option
         }
         RunStatus::Running => unreachable!("a returned run has ended"),
     })
+}
+
+/// `tokenscope import`: reads a profile export, prints its table, writes it as a run.
+pub fn import_command(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let name = args.file.display().to_string();
+    let text = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {name}"))?;
+    let export: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{name} is not JSON, so not a perf_analyzer profile export"))?;
+    let report = crate::import::profile_to_report(&export, &name)?;
+    eprintln!(
+        "{name}: {} requests at {} prompt lengths (words of each request's text input)",
+        report.requests.len(),
+        report.spec.prompt_lengths.len()
+    );
+    println!("{}", format_table(&report));
+    if let Some(out) = &args.out {
+        write_json(out, &serde_json::to_value(&report)?)?;
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 struct Progress {

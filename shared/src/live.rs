@@ -8,9 +8,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::{ModelInfo, RunStatus};
+use crate::record::RequestRecord;
+use crate::report::{ModelInfo, RunReport, RunStatus};
 use crate::spec::{MAX_REQUESTS, SweepSpec};
 use crate::stats::PointStats;
+use crate::stats::RequestMetrics;
 
 /// One entry of a run's event log, sent as one JSON text message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,10 +100,58 @@ pub struct RequestDone {
     pub error: Option<String>,
 }
 
+impl RequestDone {
+    /// A finished request's entry, from its record.
+    pub fn of(spec: &SweepSpec, record: &RequestRecord) -> RequestDone {
+        RequestDone {
+            r: request_index(spec, record.point, record.seq),
+            ttft_ms: RequestMetrics::of(record).map(|m| m.ttft_ns as f64 / 1e6),
+            tokens: record.output_tokens(),
+            error: record.error.clone(),
+        }
+    }
+}
+
 /// The index of request `seq` of sweep point `point` in the run: points in order, each with
 /// its warm-up requests first.
 pub fn request_index(spec: &SweepSpec, point: u32, seq: u32) -> u32 {
     point * spec.requests_per_point() as u32 + seq
+}
+
+/// The event log of a finished run, as it would have been recorded live: for a run read
+/// from a file, or kept from an earlier session. One batch per prompt length.
+pub fn events_from_report(id: &str, report: &RunReport, simulated: bool) -> Vec<RunEvent> {
+    let spec = &report.spec;
+    let mut events = vec![RunEvent::Started {
+        id: id.into(),
+        spec: spec.clone(),
+        started_unix_ns: report.started_unix_ns,
+        simulated,
+    }];
+    if let Some(model) = &report.model {
+        events.push(RunEvent::Prepared { model: model.clone() });
+    }
+    for (point, &prompt_length) in spec.prompt_lengths.iter().enumerate() {
+        let point = point as u32;
+        let records: Vec<&RequestRecord> = report.requests.iter().filter(|r| r.point == point).collect();
+        if records.is_empty() {
+            continue;
+        }
+        events.push(RunEvent::PointStarted { point, prompt_length });
+        let sent: Vec<(u32, u64)> =
+            records.iter().map(|r| (request_index(spec, r.point, r.seq), r.send_ns / 1000)).collect();
+        let tokens: Vec<(u32, u64, u32)> = records
+            .iter()
+            .flat_map(|r| r.token_responses().map(|c| (request_index(spec, r.point, r.seq), c.at_ns / 1000, c.tokens)))
+            .collect();
+        let done = records.iter().map(|r| RequestDone::of(spec, r)).collect();
+        events.push(RunEvent::Batch(Batch::from_absolute(&sent, &tokens, done)));
+        if let Some(stats) = report.points.iter().find(|p| p.prompt_length == prompt_length) {
+            events.push(RunEvent::PointDone { point, stats: Box::new(stats.clone()) });
+        }
+    }
+    events.push(RunEvent::Finished { status: report.status.clone() });
+    events
 }
 
 /// What the browser knows of one request.

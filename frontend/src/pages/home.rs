@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::RunStatus;
-use shared::api::{ApiError, RunSummary, ServerInfo};
+use shared::api::{ApiError, RunCreated, RunSummary, ServerInfo};
 
 use crate::api;
 use crate::components::ErrorBox;
@@ -34,6 +34,7 @@ pub fn HomePage() -> impl IntoView {
     let info = RwSignal::new(None::<Result<ServerInfo, ApiError>>);
     let runs = RwSignal::new(Vec::<RunSummary>::new());
     let current = RwSignal::new(run_in_path(&current_path()));
+    let import_error = RwSignal::new(None::<ApiError>);
     let refresh_runs = move || {
         spawn_local(async move {
             if let Ok(list) = api::get_json::<Vec<RunSummary>>("/api/runs").await {
@@ -81,6 +82,25 @@ pub fn HomePage() -> impl IntoView {
             }}
             <section class="runs">
                 <h2>"Runs"</h2>
+                <label class="import">
+                    "Open a perf_analyzer profile export as a run: "
+                    <input type="file" id="import-file" accept=".json,application/json" on:change=move |ev| {
+                        let input: web_sys::HtmlInputElement = event_target(&ev);
+                        let Some(file) = input.files().and_then(|files| files.get(0)) else { return };
+                        import_error.set(None);
+                        spawn_local(async move {
+                            let created = match api::file_text(&file).await {
+                                Ok(text) => api::post_text::<RunCreated>("/api/runs/import", text).await,
+                                Err(err) => Err(err),
+                            };
+                            match created {
+                                Ok(created) => { navigate(current, created.id); refresh_runs(); }
+                                Err(err) => import_error.set(Some(err)),
+                            }
+                        });
+                    }/>
+                </label>
+                {move || import_error.get().map(|err| view! { <ErrorBox error=err/> })}
                 <ul>
                     {move || runs.get().into_iter().map(|r| {
                         let id = r.id.clone();

@@ -169,6 +169,29 @@ pub async fn create_run(
     Ok((StatusCode::CREATED, Json(RunCreated { id: run.id.clone() })))
 }
 
+/// `POST /api/runs/import`: a perf_analyzer profile export, shown as a finished run.
+pub async fn import_run(
+    State(state): State<AppState>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<RunCreated>)> {
+    let Json(body) = body.map_err(|rejection| {
+        HttpError::new(
+            rejection.status(),
+            format!("the profile export could not be read: {}", rejection.body_text()),
+            "send the JSON file perf_analyzer wrote with --profile-export-file",
+        )
+    })?;
+    let report = crate::import::profile_to_report(&body, "perf_analyzer profile export").map_err(|err| {
+        HttpError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            err.to_string(),
+            "send the file perf_analyzer wrote with --profile-export-file",
+        )
+    })?;
+    let run = state.runs().add_finished(report);
+    Ok((StatusCode::CREATED, Json(RunCreated { id: run.id.clone() })))
+}
+
 /// `GET /api/runs`: every run, newest first.
 pub async fn list_runs(State(state): State<AppState>) -> Json<Vec<RunSummary>> {
     Json(state.runs().list().iter().map(|run| run.summary()).collect())

@@ -67,6 +67,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/info", get(api::info))
         .route("/api/targets/models", get(api::target_models))
         .route("/api/runs", get(api::list_runs).post(api::create_run))
+        .route("/api/runs/import", post(api::import_run))
         .route("/api/runs/{id}", get(api::get_run))
         .route("/api/runs/{id}/cancel", post(api::cancel_run))
         .route("/api/runs/{id}/events", get(api::events))

@@ -7,7 +7,6 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 use shared::api::RunSummary;
 use shared::live::request_index;
-use shared::stats::RequestMetrics;
 use shared::{Batch, ModelInfo, PointStats, RequestDone, RequestRecord, RunEvent, RunReport, RunStatus, SweepSpec};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -54,6 +53,15 @@ impl Runs {
         list.push(run.clone());
         tokio::spawn(drive(run.clone(), spec, clock));
         Ok(run)
+    }
+
+    /// Adds a run that finished elsewhere (read from a file), with its whole event log.
+    pub fn add_finished(&self, report: RunReport) -> Arc<RunHandle> {
+        let mut list = lock(&self.list);
+        let id = unique_id(&list, report.started_unix_ns);
+        let run = Arc::new(RunHandle::finished(id, report));
+        list.push(run.clone());
+        run
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<RunHandle>> {
@@ -112,6 +120,32 @@ impl RunHandle {
             changed: watch::Sender::new(0),
         };
         run.push(&RunEvent::Started { id, spec: spec.clone(), started_unix_ns: clock.start_unix_ns(), simulated });
+        run
+    }
+
+    fn finished(id: String, report: RunReport) -> Self {
+        let clock_less = RunSummary {
+            id: id.clone(),
+            spec: report.spec.clone(),
+            started_unix_ns: report.started_unix_ns,
+            simulated: false,
+            status: RunStatus::Running,
+            model: None,
+            total_requests: report.spec.total_requests(),
+            finished_requests: 0,
+            errors: 0,
+            points: Vec::new(),
+        };
+        let events = shared::live::events_from_report(&id, &report, false);
+        let run = Self {
+            id,
+            cancel: CancellationToken::new(),
+            state: Mutex::new(RunState { log: Vec::new(), summary: clock_less, report: Some(Arc::new(report)) }),
+            changed: watch::Sender::new(0),
+        };
+        for event in &events {
+            run.push(event);
+        }
         run
     }
 
@@ -235,7 +269,7 @@ impl Observer for Forwarder {
     }
 
     fn request_done(&mut self, record: &RequestRecord) {
-        let _ = self.notes.send(Note::Done(request_done(&self.spec, record)));
+        let _ = self.notes.send(Note::Done(RequestDone::of(&self.spec, record)));
     }
 
     fn point_done(&mut self, point: usize, stats: &PointStats) {
@@ -244,16 +278,6 @@ impl Observer for Forwarder {
 
     fn token_tap(&self) -> Option<TokenTap> {
         Some(self.tap.clone())
-    }
-}
-
-/// A finished request as the event log carries it.
-pub fn request_done(spec: &SweepSpec, record: &RequestRecord) -> RequestDone {
-    RequestDone {
-        r: request_index(spec, record.point, record.seq),
-        ttft_ms: RequestMetrics::of(record).map(|m| m.ttft_ns as f64 / 1e6),
-        tokens: record.output_tokens(),
-        error: record.error.clone(),
     }
 }
 

@@ -60,6 +60,29 @@ async fn sweep_writes_run_json_and_a_profile_export_that_agree() {
         assert!(requests[0]["request_inputs"]["PROMPT"].is_string());
         assert_eq!(requests[0]["response_outputs"][0]["text_output"].as_str().unwrap().split_whitespace().count(), 1);
     }
+    // `tokenscope import` reads the export back to the same statistics.
+    let imported = dir.join("imported.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_tokenscope"))
+        .arg("import")
+        .arg(&profile)
+        .arg("--out")
+        .arg(&imported)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("TTFT mean"));
+    let back: Value = serde_json::from_slice(&std::fs::read(&imported).unwrap()).unwrap();
+    for (point, original) in back["points"].as_array().unwrap().iter().zip(points) {
+        assert_eq!(point["prompt_length"], original["prompt_length"]);
+        assert_eq!(point["count"], original["count"]);
+        for metric in ["ttft_ms", "t2t_ms"] {
+            let (a, b) = (point[metric]["mean"].as_f64().unwrap(), original[metric]["mean"].as_f64().unwrap());
+            assert!((a - b).abs() < 1e-9, "{metric}: imported {a} vs measured {b}");
+        }
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_tokenscope")).arg("import").arg(&out).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is not a perf_analyzer profile export"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

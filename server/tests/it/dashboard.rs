@@ -263,3 +263,37 @@ async fn a_cancelled_run_keeps_what_it_measured() {
     assert_eq!(live.finished, report.requests.len() as u64);
     assert_eq!(live.errors, report.requests.iter().filter(|r| r.error.is_some()).count() as u64);
 }
+
+#[tokio::test]
+async fn a_perf_analyzer_export_becomes_a_finished_run() {
+    let _serial = timing_lock().await;
+    let dash = start_dashboard(fast_sim()).await;
+    // A run of ours, written in perf_analyzer's format, then read back.
+    let spec: SweepSpec = serde_json::from_value(spec_json(&dash.sim.target, "sim-vllm")).unwrap();
+    let original = crate::support::sweep(spec).await;
+    assert_eq!(original.status, RunStatus::Completed);
+    let export = server::export::profile_export(&original);
+    let runs = format!("{}/api/runs", dash.base);
+    let (status, body) = post(&format!("{runs}/import"), &export).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let summary: RunSummary = serde_json::from_value(get(&format!("{runs}/{id}")).await.1).unwrap();
+    assert_eq!(summary.status, RunStatus::Completed);
+    assert_eq!(summary.spec.prompt_lengths, original.spec.prompt_lengths);
+    for (imported, measured) in summary.points.iter().zip(&original.points) {
+        let (a, b) = (imported.ttft_ms.as_ref().unwrap(), measured.ttft_ms.as_ref().unwrap());
+        assert!((a.mean - b.mean).abs() < 1e-9 && (a.p99 - b.p99).abs() < 1e-9, "{a:?} vs {b:?}");
+        assert_eq!(imported.t2t_ms.as_ref().unwrap().count, measured.t2t_ms.as_ref().unwrap().count);
+        assert_eq!(imported.count, measured.count);
+    }
+    // Its event log replays like a live run's.
+    let events: Vec<RunEvent> =
+        read_events(&dash.base, &id, usize::MAX).await.iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    let live = LiveRun::from_events(&events);
+    assert_eq!(live.finished, summary.finished_requests);
+    assert_eq!(live.points.iter().flatten().cloned().collect::<Vec<_>>(), summary.points);
+
+    let (status, body) = post(&format!("{runs}/import"), &json!({ "points": [] })).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("no \"experiments\" list"), "{body}");
+}

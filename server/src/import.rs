@@ -1,0 +1,252 @@
+//! Reads perf_analyzer's profile export (the file the guide's workflow leaves behind) as a
+//! tokenscope run: requests grouped by prompt length, taken from their inputs.
+
+use serde_json::Value;
+use shared::prompt::word_count;
+use shared::{InputStyle, RequestRecord, ResponseRecord, RunReport, RunStatus, SweepSpec, TokenCountSource};
+
+/// Why a file could not be read as a profile export.
+#[derive(Debug, thiserror::Error)]
+#[error("{source_name} is not a perf_analyzer profile export: {why}")]
+pub struct ImportError {
+    source_name: String,
+    why: String,
+}
+
+/// The prompt of a request, by whichever input name its model uses.
+fn prompt(inputs: &Value) -> Option<(&str, InputStyle)> {
+    [("text_input", InputStyle::Vllm), ("PROMPT", InputStyle::Tutorial)].into_iter().find_map(|(name, style)| {
+        let value = inputs.get(name)?;
+        // Either the string itself or a one-element list of it.
+        let text = value.as_str().or_else(|| value.as_array()?.first()?.as_str())?;
+        let style =
+            if style == InputStyle::Vllm && inputs.get("max_tokens").is_some() { InputStyle::Trtllm } else { style };
+        Some((text, style))
+    })
+}
+
+/// `max_tokens` and `ignore_eos` as the request asked for them: an input of their own, or
+/// inside the sampling-parameters JSON.
+fn asked_limits(inputs: &Value) -> (Option<u32>, bool) {
+    let number = |v: &Value| v.as_u64().or_else(|| v.as_array()?.first()?.as_u64()).map(|n| n as u32);
+    let sampling = ["sampling_parameters", "SAMPLING_PARAMETERS"]
+        .into_iter()
+        .find_map(|name| {
+            let v = inputs.get(name)?;
+            v.as_str().or_else(|| v.as_array()?.first()?.as_str())
+        })
+        .and_then(|text| serde_json::from_str::<Value>(text).ok());
+    let max_tokens =
+        inputs.get("max_tokens").and_then(number).or_else(|| sampling.as_ref()?.get("max_tokens").and_then(number));
+    let ignore_eos = sampling.as_ref().and_then(|s| s.get("ignore_eos")?.as_bool()).unwrap_or(false);
+    (max_tokens, ignore_eos)
+}
+
+/// The text a response carries, if the export kept it, and whether it is cumulative (the
+/// 2023 tutorial model's `TEXT` repeats everything so far, prompt included).
+fn output_text(output: &Value) -> Option<(&str, bool)> {
+    [("text_output", false), ("TEXT", true)]
+        .into_iter()
+        .find_map(|(name, cumulative)| Some((output.get(name)?.as_str()?, cumulative)))
+}
+
+/// Converts a profile export into a run. `source_name` names the file in messages and as the
+/// run's target. Times keep perf_analyzer's nanoseconds, counted from its first send.
+pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport, ImportError> {
+    let fail = |why: String| ImportError { source_name: source_name.into(), why };
+    let experiments = export
+        .get("experiments")
+        .and_then(Value::as_array)
+        .ok_or_else(|| fail("it has no \"experiments\" list".into()))?;
+    struct Raw {
+        words: u32,
+        send: i64,
+        responses: Vec<(i64, Option<(String, bool)>)>,
+    }
+    let mut raw = Vec::new();
+    let mut style = InputStyle::Vllm;
+    let mut concurrency = 1;
+    let mut limits = (None, false);
+    for (e, experiment) in experiments.iter().enumerate() {
+        if let Some(value) = experiment.pointer("/experiment/value").and_then(Value::as_u64) {
+            concurrency = concurrency.max(value as u32);
+        }
+        let requests = experiment
+            .get("requests")
+            .and_then(Value::as_array)
+            .ok_or_else(|| fail(format!("experiment {e} has no \"requests\" list")))?;
+        for (i, request) in requests.iter().enumerate() {
+            let at = |what: &str| fail(format!("request {i} of experiment {e} has no {what}"));
+            let send = request.get("timestamp").and_then(Value::as_i64).ok_or_else(|| at("\"timestamp\""))?;
+            let inputs = request.get("request_inputs").ok_or_else(|| at("\"request_inputs\""))?;
+            let (text, found) = prompt(inputs).ok_or_else(|| at("text_input or PROMPT input"))?;
+            style = found;
+            limits = asked_limits(inputs);
+            let times = request
+                .get("response_timestamps")
+                .and_then(Value::as_array)
+                .ok_or_else(|| at("\"response_timestamps\""))?;
+            let outputs = request.get("response_outputs").and_then(Value::as_array);
+            let responses = times
+                .iter()
+                .enumerate()
+                .map(|(k, t)| {
+                    let text = outputs.and_then(|o| o.get(k)).and_then(output_text).map(|(t, c)| (t.to_string(), c));
+                    t.as_i64().map(|t| (t, text)).ok_or_else(|| at("numeric response timestamps"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            raw.push(Raw { words: word_count(text) as u32, send, responses });
+        }
+    }
+    if raw.is_empty() {
+        return Err(fail("it holds no requests".into()));
+    }
+    let base = raw.iter().map(|r| r.send).min().expect("requests");
+    let mut lengths: Vec<u32> = raw.iter().map(|r| r.words).collect();
+    lengths.sort_unstable();
+    lengths.dedup();
+    let mut seqs = vec![0u32; lengths.len()];
+    raw.sort_by_key(|r| r.send);
+    let requests: Vec<RequestRecord> = raw
+        .into_iter()
+        .map(|r| {
+            let point = lengths.binary_search(&r.words).expect("listed") as u32;
+            let seq = seqs[point as usize];
+            seqs[point as usize] += 1;
+            let offset = |t: i64| t.saturating_sub(base).max(0) as u64;
+            let mut previous = String::new();
+            let responses: Vec<ResponseRecord> = r
+                .responses
+                .iter()
+                .map(|(t, text)| {
+                    // Cumulative text: only what is new counts.
+                    let text = match text {
+                        Some((text, true)) => {
+                            let new = text.strip_prefix(previous.as_str()).unwrap_or(text).to_string();
+                            previous = text.clone();
+                            Some(new)
+                        }
+                        Some((text, false)) => Some(text.clone()),
+                        None => None,
+                    };
+                    // Without outputs, every response counts as a token, as perf_analyzer counts them.
+                    let tokens = text.as_deref().map_or(1, |t| u32::from(!t.is_empty()));
+                    ResponseRecord {
+                        at_ns: offset(*t),
+                        tokens,
+                        text: text.unwrap_or_default(),
+                        server_send_unix_ns: None,
+                    }
+                })
+                .collect();
+            let last = responses.last().map(|c| c.at_ns);
+            RequestRecord {
+                point,
+                seq,
+                warmup: false,
+                id: format!("{point}-{seq}"),
+                prompt_words: r.words,
+                num_input_tokens: None,
+                send_ns: offset(r.send),
+                responses,
+                final_ns: last,
+                token_source: TokenCountSource::Responses,
+                error: None,
+            }
+        })
+        .collect();
+    let spec = SweepSpec {
+        target: source_name.into(),
+        model: export
+            .get("endpoint")
+            .and_then(Value::as_str)
+            .filter(|e| !e.is_empty())
+            .unwrap_or("perf_analyzer import")
+            .into(),
+        input_style: style,
+        max_tokens: limits.0.unwrap_or(SweepSpec::default().max_tokens),
+        ignore_eos: limits.1,
+        prompt_lengths: lengths,
+        requests: seqs.iter().copied().max().unwrap_or(0),
+        concurrency,
+        ..SweepSpec::default()
+    };
+    let mut report = RunReport {
+        tool: export
+            .get("version")
+            .and_then(Value::as_str)
+            .map_or("perf_analyzer".into(), |v| format!("imported from {v}")),
+        spec,
+        started_unix_ns: base,
+        model: None,
+        status: RunStatus::Completed,
+        prompt_lengths_approximate: true,
+        points: Vec::new(),
+        requests,
+    };
+    report.recompute_points();
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn requests_group_by_prompt_length_and_empty_finals_are_not_tokens() {
+        let export = json!({
+            "version": "2.51",
+            "experiments": [{
+                "experiment": { "mode": "concurrency", "value": 2 },
+                "requests": [
+                    { "timestamp": 1000, "request_inputs": { "text_input": "a b c", "stream": true },
+                      "response_timestamps": [4000, 5000, 5100],
+                      "response_outputs": [{ "text_output": "x" }, { "text_output": "y" }, { "text_output": "" }] },
+                    { "timestamp": 2000, "request_inputs": { "text_input": ["a b c d e"] },
+                      "response_timestamps": [9000], "response_outputs": [{ "text_output": "z" }] },
+                    { "timestamp": 3000, "request_inputs": { "text_input": "c b a" },
+                      "response_timestamps": [5000, 7000] },
+                ],
+            }],
+        });
+        let report = profile_to_report(&export, "pa.json").unwrap();
+        assert_eq!(report.spec.prompt_lengths, vec![3, 5]);
+        assert_eq!((report.spec.concurrency, report.spec.requests), (2, 2));
+        assert_eq!(report.started_unix_ns, 1000);
+        let short = &report.points[0];
+        assert_eq!(short.count, 2);
+        // TTFT: 3000 ns and 2000 ns.
+        assert_eq!(short.ttft_ms.as_ref().unwrap().mean, 0.0025);
+        // The empty final is not a token; responses without outputs each count as one.
+        assert_eq!(short.output_tokens.as_ref().unwrap().mean, 2.0);
+        assert_eq!(report.points[1].ttft_ms.as_ref().unwrap().mean, 0.007);
+    }
+
+    #[test]
+    fn cumulative_text_counts_only_new_text() {
+        let export = json!({ "experiments": [{ "requests": [
+            { "timestamp": 0, "request_inputs": { "PROMPT": "hi" },
+              "response_timestamps": [10, 20, 30],
+              "response_outputs": [{ "TEXT": "hi there" }, { "TEXT": "hi there" }, { "TEXT": "hi there you" }] },
+        ]}]});
+        let report = profile_to_report(&export, "f").unwrap();
+        assert_eq!(report.spec.input_style, InputStyle::Tutorial);
+        assert_eq!(
+            asked_limits(&json!({ "sampling_parameters": "{\"max_tokens\": 256, \"ignore_eos\": true}" })),
+            (Some(256), true)
+        );
+        assert_eq!(asked_limits(&json!({ "max_tokens": [8] })), (Some(8), false));
+        let tokens: Vec<u32> = report.requests[0].responses.iter().map(|r| r.tokens).collect();
+        assert_eq!(tokens, vec![1, 0, 1]);
+    }
+
+    #[test]
+    fn other_files_are_refused_with_a_reason() {
+        let err = profile_to_report(&json!({ "points": [] }), "run.json").unwrap_err();
+        assert_eq!(err.to_string(), "run.json is not a perf_analyzer profile export: it has no \"experiments\" list");
+        let err =
+            profile_to_report(&json!({ "experiments": [{ "requests": [{ "timestamp": 1 }] }] }), "x").unwrap_err();
+        assert!(err.to_string().contains("request 0 of experiment 0 has no \"request_inputs\""), "{err}");
+    }
+}

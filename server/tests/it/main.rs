@@ -4,6 +4,7 @@ mod browser;
 mod cli;
 mod dashboard;
 mod errors;
+mod import;
 mod real_triton;
 mod sim;
 mod support;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use fantoccini::{Client, Locator};
+use futures::FutureExt;
 use serde_json::{Value, json};
 use shared::api::RunSummary;
 
@@ -58,7 +59,8 @@ async fn a_prefill_sweep_by_clicking() {
     let dash = start_dashboard(fast_sim()).await;
     let driver = start_driver().await;
     let client = browser(&driver).await;
-    let result = async {
+    // The browser is closed whether the checks pass or not, so no Chromium outlives the test.
+    let result = std::panic::AssertUnwindSafe(async {
         client.goto(&dash.base).await.unwrap();
         // The form fills its model list from the simulator.
         wait_for_text(&client, "#model", "sim-vllm", Duration::from_secs(20)).await;
@@ -165,7 +167,8 @@ async fn a_prefill_sweep_by_clicking() {
         // same charts (scripts/make-pa-fixture.sh made it).
         let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pa-sim-vllm.json");
         client.goto(&dash.base).await.unwrap();
-        let picker = client.find(Locator::Css("#import-file")).await.unwrap();
+        let picker =
+            client.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css("#import-file")).await.unwrap();
         picker.send_keys(file.to_str().unwrap()).await.unwrap();
         let start = std::time::Instant::now();
         let imported = loop {
@@ -213,8 +216,11 @@ async fn a_prefill_sweep_by_clicking() {
         target.send_keys(&format!("127.0.0.1:{port}")).await.unwrap();
         client.find(Locator::Css(".target button")).await.unwrap().click().await.unwrap();
         wait_for_text(&client, ".target .error", "cannot reach Triton", Duration::from_secs(20)).await;
-    }
+    })
+    .catch_unwind()
     .await;
     client.close().await.unwrap();
-    result
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
 }

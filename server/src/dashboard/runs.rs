@@ -123,8 +123,10 @@ impl RunHandle {
         run
     }
 
+    /// A run that finished elsewhere. Its summary starts empty and is filled by replaying
+    /// the run's event log, exactly as a live run's is.
     fn finished(id: String, report: RunReport) -> Self {
-        let clock_less = RunSummary {
+        let summary = RunSummary {
             id: id.clone(),
             spec: report.spec.clone(),
             started_unix_ns: report.started_unix_ns,
@@ -140,7 +142,7 @@ impl RunHandle {
         let run = Self {
             id,
             cancel: CancellationToken::new(),
-            state: Mutex::new(RunState { log: Vec::new(), summary: clock_less, report: Some(Arc::new(report)) }),
+            state: Mutex::new(RunState { log: Vec::new(), summary, report: Some(Arc::new(report)) }),
             changed: watch::Sender::new(0),
         };
         for event in &events {

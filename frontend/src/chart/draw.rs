@@ -1,7 +1,9 @@
 //! Drawing with plotters on a `<canvas>`: sized to the element times the device pixel
 //! ratio (crisp on high-DPI screens), redrawn whole on every change.
 
+use plotters::chart::MeshStyle;
 use plotters::coord::Shift;
+use plotters::coord::ranged1d::Ranged;
 use plotters::prelude::*;
 use plotters_canvas::CanvasBackend;
 use shared::Summary;
@@ -73,8 +75,6 @@ pub fn latency(
     let (y0, y1) = latency_range(
         chart.samples.iter().map(|s| s.1).chain(chart.points.iter().flat_map(|(_, s)| [s.p99, s.mean, s.max])),
     );
-    let text = rgb(palette.text);
-    let font = |size: f64| ("sans-serif", size * dpr).into_font().color(&text);
     let mut ctx = ChartBuilder::on(&root)
         .margin((12.0 * dpr) as u32)
         .x_label_area_size((38.0 * dpr) as u32)
@@ -84,19 +84,18 @@ pub fn latency(
     let scale = chart.scale;
     let x_label = |v: &f64| fmt_length(scale.from_axis(*v));
     let y_label = |v: &f64| fmt_axis(*v, y1 - y0);
-    ctx.configure_mesh()
-        .x_desc("prompt length (approx. tokens)")
-        .y_desc(chart.y_desc)
-        .x_label_formatter(&x_label)
-        .y_label_formatter(&y_label)
-        .x_labels(if scale == XScale::Log2 { ((x1 - x0).ceil() as usize + 1).clamp(2, 12) } else { 8 })
-        .label_style(font(12.0))
-        .axis_desc_style(font(13.0))
-        .axis_style(rgb(palette.grid))
-        .bold_line_style(rgb(palette.grid).mix(0.8))
-        .light_line_style(rgb(palette.grid).mix(0.3))
-        .draw()
-        .map_err(fail)?;
+    themed(
+        ctx.configure_mesh()
+            .x_desc("prompt length (approx. tokens)")
+            .y_desc(chart.y_desc)
+            .x_label_formatter(&x_label)
+            .y_label_formatter(&y_label)
+            .x_labels(if scale == XScale::Log2 { ((x1 - x0).ceil() as usize + 1).clamp(2, 12) } else { 8 }),
+        palette,
+        dpr,
+    )
+    .draw()
+    .map_err(fail)?;
     let x = |length: u32| scale.to_axis(f64::from(length));
     if chart.points.len() > 1 {
         let mut band: Vec<(f64, f64)> = chart.points.iter().map(|(l, s)| (x(*l), s.p50)).collect();
@@ -137,6 +136,20 @@ pub fn latency(
         .collect())
 }
 
+/// The look every chart's axes share: fonts scaled to the device, grid colours of the scheme.
+fn themed<'m, 'a, 'b, X: Ranged, Y: Ranged>(
+    mesh: &'m mut MeshStyle<'a, 'b, X, Y, CanvasBackend>,
+    palette: &Palette,
+    dpr: f64,
+) -> &'m mut MeshStyle<'a, 'b, X, Y, CanvasBackend> {
+    let text = rgb(palette.text);
+    mesh.label_style(("sans-serif", 12.0 * dpr).into_font().color(&text))
+        .axis_desc_style(("sans-serif", 13.0 * dpr).into_font().color(&text))
+        .axis_style(rgb(palette.grid))
+        .bold_line_style(rgb(palette.grid).mix(0.8))
+        .light_line_style(rgb(palette.grid).mix(0.3))
+}
+
 fn context_2d(canvas: &HtmlCanvasElement) -> Option<CanvasRenderingContext2d> {
     canvas.get_context("2d").ok().flatten()?.dyn_into().ok()
 }
@@ -148,8 +161,6 @@ pub fn timeline(canvas: &HtmlCanvasElement, tokens: &[(f64, u32)], palette: &Pal
     let root = area(canvas, palette)?;
     let end = tokens.iter().map(|t| t.0).fold(0.0_f64, f64::max);
     let end = if end > 0.0 { end * 1.04 } else { 1.0 };
-    let text = rgb(palette.text);
-    let font = |size: f64| ("sans-serif", size * dpr).into_font().color(&text);
     let mut ctx = ChartBuilder::on(&root)
         .margin((12.0 * dpr) as u32)
         .x_label_area_size((38.0 * dpr) as u32)
@@ -157,18 +168,17 @@ pub fn timeline(canvas: &HtmlCanvasElement, tokens: &[(f64, u32)], palette: &Pal
         .build_cartesian_2d(0.0..end, 0.0..1.0)
         .map_err(fail)?;
     let x_label = |v: &f64| fmt_axis(*v, end);
-    ctx.configure_mesh()
-        .disable_y_mesh()
-        .disable_y_axis()
-        .x_desc("time since the request was sent (ms)")
-        .x_label_formatter(&x_label)
-        .label_style(font(12.0))
-        .axis_desc_style(font(13.0))
-        .axis_style(rgb(palette.grid))
-        .bold_line_style(rgb(palette.grid).mix(0.8))
-        .light_line_style(rgb(palette.grid).mix(0.3))
-        .draw()
-        .map_err(fail)?;
+    themed(
+        ctx.configure_mesh()
+            .disable_y_mesh()
+            .disable_y_axis()
+            .x_desc("time since the request was sent (ms)")
+            .x_label_formatter(&x_label),
+        palette,
+        dpr,
+    )
+    .draw()
+    .map_err(fail)?;
     if let Some(&(first, _)) = tokens.first() {
         // Time to first token, shaded.
         ctx.draw_series(std::iter::once(Rectangle::new(
@@ -197,8 +207,6 @@ pub fn histogram(canvas: &HtmlCanvasElement, bins: &[Bin], palette: &Palette) ->
         _ => (0.0, 1.0),
     };
     let top = f64::from(bins.iter().map(|b| b.count).max().unwrap_or(1)) * 1.1;
-    let text = rgb(palette.text);
-    let font = |size: f64| ("sans-serif", size * dpr).into_font().color(&text);
     let mut ctx = ChartBuilder::on(&root)
         .margin((12.0 * dpr) as u32)
         .x_label_area_size((38.0 * dpr) as u32)
@@ -208,19 +216,18 @@ pub fn histogram(canvas: &HtmlCanvasElement, bins: &[Bin], palette: &Palette) ->
     let x_label = |v: &f64| fmt_axis(*v, hi - lo);
     // Whole requests only.
     let y_label = |v: &f64| if v.fract() == 0.0 { format!("{v:.0}") } else { String::new() };
-    ctx.configure_mesh()
-        .x_desc("time to first token (ms)")
-        .y_desc("requests")
-        .x_label_formatter(&x_label)
-        .y_label_formatter(&y_label)
-        .y_labels((top as usize + 1).clamp(2, 11))
-        .label_style(font(12.0))
-        .axis_desc_style(font(13.0))
-        .axis_style(rgb(palette.grid))
-        .bold_line_style(rgb(palette.grid).mix(0.8))
-        .light_line_style(rgb(palette.grid).mix(0.3))
-        .draw()
-        .map_err(fail)?;
+    themed(
+        ctx.configure_mesh()
+            .x_desc("time to first token (ms)")
+            .y_desc("requests")
+            .x_label_formatter(&x_label)
+            .y_label_formatter(&y_label)
+            .y_labels((top as usize + 1).clamp(2, 11)),
+        palette,
+        dpr,
+    )
+    .draw()
+    .map_err(fail)?;
     let width = if bins.len() == 1 && bins[0].hi <= bins[0].lo { 0.2 } else { 0.0 };
     ctx.draw_series(bins.iter().map(|b| {
         Rectangle::new([(b.lo - width, 0.0), (b.hi + width, f64::from(b.count))], rgb(palette.line).filled())

@@ -132,18 +132,23 @@ pub fn read_spec(mut value: serde_json::Value, default_target: &str) -> Result<S
     Ok(spec)
 }
 
+/// A JSON body, or an error naming `what` could not be read.
+fn json_body(
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+    what: &str,
+    hint: &str,
+) -> ApiResult<serde_json::Value> {
+    body.map(|Json(value)| value).map_err(|rejection| {
+        HttpError::new(rejection.status(), format!("{what} could not be read: {}", rejection.body_text()), hint)
+    })
+}
+
 /// `POST /api/runs`: checks the spec and the model, then starts the run.
 pub async fn create_run(
     State(state): State<AppState>,
     body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<RunCreated>)> {
-    let Json(body) = body.map_err(|rejection| {
-        HttpError::new(
-            rejection.status(),
-            format!("the sweep spec could not be read: {}", rejection.body_text()),
-            "send a JSON sweep spec with Content-Type: application/json",
-        )
-    })?;
+    let body = json_body(body, "the sweep spec", "send a JSON sweep spec with Content-Type: application/json")?;
     let spec = read_spec(body, &state.config().default_target).map_err(|err| {
         HttpError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("the sweep spec could not be read: {err}"), "")
     })?;
@@ -174,13 +179,8 @@ pub async fn import_run(
     State(state): State<AppState>,
     body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<RunCreated>)> {
-    let Json(body) = body.map_err(|rejection| {
-        HttpError::new(
-            rejection.status(),
-            format!("the profile export could not be read: {}", rejection.body_text()),
-            "send the JSON file perf_analyzer wrote with --profile-export-file",
-        )
-    })?;
+    let body =
+        json_body(body, "the profile export", "send the JSON file perf_analyzer wrote with --profile-export-file")?;
     let report = crate::import::profile_to_report(&body, "perf_analyzer profile export").map_err(|err| {
         HttpError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

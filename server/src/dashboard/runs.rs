@@ -100,11 +100,19 @@ struct RunState {
 }
 
 impl RunHandle {
-    fn new(id: String, spec: &SweepSpec, clock: RunClock, simulated: bool, cancel: CancellationToken) -> Self {
+    /// A run with an empty log; its summary is filled by the events pushed to it.
+    fn empty(
+        id: String,
+        spec: &SweepSpec,
+        started_unix_ns: i64,
+        simulated: bool,
+        cancel: CancellationToken,
+        report: Option<Arc<RunReport>>,
+    ) -> Self {
         let summary = RunSummary {
             id: id.clone(),
             spec: spec.clone(),
-            started_unix_ns: clock.start_unix_ns(),
+            started_unix_ns,
             simulated,
             status: RunStatus::Running,
             model: None,
@@ -113,12 +121,16 @@ impl RunHandle {
             errors: 0,
             points: Vec::new(),
         };
-        let run = Self {
-            id: id.clone(),
+        Self {
+            id,
             cancel,
-            state: Mutex::new(RunState { log: Vec::new(), summary, report: None }),
+            state: Mutex::new(RunState { log: Vec::new(), summary, report }),
             changed: watch::Sender::new(0),
-        };
+        }
+    }
+
+    fn new(id: String, spec: &SweepSpec, clock: RunClock, simulated: bool, cancel: CancellationToken) -> Self {
+        let run = Self::empty(id.clone(), spec, clock.start_unix_ns(), simulated, cancel, None);
         run.push(&RunEvent::Started { id, spec: spec.clone(), started_unix_ns: clock.start_unix_ns(), simulated });
         run
     }
@@ -126,25 +138,9 @@ impl RunHandle {
     /// A run that finished elsewhere. Its summary starts empty and is filled by replaying
     /// the run's event log, exactly as a live run's is.
     fn finished(id: String, report: RunReport) -> Self {
-        let summary = RunSummary {
-            id: id.clone(),
-            spec: report.spec.clone(),
-            started_unix_ns: report.started_unix_ns,
-            simulated: false,
-            status: RunStatus::Running,
-            model: None,
-            total_requests: report.spec.total_requests(),
-            finished_requests: 0,
-            errors: 0,
-            points: Vec::new(),
-        };
         let events = shared::live::events_from_report(&id, &report, false);
-        let run = Self {
-            id,
-            cancel: CancellationToken::new(),
-            state: Mutex::new(RunState { log: Vec::new(), summary, report: Some(Arc::new(report)) }),
-            changed: watch::Sender::new(0),
-        };
+        let (spec, started) = (report.spec.clone(), report.started_unix_ns);
+        let run = Self::empty(id, &spec, started, false, CancellationToken::new(), Some(Arc::new(report)));
         for event in &events {
             run.push(event);
         }

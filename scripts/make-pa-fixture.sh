@@ -1,53 +1,85 @@
 #!/usr/bin/env bash
-# Regenerates server/tests/fixtures/pa-sim-vllm.json: a profile export written by the real
-# perf_analyzer (tritonclient 2.51, from scripts/triton-tools.sh) against `tokenscope sim`,
-# streaming, with prompts of 8, 32 and 128 words. The simulator's schedule is fixed here,
-# so tests can check the imported timings against it.
+# Regenerates the perf_analyzer profile exports the tests import, with the real perf_analyzer
+# (tritonclient 2.51, from scripts/triton-tools.sh), streaming, prompts of 8, 32 and 128 words,
+# 8 tokens each, six requests per prompt length kept so the files stay small:
+#
+#   server/tests/fixtures/pa-sim-vllm.json        against `tokenscope sim` (sim-vllm), whose
+#                                                  schedule is fixed below
+#   server/tests/fixtures/pa-triton-tutorial.json  against the real tritonserver with the test
+#                                                  models (tutorial_like: the guide's 2023 model,
+#                                                  cumulative TEXT, separate empty final, send_ns)
+#
+# Usage: scripts/make-pa-fixture.sh [sim|triton]   (both when no argument is given)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 TOOLS="${TOKENSCOPE_TOOLS:-$HOME/.cache/tokenscope}"
 bash scripts/triton-tools.sh >/dev/null
-cargo build --quiet --bin tokenscope
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-target/debug/tokenscope sim --listen "127.0.0.1:$port" \
-    --prefill-base-ms 5 --prefill-per-token-ms 0.1 --decode-ms 2 >/dev/null 2>&1 &
-sim=$!
+which=${1:-both}
 work=$(mktemp -d)
-trap 'kill $sim 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 50); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null && break
-    sleep 0.1
-done
+cleanup=()
+trap 'for c in "${cleanup[@]}"; do eval "$c"; done; rm -rf "$work"' EXIT
 
-python3 - "$work/prompts.json" <<'PY'
+# prompts FILE PROMPT_INPUT STREAM_INPUT SAMPLING_INPUT: prompts.json with one prompt per length.
+prompts() {
+    python3 - "$@" <<'PY'
 import json, sys
-words = lambda n: " ".join(["the"] + ["word%d" % i for i in range(1, n)])
+out, prompt, stream, sampling_name = sys.argv[1:5]
+words = lambda n: " ".join(["the"] + ["w%d" % i for i in range(1, n)])
 sampling = json.dumps({"max_tokens": 8, "ignore_eos": True})
-data = [{"text_input": [words(n)], "stream": [True], "sampling_parameters": [sampling]} for n in (8, 32, 128)]
-json.dump({"data": data}, open(sys.argv[1], "w"))
+data = [{prompt: [words(n)], stream: [True], sampling_name: [sampling]} for n in (8, 32, 128)]
+json.dump({"data": data}, open(out, "w"))
 PY
+}
 
-"$TOOLS/bin/perf_analyzer" -m sim-vllm -x 1 -i grpc -u "127.0.0.1:$port" --async --streaming \
-    --input-data="$work/prompts.json" --profile-export-file="$work/export.json" \
-    --measurement-mode=count_windows --measurement-request-count=12 --stability-percentage=999 \
-    --concurrency-range=1 >/dev/null
-# perf_analyzer keeps measuring until its windows settle; six requests per prompt length,
-# in the order it sent them, are kept so the fixture stays small.
-python3 - "$work/export.json" server/tests/fixtures/pa-sim-vllm.json <<'PY'
+# measure TARGET MODEL PROMPTS OUT [extra perf_analyzer args]
+measure() {
+    local target=$1 model=$2 input=$3 out=$4
+    shift 4
+    "$TOOLS/bin/perf_analyzer" -m "$model" "$@" -i grpc -u "$target" --async --streaming \
+        --input-data="$input" --profile-export-file="$work/export.json" \
+        --measurement-mode=count_windows --measurement-request-count=12 --stability-percentage=999 \
+        --concurrency-range=1 >/dev/null
+    # perf_analyzer keeps measuring until its windows settle; six requests per prompt length,
+    # in the order it sent them, are kept.
+    python3 - "$work/export.json" "$out" <<'PY'
 import json, sys
 export = json.load(open(sys.argv[1]))
 seen = {}
 for experiment in export["experiments"]:
     kept = []
     for request in experiment["requests"]:
-        words = len(request["request_inputs"]["text_input"].split())
+        inputs = request["request_inputs"]
+        words = len((inputs.get("text_input") or inputs.get("PROMPT")).split())
         if seen.get(words, 0) < 6:
             seen[words] = seen.get(words, 0) + 1
             kept.append(request)
     experiment["requests"] = kept
 json.dump(export, open(sys.argv[2], "w"), separators=(",", ":"))
 PY
-echo "wrote server/tests/fixtures/pa-sim-vllm.json"
+    echo "wrote $out ($(wc -c <"$out") bytes)"
+}
+
+if [ "$which" = sim ] || [ "$which" = both ]; then
+    cargo build --quiet --bin tokenscope
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    target/debug/tokenscope sim --listen "127.0.0.1:$port" \
+        --prefill-base-ms 5 --prefill-per-token-ms 0.1 --decode-ms 2 >/dev/null 2>&1 &
+    cleanup+=("kill $! 2>/dev/null")
+    for _ in $(seq 50); do
+        python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null && break
+        sleep 0.1
+    done
+    prompts "$work/sim.json" text_input stream sampling_parameters
+    # The version is named: without it perf_analyzer 2.51 finds no server-side statistics.
+    measure "127.0.0.1:$port" sim-vllm "$work/sim.json" server/tests/fixtures/pa-sim-vllm.json -x 1
+fi
+
+if [ "$which" = triton ] || [ "$which" = both ]; then
+    export TRITON_STATE_DIR="$work/triton"
+    grpc=$(bash scripts/start-triton.sh server/tests/triton_models | sed -n 's/^TRITON_GRPC=//p')
+    cleanup+=("bash scripts/stop-triton.sh '$work/triton' >/dev/null 2>&1")
+    prompts "$work/triton.json" PROMPT STREAM SAMPLING_PARAMETERS
+    measure "$grpc" tutorial_like "$work/triton.json" server/tests/fixtures/pa-triton-tutorial.json
+fi

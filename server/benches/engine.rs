@@ -8,8 +8,10 @@
 //!
 //! Run with `cargo bench -p server --bench engine`; `BENCH_QUICK=1` runs a short version.
 
+mod common;
+
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,7 +24,7 @@ fn main() {
     let quick = std::env::var_os("BENCH_QUICK").is_some();
     let work = std::env::temp_dir().join(format!("tokenscope-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work).expect("a scratch folder");
-    let perf_analyzer = find_perf_analyzer();
+    let perf_analyzer = common::find_perf_analyzer();
     if perf_analyzer.is_none() {
         eprintln!("perf_analyzer not found: run scripts/triton-tools.sh for the side-by-side figures");
     }
@@ -65,7 +67,21 @@ fn main() {
         if let Some(pa) = &perf_analyzer {
             let sim = Sim::start(decode_ms);
             let export = work.join(format!("pa-{concurrency}-{decode_ms}.json"));
-            match run_perf_analyzer(pa, &sim.target, concurrency, requests, &work, &export) {
+            let prompt = shared::prompt::synthetic_prompt(0, 0, PROMPT_WORDS);
+            let sampling = server::style::sampling_json(MAX_TOKENS, true);
+            let data = serde_json::json!({"data": [{"text_input": [prompt], "stream": [true], "sampling_parameters": [sampling]}]});
+            // The version is named: without it perf_analyzer 2.51 finds no server-side
+            // statistics for the simulator's model ("failed to find the requested model version").
+            let run = common::PerfAnalyzer {
+                binary: pa,
+                target: &sim.target,
+                model: "sim-vllm",
+                version: Some("1"),
+                data: &data,
+                concurrency,
+                window_requests: requests,
+            };
+            match run.run(&work, &export) {
                 Ok(()) => {
                     let theirs = Figures::from_export(&export);
                     theirs.print(concurrency, "perf_analyzer");
@@ -116,57 +132,6 @@ impl Drop for Sim {
     }
 }
 
-fn find_perf_analyzer() -> Option<PathBuf> {
-    let tools = std::env::var_os("TOKENSCOPE_TOOLS")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/tokenscope")))?;
-    let candidate = tools.join("bin/perf_analyzer");
-    candidate.exists().then_some(candidate)
-}
-
-/// The guide's perf_analyzer command, at one concurrency. The version is named (`-x 1`): without it
-/// perf_analyzer 2.51 finds no server-side statistics for the simulator's model ("failed to find the
-/// requested model version").
-fn run_perf_analyzer(
-    pa: &Path,
-    target: &str,
-    concurrency: u32,
-    requests: u32,
-    work: &Path,
-    export: &Path,
-) -> Result<(), String> {
-    let prompt = shared::prompt::synthetic_prompt(0, 0, PROMPT_WORDS);
-    let sampling = server::style::sampling_json(MAX_TOKENS, true);
-    let data =
-        serde_json::json!({"data": [{"text_input": [prompt], "stream": [true], "sampling_parameters": [sampling]}]});
-    let input = work.join("prompts.json");
-    std::fs::write(&input, data.to_string()).map_err(|e| e.to_string())?;
-    let output = Command::new(pa)
-        .args([
-            "-m",
-            "sim-vllm",
-            "-x",
-            "1",
-            "-i",
-            "grpc",
-            "-u",
-            target.trim_start_matches("http://"),
-            "--async",
-            "--streaming",
-        ])
-        .arg(format!("--input-data={}", input.display()))
-        .arg(format!("--profile-export-file={}", export.display()))
-        .args(["--measurement-mode=count_windows", &format!("--measurement-request-count={requests}")])
-        .args(["--stability-percentage=999", &format!("--concurrency-range={concurrency}")])
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", pa.display()))?;
-    if !output.status.success() || !export.exists() {
-        let text = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
-        return Err(text.lines().rev().take(5).collect::<Vec<_>>().join(" | "));
-    }
-    Ok(())
-}
-
 /// What one tool's profile export shows.
 struct Figures {
     requests: usize,
@@ -181,7 +146,7 @@ struct Figures {
 impl Figures {
     /// Reads a perf_analyzer-format export whose token texts are the simulator's send stamps.
     fn from_export(path: &Path) -> Self {
-        let export: Value = serde_json::from_slice(&std::fs::read(path).expect("an export")).expect("export JSON");
+        let export = common::read_json(path);
         let (mut delays, mut ttft, mut t2t) = (Vec::new(), Vec::new(), Vec::new());
         let (mut first_send, mut last_arrival, mut requests, mut tokens) = (i64::MAX, i64::MIN, 0, 0);
         for experiment in export["experiments"].as_array().expect("experiments") {

@@ -87,6 +87,10 @@ pub struct SweepArgs {
     /// How requests are laid out for the model.
     #[arg(long, default_value = "auto")]
     pub input_style: InputStyle,
+    /// Send each request with ModelInfer and time its one response, for models that are not
+    /// decoupled. TTFT is then the whole request's latency; no token-to-token latency.
+    #[arg(long)]
+    pub non_streaming: bool,
     /// Abandon a request with no final response after this many milliseconds.
     #[arg(long, default_value_t = 60_000)]
     pub timeout_ms: u64,
@@ -118,6 +122,7 @@ impl SweepArgs {
         spec.requests = self.requests;
         spec.warmup = self.warmup;
         spec.concurrency = self.concurrency.unwrap_or(spec.concurrency);
+        spec.streaming = !self.non_streaming;
         spec.request_timeout_ms = self.timeout_ms;
         spec
     }

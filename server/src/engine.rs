@@ -1,6 +1,6 @@
 //! The streaming engine: drives `ModelStreamInfer` requests at Triton and times every response.
 //!
-//! Requests are spread over a few bidirectional streams. Each stream has one receiver task
+//! Each request in flight has a bidirectional stream of its own. Each stream has one receiver task
 //! that timestamps a response the moment it is decoded, matches it to its request by id and
 //! appends it to that request's record. The sweep loop issues requests (closed loop: a new
 //! one as soon as one finishes), collects finished records and settles each point's statistics.
@@ -23,10 +23,12 @@ use crate::pb::grpc_inference_service_client::GrpcInferenceServiceClient;
 use crate::style::{RequestPlan, ResponseReader};
 use crate::triton::{Triton, status_text};
 
-/// At most this many requests share one gRPC stream before another stream is opened.
-const REQUESTS_PER_STREAM: u32 = 512;
-/// At most this many streams are opened.
-const MAX_STREAMS: u32 = 64;
+/// Each request in flight has a gRPC stream of its own, as each of perf_analyzer's concurrent
+/// contexts has, up to this many streams; beyond, requests share the least busy streams.
+/// Sharing changes what is measured on a real server: Triton reads a stream's next request
+/// between writes of that stream's responses, so requests on a busy stream reach the model
+/// late (seen as +40% TTFT at 16 requests on one stream, generating 256 tokens each).
+const MAX_STREAMS: u32 = 1024;
 /// How often unfinished requests are checked against their timeout.
 const TIMEOUT_CHECK: Duration = Duration::from_millis(20);
 
@@ -94,9 +96,7 @@ pub async fn run_sweep_on(
     }
     let prepared = async {
         let triton = Triton::connect(&spec.target).await?;
-        let version = spec.model_version.clone().unwrap_or_default();
-        let (info, plan) =
-            triton.prepare(&spec.model, &version, spec.input_style, spec.max_tokens, spec.ignore_eos).await?;
+        let (info, plan) = triton.prepare(&spec).await?;
         Ok::<_, crate::triton::TritonError>((triton, info, plan))
     };
     let (triton, info, plan) = tokio::select! {
@@ -157,19 +157,77 @@ type InFlightMap = Arc<Mutex<HashMap<String, InFlight>>>;
 
 /// What a stream's receiver reports to the sweep loop.
 enum Done {
-    Record(RequestRecord),
+    /// A request finished, on the stream of that index.
+    Record(RequestRecord, usize),
     /// The stream broke; the run cannot go on.
     Fatal(String),
 }
 
-/// One bidirectional `ModelStreamInfer` stream.
+/// Where requests go: a bidirectional `ModelStreamInfer` stream, or, without streaming, one
+/// `ModelInfer` call per request.
 struct Stream {
-    out: mpsc::UnboundedSender<pb::ModelInferRequest>,
+    out: Outlet,
     inflight: InFlightMap,
 }
 
+enum Outlet {
+    Stream(mpsc::UnboundedSender<pb::ModelInferRequest>),
+    Unary(Box<UnaryCalls>),
+}
+
+/// Sends each request as its own `ModelInfer` call and times its single response.
+#[derive(Clone)]
+struct UnaryCalls {
+    index: usize,
+    client: GrpcInferenceServiceClient<Channel>,
+    target: String,
+    clock: RunClock,
+    done: mpsc::UnboundedSender<Done>,
+    tap: Option<TokenTap>,
+    cancel: CancellationToken,
+}
+
+impl UnaryCalls {
+    fn send(&self, map: InFlightMap, request: pb::ModelInferRequest) {
+        let mut calls = self.clone();
+        tokio::spawn(async move {
+            let id = request.id.clone();
+            let answer = tokio::select! {
+                answer = calls.client.model_infer(request) => answer,
+                () = calls.cancel.cancelled() => return,
+            };
+            let now = calls.clock.now_ns();
+            let response = match answer {
+                Ok(answer) => {
+                    let mut answer = answer.into_inner();
+                    if answer.id.is_empty() {
+                        answer.id = id;
+                    }
+                    pb::ModelStreamInferResponse { error_message: String::new(), infer_response: Some(answer) }
+                }
+                // The server is gone: every later request would meet the same end.
+                Err(status) if status.code() == tonic::Code::Unavailable => {
+                    let why = format!("the server at {} stopped answering: {}", calls.target, status_text(&status));
+                    return fail_all(&map, &calls.done, calls.index, why);
+                }
+                // The model refused this request: the sweep carries on.
+                Err(status) => pb::ModelStreamInferResponse {
+                    error_message: status_text(&status),
+                    infer_response: Some(pb::ModelInferResponse { id, ..Default::default() }),
+                },
+            };
+            receive(&map, response, now, &calls.done, calls.index, calls.tap.as_ref());
+        });
+    }
+}
+
 impl Stream {
+    fn unary(calls: UnaryCalls) -> Self {
+        Self { out: Outlet::Unary(Box::new(calls)), inflight: InFlightMap::default() }
+    }
+
     fn open(
+        index: usize,
         mut client: GrpcInferenceServiceClient<Channel>,
         target: String,
         clock: RunClock,
@@ -189,7 +247,7 @@ impl Stream {
                     Ok(response) => response.into_inner(),
                     Err(status) => {
                         let why = format!("the stream to {target} failed: {}", status_text(&status));
-                        return fail_all(&map, &done, why);
+                        return fail_all(&map, &done, index, why);
                     }
                 },
                 () = cancel.cancelled() => return,
@@ -204,7 +262,7 @@ impl Stream {
                 let now = clock.now_ns();
                 match message {
                     Ok(Some(response)) => {
-                        if !receive(&map, response, now, &done, tap.as_ref()) && !warned {
+                        if !receive(&map, response, now, &done, index, tap.as_ref()) && !warned {
                             warned = true;
                             warn!(target = %target, "a response matched no unfinished request (late, after a timeout?); ignoring such responses");
                         }
@@ -212,16 +270,16 @@ impl Stream {
                     Ok(None) if lock(&map).is_empty() => return,
                     Ok(None) => {
                         let why = format!("the server at {target} closed the stream while requests were unfinished");
-                        return fail_all(&map, &done, why);
+                        return fail_all(&map, &done, index, why);
                     }
                     Err(status) => {
                         let why = format!("the stream to {target} broke: {}", status_text(&status));
-                        return fail_all(&map, &done, why);
+                        return fail_all(&map, &done, index, why);
                     }
                 }
             }
         });
-        Self { out, inflight }
+        Self { out: Outlet::Stream(out), inflight }
     }
 }
 
@@ -236,6 +294,7 @@ fn receive(
     response: pb::ModelStreamInferResponse,
     now: u64,
     done: &mpsc::UnboundedSender<Done>,
+    stream: usize,
     tap: Option<&TokenTap>,
 ) -> bool {
     let mut map = lock(map);
@@ -267,16 +326,16 @@ fn receive(
     }
     if parsed.is_final {
         let (id, request) = map.remove_entry(key).expect("present above");
-        let _ = done.send(Done::Record(request.finish(id, Some(now))));
+        let _ = done.send(Done::Record(request.finish(id, Some(now)), stream));
     }
     true
 }
 
 /// Fails every unfinished request of a broken stream, then reports the fault.
-fn fail_all(map: &InFlightMap, done: &mpsc::UnboundedSender<Done>, why: String) {
+fn fail_all(map: &InFlightMap, done: &mpsc::UnboundedSender<Done>, stream: usize, why: String) {
     for (id, mut request) in lock(map).drain() {
         request.error = Some(why.clone());
-        let _ = done.send(Done::Record(request.finish(id, None)));
+        let _ = done.send(Done::Record(request.finish(id, None), stream));
     }
     let _ = done.send(Done::Fatal(why));
 }
@@ -292,7 +351,8 @@ struct Sweep {
     /// Kept so the done queue never closes, and for requests that could not be sent.
     done_tx: mpsc::UnboundedSender<Done>,
     streams_cancel: CancellationToken,
-    next_stream: usize,
+    /// Requests in flight on each stream.
+    loads: Vec<u32>,
 }
 
 impl Sweep {
@@ -305,15 +365,29 @@ impl Sweep {
         streams_cancel: CancellationToken,
     ) -> Self {
         let (done_tx, done) = mpsc::unbounded_channel();
-        let count = spec.concurrency.div_ceil(REQUESTS_PER_STREAM).clamp(1, MAX_STREAMS);
-        let streams = (0..count)
-            .map(|_| {
-                let target = triton.target().to_string();
-                Stream::open(triton.client(), target, clock, done_tx.clone(), tap.clone(), streams_cancel.clone())
-            })
-            .collect();
+        let streams: Vec<Stream> = if spec.streaming {
+            (0..spec.concurrency.clamp(1, MAX_STREAMS) as usize)
+                .map(|index| {
+                    let target = triton.target().to_string();
+                    let (done, tap, cancel) = (done_tx.clone(), tap.clone(), streams_cancel.clone());
+                    Stream::open(index, triton.client(), target, clock, done, tap, cancel)
+                })
+                .collect()
+        } else {
+            vec![Stream::unary(UnaryCalls {
+                index: 0,
+                client: triton.client(),
+                target: triton.target().to_string(),
+                clock,
+                done: done_tx.clone(),
+                tap,
+                cancel: streams_cancel.clone(),
+            })]
+        };
+        let count = streams.len();
         let target = triton.target().to_string();
-        Self { spec: spec.clone(), target, plan, clock, streams, done, done_tx, streams_cancel, next_stream: 0 }
+        let loads = vec![0; count];
+        Self { spec: spec.clone(), target, plan, clock, streams, done, done_tx, streams_cancel, loads }
     }
 
     async fn run(
@@ -374,8 +448,9 @@ impl Sweep {
                 biased;
                 () = cancel.cancelled() => return Some(RunStatus::Cancelled),
                 done = self.done.recv() => match done {
-                    Some(Done::Record(record)) => {
+                    Some(Done::Record(record, stream)) => {
                         in_flight -= 1;
+                        self.loads[stream] -= 1;
                         observer.request_done(&record);
                         records.push(record);
                     }
@@ -400,8 +475,9 @@ impl Sweep {
         let prompt = synthetic_prompt(point, seq, length);
         let id = format!("{point}-{seq}");
         let request = self.plan.request(id.clone(), &prompt);
-        let stream = &self.streams[self.next_stream];
-        self.next_stream = (self.next_stream + 1) % self.streams.len();
+        let (index, _) = self.loads.iter().enumerate().min_by_key(|&(_, load)| *load).expect("at least one stream");
+        self.loads[index] += 1;
+        let stream = &self.streams[index];
         let mut map = lock(&stream.inflight);
         let send_ns = self.clock.now_ns();
         map.insert(
@@ -421,24 +497,28 @@ impl Sweep {
         );
         drop(map);
         observer.request_sent(point, seq, send_ns);
+        let out = match &stream.out {
+            Outlet::Stream(out) => out,
+            Outlet::Unary(calls) => return calls.send(stream.inflight.clone(), request),
+        };
         // The stream's receiver is gone: the server ended the stream. The request fails, and
         // so does the run, since every later request would meet the same end.
-        if let Err(mpsc::error::SendError(request)) = stream.out.send(request)
+        if let Err(mpsc::error::SendError(request)) = out.send(request)
             && let Some(mut lost) = lock(&stream.inflight).remove(&request.id)
         {
             let why = format!("the server at {} ended the stream", self.target);
             lost.error = Some(why.clone());
-            let _ = self.done_tx.send(Done::Record(lost.finish(request.id, None)));
+            let _ = self.done_tx.send(Done::Record(lost.finish(request.id, None), index));
             let _ = self.done_tx.send(Done::Fatal(why));
         }
     }
 
     /// Abandons requests past their timeout.
-    fn expire(&self) -> Vec<RequestRecord> {
+    fn expire(&mut self) -> Vec<RequestRecord> {
         let now = self.clock.now_ns();
         let limit = self.spec.request_timeout_ms.saturating_mul(1_000_000);
         let mut out = Vec::new();
-        for stream in &self.streams {
+        for (index, stream) in self.streams.iter().enumerate() {
             let mut map = lock(&stream.inflight);
             let expired: Vec<String> =
                 map.iter().filter(|(_, r)| now.saturating_sub(r.send_ns) > limit).map(|(id, _)| id.clone()).collect();
@@ -449,6 +529,7 @@ impl Sweep {
                     self.spec.request_timeout_ms
                 ));
                 out.push(request.finish(id, None));
+                self.loads[index] -= 1;
             }
         }
         out
@@ -458,7 +539,7 @@ impl Sweep {
     /// Every record is reported to the observer, like any other finished request.
     fn abandon(&mut self, records: &mut Vec<RequestRecord>, observer: &mut dyn Observer) {
         while let Ok(done) = self.done.try_recv() {
-            if let Done::Record(record) = done {
+            if let Done::Record(record, _) = done {
                 observer.request_done(&record);
                 records.push(record);
             }

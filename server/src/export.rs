@@ -5,9 +5,9 @@
 
 use serde_json::{Value, json};
 use shared::prompt::synthetic_prompt;
-use shared::{InputStyle, RunReport};
+use shared::{InputStyle, ResponseRecord, RunReport};
 
-use crate::style::sampling_json;
+use crate::style::{SEND_TIME_KEY, sampling_json};
 
 /// Builds the profile export of a run. Warm-up requests are left out, as they are from statistics.
 pub fn profile_export(report: &RunReport) -> Value {
@@ -28,16 +28,12 @@ pub fn profile_export(report: &RunReport) -> Value {
                         "timestamp": unix(r.send_ns),
                         "request_inputs": request_inputs(style, &prompt, spec.max_tokens, spec.ignore_eos),
                         "response_timestamps": r.responses.iter().map(|c| unix(c.at_ns)).collect::<Vec<_>>(),
-                        "response_outputs": r.responses.iter().map(|c| json!({ "text_output": c.text })).collect::<Vec<_>>(),
+                        "response_outputs": r.responses.iter().map(response_outputs).collect::<Vec<_>>(),
                     })
                 })
                 .collect();
             let start = records.iter().map(|r| r.send_ns).min().unwrap_or(0);
-            let end = records
-                .iter()
-                .map(|r| r.responses.last().map_or(r.send_ns, |c| c.at_ns))
-                .max()
-                .unwrap_or(start);
+            let end = records.iter().map(|r| r.responses.last().map_or(r.send_ns, |c| c.at_ns)).max().unwrap_or(start);
             Some(json!({
                 "experiment": { "mode": "concurrency", "value": spec.concurrency },
                 "requests": requests,
@@ -51,6 +47,15 @@ pub fn profile_export(report: &RunReport) -> Value {
         "service_kind": "triton",
         "endpoint": "",
     })
+}
+
+/// A response's outputs as perf_analyzer lists them: its text, and the server's send time
+/// under the output name the test models use, when the server gave one.
+fn response_outputs(response: &ResponseRecord) -> Value {
+    match response.server_send_unix_ns {
+        Some(sent) => json!({ "text_output": response.text, SEND_TIME_KEY: sent }),
+        None => json!({ "text_output": response.text }),
+    }
 }
 
 /// The inputs of a request as perf_analyzer lists them, by the model's own input names.

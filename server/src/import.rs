@@ -5,6 +5,8 @@ use serde_json::Value;
 use shared::prompt::word_count;
 use shared::{InputStyle, RequestRecord, ResponseRecord, RunReport, RunStatus, SweepSpec, TokenCountSource};
 
+use crate::style::SEND_TIME_KEY;
+
 /// Why a file could not be read as a profile export.
 #[derive(Debug, thiserror::Error)]
 #[error("{source_name} is not a perf_analyzer profile export: {why}")]
@@ -50,6 +52,14 @@ fn output_text(output: &Value) -> Option<(&str, bool)> {
         .find_map(|(name, cumulative)| Some((output.get(name)?.as_str()?, cumulative)))
 }
 
+/// The server's send time of a response, when its model wrote one into an output named
+/// `send_ns` (as tokenscope's test models do). perf_analyzer writes 0 for a response that
+/// lacks the output, so only positive times count.
+fn send_time(output: &Value) -> Option<i64> {
+    let value = output.get(SEND_TIME_KEY)?;
+    value.as_i64().or_else(|| value.as_array()?.first()?.as_i64()).filter(|&ns| ns > 0)
+}
+
 /// Converts a profile export into a run. `source_name` names the file in messages and as the
 /// run's target. Times keep perf_analyzer's nanoseconds, counted from its first send.
 pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport, ImportError> {
@@ -61,7 +71,14 @@ pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport,
     struct Raw {
         words: u32,
         send: i64,
-        responses: Vec<(i64, Option<(String, bool)>)>,
+        responses: Vec<RawResponse>,
+    }
+    struct RawResponse {
+        at: i64,
+        /// The text, and whether it is cumulative.
+        text: Option<(String, bool)>,
+        /// The server's send time.
+        sent: Option<i64>,
     }
     let mut raw = Vec::new();
     let mut style = InputStyle::Vllm;
@@ -91,8 +108,10 @@ pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport,
                 .iter()
                 .enumerate()
                 .map(|(k, t)| {
-                    let text = outputs.and_then(|o| o.get(k)).and_then(output_text).map(|(t, c)| (t.to_string(), c));
-                    t.as_i64().map(|t| (t, text)).ok_or_else(|| at("numeric response timestamps"))
+                    let output = outputs.and_then(|o| o.get(k));
+                    let text = output.and_then(output_text).map(|(t, c)| (t.to_string(), c));
+                    let sent = output.and_then(send_time);
+                    t.as_i64().map(|at| RawResponse { at, text, sent }).ok_or_else(|| at("numeric response timestamps"))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             raw.push(Raw { words: word_count(text) as u32, send, responses });
@@ -118,7 +137,7 @@ pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport,
             let responses: Vec<ResponseRecord> = r
                 .responses
                 .iter()
-                .map(|(t, text)| {
+                .map(|RawResponse { at, text, sent }| {
                     // Cumulative text: only what is new counts.
                     let text = match text {
                         Some((text, true)) => {
@@ -132,10 +151,10 @@ pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport,
                     // Without outputs, every response counts as a token, as perf_analyzer counts them.
                     let tokens = text.as_deref().map_or(1, |t| u32::from(!t.is_empty()));
                     ResponseRecord {
-                        at_ns: offset(*t),
+                        at_ns: offset(*at),
                         tokens,
                         text: text.unwrap_or_default(),
-                        server_send_unix_ns: None,
+                        server_send_unix_ns: *sent,
                     }
                 })
                 .collect();
@@ -202,7 +221,8 @@ mod tests {
                 "requests": [
                     { "timestamp": 1000, "request_inputs": { "text_input": "a b c", "stream": true },
                       "response_timestamps": [4000, 5000, 5100],
-                      "response_outputs": [{ "text_output": "x" }, { "text_output": "y" }, { "text_output": "" }] },
+                      "response_outputs": [{ "text_output": "x", "send_ns": 3500 }, { "text_output": "y", "send_ns": [4800] },
+                                           { "text_output": "", "send_ns": 0 }] },
                     { "timestamp": 2000, "request_inputs": { "text_input": ["a b c d e"] },
                       "response_timestamps": [9000], "response_outputs": [{ "text_output": "z" }] },
                     { "timestamp": 3000, "request_inputs": { "text_input": "c b a" },
@@ -221,6 +241,8 @@ mod tests {
         // The empty final is not a token; responses without outputs each count as one.
         assert_eq!(short.output_tokens.as_ref().unwrap().mean, 2.0);
         assert_eq!(report.points[1].ttft_ms.as_ref().unwrap().mean, 0.007);
+        // The model's send times, where it wrote them: arrival minus send, in ms.
+        assert_eq!(report.arrival_delays_ms(), vec![0.0002, 0.0005]);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use shared::InputStyle;
+use shared::{InputStyle, SweepSpec};
 use thiserror::Error;
 
 use crate::bytes::{decode_raw, encode_raw_one};
@@ -144,8 +144,11 @@ pub struct RequestPlan {
 }
 
 impl RequestPlan {
-    /// Plans requests for `sig` in `style` (not `auto`).
-    pub fn new(sig: &ModelSignature, style: InputStyle, version: &str, max_tokens: u32, ignore_eos: bool) -> Self {
+    /// Plans requests for `sig` in `style` (not `auto`), as `spec` asks: its version,
+    /// max_tokens, ignore_eos, and whether to stream.
+    pub fn new(sig: &ModelSignature, style: InputStyle, spec: &SweepSpec) -> Self {
+        let (max_tokens, ignore_eos) = (spec.max_tokens, spec.ignore_eos);
+        let stream = vec![u8::from(spec.streaming)];
         let batched = sig.batched();
         let shape = if batched { vec![1, 1] } else { vec![1] };
         let mut inputs = Vec::new();
@@ -164,7 +167,7 @@ impl RequestPlan {
             InputStyle::Vllm | InputStyle::Auto => {
                 push("text_input", "BYTES", Vec::new());
                 if sig.has_input("stream") {
-                    push("stream", "BOOL", vec![1]);
+                    push("stream", "BOOL", stream.clone());
                 }
                 push("sampling_parameters", "BYTES", encode_raw_one(sampling.as_bytes()));
                 for flag in ["exclude_input_in_output", "return_num_input_tokens", "return_num_output_tokens"] {
@@ -177,7 +180,7 @@ impl RequestPlan {
             InputStyle::Tutorial => {
                 push("PROMPT", "BYTES", Vec::new());
                 if sig.has_input("STREAM") {
-                    push("STREAM", "BOOL", vec![1]);
+                    push("STREAM", "BOOL", stream.clone());
                 }
                 push("SAMPLING_PARAMETERS", "BYTES", encode_raw_one(sampling.as_bytes()));
                 "TEXT"
@@ -186,7 +189,7 @@ impl RequestPlan {
                 push("text_input", "BYTES", Vec::new());
                 push("max_tokens", int_type(sig, "max_tokens"), int_bytes(sig, "max_tokens", max_tokens));
                 if sig.has_input("stream") {
-                    push("stream", "BOOL", vec![1]);
+                    push("stream", "BOOL", stream.clone());
                 }
                 // TensorRT-LLM has no ignore_eos: asking for at least max_tokens has the same effect.
                 if ignore_eos && let Some(name) = ["min_tokens", "min_length"].into_iter().find(|n| sig.has_input(n)) {
@@ -196,13 +199,15 @@ impl RequestPlan {
             }
         };
         let mut parameters = HashMap::new();
-        parameters.insert(
-            "triton_enable_empty_final_response".to_string(),
-            pb::InferParameter { parameter_choice: Some(ParameterChoice::BoolParam(true)) },
-        );
+        if spec.streaming {
+            parameters.insert(
+                "triton_enable_empty_final_response".to_string(),
+                pb::InferParameter { parameter_choice: Some(ParameterChoice::BoolParam(true)) },
+            );
+        }
         let template = pb::ModelInferRequest {
             model_name: sig.name.clone(),
-            model_version: version.to_string(),
+            model_version: spec.model_version.clone().unwrap_or_default(),
             parameters,
             inputs,
             raw_input_contents: raw,
@@ -471,9 +476,25 @@ mod tests {
         assert!(err.contains("lacks input(s) PROMPT, SAMPLING_PARAMETERS"), "{err}");
     }
 
+    fn asked(max_tokens: u32, ignore_eos: bool) -> SweepSpec {
+        SweepSpec { max_tokens, ignore_eos, ..SweepSpec::default() }
+    }
+
+    #[test]
+    fn non_streaming_requests_ask_for_one_response() {
+        let spec = SweepSpec { streaming: false, ..asked(4, false) };
+        let req = RequestPlan::new(&vllm(), InputStyle::Vllm, &spec).request("1".into(), "x");
+        let i = req.inputs.iter().position(|i| i.name == "stream").unwrap();
+        assert_eq!(req.raw_input_contents[i], [0]);
+        assert!(req.parameters.is_empty(), "no empty final response is asked for");
+        let req = RequestPlan::new(&tutorial(), InputStyle::Tutorial, &spec).request("1".into(), "x");
+        let i = req.inputs.iter().position(|i| i.name == "STREAM").unwrap();
+        assert_eq!(req.raw_input_contents[i], [0]);
+    }
+
     #[test]
     fn trtllm_requests_carry_batch_dim_and_min_tokens() {
-        let plan = RequestPlan::new(&trtllm(), InputStyle::Trtllm, "", 256, true);
+        let plan = RequestPlan::new(&trtllm(), InputStyle::Trtllm, &asked(256, true));
         let req = plan.request("7".into(), "hi there");
         let names: Vec<&str> = req.inputs.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(names, ["text_input", "max_tokens", "stream", "min_tokens"]);
@@ -489,7 +510,11 @@ mod tests {
 
     #[test]
     fn vllm_requests_carry_sampling_json() {
-        let plan = RequestPlan::new(&vllm(), InputStyle::Vllm, "1", 1, false);
+        let plan = RequestPlan::new(
+            &vllm(),
+            InputStyle::Vllm,
+            &SweepSpec { model_version: Some("1".into()), ..asked(1, false) },
+        );
         let req = plan.request("a".into(), "x");
         let i = req.inputs.iter().position(|i| i.name == "sampling_parameters").unwrap();
         let json = decode_raw(&req.raw_input_contents[i]).unwrap()[0];
@@ -527,7 +552,7 @@ mod tests {
 
     #[test]
     fn cumulative_text_counts_only_new_text() {
-        let plan = RequestPlan::new(&tutorial(), InputStyle::Tutorial, "", 3, false);
+        let plan = RequestPlan::new(&tutorial(), InputStyle::Tutorial, &asked(3, false));
         let mut reader = plan.reader("say hi");
         let text = |s: &str| vec![("TEXT", "BYTES", encode_raw_one(s.as_bytes()))];
         let a = reader.read(&response("1", Some(false), text("say hi Hello")));
@@ -540,7 +565,7 @@ mod tests {
 
     #[test]
     fn server_counts_win_over_response_counts() {
-        let plan = RequestPlan::new(&trtllm(), InputStyle::Trtllm, "", 8, false);
+        let plan = RequestPlan::new(&trtllm(), InputStyle::Trtllm, &asked(8, false));
         let mut reader = plan.reader("p");
         let ids: Vec<u8> = [11i32, 12].iter().flat_map(|v| v.to_le_bytes()).collect();
         let r = reader.read(&response(
@@ -562,14 +587,14 @@ mod tests {
             contents: Some(pb::InferTensorContents { bytes_contents: vec![b"tok".to_vec()], ..Default::default() }),
             ..Default::default()
         });
-        let plan = RequestPlan::new(&vllm(), InputStyle::Vllm, "", 1, false);
+        let plan = RequestPlan::new(&vllm(), InputStyle::Vllm, &asked(1, false));
         let parsed = plan.reader("p").read(&response);
         assert_eq!((parsed.text.as_str(), parsed.tokens, parsed.is_final), ("tok", 1, true));
     }
 
     #[test]
     fn errors_are_final_and_missing_flags_mean_final() {
-        let plan = RequestPlan::new(&vllm(), InputStyle::Vllm, "", 1, false);
+        let plan = RequestPlan::new(&vllm(), InputStyle::Vllm, &asked(1, false));
         let err = pb::ModelStreamInferResponse { error_message: "boom".into(), infer_response: None };
         let parsed = plan.reader("p").read(&err);
         assert_eq!((parsed.error.as_deref(), parsed.is_final), (Some("boom"), true));

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use shared::api::ModelChoice;
-use shared::{InputStyle, ModelInfo};
+use shared::{InputStyle, ModelInfo, SweepSpec};
 use thiserror::Error;
 use tonic::transport::{Channel, Endpoint};
 
@@ -37,10 +37,16 @@ pub enum TritonError {
     #[error("model '{model}' is not ready on {target} (state {state}{reason}); load it or wait until it is READY")]
     NotReady { model: String, target: String, state: String, reason: String },
     #[error(
-        "model '{model}' is not decoupled, so it answers each request once and cannot stream tokens; \
-         set `model_transaction_policy {{ decoupled: true }}` in its config.pbtxt"
+        "model '{model}' is not decoupled, so it answers each request once and cannot stream tokens. \
+         Measure it without streaming (`--non-streaming`, or untick Streaming in the dashboard), where TTFT \
+         is the whole request's latency; or set `model_transaction_policy {{ decoupled: true }}` in its config.pbtxt"
     )]
     NotDecoupled { model: String },
+    #[error(
+        "model '{model}' is decoupled, and Triton serves decoupled models only over streaming (ModelStreamInfer); \
+         measure it with streaming"
+    )]
+    Decoupled { model: String },
     #[error(transparent)]
     Style(#[from] StyleError),
     #[error("{what} failed on {target}: {message}")]
@@ -113,22 +119,19 @@ impl Triton {
             .collect())
     }
 
-    /// Reads a model's metadata and configuration, checks that it can stream, and plans its
-    /// requests in the asked style.
-    pub async fn prepare(
-        &self,
-        model: &str,
-        version: &str,
-        style: InputStyle,
-        max_tokens: u32,
-        ignore_eos: bool,
-    ) -> Result<(ModelInfo, RequestPlan), TritonError> {
+    /// Reads a model's metadata and configuration, checks that it can be measured the way
+    /// `spec` asks (streaming needs a decoupled model; ModelInfer needs one that is not), and
+    /// plans its requests.
+    pub async fn prepare(&self, spec: &SweepSpec) -> Result<(ModelInfo, RequestPlan), TritonError> {
+        let (model, version) = (spec.model.as_str(), spec.model_version.as_deref().unwrap_or_default());
         let sig = self.signature(model, version).await?;
-        if sig.decoupled == Some(false) {
-            return Err(TritonError::NotDecoupled { model: model.into() });
+        match sig.decoupled {
+            Some(false) if spec.streaming => return Err(TritonError::NotDecoupled { model: model.into() }),
+            Some(true) if !spec.streaming => return Err(TritonError::Decoupled { model: model.into() }),
+            _ => {}
         }
-        let style = resolve_style(&sig, style)?;
-        let plan = RequestPlan::new(&sig, style, version, max_tokens, ignore_eos);
+        let style = resolve_style(&sig, spec.input_style)?;
+        let plan = RequestPlan::new(&sig, style, spec);
         let info = ModelInfo {
             name: sig.name.clone(),
             version: (!version.is_empty()).then(|| version.to_string()).or_else(|| sig.versions.last().cloned()),
@@ -183,9 +186,6 @@ impl Triton {
                     match resolve_style(&sig, InputStyle::Auto) {
                         Ok(style) => choice.input_style = Some(style),
                         Err(err) => choice.problem = Some(err.to_string()),
-                    }
-                    if sig.decoupled == Some(false) {
-                        choice.problem = Some(TritonError::NotDecoupled { model: choice.name.clone() }.to_string());
                     }
                 }
                 Err(err) => choice.problem = Some(err.to_string()),

@@ -64,4 +64,74 @@ impl RunReport {
             .map(|(i, &len)| PointStats::compute(len, self.requests.iter().filter(|r| r.point as usize == i)))
             .collect();
     }
+
+    /// For every token-bearing response of a measured request whose server stamped its send
+    /// time: arrival (the run's wall-clock anchor plus the arrival offset) minus that send
+    /// time, in milliseconds, sorted. Both ends read the wall clock of one machine, so the
+    /// figure is the way from the server's send to the client's timestamp.
+    pub fn arrival_delays_ms(&self) -> Vec<f64> {
+        let mut delays: Vec<f64> = self
+            .requests
+            .iter()
+            .filter(|r| !r.warmup)
+            .flat_map(|r| r.token_responses())
+            .filter_map(|c| {
+                let sent = c.server_send_unix_ns?;
+                Some((self.started_unix_ns + c.at_ns as i64 - sent) as f64 / 1e6)
+            })
+            .collect();
+        delays.sort_by(f64::total_cmp);
+        delays
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{ResponseRecord, TokenCountSource};
+
+    fn response(at_ns: u64, tokens: u32, sent: Option<i64>) -> ResponseRecord {
+        ResponseRecord { at_ns, tokens, text: String::new(), server_send_unix_ns: sent }
+    }
+
+    #[test]
+    fn arrival_delays_count_measured_token_responses_with_a_send_time() {
+        let record = |seq: u32, warmup: bool, responses: Vec<ResponseRecord>| RequestRecord {
+            point: 0,
+            seq,
+            warmup,
+            id: format!("0-{seq}"),
+            prompt_words: 4,
+            num_input_tokens: None,
+            send_ns: 0,
+            responses,
+            final_ns: None,
+            token_source: TokenCountSource::Responses,
+            error: None,
+        };
+        let report = RunReport {
+            tool: "t".into(),
+            spec: SweepSpec::default(),
+            started_unix_ns: 1_000_000_000,
+            model: None,
+            status: RunStatus::Completed,
+            prompt_lengths_approximate: true,
+            points: Vec::new(),
+            requests: vec![
+                record(0, true, vec![response(5_000_000, 1, Some(1_004_000_000))]),
+                record(
+                    1,
+                    false,
+                    vec![
+                        // Arrived at 1.003 s wall clock, sent at 1.0025 s: 0.5 ms.
+                        response(3_000_000, 1, Some(1_002_500_000)),
+                        response(7_000_000, 2, Some(1_004_000_000)),
+                        response(8_000_000, 1, None),
+                        response(9_000_000, 0, Some(0)),
+                    ],
+                ),
+            ],
+        };
+        assert_eq!(report.arrival_delays_ms(), vec![0.5, 3.0]);
+    }
 }

@@ -53,8 +53,8 @@ impl std::str::FromStr for InputStyle {
 /// The most requests one run may send, warm-up included.
 pub const MAX_REQUESTS: u64 = 1_000_000;
 
-/// A sweep: for each prompt length, `warmup` then `requests` streamed requests, `concurrency`
-/// at a time (closed loop: a new request is sent as soon as one finishes).
+/// A sweep: for each prompt length, `warmup` then `requests` requests, `concurrency` at a time
+/// (closed loop: a new request is sent as soon as one finishes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SweepSpec {
@@ -75,6 +75,10 @@ pub struct SweepSpec {
     pub warmup: u32,
     /// Requests in flight at once.
     pub concurrency: u32,
+    /// Stream tokens (`ModelStreamInfer`, for decoupled models) and time each one; or send
+    /// each request with `ModelInfer` and time its single response, which then gives TTFT as
+    /// the whole request's latency and no token-to-token latency.
+    pub streaming: bool,
     /// A request still unfinished this long after it was sent is abandoned and counted as an error.
     pub request_timeout_ms: u64,
 }
@@ -92,6 +96,7 @@ impl Default for SweepSpec {
             requests: 10,
             warmup: 0,
             concurrency: 1,
+            streaming: true,
             request_timeout_ms: 60_000,
         }
     }

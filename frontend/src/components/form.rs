@@ -19,6 +19,7 @@ pub struct Fields {
     pub prompt_lengths: String,
     pub max_tokens: String,
     pub ignore_eos: bool,
+    pub streaming: bool,
     pub requests: String,
     pub warmup: String,
     pub concurrency: String,
@@ -34,6 +35,7 @@ impl Fields {
             prompt_lengths: spec.prompt_lengths.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
             max_tokens: spec.max_tokens.to_string(),
             ignore_eos: spec.ignore_eos,
+            streaming: spec.streaming,
             requests: spec.requests.to_string(),
             warmup: spec.warmup.to_string(),
             concurrency: spec.concurrency.to_string(),
@@ -68,12 +70,30 @@ impl Fields {
             requests,
             warmup,
             concurrency,
+            streaming: self.streaming,
             ..SweepSpec::default()
         };
         if problems.is_empty() {
             problems = spec.problems();
         }
         if problems.is_empty() { Ok(spec) } else { Err(problems) }
+    }
+}
+
+/// Why the chosen model cannot be measured the way the spec asks, if it cannot: streaming
+/// needs a decoupled model, and Triton serves a decoupled model only by streaming.
+pub fn model_mismatch(spec: &SweepSpec, models: &[ModelChoice]) -> Option<String> {
+    let model = models.iter().find(|m| m.name == spec.model)?;
+    match (model.streaming?, spec.streaming) {
+        (false, true) => Some(format!(
+            "{} is not decoupled, so it cannot stream: untick Streaming to time whole responses \
+             (TTFT is then each request's whole latency), or pick a model that streams",
+            model.name
+        )),
+        (true, false) => {
+            Some(format!("{} is decoupled, and Triton serves it only by streaming: tick Streaming", model.name))
+        }
+        _ => None,
     }
 }
 
@@ -86,7 +106,9 @@ fn model_label(model: &ModelChoice) -> String {
     if !model.ready {
         label.push_str(&format!(" [{}]", model.state));
     } else if model.problem.is_some() {
-        label.push_str(" [cannot stream]");
+        label.push_str(" [cannot be used]");
+    } else if model.streaming == Some(false) {
+        label.push_str(" [no streaming]");
     }
     label
 }
@@ -123,11 +145,14 @@ pub fn SweepForm(
                 return;
             }
             if let Ok(list) = &result {
-                // Keep the chosen model if the server has it, else take the first one that can stream.
-                let current = fields.with_untracked(|f| f.model.clone());
+                // Keep the chosen model if the server has it, else take the first one that can be
+                // measured as the form asks (streaming or not), else the first usable one.
+                let (current, streaming) = fields.with_untracked(|f| (f.model.clone(), f.streaming));
                 let usable = |m: &&ModelChoice| m.ready && m.problem.is_none();
                 if !list.models.iter().filter(usable).any(|m| m.name == current) {
-                    let first = list.models.iter().find(usable).map(|m| m.name.clone()).unwrap_or_default();
+                    let mut candidates = list.models.iter().filter(usable);
+                    let fits = candidates.clone().find(|m| m.streaming.unwrap_or(true) == streaming);
+                    let first = fits.or_else(|| candidates.next()).map(|m| m.name.clone()).unwrap_or_default();
                     fields.update(|f| f.model = first);
                 }
             }
@@ -136,7 +161,14 @@ pub fn SweepForm(
     };
     load_models();
 
-    let checked = Memo::new(move |_| fields.with(Fields::spec));
+    let checked = Memo::new(move |_| {
+        let spec = fields.with(Fields::spec)?;
+        let mismatch = models.with(|m| match m {
+            Some(Ok(list)) => model_mismatch(&spec, &list.models),
+            _ => None,
+        });
+        mismatch.map_or(Ok(spec), |problem| Err(vec![problem]))
+    });
     let set = move |apply: fn(&mut Fields, String)| move |ev| fields.update(|f| apply(f, event_target_value(&ev)));
     let preset = move |generation: bool| {
         fields.update(|f| {
@@ -233,6 +265,9 @@ pub fn SweepForm(
                     on:input=set(|f, v| f.max_tokens = v)/></label>
                 <label class="check"><input id="ignore-eos" type="checkbox" prop:checked=move || fields.with(|f| f.ignore_eos)
                     on:change=move |ev| fields.update(|f| f.ignore_eos = event_target_checked(&ev))/>"ignore_eos"</label>
+                <label class="check" title="Streaming (ModelStreamInfer) times every token and needs a decoupled model. Without it, each request is one ModelInfer call: TTFT is its whole latency.">
+                    <input id="streaming" type="checkbox" prop:checked=move || fields.with(|f| f.streaming)
+                        on:change=move |ev| fields.update(|f| f.streaming = event_target_checked(&ev))/>"Streaming"</label>
                 <label>"Requests per length"<input id="requests" type="number" min="1" prop:value=field(|f| f.requests.clone())
                     on:input=set(|f, v| f.requests = v)/></label>
                 <label>"Warm-up per length"<input id="warmup" type="number" min="0" prop:value=field(|f| f.warmup.clone())
@@ -277,5 +312,29 @@ mod tests {
         fields.prompt_lengths = "16".into();
         fields.concurrency = "0".into();
         assert_eq!(fields.spec().unwrap_err(), vec!["concurrency must be at least 1".to_string()]);
+    }
+
+    #[test]
+    fn a_model_must_be_asked_the_way_it_answers() {
+        let model = |name: &str, streaming: Option<bool>| ModelChoice {
+            name: name.into(),
+            version: None,
+            state: "READY".into(),
+            ready: true,
+            reason: None,
+            input_style: Some(InputStyle::Vllm),
+            streaming,
+            problem: None,
+        };
+        let models = [model("llm", Some(true)), model("unary", Some(false)), model("loading", None)];
+        let spec = |name: &str, streaming: bool| SweepSpec { model: name.into(), streaming, ..SweepSpec::default() };
+        assert_eq!(model_mismatch(&spec("llm", true), &models), None);
+        assert_eq!(model_mismatch(&spec("unary", false), &models), None);
+        assert_eq!(model_mismatch(&spec("loading", false), &models), None, "unknown: the server decides");
+        let problem = model_mismatch(&spec("unary", true), &models).unwrap();
+        assert!(problem.contains("unary is not decoupled") && problem.contains("untick Streaming"), "{problem}");
+        let problem = model_mismatch(&spec("llm", false), &models).unwrap();
+        assert!(problem.contains("tick Streaming"), "{problem}");
+        assert_eq!(model_label(&models[1]), "unary (vllm) [no streaming]");
     }
 }

@@ -91,6 +91,9 @@ pub fn RunView(
                 <a class="share" href=format!("/runs/{id}") title="A link to this run">"link"</a>
             </div>
             <p class="spec">{move || { version.track(); run.with_value(describe_spec) }}</p>
+            {move || { version.track(); run.with_value(|run| !run.spec.streaming) }.then(|| view! {
+                <p class="note" id="non-streaming-note">"Measured without streaming (ModelInfer): each request's one response carries all its tokens, so TTFT is the whole request's latency and token-to-token latency cannot be measured."</p>
+            })}
             <div class="progress">
                 <progress max=move || snapshot().3.max(1) value=move || snapshot().2></progress>
                 <span id="progress-text">{move || {
@@ -123,8 +126,9 @@ fn describe_spec(run: &LiveRun) -> String {
     let spec = &run.spec;
     let model = run.model.as_ref().map_or(spec.model.clone(), |m| format!("{} ({} style)", m.name, m.input_style));
     format!(
-        "{model} at {} · max_tokens {}{} · {} requests per length (+{} warm-up) · concurrency {}",
+        "{model} at {} · {} · max_tokens {}{} · {} requests per length (+{} warm-up) · concurrency {}",
         spec.target,
+        if spec.streaming { "streaming" } else { "non-streaming" },
         spec.max_tokens,
         if spec.ignore_eos { ", ignore_eos" } else { "" },
         spec.requests,

@@ -61,9 +61,11 @@ impl From<TritonError> for HttpError {
             }
             TritonError::UnknownModel { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "pick one of the server's models"),
             TritonError::NotReady { .. } => (StatusCode::CONFLICT, "load the model, or wait until it is READY"),
-            TritonError::NotDecoupled { .. } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "make the model decoupled, or pick a model that streams")
-            }
+            TritonError::NotDecoupled { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "untick Streaming to time whole responses, or pick a model that streams",
+            ),
+            TritonError::Decoupled { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "tick Streaming for this model"),
             TritonError::Style(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "pick the input style that matches the model's inputs")
             }
@@ -166,8 +168,7 @@ pub async fn create_run(
     }
     // Check the model now, so the form can say what is wrong before a run exists.
     let triton = Triton::connect(&spec.target).await?;
-    let version = spec.model_version.clone().unwrap_or_default();
-    triton.prepare(&spec.model, &version, spec.input_style, spec.max_tokens, spec.ignore_eos).await?;
+    triton.prepare(&spec).await?;
     let simulated = state.is_simulator(&spec.target);
     let run = state.runs().start(spec, simulated).map_err(busy)?;
     tracing::info!(run = %run.id, "run started");

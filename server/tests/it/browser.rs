@@ -163,9 +163,10 @@ async fn a_prefill_sweep_by_clicking() {
             client.execute("return document.querySelectorAll('#points-table tbody tr').length;", vec![]).await.unwrap();
         assert_eq!(rows, Value::from(3));
 
-        // The real perf_analyzer's profile export, picked in the page, opens as a run with the
-        // same charts (scripts/make-pa-fixture.sh made it).
-        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pa-sim-vllm.json");
+        // The profile export the real perf_analyzer wrote against the real tritonserver (its
+        // tutorial_like model: cumulative text, empty finals), picked in the page, opens as a run
+        // with the same charts (scripts/make-pa-fixture.sh made it).
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pa-triton-tutorial.json");
         client.goto(&dash.base).await.unwrap();
         let picker =
             client.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css("#import-file")).await.unwrap();
@@ -202,6 +203,35 @@ async fn a_prefill_sweep_by_clicking() {
         let expected: Vec<f64> = imported_summary.points.iter().map(|p| p.ttft_ms.as_ref().unwrap().mean).collect();
         assert_eq!(imported_summary.spec.prompt_lengths, vec![8, 32, 128]);
         assert_eq!(means, serde_json::to_value(&expected).unwrap());
+
+        // A model that is not decoupled: the form says how to measure it, and unticking
+        // Streaming times whole responses, which the run says, with no token-to-token line.
+        client.goto(&dash.base).await.unwrap();
+        wait_for_text(&client, "#model", "sim-unary", Duration::from_secs(20)).await;
+        client.find(Locator::Css("#model")).await.unwrap().select_by_value("sim-unary").await.unwrap();
+        wait_for_text(&client, "#form-problems", "untick Streaming", Duration::from_secs(5)).await;
+        client.find(Locator::Css("#streaming")).await.unwrap().click().await.unwrap();
+        let lengths = client.find(Locator::Css("#prompt-lengths")).await.unwrap();
+        lengths.clear().await.unwrap();
+        lengths.send_keys("16,256").await.unwrap();
+        let requests = client.find(Locator::Css("#requests")).await.unwrap();
+        requests.clear().await.unwrap();
+        requests.send_keys("3").await.unwrap();
+        wait_for_text(&client, ".sweep-form", "2 lengths: [16, 256]", Duration::from_secs(5)).await;
+        client.find(Locator::Css("#run")).await.unwrap().click().await.unwrap();
+        client
+            .wait()
+            .at_most(Duration::from_secs(60))
+            .for_element(Locator::Css("#run-status[data-state='completed']"))
+            .await
+            .expect("the non-streaming run completes within 60 s");
+        wait_for_text(&client, "#non-streaming-note", "TTFT is the whole request's latency", Duration::from_secs(5))
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (_, ttft_line) = painted(&client, "chart-ttft", line).await;
+        assert!(ttft_line > 200, "the non-streaming TTFT line is missing: {ttft_line} pixels");
+        let (_, t2t_line) = painted(&client, "chart-t2t", line).await;
+        assert!(t2t_line < 20, "a non-streaming run has no token-to-token line: {t2t_line} pixels");
 
         // A link to a run the server does not have says so, instead of retrying forever.
         client.goto(&format!("{}/runs/no-such-run", dash.base)).await.unwrap();

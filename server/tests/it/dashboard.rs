@@ -91,8 +91,7 @@ async fn info_and_the_targets_models() {
     assert_eq!(find("sim-tutorial").input_style, Some(InputStyle::Tutorial));
     assert_eq!(find("sim-trtllm").input_style, Some(InputStyle::Trtllm));
     let unary = find("sim-unary");
-    assert_eq!(unary.streaming, Some(false));
-    assert!(unary.problem.as_deref().unwrap().contains("decoupled"), "{unary:?}");
+    assert_eq!((unary.streaming, unary.problem.as_deref()), (Some(false), None), "usable without streaming");
 
     // A port nobody listens on: 502 naming the address, with a hint.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -132,9 +131,17 @@ async fn bad_runs_are_refused_with_a_reason() {
     let (status, body) = post(&runs, &spec_json(&dash.sim.target, "nope")).await;
     assert_eq!(status, 422, "{body}");
     assert!(body["error"].as_str().unwrap().contains("it has: "), "{body}");
+    // Each model is asked the way it answers: a model that is not decoupled cannot stream, and
+    // Triton serves a decoupled one only by streaming.
     let (status, body) = post(&runs, &spec_json(&dash.sim.target, "sim-unary")).await;
     assert_eq!(status, 422, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("decoupled"), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("is not decoupled"), "{body}");
+    assert!(body["hint"].as_str().unwrap().contains("untick Streaming"), "{body}");
+    let mut unary = spec_json(&dash.sim.target, "sim-vllm");
+    unary["streaming"] = json!(false);
+    let (status, body) = post(&runs, &unary).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("is decoupled"), "{body}");
 
     // A misspelt field is refused rather than run with its default.
     let mut misspelt = spec_json(&dash.sim.target, "sim-vllm");

@@ -82,6 +82,7 @@ async fn a_model_that_cannot_stream_is_explained() {
     let error = failure(&sweep(spec(&sim.target, "sim-unary")).await.status).to_string();
     assert!(error.contains("model 'sim-unary' is not decoupled"), "{error}");
     assert!(error.contains("decoupled: true"), "{error}");
+    assert!(error.contains("--non-streaming"), "the other way is named: {error}");
 }
 
 #[tokio::test]

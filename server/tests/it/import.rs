@@ -27,3 +27,38 @@ fn perf_analyzers_own_export_reads_as_the_schedule_it_measured() {
         assert_eq!(point.output_tokens.as_ref().unwrap().mean, 8.0);
     }
 }
+
+/// `scripts/make-pa-fixture.sh triton` made it: perf_analyzer 2.51, streaming, against the real
+/// tritonserver's `tutorial_like` model (server/tests/triton_models: first token 10 ms + 0.05 ms
+/// per prompt word after the model receives the request, then one every 4 ms; cumulative
+/// `TEXT` with the prompt in front; a separate empty final response; `send_ns` in each response).
+const TRITON_FIXTURE: &str = include_str!("../fixtures/pa-triton-tutorial.json");
+
+#[test]
+fn an_export_from_the_real_server_reads_as_its_models_schedule() {
+    let export: Value = serde_json::from_str(TRITON_FIXTURE).unwrap();
+    let report = profile_to_report(&export, "pa-triton-tutorial.json").unwrap();
+    assert_eq!(report.spec.input_style, shared::InputStyle::Tutorial);
+    assert_eq!(report.spec.prompt_lengths, vec![8, 32, 128]);
+    for point in &report.points {
+        assert_eq!((point.count, point.errors), (6, 0), "{point:?}");
+        let prefill = 10.0 + 0.05 * f64::from(point.prompt_length);
+        let ttft = point.ttft_ms.as_ref().unwrap();
+        // The schedule starts when the model receives the request: TTFT adds the way in and
+        // out through Triton, never less than nothing (see real_triton.rs).
+        let over = ttft.p50 - prefill;
+        assert!((-0.5..=4.0).contains(&over), "TTFT median {:.3} ms at {} words", ttft.p50, point.prompt_length);
+        assert_close("token-to-token", point.t2t_ms.as_ref().unwrap().p50, 4.0, 0.5, 0.10);
+        // Cumulative text: one new token per response; the empty final is no token.
+        assert_eq!(point.output_tokens.as_ref().unwrap().mean, 8.0);
+    }
+    for record in &report.requests {
+        assert_eq!(record.responses.len(), 9, "eight tokens and the empty final");
+        assert_eq!(record.responses.last().unwrap().tokens, 0);
+    }
+    // The model's send times come through the import: the way out of the server, per token.
+    let delays = report.arrival_delays_ms();
+    assert_eq!(delays.len(), 18 * 8);
+    let (p50, max) = (shared::stats::percentile(&delays, 50.0), delays[delays.len() - 1]);
+    assert!((0.0..2.0).contains(&p50) && max < 50.0, "arrival delays: p50 {p50:.3} ms, max {max:.3} ms");
+}

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use shared::stats::percentile;
-use shared::{InputStyle, RunReport, RunStatus, SweepSpec, TokenCountSource};
+use shared::{InputStyle, RunStatus, SweepSpec, TokenCountSource};
 
 use crate::support::{assert_close, spec, sweep, timing_lock};
 
@@ -121,25 +121,6 @@ fn failure(status: &RunStatus) -> &str {
     }
 }
 
-/// Arrival minus the model's send time of every token-bearing response, in milliseconds.
-///
-/// Both clocks are this machine's wall clock: the model's `time.time_ns()` and the run's
-/// wall-clock anchor plus the monotonic arrival offset.
-fn arrival_delays_ms(run: &RunReport) -> Vec<f64> {
-    let mut delays = Vec::new();
-    for record in &run.requests {
-        for response in record.token_responses() {
-            let sent = response
-                .server_send_unix_ns
-                .unwrap_or_else(|| panic!("{}: a token response without send_ns", record.id));
-            let arrived = run.started_unix_ns + response.at_ns as i64;
-            delays.push((arrived - sent) as f64 / 1e6);
-        }
-    }
-    delays.sort_by(f64::total_cmp);
-    delays
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_picks_each_style_and_times_follow_the_models_schedule() {
     let _timing = timing_lock().await;
@@ -248,7 +229,7 @@ async fn responses_arrive_shortly_after_the_model_sends_them() {
     let run =
         sweep(SweepSpec { prompt_lengths: vec![64], max_tokens: 32, requests: 8, ..spec(triton(), "vllm_like") }).await;
     assert_eq!(run.status, RunStatus::Completed);
-    let delays = arrival_delays_ms(&run);
+    let delays = run.arrival_delays_ms();
     assert_eq!(delays.len(), 8 * 32, "every token response carries the model's send time");
     let (p50, p99) = (percentile(&delays, 50.0), percentile(&delays, 99.0));
     eprintln!(
@@ -298,13 +279,48 @@ async fn model_errors_are_kept_per_request_and_the_sweep_goes_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_model_that_is_not_decoupled_is_refused() {
+async fn a_model_that_is_not_decoupled_is_refused_or_timed_without_streaming() {
     let _timing = timing_lock().await;
     let run = sweep(spec(triton(), "unary_like")).await;
     let error = failure(&run.status);
     assert!(error.contains("model 'unary_like' is not decoupled"), "{error}");
-    assert!(error.contains("decoupled: true"), "{error}");
+    assert!(error.contains("decoupled: true") && error.contains("--non-streaming"), "{error}");
     assert!(run.requests.is_empty(), "nothing is sent to a model that cannot stream");
+
+    // Asked to, the same model is timed with ModelInfer: one response, with every token.
+    const MAX_TOKENS: u32 = 16;
+    let run = sweep(SweepSpec {
+        prompt_lengths: vec![64],
+        max_tokens: MAX_TOKENS,
+        requests: 6,
+        warmup: 1,
+        concurrency: 2,
+        streaming: false,
+        ..spec(triton(), "unary_like")
+    })
+    .await;
+    assert_eq!(run.status, RunStatus::Completed);
+    for record in &run.requests {
+        assert_eq!(record.error, None, "{}", record.id);
+        assert_eq!(record.responses.len(), 1, "{}", record.id);
+        assert_eq!(record.output_tokens(), u64::from(MAX_TOKENS), "{}: the server's count", record.id);
+        assert_eq!(record.token_source, TokenCountSource::Server);
+        assert_eq!(record.text(), " tok".repeat(MAX_TOKENS as usize), "{}: the prompt is left out", record.id);
+    }
+    let point = &run.points[0];
+    assert_eq!((point.count, point.errors, point.t2t_ms.as_ref()), (6, 0, None));
+    // The response leaves after the last token's deadline.
+    let schedule = Schedule::of("unary_like");
+    let whole = schedule.prefill_ms(64) + f64::from(MAX_TOKENS - 1) * schedule.decode_ms;
+    let ttft = point.ttft_ms.as_ref().unwrap();
+    eprintln!(
+        "real_triton: unary_like without streaming: TTFT p50 {:.3} mean {:.3} ms (schedule {whole:.3})",
+        ttft.p50, ttft.mean
+    );
+    let over = ttft.p50 - whole;
+    let allowed = 4.0_f64.max(0.10 * whole);
+    assert!((-0.5..=allowed).contains(&over), "TTFT median {:.3} ms, schedule {whole:.3} ms", ttft.p50);
+    assert_eq!(run.arrival_delays_ms().len(), 6, "each response carries the model's send time");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -102,3 +102,38 @@ async fn decode_slows_with_context_and_batch_like_configured() {
     assert_close("decode at short context", t2t[0], 1.03, 0.3, 0.05);
     assert_close("decode at long context", t2t[1], 5.01, 0.3, 0.05);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_streaming_ttft_is_the_whole_request() {
+    let _timing = timing_lock().await;
+    let config = SimConfig { prefill_base_ms: 3.0, prefill_per_token_ms: 0.01, decode_ms: 1.0, ..SimConfig::default() };
+    let sim = start_sim(config.clone()).await;
+    let run = sweep(shared::SweepSpec {
+        prompt_lengths: vec![100],
+        max_tokens: 8,
+        requests: 6,
+        concurrency: 2,
+        streaming: false,
+        ..spec(&sim.target, "sim-unary")
+    })
+    .await;
+    assert_eq!(run.status, RunStatus::Completed);
+    let point = &run.points[0];
+    assert_eq!((point.count, point.errors), (6, 0));
+    // The one response comes with the last token: prefill, then 7 more tokens.
+    let whole_ms = config.prefill(100).as_secs_f64() * 1e3 + 7.0;
+    assert_close("non-streaming TTFT", point.ttft_ms.as_ref().unwrap().mean, whole_ms, 1.0, 0.05);
+    assert_eq!(point.t2t_ms, None, "one response per request: no token-to-token latency");
+    assert_eq!(point.tpot_ms, None);
+    for record in &run.requests {
+        assert_eq!(record.responses.len(), 1, "{}", record.id);
+        assert_eq!(record.text().split_whitespace().count(), 8, "{}: the whole text, prompt left out", record.id);
+    }
+
+    // A decoupled model cannot be asked without streaming: Triton refuses ModelInfer for it.
+    let run = sweep(shared::SweepSpec { streaming: false, ..spec(&sim.target, "sim-vllm") }).await;
+    match &run.status {
+        RunStatus::Failed { error } => assert!(error.contains("is decoupled"), "{error}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}

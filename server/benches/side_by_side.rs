@@ -12,8 +12,8 @@
 //! tool's arrival delay: its recorded arrival minus the model's send, on this machine's clock.
 //!
 //! Run with `scripts/side-by-side.sh`, which installs the server and perf_analyzer first.
-//! Env: `BENCH_ROUNDS` (default 2), `BENCH_PROMPT_WORDS` (default 128), `BENCH_QUICK=1` (one
-//! round, fewer requests).
+//! Env: `BENCH_ROUNDS` (default 3), `BENCH_PROMPT_WORDS` (default 128), `BENCH_QUICK=1` (one
+//! round, fewer requests), `BENCH_ONLY=generation-16,prefill-1` (only those cells).
 
 mod common;
 
@@ -76,6 +76,10 @@ fn main() {
     for (preset, concurrency, window) in
         [(PREFILL, 1, 30u32), (PREFILL, 16, 64), (GENERATION, 1, 8), (GENERATION, 16, 32)]
     {
+        let cell = format!("{}-{concurrency}", preset.name);
+        if std::env::var("BENCH_ONLY").is_ok_and(|only| !only.split(',').any(|c| c.trim() == cell)) {
+            continue;
+        }
         let window = if quick { window.div_ceil(2) } else { window };
         let (mut pa, mut ours) = (Tool::default(), Tool::default());
         for round in 0..rounds {

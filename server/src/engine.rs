@@ -25,10 +25,14 @@ use crate::triton::{Triton, status_text};
 
 /// Each request in flight has a gRPC stream of its own, as each of perf_analyzer's concurrent
 /// contexts has, up to this many streams; beyond, requests share the least busy streams.
-/// Sharing changes what is measured on a real server: Triton reads a stream's next request
-/// between writes of that stream's responses, so requests on a busy stream reach the model
-/// late (seen as +40% TTFT at 16 requests on one stream, generating 256 tokens each).
+/// Sharing changes what is measured on a real server: with 16 requests of 256 tokens on one
+/// stream, 15 of the first 16 reached the model 30 ms late, and mean TTFT rose by 40%.
 const MAX_STREAMS: u32 = 1024;
+/// At most this many streams (or, without streaming, requests in flight) share one HTTP/2
+/// connection. tritonclient shares a gRPC channel among at most six clients, so perf_analyzer
+/// at concurrency 16 opens three connections, and tokenscope's load reaches Triton the same
+/// way. Streams take turns over the connections.
+const STREAMS_PER_CONNECTION: u32 = 6;
 /// How often unfinished requests are checked against their timeout.
 const TIMEOUT_CHECK: Duration = Duration::from_millis(20);
 
@@ -97,9 +101,11 @@ pub async fn run_sweep_on(
     let prepared = async {
         let triton = Triton::connect(&spec.target).await?;
         let (info, plan) = triton.prepare(&spec).await?;
-        Ok::<_, crate::triton::TritonError>((triton, info, plan))
+        let streams = spec.concurrency.clamp(1, MAX_STREAMS);
+        let clients = triton.connections(streams.div_ceil(STREAMS_PER_CONNECTION).max(1) as usize).await?;
+        Ok::<_, crate::triton::TritonError>(((triton.target().to_string(), clients), info, plan))
     };
-    let (triton, info, plan) = tokio::select! {
+    let (clients, info, plan) = tokio::select! {
         prepared = prepared => match prepared {
             Ok(prepared) => prepared,
             Err(err) => {
@@ -114,7 +120,7 @@ pub async fn run_sweep_on(
     };
     observer.prepared(&info);
     report.model = Some(info);
-    let mut sweep = Sweep::new(&spec, triton, plan, clock, observer.token_tap(), cancel.child_token());
+    let mut sweep = Sweep::new(&spec, clients, plan, clock, observer.token_tap(), cancel.child_token());
     report.status = sweep.run(observer, &cancel, &mut report).await;
     sweep.shutdown();
     report.prompt_lengths_approximate = !report.requests.iter().any(|r| r.num_input_tokens.is_some());
@@ -179,7 +185,8 @@ enum Outlet {
 #[derive(Clone)]
 struct UnaryCalls {
     index: usize,
-    client: GrpcInferenceServiceClient<Channel>,
+    /// Calls take turns over these connections.
+    clients: Vec<GrpcInferenceServiceClient<Channel>>,
     target: String,
     clock: RunClock,
     done: mpsc::UnboundedSender<Done>,
@@ -188,12 +195,14 @@ struct UnaryCalls {
 }
 
 impl UnaryCalls {
-    fn send(&self, map: InFlightMap, request: pb::ModelInferRequest) {
-        let mut calls = self.clone();
+    /// Sends the `nth` request of the run.
+    fn send(&self, map: InFlightMap, request: pb::ModelInferRequest, nth: usize) {
+        let mut client = self.clients[nth % self.clients.len()].clone();
+        let calls = UnaryCalls { clients: Vec::new(), ..self.clone() };
         tokio::spawn(async move {
             let id = request.id.clone();
             let answer = tokio::select! {
-                answer = calls.client.model_infer(request) => answer,
+                answer = client.model_infer(request) => answer,
                 () = calls.cancel.cancelled() => return,
             };
             let now = calls.clock.now_ns();
@@ -353,41 +362,43 @@ struct Sweep {
     streams_cancel: CancellationToken,
     /// Requests in flight on each stream.
     loads: Vec<u32>,
+    /// Requests sent so far.
+    sent: usize,
 }
 
 impl Sweep {
+    /// A sweep over `connections`: the target's address and a client on each of its connections.
     fn new(
         spec: &SweepSpec,
-        triton: Triton,
+        connections: (String, Vec<GrpcInferenceServiceClient<Channel>>),
         plan: RequestPlan,
         clock: RunClock,
         tap: Option<TokenTap>,
         streams_cancel: CancellationToken,
     ) -> Self {
+        let (target, clients) = connections;
         let (done_tx, done) = mpsc::unbounded_channel();
         let streams: Vec<Stream> = if spec.streaming {
             (0..spec.concurrency.clamp(1, MAX_STREAMS) as usize)
                 .map(|index| {
-                    let target = triton.target().to_string();
+                    let client = clients[index % clients.len()].clone();
                     let (done, tap, cancel) = (done_tx.clone(), tap.clone(), streams_cancel.clone());
-                    Stream::open(index, triton.client(), target, clock, done, tap, cancel)
+                    Stream::open(index, client, target.clone(), clock, done, tap, cancel)
                 })
                 .collect()
         } else {
             vec![Stream::unary(UnaryCalls {
                 index: 0,
-                client: triton.client(),
-                target: triton.target().to_string(),
+                clients,
+                target: target.clone(),
                 clock,
                 done: done_tx.clone(),
                 tap,
                 cancel: streams_cancel.clone(),
             })]
         };
-        let count = streams.len();
-        let target = triton.target().to_string();
-        let loads = vec![0; count];
-        Self { spec: spec.clone(), target, plan, clock, streams, done, done_tx, streams_cancel, loads }
+        let loads = vec![0; streams.len()];
+        Self { spec: spec.clone(), target, plan, clock, streams, done, done_tx, streams_cancel, loads, sent: 0 }
     }
 
     async fn run(
@@ -475,6 +486,7 @@ impl Sweep {
         let prompt = synthetic_prompt(point, seq, length);
         let id = format!("{point}-{seq}");
         let request = self.plan.request(id.clone(), &prompt);
+        self.sent += 1;
         let (index, _) = self.loads.iter().enumerate().min_by_key(|&(_, load)| *load).expect("at least one stream");
         self.loads[index] += 1;
         let stream = &self.streams[index];
@@ -499,7 +511,7 @@ impl Sweep {
         observer.request_sent(point, seq, send_ns);
         let out = match &stream.out {
             Outlet::Stream(out) => out,
-            Outlet::Unary(calls) => return calls.send(stream.inflight.clone(), request),
+            Outlet::Unary(calls) => return calls.send(stream.inflight.clone(), request, self.sent),
         };
         // The stream's receiver is gone: the server ended the stream. The request fails, and
         // so does the run, since every later request would meet the same end.

@@ -66,6 +66,7 @@ pub struct ModelEntry {
 #[derive(Debug, Clone)]
 pub struct Triton {
     target: String,
+    endpoint: Endpoint,
     client: GrpcInferenceServiceClient<Channel>,
 }
 
@@ -87,13 +88,9 @@ impl Triton {
             // streams answering at once) must not wait for window updates.
             .initial_stream_window_size(Some(STREAM_WINDOW))
             .initial_connection_window_size(Some(CONNECTION_WINDOW));
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| TritonError::Unreachable { target: target.clone(), cause: error_chain(&e) })?;
-        let mut client = GrpcInferenceServiceClient::new(channel).max_decoding_message_size(64 << 20);
+        let mut client = connect(&endpoint, &target).await?;
         match tokio::time::timeout(DISCOVERY_TIMEOUT, client.server_live(pb::ServerLiveRequest {})).await {
-            Ok(Ok(_)) => Ok(Self { target, client }),
+            Ok(Ok(_)) => Ok(Self { target, endpoint, client }),
             Ok(Err(status)) => Err(TritonError::NotGrpc { target, cause: status_text(&status) }),
             Err(_) => Err(TritonError::NotGrpc { target, cause: "no answer within 10 s".into() }),
         }
@@ -106,6 +103,16 @@ impl Triton {
     /// A client for issuing requests; clones share the connection.
     pub fn client(&self) -> GrpcInferenceServiceClient<Channel> {
         self.client.clone()
+    }
+
+    /// `count` clients on connections of their own, the first being the one already open.
+    /// Each is connected before it is returned, so no request pays for a connection's setup.
+    pub async fn connections(&self, count: usize) -> Result<Vec<GrpcInferenceServiceClient<Channel>>, TritonError> {
+        let mut clients = vec![self.client()];
+        while clients.len() < count {
+            clients.push(connect(&self.endpoint, &self.target).await?);
+        }
+        Ok(clients)
     }
 
     /// The models in the server's repository.
@@ -234,6 +241,14 @@ impl Triton {
             }
         }
     }
+}
+
+async fn connect(endpoint: &Endpoint, target: &str) -> Result<GrpcInferenceServiceClient<Channel>, TritonError> {
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| TritonError::Unreachable { target: target.to_string(), cause: error_chain(&e) })?;
+    Ok(GrpcInferenceServiceClient::new(channel).max_decoding_message_size(64 << 20))
 }
 
 fn display_state(state: &str) -> String {

@@ -12,7 +12,7 @@
 //! tool's arrival delay: its recorded arrival minus the model's send, on this machine's clock.
 //!
 //! Run with `scripts/side-by-side.sh`, which installs the server and perf_analyzer first.
-//! Env: `BENCH_ROUNDS` (default 3), `BENCH_PROMPT_WORDS` (default 128), `BENCH_QUICK=1` (one
+//! Env: `BENCH_ROUNDS` (default 4), `BENCH_PROMPT_WORDS` (default 128), `BENCH_QUICK=1` (one
 //! round, fewer requests), `BENCH_ONLY=generation-16,prefill-1` (only those cells).
 
 mod common;
@@ -44,7 +44,7 @@ fn env_number(name: &str, default: u32) -> u32 {
 
 fn main() {
     let quick = std::env::var_os("BENCH_QUICK").is_some();
-    let rounds = if quick { 1 } else { env_number("BENCH_ROUNDS", 3).max(1) };
+    let rounds = if quick { 1 } else { env_number("BENCH_ROUNDS", 4).max(1) };
     let words = env_number("BENCH_PROMPT_WORDS", 128).max(1);
     let Some(perf_analyzer) = common::find_perf_analyzer() else {
         eprintln!("perf_analyzer not found: run scripts/side-by-side.sh, which installs it");
@@ -62,12 +62,12 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
     println!(
-        "means: from each tool's profile export, read by the same reader; to 1st send: mean of the model's send of \
-         the first token - the tool's send (way in, queue, prefill); delay: arrival - model's send_ns"
+        "means: from each tool's profile export, read by the same reader. TTFT = way in (the model's recv_ns - the \
+         tool's send) + model (its first send_ns - recv_ns) + the first token's delay; delay: arrival - send_ns"
     );
     println!(
-        "{:<10} {:>4} {:<14} {:>8} {:>11} {:>11} {:>11} {:>10} {:>10}  TTFT mean per round",
-        "preset", "conc", "tool", "requests", "TTFT mean", "T2T mean", "to 1st send", "delay p50", "delay p99"
+        "{:<10} {:>4} {:<14} {:>8} {:>11} {:>11} {:>9} {:>9} {:>10} {:>10}  TTFT mean per round",
+        "preset", "conc", "tool", "requests", "TTFT mean", "T2T mean", "way in", "model", "delay p50", "delay p99"
     );
     // Warms the model (the first requests after a start take longer), measured by no one.
     tokenscope(&triton.target, GENERATION, words, 1, 4, &work, "warm");
@@ -116,13 +116,22 @@ fn main() {
 }
 
 /// perf_analyzer's input data: distinct prompts of `words` words, so no two requests in a row
-/// share a prompt, as tokenscope's own prompts differ per request.
+/// share a prompt, as tokenscope's own prompts differ per request. The optional inputs
+/// tokenscope sets (leave the prompt out, report token counts) are set too, so both tools
+/// ask the model for the same work: under load, each extra output costs the model time.
 fn prompts(preset: Preset, words: u32) -> Value {
     let sampling = server::style::sampling_json(preset.max_tokens, preset.ignore_eos);
     let data: Vec<Value> = (0..64)
         .map(|seq| {
             let prompt = shared::prompt::synthetic_prompt(0, seq, words);
-            json!({ "text_input": [prompt], "stream": [true], "sampling_parameters": [sampling] })
+            json!({
+                "text_input": [prompt],
+                "stream": [true],
+                "sampling_parameters": [sampling],
+                "exclude_input_in_output": [true],
+                "return_num_input_tokens": [true],
+                "return_num_output_tokens": [true],
+            })
         })
         .collect();
     json!({ "data": data })
@@ -163,8 +172,10 @@ struct Tool {
     delays: Vec<f64>,
     /// Each round's TTFT mean, to show how much the server itself varies between rounds.
     round_ttft: Vec<f64>,
-    /// Per request: from the tool's recorded send to the model's send of the first token.
-    to_first_send: Vec<f64>,
+    /// Per request: from the tool's recorded send to the model's receipt (`recv_ns`).
+    way_in: Vec<f64>,
+    /// Per request: from the model's receipt to its send of the first token.
+    model: Vec<f64>,
 }
 
 impl Tool {
@@ -174,9 +185,11 @@ impl Tool {
             .unwrap_or_else(|e| panic!("{}: {e}", export.display()));
         self.delays.extend(report.arrival_delays_ms());
         for record in &report.requests {
-            if let Some(sent) = record.token_responses().next().and_then(|c| c.server_send_unix_ns) {
+            let first_sent = record.token_responses().next().and_then(|c| c.server_send_unix_ns);
+            if let (Some(received), Some(sent)) = (record.server_recv_unix_ns, first_sent) {
                 let asked = report.started_unix_ns + record.send_ns as i64;
-                self.to_first_send.push((sent - asked) as f64 / 1e6);
+                self.way_in.push((received - asked) as f64 / 1e6);
+                self.model.push((sent - received) as f64 / 1e6);
             }
         }
         if let Some(ttft) = report.points.first().and_then(|p| p.ttft_ms.as_ref()) {
@@ -198,7 +211,8 @@ impl Tool {
             delay_p50: percentile(&self.delays, 50.0),
             delay_p99: percentile(&self.delays, 99.0),
             round_ttft: self.round_ttft,
-            to_first_send: self.to_first_send.iter().sum::<f64>() / self.to_first_send.len().max(1) as f64,
+            way_in: mean(&self.way_in),
+            model: mean(&self.model),
         }
     }
 }
@@ -211,19 +225,25 @@ struct Figures {
     delay_p50: f64,
     delay_p99: f64,
     round_ttft: Vec<f64>,
-    to_first_send: f64,
+    way_in: f64,
+    model: f64,
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len().max(1) as f64
 }
 
 impl Figures {
     fn print(&self, preset: Preset, concurrency: u32, tool: &str) {
         let ms = |v: Option<f64>| v.map_or_else(|| "—".to_string(), |v| format!("{v:.3} ms"));
         println!(
-            "{:<10} {concurrency:>4} {tool:<14} {:>8} {:>11} {:>11} {:>8.3} ms {:>7.3} ms {:>7.3} ms  {}{}",
+            "{:<10} {concurrency:>4} {tool:<14} {:>8} {:>11} {:>11} {:>6.3} ms {:>6.3} ms {:>7.3} ms {:>7.3} ms  {}{}",
             preset.name,
             self.requests,
             ms(self.ttft_mean),
             ms(self.t2t_mean),
-            self.to_first_send,
+            self.way_in,
+            self.model,
             self.delay_p50,
             self.delay_p99,
             self.round_ttft.iter().map(|m| format!("{m:.2}")).collect::<Vec<_>>().join(" "),
@@ -243,14 +263,35 @@ fn compare(preset: Preset, concurrency: u32, pa: &Figures, ours: &Figures) -> St
     };
     let ratio =
         |name: &str, a: f64, b: f64| format!("{name} {:.2}x ({})", b / a, if b <= a { "no worse" } else { "WORSE" });
+    // How far apart two tools' TTFT means could be from the server's own swings alone: 95% of
+    // the spread of a difference of two means of round means.
+    let noise = match (standard_error(&pa.round_ttft), standard_error(&ours.round_ttft), pa.ttft_mean) {
+        (Some(a), Some(b), Some(mean)) => format!(
+            "; rounds of one tool vary: a difference up to {:.1}% is within the server's own variation (95%)",
+            1.96 * (a * a + b * b).sqrt() / mean * 100.0
+        ),
+        _ => String::new(),
+    };
     format!(
-        "{} at concurrency {concurrency}, tokenscope against perf_analyzer: {}, {}; delay {}, {}",
+        "{} at concurrency {concurrency}, tokenscope against perf_analyzer: {}, {}; delay {}, {}{noise}",
         preset.name,
         mean_note("TTFT", diff(pa.ttft_mean, ours.ttft_mean)),
         mean_note("T2T", diff(pa.t2t_mean, ours.t2t_mean)),
         ratio("p50", pa.delay_p50, ours.delay_p50),
         ratio("p99", pa.delay_p99, ours.delay_p99),
     )
+}
+
+/// The standard error of the mean of `values` (sample standard deviation over the root of
+/// their count); none below two values.
+fn standard_error(values: &[f64]) -> Option<f64> {
+    let n = values.len() as f64;
+    if values.len() < 2 {
+        return None;
+    }
+    let mean = values.iter().sum::<f64>() / n;
+    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    Some((variance / n).sqrt())
 }
 
 /// The model's latency schedule, from its config.pbtxt parameters.

@@ -137,6 +137,7 @@ struct InFlight {
     reader: ResponseReader,
     responses: Vec<ResponseRecord>,
     num_input_tokens: Option<u32>,
+    server_recv_unix_ns: Option<i64>,
     server_counted: bool,
     error: Option<String>,
 }
@@ -151,6 +152,7 @@ impl InFlight {
             prompt_words: self.prompt_words,
             num_input_tokens: self.num_input_tokens,
             send_ns: self.send_ns,
+            server_recv_unix_ns: self.server_recv_unix_ns,
             responses: self.responses,
             final_ns,
             token_source: if self.server_counted { TokenCountSource::Server } else { TokenCountSource::Responses },
@@ -322,6 +324,7 @@ fn receive(
         if parsed.num_input_tokens.is_some() {
             request.num_input_tokens = parsed.num_input_tokens;
         }
+        request.server_recv_unix_ns = request.server_recv_unix_ns.or(parsed.server_recv_unix_ns);
         if let Some(tap) = tap.filter(|_| parsed.tokens > 0) {
             let _ =
                 tap.send(TokenArrival { point: request.point, seq: request.seq, at_ns: now, tokens: parsed.tokens });
@@ -503,6 +506,7 @@ impl Sweep {
                 reader: self.plan.reader(&prompt),
                 responses: Vec::new(),
                 num_input_tokens: None,
+                server_recv_unix_ns: None,
                 server_counted: false,
                 error: None,
             },

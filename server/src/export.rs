@@ -5,9 +5,9 @@
 
 use serde_json::{Value, json};
 use shared::prompt::synthetic_prompt;
-use shared::{InputStyle, ResponseRecord, RunReport};
+use shared::{InputStyle, RequestRecord, ResponseRecord, RunReport};
 
-use crate::style::{SEND_TIME_KEY, sampling_json};
+use crate::style::{RECEIVE_TIME_KEY, SEND_TIME_KEY, sampling_json};
 
 /// Builds the profile export of a run. Warm-up requests are left out, as they are from statistics.
 pub fn profile_export(report: &RunReport) -> Value {
@@ -28,7 +28,7 @@ pub fn profile_export(report: &RunReport) -> Value {
                         "timestamp": unix(r.send_ns),
                         "request_inputs": request_inputs(style, &prompt, spec.max_tokens, spec.ignore_eos),
                         "response_timestamps": r.responses.iter().map(|c| unix(c.at_ns)).collect::<Vec<_>>(),
-                        "response_outputs": r.responses.iter().map(response_outputs).collect::<Vec<_>>(),
+                        "response_outputs": r.responses.iter().map(|c| response_outputs(r, c)).collect::<Vec<_>>(),
                     })
                 })
                 .collect();
@@ -49,13 +49,17 @@ pub fn profile_export(report: &RunReport) -> Value {
     })
 }
 
-/// A response's outputs as perf_analyzer lists them: its text, and the server's send time
-/// under the output name the test models use, when the server gave one.
-fn response_outputs(response: &ResponseRecord) -> Value {
-    match response.server_send_unix_ns {
-        Some(sent) => json!({ "text_output": response.text, SEND_TIME_KEY: sent }),
-        None => json!({ "text_output": response.text }),
+/// A response's outputs as perf_analyzer lists them: its text, and the server's send and
+/// receive times under the output names the test models use, when the server gave them.
+fn response_outputs(request: &RequestRecord, response: &ResponseRecord) -> Value {
+    let mut outputs = json!({ "text_output": response.text });
+    if let Some(sent) = response.server_send_unix_ns {
+        outputs[SEND_TIME_KEY] = json!(sent);
+        if let Some(received) = request.server_recv_unix_ns {
+            outputs[RECEIVE_TIME_KEY] = json!(received);
+        }
     }
+    outputs
 }
 
 /// The inputs of a request as perf_analyzer lists them, by the model's own input names.
@@ -84,8 +88,9 @@ mod tests {
             prompt_words: 4,
             num_input_tokens: None,
             send_ns,
+            server_recv_unix_ns: Some(7),
             responses: vec![
-                ResponseRecord { at_ns: first, tokens: 1, text: " a".into(), server_send_unix_ns: None },
+                ResponseRecord { at_ns: first, tokens: 1, text: " a".into(), server_send_unix_ns: Some(9) },
                 ResponseRecord { at_ns: first + 10, tokens: 0, text: String::new(), server_send_unix_ns: None },
             ],
             final_ns: Some(first + 10),
@@ -113,7 +118,12 @@ mod tests {
             .sum::<f64>()
             / requests.len() as f64;
         assert_eq!(mean_ns / 1e6, report.points[0].ttft_ms.as_ref().unwrap().mean);
-        assert_eq!(requests[0]["response_outputs"][0]["text_output"], " a");
+        assert_eq!(requests[0]["response_outputs"][0], json!({ "text_output": " a", "send_ns": 9, "recv_ns": 7 }));
+        assert_eq!(
+            requests[0]["response_outputs"][1],
+            json!({ "text_output": "" }),
+            "times only where the server gave them"
+        );
         assert_eq!(requests[0]["request_inputs"]["text_input"].as_str().unwrap().split(' ').count(), 4);
     }
 }

@@ -5,7 +5,7 @@ use serde_json::Value;
 use shared::prompt::word_count;
 use shared::{InputStyle, RequestRecord, ResponseRecord, RunReport, RunStatus, SweepSpec, TokenCountSource};
 
-use crate::style::SEND_TIME_KEY;
+use crate::style::{RECEIVE_TIME_KEY, SEND_TIME_KEY};
 
 /// Why a file could not be read as a profile export.
 #[derive(Debug, thiserror::Error)]
@@ -52,11 +52,11 @@ fn output_text(output: &Value) -> Option<(&str, bool)> {
         .find_map(|(name, cumulative)| Some((output.get(name)?.as_str()?, cumulative)))
 }
 
-/// The server's send time of a response, when its model wrote one into an output named
-/// `send_ns` (as tokenscope's test models do). perf_analyzer writes 0 for a response that
-/// lacks the output, so only positive times count.
-fn send_time(output: &Value) -> Option<i64> {
-    let value = output.get(SEND_TIME_KEY)?;
+/// A time the server wrote into a response's outputs (`send_ns`, `recv_ns`, as tokenscope's
+/// test models do). perf_analyzer writes 0 for a response that lacks the output, so only
+/// positive times count.
+fn server_time(output: &Value, key: &str) -> Option<i64> {
+    let value = output.get(key)?;
     value.as_i64().or_else(|| value.as_array()?.first()?.as_i64()).filter(|&ns| ns > 0)
 }
 
@@ -77,8 +77,9 @@ pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport,
         at: i64,
         /// The text, and whether it is cumulative.
         text: Option<(String, bool)>,
-        /// The server's send time.
+        /// The server's send time, and when it says it received the request.
         sent: Option<i64>,
+        received: Option<i64>,
     }
     let mut raw = Vec::new();
     let mut style = InputStyle::Vllm;
@@ -110,8 +111,11 @@ pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport,
                 .map(|(k, t)| {
                     let output = outputs.and_then(|o| o.get(k));
                     let text = output.and_then(output_text).map(|(t, c)| (t.to_string(), c));
-                    let sent = output.and_then(send_time);
-                    t.as_i64().map(|at| RawResponse { at, text, sent }).ok_or_else(|| at("numeric response timestamps"))
+                    let sent = output.and_then(|o| server_time(o, SEND_TIME_KEY));
+                    let received = output.and_then(|o| server_time(o, RECEIVE_TIME_KEY));
+                    t.as_i64()
+                        .map(|at| RawResponse { at, text, sent, received })
+                        .ok_or_else(|| at("numeric response timestamps"))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             raw.push(Raw { words: word_count(text) as u32, send, responses });
@@ -137,7 +141,7 @@ pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport,
             let responses: Vec<ResponseRecord> = r
                 .responses
                 .iter()
-                .map(|RawResponse { at, text, sent }| {
+                .map(|RawResponse { at, text, sent, .. }| {
                     // Cumulative text: only what is new counts.
                     let text = match text {
                         Some((text, true)) => {
@@ -167,6 +171,7 @@ pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport,
                 prompt_words: r.words,
                 num_input_tokens: None,
                 send_ns: offset(r.send),
+                server_recv_unix_ns: r.responses.iter().find_map(|c| c.received),
                 responses,
                 final_ns: last,
                 token_source: TokenCountSource::Responses,
@@ -221,7 +226,7 @@ mod tests {
                 "requests": [
                     { "timestamp": 1000, "request_inputs": { "text_input": "a b c", "stream": true },
                       "response_timestamps": [4000, 5000, 5100],
-                      "response_outputs": [{ "text_output": "x", "send_ns": 3500 }, { "text_output": "y", "send_ns": [4800] },
+                      "response_outputs": [{ "text_output": "x", "send_ns": 3500, "recv_ns": 1200 }, { "text_output": "y", "send_ns": [4800] },
                                            { "text_output": "", "send_ns": 0 }] },
                     { "timestamp": 2000, "request_inputs": { "text_input": ["a b c d e"] },
                       "response_timestamps": [9000], "response_outputs": [{ "text_output": "z" }] },
@@ -243,6 +248,8 @@ mod tests {
         assert_eq!(report.points[1].ttft_ms.as_ref().unwrap().mean, 0.007);
         // The model's send times, where it wrote them: arrival minus send, in ms.
         assert_eq!(report.arrival_delays_ms(), vec![0.0002, 0.0005]);
+        let received: Vec<_> = report.requests.iter().map(|r| r.server_recv_unix_ns).collect();
+        assert_eq!(received, vec![Some(1200), None, None]);
     }
 
     #[test]

@@ -14,6 +14,9 @@ use crate::pb::model_infer_request::InferInputTensor;
 /// Response parameter in which a server (the simulator, or a test model) may put the time it
 /// sent the response, nanoseconds since the Unix epoch; an INT64 output of the same name works too.
 pub const SEND_TIME_KEY: &str = "send_ns";
+/// Where a server may say when it received the request, in nanoseconds since the Unix epoch,
+/// as a response parameter or an INT64 output (tokenscope's test models do).
+pub const RECEIVE_TIME_KEY: &str = "recv_ns";
 
 /// A tensor as a model declares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,6 +253,15 @@ fn int_bytes(sig: &ModelSignature, name: &str, value: u32) -> Vec<u8> {
     }
 }
 
+/// A time the server put in a response, as a parameter or as an integer output.
+fn server_time(infer: &pb::ModelInferResponse, key: &str) -> Option<i64> {
+    match infer.parameters.get(key).and_then(|p| p.parameter_choice.as_ref()) {
+        Some(ParameterChoice::Int64Param(ns)) => Some(*ns),
+        Some(ParameterChoice::Uint64Param(ns)) => Some(*ns as i64),
+        _ => output_ints(infer, key).and_then(|v| v.first().copied()),
+    }
+}
+
 /// What one streamed response says.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Parsed {
@@ -262,6 +274,7 @@ pub struct Parsed {
     pub server_counted: bool,
     pub num_input_tokens: Option<u32>,
     pub server_send_unix_ns: Option<i64>,
+    pub server_recv_unix_ns: Option<i64>,
 }
 
 /// Reads one request's responses in order, keeping what cumulative outputs need.
@@ -294,12 +307,8 @@ impl ResponseReader {
             // A server that does not flag finals answers once per request.
             _ => true,
         };
-        parsed.server_send_unix_ns = match infer.parameters.get(SEND_TIME_KEY).and_then(|p| p.parameter_choice.as_ref())
-        {
-            Some(ParameterChoice::Int64Param(ns)) => Some(*ns),
-            Some(ParameterChoice::Uint64Param(ns)) => Some(*ns as i64),
-            _ => output_ints(infer, SEND_TIME_KEY).and_then(|v| v.first().copied()),
-        };
+        parsed.server_send_unix_ns = server_time(infer, SEND_TIME_KEY);
+        parsed.server_recv_unix_ns = server_time(infer, RECEIVE_TIME_KEY);
         let text = output_bytes(infer, self.text_output)
             .map_or_else(String::new, |elements| elements.into_iter().map(String::from_utf8_lossy).collect::<String>());
         parsed.text = self.new_text(text);

@@ -48,6 +48,9 @@ pub struct RequestRecord {
     pub num_input_tokens: Option<u32>,
     /// When the request was written to the stream.
     pub send_ns: u64,
+    /// When the server says it received the request (nanoseconds since the Unix epoch), if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_recv_unix_ns: Option<i64>,
     /// Every response in arrival order, empty final responses included.
     pub responses: Vec<ResponseRecord>,
     /// When the response flagged final arrived.

@@ -104,6 +104,7 @@ mod tests {
             prompt_words: 4,
             num_input_tokens: None,
             send_ns: 0,
+            server_recv_unix_ns: None,
             responses,
             final_ns: None,
             token_source: TokenCountSource::Responses,

@@ -187,6 +187,7 @@ mod tests {
             prompt_words: 8,
             num_input_tokens: None,
             send_ns,
+            server_recv_unix_ns: None,
             responses: responses
                 .iter()
                 .map(|&(at_ns, tokens)| ResponseRecord {

@@ -55,6 +55,10 @@ fn an_export_from_the_real_server_reads_as_its_models_schedule() {
     for record in &report.requests {
         assert_eq!(record.responses.len(), 9, "eight tokens and the empty final");
         assert_eq!(record.responses.last().unwrap().tokens, 0);
+        // The model's receipt: from perf_analyzer's send to the model, a few ms at most.
+        let received = record.server_recv_unix_ns.expect("recv_ns");
+        let way_in = (received - (report.started_unix_ns + record.send_ns as i64)) as f64 / 1e6;
+        assert!((-1.0..20.0).contains(&way_in), "{}: way in {way_in:.3} ms", record.id);
     }
     // The model's send times come through the import: the way out of the server, per token.
     let delays = report.arrival_delays_ms();

@@ -240,6 +240,19 @@ async fn responses_arrive_shortly_after_the_model_sends_them() {
     // Same machine, same clock: only the anchor's rounding and clock steps could make it negative.
     assert!(p50 >= -1.0, "responses arrive before they are sent: median {p50:.3} ms");
     assert!(p50 <= 3.0, "the way from the model to the engine takes {p50:.3} ms at the median");
+    // The model's receive time comes through too: the way in, from our send to the model.
+    let mut way_in: Vec<f64> = run
+        .requests
+        .iter()
+        .map(|r| {
+            let received = r.server_recv_unix_ns.unwrap_or_else(|| panic!("{}: no recv_ns", r.id));
+            (received - (run.started_unix_ns + r.send_ns as i64)) as f64 / 1e6
+        })
+        .collect();
+    way_in.sort_by(f64::total_cmp);
+    let way_in_p50 = percentile(&way_in, 50.0);
+    eprintln!("real_triton: model's receipt - our send: p50 {way_in_p50:.3} ms");
+    assert!((-1.0..=5.0).contains(&way_in_p50), "the way in takes {way_in_p50:.3} ms at the median");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,8 +20,9 @@ where prompt_words = len(prompt.split()). Each response is sent at the deadline 
 token it carries (absolute deadlines, so sleep jitter does not accumulate). Each request runs
 on its own thread, so any number can be in flight at once.
 
-Every response that carries tokens has the extra output tensor ``send_ns`` (INT64, shape [1];
-[1, 1] for trtllm_like): the model's ``time.time_ns()`` taken right before ``sender.send``.
+Every response that carries tokens has the extra output tensors ``send_ns`` and ``recv_ns``
+(INT64, shape [1]; [1, 1] for trtllm_like): the model's ``time.time_ns()`` taken right before
+``sender.send``, and taken when ``execute`` received the request.
 (Triton 2.51, the server in nvidia-pytriton 0.7.0, has no response parameters in the Python
 backend: ``InferenceResponse(parameters=...)`` raises TypeError.) Empty final responses carry
 no tensors. Each token is the text " tok".
@@ -76,6 +77,8 @@ class TritonPythonModel:
         self.stopping = False
         self.threads = set()
         self.lock = threading.Lock()
+        # Each request's thread keeps when execute received it, for the recv_ns output.
+        self.received = threading.local()
 
     # ---------------------------------------------------------------- scheduling
     def _deadline(self, t0, n_prompt, i):
@@ -95,16 +98,18 @@ class TritonPythonModel:
         shape = (1, 1) if self.batched else (1,)
         send_ns = time.time_ns()
         tensors.append(pb_utils.Tensor("send_ns", np.full(shape, send_ns, dtype=np.int64)))
+        tensors.append(pb_utils.Tensor("recv_ns", np.full(shape, self.received.ns, dtype=np.int64)))
         sender.send(pb_utils.InferenceResponse(output_tensors=tensors), flags=flags)
 
     # ---------------------------------------------------------------- triton API
     def execute(self, requests):
         t0 = time.monotonic()
+        recv_ns = time.time_ns()
         for request in requests:
             self.counter += 1
             fail = self.style == "failing" and self.counter % 3 == 0
             sender = request.get_response_sender()
-            th = threading.Thread(target=self._run, args=(request, sender, t0, fail), daemon=True)
+            th = threading.Thread(target=self._run, args=(request, sender, t0, recv_ns, fail), daemon=True)
             with self.lock:
                 self.threads.add(th)
             th.start()
@@ -118,7 +123,8 @@ class TritonPythonModel:
             th.join(timeout=2)
 
     # ---------------------------------------------------------------- per request
-    def _run(self, request, sender, t0, fail):
+    def _run(self, request, sender, t0, recv_ns, fail):
+        self.received.ns = recv_ns
         done = False
         try:
             if self.style == "tutorial":

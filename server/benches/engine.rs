@@ -82,7 +82,7 @@ fn main() {
                 window_requests: requests,
             };
             match run.run(&work, &export) {
-                Ok(()) => {
+                Ok(_) => {
                     let theirs = Figures::from_export(&export);
                     theirs.print(concurrency, "perf_analyzer");
                     println!(

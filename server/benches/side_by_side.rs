@@ -66,8 +66,18 @@ fn main() {
          tool's send) + model (its first send_ns - recv_ns) + the first token's delay; delay: arrival - send_ns"
     );
     println!(
-        "{:<10} {:>4} {:<14} {:>8} {:>11} {:>11} {:>9} {:>9} {:>10} {:>10}  TTFT mean per round",
-        "preset", "conc", "tool", "requests", "TTFT mean", "T2T mean", "way in", "model", "delay p50", "delay p99"
+        "{:<10} {:>4} {:<14} {:>8} {:>11} {:>11} {:>9} {:>9} {:>10} {:>10} {:>8}  TTFT mean per round",
+        "preset",
+        "conc",
+        "tool",
+        "requests",
+        "TTFT mean",
+        "T2T mean",
+        "way in",
+        "model",
+        "delay p50",
+        "delay p99",
+        "CPU"
     );
     // Warms the model (the first requests after a start take longer), measured by no one.
     tokenscope(&triton.target, GENERATION, words, 1, 4, &work, "warm");
@@ -95,12 +105,12 @@ fn main() {
                 concurrency,
                 window_requests: window,
             };
-            if let Err(err) = run.run(&work, &export) {
-                panic!("perf_analyzer failed ({} at concurrency {concurrency}): {err}", preset.name);
-            }
-            let sent = pa.add(&export);
-            let export = tokenscope(&triton.target, preset, words, concurrency, sent, &work, &tag);
-            ours.add(&export);
+            let cpu = run.run(&work, &export).unwrap_or_else(|err| {
+                panic!("perf_analyzer failed ({} at concurrency {concurrency}): {err}", preset.name)
+            });
+            let sent = pa.add(&export, cpu);
+            let (export, cpu) = tokenscope(&triton.target, preset, words, concurrency, sent, &work, &tag);
+            ours.add(&export, cpu);
         }
         let (theirs, mine) = (pa.figures(words), ours.figures(words));
         theirs.print(preset, concurrency, "perf_analyzer");
@@ -137,7 +147,7 @@ fn prompts(preset: Preset, words: u32) -> Value {
     json!({ "data": data })
 }
 
-/// Runs `tokenscope sweep` and returns its profile export.
+/// Runs `tokenscope sweep`; returns its profile export and the CPU seconds it used.
 fn tokenscope(
     target: &str,
     preset: Preset,
@@ -146,7 +156,7 @@ fn tokenscope(
     requests: u32,
     work: &Path,
     tag: &str,
-) -> PathBuf {
+) -> (PathBuf, f64) {
     let export = work.join(format!("ours-{tag}.json"));
     let mut command = Command::new(env!("CARGO_BIN_EXE_tokenscope"));
     command
@@ -160,9 +170,10 @@ fn tokenscope(
     if preset.ignore_eos {
         command.arg("--ignore-eos");
     }
-    let status = command.stdout(Stdio::null()).stderr(Stdio::null()).status().expect("tokenscope runs");
+    let (status, cpu) =
+        common::run_measured(command.stdout(Stdio::null()).stderr(Stdio::null())).expect("tokenscope runs");
     assert!(status.success(), "tokenscope sweep failed ({tag})");
-    export
+    (export, cpu)
 }
 
 /// Everything one tool recorded over its rounds.
@@ -176,11 +187,15 @@ struct Tool {
     way_in: Vec<f64>,
     /// Per request: from the model's receipt to its send of the first token.
     model: Vec<f64>,
+    /// CPU seconds the tool's processes used, on the cores the server shares.
+    cpu_s: f64,
 }
 
 impl Tool {
-    /// Reads one profile export; returns how many requests it holds.
-    fn add(&mut self, export: &Path) -> u32 {
+    /// Reads one profile export, of a run that used `cpu_s` CPU seconds; returns how many
+    /// requests it holds.
+    fn add(&mut self, export: &Path, cpu_s: f64) -> u32 {
+        self.cpu_s += cpu_s;
         let report: RunReport = server::import::profile_to_report(&common::read_json(export), "export")
             .unwrap_or_else(|e| panic!("{}: {e}", export.display()));
         self.delays.extend(report.arrival_delays_ms());
@@ -211,6 +226,7 @@ impl Tool {
             delay_p50: percentile(&self.delays, 50.0),
             delay_p99: percentile(&self.delays, 99.0),
             round_ttft: self.round_ttft,
+            cpu_s: self.cpu_s,
             way_in: mean(&self.way_in),
             model: mean(&self.model),
         }
@@ -227,6 +243,7 @@ struct Figures {
     round_ttft: Vec<f64>,
     way_in: f64,
     model: f64,
+    cpu_s: f64,
 }
 
 fn mean(values: &[f64]) -> f64 {
@@ -237,7 +254,7 @@ impl Figures {
     fn print(&self, preset: Preset, concurrency: u32, tool: &str) {
         let ms = |v: Option<f64>| v.map_or_else(|| "—".to_string(), |v| format!("{v:.3} ms"));
         println!(
-            "{:<10} {concurrency:>4} {tool:<14} {:>8} {:>11} {:>11} {:>6.3} ms {:>6.3} ms {:>7.3} ms {:>7.3} ms  {}{}",
+            "{:<10} {concurrency:>4} {tool:<14} {:>8} {:>11} {:>11} {:>6.3} ms {:>6.3} ms {:>7.3} ms {:>7.3} ms {:>6.2} s  {}{}",
             preset.name,
             self.requests,
             ms(self.ttft_mean),
@@ -246,6 +263,7 @@ impl Figures {
             self.model,
             self.delay_p50,
             self.delay_p99,
+            self.cpu_s,
             self.round_ttft.iter().map(|m| format!("{m:.2}")).collect::<Vec<_>>().join(" "),
             if self.errors > 0 { format!("  ({} errors)", self.errors) } else { String::new() },
         );

@@ -2,7 +2,8 @@
 //! send times a server wrote into its responses.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -32,16 +33,20 @@ pub struct PerfAnalyzer<'a> {
 
 impl PerfAnalyzer<'_> {
     /// Runs it (streaming, `count_windows`, every window accepted) and leaves its profile
-    /// export at `export`. On failure, returns the last lines it printed.
-    pub fn run(&self, work: &Path, export: &Path) -> Result<(), String> {
+    /// export at `export`; returns the CPU seconds it used. On failure, returns the last
+    /// lines it printed.
+    pub fn run(&self, work: &Path, export: &Path) -> Result<f64, String> {
         let input = work.join(format!("prompts-{}.json", std::process::id()));
         std::fs::write(&input, self.data.to_string()).map_err(|e| e.to_string())?;
+        let log = work.join(format!("perf_analyzer-{}.log", std::process::id()));
+        let file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+        let stderr = file.try_clone().map_err(|e| e.to_string())?;
         let mut command = Command::new(self.binary);
         command.args(["-m", self.model]);
         if let Some(version) = self.version {
             command.args(["-x", version]);
         }
-        let output = command
+        command
             .args(["-i", "grpc", "-u", self.target.trim_start_matches("http://"), "--async", "--streaming"])
             .arg(format!("--input-data={}", input.display()))
             .arg(format!("--profile-export-file={}", export.display()))
@@ -50,14 +55,37 @@ impl PerfAnalyzer<'_> {
                 &format!("--measurement-request-count={}", self.window_requests),
             ])
             .args(["--stability-percentage=999", &format!("--concurrency-range={}", self.concurrency)])
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", self.binary.display()))?;
-        if !output.status.success() || !export.exists() {
-            let text = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+            .stdout(file)
+            .stderr(stderr);
+        let (status, cpu) =
+            run_measured(&mut command).map_err(|e| format!("cannot run {}: {e}", self.binary.display()))?;
+        if !status.success() || !export.exists() {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
             return Err(text.lines().rev().take(5).collect::<Vec<_>>().join(" | "));
         }
-        Ok(())
+        Ok(cpu)
     }
+}
+
+/// Runs a command to its end; returns how it ended and the CPU seconds (user and system) it
+/// used. The times are read from /proc while the finished process waits to be reaped, in
+/// the kernel's clock ticks (100 per second on Linux).
+pub fn run_measured(command: &mut Command) -> std::io::Result<(ExitStatus, f64)> {
+    let mut child = command.stdin(Stdio::null()).spawn()?;
+    let stat = format!("/proc/{}/stat", child.id());
+    let mut cpu = f64::NAN;
+    while let Ok(text) = std::fs::read_to_string(&stat) {
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = text.rsplit_once(')').map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+        if fields.first() == Some(&"Z") {
+            // utime and stime: fields 14 and 15 of the line, 12 and 13 after the name.
+            let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(f64::NAN);
+            cpu = (ticks(11) + ticks(12)) / 100.0;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok((child.wait()?, cpu))
 }
 
 /// Reads a JSON file, or stops the benchmark saying which file.

@@ -73,7 +73,6 @@ fn main() {
             // The version is named: without it perf_analyzer 2.51 finds no server-side
             // statistics for the simulator's model ("failed to find the requested model version").
             let run = common::PerfAnalyzer {
-                binary: pa,
                 target: &sim.target,
                 model: "sim-vllm",
                 version: Some("1"),
@@ -81,7 +80,7 @@ fn main() {
                 concurrency,
                 window_requests: requests,
             };
-            match run.run(&work, &export) {
+            match run.run(std::process::Command::new(pa), &work, &export) {
                 Ok(_) => {
                     let theirs = Figures::from_export(&export);
                     theirs.print(concurrency, "perf_analyzer");

@@ -13,7 +13,8 @@
 //!
 //! Run with `scripts/side-by-side.sh`, which installs the server and perf_analyzer first.
 //! Env: `BENCH_ROUNDS` (default 4), `BENCH_PROMPT_WORDS` (default 128), `BENCH_QUICK=1` (one
-//! round, fewer requests), `BENCH_ONLY=generation-16,prefill-1` (only those cells).
+//! round, fewer requests), `BENCH_ONLY=generation-16,prefill-1` (only those cells),
+//! `BENCH_PIN` (see [`pinning`]).
 
 mod common;
 
@@ -38,6 +39,35 @@ struct Preset {
 const PREFILL: Preset = Preset { name: "prefill", max_tokens: 1, ignore_eos: false };
 const GENERATION: Preset = Preset { name: "generation", max_tokens: 256, ignore_eos: true };
 
+/// The server and the tools run on separate cores (taskset lists), so neither tool's own CPU
+/// use slows the server it measures: perf_analyzer uses two to three times tokenscope's CPU,
+/// and on shared cores that alone moved TTFT at concurrency 16 by 10%. By default the first
+/// half of the cores serve and the rest measure; `BENCH_PIN=0-3/4-7` chooses, `BENCH_PIN=off`
+/// shares them all.
+fn pinning() -> Option<(String, String)> {
+    match std::env::var("BENCH_PIN").ok().as_deref() {
+        Some("off") => None,
+        Some(pin) => pin.split_once('/').map(|(server, client)| (server.to_string(), client.to_string())),
+        None => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let half = cores / 2;
+            (half > 0).then(|| (format!("0-{}", half - 1), format!("{half}-{}", cores - 1)))
+        }
+    }
+}
+
+/// A command, on the client's cores when pinned.
+fn client_command(program: &Path) -> Command {
+    match pinning() {
+        Some((_, cpus)) => {
+            let mut command = Command::new("taskset");
+            command.args(["-c", &cpus]).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
 fn env_number(name: &str, default: u32) -> u32 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -56,10 +86,11 @@ fn main() {
     let schedule = Schedule::of(MODEL);
     println!(
         "side by side: real tritonserver, model {MODEL} (schedule: first token {:.2} ms after the request reaches \
-         the model at {words} words, then a token every {} ms), {rounds} round(s) per tool, alternating, {} cores",
+         the model at {words} words, then a token every {} ms), {rounds} round(s) per tool, alternating, {} cores, {}",
         schedule.prefill_ms(words),
         schedule.decode_ms,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
+        pinning().map_or("shared by server and tools".into(), |(s, c)| format!("server on cores {s}, tools on {c}")),
     );
     println!(
         "means: from each tool's profile export, read by the same reader. TTFT = way in (the model's recv_ns - the \
@@ -97,7 +128,6 @@ fn main() {
             let export = work.join(format!("pa-{tag}.json"));
             let data = prompts(preset, words);
             let run = common::PerfAnalyzer {
-                binary: &perf_analyzer,
                 target: &triton.target,
                 model: MODEL,
                 version: None,
@@ -105,7 +135,7 @@ fn main() {
                 concurrency,
                 window_requests: window,
             };
-            let cpu = run.run(&work, &export).unwrap_or_else(|err| {
+            let cpu = run.run(client_command(&perf_analyzer), &work, &export).unwrap_or_else(|err| {
                 panic!("perf_analyzer failed ({} at concurrency {concurrency}): {err}", preset.name)
             });
             let sent = pa.add(&export, cpu);
@@ -158,7 +188,7 @@ fn tokenscope(
     tag: &str,
 ) -> (PathBuf, f64) {
     let export = work.join(format!("ours-{tag}.json"));
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tokenscope"));
+    let mut command = client_command(Path::new(env!("CARGO_BIN_EXE_tokenscope")));
     command
         .args(["sweep", "--target", target, "--model", MODEL, "--prompt-lengths", &words.to_string()])
         .args(["--max-tokens", &preset.max_tokens.to_string(), "--requests", &requests.to_string()])
@@ -353,7 +383,15 @@ struct Triton {
 impl Triton {
     fn start(state: &Path) -> Self {
         let root = repo_root();
-        let output = Command::new("bash")
+        let mut command = match pinning() {
+            Some((cpus, _)) => {
+                let mut command = Command::new("taskset");
+                command.args(["-c", &cpus, "bash"]);
+                command
+            }
+            None => Command::new("bash"),
+        };
+        let output = command
             .arg(root.join("scripts/start-triton.sh"))
             .arg(root.join("server/tests/triton_models"))
             .env("TRITON_STATE_DIR", state)

@@ -18,7 +18,6 @@ pub fn find_perf_analyzer() -> Option<PathBuf> {
 
 /// One run of the guide's perf_analyzer command.
 pub struct PerfAnalyzer<'a> {
-    pub binary: &'a Path,
     /// `host:port` or `http://host:port` of the gRPC endpoint.
     pub target: &'a str,
     pub model: &'a str,
@@ -35,13 +34,13 @@ impl PerfAnalyzer<'_> {
     /// Runs it (streaming, `count_windows`, every window accepted) and leaves its profile
     /// export at `export`; returns the CPU seconds it used. On failure, returns the last
     /// lines it printed.
-    pub fn run(&self, work: &Path, export: &Path) -> Result<f64, String> {
+    /// `command` is perf_analyzer itself, or a launcher of it such as `taskset`.
+    pub fn run(&self, mut command: Command, work: &Path, export: &Path) -> Result<f64, String> {
         let input = work.join(format!("prompts-{}.json", std::process::id()));
         std::fs::write(&input, self.data.to_string()).map_err(|e| e.to_string())?;
         let log = work.join(format!("perf_analyzer-{}.log", std::process::id()));
         let file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
         let stderr = file.try_clone().map_err(|e| e.to_string())?;
-        let mut command = Command::new(self.binary);
         command.args(["-m", self.model]);
         if let Some(version) = self.version {
             command.args(["-x", version]);
@@ -57,8 +56,7 @@ impl PerfAnalyzer<'_> {
             .args(["--stability-percentage=999", &format!("--concurrency-range={}", self.concurrency)])
             .stdout(file)
             .stderr(stderr);
-        let (status, cpu) =
-            run_measured(&mut command).map_err(|e| format!("cannot run {}: {e}", self.binary.display()))?;
+        let (status, cpu) = run_measured(&mut command).map_err(|e| format!("cannot run perf_analyzer: {e}"))?;
         if !status.success() || !export.exists() {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             return Err(text.lines().rev().take(5).collect::<Vec<_>>().join(" | "));

@@ -39,21 +39,14 @@ struct Preset {
 const PREFILL: Preset = Preset { name: "prefill", max_tokens: 1, ignore_eos: false };
 const GENERATION: Preset = Preset { name: "generation", max_tokens: 256, ignore_eos: true };
 
-/// The server and the tools run on separate cores (taskset lists), so neither tool's own CPU
-/// use slows the server it measures: perf_analyzer uses two to three times tokenscope's CPU,
-/// and on shared cores that alone moved TTFT at concurrency 16 by 10%. By default the first
-/// half of the cores serve and the rest measure; `BENCH_PIN=0-3/4-7` chooses, `BENCH_PIN=off`
-/// shares them all.
+/// `BENCH_PIN=SERVER/TOOLS` (taskset core lists, such as `0/1`) runs the server and the tools
+/// on separate cores, so neither tool's own CPU use slows the server it measures
+/// (perf_analyzer uses two to three times tokenscope's CPU). By default all share the cores,
+/// as the guide's workflow does.
 fn pinning() -> Option<(String, String)> {
-    match std::env::var("BENCH_PIN").ok().as_deref() {
-        Some("off") => None,
-        Some(pin) => pin.split_once('/').map(|(server, client)| (server.to_string(), client.to_string())),
-        None => {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let half = cores / 2;
-            (half > 0).then(|| (format!("0-{}", half - 1), format!("{half}-{}", cores - 1)))
-        }
-    }
+    let pin = std::env::var("BENCH_PIN").ok()?;
+    let (server, tools) = pin.split_once('/')?;
+    Some((server.to_string(), tools.to_string()))
 }
 
 /// A command, on the client's cores when pinned.

@@ -184,11 +184,16 @@ enum Outlet {
 }
 
 /// Sends each request as its own `ModelInfer` call and times its single response.
-#[derive(Clone)]
 struct UnaryCalls {
-    index: usize,
     /// Calls take turns over these connections.
     clients: Vec<GrpcInferenceServiceClient<Channel>>,
+    reply: UnaryReply,
+}
+
+/// What a unary call needs to report its answer.
+#[derive(Clone)]
+struct UnaryReply {
+    index: usize,
     target: String,
     clock: RunClock,
     done: mpsc::UnboundedSender<Done>,
@@ -200,7 +205,7 @@ impl UnaryCalls {
     /// Sends the `nth` request of the run.
     fn send(&self, map: InFlightMap, request: pb::ModelInferRequest, nth: usize) {
         let mut client = self.clients[nth % self.clients.len()].clone();
-        let calls = UnaryCalls { clients: Vec::new(), ..self.clone() };
+        let calls = self.reply.clone();
         tokio::spawn(async move {
             let id = request.id.clone();
             let answer = tokio::select! {
@@ -390,15 +395,15 @@ impl Sweep {
                 })
                 .collect()
         } else {
-            vec![Stream::unary(UnaryCalls {
+            let reply = UnaryReply {
                 index: 0,
-                clients,
                 target: target.clone(),
                 clock,
                 done: done_tx.clone(),
                 tap,
                 cancel: streams_cancel.clone(),
-            })]
+            };
+            vec![Stream::unary(UnaryCalls { clients, reply })]
         };
         let loads = vec![0; streams.len()];
         Self { spec: spec.clone(), target, plan, clock, streams, done, done_tx, streams_cancel, loads, sent: 0 }

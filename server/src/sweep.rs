@@ -172,6 +172,12 @@ pub fn format_table(report: &RunReport) -> String {
             "tokens as the server counted them"
         }
     );
+    if !report.spec.streaming {
+        out.push_str(
+            "\nwithout streaming, each request's one response carries every token: TTFT is its whole latency, \
+             and there is no token-to-token latency",
+        );
+    }
     out
 }
 

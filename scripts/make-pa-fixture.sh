@@ -7,7 +7,8 @@
 #                                                  schedule is fixed below
 #   server/tests/fixtures/pa-triton-tutorial.json  against the real tritonserver with the test
 #                                                  models (tutorial_like: the guide's 2023 model,
-#                                                  cumulative TEXT, separate empty final, send_ns)
+#                                                  cumulative TEXT, separate empty final, send_ns
+#                                                  and recv_ns)
 #
 # Usage: scripts/make-pa-fixture.sh [sim|triton]   (both when no argument is given)
 set -euo pipefail
@@ -78,8 +79,9 @@ fi
 
 if [ "$which" = triton ] || [ "$which" = both ]; then
     export TRITON_STATE_DIR="$work/triton"
-    grpc=$(bash scripts/start-triton.sh server/tests/triton_models | sed -n 's/^TRITON_GRPC=//p')
+    # Registered first, so a server that started but never became ready is stopped too.
     cleanup+=("bash scripts/stop-triton.sh '$work/triton' >/dev/null 2>&1")
+    grpc=$(bash scripts/start-triton.sh server/tests/triton_models | sed -n 's/^TRITON_GRPC=//p')
     prompts "$work/triton.json" PROMPT STREAM SAMPLING_PARAMETERS
     measure "$grpc" tutorial_like "$work/triton.json" server/tests/fixtures/pa-triton-tutorial.json
 fi

@@ -210,7 +210,7 @@ struct Tool {
     way_in: Vec<f64>,
     /// Per request: from the model's receipt to its send of the first token.
     model: Vec<f64>,
-    /// CPU seconds the tool's processes used, on the cores the server shares.
+    /// CPU seconds the tool's process used.
     cpu_s: f64,
 }
 
@@ -246,8 +246,8 @@ impl Tool {
             errors: stats.errors,
             ttft_mean: stats.ttft_ms.map(|s| s.mean),
             t2t_mean: stats.t2t_ms.map(|s| s.mean),
-            delay_p50: percentile(&self.delays, 50.0),
-            delay_p99: percentile(&self.delays, 99.0),
+            delay_p50: if self.delays.is_empty() { f64::NAN } else { percentile(&self.delays, 50.0) },
+            delay_p99: if self.delays.is_empty() { f64::NAN } else { percentile(&self.delays, 99.0) },
             round_ttft: self.round_ttft,
             cpu_s: self.cpu_s,
             way_in: mean(&self.way_in),

@@ -1,4 +1,5 @@
-//! The streaming engine: drives `ModelStreamInfer` requests at Triton and times every response.
+//! The engine: drives `ModelStreamInfer` requests at Triton and times every response; or,
+//! without streaming, one `ModelInfer` call per request, timed to its single answer.
 //!
 //! Each request in flight has a bidirectional stream of its own. Each stream has one receiver task
 //! that timestamps a response the moment it is decoded, matches it to its request by id and
@@ -28,10 +29,10 @@ use crate::triton::{Triton, status_text};
 /// Sharing changes what is measured on a real server: with 16 requests of 256 tokens on one
 /// stream, 15 of the first 16 reached the model 30 ms late, and mean TTFT rose by 40%.
 const MAX_STREAMS: u32 = 1024;
-/// At most this many streams (or, without streaming, requests in flight) share one HTTP/2
-/// connection. tritonclient shares a gRPC channel among at most six clients, so perf_analyzer
-/// at concurrency 16 opens three connections, and tokenscope's load reaches Triton the same
-/// way. Streams take turns over the connections.
+/// At most this many streams share one HTTP/2 connection. tritonclient shares a gRPC channel
+/// among at most six clients, so perf_analyzer at concurrency 16 opens three connections, and
+/// tokenscope's load reaches Triton the same way. Streams take turns over the connections;
+/// without streaming, calls take turns over as many connections as streams would have.
 const STREAMS_PER_CONNECTION: u32 = 6;
 /// How often unfinished requests are checked against their timeout.
 const TIMEOUT_CHECK: Duration = Duration::from_millis(20);
@@ -49,7 +50,8 @@ pub trait Observer: Send {
     /// A prompt length's statistics have settled.
     fn point_done(&mut self, _point: usize, _stats: &PointStats) {}
     /// Where to send each token-bearing response as it arrives, if anywhere. Arrivals are
-    /// sent from the streams' receiver tasks, before their request is reported done.
+    /// sent from the streams' receiver tasks (or the unary calls' tasks), before their
+    /// request is reported done.
     fn token_tap(&self) -> Option<TokenTap> {
         None
     }
@@ -139,6 +141,7 @@ struct InFlight {
     num_input_tokens: Option<u32>,
     server_recv_unix_ns: Option<i64>,
     server_counted: bool,
+    words_counted: bool,
     error: Option<String>,
 }
 
@@ -155,7 +158,13 @@ impl InFlight {
             server_recv_unix_ns: self.server_recv_unix_ns,
             responses: self.responses,
             final_ns,
-            token_source: if self.server_counted { TokenCountSource::Server } else { TokenCountSource::Responses },
+            token_source: if self.server_counted {
+                TokenCountSource::Server
+            } else if self.words_counted {
+                TokenCountSource::Words
+            } else {
+                TokenCountSource::Responses
+            },
             error: self.error,
         }
     }
@@ -194,6 +203,8 @@ struct UnaryCalls {
 #[derive(Clone)]
 struct UnaryReply {
     index: usize,
+    /// The request timeout: the sweep has given up on the call by then.
+    timeout: Duration,
     target: String,
     clock: RunClock,
     done: mpsc::UnboundedSender<Done>,
@@ -208,8 +219,13 @@ impl UnaryCalls {
         let calls = self.reply.clone();
         tokio::spawn(async move {
             let id = request.id.clone();
+            // A call past the request timeout is dropped, which cancels it on the server, so
+            // no more than `concurrency` calls are ever open.
             let answer = tokio::select! {
-                answer = client.model_infer(request) => answer,
+                answer = tokio::time::timeout(calls.timeout, client.model_infer(request)) => match answer {
+                    Ok(answer) => answer,
+                    Err(_) => return,
+                },
                 () = calls.cancel.cancelled() => return,
             };
             let now = calls.clock.now_ns();
@@ -221,8 +237,10 @@ impl UnaryCalls {
                     }
                     pb::ModelStreamInferResponse { error_message: String::new(), infer_response: Some(answer) }
                 }
-                // The server is gone: every later request would meet the same end.
-                Err(status) if status.code() == tonic::Code::Unavailable => {
+                // The connection failed (tonic keeps the transport's error as the source): the
+                // server is gone, and every later request would meet the same end. A status
+                // the server sent, even UNAVAILABLE, concerns this request only.
+                Err(status) if std::error::Error::source(&status).is_some() => {
                     let why = format!("the server at {} stopped answering: {}", calls.target, status_text(&status));
                     return fail_all(&map, &calls.done, calls.index, why);
                 }
@@ -326,6 +344,7 @@ fn receive(
         request.error = Some(error);
     } else {
         request.server_counted |= parsed.server_counted;
+        request.words_counted |= parsed.words_counted;
         if parsed.num_input_tokens.is_some() {
             request.num_input_tokens = parsed.num_input_tokens;
         }
@@ -397,6 +416,7 @@ impl Sweep {
         } else {
             let reply = UnaryReply {
                 index: 0,
+                timeout: Duration::from_millis(spec.request_timeout_ms),
                 target: target.clone(),
                 clock,
                 done: done_tx.clone(),
@@ -513,6 +533,7 @@ impl Sweep {
                 num_input_tokens: None,
                 server_recv_unix_ns: None,
                 server_counted: false,
+                words_counted: false,
                 error: None,
             },
         );
@@ -559,19 +580,24 @@ impl Sweep {
     /// Collects what already finished, then marks every unfinished request as abandoned.
     /// Every record is reported to the observer, like any other finished request.
     fn abandon(&mut self, records: &mut Vec<RequestRecord>, observer: &mut dyn Observer) {
+        // Unfinished requests first: a request leaves its map and reports itself done under
+        // the map's lock, so after this every finished one is in the queue below.
+        let mut abandoned = Vec::new();
+        for stream in &self.streams {
+            for (id, mut request) in lock(&stream.inflight).drain() {
+                request.error.get_or_insert_with(|| "abandoned: the run stopped before this request finished".into());
+                abandoned.push(request.finish(id, None));
+            }
+        }
         while let Ok(done) = self.done.try_recv() {
             if let Done::Record(record, _) = done {
                 observer.request_done(&record);
                 records.push(record);
             }
         }
-        for stream in &self.streams {
-            for (id, mut request) in lock(&stream.inflight).drain() {
-                request.error.get_or_insert_with(|| "abandoned: the run stopped before this request finished".into());
-                let record = request.finish(id, None);
-                observer.request_done(&record);
-                records.push(record);
-            }
+        for record in abandoned {
+            observer.request_done(&record);
+            records.push(record);
         }
     }
 

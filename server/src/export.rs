@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 use shared::prompt::synthetic_prompt;
-use shared::{InputStyle, RequestRecord, ResponseRecord, RunReport};
+use shared::{InputStyle, RequestRecord, ResponseRecord, RunReport, SweepSpec};
 
 use crate::style::{RECEIVE_TIME_KEY, SEND_TIME_KEY, sampling_json};
 
@@ -26,7 +26,7 @@ pub fn profile_export(report: &RunReport) -> Value {
                     let prompt = synthetic_prompt(r.point, r.seq, r.prompt_words);
                     json!({
                         "timestamp": unix(r.send_ns),
-                        "request_inputs": request_inputs(style, &prompt, spec.max_tokens, spec.ignore_eos),
+                        "request_inputs": request_inputs(style, &prompt, spec),
                         "response_timestamps": r.responses.iter().map(|c| unix(c.at_ns)).collect::<Vec<_>>(),
                         "response_outputs": r.responses.iter().map(|c| response_outputs(r, c)).collect::<Vec<_>>(),
                     })
@@ -63,19 +63,20 @@ fn response_outputs(request: &RequestRecord, response: &ResponseRecord) -> Value
 }
 
 /// The inputs of a request as perf_analyzer lists them, by the model's own input names.
-fn request_inputs(style: InputStyle, prompt: &str, max_tokens: u32, ignore_eos: bool) -> Value {
-    let sampling = sampling_json(max_tokens, ignore_eos);
+fn request_inputs(style: InputStyle, prompt: &str, spec: &SweepSpec) -> Value {
+    let (stream, max_tokens) = (spec.streaming, spec.max_tokens);
+    let sampling = sampling_json(max_tokens, spec.ignore_eos);
     match style {
-        InputStyle::Tutorial => json!({ "PROMPT": prompt, "STREAM": true, "SAMPLING_PARAMETERS": sampling }),
-        InputStyle::Trtllm => json!({ "text_input": prompt, "max_tokens": max_tokens, "stream": true }),
-        _ => json!({ "text_input": prompt, "stream": true, "sampling_parameters": sampling }),
+        InputStyle::Tutorial => json!({ "PROMPT": prompt, "STREAM": stream, "SAMPLING_PARAMETERS": sampling }),
+        InputStyle::Trtllm => json!({ "text_input": prompt, "max_tokens": max_tokens, "stream": stream }),
+        _ => json!({ "text_input": prompt, "stream": stream, "sampling_parameters": sampling }),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::{RequestRecord, ResponseRecord, RunStatus, SweepSpec, TokenCountSource};
+    use shared::{RunStatus, TokenCountSource};
 
     #[test]
     fn guide_average_matches_our_ttft() {

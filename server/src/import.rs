@@ -44,6 +44,17 @@ fn asked_limits(inputs: &Value) -> (Option<u32>, bool) {
     (max_tokens, ignore_eos)
 }
 
+/// Whether the request asked to stream (`stream` or `STREAM`); true when it does not say.
+fn asked_streaming(inputs: &Value) -> bool {
+    ["stream", "STREAM"]
+        .into_iter()
+        .find_map(|name| {
+            let v = inputs.get(name)?;
+            v.as_bool().or_else(|| v.as_array()?.first()?.as_bool())
+        })
+        .unwrap_or(true)
+}
+
 /// The text a response carries, if the export kept it, and whether it is cumulative (the
 /// 2023 tutorial model's `TEXT` repeats everything so far, prompt included).
 fn output_text(output: &Value) -> Option<(&str, bool)> {
@@ -52,12 +63,17 @@ fn output_text(output: &Value) -> Option<(&str, bool)> {
         .find_map(|(name, cumulative)| Some((output.get(name)?.as_str()?, cumulative)))
 }
 
+/// How far from its request's send time a server time may lie and still be believed.
+const PLAUSIBLE_NS: i64 = 3_600 * 1_000_000_000;
+
 /// A time the server wrote into a response's outputs (`send_ns`, `recv_ns`, as tokenscope's
-/// test models do). perf_analyzer writes 0 for a response that lacks the output, so only
-/// positive times count.
-fn server_time(output: &Value, key: &str) -> Option<i64> {
+/// test models do), for a request sent at `sent`. For a response that lacks the output,
+/// perf_analyzer 2.51 writes whatever its buffer held (seen: 0, and numbers decades away), so
+/// only a time within an hour of the request counts.
+fn server_time(output: &Value, key: &str, sent: i64) -> Option<i64> {
     let value = output.get(key)?;
-    value.as_i64().or_else(|| value.as_array()?.first()?.as_i64()).filter(|&ns| ns > 0)
+    let ns = value.as_i64().or_else(|| value.as_array()?.first()?.as_i64())?;
+    (ns > 0 && ns.abs_diff(sent) < PLAUSIBLE_NS as u64).then_some(ns)
 }
 
 /// Converts a profile export into a run. `source_name` names the file in messages and as the
@@ -85,6 +101,7 @@ pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport,
     let mut style = InputStyle::Vllm;
     let mut concurrency = 1;
     let mut limits = (None, false);
+    let mut streaming = true;
     for (e, experiment) in experiments.iter().enumerate() {
         if let Some(value) = experiment.pointer("/experiment/value").and_then(Value::as_u64) {
             concurrency = concurrency.max(value as u32);
@@ -100,6 +117,7 @@ pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport,
             let (text, found) = prompt(inputs).ok_or_else(|| at("text_input or PROMPT input"))?;
             style = found;
             limits = asked_limits(inputs);
+            streaming = asked_streaming(inputs);
             let times = request
                 .get("response_timestamps")
                 .and_then(Value::as_array)
@@ -111,8 +129,8 @@ pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport,
                 .map(|(k, t)| {
                     let output = outputs.and_then(|o| o.get(k));
                     let text = output.and_then(output_text).map(|(t, c)| (t.to_string(), c));
-                    let sent = output.and_then(|o| server_time(o, SEND_TIME_KEY));
-                    let received = output.and_then(|o| server_time(o, RECEIVE_TIME_KEY));
+                    let sent = output.and_then(|o| server_time(o, SEND_TIME_KEY, send));
+                    let received = output.and_then(|o| server_time(o, RECEIVE_TIME_KEY, send));
                     t.as_i64()
                         .map(|at| RawResponse { at, text, sent, received })
                         .ok_or_else(|| at("numeric response timestamps"))
@@ -152,8 +170,13 @@ pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport,
                         Some((text, false)) => Some(text.clone()),
                         None => None,
                     };
-                    // Without outputs, every response counts as a token, as perf_analyzer counts them.
-                    let tokens = text.as_deref().map_or(1, |t| u32::from(!t.is_empty()));
+                    // Without outputs, every response counts as a token, as perf_analyzer counts
+                    // them; without streaming, the one response's words are the count.
+                    let tokens = match text.as_deref() {
+                        None => 1,
+                        Some(t) if !streaming && !t.is_empty() => (t.split_whitespace().count() as u32).max(1),
+                        Some(t) => u32::from(!t.is_empty()),
+                    };
                     ResponseRecord {
                         at_ns: offset(*at),
                         tokens,
@@ -174,7 +197,7 @@ pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport,
                 server_recv_unix_ns: r.responses.iter().find_map(|c| c.received),
                 responses,
                 final_ns: last,
-                token_source: TokenCountSource::Responses,
+                token_source: if streaming { TokenCountSource::Responses } else { TokenCountSource::Words },
                 error: None,
             }
         })
@@ -190,6 +213,7 @@ pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport,
         input_style: style,
         max_tokens: limits.0.unwrap_or(SweepSpec::default().max_tokens),
         ignore_eos: limits.1,
+        streaming,
         prompt_lengths: lengths,
         requests: seqs.iter().copied().max().unwrap_or(0),
         concurrency,
@@ -227,7 +251,7 @@ mod tests {
                     { "timestamp": 1000, "request_inputs": { "text_input": "a b c", "stream": true },
                       "response_timestamps": [4000, 5000, 5100],
                       "response_outputs": [{ "text_output": "x", "send_ns": 3500, "recv_ns": 1200 }, { "text_output": "y", "send_ns": [4800] },
-                                           { "text_output": "", "send_ns": 0 }] },
+                                           { "text_output": "", "send_ns": 139_882_655_645_840_i64, "recv_ns": 0 }] },
                     { "timestamp": 2000, "request_inputs": { "text_input": ["a b c d e"] },
                       "response_timestamps": [9000], "response_outputs": [{ "text_output": "z" }] },
                     { "timestamp": 3000, "request_inputs": { "text_input": "c b a" },
@@ -268,6 +292,18 @@ mod tests {
         assert_eq!(asked_limits(&json!({ "max_tokens": [8] })), (Some(8), false));
         let tokens: Vec<u32> = report.requests[0].responses.iter().map(|r| r.tokens).collect();
         assert_eq!(tokens, vec![1, 0, 1]);
+    }
+
+    #[test]
+    fn without_streaming_the_one_response_counts_its_words() {
+        let export = json!({ "experiments": [{ "requests": [
+            { "timestamp": 0, "request_inputs": { "text_input": "hi", "stream": [false] },
+              "response_timestamps": [50], "response_outputs": [{ "text_output": " one two three" }] },
+        ]}]});
+        let report = profile_to_report(&export, "f").unwrap();
+        assert!(!report.spec.streaming);
+        assert_eq!(report.requests[0].output_tokens(), 3);
+        assert_eq!(report.requests[0].token_source, TokenCountSource::Words);
     }
 
     #[test]

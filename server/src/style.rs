@@ -144,6 +144,7 @@ pub struct RequestPlan {
     template: pb::ModelInferRequest,
     /// Name of the output carrying text.
     text_output: &'static str,
+    streaming: bool,
 }
 
 impl RequestPlan {
@@ -216,7 +217,7 @@ impl RequestPlan {
             raw_input_contents: raw,
             ..Default::default()
         };
-        Self { style, template, text_output }
+        Self { style, template, text_output, streaming: spec.streaming }
     }
 
     /// The request for one prompt; the prompt is always the first input.
@@ -230,6 +231,7 @@ impl RequestPlan {
     /// A fresh reader for one request's responses.
     pub fn reader(&self, prompt: &str) -> ResponseReader {
         ResponseReader {
+            whole_answers: !self.streaming,
             cumulative: self.style == InputStyle::Tutorial,
             text_output: self.text_output,
             prompt: Some(prompt.to_string()),
@@ -266,6 +268,8 @@ fn server_time(infer: &pb::ModelInferResponse, key: &str) -> Option<i64> {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Parsed {
     pub error: Option<String>,
+    /// The token count was estimated from the text's words.
+    pub words_counted: bool,
     pub is_final: bool,
     /// New text (cumulative outputs reduced to their new part).
     pub text: String,
@@ -280,6 +284,8 @@ pub struct Parsed {
 /// Reads one request's responses in order, keeping what cumulative outputs need.
 #[derive(Debug, Clone)]
 pub struct ResponseReader {
+    /// Each response carries a whole answer (no streaming).
+    whole_answers: bool,
     cumulative: bool,
     text_output: &'static str,
     /// The prompt: cumulative outputs may repeat it in front of every text, delta outputs in
@@ -321,6 +327,11 @@ impl ResponseReader {
             Some(n) => {
                 parsed.tokens = n.max(0) as u32;
                 parsed.server_counted = true;
+            }
+            // One response with the whole answer: its words are the best count there is.
+            None if self.whole_answers && !parsed.text.is_empty() => {
+                parsed.tokens = (parsed.text.split_whitespace().count() as u32).max(1);
+                parsed.words_counted = true;
             }
             None => parsed.tokens = u32::from(!parsed.text.is_empty()),
         }
@@ -499,6 +510,22 @@ mod tests {
         let req = RequestPlan::new(&tutorial(), InputStyle::Tutorial, &spec).request("1".into(), "x");
         let i = req.inputs.iter().position(|i| i.name == "STREAM").unwrap();
         assert_eq!(req.raw_input_contents[i], [0]);
+    }
+
+    #[test]
+    fn a_whole_answer_without_a_server_count_counts_its_words() {
+        let spec = SweepSpec { streaming: false, ..asked(4, false) };
+        let plan = RequestPlan::new(&tutorial(), InputStyle::Tutorial, &spec);
+        let text = |s: &str| vec![("TEXT", "BYTES", encode_raw_one(s.as_bytes()))];
+        let parsed = plan.reader("say hi").read(&response("1", None, text("say hi one two three")));
+        assert_eq!((parsed.tokens, parsed.words_counted, parsed.is_final), (3, true, true));
+        // Streaming: one token per response, as before.
+        let parsed = plan_streaming().reader("p").read(&response("1", Some(false), text("p one two")));
+        assert_eq!((parsed.tokens, parsed.words_counted), (1, false));
+    }
+
+    fn plan_streaming() -> RequestPlan {
+        RequestPlan::new(&tutorial(), InputStyle::Tutorial, &asked(4, false))
     }
 
     #[test]

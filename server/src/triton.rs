@@ -44,7 +44,7 @@ pub enum TritonError {
     NotDecoupled { model: String },
     #[error(
         "model '{model}' is decoupled, and Triton serves decoupled models only over streaming (ModelStreamInfer); \
-         measure it with streaming"
+         measure it with streaming (drop `--non-streaming`, or tick Streaming in the dashboard)"
     )]
     Decoupled { model: String },
     #[error(transparent)]
@@ -189,7 +189,7 @@ impl Triton {
             let version = choice.version.clone().unwrap_or_default();
             match self.signature(&choice.name, &version).await {
                 Ok(sig) => {
-                    choice.streaming = sig.decoupled.or(Some(true));
+                    choice.streaming = sig.decoupled;
                     match resolve_style(&sig, InputStyle::Auto) {
                         Ok(style) => choice.input_style = Some(style),
                         Err(err) => choice.problem = Some(err.to_string()),

@@ -42,7 +42,8 @@ pub struct ModelChoice {
     /// The input style `auto` picks, when the model is ready and matches one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_style: Option<InputStyle>,
-    /// Whether the model streams (is decoupled); unknown when not ready.
+    /// Whether the model streams (is decoupled); unknown when not ready or when its
+    /// configuration cannot be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub streaming: Option<bool>,
     /// Why a sweep cannot run on this model, when it cannot.

@@ -28,6 +28,9 @@ pub enum TokenCountSource {
     Responses,
     /// The server reported the counts (`num_output_tokens` or `output_ids`).
     Server,
+    /// Estimated from the words of the text: a response that carries a whole answer (no
+    /// streaming) from a server that reports no count.
+    Words,
 }
 
 /// Everything measured about one request.

@@ -67,8 +67,9 @@ impl RunReport {
 
     /// For every token-bearing response of a measured request whose server stamped its send
     /// time: arrival (the run's wall-clock anchor plus the arrival offset) minus that send
-    /// time, in milliseconds, sorted. Both ends read the wall clock of one machine, so the
-    /// figure is the way from the server's send to the client's timestamp.
+    /// time, in milliseconds, sorted. When server and client share a machine (and so a wall
+    /// clock), this is the way from the server's send to the client's timestamp; across
+    /// machines it also holds the difference between their clocks.
     pub fn arrival_delays_ms(&self) -> Vec<f64> {
         let mut delays: Vec<f64> = self
             .requests

@@ -141,39 +141,42 @@ async fn requests_past_their_timeout_are_abandoned_with_a_reason() {
 #[tokio::test]
 async fn a_server_that_dies_mid_run_keeps_what_finished() {
     let _serial = timing_lock().await;
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokenscope"))
-        .args(["sim", "--listen", &format!("127.0.0.1:{port}"), "--prefill-base-ms", "1", "--decode-ms", "2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the simulator binary starts");
-    let target = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            break;
+    for (model, streaming) in [("sim-vllm", true), ("sim-unary", false)] {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokenscope"))
+            .args(["sim", "--listen", &format!("127.0.0.1:{port}"), "--prefill-base-ms", "1", "--decode-ms", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the simulator binary starts");
+        let target = format!("http://127.0.0.1:{port}");
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        let spec = shared::SweepSpec {
+            prompt_lengths: vec![8, 16],
+            requests: 200,
+            max_tokens: 10,
+            concurrency: 2,
+            streaming,
+            ..spec(&target, model)
+        };
+        let run = tokio::spawn(async move { run_sweep(spec, &mut (), CancellationToken::new()).await });
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        child.kill().await.unwrap();
+        let run = run.await.unwrap();
+        let error = failure(&run.status);
+        assert!(error.contains(&target), "{model}: the message names the server: {error}");
+        let finished = run.requests.iter().filter(|r| r.error.is_none()).count();
+        assert!(finished >= 5, "{model}: requests that finished before the fault are kept ({finished})");
+        assert!(run.requests.iter().any(|r| r.error.is_some()), "{model}: the interrupted requests say why");
+        assert_eq!(run.points.len(), 1, "{model}: the interrupted point still gets statistics");
     }
-    let spec = shared::SweepSpec {
-        prompt_lengths: vec![8, 16],
-        requests: 200,
-        max_tokens: 10,
-        concurrency: 2,
-        ..spec(&target, "sim-vllm")
-    };
-    let run = tokio::spawn(async move { run_sweep(spec, &mut (), CancellationToken::new()).await });
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    child.kill().await.unwrap();
-    let run = run.await.unwrap();
-    let error = failure(&run.status);
-    assert!(error.contains(&target), "the message names the server: {error}");
-    let finished = run.requests.iter().filter(|r| r.error.is_none()).count();
-    assert!(finished >= 5, "requests that finished before the fault are kept ({finished})");
-    assert!(run.requests.iter().any(|r| r.error.is_some()), "the interrupted requests say why");
-    assert_eq!(run.points.len(), 1, "the interrupted point still gets statistics");
 }

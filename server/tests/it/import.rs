@@ -31,7 +31,8 @@ fn perf_analyzers_own_export_reads_as_the_schedule_it_measured() {
 /// `scripts/make-pa-fixture.sh triton` made it: perf_analyzer 2.51, streaming, against the real
 /// tritonserver's `tutorial_like` model (server/tests/triton_models: first token 10 ms + 0.05 ms
 /// per prompt word after the model receives the request, then one every 4 ms; cumulative
-/// `TEXT` with the prompt in front; a separate empty final response; `send_ns` in each response).
+/// `TEXT` with the prompt in front; a separate empty final response; `send_ns` and `recv_ns` in
+/// each response).
 const TRITON_FIXTURE: &str = include_str!("../fixtures/pa-triton-tutorial.json");
 
 #[test]

@@ -17,10 +17,13 @@
 //! `BENCH_PIN` (see [`pinning`]).
 
 mod common;
+#[path = "../tests/it/schedule.rs"]
+mod schedule;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use schedule::Schedule;
 use serde_json::{Value, json};
 use shared::stats::{PointStats, percentile};
 use shared::{RequestRecord, RunReport};
@@ -333,34 +336,6 @@ fn standard_error(values: &[f64]) -> Option<f64> {
     let mean = values.iter().sum::<f64>() / n;
     let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
     Some((variance / n).sqrt())
-}
-
-/// The model's latency schedule, from its config.pbtxt parameters.
-struct Schedule {
-    prefill_base_ms: f64,
-    prefill_per_token_ms: f64,
-    decode_ms: f64,
-}
-
-impl Schedule {
-    fn of(model: &str) -> Self {
-        let path = repo_root().join("server/tests/triton_models").join(model).join("config.pbtxt");
-        let config = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let param = |key: &str| -> f64 {
-            let rest = config.split(&format!("key: \"{key}\"")).nth(1);
-            let value = rest.and_then(|r| r.split("string_value: \"").nth(1)).and_then(|v| v.split('"').next());
-            value.and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{}: no number for {key}", path.display()))
-        };
-        Self {
-            prefill_base_ms: param("prefill_base_ms"),
-            prefill_per_token_ms: param("prefill_per_token_ms"),
-            decode_ms: param("decode_ms"),
-        }
-    }
-
-    fn prefill_ms(&self, words: u32) -> f64 {
-        self.prefill_base_ms + self.prefill_per_token_ms * f64::from(words)
-    }
 }
 
 fn repo_root() -> PathBuf {

@@ -348,7 +348,9 @@ fn receive(
         if parsed.num_input_tokens.is_some() {
             request.num_input_tokens = parsed.num_input_tokens;
         }
-        request.server_recv_unix_ns = request.server_recv_unix_ns.or(parsed.server_recv_unix_ns);
+        if parsed.server_recv_unix_ns.is_some() {
+            request.server_recv_unix_ns = parsed.server_recv_unix_ns;
+        }
         if let Some(tap) = tap.filter(|_| parsed.tokens > 0) {
             let _ =
                 tap.send(TokenArrival { point: request.point, seq: request.seq, at_ns: now, tokens: parsed.tokens });

@@ -232,6 +232,7 @@ impl RequestPlan {
     pub fn reader(&self, prompt: &str) -> ResponseReader {
         ResponseReader {
             whole_answers: !self.streaming,
+            first: true,
             cumulative: self.style == InputStyle::Tutorial,
             text_output: self.text_output,
             prompt: Some(prompt.to_string()),
@@ -286,6 +287,8 @@ pub struct Parsed {
 pub struct ResponseReader {
     /// Each response carries a whole answer (no streaming).
     whole_answers: bool,
+    /// The server's receive time is a request's, so only its first response is searched for it.
+    first: bool,
     cumulative: bool,
     text_output: &'static str,
     /// The prompt: cumulative outputs may repeat it in front of every text, delta outputs in
@@ -314,7 +317,9 @@ impl ResponseReader {
             _ => true,
         };
         parsed.server_send_unix_ns = server_time(infer, SEND_TIME_KEY);
-        parsed.server_recv_unix_ns = server_time(infer, RECEIVE_TIME_KEY);
+        if std::mem::take(&mut self.first) {
+            parsed.server_recv_unix_ns = server_time(infer, RECEIVE_TIME_KEY);
+        }
         let text = output_bytes(infer, self.text_output)
             .map_or_else(String::new, |elements| elements.into_iter().map(String::from_utf8_lossy).collect::<String>());
         parsed.text = self.new_text(text);

@@ -52,6 +52,25 @@ async fn wait_for_text(client: &Client, css: &str, text: &str, within: Duration)
     }
 }
 
+/// Types the prompt lengths and the requests per length, waits for the form to show `parsed`,
+/// clicks Run and waits until the run has completed.
+async fn run_by_clicking(client: &Client, lengths: &str, requests: &str, parsed: &str) {
+    let field = client.find(Locator::Css("#prompt-lengths")).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(lengths).await.unwrap();
+    let field = client.find(Locator::Css("#requests")).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(requests).await.unwrap();
+    wait_for_text(client, ".sweep-form", parsed, Duration::from_secs(5)).await;
+    client.find(Locator::Css("#run")).await.unwrap().click().await.unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(60))
+        .for_element(Locator::Css("#run-status[data-state='completed']"))
+        .await
+        .expect("the run completes within 60 s");
+}
+
 #[tokio::test]
 async fn a_prefill_sweep_by_clicking() {
     need_frontend();
@@ -66,21 +85,7 @@ async fn a_prefill_sweep_by_clicking() {
         wait_for_text(&client, "#model", "sim-vllm", Duration::from_secs(20)).await;
         wait_for_text(&client, "form", "built-in simulated Triton", Duration::from_secs(5)).await;
         client.find(Locator::Css("#preset-prefill")).await.unwrap().click().await.unwrap();
-        let lengths = client.find(Locator::Css("#prompt-lengths")).await.unwrap();
-        lengths.clear().await.unwrap();
-        lengths.send_keys("16,128,1024").await.unwrap();
-        let requests = client.find(Locator::Css("#requests")).await.unwrap();
-        requests.clear().await.unwrap();
-        requests.send_keys("6").await.unwrap();
-        wait_for_text(&client, ".sweep-form", "3 lengths: [16, 128, 1024]", Duration::from_secs(5)).await;
-        client.find(Locator::Css("#run")).await.unwrap().click().await.unwrap();
-
-        client
-            .wait()
-            .at_most(Duration::from_secs(60))
-            .for_element(Locator::Css("#run-status[data-state='completed']"))
-            .await
-            .expect("the run completes within 60 s");
+        run_by_clicking(&client, "16,128,1024", "6", "3 lengths: [16, 128, 1024]").await;
         // The last frame has been drawn.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let url = client.current_url().await.unwrap();
@@ -211,20 +216,7 @@ async fn a_prefill_sweep_by_clicking() {
         client.find(Locator::Css("#model")).await.unwrap().select_by_value("sim-unary").await.unwrap();
         wait_for_text(&client, "#form-problems", "untick Streaming", Duration::from_secs(5)).await;
         client.find(Locator::Css("#streaming")).await.unwrap().click().await.unwrap();
-        let lengths = client.find(Locator::Css("#prompt-lengths")).await.unwrap();
-        lengths.clear().await.unwrap();
-        lengths.send_keys("16,256").await.unwrap();
-        let requests = client.find(Locator::Css("#requests")).await.unwrap();
-        requests.clear().await.unwrap();
-        requests.send_keys("3").await.unwrap();
-        wait_for_text(&client, ".sweep-form", "2 lengths: [16, 256]", Duration::from_secs(5)).await;
-        client.find(Locator::Css("#run")).await.unwrap().click().await.unwrap();
-        client
-            .wait()
-            .at_most(Duration::from_secs(60))
-            .for_element(Locator::Css("#run-status[data-state='completed']"))
-            .await
-            .expect("the non-streaming run completes within 60 s");
+        run_by_clicking(&client, "16,256", "3", "2 lengths: [16, 256]").await;
         wait_for_text(&client, "#non-streaming-note", "TTFT is the whole request's latency", Duration::from_secs(5))
             .await;
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -6,6 +6,7 @@ mod dashboard;
 mod errors;
 mod import;
 mod real_triton;
+mod schedule;
 mod sim;
 mod support;
 mod webdriver;

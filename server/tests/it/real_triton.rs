@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use shared::stats::percentile;
 use shared::{InputStyle, RunStatus, SweepSpec, TokenCountSource};
 
+use crate::schedule::Schedule;
 use crate::support::{assert_close, spec, sweep, timing_lock};
 
 /// The gRPC target of the process-wide server, starting it on first use.
@@ -82,35 +83,6 @@ fn start_server() -> Result<String, String> {
             output.status,
             String::from_utf8_lossy(&output.stderr),
         )),
-    }
-}
-
-/// A model's latency schedule, read from its `config.pbtxt` so the tests follow the models.
-struct Schedule {
-    prefill_base_ms: f64,
-    prefill_per_token_ms: f64,
-    decode_ms: f64,
-}
-
-impl Schedule {
-    fn of(model: &str) -> Schedule {
-        let path = repo_root().join("server/tests/triton_models").join(model).join("config.pbtxt");
-        let config = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
-        let param = |key: &str| -> f64 {
-            let after_key = config.split(&format!("key: \"{key}\"")).nth(1);
-            let value =
-                after_key.and_then(|rest| rest.split("string_value: \"").nth(1)).and_then(|v| v.split('"').next());
-            value.and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{}: no number for {key}", path.display()))
-        };
-        Schedule {
-            prefill_base_ms: param("prefill_base_ms"),
-            prefill_per_token_ms: param("prefill_per_token_ms"),
-            decode_ms: param("decode_ms"),
-        }
-    }
-
-    fn prefill_ms(&self, prompt_words: u32) -> f64 {
-        self.prefill_base_ms + self.prefill_per_token_ms * f64::from(prompt_words)
     }
 }
 

@@ -56,7 +56,7 @@ pub async fn run_and_report(spec: SweepSpec, out: Option<&Path>, profile: Option
             eprintln!("error: {error}");
             ExitCode::FAILURE
         }
-        RunStatus::Running => unreachable!("a returned run has ended"),
+        RunStatus::Running | RunStatus::Interrupted => unreachable!("a returned run has ended in this process"),
     })
 }
 

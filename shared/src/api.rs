@@ -85,4 +85,25 @@ pub struct RunSummary {
     pub errors: u64,
     /// Statistics of every point settled so far, in sweep order.
     pub points: Vec<PointStats>,
+    /// The name the user gave the run; empty when none.
+    #[serde(default)]
+    pub name: String,
+    /// The user's notes on the run.
+    #[serde(default)]
+    pub notes: String,
+    /// The user's tags, in the order given, without duplicates.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// `PATCH /api/runs/{id}`: what to change of a run's name, notes and tags; an absent field
+/// is left as it is. Answers with the run's [`RunSummary`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunEdit {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
 }

@@ -36,6 +36,9 @@ pub enum RunStatus {
     Failed {
         error: String,
     },
+    /// The dashboard stopped (it was killed or its machine went down) before the run ended;
+    /// everything finished before is kept.
+    Interrupted,
 }
 
 /// The whole result of a sweep, as written to `run.json`.

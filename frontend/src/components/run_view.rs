@@ -25,6 +25,10 @@ fn status_text(run: &LiveRun) -> (&'static str, String) {
         Some(RunStatus::Failed { error }) => {
             ("failed", format!("Stopped by a fault: {error}. What finished before is kept."))
         }
+        Some(RunStatus::Interrupted) => (
+            "interrupted",
+            "Interrupted: the dashboard stopped before the run ended. What finished before is kept.".into(),
+        ),
     }
 }
 

@@ -109,6 +109,7 @@ pub fn HomePage() -> impl IntoView {
                             RunStatus::Completed => "completed".into(),
                             RunStatus::Cancelled => "cancelled".into(),
                             RunStatus::Failed { .. } => "failed".into(),
+                            RunStatus::Interrupted => "interrupted".into(),
                         };
                         view! {
                             <li>

@@ -120,6 +120,9 @@ impl RunHandle {
             finished_requests: 0,
             errors: 0,
             points: Vec::new(),
+            name: String::new(),
+            notes: String::new(),
+            tags: Vec::new(),
         };
         Self {
             id,

@@ -68,6 +68,16 @@ pub async fn post_json<T: DeserializeOwned>(url: &str, body: &impl Serialize) ->
     parse(&call("POST", url, Some(body)).await?)
 }
 
+pub async fn patch_json<T: DeserializeOwned>(url: &str, body: &impl Serialize) -> Result<T, ApiError> {
+    let body = serde_json::to_string(body).map_err(|err| failure(err.to_string(), None))?;
+    parse(&call("PATCH", url, Some(body)).await?)
+}
+
+/// `DELETE`: the answer's body, if any, is not read.
+pub async fn delete(url: &str) -> Result<(), ApiError> {
+    call("DELETE", url, None).await.map(drop)
+}
+
 /// Posts a body that is already JSON text, such as a file the user picked.
 pub async fn post_text<T: DeserializeOwned>(url: &str, body: String) -> Result<T, ApiError> {
     parse(&call("POST", url, Some(body)).await?)

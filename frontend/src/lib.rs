@@ -7,6 +7,7 @@
 pub mod api;
 pub mod chart;
 pub mod components;
+pub mod nav;
 pub mod pages;
 
 use leptos::prelude::*;

@@ -39,10 +39,13 @@ async fn main() {
     let config = SimConfig { prefill_base_ms: 2.0, prefill_per_token_ms: 0.0, decode_ms: 1.0, ..SimConfig::default() };
     let (sim_addr, sim_stop) = sim::spawn(config).await.expect("the simulator starts");
     let target = format!("http://{sim_addr}");
-    let state = AppState::new(
-        DashboardConfig { default_target: target.clone(), simulator: Some(target.clone()) },
-        stop.clone(),
-    );
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let config = DashboardConfig {
+        default_target: target.clone(),
+        simulator: Some(target.clone()),
+        data_dir: data.path().into(),
+    };
+    let state = AppState::open(config, stop.clone()).await.expect("the dashboard opens its store");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(dashboard::serve(listener, state, stop.clone()));

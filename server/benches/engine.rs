@@ -6,13 +6,14 @@
 //! are read the same way: tokens per second handled, and the delay from the simulator's
 //! send to the tool's recorded arrival.
 //!
-//! Run with `cargo bench -p server --bench engine`; `BENCH_QUICK=1` runs a short version.
+//! Run with `cargo bench -p server --bench engine`; `BENCH_QUICK=1` runs a short version;
+//! `BENCH_PIN=0/1` runs the simulator on core 0 and the tools on core 1 (see `common::pinning`).
 
 mod common;
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -29,8 +30,10 @@ fn main() {
         eprintln!("perf_analyzer not found: run scripts/triton-tools.sh for the side-by-side figures");
     }
     println!(
-        "engine benchmark: simulator prefill 1 ms, {MAX_TOKENS} tokens per request, {} cores",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "engine benchmark: simulator prefill 1 ms, {MAX_TOKENS} tokens per request, {} cores, {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        common::pinning()
+            .map_or("shared by simulator and tools".into(), |(s, t)| format!("simulator on cores {s}, tools on {t}"))
     );
     println!(
         "{:>11} {:>14} {:>8} {:>8} {:>10} {:>11} {:>11} {:>10} {:>9}",
@@ -49,7 +52,7 @@ fn main() {
         let ours = {
             let sim = Sim::start(decode_ms);
             let export = work.join(format!("ours-{concurrency}-{decode_ms}.json"));
-            let status = Command::new(env!("CARGO_BIN_EXE_tokenscope"))
+            let status = common::on_tool_cores(Path::new(env!("CARGO_BIN_EXE_tokenscope")))
                 .args(["sweep", "--target", &sim.target, "--model", "sim-vllm", "--ignore-eos"])
                 .args(["--prompt-lengths", &PROMPT_WORDS.to_string(), "--max-tokens", &MAX_TOKENS.to_string()])
                 .args(["--requests", &requests.to_string(), "--concurrency", &concurrency.to_string()])
@@ -80,7 +83,7 @@ fn main() {
                 concurrency,
                 window_requests: requests,
             };
-            match run.run(std::process::Command::new(pa), &work, &export) {
+            match run.run(common::on_tool_cores(pa), &work, &export) {
                 Ok(_) => {
                     let theirs = Figures::from_export(&export);
                     theirs.print(concurrency, "perf_analyzer");
@@ -109,7 +112,7 @@ struct Sim {
 impl Sim {
     fn start(decode_ms: f64) -> Self {
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-        let child = Command::new(env!("CARGO_BIN_EXE_tokenscope"))
+        let child = common::on_server_cores(Path::new(env!("CARGO_BIN_EXE_tokenscope")))
             .args(["sim", "--listen", &format!("127.0.0.1:{port}"), "--stamp-text"])
             .args(["--prefill-base-ms", "1", "--prefill-per-token-ms", "0", "--decode-ms", &decode_ms.to_string()])
             .stderr(Stdio::null())

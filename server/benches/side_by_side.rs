@@ -14,7 +14,7 @@
 //! Run with `scripts/side-by-side.sh`, which installs the server and perf_analyzer first.
 //! Env: `BENCH_ROUNDS` (default 4), `BENCH_PROMPT_WORDS` (default 128), `BENCH_QUICK=1` (one
 //! round, fewer requests), `BENCH_ONLY=generation-16,prefill-1` (only those cells),
-//! `BENCH_PIN` (see [`pinning`]).
+//! `BENCH_PIN` (see `common::pinning`).
 
 mod common;
 #[path = "../tests/it/schedule.rs"]
@@ -42,28 +42,6 @@ struct Preset {
 const PREFILL: Preset = Preset { name: "prefill", max_tokens: 1, ignore_eos: false };
 const GENERATION: Preset = Preset { name: "generation", max_tokens: 256, ignore_eos: true };
 
-/// `BENCH_PIN=SERVER/TOOLS` (taskset core lists, such as `0/1`) runs the server and the tools
-/// on separate cores, so neither tool's own CPU use slows the server it measures
-/// (perf_analyzer uses two to three times tokenscope's CPU). By default all share the cores,
-/// as the guide's workflow does.
-fn pinning() -> Option<(String, String)> {
-    let pin = std::env::var("BENCH_PIN").ok()?;
-    let (server, tools) = pin.split_once('/')?;
-    Some((server.to_string(), tools.to_string()))
-}
-
-/// A command, on the client's cores when pinned.
-fn client_command(program: &Path) -> Command {
-    match pinning() {
-        Some((_, cpus)) => {
-            let mut command = Command::new("taskset");
-            command.args(["-c", &cpus]).arg(program);
-            command
-        }
-        None => Command::new(program),
-    }
-}
-
 fn env_number(name: &str, default: u32) -> u32 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -86,7 +64,8 @@ fn main() {
         schedule.prefill_ms(words),
         schedule.decode_ms,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        pinning().map_or("shared by server and tools".into(), |(s, c)| format!("server on cores {s}, tools on {c}")),
+        common::pinning()
+            .map_or("shared by server and tools".into(), |(s, c)| format!("server on cores {s}, tools on {c}")),
     );
     println!(
         "means: from each tool's profile export, read by the same reader. TTFT = way in (the model's recv_ns - the \
@@ -131,7 +110,7 @@ fn main() {
                 concurrency,
                 window_requests: window,
             };
-            let cpu = run.run(client_command(&perf_analyzer), &work, &export).unwrap_or_else(|err| {
+            let cpu = run.run(common::on_tool_cores(&perf_analyzer), &work, &export).unwrap_or_else(|err| {
                 panic!("perf_analyzer failed ({} at concurrency {concurrency}): {err}", preset.name)
             });
             let sent = pa.add(&export, cpu);
@@ -184,7 +163,7 @@ fn tokenscope(
     tag: &str,
 ) -> (PathBuf, f64) {
     let export = work.join(format!("ours-{tag}.json"));
-    let mut command = client_command(Path::new(env!("CARGO_BIN_EXE_tokenscope")));
+    let mut command = common::on_tool_cores(Path::new(env!("CARGO_BIN_EXE_tokenscope")));
     command
         .args(["sweep", "--target", target, "--model", MODEL, "--prompt-lengths", &words.to_string()])
         .args(["--max-tokens", &preset.max_tokens.to_string(), "--requests", &requests.to_string()])
@@ -351,14 +330,7 @@ struct Triton {
 impl Triton {
     fn start(state: &Path) -> Self {
         let root = repo_root();
-        let mut command = match pinning() {
-            Some((cpus, _)) => {
-                let mut command = Command::new("taskset");
-                command.args(["-c", &cpus, "bash"]);
-                command
-            }
-            None => Command::new("bash"),
-        };
+        let mut command = common::on_server_cores(Path::new("bash"));
         let output = command
             .arg(root.join("scripts/start-triton.sh"))
             .arg(root.join("server/tests/triton_models"))

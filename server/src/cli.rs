@@ -21,6 +21,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the dashboard: configure sweeps in a browser and watch their charts fill in live.
     /// Without --target it starts a simulated Triton in-process and points the form at it.
+    #[command(visible_alias = "dashboard")]
     Serve(ServeArgs),
     /// Sweep prompt lengths against a Triton server and report time to first token and
     /// token-to-token latency per length.
@@ -136,9 +137,32 @@ pub struct ServeArgs {
     /// The Triton gRPC address the form starts with [default: a built-in simulated Triton].
     #[arg(long, env = "TOKENSCOPE_TARGET")]
     pub target: Option<String>,
+    /// The folder that keeps every run [default: the platform's data folder, such as
+    /// ~/.local/share/tokenscope].
+    #[arg(long, env = "TOKENSCOPE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// The built-in simulator's schedule (used when no --target is given).
     #[command(flatten)]
     pub sim: SimConfig,
+}
+
+impl ServeArgs {
+    /// Where runs are kept: `--data-dir`, else the platform's data folder, else a folder in
+    /// the current one (with a warning, since it moves with the working directory).
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.data_dir {
+            return dir.clone();
+        }
+        match dirs::data_dir() {
+            Some(base) => base.join("tokenscope"),
+            None => {
+                tracing::warn!(
+                    "this system names no data folder: runs are kept in ./tokenscope-data; pass --data-dir to choose"
+                );
+                PathBuf::from("tokenscope-data")
+            }
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -189,6 +213,16 @@ mod tests {
         };
         let spec = args.spec();
         assert_eq!((spec.max_tokens, spec.prompt_lengths.clone()), (1, vec![8, 16, 32]));
+    }
+
+    #[test]
+    fn the_dashboard_keeps_runs_where_it_is_told() {
+        let Command::Serve(args) = parse(&["dashboard", "--data-dir", "/tmp/runs"]).command else {
+            panic!("the dashboard")
+        };
+        assert_eq!(args.data_dir(), PathBuf::from("/tmp/runs"));
+        let Command::Serve(args) = parse(&["serve"]).command else { panic!("the dashboard") };
+        assert!(args.data_dir().ends_with("tokenscope") || args.data_dir().ends_with("tokenscope-data"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod export;
 pub mod import;
 pub mod sim;
+pub mod store;
 pub mod style;
 pub mod sweep;
 pub mod triton;

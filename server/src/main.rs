@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use server::cli::{Cli, Command, DemoArgs, ServeArgs, SimArgs};
 use server::dashboard::{self, AppState, DashboardConfig};
+use server::store::StoreError;
 use server::{sim, sweep};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -52,6 +53,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     let shutdown = interrupt_token();
+    let data_dir = args.data_dir();
     let (default_target, simulator) = match args.target {
         Some(target) => (target, None),
         None => {
@@ -66,15 +68,38 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             (target.clone(), Some(target))
         }
     };
-    let state = AppState::new(DashboardConfig { default_target, simulator }, shutdown.clone());
+    let state = AppState::open(DashboardConfig { default_target, simulator, data_dir }, shutdown.clone())
+        .await
+        .map_err(store_error)?;
     let url = format!("http://{}/", listener.local_addr()?);
     if !dashboard::has_frontend() {
         tracing::warn!("this binary has no dashboard page (dist/ was missing at build time); run scripts/dashboard.sh");
     }
     tracing::info!(url = %url, "dashboard listening; press Ctrl-C to stop");
     println!("tokenscope dashboard: {url}");
-    dashboard::serve(listener, state, shutdown).await?;
+    println!("runs are stored in {}", state.runs().store().path().display());
+    dashboard::serve(listener, state.clone(), shutdown).await?;
+    // Let a cancelled run write its end, so it is not taken for an interrupted one next time.
+    if tokio::time::timeout(CLOSE_WAIT, state.close()).await.is_err() {
+        tracing::warn!("the run in progress did not stop in time; it will show as interrupted");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long a stopping dashboard waits for its run to end.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A store that cannot be opened, with what to do about it.
+fn store_error(err: StoreError) -> anyhow::Error {
+    let hint = if err.is_locked() {
+        "another tokenscope dashboard is using it: stop that one, or pass another folder with --data-dir"
+    } else if matches!(err, StoreError::TooNew { .. }) {
+        "run the newer tokenscope, or pass another folder with --data-dir"
+    } else {
+        "check that the folder exists, is writable and has space, or pass another folder with --data-dir \
+         (or TOKENSCOPE_DATA_DIR)"
+    };
+    anyhow::anyhow!("{err}; {hint}")
 }
 
 async fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {

@@ -11,6 +11,7 @@ pub mod record;
 pub mod report;
 pub mod spec;
 pub mod stats;
+pub mod view;
 
 pub use live::{Batch, LiveRun, RequestDone, RunEvent};
 pub use record::{RequestRecord, ResponseRecord, TokenCountSource};

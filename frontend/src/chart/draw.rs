@@ -7,10 +7,11 @@ use plotters::coord::ranged1d::Ranged;
 use plotters::prelude::*;
 use plotters_canvas::CanvasBackend;
 use shared::Summary;
+use shared::view::{Series, SeriesSet};
 use wasm_bindgen::JsCast;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
 
-use super::{Bin, Palette, XScale, decimate, fmt_axis, fmt_length, latency_range};
+use super::{Bin, Palette, XScale, YScale, decimate, fmt_axis, fmt_length};
 
 type Area = DrawingArea<CanvasBackend, Shift>;
 
@@ -52,6 +53,9 @@ fn area(canvas: &HtmlCanvasElement, palette: &Palette) -> Result<Area, String> {
 pub struct LatencyChart<'a> {
     pub y_desc: &'a str,
     pub scale: XScale,
+    pub y_scale: YScale,
+    /// What to draw of the points and samples.
+    pub series: SeriesSet,
     /// Every prompt length of the sweep, settled or not.
     pub lengths: &'a [u32],
     /// Settled points: prompt length and the metric's summary.
@@ -62,8 +66,9 @@ pub struct LatencyChart<'a> {
     pub empty_note: &'a str,
 }
 
-/// Draws a latency chart: samples as dots, the p50-p99 band, the mean as a line with
-/// markers. Returns each settled point's marker position in CSS pixels, for hovering.
+/// Draws a latency chart, each part only when `series` asks for it: samples as dots, the
+/// p50-p99 band, percentile lines, the mean as a line with markers. Returns each settled
+/// point's mean position in CSS pixels (drawn or not), for hovering.
 pub fn latency(
     canvas: &HtmlCanvasElement,
     chart: &LatencyChart<'_>,
@@ -71,10 +76,33 @@ pub fn latency(
 ) -> Result<Vec<(f64, f64)>, String> {
     let Some(dpr) = fit(canvas) else { return Ok(Vec::new()) };
     let root = area(canvas, palette)?;
+    let shown = |s: Series| chart.series.contains(s);
     let (x0, x1) = chart.scale.range(chart.lengths);
-    let (y0, y1) = latency_range(
-        chart.samples.iter().map(|s| s.1).chain(chart.points.iter().flat_map(|(_, s)| [s.p99, s.mean, s.max])),
-    );
+    // The axis fits what is drawn; with nothing drawn, it still fits the data.
+    let mut values: Vec<f64> = Vec::new();
+    if shown(Series::Dots) {
+        values.extend(chart.samples.iter().map(|s| s.1));
+    }
+    for (_, s) in &chart.points {
+        values.extend(
+            [
+                (Series::Mean, s.mean),
+                (Series::P50, s.p50),
+                (Series::P90, s.p90),
+                (Series::P99, s.p99),
+                (Series::Band, s.p50),
+                (Series::Band, s.p99),
+            ]
+            .into_iter()
+            .filter(|(series, _)| shown(*series))
+            .map(|(_, v)| v),
+        );
+    }
+    if values.is_empty() {
+        values.extend(chart.samples.iter().map(|s| s.1).chain(chart.points.iter().map(|(_, s)| s.mean)));
+    }
+    let y_scale = chart.y_scale;
+    let (y0, y1) = y_scale.range(values);
     let mut ctx = ChartBuilder::on(&root)
         .margin((12.0 * dpr) as u32)
         .x_label_area_size((38.0 * dpr) as u32)
@@ -83,7 +111,7 @@ pub fn latency(
         .map_err(fail)?;
     let scale = chart.scale;
     let x_label = |v: &f64| fmt_length(scale.from_axis(*v));
-    let y_label = |v: &f64| fmt_axis(*v, y1 - y0);
+    let y_label = |v: &f64| y_scale.label(*v, y1 - y0);
     themed(
         ctx.configure_mesh()
             .x_desc("prompt length (approx. tokens)")
@@ -97,13 +125,18 @@ pub fn latency(
     .draw()
     .map_err(fail)?;
     let x = |length: u32| scale.to_axis(f64::from(length));
-    if chart.points.len() > 1 {
-        let mut band: Vec<(f64, f64)> = chart.points.iter().map(|(l, s)| (x(*l), s.p50)).collect();
-        band.extend(chart.points.iter().rev().map(|(l, s)| (x(*l), s.p99)));
+    let y = |value: f64| y_scale.to_axis(value);
+    if chart.points.len() > 1 && shown(Series::Band) {
+        let mut band: Vec<(f64, f64)> = chart.points.iter().map(|(l, s)| (x(*l), y(s.p50))).collect();
+        band.extend(chart.points.iter().rev().map(|(l, s)| (x(*l), y(s.p99))));
         ctx.draw_series(std::iter::once(Polygon::new(band, rgb(palette.band).mix(0.22)))).map_err(fail)?;
     }
     // Samples go straight to the canvas, one rectangle per distinct pixel.
-    let dots = decimate(chart.samples.iter().map(|&(l, v)| ctx.backend_coord(&(x(l), v))));
+    let dots = if shown(Series::Dots) {
+        decimate(chart.samples.iter().map(|&(l, v)| ctx.backend_coord(&(x(l), y(v)))))
+    } else {
+        Vec::new()
+    };
     if let Some(context) = context_2d(canvas) {
         if chart.points.is_empty() && chart.samples.is_empty() {
             let (r, g, b) = palette.text;
@@ -121,11 +154,29 @@ pub fn latency(
             context.fill_rect(f64::from(px) - size / 2.0, f64::from(py) - size / 2.0, size, size);
         }
     }
-    let line = ShapeStyle { color: rgb(palette.line).to_rgba(), filled: false, stroke_width: (2.0 * dpr) as u32 };
-    let means: Vec<(f64, f64)> = chart.points.iter().map(|(l, s)| (x(*l), s.mean)).collect();
-    ctx.draw_series(std::iter::once(PathElement::new(means.clone(), line))).map_err(fail)?;
-    let marker = (4.0 * dpr) as i32;
-    ctx.draw_series(means.iter().map(|&p| Circle::new(p, marker, rgb(palette.line).filled()))).map_err(fail)?;
+    // Percentile lines: thin, in the band's colour, darker the higher the percentile.
+    for (series, alpha, pick) in [
+        (Series::P50, 0.55, (|s: &Summary| s.p50) as fn(&Summary) -> f64),
+        (Series::P90, 0.75, |s: &Summary| s.p90),
+        (Series::P99, 1.0, |s: &Summary| s.p99),
+    ] {
+        if shown(series) {
+            let style = ShapeStyle {
+                color: rgb(palette.band).mix(alpha),
+                filled: false,
+                stroke_width: (1.5 * dpr).max(1.0) as u32,
+            };
+            let path: Vec<(f64, f64)> = chart.points.iter().map(|(l, s)| (x(*l), y(pick(s)))).collect();
+            ctx.draw_series(std::iter::once(PathElement::new(path, style))).map_err(fail)?;
+        }
+    }
+    let means: Vec<(f64, f64)> = chart.points.iter().map(|(l, s)| (x(*l), y(s.mean))).collect();
+    if shown(Series::Mean) {
+        let line = ShapeStyle { color: rgb(palette.line).to_rgba(), filled: false, stroke_width: (2.0 * dpr) as u32 };
+        ctx.draw_series(std::iter::once(PathElement::new(means.clone(), line))).map_err(fail)?;
+        let marker = (4.0 * dpr) as i32;
+        ctx.draw_series(means.iter().map(|&p| Circle::new(p, marker, rgb(palette.line).filled()))).map_err(fail)?;
+    }
     root.present().map_err(fail)?;
     Ok(means
         .iter()

@@ -3,6 +3,8 @@
 
 pub mod draw;
 
+use shared::view::{XAxis, YAxis};
+
 /// How prompt lengths map onto the horizontal axis.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum XScale {
@@ -17,6 +19,15 @@ impl XScale {
         let min = lengths.iter().copied().min().unwrap_or(1).max(1);
         let max = lengths.iter().copied().max().unwrap_or(1);
         if max / min >= 8 { XScale::Log2 } else { XScale::Linear }
+    }
+
+    /// The scale a view asks for; `Auto` picks by the lengths' span.
+    pub fn chosen(axis: XAxis, lengths: &[u32]) -> XScale {
+        match axis {
+            XAxis::Auto => XScale::for_lengths(lengths),
+            XAxis::Linear => XScale::Linear,
+            XAxis::Log => XScale::Log2,
+        }
     }
 
     /// A prompt length's position on the axis.
@@ -40,6 +51,76 @@ impl XScale {
         let positions: Vec<f64> = lengths.iter().map(|&l| self.to_axis(f64::from(l))).collect();
         padded(&positions, 0.06, 1.0)
     }
+}
+
+/// How latencies map onto the vertical axis.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum YScale {
+    /// From zero.
+    Linear,
+    /// Log base 10 between the smallest and largest positive values.
+    Log10,
+}
+
+impl YScale {
+    pub fn chosen(axis: YAxis) -> YScale {
+        match axis {
+            YAxis::Linear => YScale::Linear,
+            YAxis::Log => YScale::Log10,
+        }
+    }
+
+    /// A latency's position on the axis; on a log axis, zero and below sit at a floor
+    /// under every plotted value.
+    pub fn to_axis(self, value: f64) -> f64 {
+        match self {
+            YScale::Linear => value,
+            YScale::Log10 => value.max(1e-6).log10(),
+        }
+    }
+
+    /// The latency at an axis position, for tick labels.
+    pub fn from_axis(self, position: f64) -> f64 {
+        match self {
+            YScale::Linear => position,
+            YScale::Log10 => 10f64.powf(position),
+        }
+    }
+
+    /// The axis range (in axis positions) that shows every value.
+    pub fn range(self, values: impl IntoIterator<Item = f64>) -> (f64, f64) {
+        match self {
+            YScale::Linear => latency_range(values),
+            YScale::Log10 => {
+                let logs: Vec<f64> = values.into_iter().filter(|v| v.is_finite() && *v > 0.0).map(f64::log10).collect();
+                let (lo, hi) =
+                    logs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+                if logs.is_empty() {
+                    return (-1.0, 1.0);
+                }
+                // At least a tenth of a decade on each side, so a single value has room.
+                let pad = ((hi - lo) * 0.06).max(0.1);
+                (lo - pad, hi + pad)
+            }
+        }
+    }
+
+    /// A tick label for an axis position that spans `span` positions.
+    pub fn label(self, position: f64, span: f64) -> String {
+        match self {
+            YScale::Linear => fmt_axis(position, span),
+            YScale::Log10 => fmt_significant(self.from_axis(position)),
+        }
+    }
+}
+
+/// A number with three significant digits, for log-axis ticks.
+pub fn fmt_significant(value: f64) -> String {
+    if !value.is_finite() || value <= 0.0 {
+        return "0".into();
+    }
+    let decimals = (2.0 - value.log10().floor()).clamp(0.0, 6.0) as usize;
+    format!("{value:.decimals$}")
 }
 
 /// `[min, max]` of the values widened by `share` of their span on each side (by `fallback`
@@ -192,6 +273,31 @@ mod tests {
         let (lo, hi) = XScale::Log2.range(&[16, 256]);
         assert!(lo < 4.0 && hi > 8.0);
         assert_eq!(XScale::Linear.range(&[100]), (99.0, 101.0));
+    }
+
+    #[test]
+    fn views_choose_the_scales() {
+        assert_eq!(XScale::chosen(XAxis::Auto, &[16, 1024]), XScale::Log2);
+        assert_eq!(XScale::chosen(XAxis::Linear, &[16, 1024]), XScale::Linear);
+        assert_eq!(XScale::chosen(XAxis::Log, &[100, 200]), XScale::Log2);
+        assert_eq!(YScale::chosen(YAxis::Log), YScale::Log10);
+    }
+
+    #[test]
+    fn log_latency_axis_spans_the_positive_values() {
+        let y = YScale::Log10;
+        assert_eq!(y.to_axis(100.0), 2.0);
+        assert!((y.from_axis(2.0) - 100.0).abs() < 1e-9);
+        let (lo, hi) = y.range([0.0, 1.0, 100.0]);
+        assert!(lo < 0.0 && lo > -0.5 && hi > 2.0 && hi < 2.5, "{lo}..{hi}");
+        let (lo, hi) = y.range([5.0]);
+        assert!(lo < 5f64.log10() && hi > 5f64.log10());
+        assert_eq!(y.range([0.0, f64::NAN]), (-1.0, 1.0));
+        assert_eq!(YScale::Linear.range([1.0, 10.0]), latency_range([1.0, 10.0]));
+        assert_eq!(y.label(2.0, 3.0), "100");
+        assert_eq!(fmt_significant(3.16227), "3.16");
+        assert_eq!(fmt_significant(0.01234), "0.0123");
+        assert_eq!(fmt_significant(1234.6), "1235");
     }
 
     #[test]

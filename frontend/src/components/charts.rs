@@ -3,9 +3,11 @@
 
 use leptos::html::Canvas;
 use leptos::prelude::*;
+use shared::view::{Charts, RunViewState, Series, SeriesSet, XAxis, YAxis};
 use shared::{LiveRun, Summary};
 
-use crate::chart::{self, Palette, XScale, draw, fmt_length, fmt_ms};
+use crate::chart::{self, Palette, XScale, YScale, draw, fmt_length, fmt_ms};
+use crate::components::copy_link::CopyLink;
 use crate::components::glossary::metric_anchor;
 
 /// The colours of the page's current scheme.
@@ -87,6 +89,9 @@ pub fn LatencyChart(
     run: StoredValue<LiveRun, LocalStorage>,
     /// Bumped when `run` changes.
     version: RwSignal<u64>,
+    /// The axes and series the page asks for.
+    #[prop(into)]
+    view: Signal<RunViewState>,
 ) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
     let resized = use_context::<Resized>().map(|r| r.0);
@@ -95,11 +100,14 @@ pub fn LatencyChart(
     // Where the tooltip goes (a CSS position, kept inside the chart) and what it says.
     let tooltip = RwSignal::new(None::<(String, String)>);
     let failure = RwSignal::new(None::<String>);
+    // Only the axes and series redraw the chart, not the inspector's choices.
+    let shape = Memo::new(move |_| view.with(|v| (v.x, v.y, v.series)));
     Effect::new(move |_| {
         version.track();
         if let Some(r) = resized {
             r.track();
         }
+        let (x_axis, y_axis, series) = shape.get();
         let Some(canvas) = canvas.get() else { return };
         let drawn = run.with_value(|run| {
             let settled: Vec<(u32, Summary)> = run
@@ -110,7 +118,9 @@ pub fn LatencyChart(
                 .collect();
             let chart = draw::LatencyChart {
                 y_desc: metric.y_desc(),
-                scale: XScale::for_lengths(&run.spec.prompt_lengths),
+                scale: XScale::chosen(x_axis, &run.spec.prompt_lengths),
+                y_scale: YScale::chosen(y_axis),
+                series,
                 lengths: &run.spec.prompt_lengths,
                 points: settled.clone(),
                 samples: metric.samples(run),
@@ -123,11 +133,17 @@ pub fn LatencyChart(
                 },
             };
             points.set_value(settled);
-            draw::latency(&canvas, &chart, &palette())
+            let drawn = draw::latency(&canvas, &chart, &palette());
+            // What is drawn, for tools that read the chart.
+            let x = if chart.scale == XScale::Log2 { "log" } else { "linear" };
+            let _ = canvas.set_attribute("data-x-scale", x);
+            let _ = canvas.set_attribute("data-y-scale", y_axis.key());
+            let _ = canvas.set_attribute("data-series", &series.encode());
+            drawn
         });
         match drawn {
             Ok(at) => {
-                // The markers' positions (CSS pixels), for tools that point at them.
+                // The means' positions (CSS pixels), for tools that point at them.
                 let markers: Vec<String> = at.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
                 let _ = canvas.set_attribute("data-markers", &markers.join(";"));
                 targets.set_value(at);
@@ -166,7 +182,7 @@ pub fn LatencyChart(
             <figcaption>
                 {metric.title()} " against prompt length "
                 <a class="define" href=format!("#{}", metric_anchor(key)) title="What this metric means">"definition"</a>
-                <span class="legend">"line: mean · band: p50 to p99 · dots: single requests"</span>
+                <span class="legend">{move || legend(shape.get().2)}</span>
             </figcaption>
             <div class="canvas-box">
                 <canvas node_ref=canvas id=format!("chart-{key}") on:mousemove=hover on:mouseleave=move |_| tooltip.set(None)/>
@@ -184,24 +200,31 @@ pub fn Inspector(
     run: StoredValue<LiveRun, LocalStorage>,
     /// Bumped when `run` changes.
     version: RwSignal<u64>,
+    /// The prompt length and request to show; `None` follows the run.
+    view: RwSignal<RunViewState>,
 ) -> impl IntoView {
     let resized = use_context::<Resized>().map(|r| r.0);
-    // `None` follows the run: the latest point, and its latest finished request.
-    let point = RwSignal::new(None::<u32>);
-    let seq = RwSignal::new(None::<u32>);
+    let length = Memo::new(move |_| view.with(|v| v.length));
+    let request = Memo::new(move |_| view.with(|v| v.request));
+    // A length the run does not have follows the run too: the latest point, and its latest
+    // finished request.
     let chosen_point = move || {
         version.track();
-        point.get().unwrap_or_else(|| {
-            run.with_value(|run| {
-                run.current_point.unwrap_or_else(|| run.points.iter().rposition(Option::is_some).unwrap_or(0) as u32)
-            })
+        run.with_value(|run| {
+            length.get().and_then(|l| run.spec.prompt_lengths.iter().position(|&x| x == l)).map_or_else(
+                || {
+                    run.current_point
+                        .unwrap_or_else(|| run.points.iter().rposition(Option::is_some).unwrap_or(0) as u32)
+                },
+                |i| i as u32,
+            )
         })
     };
     let chosen_request = move || {
         let p = chosen_point();
         run.with_value(|run| {
             let per_point = run.spec.requests_per_point() as u32;
-            let seq = seq.get().unwrap_or_else(|| {
+            let seq = request.get().map(|n| n - 1).unwrap_or_else(|| {
                 (0..per_point)
                     .rev()
                     .find(|&s| run.requests.get((p * per_point + s) as usize).is_some_and(|r| r.done.is_some()))
@@ -266,18 +289,23 @@ pub fn Inspector(
             <div class="pickers">
                 <label>"Prompt length "
                     <select id="inspect-point" on:change=move |ev| {
-                        point.set(event_target_value(&ev).parse().ok());
-                        seq.set(None);
+                        let chosen = event_target_value(&ev).parse().ok();
+                        view.update(|v| { v.length = chosen; v.request = None; });
                     }>
-                        <option value="" selected=move || point.get().is_none()>"follow the run"</option>
-                        {move || lengths().into_iter().enumerate().map(|(i, l)| view! {
-                            <option value=i.to_string() selected=move || point.get() == Some(i as u32)>{fmt_length(f64::from(l))}</option>
+                        <option value="" selected=move || length.get().is_none()>"follow the run"</option>
+                        {move || lengths().into_iter().map(|l| view! {
+                            <option value=l.to_string() selected=move || length.get() == Some(l)>{fmt_length(f64::from(l))}</option>
                         }).collect_view()}
                     </select>
                 </label>
                 <label>"Request # "
                     <input id="inspect-request" type="number" min="1" prop:value=move || (chosen_request().1 + 1).to_string()
-                        on:input=move |ev| seq.set(event_target_value(&ev).parse::<u32>().ok().map(|n| n.saturating_sub(1)))/>
+                        on:input=move |ev| {
+                            // A field emptied to type another number keeps the request until then.
+                            if let Some(n) = event_target_value(&ev).trim().parse::<u32>().ok().filter(|&n| n >= 1) {
+                                view.update(|v| v.request = Some(n));
+                            }
+                        }/>
                 </label>
             </div>
             <figure class="chart" data-chart="timeline">
@@ -294,5 +322,100 @@ pub fn Inspector(
                 <div class="canvas-box"><canvas node_ref=histogram id="chart-histogram"/></div>
             </figure>
         </section>
+    }
+}
+
+/// The legend of what a latency chart draws.
+pub fn legend(series: SeriesSet) -> String {
+    let mut parts = Vec::new();
+    if series.contains(Series::Mean) {
+        parts.push("line: mean".to_string());
+    }
+    let percentiles: Vec<&str> =
+        [Series::P50, Series::P90, Series::P99].into_iter().filter(|&s| series.contains(s)).map(Series::key).collect();
+    if !percentiles.is_empty() {
+        parts.push(format!("thin lines: {}", percentiles.join(", ")));
+    }
+    if series.contains(Series::Band) {
+        parts.push("band: p50 to p99".into());
+    }
+    if series.contains(Series::Dots) {
+        parts.push("dots: single requests".into());
+    }
+    if parts.is_empty() { "nothing chosen to draw".into() } else { parts.join(" · ") }
+}
+
+/// A select of a choice's options (each with its text); the option values are the
+/// choice's query names, and picking one calls `set` with it.
+fn choice_select<T: Copy + PartialEq + Send + Sync + 'static>(
+    id: &'static str,
+    options: &'static [(T, &'static str)],
+    key: fn(T) -> &'static str,
+    current: impl Fn() -> T + Copy + Send + Sync + 'static,
+    set: impl Fn(&str) + 'static,
+) -> impl IntoView {
+    view! {
+        <select id=id on:change=move |ev| set(&event_target_value(&ev))>
+            {options.iter().map(|&(value, text)| view! {
+                <option value=key(value) selected=move || current() == value>{text}</option>
+            }).collect_view()}
+        </select>
+    }
+}
+
+/// The controls of what the charts show, and a link that reproduces it.
+#[component]
+pub fn ViewControls(
+    /// The page's view state; every control reads and writes it.
+    view: RwSignal<RunViewState>,
+    /// This view's address (path and query), for the copy button.
+    #[prop(into)]
+    address: Signal<String>,
+) -> impl IntoView {
+    const CHARTS: &[(Charts, &str)] =
+        &[(Charts::Both, "both"), (Charts::Ttft, "TTFT only"), (Charts::T2t, "token-to-token only")];
+    const X: &[(XAxis, &str)] = &[(XAxis::Auto, "automatic"), (XAxis::Linear, "linear"), (XAxis::Log, "log")];
+    const Y: &[(YAxis, &str)] = &[(YAxis::Linear, "linear from 0"), (YAxis::Log, "log")];
+    view! {
+        <div class="view-controls" id="view-controls">
+            <label>"Charts "
+                {choice_select("view-metric", CHARTS, Charts::key, move || view.with(|v| v.charts),
+                    move |key| view.update(|v| v.charts = Charts::parse(key).unwrap_or_default()))}
+            </label>
+            <label title="Automatic: log when the lengths span a factor of 8 or more">"Prompt length axis "
+                {choice_select("view-x", X, XAxis::key, move || view.with(|v| v.x),
+                    move |key| view.update(|v| v.x = XAxis::parse(key).unwrap_or_default()))}
+            </label>
+            <label>"Latency axis "
+                {choice_select("view-y", Y, YAxis::key, move || view.with(|v| v.y),
+                    move |key| view.update(|v| v.y = YAxis::parse(key).unwrap_or_default()))}
+            </label>
+            <span class="series">"Show: "
+                {Series::ALL.into_iter().map(|s| view! {
+                    <label class="check">
+                        <input type="checkbox" id=format!("series-{}", s.key())
+                            prop:checked=move || view.with(|v| v.series.contains(s))
+                            on:change=move |ev| {
+                                let shown = event_target_checked(&ev);
+                                view.update(|v| v.series = v.series.with(s, shown));
+                            }/>
+                        {s.label()}
+                    </label>
+                }).collect_view()}
+            </span>
+            <CopyLink id="copy-link" label="Copy link" path=address/>
+        </div>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_legend_names_what_is_drawn() {
+        assert_eq!(legend(SeriesSet::default()), "line: mean · band: p50 to p99 · dots: single requests");
+        assert_eq!(legend(SeriesSet::of(&[Series::P90, Series::P99])), "thin lines: p90, p99");
+        assert_eq!(legend(SeriesSet::NONE), "nothing chosen to draw");
     }
 }

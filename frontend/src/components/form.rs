@@ -9,6 +9,8 @@ use shared::{InputStyle, SweepSpec};
 
 use crate::api;
 use crate::components::ErrorBox;
+use crate::components::copy_link::CopyLink;
+use crate::components::run_view::rerun_path;
 
 /// The form's fields as typed.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +25,9 @@ pub struct Fields {
     pub requests: String,
     pub warmup: String,
     pub concurrency: String,
+    /// The spec the form started from: what the form has no field for (the model version,
+    /// the request timeout) comes from it.
+    pub rest: SweepSpec,
 }
 
 impl Fields {
@@ -39,6 +44,7 @@ impl Fields {
             requests: spec.requests.to_string(),
             warmup: spec.warmup.to_string(),
             concurrency: spec.concurrency.to_string(),
+            rest: spec.clone(),
         }
     }
 
@@ -62,7 +68,8 @@ impl Fields {
         let spec = SweepSpec {
             target: self.target.trim().to_string(),
             model: self.model.clone(),
-            model_version: None,
+            // A version belongs to its model.
+            model_version: self.rest.model_version.clone().filter(|_| self.model == self.rest.model),
             input_style: self.input_style,
             prompt_lengths,
             max_tokens,
@@ -71,7 +78,7 @@ impl Fields {
             warmup,
             concurrency,
             streaming: self.streaming,
-            ..SweepSpec::default()
+            ..self.rest.clone()
         };
         if problems.is_empty() {
             problems = spec.problems();
@@ -95,6 +102,12 @@ pub fn model_mismatch(spec: &SweepSpec, models: &[ModelChoice]) -> Option<String
         }
         _ => None,
     }
+}
+
+/// What the form shows first: the prefill preset over a few lengths.
+pub fn default_spec(target: String) -> SweepSpec {
+    let base = SweepSpec { target, ..SweepSpec::default() }.prefill_preset();
+    SweepSpec { prompt_lengths: vec![16, 64, 256, 1024], requests: 10, ..base }
 }
 
 /// One model as the dropdown shows it.
@@ -123,9 +136,10 @@ pub fn SweepForm(
     running: Signal<bool>,
     /// Called with the new run's id once the server has started it.
     on_started: Callback<String>,
+    /// A spec to start from instead of the defaults, such as one from a link.
+    initial: Option<SweepSpec>,
 ) -> impl IntoView {
-    let base = SweepSpec { target: default_target, ..SweepSpec::default() }.prefill_preset();
-    let base = SweepSpec { prompt_lengths: vec![16, 64, 256, 1024], requests: 10, ..base };
+    let base = initial.unwrap_or_else(|| default_spec(default_target));
     let fields = RwSignal::new(Fields::of(&base));
     let models = RwSignal::new(None::<Result<TargetModels, ApiError>>);
     let submit_error = RwSignal::new(None::<ApiError>);
@@ -284,6 +298,8 @@ pub fn SweepForm(
                     disabled=move || checked.with(Result::is_err) || running.get() || submitting.get()>
                     {move || if running.get() { "A run is in progress" } else if submitting.get() { "Starting…" } else { "Run" }}
                 </button>
+                <CopyLink id="copy-sweep-link" label="Link to this sweep"
+                    path=Signal::derive(move || checked.with(|c| c.as_ref().map(rerun_path).unwrap_or_default()))/>
             </div>
         </form>
     }
@@ -297,6 +313,11 @@ mod tests {
     fn fields_round_trip_a_spec() {
         let spec = SweepSpec { model: "m".into(), ..SweepSpec::default() }.generation_preset();
         assert_eq!(Fields::of(&spec).spec().unwrap(), spec);
+        let spec = SweepSpec { model_version: Some("3".into()), request_timeout_ms: 5_000, ..spec };
+        assert_eq!(Fields::of(&spec).spec().unwrap(), spec, "what the form has no field for is kept");
+        let mut fields = Fields::of(&spec);
+        fields.model = "other".into();
+        assert_eq!(fields.spec().unwrap().model_version, None, "a version belongs to its model");
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! Reusable pieces of the pages.
 
 pub mod charts;
+pub mod copy_link;
 pub mod form;
 pub mod glossary;
+pub mod run_details;
 pub mod run_view;
+pub mod runs_list;
 
 use leptos::prelude::*;
 use shared::api::ApiError;

@@ -1,4 +1,5 @@
-//! One run, live: progress, the charts, the inspector and the table of every number.
+//! One run, live: progress, the charts and their controls, the inspector and the table of
+//! every number; its name, notes and tags.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -6,13 +7,15 @@ use std::rc::Rc;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::api::{ApiError, RunSummary};
-use shared::{LiveRun, PointStats, RunStatus, Summary};
+use shared::view::{Charts, RunViewState, spec_query};
+use shared::{LiveRun, PointStats, RunStatus, Summary, SweepSpec};
 
 use crate::api::{self, EventStream, Link};
 use crate::chart::fmt_ms;
 use crate::components::ErrorBox;
-use crate::components::charts::{Inspector, LatencyChart, Metric};
+use crate::components::charts::{Inspector, LatencyChart, Metric, ViewControls};
 use crate::components::glossary::metric_anchor;
+use crate::components::run_details::RunDetails;
 
 /// The run's state in words, and a short machine-readable name for it.
 fn status_text(run: &LiveRun) -> (&'static str, String) {
@@ -38,12 +41,35 @@ pub fn fmt_duration(seconds: f64) -> String {
     if s >= 60 { format!("{} min {} s", s / 60, s % 60) } else { format!("{s} s") }
 }
 
+/// `/new?spec=...`: the form, filled with `spec`.
+pub fn rerun_path(spec: &SweepSpec) -> String {
+    format!("/new{}", spec_query(&serde_json::to_string(spec).unwrap_or_default()))
+}
+
 /// A live run.
 #[component]
 pub fn RunView(
     /// The run's id.
     id: String,
+    /// What the charts and the inspector show; the page keeps it in its address.
+    view: RwSignal<RunViewState>,
+    /// This view's address (path and query).
+    #[prop(into)]
+    address: Signal<String>,
+    /// Called with the run's description after its name, notes or tags changed.
+    on_changed: Callback<RunSummary>,
+    /// Called once the run has been deleted.
+    on_deleted: Callback<()>,
 ) -> impl IntoView {
+    let summary = RwSignal::new(None::<RunSummary>);
+    {
+        let url = format!("/api/runs/{}", api::encode(&id));
+        spawn_local(async move {
+            if let Ok(run) = api::get_json::<RunSummary>(&url).await {
+                summary.set(Some(run));
+            }
+        });
+    }
     let run = StoredValue::new_local(LiveRun::default());
     let version = RwSignal::new(0u64);
     let link = RwSignal::new(Link::Connecting);
@@ -90,11 +116,17 @@ pub fn RunView(
     view! {
         <section class="run" data-run=id.clone()>
             <div class="run-head">
-                <h2>"Run " <code>{id.clone()}</code></h2>
+                <h2 id="run-title">
+                    {move || summary.with(|s| s.as_ref().map(|s| s.name.trim().to_string()).filter(|n| !n.is_empty()))
+                        .map_or_else(|| view! { "Run " }.into_any(), |name| view! { {name} " " }.into_any())}
+                    <code>{id.clone()}</code>
+                </h2>
                 {move || snapshot().6.then(|| view! { <span class="badge">"simulated Triton"</span> })}
-                <a class="share" href=format!("/runs/{id}") title="A link to this run">"link"</a>
+                <a id="rerun" href=move || { version.track(); run.with_value(|run| rerun_path(&run.spec)) }
+                    title="The sweep form, filled with this run's spec: change the target to run it elsewhere">"Rerun…"</a>
             </div>
             <p class="spec">{move || { version.track(); run.with_value(describe_spec) }}</p>
+            <RunDetails id=id.clone() summary=summary on_changed=on_changed on_deleted=on_deleted/>
             {move || { version.track(); run.with_value(|run| !run.spec.streaming) }.then(|| view! {
                 <p class="note" id="non-streaming-note">"Measured without streaming (ModelInfer): each request's one response carries all its tokens, so TTFT is the whole request's latency and token-to-token latency cannot be measured."</p>
             })}
@@ -116,11 +148,16 @@ pub fn RunView(
                 _ => None,
             }}
             {move || cancel_error.get().map(|err| view! { <ErrorBox error=err/> })}
+            <ViewControls view=view address=address/>
             <div class="charts">
-                <LatencyChart metric=Metric::Ttft run=run version=version/>
-                <LatencyChart metric=Metric::T2t run=run version=version/>
+                <Show when=move || view.with(|v| v.charts != Charts::T2t)>
+                    <LatencyChart metric=Metric::Ttft run=run version=version view=view/>
+                </Show>
+                <Show when=move || view.with(|v| v.charts != Charts::Ttft)>
+                    <LatencyChart metric=Metric::T2t run=run version=version view=view/>
+                </Show>
             </div>
-            <Inspector run=run version=version/>
+            <Inspector run=run version=version view=view/>
             <PointsTable run=run version=version/>
         </section>
     }

@@ -4,8 +4,9 @@
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use shared::Summary;
+use shared::view::SeriesSet;
 
-use crate::chart::{XScale, draw};
+use crate::chart::{XScale, YScale, draw};
 use crate::components::charts::palette;
 
 /// Samples in the benchmark chart.
@@ -47,6 +48,8 @@ pub fn BenchPage() -> impl IntoView {
         let chart = draw::LatencyChart {
             y_desc: "TTFT (ms)",
             scale: XScale::for_lengths(&lengths),
+            y_scale: YScale::Linear,
+            series: SeriesSet::default(),
             lengths: &lengths,
             points,
             samples,

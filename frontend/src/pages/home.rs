@@ -1,40 +1,83 @@
-//! The dashboard: the sweep form, the run being watched, earlier runs and the glossary.
+//! The dashboard: the sweep form, the run being watched, the runs list and the glossary.
+//! Everything a page shows is in its address: the path names the page, the query holds
+//! the run's view, the list's filters or the sweep to fill the form with.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use shared::RunStatus;
 use shared::api::{ApiError, RunCreated, RunSummary, ServerInfo};
+use shared::view::{ListFilter, RunViewState, query_pairs, spec_in_query, to_query};
+use shared::{RunStatus, SweepSpec};
 
 use crate::api;
 use crate::components::ErrorBox;
 use crate::components::form::SweepForm;
 use crate::components::glossary::Glossary;
 use crate::components::run_view::RunView;
+use crate::components::runs_list::RunsList;
+use crate::nav::{self, Route};
 
-/// The run id in a path such as `/runs/ID`.
-pub fn run_in_path(path: &str) -> Option<String> {
-    path.strip_prefix("/runs/").map(|id| id.trim_end_matches('/')).filter(|id| !id.is_empty()).map(Into::into)
+/// The sweep a `/new?spec=` query carries: its JSON, and the spec or why it cannot be read.
+pub fn spec_from_query(query: &str) -> Option<(Option<String>, Result<SweepSpec, ApiError>)> {
+    let hint = Some(
+        "the form shows its defaults instead. A link from \"Link to this sweep\" or \"Rerun…\" carries a whole \
+         spec; this one may have been cut short when it was copied",
+    );
+    Some(match spec_in_query(query)? {
+        Ok(json) => {
+            let spec = serde_json::from_str::<SweepSpec>(&json)
+                .map_err(|err| api::failure(format!("The link's sweep spec could not be read: {err}"), hint));
+            (Some(json), spec)
+        }
+        Err(why) => (None, Err(api::failure(format!("The link's sweep spec could not be read: {why}"), hint))),
+    })
 }
 
-fn current_path() -> String {
-    web_sys::window().and_then(|w| w.location().pathname().ok()).unwrap_or_default()
-}
-
-/// Shows `id`'s run and puts it in the address bar, so the address can be shared.
-fn navigate(current: RwSignal<Option<String>>, id: String) {
-    if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
-        let _ = history.push_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&format!("/runs/{id}")));
-    }
-    current.set(Some(id));
-}
-
-/// The page at `/` and `/runs/ID`.
+/// The pages at `/`, `/new`, `/runs` and `/runs/ID`.
 #[component]
 pub fn HomePage() -> impl IntoView {
     let info = RwSignal::new(None::<Result<ServerInfo, ApiError>>);
     let runs = RwSignal::new(Vec::<RunSummary>::new());
-    let current = RwSignal::new(run_in_path(&current_path()));
     let import_error = RwSignal::new(None::<ApiError>);
+    let route = RwSignal::new(Route::of(&nav::current_path()));
+    let query = nav::current_query();
+    let pairs = query_pairs(&query);
+    let view = RwSignal::new(RunViewState::from_pairs(&pairs));
+    let filter = RwSignal::new(ListFilter::from_pairs(&pairs));
+    let (spec_json, link_spec) = match route.get_untracked() {
+        Route::New => spec_from_query(&query).map_or((None, None), |(json, spec)| (json, Some(spec))),
+        _ => (None, None),
+    };
+    let current = Memo::new(move |_| route.with(Route::run_id));
+
+    // The address of what the page shows; the address bar follows it without a reload.
+    let link = Memo::new(move |_| {
+        let route = route.get();
+        let mut pairs = match &route {
+            Route::Run(_) => view.get().pairs(),
+            Route::New => spec_json.iter().map(|json| ("spec", json.clone())).collect(),
+            _ => Vec::new(),
+        };
+        pairs.extend(filter.get().pairs());
+        format!("{}{}", route.path(), to_query(&pairs))
+    });
+    Effect::new(move |_| {
+        let url = link.get();
+        if url != format!("{}{}", nav::current_path(), nav::current_query()) {
+            nav::set_url(&url, false);
+        }
+    });
+    let go = move |to: Route| {
+        view.set(RunViewState::default());
+        nav::set_url(&format!("{}{}", to.path(), to_query(&filter.get_untracked().pairs())), true);
+        route.set(to);
+    };
+    let _ = window_event_listener(leptos::ev::popstate, move |_| {
+        let pairs = query_pairs(&nav::current_query());
+        view.set(RunViewState::from_pairs(&pairs));
+        filter.set(ListFilter::from_pairs(&pairs));
+        route.set(Route::of(&nav::current_path()));
+    });
+
     let refresh_runs = move || {
         spawn_local(async move {
             if let Ok(list) = api::get_json::<Vec<RunSummary>>("/api/runs").await {
@@ -44,7 +87,6 @@ pub fn HomePage() -> impl IntoView {
     };
     spawn_local(async move { info.set(Some(api::get_json::<ServerInfo>("/api/info").await)) });
     refresh_runs();
-    let _ = window_event_listener(leptos::ev::popstate, move |_| current.set(run_in_path(&current_path())));
     let running = Signal::derive(move || runs.with(|r| r.iter().any(|r| r.status == RunStatus::Running)));
     // Keep the list (and so the Run button) current while a run goes on.
     let poll = set_interval_with_handle(
@@ -60,27 +102,42 @@ pub fn HomePage() -> impl IntoView {
             poll.clear();
         }
     });
+    let open_run = Callback::new(move |id: String| go(Route::Run(id)));
     view! {
         <header class="page-header">
             <h1><a href="/">"tokenscope"</a></h1>
             <p class="tagline">
                 "Time to first token and token-to-token latency of an LLM on Triton, per prompt length, live."
             </p>
+            <nav class="page-nav">
+                <a href="/" id="nav-new">"New sweep"</a>
+                <a href="/runs" id="nav-runs" on:click=move |ev| { ev.prevent_default(); go(Route::Runs); }>"Runs"</a>
+            </nav>
         </header>
         <main>
-            {move || match info.get() {
-                None => view! { <p>"Connecting to the dashboard server…"</p> }.into_any(),
-                Some(Err(err)) => view! { <ErrorBox error=err/> }.into_any(),
-                Some(Ok(info)) => view! {
-                    <SweepForm default_target=info.default_target running=running
-                        on_started=Callback::new(move |id: String| { navigate(current, id); refresh_runs(); })/>
+            {link_spec.clone().and_then(Result::err).map(|err| view! { <div id="spec-error"><ErrorBox error=err/></div> })}
+            <Show when=move || route.with(|r| *r != Route::Runs)>
+                {let link_spec = link_spec.clone();
+                move || match info.get() {
+                    None => view! { <p>"Connecting to the dashboard server…"</p> }.into_any(),
+                    Some(Err(err)) => view! { <ErrorBox error=err/> }.into_any(),
+                    Some(Ok(info)) => view! {
+                        <SweepForm default_target=info.default_target running=running
+                            initial=link_spec.clone().and_then(Result::ok)
+                            on_started=Callback::new(move |id: String| { go(Route::Run(id)); refresh_runs(); })/>
+                    }.into_any(),
+                }}
+            </Show>
+            {move || match (current.get(), route.with(|r| *r == Route::Runs)) {
+                (Some(id), _) => view! {
+                    <RunView id=id view=view address=link
+                        on_changed=Callback::new(move |_| refresh_runs())
+                        on_deleted=Callback::new(move |()| { go(Route::Runs); refresh_runs(); })/>
                 }.into_any(),
+                (None, false) => view! { <p class="placeholder">"Pick a preset, set prompt lengths and press Run: the charts fill in as responses arrive."</p> }.into_any(),
+                (None, true) => ().into_any(),
             }}
-            {move || match current.get() {
-                Some(id) => view! { <RunView id=id/> }.into_any(),
-                None => view! { <p class="placeholder">"Pick a preset, set prompt lengths and press Run: the charts fill in as responses arrive."</p> }.into_any(),
-            }}
-            <section class="runs">
+            <section class="runs" id="runs">
                 <h2>"Runs"</h2>
                 <label class="import">
                     "Open a perf_analyzer profile export as a run: "
@@ -94,33 +151,14 @@ pub fn HomePage() -> impl IntoView {
                                 Err(err) => Err(err),
                             };
                             match created {
-                                Ok(created) => { navigate(current, created.id); refresh_runs(); }
+                                Ok(created) => { go(Route::Run(created.id)); refresh_runs(); }
                                 Err(err) => import_error.set(Some(err)),
                             }
                         });
                     }/>
                 </label>
                 {move || import_error.get().map(|err| view! { <ErrorBox error=err/> })}
-                <ul>
-                    {move || runs.get().into_iter().map(|r| {
-                        let id = r.id.clone();
-                        let state = match &r.status {
-                            RunStatus::Running => "running".to_string(),
-                            RunStatus::Completed => "completed".into(),
-                            RunStatus::Cancelled => "cancelled".into(),
-                            RunStatus::Failed { .. } => "failed".into(),
-                            RunStatus::Interrupted => "interrupted".into(),
-                        };
-                        view! {
-                            <li>
-                                <a href=format!("/runs/{id}") on:click=move |ev| { ev.prevent_default(); navigate(current, id.clone()); }>
-                                    <code>{r.id.clone()}</code>
-                                </a>
-                                {format!(" {} · {} lengths · max_tokens {} · {state}", r.spec.model, r.spec.prompt_lengths.len(), r.spec.max_tokens)}
-                            </li>
-                        }
-                    }).collect_view()}
-                </ul>
+                <RunsList runs=runs filter=filter on_open=open_run/>
             </section>
             <Glossary/>
         </main>
@@ -132,10 +170,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn run_ids_come_from_the_path() {
-        assert_eq!(run_in_path("/runs/20261128-1"), Some("20261128-1".into()));
-        assert_eq!(run_in_path("/runs/x/"), Some("x".into()));
-        assert_eq!(run_in_path("/runs/"), None);
-        assert_eq!(run_in_path("/"), None);
+    fn a_link_carries_a_spec_or_says_why_not() {
+        let spec = SweepSpec { model: "m".into(), prompt_lengths: vec![32, 64], ..SweepSpec::default() };
+        let path = crate::components::run_view::rerun_path(&spec);
+        let query = path.strip_prefix("/new").unwrap();
+        let (json, parsed) = spec_from_query(query).unwrap();
+        assert_eq!(parsed.unwrap(), spec);
+        assert!(json.unwrap().contains("\"prompt_lengths\":[32,64]"));
+        assert!(spec_from_query("?len=3").is_none());
+        let (_, bad) = spec_from_query("?spec=%7Bnope").unwrap();
+        assert!(bad.unwrap_err().error.starts_with("The link's sweep spec could not be read"));
+        let (json, bad) = spec_from_query("?spec=%E").unwrap();
+        assert!(json.is_none() && bad.is_err());
     }
 }

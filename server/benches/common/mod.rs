@@ -7,6 +7,36 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+/// `BENCH_PIN=SERVER/TOOLS` (taskset core lists, such as `0/1`) runs the server and the tools
+/// on separate cores, so that neither the server's CPU use nor a tool's own delays the other.
+/// By default all share the cores, as the guide's workflow does.
+pub fn pinning() -> Option<(String, String)> {
+    let pin = std::env::var("BENCH_PIN").ok()?;
+    let (server, tools) = pin.split_once('/')?;
+    Some((server.to_string(), tools.to_string()))
+}
+
+/// `program` on the server's cores when pinned.
+pub fn on_server_cores(program: &Path) -> Command {
+    on_cores(program, pinning().map(|(server, _)| server))
+}
+
+/// `program` on the tools' cores when pinned.
+pub fn on_tool_cores(program: &Path) -> Command {
+    on_cores(program, pinning().map(|(_, tools)| tools))
+}
+
+fn on_cores(program: &Path, cpus: Option<String>) -> Command {
+    match cpus {
+        Some(cpus) => {
+            let mut command = Command::new("taskset");
+            command.args(["-c", &cpus]).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
 /// perf_analyzer as scripts/triton-tools.sh installs it, if it is there.
 pub fn find_perf_analyzer() -> Option<PathBuf> {
     let tools = std::env::var_os("TOKENSCOPE_TOOLS")

@@ -13,11 +13,21 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use shared::SweepSpec;
-use shared::api::{ApiError, RunCreated, RunSummary, ServerInfo, TargetModels};
+use shared::api::{ApiError, RunCreated, RunEdit, RunSummary, ServerInfo, TargetModels};
 
 use super::AppState;
-use super::runs::{RunHandle, StartError};
+use super::runs::{ChangeError, RunHandle, StartError};
+use crate::store::{RunMeta, StoreError};
 use crate::triton::{Triton, TritonError, normalize_target};
+
+/// The longest run name, in characters.
+pub const MAX_NAME: usize = 200;
+/// The longest notes, in characters.
+pub const MAX_NOTES: usize = 10_000;
+/// The longest tag, in characters.
+pub const MAX_TAG: usize = 40;
+/// The most tags a run carries.
+pub const MAX_TAGS: usize = 20;
 
 /// An API failure: a status code and a body a user can act on.
 #[derive(Debug)]
@@ -36,7 +46,21 @@ impl HttpError {
         Self::new(
             StatusCode::NOT_FOUND,
             format!("there is no run {id:?}"),
-            "runs are kept while the dashboard runs; GET /api/runs lists them",
+            "it may have been deleted; GET /api/runs lists the runs there are",
+        )
+    }
+
+    /// The run store failed: the disk, not the request, is at fault.
+    fn store(err: StoreError, what: &str, path: &std::path::Path) -> Self {
+        tracing::error!(cause = %err, store = %path.display(), "{what} failed");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{what} failed: {err}"),
+            format!(
+                "check that {} is readable and writable and that its disk has space, then retry; \
+                 runs in memory are unchanged",
+                path.display()
+            ),
         )
     }
 }
@@ -189,13 +213,120 @@ pub async fn import_run(
             "send the file perf_analyzer wrote with --profile-export-file",
         )
     })?;
-    let run = state.runs().add_finished(report);
+    let run = state.runs().add_finished(report).await;
     Ok((StatusCode::CREATED, Json(RunCreated { id: run.id.clone() })))
 }
 
-/// `GET /api/runs`: every run, newest first.
-pub async fn list_runs(State(state): State<AppState>) -> Json<Vec<RunSummary>> {
-    Json(state.runs().list().iter().map(|run| run.summary()).collect())
+/// `GET /api/runs` filters: each one given must match exactly.
+#[derive(Debug, Default, Deserialize)]
+pub struct RunFilter {
+    model: Option<String>,
+    target: Option<String>,
+    tag: Option<String>,
+}
+
+impl RunFilter {
+    fn matches(&self, run: &RunSummary) -> bool {
+        let given = |value: &Option<String>| value.clone().filter(|v| !v.is_empty());
+        given(&self.model).is_none_or(|model| run.spec.model == model)
+            && given(&self.target).is_none_or(|target| run.spec.target == normalize_target(&target))
+            && given(&self.tag).is_none_or(|tag| run.tags.contains(&tag))
+    }
+}
+
+/// `GET /api/runs?model=&target=&tag=`: every run, newest first; an empty or absent filter
+/// matches all.
+pub async fn list_runs(
+    State(state): State<AppState>,
+    filter: Result<Query<RunFilter>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Vec<RunSummary>>> {
+    let Query(filter) = filter.map_err(|rejection| {
+        HttpError::new(rejection.status(), rejection.body_text(), "the filters are model, target and tag")
+    })?;
+    Ok(Json(state.runs().list().iter().map(|run| run.summary()).filter(|run| filter.matches(run)).collect()))
+}
+
+/// Applies an edit to a run's current name, notes and tags: names and tags are trimmed,
+/// empty and duplicate tags refused or dropped, and every length checked.
+pub fn apply_edit(edit: RunEdit, current: &RunSummary) -> Result<RunMeta, String> {
+    let name = edit.name.map_or_else(|| current.name.clone(), |name| name.trim().to_string());
+    let notes = edit.notes.unwrap_or_else(|| current.notes.clone());
+    let tags = match edit.tags {
+        None => current.tags.clone(),
+        Some(given) => {
+            let mut tags: Vec<String> = Vec::with_capacity(given.len());
+            for tag in given.iter().map(|t| t.trim()) {
+                if tag.is_empty() {
+                    return Err("a tag is empty".into());
+                }
+                if tag.chars().count() > MAX_TAG {
+                    return Err(format!("the tag {tag:?} is longer than {MAX_TAG} characters"));
+                }
+                if !tags.iter().any(|t| t == tag) {
+                    tags.push(tag.to_string());
+                }
+            }
+            tags
+        }
+    };
+    if name.chars().count() > MAX_NAME {
+        return Err(format!("the name has {} characters; at most {MAX_NAME} fit", name.chars().count()));
+    }
+    if notes.chars().count() > MAX_NOTES {
+        return Err(format!("the notes have {} characters; at most {MAX_NOTES} fit", notes.chars().count()));
+    }
+    if tags.len() > MAX_TAGS {
+        return Err(format!("{} tags were given; a run carries at most {MAX_TAGS}", tags.len()));
+    }
+    Ok(RunMeta { name, notes, tags })
+}
+
+fn change_error(err: ChangeError, state: &AppState, id: &str) -> HttpError {
+    match err {
+        ChangeError::NoRun(_) => HttpError::no_run(id),
+        ChangeError::Running(_) => HttpError::new(
+            StatusCode::CONFLICT,
+            format!("run {id} is still in progress"),
+            format!("cancel it first (POST /api/runs/{id}/cancel), then delete it once it has stopped"),
+        ),
+        ChangeError::Store(err) => HttpError::store(err, "saving the change", state.runs().store().path()),
+    }
+}
+
+/// `PATCH /api/runs/{id}`: changes a run's name, notes or tags; absent fields stay.
+pub async fn edit_run(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> ApiResult<Json<RunSummary>> {
+    let run = find(&state, &id)?;
+    let hint = "send a JSON object with any of name, notes and tags (a list of strings)";
+    let body = json_body(body, "the edit", hint)?;
+    let unprocessable = |error: String| HttpError::new(StatusCode::UNPROCESSABLE_ENTITY, error, hint);
+    let known = ["name", "notes", "tags"];
+    if let Some(unknown) = body.as_object().and_then(|o| o.keys().find(|k| !known.contains(&k.as_str()))) {
+        return Err(unprocessable(format!("unknown field {unknown:?}; an edit has name, notes and tags")));
+    }
+    let edit: RunEdit =
+        serde_json::from_value(body).map_err(|err| unprocessable(format!("the edit could not be read: {err}")))?;
+    let meta = apply_edit(edit, &run.summary()).map_err(|error| {
+        HttpError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            error,
+            format!(
+                "names take up to {MAX_NAME} characters, notes {MAX_NOTES}; up to {MAX_TAGS} tags of 1 to {MAX_TAG} characters"
+            ),
+        )
+    })?;
+    let summary = state.runs().set_meta(&id, meta).await.map_err(|err| change_error(err, &state, &id))?;
+    Ok(Json(summary))
+}
+
+/// `DELETE /api/runs/{id}`: forgets a finished run, records and all.
+pub async fn delete_run(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    state.runs().delete(&id).await.map_err(|err| change_error(err, &state, &id))?;
+    tracing::info!(run = %id, "run deleted");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn find(state: &AppState, id: &str) -> ApiResult<Arc<RunHandle>> {
@@ -223,7 +354,9 @@ pub async fn cancel_run(
 /// `GET /api/runs/{id}/report`: the whole run as `tokenscope sweep --out` writes it.
 pub async fn report(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let run = find(&state, &id)?;
-    let report = run.report().ok_or_else(|| {
+    let stored = state.runs().report(&run).await;
+    let report = stored.map_err(|err| HttpError::store(err, "reading the run", state.runs().store().path()))?;
+    let report = report.ok_or_else(|| {
         HttpError::new(
             StatusCode::CONFLICT,
             format!("run {id} is still in progress"),
@@ -248,7 +381,26 @@ pub async fn events(
             format!("open ws://HOST/api/runs/{id}/events; GET /api/runs/{id}/report has the whole run as JSON"),
         )
     })?;
+    if run.is_stored_only() {
+        let events = state.runs().stored_events(&run).await;
+        let events = events.map_err(|err| HttpError::store(err, "reading the run", state.runs().store().path()))?;
+        return Ok(upgrade.on_upgrade(move |socket| replay(socket, events)));
+    }
     Ok(upgrade.on_upgrade(move |socket| follow(socket, run)))
+}
+
+/// Sends a finished run's whole log, then closes.
+async fn replay(mut socket: WebSocket, events: Vec<axum::extract::ws::Utf8Bytes>) {
+    for event in events {
+        if socket.send(Message::Text(event)).await.is_err() {
+            return;
+        }
+    }
+    let _ = socket.send(Message::Close(Some(finished_frame()))).await;
+}
+
+fn finished_frame() -> CloseFrame {
+    CloseFrame { code: close_code::NORMAL, reason: "the run has finished".into() }
 }
 
 async fn follow(mut socket: WebSocket, run: Arc<RunHandle>) {
@@ -264,8 +416,7 @@ async fn follow(mut socket: WebSocket, run: Arc<RunHandle>) {
             sent += 1;
         }
         if complete {
-            let close = CloseFrame { code: close_code::NORMAL, reason: "the run has finished".into() };
-            let _ = socket.send(Message::Close(Some(close))).await;
+            let _ = socket.send(Message::Close(Some(finished_frame()))).await;
             return;
         }
         tokio::select! {
@@ -284,12 +435,14 @@ pub async fn wrong_method(method: Method) -> HttpError {
     HttpError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{method} is not allowed here"),
-        "POST /api/runs starts a run and POST /api/runs/{id}/cancel stops one; everything else is GET",
+        "POST /api/runs starts a run, POST /api/runs/{id}/cancel stops one, PATCH /api/runs/{id} \
+         renames it and DELETE /api/runs/{id} deletes it; everything else is GET",
     )
 }
 
 /// Refuses requests that change something or open a WebSocket when they come from a page
-/// of another origin, so that no other site a user visits can start, cancel or watch runs.
+/// of another origin, so that no other site a user visits can start, cancel, change, delete
+/// or watch runs.
 pub async fn same_origin(headers: HeaderMap, request: Request, next: Next) -> Response {
     let changes = request.method() != Method::GET || headers.contains_key(header::UPGRADE);
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());

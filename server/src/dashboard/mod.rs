@@ -1,12 +1,14 @@
 //! The dashboard: one server for the browser app, a JSON API and a WebSocket of events per run.
 //!
 //! `app` builds the router, so tests drive it on a port-0 listener; `serve` runs it until
-//! shutdown. Runs live in [`runs::Runs`] and keep going whether or not a browser watches.
+//! shutdown. Runs live in [`runs::Runs`] and keep going whether or not a browser watches;
+//! they are kept in the [`Store`] under the data folder, so they outlive the process.
 
 pub mod api;
 mod assets;
 pub mod runs;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -14,6 +16,7 @@ use axum::routing::{any, get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::store::{Store, StoreError};
 use crate::triton::normalize_target;
 use runs::Runs;
 
@@ -24,6 +27,8 @@ pub struct DashboardConfig {
     pub default_target: String,
     /// The address of the built-in simulated Triton, when one runs.
     pub simulator: Option<String>,
+    /// The folder that keeps the runs.
+    pub data_dir: PathBuf,
 }
 
 /// The dashboard's state; cheap to clone.
@@ -38,13 +43,24 @@ struct Inner {
 }
 
 impl AppState {
-    /// State whose runs stop when `shutdown` is cancelled.
-    pub fn new(config: DashboardConfig, shutdown: CancellationToken) -> Self {
+    /// Opens the store in the data folder and lists its runs; runs stop when `shutdown` is
+    /// cancelled.
+    pub async fn open(config: DashboardConfig, shutdown: CancellationToken) -> Result<Self, StoreError> {
         let config = DashboardConfig {
             default_target: normalize_target(&config.default_target),
             simulator: config.simulator.map(|s| normalize_target(&s)),
+            data_dir: config.data_dir,
         };
-        Self { inner: Arc::new(Inner { config, runs: Runs::new(shutdown) }) }
+        let store = Store::open(&config.data_dir).await?;
+        let runs = Runs::load(store, shutdown).await?;
+        Ok(Self { inner: Arc::new(Inner { config, runs }) })
+    }
+
+    /// Waits for the run in progress to record its end, then closes the store. Call after
+    /// cancelling the shutdown token.
+    pub async fn close(&self) {
+        self.inner.runs.until_idle().await;
+        self.inner.runs.store().close().await;
     }
 
     pub fn config(&self) -> &DashboardConfig {
@@ -68,7 +84,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/targets/models", get(api::target_models))
         .route("/api/runs", get(api::list_runs).post(api::create_run))
         .route("/api/runs/import", post(api::import_run))
-        .route("/api/runs/{id}", get(api::get_run))
+        .route("/api/runs/{id}", get(api::get_run).patch(api::edit_run).delete(api::delete_run))
         .route("/api/runs/{id}/cancel", post(api::cancel_run))
         .route("/api/runs/{id}/events", get(api::events))
         .route("/api/runs/{id}/report", get(api::report))
@@ -81,7 +97,7 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Serves the dashboard on `listener` until `shutdown` is cancelled, which also cancels any
-/// run in progress. Runs live in memory: they end with the process.
+/// run in progress.
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> std::io::Result<()> {
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }

@@ -1,5 +1,11 @@
 //! Runs started from the dashboard: each drives the engine in its own task and keeps an
 //! append-only event log that any number of WebSockets replay and follow.
+//!
+//! Every run is also written to the [`Store`] as its results settle: the run when it starts,
+//! finished requests with each batch, a point's statistics when it settles and the outcome
+//! at the end. A batch or a point enters the log only once the store has it, so whatever a
+//! viewer saw outlives the process. Runs of earlier sessions are listed from their summaries
+//! and read in full only when asked for.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -13,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{RunClock, utc_stamp};
 use crate::engine::{Observer, TokenArrival, TokenTap, run_sweep_on};
+use crate::store::{Db, NewRun, RunMeta, Store, StoreError};
 
 /// How long sends, tokens and finished requests are gathered before they go out as one event.
 pub const BATCH_INTERVAL: Duration = Duration::from_millis(50);
@@ -21,6 +28,7 @@ pub const BATCH_INTERVAL: Duration = Duration::from_millis(50);
 pub struct Runs {
     list: Mutex<Vec<Arc<RunHandle>>>,
     shutdown: CancellationToken,
+    store: Store,
 }
 
 /// Why a run could not start.
@@ -30,9 +38,36 @@ pub enum StartError {
     Busy(String),
 }
 
+/// Why a run could not be changed or deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("there is no run {0:?}")]
+    NoRun(String),
+    #[error("run {0} is still in progress")]
+    Running(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 impl Runs {
-    pub fn new(shutdown: CancellationToken) -> Self {
-        Self { list: Mutex::new(Vec::new()), shutdown }
+    /// The runs kept in `store`. Runs that were still going when their dashboard stopped are
+    /// marked interrupted, with what they had finished.
+    pub async fn load(store: Store, shutdown: CancellationToken) -> Result<Self, StoreError> {
+        let summaries = store
+            .call(|db| {
+                let interrupted = db.interrupt_running()?;
+                if interrupted > 0 {
+                    tracing::warn!(runs = interrupted, "runs cut short by a stopped dashboard are marked interrupted");
+                }
+                db.summaries()
+            })
+            .await?;
+        let list = summaries.into_iter().map(|summary| Arc::new(RunHandle::stored(summary))).collect();
+        Ok(Self { list: Mutex::new(list), shutdown, store })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The id of the run in progress, if any.
@@ -49,19 +84,98 @@ impl Runs {
         }
         let clock = RunClock::start();
         let id = unique_id(&list, clock.start_unix_ns());
-        let run = Arc::new(RunHandle::new(id, &spec, clock, simulated, self.shutdown.child_token()));
+        let run = Arc::new(RunHandle::new(id.clone(), &spec, clock, simulated, self.shutdown.child_token()));
         list.push(run.clone());
-        tokio::spawn(drive(run.clone(), spec, clock));
+        // Queued before anything the run writes later, so its row is there for them.
+        let new = NewRun { id, spec: spec.clone(), started_unix_ns: clock.start_unix_ns(), simulated, tool: tool() };
+        self.store.submit("record the start of a run", move |db| db.insert_run(&new));
+        tokio::spawn(drive(run.clone(), spec, clock, self.store.clone()));
         Ok(run)
     }
 
-    /// Adds a run that finished elsewhere (read from a file), with its whole event log.
-    pub fn add_finished(&self, report: RunReport) -> Arc<RunHandle> {
-        let mut list = lock(&self.list);
-        let id = unique_id(&list, report.started_unix_ns);
-        let run = Arc::new(RunHandle::finished(id, report));
-        list.push(run.clone());
+    /// Adds a run that finished elsewhere (read from a file), with its whole event log, and
+    /// stores it. A store failure is logged; the run is still shown.
+    pub async fn add_finished(&self, report: RunReport) -> Arc<RunHandle> {
+        let run = {
+            let mut list = lock(&self.list);
+            let id = unique_id(&list, report.started_unix_ns);
+            let run = Arc::new(RunHandle::finished(id, report));
+            list.push(run.clone());
+            run
+        };
+        let report = run.report().expect("a finished run has its report");
+        let new = NewRun {
+            id: run.id.clone(),
+            spec: report.spec.clone(),
+            started_unix_ns: report.started_unix_ns,
+            simulated: false,
+            tool: report.tool.clone(),
+        };
+        persist(&self.store, &run.id, "store an imported run", move |db| db.import(&new, &report)).await;
         run
+    }
+
+    /// Replaces a run's name, notes and tags, in the store first.
+    pub async fn set_meta(&self, id: &str, meta: RunMeta) -> Result<RunSummary, ChangeError> {
+        let run = self.get(id).ok_or_else(|| ChangeError::NoRun(id.into()))?;
+        let stored = meta.clone();
+        let key = id.to_string();
+        self.store.call(move |db| db.set_meta(&key, &stored)).await?;
+        run.set_meta(meta);
+        Ok(run.summary())
+    }
+
+    /// Deletes a finished run from the store and from the list.
+    pub async fn delete(&self, id: &str) -> Result<(), ChangeError> {
+        let run = self.get(id).ok_or_else(|| ChangeError::NoRun(id.into()))?;
+        if !run.is_finished() {
+            return Err(ChangeError::Running(id.into()));
+        }
+        let key = id.to_string();
+        match self.store.call(move |db| db.delete(&key)).await {
+            // A run whose first write failed was never stored; it only has to leave the list.
+            Ok(()) | Err(StoreError::NoRun(_)) => {}
+            Err(err) => return Err(err.into()),
+        }
+        lock(&self.list).retain(|r| r.id != id);
+        Ok(())
+    }
+
+    /// A finished run's whole report: kept in memory for runs of this session, read from the
+    /// store for earlier ones. `None` while the run is in progress.
+    pub async fn report(&self, run: &RunHandle) -> Result<Option<Arc<RunReport>>, StoreError> {
+        if let Some(report) = run.report() {
+            return Ok(Some(report));
+        }
+        if !run.is_finished() {
+            return Ok(None);
+        }
+        let id = run.id.clone();
+        Ok(Some(Arc::new(self.store.call(move |db| db.report(&id)).await?)))
+    }
+
+    /// The event log of a run from an earlier session, rebuilt from its stored report.
+    pub async fn stored_events(&self, run: &RunHandle) -> Result<Vec<Utf8Bytes>, StoreError> {
+        let Some(report) = self.report(run).await? else { return Ok(Vec::new()) };
+        let simulated = run.summary().simulated;
+        let events = shared::live::events_from_report(&run.id, &report, simulated);
+        Ok(events
+            .iter()
+            .map(|event| Utf8Bytes::from(serde_json::to_string(event).expect("events serialize")))
+            .collect())
+    }
+
+    /// Waits for the run in progress, if any, to record its end.
+    pub async fn until_idle(&self) {
+        let running = lock(&self.list).iter().find(|run| !run.is_finished()).cloned();
+        if let Some(run) = running {
+            let mut changed = run.subscribe();
+            while !run.is_finished() {
+                if changed.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<RunHandle>> {
@@ -74,7 +188,23 @@ impl Runs {
     }
 }
 
-/// `YYYYmmdd-HHMMSS-N`: sortable, readable, and unique within this dashboard.
+fn tool() -> String {
+    format!("tokenscope {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Waits for a write and logs its failure: the run goes on in memory whatever the disk does.
+async fn persist(
+    store: &Store,
+    run: &str,
+    what: &str,
+    job: impl FnOnce(&mut Db) -> Result<(), StoreError> + Send + 'static,
+) {
+    if let Err(err) = store.call(job).await {
+        tracing::error!(run = %run, cause = %err, store = %store.path().display(), "could not {what}; the run is kept in memory only");
+    }
+}
+
+/// `YYYYmmdd-HHMMSS-N`: sortable, readable, and unique within this dashboard and its store.
 fn unique_id(existing: &[Arc<RunHandle>], start_unix_ns: i64) -> String {
     let stamp = utc_stamp((start_unix_ns / 1_000_000_000) as u64);
     (1..).map(|n| format!("{stamp}-{n}")).find(|id| existing.iter().all(|run| &run.id != id)).expect("unbounded")
@@ -94,9 +224,12 @@ pub struct RunHandle {
 }
 
 struct RunState {
+    /// Empty for a run of an earlier session: its log is rebuilt from the store when asked.
     log: Vec<Utf8Bytes>,
     summary: RunSummary,
     report: Option<Arc<RunReport>>,
+    /// A run of an earlier session, whose records are in the store only.
+    stored: bool,
 }
 
 impl RunHandle {
@@ -127,7 +260,7 @@ impl RunHandle {
         Self {
             id,
             cancel,
-            state: Mutex::new(RunState { log: Vec::new(), summary, report }),
+            state: Mutex::new(RunState { log: Vec::new(), summary, report, stored: false }),
             changed: watch::Sender::new(0),
         }
     }
@@ -148,6 +281,16 @@ impl RunHandle {
             run.push(event);
         }
         run
+    }
+
+    /// A run of an earlier session, known by its summary until someone asks for more.
+    fn stored(summary: RunSummary) -> Self {
+        Self {
+            id: summary.id.clone(),
+            cancel: CancellationToken::new(),
+            state: Mutex::new(RunState { log: Vec::new(), summary, report: None, stored: true }),
+            changed: watch::Sender::new(0),
+        }
     }
 
     /// Appends an event to the log and wakes every follower.
@@ -180,6 +323,16 @@ impl RunHandle {
         lock(&self.state).report.clone()
     }
 
+    /// Whether the run's log and records are in the store only (a run of an earlier session).
+    pub fn is_stored_only(&self) -> bool {
+        lock(&self.state).stored
+    }
+
+    fn set_meta(&self, meta: RunMeta) {
+        let summary = &mut lock(&self.state).summary;
+        (summary.name, summary.notes, summary.tags) = (meta.name, meta.notes, meta.tags);
+    }
+
     pub fn is_finished(&self) -> bool {
         lock(&self.state).summary.status != RunStatus::Running
     }
@@ -201,19 +354,19 @@ impl RunHandle {
         self.changed.subscribe()
     }
 
-    fn finish(&self, report: RunReport) {
+    fn finish(&self, report: Arc<RunReport>) {
         let status = report.status.clone();
-        lock(&self.state).report = Some(Arc::new(report));
+        lock(&self.state).report = Some(report);
         self.push(&RunEvent::Finished { status });
     }
 }
 
 /// Runs the sweep, then records how it ended. A panic in the engine fails the run with a
 /// message instead of leaving it running forever.
-async fn drive(run: Arc<RunHandle>, spec: SweepSpec, clock: RunClock) {
+async fn drive(run: Arc<RunHandle>, spec: SweepSpec, clock: RunClock, store: Store) {
     let (notes, notes_rx) = mpsc::unbounded_channel();
     let (tap, tap_rx) = mpsc::unbounded_channel();
-    let recorder = tokio::spawn(record(run.clone(), spec.clone(), notes_rx, tap_rx));
+    let recorder = tokio::spawn(record(run.clone(), spec.clone(), store.clone(), notes_rx, tap_rx));
     let cancel = run.cancel.clone();
     let sweep_spec = spec.clone();
     let sweep = tokio::spawn(async move {
@@ -225,7 +378,7 @@ async fn drive(run: Arc<RunHandle>, spec: SweepSpec, clock: RunClock) {
         Err(err) => {
             tracing::error!(run = %run.id, cause = %err, "the sweep task died");
             RunReport {
-                tool: format!("tokenscope {}", env!("CARGO_PKG_VERSION")),
+                tool: tool(),
                 spec,
                 started_unix_ns: clock.start_unix_ns(),
                 model: None,
@@ -237,6 +390,10 @@ async fn drive(run: Arc<RunHandle>, spec: SweepSpec, clock: RunClock) {
         }
     };
     let _ = recorder.await;
+    let report = Arc::new(report);
+    let stored = report.clone();
+    let id = run.id.clone();
+    persist(&store, &run.id, "store the end of a run", move |db| db.finish(&id, &stored)).await;
     run.finish(report);
 }
 
@@ -245,7 +402,7 @@ enum Note {
     Prepared(ModelInfo),
     PointStarted(u32, u32),
     Sent(u32, u64),
-    Done(RequestDone),
+    Done(RequestDone, Box<RequestRecord>),
     PointDone(u32, Box<PointStats>),
 }
 
@@ -270,7 +427,7 @@ impl Observer for Forwarder {
     }
 
     fn request_done(&mut self, record: &RequestRecord) {
-        let _ = self.notes.send(Note::Done(RequestDone::of(&self.spec, record)));
+        let _ = self.notes.send(Note::Done(RequestDone::of(&self.spec, record), Box::new(record.clone())));
     }
 
     fn point_done(&mut self, point: usize, stats: &PointStats) {
@@ -287,12 +444,20 @@ struct Pending {
     sent: Vec<(u32, u64)>,
     tokens: Vec<(u32, u64, u32)>,
     done: Vec<RequestDone>,
+    /// The finished requests' records, written to the store in one transaction per batch.
+    records: Vec<RequestRecord>,
 }
 
 impl Pending {
-    fn flush(&mut self, run: &RunHandle) {
+    /// Stores the batch's finished requests, then logs the batch.
+    async fn flush(&mut self, run: &RunHandle, store: &Store) {
         if self.sent.is_empty() && self.tokens.is_empty() && self.done.is_empty() {
             return;
+        }
+        if !self.records.is_empty() {
+            let records = std::mem::take(&mut self.records);
+            let id = run.id.clone();
+            persist(store, &run.id, "store finished requests", move |db| db.add_requests(&id, &records)).await;
         }
         let batch = Batch::from_absolute(&self.sent, &self.tokens, std::mem::take(&mut self.done));
         self.sent.clear();
@@ -317,6 +482,7 @@ impl Pending {
 async fn record(
     run: Arc<RunHandle>,
     spec: SweepSpec,
+    store: Store,
     mut notes: mpsc::UnboundedReceiver<Note>,
     mut taps: mpsc::UnboundedReceiver<TokenArrival>,
 ) {
@@ -332,18 +498,39 @@ async fn record(
                 let event = match note {
                     None => break,
                     Some(Note::Sent(r, at)) => { pending.sent.push((r, at)); continue; }
-                    Some(Note::Done(done)) => { pending.done.push(done); continue; }
+                    Some(Note::Done(done, record)) => {
+                        pending.done.push(done);
+                        pending.records.push(*record);
+                        continue;
+                    }
                     Some(Note::Prepared(model)) => RunEvent::Prepared { model },
                     Some(Note::PointStarted(point, prompt_length)) => RunEvent::PointStarted { point, prompt_length },
                     Some(Note::PointDone(point, stats)) => RunEvent::PointDone { point, stats },
                 };
-                pending.flush(&run);
+                pending.flush(&run, &store).await;
+                store_event(&run, &store, &event).await;
                 run.push(&event);
             }
             Some(t) = taps.recv() => pending.token(&spec, t),
-            _ = tick.tick() => pending.flush(&run),
+            _ = tick.tick() => pending.flush(&run, &store).await,
         }
     }
     pending.drain(&spec, &mut taps);
-    pending.flush(&run);
+    pending.flush(&run, &store).await;
+}
+
+/// Writes what an event settles: the model, or a point's statistics.
+async fn store_event(run: &RunHandle, store: &Store, event: &RunEvent) {
+    let id = run.id.clone();
+    match event {
+        RunEvent::Prepared { model } => {
+            let model = model.clone();
+            persist(store, &run.id, "store the model", move |db| db.set_model(&id, &model)).await;
+        }
+        RunEvent::PointDone { point, stats } => {
+            let (point, stats) = (*point, stats.clone());
+            persist(store, &run.id, "store a point's statistics", move |db| db.set_point(&id, point, &stats)).await;
+        }
+        _ => {}
+    }
 }

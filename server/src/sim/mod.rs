@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
@@ -20,6 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 pub use model::{MODELS, SimConfig, SimModel};
 use scheduler::{Counters, Job, Sink};
 
+use crate::clock::unix_now_ns;
 use crate::pb;
 use crate::pb::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 
@@ -99,7 +101,10 @@ pub async fn spawn(config: SimConfig) -> std::io::Result<(SocketAddr, Cancellati
     Ok((addr, shutdown))
 }
 
-type ResponseStream = UnboundedReceiverStream<Result<pb::ModelStreamInferResponse, Status>>;
+type ResponseStream = tokio_stream::adapters::Map<
+    UnboundedReceiverStream<Result<pb::ModelStreamInferResponse, Status>>,
+    fn(Result<pb::ModelStreamInferResponse, Status>) -> Result<pb::ModelStreamInferResponse, Status>,
+>;
 
 #[tonic::async_trait]
 impl GrpcInferenceService for Sim {
@@ -224,7 +229,8 @@ impl GrpcInferenceService for Sim {
         self.jobs
             .send(Job { model, ask, arrived, sink: Sink::Unary(tx) })
             .map_err(|_| Status::unavailable("the simulator is shutting down"))?;
-        let response = rx.await.map_err(|_| Status::internal("the simulator dropped the request"))??;
+        let mut response = rx.await.map_err(|_| Status::internal("the simulator dropped the request"))??;
+        scheduler::stamp(&mut response, unix_now_ns());
         Ok(Response::new(response))
     }
 
@@ -262,6 +268,15 @@ impl GrpcInferenceService for Sim {
                 }
             }
         });
-        Ok(Response::new(UnboundedReceiverStream::new(rx)))
+        // Each response is stamped as tonic takes it to encode: its send time leaves out
+        // the time it waited behind others of the same step.
+        Ok(Response::new(UnboundedReceiverStream::new(rx).map(|response| {
+            response.map(|mut response| {
+                if let Some(inner) = response.infer_response.as_mut().filter(|_| response.error_message.is_empty()) {
+                    scheduler::stamp(inner, unix_now_ns());
+                }
+                response
+            })
+        })))
     }
 }

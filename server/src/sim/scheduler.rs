@@ -16,7 +16,6 @@ use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
 
 use super::model::{Ask, SimConfig, SimModel, token_text};
-use crate::clock::unix_now_ns;
 use crate::pb;
 use crate::pb::infer_parameter::ParameterChoice;
 use crate::style::SEND_TIME_KEY;
@@ -42,6 +41,10 @@ pub struct Counters {
     pub success_ns: AtomicU64,
     pub fail: AtomicU64,
 }
+
+/// With `--stamp-text`, a token's text until its response is sent: `@` and 19 digits, which
+/// [`stamp`] overwrites with the send time in Unix nanoseconds.
+pub const STAMP: &str = "@0000000000000000000";
 
 struct Running {
     job: Job,
@@ -147,9 +150,8 @@ fn step(config: &SimConfig, run: &mut Running, decoding: usize, counters: &HashM
     run.responses += 1;
     let done = run.generated >= ask.max_tokens;
     let counter = &counters[model.name];
-    let send_ns = unix_now_ns();
     if config.stamp_text {
-        text = format!(" @{send_ns}");
+        text = format!(" {STAMP}");
         if count > 1 {
             text.push_str(&" @".repeat(count as usize - 1));
         }
@@ -160,7 +162,7 @@ fn step(config: &SimConfig, run: &mut Running, decoding: usize, counters: &HashM
         Sink::Unary(_) => {
             let response = model.content(ask, &run.text, 0, run.generated, true, &run.text);
             let Sink::Unary(tx) = std::mem::replace(&mut run.job.sink, closed_sink()) else { unreachable!() };
-            let _ = tx.send(Ok(stamped(response, send_ns)));
+            let _ = tx.send(Ok(response));
             false
         }
         Sink::Stream(tx) => {
@@ -168,7 +170,7 @@ fn step(config: &SimConfig, run: &mut Running, decoding: usize, counters: &HashM
                 // A non-decoupled model answers once, with everything.
                 if done {
                     let response = model.content(ask, &run.text, 0, run.generated, true, &run.text);
-                    let _ = send(tx, stamped(response, send_ns));
+                    let _ = send(tx, response);
                 }
                 !done
             } else if run.fail && run.responses == 2 {
@@ -184,9 +186,9 @@ fn step(config: &SimConfig, run: &mut Running, decoding: usize, counters: &HashM
             } else {
                 let last_content_final = done && !model.separate_final();
                 let response = model.content(ask, &run.text, first, count, last_content_final, &text);
-                let ok = send(tx, stamped(response, send_ns));
+                let ok = send(tx, response);
                 if ok && done && model.separate_final() && ask.empty_final {
-                    let _ = send(tx, stamped(model.empty_final(ask), unix_now_ns()));
+                    let _ = send(tx, model.empty_final(ask));
                 }
                 ok
             }
@@ -218,12 +220,28 @@ fn send(
     tx.send(Ok(pb::ModelStreamInferResponse { error_message: String::new(), infer_response: Some(response) })).is_ok()
 }
 
-fn stamped(mut response: pb::ModelInferResponse, send_ns: i64) -> pb::ModelInferResponse {
+/// Puts `send_ns` in a response as the moment it was sent: in its parameters, and in place
+/// of every [`STAMP`] in its outputs (`--stamp-text`). Responses are stamped as they are
+/// handed to the transport, not when their step falls due, so that the time a response
+/// waits behind the others of the same step counts as the simulator's, not the client's.
+pub fn stamp(response: &mut pb::ModelInferResponse, send_ns: i64) {
     response.parameters.insert(
         SEND_TIME_KEY.into(),
         pb::InferParameter { parameter_choice: Some(ParameterChoice::Int64Param(send_ns)) },
     );
-    response
+    let digits = format!("{send_ns:019}");
+    for bytes in &mut response.raw_output_contents {
+        let mut at = 0;
+        while let Some(found) = find(&bytes[at..], STAMP.as_bytes()) {
+            let start = at + found + 1;
+            bytes[start..start + 19].copy_from_slice(&digits.as_bytes()[..19]);
+            at = start + 19;
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Scales a duration by a uniform factor in `[1 - jitter, 1 + jitter]`.
@@ -242,6 +260,22 @@ fn jittered(d: Duration, jitter: f64, rng: &mut u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stamps_fill_the_parameter_and_every_placeholder() {
+        let text = format!(" {STAMP} @ {STAMP}");
+        let mut response =
+            pb::ModelInferResponse { raw_output_contents: vec![text.into_bytes()], ..Default::default() };
+        stamp(&mut response, 1_795_000_000_123_456_789);
+        assert_eq!(
+            String::from_utf8(response.raw_output_contents[0].clone()).unwrap(),
+            " @1795000000123456789 @ @1795000000123456789"
+        );
+        assert_eq!(
+            response.parameters[SEND_TIME_KEY].parameter_choice,
+            Some(ParameterChoice::Int64Param(1_795_000_000_123_456_789))
+        );
+    }
 
     #[test]
     fn jitter_stays_in_bounds_and_is_seeded() {

@@ -6,9 +6,10 @@ use std::time::Duration;
 use fantoccini::{Client, Locator};
 use futures::FutureExt;
 use serde_json::{Value, json};
+use shared::SweepSpec;
 use shared::api::RunSummary;
 
-use crate::dashboard::fast_sim;
+use crate::dashboard::{fast_sim, post, spec_json, wait_finished};
 use crate::support::{start_dashboard, timing_lock};
 use crate::webdriver::{browser, start_driver};
 
@@ -238,6 +239,312 @@ async fn a_prefill_sweep_by_clicking() {
         target.send_keys(&format!("127.0.0.1:{port}")).await.unwrap();
         client.find(Locator::Css(".target button")).await.unwrap().click().await.unwrap();
         wait_for_text(&client, ".target .error", "cannot reach Triton", Duration::from_secs(20)).await;
+    })
+    .catch_unwind()
+    .await;
+    client.close().await.unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Waits until a script's answer equals `expected`; returns the last answer otherwise.
+async fn wait_for_js(client: &Client, script: &str, expected: &Value, within: Duration) -> Value {
+    let start = std::time::Instant::now();
+    loop {
+        let value = client.execute(script, vec![]).await.unwrap();
+        if &value == expected || start.elapsed() > within {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts a run through the API and waits until it has finished.
+async fn run_via_api(base: &str, spec: &Value) -> String {
+    let (status, body) = post(&format!("{base}/api/runs"), spec).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    wait_finished(base, &id).await;
+    id
+}
+
+async fn open_run(client: &Client, url: &str) {
+    client.goto(url).await.unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#run-status[data-state='completed']"))
+        .await
+        .expect("the run page shows the completed run");
+    // The last frame has been drawn.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+}
+
+/// Everything a run's page shows that a link must reproduce: the controls, the charts'
+/// scales, series and markers, the inspector's captions and every number of the table.
+const VIEW_STATE: &str = r#"
+    const el = id => document.getElementById(id);
+    const chart = id => el(id) && ['data-x-scale', 'data-y-scale', 'data-series', 'data-markers'].map(a => el(id).getAttribute(a));
+    return {
+        metric: el('view-metric').value, x: el('view-x').value, y: el('view-y').value,
+        series: [...document.querySelectorAll('#view-controls .series input')].map(i => i.id + '=' + i.checked),
+        point: el('inspect-point').value, request: el('inspect-request').value,
+        ttft: chart('chart-ttft'), t2t: chart('chart-t2t'),
+        timeline: document.querySelector('[data-chart=timeline] figcaption').textContent,
+        histogram: document.querySelector('[data-chart=histogram] figcaption').textContent,
+        table: [...document.querySelectorAll('#points-table td[data-metric]')].map(td => td.dataset.metric + '=' + td.dataset.value),
+    };
+"#;
+
+/// Painted pixels of the charts a view shows, to compare two drawings of it.
+async fn ink(client: &Client) -> Vec<u64> {
+    let mut out = Vec::new();
+    for chart in ["chart-ttft", "chart-histogram", "chart-timeline"] {
+        out.push(painted(client, chart, [9, 105, 218]).await.0);
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_link_reproduces_a_runs_view() {
+    need_frontend();
+    let _serial = timing_lock().await;
+    let dash = start_dashboard(fast_sim()).await;
+    let driver = start_driver().await;
+    let id = run_via_api(&dash.base, &spec_json(&dash.sim.target, "sim-vllm")).await;
+    let client = browser(&driver).await;
+    let result = std::panic::AssertUnwindSafe(async {
+        open_run(&client, &format!("{}/runs/{id}", dash.base)).await;
+        // The dots' colour at 60 % over the light background.
+        let dots = [179, 149, 235];
+        let (_, dot_pixels) = painted(&client, "chart-ttft", dots).await;
+        assert!(dot_pixels > 8, "single requests are drawn by default: {dot_pixels} pixels");
+        let default = client.execute(VIEW_STATE, vec![]).await.unwrap();
+        assert_eq!(default["x"], "auto");
+        assert_eq!(default["ttft"][0], "log", "16 to 128 spans a factor of 8: a log axis");
+
+        // Non-default controls; each one lands in the address bar.
+        let select = |id: &'static str, value: &'static str| {
+            let client = client.clone();
+            async move { client.find(Locator::Id(id)).await.unwrap().select_by_value(value).await.unwrap() }
+        };
+        select("view-metric", "ttft").await;
+        select("view-x", "linear").await;
+        select("view-y", "log").await;
+        client.find(Locator::Id("series-dots")).await.unwrap().click().await.unwrap();
+        client.find(Locator::Id("series-p90")).await.unwrap().click().await.unwrap();
+        select("inspect-point", "64").await;
+        let request = client.find(Locator::Id("inspect-request")).await.unwrap();
+        request.clear().await.unwrap();
+        request.send_keys("2").await.unwrap();
+        let expected = "?metric=ttft&x=linear&y=log&series=mean%2Cp90%2Cband&len=64&req=2";
+        let start = std::time::Instant::now();
+        let url = loop {
+            let url = client.current_url().await.unwrap();
+            if url.query().map(|q| format!("?{q}")).as_deref() == Some(expected) {
+                break url;
+            }
+            assert!(start.elapsed() < Duration::from_secs(5), "the address bar shows {url}, not ...{expected}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(url.path(), format!("/runs/{id}"));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let state = client.execute(VIEW_STATE, vec![]).await.unwrap();
+        assert_eq!(state["metric"], "ttft");
+        assert_eq!(state["t2t"], Value::Null, "the token-to-token chart is hidden");
+        assert_eq!(state["ttft"][0], "linear");
+        assert_eq!(state["ttft"][1], "log");
+        assert_eq!(state["ttft"][2], "mean,p90,band");
+        assert!(state["timeline"].as_str().unwrap().contains("prompt length 64, request 2"), "{state}");
+        assert!(state["histogram"].as_str().unwrap().contains("prompt length 64"), "{state}");
+        let (_, hidden) = painted(&client, "chart-ttft", dots).await;
+        assert!(
+            hidden * 3 < dot_pixels,
+            "single requests are hidden: {hidden} pixels of their colour, {dot_pixels} before"
+        );
+        let drawn = ink(&client).await;
+
+        // Copy link: copied, or shown for copying by hand where there is no clipboard.
+        client.find(Locator::Id("copy-link")).await.unwrap().click().await.unwrap();
+        let copied = wait_for_js(
+            &client,
+            "const f = document.getElementById('copy-link-field');
+             return document.getElementById('copy-link-status')?.textContent ?? (f ? f.value : null);",
+            &Value::from("Link copied"),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(copied == "Link copied" || copied == url.as_str(), "copy link: {copied}");
+        eprintln!("copy link: {copied}");
+        let shot = client.screenshot().await.unwrap();
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e/dashboard-view.png");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, shot).unwrap();
+        eprintln!("screenshot: {}", path.display());
+
+        // A fresh browser (a new profile) opening the address sees the same view.
+        let fresh = browser(&driver).await;
+        let seen = std::panic::AssertUnwindSafe(async {
+            open_run(&fresh, url.as_str()).await;
+            let again = fresh.execute(VIEW_STATE, vec![]).await.unwrap();
+            assert_eq!(again, state);
+            let drawn_again = ink(&fresh).await;
+            for (a, b) in drawn.iter().zip(&drawn_again) {
+                assert!(a.abs_diff(*b) * 50 <= *a.max(b), "the charts differ: {drawn:?} against {drawn_again:?}");
+            }
+            assert_eq!(fresh.current_url().await.unwrap(), url, "opening the link keeps it as it is");
+        })
+        .catch_unwind()
+        .await;
+        fresh.close().await.unwrap();
+        if let Err(panic) = seen {
+            std::panic::resume_unwind(panic);
+        }
+
+        // Rerun… opens the form filled with the run's spec.
+        let rerun = client.find(Locator::Id("rerun")).await.unwrap().attr("href").await.unwrap().unwrap();
+        assert!(rerun.starts_with("/new?spec=%7B"), "{rerun}");
+        client.goto(&format!("{}{rerun}", dash.base)).await.unwrap();
+        wait_for_text(&client, "#model", "sim-vllm", Duration::from_secs(20)).await;
+        let form = wait_for_js(
+            &client,
+            "return ['prompt-lengths', 'max-tokens', 'requests', 'warmup', 'concurrency', 'model']
+                .map(id => document.getElementById(id).value);",
+            &json!(["16,64,128", "8", "4", "1", "2", "sim-vllm"]),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(form, json!(["16,64,128", "8", "4", "1", "2", "sim-vllm"]));
+
+        // Name, notes and tags, saved on the server and shown.
+        open_run(&client, &format!("{}/runs/{id}", dash.base)).await;
+        client.find(Locator::Css("#run-edit summary")).await.unwrap().click().await.unwrap();
+        for (field, text) in
+            [("edit-name", "baseline"), ("edit-tags", "fp8, nightly, fp8"), ("edit-notes", "first try")]
+        {
+            let input = client.find(Locator::Id(field)).await.unwrap();
+            input.clear().await.unwrap();
+            input.send_keys(text).await.unwrap();
+        }
+        client.find(Locator::Id("edit-save")).await.unwrap().click().await.unwrap();
+        wait_for_text(&client, "#edit-status", "Saved", Duration::from_secs(5)).await;
+        wait_for_text(&client, "#run-title", "baseline", Duration::from_secs(5)).await;
+        wait_for_text(&client, "#run-tags", "nightly", Duration::from_secs(5)).await;
+        wait_for_text(&client, "#runs-list", "baseline", Duration::from_secs(5)).await;
+        let summary: RunSummary =
+            reqwest::get(format!("{}/api/runs/{id}", dash.base)).await.unwrap().json().await.unwrap();
+        assert_eq!((summary.name.as_str(), summary.notes.as_str()), ("baseline", "first try"));
+        assert_eq!(summary.tags, ["fp8", "nightly"]);
+
+        // Delete asks in the page first; No keeps the run, Yes deletes it and opens the list.
+        client.find(Locator::Id("delete")).await.unwrap().click().await.unwrap();
+        wait_for_text(&client, "#delete-confirm", "Delete run baseline?", Duration::from_secs(5)).await;
+        client.find(Locator::Id("delete-no")).await.unwrap().click().await.unwrap();
+        client.wait().at_most(Duration::from_secs(5)).for_element(Locator::Id("delete")).await.unwrap();
+        client.find(Locator::Id("delete")).await.unwrap().click().await.unwrap();
+        client.find(Locator::Id("delete-yes")).await.unwrap().click().await.unwrap();
+        let start = std::time::Instant::now();
+        while client.current_url().await.unwrap().path() != "/runs" {
+            assert!(start.elapsed() < Duration::from_secs(5), "deleting did not open the runs list");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let status = reqwest::get(format!("{}/api/runs/{id}", dash.base)).await.unwrap().status();
+        assert_eq!(status, 404);
+        wait_for_text(&client, "#runs-empty", "No runs yet", Duration::from_secs(5)).await;
+    })
+    .catch_unwind()
+    .await;
+    client.close().await.unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[tokio::test]
+async fn sweep_links_and_the_runs_list() {
+    need_frontend();
+    let _serial = timing_lock().await;
+    let dash = start_dashboard(fast_sim()).await;
+    let driver = start_driver().await;
+    let older = run_via_api(&dash.base, &spec_json(&dash.sim.target, "sim-vllm")).await;
+    let newer = run_via_api(&dash.base, &spec_json(&dash.sim.target, "sim-tutorial")).await;
+    let tagged = reqwest::Client::new()
+        .patch(format!("{}/api/runs/{newer}", dash.base))
+        .json(&json!({ "tags": ["nightly"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tagged.status(), 200);
+    let client = browser(&driver).await;
+    let result = std::panic::AssertUnwindSafe(async {
+        // A spec in the link fills the form.
+        let spec = SweepSpec {
+            target: dash.sim.target.clone(),
+            model: "sim-trtllm".into(),
+            prompt_lengths: vec![32, 512],
+            max_tokens: 7,
+            requests: 5,
+            concurrency: 2,
+            ..SweepSpec::default()
+        };
+        let query = shared::view::spec_query(&serde_json::to_string(&spec).unwrap());
+        client.goto(&format!("{}/new{query}", dash.base)).await.unwrap();
+        wait_for_text(&client, "#model", "sim-trtllm", Duration::from_secs(20)).await;
+        let fields = "return ['target', 'model', 'prompt-lengths', 'max-tokens', 'requests', 'concurrency']
+            .map(id => document.getElementById(id).value);";
+        let expected = json!([dash.sim.target, "sim-trtllm", "32,512", "7", "5", "2"]);
+        assert_eq!(wait_for_js(&client, fields, &expected, Duration::from_secs(5)).await, expected);
+        assert!(client.find(Locator::Id("spec-error")).await.is_err(), "a good spec shows no error");
+        // Its own link carries the same spec.
+        client.find(Locator::Id("copy-sweep-link")).await.unwrap().click().await.unwrap();
+        let copied = wait_for_js(
+            &client,
+            "const f = document.getElementById('copy-sweep-link-field');
+             return document.getElementById('copy-sweep-link-status')?.textContent ?? (f ? f.value : null);",
+            &Value::from("Link copied"),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(copied == "Link copied" || copied.as_str().is_some_and(|u| u.contains("/new?spec=")), "{copied}");
+
+        // A broken spec says so and leaves the form at its defaults.
+        client.goto(&format!("{}/new?spec=%7Bnot-json", dash.base)).await.unwrap();
+        wait_for_text(&client, "#spec-error", "The link's sweep spec could not be read", Duration::from_secs(20)).await;
+        let lengths = wait_for_js(
+            &client,
+            "return document.getElementById('prompt-lengths')?.value ?? null;",
+            &Value::from("16,64,256,1024"),
+            Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(lengths, "16,64,256,1024");
+
+        // The runs list: newest first, filtered in the page and in its address.
+        let rows = "return [...document.querySelectorAll('#runs-list tbody tr')].map(r => r.dataset.run);";
+        client.goto(&format!("{}/runs", dash.base)).await.unwrap();
+        let both = json!([newer, older]);
+        assert_eq!(wait_for_js(&client, rows, &both, Duration::from_secs(20)).await, both);
+        wait_for_text(&client, "#runs-list", "sim-tutorial", Duration::from_secs(5)).await;
+        wait_for_text(&client, "#runs-list", "completed", Duration::from_secs(5)).await;
+        client.find(Locator::Id("filter-model")).await.unwrap().send_keys("tutorial").await.unwrap();
+        assert_eq!(wait_for_js(&client, rows, &json!([newer]), Duration::from_secs(5)).await, json!([newer]));
+        let filter = client.find(Locator::Id("filter-model")).await.unwrap();
+        filter.clear().await.unwrap();
+        client.find(Locator::Id("filter-tag")).await.unwrap().send_keys("night").await.unwrap();
+        assert_eq!(wait_for_js(&client, rows, &json!([newer]), Duration::from_secs(5)).await, json!([newer]));
+        let start = std::time::Instant::now();
+        while client.current_url().await.unwrap().query() != Some("tag=night") {
+            assert!(start.elapsed() < Duration::from_secs(5), "the filter is not in the address");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // An address with filters opens with them set.
+        client.goto(&format!("{}/runs?model=vllm", dash.base)).await.unwrap();
+        assert_eq!(wait_for_js(&client, rows, &json!([older]), Duration::from_secs(20)).await, json!([older]));
+        let value = client.find(Locator::Id("filter-model")).await.unwrap().prop("value").await.unwrap();
+        assert_eq!(value.as_deref(), Some("vllm"));
+        client.goto(&format!("{}/?target=no-such-host", dash.base)).await.unwrap();
+        wait_for_text(&client, "#runs-empty", "No run matches these filters", Duration::from_secs(20)).await;
     })
     .catch_unwind()
     .await;

@@ -103,8 +103,10 @@ fn a_failed_sweep_exits_non_zero_and_says_why() {
 async fn serve_runs_the_dashboard_with_a_built_in_simulator() {
     use tokio::io::AsyncBufReadExt;
     let _serial = timing_lock().await;
+    let data = tempfile::tempdir().unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokenscope"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)

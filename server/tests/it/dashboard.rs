@@ -15,17 +15,17 @@ pub fn fast_sim() -> SimConfig {
     SimConfig { prefill_base_ms: 2.0, prefill_per_token_ms: 0.01, decode_ms: 1.0, ..SimConfig::default() }
 }
 
-async fn get(url: &str) -> (u16, Value) {
+pub async fn get(url: &str) -> (u16, Value) {
     let response = reqwest::get(url).await.unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
 }
 
-async fn post(url: &str, body: &Value) -> (u16, Value) {
+pub async fn post(url: &str, body: &Value) -> (u16, Value) {
     let response = reqwest::Client::new().post(url).json(body).send().await.unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
 }
 
-fn spec_json(target: &str, model: &str) -> Value {
+pub fn spec_json(target: &str, model: &str) -> Value {
     serde_json::to_value(SweepSpec {
         target: target.into(),
         model: model.into(),
@@ -40,7 +40,7 @@ fn spec_json(target: &str, model: &str) -> Value {
 }
 
 /// Waits until the run has finished and returns its summary.
-async fn wait_finished(base: &str, id: &str) -> RunSummary {
+pub async fn wait_finished(base: &str, id: &str) -> RunSummary {
     for _ in 0..600 {
         let (status, body) = get(&format!("{base}/api/runs/{id}")).await;
         assert_eq!(status, 200, "{body}");
@@ -54,7 +54,7 @@ async fn wait_finished(base: &str, id: &str) -> RunSummary {
 }
 
 /// Reads a run's events until the server closes the socket, or `limit` events.
-async fn read_events(base: &str, id: &str, limit: usize) -> Vec<String> {
+pub async fn read_events(base: &str, id: &str, limit: usize) -> Vec<String> {
     let url = format!("{}/api/runs/{id}/events", base.replace("http://", "ws://"));
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("the WebSocket opens");
     let mut events = Vec::new();

@@ -8,5 +8,6 @@ mod import;
 mod real_triton;
 mod schedule;
 mod sim;
+mod store;
 mod support;
 mod webdriver;

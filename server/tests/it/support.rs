@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests.
 
+use std::sync::Arc;
+
 use server::dashboard::{self, AppState, DashboardConfig};
 use server::engine::run_sweep;
 use server::sim::{self, SimConfig};
@@ -59,11 +61,14 @@ pub fn assert_close(what: &str, measured: f64, expected: f64, abs: f64, rel: f64
     );
 }
 
-/// A dashboard whose default target is an in-process simulator; both stop on drop.
+/// A dashboard whose default target is an in-process simulator, keeping its runs in a
+/// temporary folder of its own; all three go on drop.
 pub struct Dashboard {
     pub base: String,
     pub sim: SimServer,
+    pub state: AppState,
     stop: CancellationToken,
+    pub data: Arc<tempfile::TempDir>,
 }
 
 impl Drop for Dashboard {
@@ -72,15 +77,32 @@ impl Drop for Dashboard {
     }
 }
 
+impl Dashboard {
+    /// Stops this dashboard (cancelling its run, if any) and starts another on the same data
+    /// folder and simulator, as a restarted process would.
+    pub async fn restart(mut self) -> Dashboard {
+        self.stop.cancel();
+        self.state.close().await;
+        let sim = std::mem::replace(&mut self.sim, SimServer { target: String::new(), stop: CancellationToken::new() });
+        serve_on(sim, self.data.clone()).await
+    }
+}
+
 pub async fn start_dashboard(config: SimConfig) -> Dashboard {
-    let sim = start_sim(config).await;
+    let data = Arc::new(tempfile::tempdir().expect("a temporary folder"));
+    serve_on(start_sim(config).await, data).await
+}
+
+async fn serve_on(sim: SimServer, data: Arc<tempfile::TempDir>) -> Dashboard {
     let stop = CancellationToken::new();
-    let state = AppState::new(
-        DashboardConfig { default_target: sim.target.clone(), simulator: Some(sim.target.clone()) },
-        stop.clone(),
-    );
+    let config = DashboardConfig {
+        default_target: sim.target.clone(),
+        simulator: Some(sim.target.clone()),
+        data_dir: data.path().to_path_buf(),
+    };
+    let state = AppState::open(config, stop.clone()).await.expect("the dashboard opens its store");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(dashboard::serve(listener, state, stop.clone()));
-    Dashboard { base, sim, stop }
+    tokio::spawn(dashboard::serve(listener, state.clone(), stop.clone()));
+    Dashboard { base, sim, state, stop, data }
 }

@@ -1,0 +1,98 @@
+//! The runs list: newest first, filtered by model, target and tag.
+
+use leptos::prelude::*;
+use shared::RunStatus;
+use shared::api::RunSummary;
+use shared::view::{ListFilter, list_runs, run_title};
+
+/// A status's short name, as the list shows it.
+pub fn status_name(status: &RunStatus) -> &'static str {
+    match status {
+        RunStatus::Running => "running",
+        RunStatus::Completed => "completed",
+        RunStatus::Cancelled => "cancelled",
+        RunStatus::Failed { .. } => "failed",
+        RunStatus::Interrupted => "interrupted",
+    }
+}
+
+/// `2026-11-28 14:05`, in the browser's time zone.
+fn started(unix_ns: i64) -> String {
+    let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(unix_ns as f64 / 1e6));
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}",
+        date.get_full_year(),
+        date.get_month() + 1,
+        date.get_date(),
+        date.get_hours(),
+        date.get_minutes()
+    )
+}
+
+/// The runs, with their filters.
+#[component]
+pub fn RunsList(
+    /// Every run the server has.
+    #[prop(into)]
+    runs: Signal<Vec<RunSummary>>,
+    /// The filters, kept in the page's address.
+    filter: RwSignal<ListFilter>,
+    /// Called with a run's id when its link is clicked.
+    on_open: Callback<String>,
+) -> impl IntoView {
+    let input = move |id: &'static str,
+                      label: &'static str,
+                      get: fn(&ListFilter) -> &String,
+                      set: fn(&mut ListFilter, String)| {
+        view! {
+            <label>{label}
+                <input type="search" id=id prop:value=move || filter.with(|f| get(f).clone())
+                    on:input=move |ev| { let value = event_target_value(&ev); filter.update(|f| set(f, value)); }
+                    on:change=move |ev| { let value = event_target_value(&ev); filter.update(|f| set(f, value)); }/>
+            </label>
+        }
+    };
+    let listed = Memo::new(move |_| {
+        runs.with(|runs| filter.with(|f| list_runs(runs, f).into_iter().cloned().collect::<Vec<_>>()))
+    });
+    view! {
+        <div class="filters">
+            {input("filter-model", "Model", |f| &f.model, |f, v| f.model = v)}
+            {input("filter-target", "Target", |f| &f.target, |f, v| f.target = v)}
+            {input("filter-tag", "Tag", |f| &f.tag, |f, v| f.tag = v)}
+        </div>
+        <table class="runs-list" id="runs-list">
+            <thead>
+                <tr>
+                    // Kept for choosing runs to compare.
+                    <th class="select"></th>
+                    <th>"run"</th><th>"started"</th><th>"model"</th><th>"target"</th><th>"status"</th><th>"tags"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {move || listed.get().into_iter().map(|r| {
+                    let id = r.id.clone();
+                    let title = run_title(&r);
+                    let state = status_name(&r.status);
+                    view! {
+                        <tr data-run=r.id.clone()>
+                            <td class="select"></td>
+                            <td>
+                                <a href=format!("/runs/{id}") on:click=move |ev| { ev.prevent_default(); on_open.run(id.clone()); }>{title}</a>
+                                {(!r.name.trim().is_empty()).then(|| view! { " " <code class="id">{r.id.clone()}</code> })}
+                            </td>
+                            <td class="started">{started(r.started_unix_ns)}</td>
+                            <td class="model">{r.spec.model.clone()}</td>
+                            <td class="target">{r.spec.target.clone()}</td>
+                            <td class="status" data-state=state>{state}</td>
+                            <td class="tags"><ul class="tags">{r.tags.iter().map(|t| view! { <li>{t.clone()}</li> }).collect_view()}</ul></td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
+        {move || (listed.with(Vec::is_empty)).then(|| view! {
+            <p class="placeholder" id="runs-empty">{move || if filter.with(ListFilter::is_empty) { "No runs yet." } else { "No run matches these filters." }}</p>
+        })}
+    }
+}

@@ -61,7 +61,8 @@ cargo fetch --quiet
 
 log "trunk build --release --offline"
 start=$(date +%s)
-trunk build --release --offline
+# Link-time optimisation over one codegen unit: about 50 KB less to download, for a slower build.
+CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 trunk build --release --offline
 log "built in $(( $(date +%s) - start )) s"
 
 # What a browser downloads, compressed as a server would send it.

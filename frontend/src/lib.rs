@@ -7,8 +7,10 @@
 pub mod api;
 pub mod chart;
 pub mod components;
+pub mod download;
 pub mod nav;
 pub mod pages;
+pub mod report;
 
 use leptos::prelude::*;
 

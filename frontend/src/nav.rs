@@ -16,6 +16,8 @@ pub enum Route {
     Runs,
     /// `/runs/ID`: one run.
     Run(String),
+    /// `/compare?runs=ID1,ID2`: runs side by side.
+    Compare,
 }
 
 impl Route {
@@ -25,6 +27,7 @@ impl Route {
             "" => Route::Home,
             "/new" => Route::New,
             "/runs" => Route::Runs,
+            "/compare" => Route::Compare,
             _ => path
                 .strip_prefix("/runs/")
                 .filter(|id| !id.is_empty() && !id.contains('/'))
@@ -38,6 +41,7 @@ impl Route {
             Route::New => "/new".into(),
             Route::Runs => "/runs".into(),
             Route::Run(id) => format!("/runs/{id}"),
+            Route::Compare => "/compare".into(),
         }
     }
 
@@ -117,7 +121,8 @@ mod tests {
         assert_eq!(Route::of("/runs/20261128-1"), Route::Run("20261128-1".into()));
         assert_eq!(Route::of("/runs/x/"), Route::Run("x".into()));
         assert_eq!(Route::of("/elsewhere"), Route::Home);
-        for route in [Route::Home, Route::New, Route::Runs, Route::Run("a-1".into())] {
+        assert_eq!(Route::of("/compare"), Route::Compare);
+        for route in [Route::Home, Route::New, Route::Runs, Route::Run("a-1".into()), Route::Compare] {
             assert_eq!(Route::of(&route.path()), route);
         }
     }

@@ -31,7 +31,8 @@ pub enum Command {
     /// Start a simulated Triton in this process and run both guide benchmarks against it.
     Demo(DemoArgs),
     /// Read a perf_analyzer profile export as a run: print its table, and write it as
-    /// tokenscope's run.json with --out. Prompt lengths come from the requests' inputs.
+    /// tokenscope's run.json with --out, or as CSV with --requests-csv and --points-csv.
+    /// Prompt lengths come from the requests' inputs.
     Import(ImportArgs),
 }
 
@@ -102,6 +103,22 @@ pub struct SweepArgs {
     /// Also write perf_analyzer's profile-export JSON here.
     #[arg(long)]
     pub profile_export: Option<PathBuf>,
+    #[command(flatten)]
+    pub csv: CsvFiles,
+}
+
+/// The CSV exports, the same files as the dashboard's `/api/runs/ID/export/*.csv`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CsvFiles {
+    /// Also write one CSV row per request here (warm-up requests included and marked): send
+    /// time, TTFT, mean token-to-token latency and end-to-end latency in ms, output tokens,
+    /// errors, text.
+    #[arg(long, value_name = "FILE")]
+    pub requests_csv: Option<PathBuf>,
+    /// Also write one CSV row per prompt length here: every statistic of the table and of
+    /// run.json's points (counts, mean, min, max, std, percentiles; throughput).
+    #[arg(long, value_name = "FILE")]
+    pub points_csv: Option<PathBuf>,
 }
 
 impl SweepArgs {
@@ -181,6 +198,8 @@ pub struct ImportArgs {
     /// Where to write the run as tokenscope's run.json.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub csv: CsvFiles,
 }
 
 #[derive(Debug, Args)]
@@ -223,6 +242,21 @@ mod tests {
         assert_eq!(args.data_dir(), PathBuf::from("/tmp/runs"));
         let Command::Serve(args) = parse(&["serve"]).command else { panic!("the dashboard") };
         assert!(args.data_dir().ends_with("tokenscope") || args.data_dir().ends_with("tokenscope-data"));
+    }
+
+    #[test]
+    fn sweeps_and_imports_write_csv_where_they_are_told() {
+        let Command::Sweep(args) =
+            parse(&["sweep", "-m", "m", "--requests-csv", "r.csv", "--points-csv", "p.csv"]).command
+        else {
+            panic!("a sweep")
+        };
+        assert_eq!(args.csv.requests_csv, Some(PathBuf::from("r.csv")));
+        assert_eq!(args.csv.points_csv, Some(PathBuf::from("p.csv")));
+        let Command::Import(args) = parse(&["import", "pa.json", "--points-csv", "p.csv"]).command else {
+            panic!("an import")
+        };
+        assert_eq!((args.csv.requests_csv, args.csv.points_csv), (None, Some(PathBuf::from("p.csv"))));
     }
 
     #[test]

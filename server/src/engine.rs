@@ -185,6 +185,8 @@ enum Done {
 struct Stream {
     out: Outlet,
     inflight: InFlightMap,
+    /// Ends this stream's tasks; a child of the sweep's.
+    cancel: CancellationToken,
 }
 
 enum Outlet {
@@ -257,7 +259,8 @@ impl UnaryCalls {
 
 impl Stream {
     fn unary(calls: UnaryCalls) -> Self {
-        Self { out: Outlet::Unary(Box::new(calls)), inflight: InFlightMap::default() }
+        let cancel = calls.reply.cancel.clone();
+        Self { out: Outlet::Unary(Box::new(calls)), inflight: InFlightMap::default(), cancel }
     }
 
     fn open(
@@ -272,6 +275,7 @@ impl Stream {
         let (out, requests) = mpsc::unbounded_channel();
         let inflight: InFlightMap = Arc::default();
         let map = inflight.clone();
+        let stream_cancel = cancel.clone();
         // The call resolves only once the server sends its headers, which some servers hold
         // back until the first response: requests are queued meanwhile, so wait in the task.
         tokio::spawn(async move {
@@ -313,7 +317,7 @@ impl Stream {
                 }
             }
         });
-        Self { out: Outlet::Stream(out), inflight }
+        Self { out: Outlet::Stream(out), inflight, cancel: stream_cancel }
     }
 }
 
@@ -389,6 +393,9 @@ struct Sweep {
     /// Kept so the done queue never closes, and for requests that could not be sent.
     done_tx: mpsc::UnboundedSender<Done>,
     streams_cancel: CancellationToken,
+    /// The connections streams are opened on, and where their tokens go.
+    clients: Vec<GrpcInferenceServiceClient<Channel>>,
+    tap: Option<TokenTap>,
     /// Requests in flight on each stream.
     loads: Vec<u32>,
     /// Requests sent so far.
@@ -407,28 +414,43 @@ impl Sweep {
     ) -> Self {
         let (target, clients) = connections;
         let (done_tx, done) = mpsc::unbounded_channel();
-        let streams: Vec<Stream> = if spec.streaming {
-            (0..spec.concurrency.clamp(1, MAX_STREAMS) as usize)
-                .map(|index| {
-                    let client = clients[index % clients.len()].clone();
-                    let (done, tap, cancel) = (done_tx.clone(), tap.clone(), streams_cancel.clone());
-                    Stream::open(index, client, target.clone(), clock, done, tap, cancel)
-                })
-                .collect()
+        let mut sweep = Self {
+            spec: spec.clone(),
+            target,
+            plan,
+            clock,
+            streams: Vec::new(),
+            done,
+            done_tx,
+            streams_cancel,
+            clients,
+            tap,
+            loads: Vec::new(),
+            sent: 0,
+        };
+        sweep.streams = if spec.streaming {
+            (0..spec.concurrency.clamp(1, MAX_STREAMS) as usize).map(|index| sweep.open_stream(index)).collect()
         } else {
             let reply = UnaryReply {
                 index: 0,
                 timeout: Duration::from_millis(spec.request_timeout_ms),
-                target: target.clone(),
+                target: sweep.target.clone(),
                 clock,
-                done: done_tx.clone(),
-                tap,
-                cancel: streams_cancel.clone(),
+                done: sweep.done_tx.clone(),
+                tap: sweep.tap.clone(),
+                cancel: sweep.streams_cancel.clone(),
             };
-            vec![Stream::unary(UnaryCalls { clients, reply })]
+            vec![Stream::unary(UnaryCalls { clients: sweep.clients.clone(), reply })]
         };
-        let loads = vec![0; streams.len()];
-        Self { spec: spec.clone(), target, plan, clock, streams, done, done_tx, streams_cancel, loads, sent: 0 }
+        sweep.loads = vec![0; sweep.streams.len()];
+        sweep
+    }
+
+    /// Opens the stream at `index`, on the connection whose turn it is.
+    fn open_stream(&self, index: usize) -> Stream {
+        let client = self.clients[index % self.clients.len()].clone();
+        let (done, tap, cancel) = (self.done_tx.clone(), self.tap.clone(), self.streams_cancel.child_token());
+        Stream::open(index, client, self.target.clone(), self.clock, done, tap, cancel)
     }
 
     async fn run(
@@ -557,13 +579,18 @@ impl Sweep {
         }
     }
 
-    /// Abandons requests past their timeout.
+    /// Abandons requests past their timeout. A stream left with nothing in flight is closed,
+    /// which cancels the abandoned request on the server, and replaced by a fresh one: the
+    /// server would otherwise go on generating for it, and the next request on the stream
+    /// would be measured against that load.
     fn expire(&mut self) -> Vec<RequestRecord> {
         let now = self.clock.now_ns();
         let limit = self.spec.request_timeout_ms.saturating_mul(1_000_000);
         let mut out = Vec::new();
+        let mut stale = Vec::new();
         for (index, stream) in self.streams.iter().enumerate() {
             let mut map = lock(&stream.inflight);
+            let before = out.len();
             let expired: Vec<String> =
                 map.iter().filter(|(_, r)| now.saturating_sub(r.send_ns) > limit).map(|(id, _)| id.clone()).collect();
             for id in expired {
@@ -575,6 +602,13 @@ impl Sweep {
                 out.push(request.finish(id, None));
                 self.loads[index] -= 1;
             }
+            if out.len() > before && map.is_empty() && matches!(stream.out, Outlet::Stream(_)) {
+                stale.push(index);
+            }
+        }
+        for index in stale {
+            self.streams[index].cancel.cancel();
+            self.streams[index] = self.open_stream(index);
         }
         out
     }

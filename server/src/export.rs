@@ -1,13 +1,86 @@
-//! perf_analyzer's profile-export format, so scripts written for it read tokenscope's runs.
+//! A finished run's exports: run.json, CSV ([`csv`]) and perf_analyzer's profile-export
+//! format, so scripts written for it read tokenscope's runs. The dashboard serves them
+//! (`GET /api/runs/{id}/export/{file}`) and the command line writes them, both through
+//! [`Export::render`], so a file is the same whichever wrote it.
 //!
-//! One experiment per sweep point; times are system-clock nanoseconds since the epoch,
-//! converted from the run's monotonic offsets through its single clock anchor.
+//! The profile export has one experiment per sweep point; its times are system-clock
+//! nanoseconds since the epoch, converted from the run's monotonic offsets through its
+//! single clock anchor.
+
+pub mod csv;
 
 use serde_json::{Value, json};
 use shared::prompt::synthetic_prompt;
 use shared::{InputStyle, RequestRecord, ResponseRecord, RunReport, SweepSpec};
 
 use crate::style::{RECEIVE_TIME_KEY, SEND_TIME_KEY, sampling_json};
+
+/// A file a finished run is exported as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Export {
+    /// The whole run as `RunReport` JSON, as `tokenscope sweep --out` writes it.
+    Run,
+    /// One CSV row per request, warm-up requests included.
+    Requests,
+    /// One CSV row per settled prompt length: its statistics.
+    Points,
+    /// perf_analyzer's profile-export JSON, warm-up requests left out.
+    Profile,
+}
+
+impl Export {
+    pub const ALL: [Export; 4] = [Export::Run, Export::Requests, Export::Points, Export::Profile];
+
+    /// Its name in `/api/runs/{id}/export/{file}`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Export::Run => "run.json",
+            Export::Requests => "requests.csv",
+            Export::Points => "points.csv",
+            Export::Profile => "profile.json",
+        }
+    }
+
+    /// The export a file name asks for.
+    pub fn from_file_name(name: &str) -> Option<Export> {
+        Export::ALL.into_iter().find(|e| e.file_name() == name)
+    }
+
+    /// What it is, for messages.
+    pub fn description(self) -> &'static str {
+        match self {
+            Export::Run => "the run",
+            Export::Requests => "one CSV row per request",
+            Export::Points => "one CSV row per prompt length",
+            Export::Profile => "perf_analyzer profile export",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Export::Run | Export::Profile => "application/json",
+            Export::Requests | Export::Points => "text/csv; charset=utf-8; header=present",
+        }
+    }
+
+    /// The name a download is saved under: `tokenscope-<id>-<kind>.<ext>`. Characters that
+    /// do not belong in a file name (none do in the ids the dashboard gives) become `_`.
+    pub fn download_name(self, run_id: &str) -> String {
+        let safe: String =
+            run_id.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+        format!("tokenscope-{safe}-{}", self.file_name())
+    }
+
+    /// The file's bytes.
+    pub fn render(self, report: &RunReport) -> Vec<u8> {
+        match self {
+            Export::Run => serde_json::to_vec(report).expect("a report serializes"),
+            Export::Requests => csv::requests_csv(report).into_bytes(),
+            Export::Points => csv::points_csv(&report.points).into_bytes(),
+            Export::Profile => serde_json::to_vec(&profile_export(report)).expect("JSON values serialize"),
+        }
+    }
+}
 
 /// Builds the profile export of a run. Warm-up requests are left out, as they are from statistics.
 pub fn profile_export(report: &RunReport) -> Value {
@@ -77,6 +150,16 @@ fn request_inputs(style: InputStyle, prompt: &str, spec: &SweepSpec) -> Value {
 mod tests {
     use super::*;
     use shared::{RunStatus, TokenCountSource};
+
+    #[test]
+    fn exports_are_named_for_their_run() {
+        for export in Export::ALL {
+            assert_eq!(Export::from_file_name(export.file_name()), Some(export));
+        }
+        assert_eq!(Export::from_file_name("run.csv"), None);
+        assert_eq!(Export::Points.download_name("20250101-120000-1"), "tokenscope-20250101-120000-1-points.csv");
+        assert_eq!(Export::Run.download_name("a\"b/c"), "tokenscope-a_b_c-run.json");
+    }
 
     #[test]
     fn guide_average_matches_our_ttft() {

@@ -9,21 +9,53 @@ use indicatif::{ProgressBar, ProgressStyle};
 use shared::{ModelInfo, PointStats, RequestRecord, RunReport, RunStatus, SweepSpec};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{ImportArgs, SweepArgs};
+use crate::cli::{CsvFiles, ImportArgs, SweepArgs};
 use crate::clock::utc_stamp;
 use crate::engine::{Observer, run_sweep};
-use crate::export::profile_export;
+use crate::export::Export;
+
+/// The files a run is written to; each one given is written, through [`Export::render`], as
+/// the dashboard serves it.
+#[derive(Debug, Clone, Default)]
+pub struct RunFiles {
+    /// The run as run.json.
+    pub out: Option<PathBuf>,
+    /// perf_analyzer's profile-export JSON.
+    pub profile_export: Option<PathBuf>,
+    pub csv: CsvFiles,
+}
+
+impl RunFiles {
+    /// Writes every file asked for, saying where.
+    pub fn write(&self, report: &RunReport) -> anyhow::Result<()> {
+        let files = [
+            (Export::Run, &self.out),
+            (Export::Profile, &self.profile_export),
+            (Export::Requests, &self.csv.requests_csv),
+            (Export::Points, &self.csv.points_csv),
+        ];
+        for (export, path) in files.iter().filter_map(|(export, path)| Some((*export, path.as_deref()?))) {
+            write_file(path, &export.render(report))?;
+            eprintln!("wrote {} ({})", path.display(), export.description());
+        }
+        Ok(())
+    }
+}
 
 /// Runs `tokenscope sweep`.
 pub async fn command(args: SweepArgs) -> anyhow::Result<ExitCode> {
     let spec = args.spec();
-    let out = args.out.clone().unwrap_or_else(|| default_out(&spec.model));
-    run_and_report(spec, Some(&out), args.profile_export.as_deref()).await
+    let files = RunFiles {
+        out: Some(args.out.clone().unwrap_or_else(|| default_out(&spec.model))),
+        profile_export: args.profile_export,
+        csv: args.csv,
+    };
+    run_and_report(spec, &files).await
 }
 
 /// Runs a sweep with a progress bar, prints its table and writes its files. A run that
 /// failed part-way still writes everything it measured.
-pub async fn run_and_report(spec: SweepSpec, out: Option<&Path>, profile: Option<&Path>) -> anyhow::Result<ExitCode> {
+pub async fn run_and_report(spec: SweepSpec, files: &RunFiles) -> anyhow::Result<ExitCode> {
     let cancel = CancellationToken::new();
     let on_interrupt = cancel.clone();
     tokio::spawn(async move {
@@ -38,13 +70,8 @@ pub async fn run_and_report(spec: SweepSpec, out: Option<&Path>, profile: Option
     if report.model.is_some() {
         println!("{}", format_table(&report));
     }
-    if let Some(out) = out.filter(|_| !report.requests.is_empty()) {
-        write_json(out, &serde_json::to_value(&report)?)?;
-        eprintln!("wrote {}", out.display());
-    }
-    if let Some(profile) = profile.filter(|_| !report.requests.is_empty()) {
-        write_json(profile, &profile_export(&report))?;
-        eprintln!("wrote {} (perf_analyzer profile export)", profile.display());
+    if !report.requests.is_empty() {
+        files.write(&report)?;
     }
     Ok(match report.status {
         RunStatus::Completed => ExitCode::SUCCESS,
@@ -60,7 +87,7 @@ pub async fn run_and_report(spec: SweepSpec, out: Option<&Path>, profile: Option
     })
 }
 
-/// `tokenscope import`: reads a profile export, prints its table, writes it as a run.
+/// `tokenscope import`: reads a profile export, prints its table, writes the files asked for.
 pub fn import_command(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let name = args.file.display().to_string();
     let text = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {name}"))?;
@@ -73,10 +100,7 @@ pub fn import_command(args: ImportArgs) -> anyhow::Result<ExitCode> {
         report.spec.prompt_lengths.len()
     );
     println!("{}", format_table(&report));
-    if let Some(out) = &args.out {
-        write_json(out, &serde_json::to_value(&report)?)?;
-        eprintln!("wrote {}", out.display());
-    }
+    RunFiles { out: args.out, profile_export: None, csv: args.csv }.write(&report)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -181,12 +205,12 @@ pub fn format_table(report: &RunReport) -> String {
     out
 }
 
-/// Writes JSON through a temporary file, so a crash never leaves half a file.
-pub fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
-    let tmp = path.with_extension("json.partial");
-    let file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    serde_json::to_writer(std::io::BufWriter::new(file), value)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
+/// Writes a file through a temporary one beside it, so a crash never leaves half a file.
+pub fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
 }
 

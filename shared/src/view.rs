@@ -329,6 +329,48 @@ pub fn list_runs<'a>(runs: &'a [RunSummary], filter: &ListFilter) -> Vec<&'a Run
     listed
 }
 
+/// What a comparison's page shows: `runs=ID1,ID2,...` (the first is the baseline) and the
+/// chart keys of a run's page (`metric`, `x`, `y`, `series`); the inspector's keys do not
+/// apply to a comparison and are left out.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CompareState {
+    /// The runs' ids in the order given, each once.
+    pub runs: Vec<String>,
+    /// The charts' controls.
+    pub view: RunViewState,
+}
+
+impl CompareState {
+    pub fn new(runs: Vec<String>, view: RunViewState) -> Self {
+        let mut unique: Vec<String> = Vec::with_capacity(runs.len());
+        for id in runs.into_iter().map(|id| id.trim().to_string()).filter(|id| !id.is_empty()) {
+            if !unique.contains(&id) {
+                unique.push(id);
+            }
+        }
+        Self { runs: unique, view: RunViewState { length: None, request: None, ..view } }
+    }
+
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = Vec::new();
+        if !self.runs.is_empty() {
+            pairs.push(("runs", self.runs.join(",")));
+        }
+        pairs.extend(RunViewState { length: None, request: None, ..self.view }.pairs());
+        pairs
+    }
+
+    pub fn from_pairs(pairs: &[(String, String)]) -> Self {
+        let runs = last(pairs, "runs").unwrap_or_default().split(',').map(str::to_string).collect();
+        Self::new(runs, RunViewState::from_pairs(pairs))
+    }
+
+    /// `/compare?runs=...`.
+    pub fn path(&self) -> String {
+        format!("/compare{}", to_query(&self.pairs()))
+    }
+}
+
 /// `spec=<the spec's JSON, percent-encoded>`, the query of `/new` that opens the form
 /// filled with a spec. The caller serialises the spec (this crate has no JSON writer).
 pub fn spec_query(spec_json: &str) -> String {
@@ -477,6 +519,21 @@ mod tests {
         let both = format!("{}&model=m", RunViewState { y: YAxis::Log, ..Default::default() }.to_query());
         assert_eq!(RunViewState::from_query(&both).y, YAxis::Log);
         assert_eq!(ListFilter::from_pairs(&query_pairs(&both)).model, "m");
+    }
+
+    #[test]
+    fn a_comparison_round_trips() {
+        let view =
+            RunViewState { x: XAxis::Log, series: SeriesSet::of(&[Series::Mean, Series::P99]), ..Default::default() };
+        let state = CompareState::new(vec!["a-1".into(), "b 2".into()], view);
+        assert_eq!(state.path(), "/compare?runs=a-1%2Cb%202&x=log&series=mean%2Cp99");
+        assert_eq!(CompareState::from_pairs(&query_pairs(state.path().strip_prefix("/compare").unwrap())), state);
+        // Hand-written: commas unencoded, blanks and repeats dropped, inspector keys ignored.
+        let state = CompareState::from_pairs(&query_pairs("?runs=x,,y,x%20&len=64&req=2&metric=t2t"));
+        assert_eq!(state.runs, ["x", "y"]);
+        assert_eq!(state.view, RunViewState { charts: Charts::T2t, ..Default::default() });
+        assert_eq!(state.path(), "/compare?runs=x%2Cy&metric=t2t");
+        assert_eq!(CompareState::from_pairs(&[]).path(), "/compare");
     }
 
     #[test]

@@ -1,27 +1,30 @@
-//! Drawing with plotters on a `<canvas>`: sized to the element times the device pixel
-//! ratio (crisp on high-DPI screens), redrawn whole on every change.
+//! Drawing with plotters. Each chart is drawn by one function, generic over the backend:
+//! on a `<canvas>` (sized to the element times the device pixel ratio, crisp on high-DPI
+//! screens, redrawn whole on every change) and into an SVG string for downloads and reports.
 
 use plotters::chart::MeshStyle;
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::Ranged;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters_backend::{BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingErrorKind};
 use plotters_canvas::CanvasBackend;
 use shared::Summary;
 use shared::view::{Series, SeriesSet};
-use wasm_bindgen::JsCast;
-use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
+use web_sys::HtmlCanvasElement;
 
-use super::{Bin, Palette, XScale, YScale, decimate, fmt_axis, fmt_length};
+use super::{Bin, Palette, Rgb, XScale, YScale, decimate, fmt_axis, fmt_length};
 
-type Area = DrawingArea<CanvasBackend, Shift>;
-
-fn rgb(c: (u8, u8, u8)) -> RGBColor {
+fn rgb(c: Rgb) -> RGBColor {
     RGBColor(c.0, c.1, c.2)
 }
 
 fn fail(err: impl std::fmt::Debug) -> String {
     format!("the chart could not be drawn: {err:?}")
 }
+
+/// The size an exported chart is drawn at, in pixels.
+pub const EXPORT_SIZE: (u32, u32) = (760, 400);
 
 /// Sizes the canvas's buffer to its laid-out size times the device pixel ratio. Returns the
 /// ratio, or `None` while the canvas is not laid out.
@@ -41,69 +44,208 @@ pub fn fit(canvas: &HtmlCanvasElement) -> Option<f64> {
     Some(dpr)
 }
 
-fn area(canvas: &HtmlCanvasElement, palette: &Palette) -> Result<Area, String> {
-    let area = CanvasBackend::with_canvas_object(canvas.clone())
-        .ok_or("the browser gave no 2D canvas context")?
-        .into_drawing_area();
-    area.fill(&rgb(palette.background)).map_err(fail)?;
-    Ok(area)
+/// The surfaces the page draws on, as one backend type: each chart's code (and plotters'
+/// own generic code under it) is compiled once for both, which keeps the page small.
+pub enum Backend<'a> {
+    Canvas(CanvasBackend),
+    Svg(SVGBackend<'a>),
 }
 
-/// A chart of one latency metric against prompt length.
+/// A drawing failure of either surface, in words.
+#[derive(Debug)]
+pub struct BackendError(String);
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BackendError {}
+
+type Drawn<T> = Result<T, DrawingErrorKind<BackendError>>;
+
+fn lift<T, E: std::error::Error + Send + Sync>(result: Result<T, DrawingErrorKind<E>>) -> Drawn<T> {
+    result.map_err(|err| match err {
+        DrawingErrorKind::DrawingError(err) => DrawingErrorKind::DrawingError(BackendError(err.to_string())),
+        DrawingErrorKind::FontError(err) => DrawingErrorKind::FontError(err),
+    })
+}
+
+/// Calls the same method on whichever surface this is.
+macro_rules! each {
+    ($self:ident, $b:ident => $call:expr) => {
+        match $self {
+            Backend::Canvas($b) => lift($call),
+            Backend::Svg($b) => lift($call),
+        }
+    };
+}
+
+impl DrawingBackend for Backend<'_> {
+    type ErrorType = BackendError;
+
+    fn get_size(&self) -> (u32, u32) {
+        match self {
+            Backend::Canvas(b) => b.get_size(),
+            Backend::Svg(b) => b.get_size(),
+        }
+    }
+
+    fn ensure_prepared(&mut self) -> Drawn<()> {
+        each!(self, b => b.ensure_prepared())
+    }
+
+    fn present(&mut self) -> Drawn<()> {
+        each!(self, b => b.present())
+    }
+
+    fn draw_pixel(&mut self, point: BackendCoord, color: BackendColor) -> Drawn<()> {
+        each!(self, b => b.draw_pixel(point, color))
+    }
+
+    fn draw_line<S: BackendStyle>(&mut self, from: BackendCoord, to: BackendCoord, style: &S) -> Drawn<()> {
+        each!(self, b => b.draw_line(from, to, style))
+    }
+
+    fn draw_rect<S: BackendStyle>(&mut self, a: BackendCoord, b2: BackendCoord, style: &S, fill: bool) -> Drawn<()> {
+        each!(self, b => b.draw_rect(a, b2, style, fill))
+    }
+
+    fn draw_path<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(&mut self, path: I, style: &S) -> Drawn<()> {
+        each!(self, b => b.draw_path(path, style))
+    }
+
+    fn draw_circle<S: BackendStyle>(&mut self, center: BackendCoord, radius: u32, style: &S, fill: bool) -> Drawn<()> {
+        each!(self, b => b.draw_circle(center, radius, style, fill))
+    }
+
+    fn fill_polygon<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(&mut self, vert: I, style: &S) -> Drawn<()> {
+        each!(self, b => b.fill_polygon(vert, style))
+    }
+
+    fn draw_text<T: BackendTextStyle>(&mut self, text: &str, style: &T, pos: BackendCoord) -> Drawn<()> {
+        each!(self, b => b.draw_text(text, style, pos))
+    }
+
+    fn estimate_text_size<T: BackendTextStyle>(&self, text: &str, style: &T) -> Drawn<(u32, u32)> {
+        each!(self, b => b.estimate_text_size(text, style))
+    }
+
+    fn blit_bitmap(&mut self, pos: BackendCoord, size: (u32, u32), src: &[u8]) -> Drawn<()> {
+        each!(self, b => b.blit_bitmap(pos, size, src))
+    }
+}
+
+/// The drawing area every chart function is given.
+pub type Area<'a> = DrawingArea<Backend<'a>, Shift>;
+
+/// Fits the canvas and draws on it with `draw(area, device pixel ratio)`; `Ok(None)` while
+/// the canvas is not laid out.
+pub fn on_canvas<T>(
+    canvas: &HtmlCanvasElement,
+    palette: &Palette,
+    draw: impl FnOnce(&Area<'_>, f64) -> Result<T, String>,
+) -> Result<Option<T>, String> {
+    let Some(dpr) = fit(canvas) else { return Ok(None) };
+    let backend = CanvasBackend::with_canvas_object(canvas.clone()).ok_or("the browser gave no 2D canvas context")?;
+    let root = Backend::Canvas(backend).into_drawing_area();
+    root.fill(&rgb(palette.background)).map_err(fail)?;
+    let drawn = draw(&root, dpr)?;
+    root.present().map_err(fail)?;
+    Ok(Some(drawn))
+}
+
+/// Draws with `draw` into a standalone SVG document of `size` pixels.
+pub fn to_svg(
+    size: (u32, u32),
+    palette: &Palette,
+    draw: impl FnOnce(&Area<'_>) -> Result<(), String>,
+) -> Result<String, String> {
+    let mut out = String::new();
+    {
+        let root = Backend::Svg(SVGBackend::with_string(&mut out, size)).into_drawing_area();
+        root.fill(&rgb(palette.background)).map_err(fail)?;
+        draw(&root)?;
+        root.present().map_err(fail)?;
+    }
+    Ok(out)
+}
+
+/// What a latency chart draws of one run, in the run's colours.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layer {
+    /// The run's name in the chart's legend; a chart of one run has no legend.
+    pub label: String,
+    /// Settled points: prompt length and the metric's summary.
+    pub points: Vec<(u32, Summary)>,
+    /// Individual samples as they arrive: prompt length and value (ms).
+    pub samples: Vec<(u32, f64)>,
+    /// The mean's line and markers.
+    pub line: Rgb,
+    /// The p50-p99 band and the percentile lines.
+    pub band: Rgb,
+    /// The single requests.
+    pub dots: Rgb,
+}
+
+/// A chart of one latency metric against prompt length, of one run or several overlaid.
 pub struct LatencyChart<'a> {
     pub y_desc: &'a str,
     pub scale: XScale,
     pub y_scale: YScale,
     /// What to draw of the points and samples.
     pub series: SeriesSet,
-    /// Every prompt length of the sweep, settled or not.
+    /// Every prompt length of the sweep (or sweeps), settled or not.
     pub lengths: &'a [u32],
-    /// Settled points: prompt length and the metric's summary.
-    pub points: Vec<(u32, Summary)>,
-    /// Individual samples as they arrive: prompt length and value (ms).
-    pub samples: Vec<(u32, f64)>,
+    /// One per run, drawn in order.
+    pub layers: Vec<Layer>,
     /// Shown in the middle of the chart while it has no data.
     pub empty_note: &'a str,
 }
 
 /// Draws a latency chart, each part only when `series` asks for it: samples as dots, the
-/// p50-p99 band, percentile lines, the mean as a line with markers. Returns each settled
-/// point's mean position in CSS pixels (drawn or not), for hovering.
-pub fn latency(
-    canvas: &HtmlCanvasElement,
+/// p50-p99 band, percentile lines, the mean as a line with markers; with a legend when it
+/// overlays several runs. Sizes (margins, fonts, strokes) are CSS pixels times `dpr`.
+/// Returns each layer's settled means' positions in CSS pixels (drawn or not), for hovering.
+pub fn latency<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
     chart: &LatencyChart<'_>,
     palette: &Palette,
-) -> Result<Vec<(f64, f64)>, String> {
-    let Some(dpr) = fit(canvas) else { return Ok(Vec::new()) };
-    let root = area(canvas, palette)?;
+    dpr: f64,
+) -> Result<Vec<Vec<(f64, f64)>>, String> {
     let shown = |s: Series| chart.series.contains(s);
     let (x0, x1) = chart.scale.range(chart.lengths);
     // The axis fits what is drawn; with nothing drawn, it still fits the data.
     let mut values: Vec<f64> = Vec::new();
-    if shown(Series::Dots) {
-        values.extend(chart.samples.iter().map(|s| s.1));
-    }
-    for (_, s) in &chart.points {
-        values.extend(
-            [
-                (Series::Mean, s.mean),
-                (Series::P50, s.p50),
-                (Series::P90, s.p90),
-                (Series::P99, s.p99),
-                (Series::Band, s.p50),
-                (Series::Band, s.p99),
-            ]
-            .into_iter()
-            .filter(|(series, _)| shown(*series))
-            .map(|(_, v)| v),
-        );
+    for layer in &chart.layers {
+        if shown(Series::Dots) {
+            values.extend(layer.samples.iter().map(|s| s.1));
+        }
+        for (_, s) in &layer.points {
+            values.extend(
+                [
+                    (Series::Mean, s.mean),
+                    (Series::P50, s.p50),
+                    (Series::P90, s.p90),
+                    (Series::P99, s.p99),
+                    (Series::Band, s.p50),
+                    (Series::Band, s.p99),
+                ]
+                .into_iter()
+                .filter(|(series, _)| shown(*series))
+                .map(|(_, v)| v),
+            );
+        }
     }
     if values.is_empty() {
-        values.extend(chart.samples.iter().map(|s| s.1).chain(chart.points.iter().map(|(_, s)| s.mean)));
+        for layer in &chart.layers {
+            values.extend(layer.samples.iter().map(|s| s.1).chain(layer.points.iter().map(|(_, s)| s.mean)));
+        }
     }
     let y_scale = chart.y_scale;
     let (y0, y1) = y_scale.range(values);
-    let mut ctx = ChartBuilder::on(&root)
+    let mut ctx = ChartBuilder::on(root)
         .margin((12.0 * dpr) as u32)
         .x_label_area_size((38.0 * dpr) as u32)
         .y_label_area_size((58.0 * dpr) as u32)
@@ -126,73 +268,94 @@ pub fn latency(
     .map_err(fail)?;
     let x = |length: u32| scale.to_axis(f64::from(length));
     let y = |value: f64| y_scale.to_axis(value);
-    if chart.points.len() > 1 && shown(Series::Band) {
-        let mut band: Vec<(f64, f64)> = chart.points.iter().map(|(l, s)| (x(*l), y(s.p50))).collect();
-        band.extend(chart.points.iter().rev().map(|(l, s)| (x(*l), y(s.p99))));
-        ctx.draw_series(std::iter::once(Polygon::new(band, rgb(palette.band).mix(0.22)))).map_err(fail)?;
+    let empty = chart.layers.iter().all(|l| l.points.is_empty() && l.samples.is_empty());
+    if empty {
+        let (w, h) = root.dim_in_pixel();
+        let font = ("sans-serif", 13.0 * dpr).into_font().color(&rgb(palette.text).mix(0.7));
+        root.draw(&Text::new(
+            chart.empty_note,
+            ((w / 2) as i32, (h / 2) as i32),
+            font.pos(Pos::new(HPos::Center, VPos::Center)),
+        ))
+        .map_err(fail)?;
     }
-    // Samples go straight to the canvas, one rectangle per distinct pixel.
-    let dots = if shown(Series::Dots) {
-        decimate(chart.samples.iter().map(|&(l, v)| ctx.backend_coord(&(x(l), y(v)))))
-    } else {
-        Vec::new()
-    };
-    if let Some(context) = context_2d(canvas) {
-        if chart.points.is_empty() && chart.samples.is_empty() {
-            let (r, g, b) = palette.text;
-            context.set_fill_style_str(&format!("rgba({r},{g},{b},0.7)"));
-            context.set_font(&format!("{}px sans-serif", (13.0 * dpr).round()));
-            context.set_text_align("center");
-            let _ =
-                context.fill_text(chart.empty_note, f64::from(canvas.width()) / 2.0, f64::from(canvas.height()) / 2.0);
-            context.set_text_align("start");
+    let several = chart.layers.len() > 1;
+    let mut positions = Vec::with_capacity(chart.layers.len());
+    for layer in &chart.layers {
+        if layer.points.len() > 1 && shown(Series::Band) {
+            let mut band: Vec<(f64, f64)> = layer.points.iter().map(|(l, s)| (x(*l), y(s.p50))).collect();
+            band.extend(layer.points.iter().rev().map(|(l, s)| (x(*l), y(s.p99))));
+            let alpha = if several { 0.14 } else { 0.22 };
+            ctx.draw_series(std::iter::once(Polygon::new(band, rgb(layer.band).mix(alpha)))).map_err(fail)?;
         }
-        let (r, g, b) = palette.dots;
-        context.set_fill_style_str(&format!("rgba({r},{g},{b},0.6)"));
-        let size = (3.0 * dpr).round().max(2.0);
-        for (px, py) in dots {
-            context.fill_rect(f64::from(px) - size / 2.0, f64::from(py) - size / 2.0, size, size);
+        // Samples: one square per distinct pixel.
+        if shown(Series::Dots) {
+            let dots = decimate(layer.samples.iter().map(|&(l, v)| ctx.backend_coord(&(x(l), y(v)))));
+            let size = (3.0 * dpr).round().max(2.0) as i32;
+            let style = rgb(layer.dots).mix(0.6).filled();
+            for (px, py) in dots {
+                let corner = (px - size / 2, py - size / 2);
+                root.draw(&Rectangle::new([corner, (corner.0 + size, corner.1 + size)], style)).map_err(fail)?;
+            }
         }
-    }
-    // Percentile lines: thin, in the band's colour, darker the higher the percentile.
-    for (series, alpha, pick) in [
-        (Series::P50, 0.55, (|s: &Summary| s.p50) as fn(&Summary) -> f64),
-        (Series::P90, 0.75, |s: &Summary| s.p90),
-        (Series::P99, 1.0, |s: &Summary| s.p99),
-    ] {
-        if shown(series) {
-            let style = ShapeStyle {
-                color: rgb(palette.band).mix(alpha),
-                filled: false,
-                stroke_width: (1.5 * dpr).max(1.0) as u32,
-            };
-            let path: Vec<(f64, f64)> = chart.points.iter().map(|(l, s)| (x(*l), y(pick(s)))).collect();
-            ctx.draw_series(std::iter::once(PathElement::new(path, style))).map_err(fail)?;
+        // Percentile lines: thin, in the band's colour, darker the higher the percentile.
+        for (series, alpha, pick) in [
+            (Series::P50, 0.55, (|s: &Summary| s.p50) as fn(&Summary) -> f64),
+            (Series::P90, 0.75, |s: &Summary| s.p90),
+            (Series::P99, 1.0, |s: &Summary| s.p99),
+        ] {
+            if shown(series) {
+                let style = ShapeStyle {
+                    color: rgb(layer.band).mix(alpha),
+                    filled: false,
+                    stroke_width: (1.5 * dpr).max(1.0) as u32,
+                };
+                let path: Vec<(f64, f64)> = layer.points.iter().map(|(l, s)| (x(*l), y(pick(s)))).collect();
+                ctx.draw_series(std::iter::once(PathElement::new(path, style))).map_err(fail)?;
+            }
         }
+        let means: Vec<(f64, f64)> = layer.points.iter().map(|(l, s)| (x(*l), y(s.mean))).collect();
+        if shown(Series::Mean) {
+            let line = ShapeStyle { color: rgb(layer.line).to_rgba(), filled: false, stroke_width: (2.0 * dpr) as u32 };
+            let drawn = ctx.draw_series(std::iter::once(PathElement::new(means.clone(), line))).map_err(fail)?;
+            if several {
+                let length = (18.0 * dpr) as i32;
+                drawn
+                    .label(layer.label.clone())
+                    .legend(move |(px, py)| PathElement::new(vec![(px, py), (px + length, py)], line));
+            }
+            let marker = (4.0 * dpr) as i32;
+            ctx.draw_series(means.iter().map(|&p| Circle::new(p, marker, rgb(layer.line).filled()))).map_err(fail)?;
+        }
+        positions.push(
+            means
+                .iter()
+                .map(|p| {
+                    let (px, py) = ctx.backend_coord(p);
+                    (f64::from(px) / dpr, f64::from(py) / dpr)
+                })
+                .collect(),
+        );
     }
-    let means: Vec<(f64, f64)> = chart.points.iter().map(|(l, s)| (x(*l), y(s.mean))).collect();
-    if shown(Series::Mean) {
-        let line = ShapeStyle { color: rgb(palette.line).to_rgba(), filled: false, stroke_width: (2.0 * dpr) as u32 };
-        ctx.draw_series(std::iter::once(PathElement::new(means.clone(), line))).map_err(fail)?;
-        let marker = (4.0 * dpr) as i32;
-        ctx.draw_series(means.iter().map(|&p| Circle::new(p, marker, rgb(palette.line).filled()))).map_err(fail)?;
+    if several && shown(Series::Mean) {
+        ctx.configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .margin((8.0 * dpr) as u32)
+            .label_font(("sans-serif", 12.0 * dpr).into_font().color(&rgb(palette.text)))
+            .background_style(rgb(palette.background).mix(0.85))
+            .border_style(rgb(palette.grid))
+            .draw()
+            .map_err(fail)?;
     }
-    root.present().map_err(fail)?;
-    Ok(means
-        .iter()
-        .map(|p| {
-            let (px, py) = ctx.backend_coord(p);
-            (f64::from(px) / dpr, f64::from(py) / dpr)
-        })
-        .collect())
+    Ok(positions)
 }
 
 /// The look every chart's axes share: fonts scaled to the device, grid colours of the scheme.
-fn themed<'m, 'a, 'b, X: Ranged, Y: Ranged>(
-    mesh: &'m mut MeshStyle<'a, 'b, X, Y, CanvasBackend>,
+fn themed<'m, 'a, 'b, X: Ranged, Y: Ranged, DB: DrawingBackend>(
+    mesh: &'m mut MeshStyle<'a, 'b, X, Y, DB>,
     palette: &Palette,
     dpr: f64,
-) -> &'m mut MeshStyle<'a, 'b, X, Y, CanvasBackend> {
+) -> &'m mut MeshStyle<'a, 'b, X, Y, DB> {
     let text = rgb(palette.text);
     mesh.label_style(("sans-serif", 12.0 * dpr).into_font().color(&text))
         .axis_desc_style(("sans-serif", 13.0 * dpr).into_font().color(&text))
@@ -201,18 +364,17 @@ fn themed<'m, 'a, 'b, X: Ranged, Y: Ranged>(
         .light_line_style(rgb(palette.grid).mix(0.3))
 }
 
-fn context_2d(canvas: &HtmlCanvasElement) -> Option<CanvasRenderingContext2d> {
-    canvas.get_context("2d").ok().flatten()?.dyn_into().ok()
-}
-
 /// Draws one request's tokens as ticks on a time axis from its send: stalls show as gaps.
 /// `tokens` are (ms since send, tokens in that response).
-pub fn timeline(canvas: &HtmlCanvasElement, tokens: &[(f64, u32)], palette: &Palette) -> Result<(), String> {
-    let Some(dpr) = fit(canvas) else { return Ok(()) };
-    let root = area(canvas, palette)?;
+pub fn timeline<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    tokens: &[(f64, u32)],
+    palette: &Palette,
+    dpr: f64,
+) -> Result<(), String> {
     let end = tokens.iter().map(|t| t.0).fold(0.0_f64, f64::max);
     let end = if end > 0.0 { end * 1.04 } else { 1.0 };
-    let mut ctx = ChartBuilder::on(&root)
+    let mut ctx = ChartBuilder::on(root)
         .margin((12.0 * dpr) as u32)
         .x_label_area_size((38.0 * dpr) as u32)
         .y_label_area_size((12.0 * dpr) as u32)
@@ -245,20 +407,23 @@ pub fn timeline(canvas: &HtmlCanvasElement, tokens: &[(f64, u32)], palette: &Pal
         PathElement::new(vec![(t, 0.1), (t, top)], tick)
     }))
     .map_err(fail)?;
-    root.present().map_err(fail)
+    Ok(())
 }
 
 /// Draws a histogram of time to first token (ms).
-pub fn histogram(canvas: &HtmlCanvasElement, bins: &[Bin], palette: &Palette) -> Result<(), String> {
-    let Some(dpr) = fit(canvas) else { return Ok(()) };
-    let root = area(canvas, palette)?;
+pub fn histogram<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    bins: &[Bin],
+    palette: &Palette,
+    dpr: f64,
+) -> Result<(), String> {
     let (lo, hi) = match (bins.first(), bins.last()) {
         (Some(first), Some(last)) if last.hi > first.lo => (first.lo, last.hi),
         (Some(first), Some(_)) => (first.lo - 0.5, first.lo + 0.5),
         _ => (0.0, 1.0),
     };
     let top = f64::from(bins.iter().map(|b| b.count).max().unwrap_or(1)) * 1.1;
-    let mut ctx = ChartBuilder::on(&root)
+    let mut ctx = ChartBuilder::on(root)
         .margin((12.0 * dpr) as u32)
         .x_label_area_size((38.0 * dpr) as u32)
         .y_label_area_size((46.0 * dpr) as u32)
@@ -284,5 +449,131 @@ pub fn histogram(canvas: &HtmlCanvasElement, bins: &[Bin], palette: &Palette) ->
         Rectangle::new([(b.lo - width, 0.0), (b.hi + width, f64::from(b.count))], rgb(palette.line).filled())
     }))
     .map_err(fail)?;
-    root.present().map_err(fail)
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(mean: f64) -> Summary {
+        Summary {
+            count: 3,
+            mean,
+            min: mean - 1.0,
+            max: mean + 2.0,
+            std: 1.0,
+            p50: mean - 0.5,
+            p90: mean + 1.0,
+            p99: mean + 1.5,
+            p95: mean + 1.2,
+            p999: None,
+        }
+    }
+
+    fn layer(label: &str, colour: Rgb, means: &[(u32, f64)]) -> Layer {
+        Layer {
+            label: label.into(),
+            points: means.iter().map(|&(l, m)| (l, summary(m))).collect(),
+            samples: means.iter().map(|&(l, m)| (l, m + 0.25)).collect(),
+            line: colour,
+            band: colour,
+            dots: colour,
+        }
+    }
+
+    fn hex(c: Rgb) -> String {
+        format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2)
+    }
+
+    /// The `points` of every polyline stroked in `colour`.
+    fn polylines(svg: &str, colour: Rgb) -> Vec<String> {
+        let stroke = format!("stroke=\"{}\"", hex(colour));
+        svg.split("<polyline")
+            .skip(1)
+            .map(|rest| &rest[..rest.find("/>").unwrap()])
+            .filter(|tag| tag.contains(&stroke))
+            .map(|tag| tag.split("points=\"").nth(1).unwrap().split('"').next().unwrap().trim().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn an_svg_has_the_axes_and_a_line_per_run() {
+        let lengths = [16, 64, 256];
+        let (a, b) = ((200, 10, 10), (10, 150, 20));
+        let chart = LatencyChart {
+            y_desc: "TTFT (ms)",
+            scale: XScale::for_lengths(&lengths),
+            y_scale: YScale::Linear,
+            series: SeriesSet::default(),
+            lengths: &lengths,
+            layers: vec![
+                layer("base <run>", a, &[(16, 10.0), (64, 12.0), (256, 20.0)]),
+                layer("other", b, &[(16, 11.0), (256, 30.0)]),
+            ],
+            empty_note: "none",
+        };
+        let mut positions = Vec::new();
+        let svg = to_svg(EXPORT_SIZE, &Palette::LIGHT, |root| {
+            positions = latency(root, &chart, &Palette::LIGHT, 1.0)?;
+            Ok(())
+        })
+        .unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");
+        assert!(svg.contains("width=\"760\" height=\"400\""));
+        // Axis descriptions and tick labels.
+        for text in ["prompt length (approx. tokens)", "TTFT (ms)", ">\n16\n<", ">\n64\n<", ">\n256\n<"] {
+            assert!(svg.contains(text), "no {text:?} in the SVG");
+        }
+        // One mean line per run, through its points; the legend names both, escaped.
+        let lines_a = polylines(&svg, a);
+        assert!(lines_a.iter().any(|p| p.split(' ').count() == 3), "{lines_a:?}");
+        let lines_b = polylines(&svg, b);
+        assert!(lines_b.iter().any(|p| p.split(' ').count() == 2), "{lines_b:?}");
+        assert!(svg.contains(">\nbase &lt;run&gt;\n<") && svg.contains(">\nother\n<"), "the legend names the runs");
+        assert!(!svg.contains("<run>"));
+        // Markers and dots in each run's colour.
+        assert!(svg.matches(&format!("fill=\"{}\"", hex(a))).count() >= 6);
+        assert_eq!(positions.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 2]);
+        // Further right, further up: the means rise with the prompt length.
+        assert!(positions[0][0].0 < positions[0][2].0 && positions[0][0].1 > positions[0][2].1);
+    }
+
+    #[test]
+    fn one_run_has_no_legend_and_an_empty_chart_says_why() {
+        let lengths = [16, 64];
+        let mut chart = LatencyChart {
+            y_desc: "token-to-token (ms)",
+            scale: XScale::Linear,
+            y_scale: YScale::Log10,
+            series: SeriesSet::of(&[Series::Mean, Series::P99]),
+            lengths: &lengths,
+            layers: vec![layer("only", Palette::LIGHT.line, &[(16, 2.0), (64, 3.0)])],
+            empty_note: "no results",
+        };
+        chart.layers[0].band = Palette::LIGHT.band;
+        let svg =
+            to_svg(EXPORT_SIZE, &Palette::LIGHT, |root| latency(root, &chart, &Palette::LIGHT, 1.0).map(drop)).unwrap();
+        assert!(!svg.contains(">\nonly\n<"), "a single run has no legend");
+        // The mean and the p99 line (in the band colour).
+        assert_eq!(polylines(&svg, Palette::LIGHT.line).len(), 1);
+        assert_eq!(polylines(&svg, Palette::LIGHT.band).len(), 1);
+        chart.layers[0].points.clear();
+        chart.layers[0].samples.clear();
+        let svg =
+            to_svg(EXPORT_SIZE, &Palette::LIGHT, |root| latency(root, &chart, &Palette::LIGHT, 1.0).map(drop)).unwrap();
+        assert!(svg.contains(">\nno results\n<"));
+    }
+
+    #[test]
+    fn the_inspector_charts_draw_as_svg_too() {
+        let svg = to_svg((400, 120), &Palette::DARK, |root| {
+            timeline(root, &[(5.0, 1), (6.0, 2), (9.0, 1)], &Palette::DARK, 1.0)
+        })
+        .unwrap();
+        assert_eq!(polylines(&svg, Palette::DARK.line).len(), 3, "a tick per response");
+        let bins = super::super::histogram(&[1.0, 2.0, 2.5, 4.0], 4);
+        let svg = to_svg((400, 300), &Palette::LIGHT, |root| histogram(root, &bins, &Palette::LIGHT, 1.0)).unwrap();
+        assert!(svg.contains(">\ntime to first token (ms)\n<") && svg.contains(">\nrequests\n<"));
+    }
 }

@@ -227,16 +227,22 @@ pub fn fmt_length(value: f64) -> String {
     if rounded >= 1000.0 && rounded % 1000.0 == 0.0 { format!("{}k", rounded / 1000.0) } else { format!("{rounded}") }
 }
 
-/// Colours for one colour scheme, as CSS colour strings.
+/// A colour: red, green, blue.
+pub type Rgb = (u8, u8, u8);
+
+/// Colours for one colour scheme.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Palette {
-    pub background: (u8, u8, u8),
-    pub text: (u8, u8, u8),
-    pub grid: (u8, u8, u8),
-    pub line: (u8, u8, u8),
-    pub band: (u8, u8, u8),
-    pub dots: (u8, u8, u8),
-    pub error: (u8, u8, u8),
+    pub background: Rgb,
+    pub text: Rgb,
+    pub grid: Rgb,
+    pub line: Rgb,
+    pub band: Rgb,
+    pub dots: Rgb,
+    pub error: Rgb,
+    /// One colour per run when runs are overlaid, told apart also by people with a colour
+    /// vision deficiency (after Okabe and Ito); the first is `line`.
+    pub runs: [Rgb; 6],
 }
 
 impl Palette {
@@ -248,6 +254,7 @@ impl Palette {
         band: (84, 174, 255),
         dots: (130, 80, 223),
         error: (207, 34, 46),
+        runs: [(9, 105, 218), (213, 94, 0), (0, 140, 100), (204, 121, 167), (120, 94, 0), (86, 60, 160)],
     };
     pub const DARK: Palette = Palette {
         background: (21, 23, 27),
@@ -257,7 +264,13 @@ impl Palette {
         band: (56, 139, 253),
         dots: (210, 168, 255),
         error: (248, 81, 73),
+        runs: [(88, 166, 255), (240, 150, 60), (60, 200, 150), (230, 150, 200), (220, 190, 60), (180, 150, 255)],
     };
+
+    /// The colour of the `i`th of several overlaid runs; after six they repeat.
+    pub fn run(&self, i: usize) -> Rgb {
+        self.runs[i % self.runs.len()]
+    }
 }
 
 #[cfg(test)]

@@ -3,12 +3,14 @@
 
 use leptos::html::Canvas;
 use leptos::prelude::*;
-use shared::view::{Charts, RunViewState, Series, SeriesSet, XAxis, YAxis};
+use shared::api::RunSummary;
+use shared::view::{Charts, RunViewState, Series, SeriesSet, XAxis, YAxis, run_title};
 use shared::{LiveRun, Summary};
 
 use crate::chart::{self, Palette, XScale, YScale, draw, fmt_length, fmt_ms};
 use crate::components::copy_link::CopyLink;
 use crate::components::glossary::metric_anchor;
+use crate::download;
 
 /// The colours of the page's current scheme.
 pub fn palette() -> Palette {
@@ -22,61 +24,157 @@ pub fn palette() -> Palette {
 #[derive(Clone, Copy)]
 pub struct Resized(pub RwSignal<u32>);
 
-/// The latency metrics charted against prompt length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Metric {
-    Ttft,
-    T2t,
+pub use shared::compare::Metric;
+
+/// A chart's title.
+pub fn title(metric: Metric) -> &'static str {
+    match metric {
+        Metric::Ttft => "Time to first token",
+        Metric::T2t => "Token-to-token latency",
+    }
 }
 
-impl Metric {
-    fn title(self) -> &'static str {
-        match self {
-            Metric::Ttft => "Time to first token",
-            Metric::T2t => "Token-to-token latency",
+/// The vertical axis's description.
+pub fn y_desc(metric: Metric) -> &'static str {
+    match metric {
+        Metric::Ttft => "TTFT (ms)",
+        Metric::T2t => "token-to-token (ms)",
+    }
+}
+
+/// One sample per finished measured request: its TTFT, or its mean token gap.
+fn samples(metric: Metric, run: &LiveRun) -> Vec<(u32, f64)> {
+    let mut out = Vec::new();
+    for (r, request) in run.requests.iter().enumerate() {
+        let Some(done) = request.done.as_ref().filter(|d| d.error.is_none()) else { continue };
+        if run.is_warmup(r as u32) {
+            continue;
+        }
+        let length = run.spec.prompt_lengths[run.locate(r as u32).0 as usize];
+        let value = match metric {
+            Metric::Ttft => done.ttft_ms,
+            Metric::T2t => request.mean_gap_ms(),
+        };
+        if let Some(value) = value {
+            out.push((length, value));
         }
     }
+    out
+}
 
-    fn key(self) -> &'static str {
-        match self {
-            Metric::Ttft => "ttft",
-            Metric::T2t => "t2t",
-        }
-    }
+/// What a latency chart shows: its axes and series.
+pub type Shape = (XAxis, YAxis, SeriesSet);
 
-    fn y_desc(self) -> &'static str {
-        match self {
-            Metric::Ttft => "TTFT (ms)",
-            Metric::T2t => "token-to-token (ms)",
-        }
-    }
+/// Calls `f` with the chart of one run's metric, as its page shows it.
+pub fn with_run_chart<T>(
+    run: &LiveRun,
+    metric: Metric,
+    (x_axis, y_axis, series): Shape,
+    palette: &Palette,
+    f: impl FnOnce(&draw::LatencyChart<'_>) -> T,
+) -> T {
+    let points: Vec<(u32, Summary)> =
+        run.points.iter().flatten().filter_map(|p| metric.summary(p).map(|s| (p.prompt_length, s.clone()))).collect();
+    let layer = draw::Layer {
+        label: run.id.clone(),
+        points,
+        samples: samples(metric, run),
+        line: palette.line,
+        band: palette.band,
+        dots: palette.dots,
+    };
+    f(&draw::LatencyChart {
+        y_desc: y_desc(metric),
+        scale: XScale::chosen(x_axis, &run.spec.prompt_lengths),
+        y_scale: YScale::chosen(y_axis),
+        series,
+        lengths: &run.spec.prompt_lengths,
+        layers: vec![layer],
+        empty_note: if metric == Metric::T2t && run.spec.max_tokens == 1 {
+            "max_tokens is 1: one token per request, so no token-to-token gaps"
+        } else if run.status.is_some() {
+            "no results"
+        } else {
+            "waiting for the first results"
+        },
+    })
+}
 
-    /// The metric's settled summary for a point.
-    pub fn summary(self, stats: &shared::PointStats) -> Option<&Summary> {
-        match self {
-            Metric::Ttft => stats.ttft_ms.as_ref(),
-            Metric::T2t => stats.t2t_ms.as_ref(),
-        }
-    }
-
-    /// One sample per finished measured request: its TTFT, or its mean token gap.
-    fn samples(self, run: &LiveRun) -> Vec<(u32, f64)> {
-        let mut out = Vec::new();
-        for (r, request) in run.requests.iter().enumerate() {
-            let Some(done) = request.done.as_ref().filter(|d| d.error.is_none()) else { continue };
-            if run.is_warmup(r as u32) {
-                continue;
+/// Calls `f` with the chart of several runs' metric overlaid, one colour each, from their
+/// settled statistics (a comparison draws no single requests).
+pub fn with_compare_chart<T>(
+    runs: &[RunSummary],
+    metric: Metric,
+    (x_axis, y_axis, series): Shape,
+    palette: &Palette,
+    f: impl FnOnce(&draw::LatencyChart<'_>) -> T,
+) -> T {
+    let mut lengths: Vec<u32> = runs.iter().flat_map(|r| r.spec.prompt_lengths.iter().copied()).collect();
+    lengths.sort_unstable();
+    lengths.dedup();
+    let layers = runs
+        .iter()
+        .enumerate()
+        .map(|(i, run)| {
+            let colour = palette.run(i);
+            draw::Layer {
+                label: compare_label(run),
+                points: crate::report::settled(&run.points, metric),
+                samples: Vec::new(),
+                line: colour,
+                band: colour,
+                dots: colour,
             }
-            let length = run.spec.prompt_lengths[run.locate(r as u32).0 as usize];
-            let value = match self {
-                Metric::Ttft => done.ttft_ms,
-                Metric::T2t => request.mean_gap_ms(),
-            };
-            if let Some(value) = value {
-                out.push((length, value));
-            }
-        }
-        out
+        })
+        .collect();
+    f(&draw::LatencyChart {
+        y_desc: y_desc(metric),
+        scale: XScale::chosen(x_axis, &lengths),
+        y_scale: YScale::chosen(y_axis),
+        series: series.with(Series::Dots, false),
+        lengths: &lengths,
+        layers,
+        empty_note: "no results",
+    })
+}
+
+/// A run in a comparison's legend: its name (or id), model and target.
+pub fn compare_label(run: &RunSummary) -> String {
+    format!("{} · {} · {}", run_title(run), run.spec.model, run.spec.target)
+}
+
+/// "PNG" and "SVG" buttons that save a chart: the canvas as it is, or the same chart drawn
+/// as SVG.
+#[component]
+pub fn ExportButtons(
+    /// The chart's key: the buttons are `export-png-KEY` and `export-svg-KEY`, the files
+    /// `STEM-KEY.png` and `.svg`.
+    key: &'static str,
+    /// The canvas the chart is drawn on.
+    canvas: NodeRef<Canvas>,
+    /// The files' stem, e.g. `tokenscope-ID`.
+    #[prop(into)]
+    stem: Signal<String>,
+    /// Draws the chart as an SVG document.
+    svg: Callback<(), Result<String, String>>,
+) -> impl IntoView {
+    let failure = RwSignal::new(None::<String>);
+    let png = move |_| {
+        let Some(canvas) = canvas.get_untracked() else { return };
+        failure.set(download::save_png(&format!("{}-{key}.png", stem.get_untracked()), &canvas).err());
+    };
+    let save_svg = move |_| {
+        let saved = svg.run(()).and_then(|text| {
+            download::save_text(&format!("{}-{key}.svg", stem.get_untracked()), "image/svg+xml", &text)
+        });
+        failure.set(saved.err());
+    };
+    view! {
+        <span class="export" aria-label="Save this chart">
+            <button type="button" id=format!("export-png-{key}") title="Save the chart as a PNG image, as drawn" on:click=png>"PNG"</button>
+            <button type="button" id=format!("export-svg-{key}") title="Save the chart as an SVG drawing" on:click=save_svg>"SVG"</button>
+            {move || failure.get().map(|f| view! { <span class="error">{f}</span> })}
+        </span>
     }
 }
 
@@ -92,6 +190,9 @@ pub fn LatencyChart(
     /// The axes and series the page asks for.
     #[prop(into)]
     view: Signal<RunViewState>,
+    /// The stem of the chart's file names.
+    #[prop(into)]
+    stem: Signal<String>,
 ) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
     let resized = use_context::<Resized>().map(|r| r.0);
@@ -107,48 +208,31 @@ pub fn LatencyChart(
         if let Some(r) = resized {
             r.track();
         }
-        let (x_axis, y_axis, series) = shape.get();
+        let shape = shape.get();
         let Some(canvas) = canvas.get() else { return };
+        let palette = palette();
         let drawn = run.with_value(|run| {
-            let settled: Vec<(u32, Summary)> = run
-                .points
-                .iter()
-                .flatten()
-                .filter_map(|p| metric.summary(p).map(|s| (p.prompt_length, s.clone())))
-                .collect();
-            let chart = draw::LatencyChart {
-                y_desc: metric.y_desc(),
-                scale: XScale::chosen(x_axis, &run.spec.prompt_lengths),
-                y_scale: YScale::chosen(y_axis),
-                series,
-                lengths: &run.spec.prompt_lengths,
-                points: settled.clone(),
-                samples: metric.samples(run),
-                empty_note: if metric == Metric::T2t && run.spec.max_tokens == 1 {
-                    "max_tokens is 1: one token per request, so no token-to-token gaps"
-                } else if run.status.is_some() {
-                    "no results"
-                } else {
-                    "waiting for the first results"
-                },
-            };
-            points.set_value(settled);
-            let drawn = draw::latency(&canvas, &chart, &palette());
-            // What is drawn, for tools that read the chart.
-            let x = if chart.scale == XScale::Log2 { "log" } else { "linear" };
-            let _ = canvas.set_attribute("data-x-scale", x);
-            let _ = canvas.set_attribute("data-y-scale", y_axis.key());
-            let _ = canvas.set_attribute("data-series", &series.encode());
-            drawn
+            with_run_chart(run, metric, shape, &palette, |chart| {
+                points.set_value(chart.layers[0].points.clone());
+                let drawn = draw::on_canvas(&canvas, &palette, |root, dpr| draw::latency(root, chart, &palette, dpr));
+                // What is drawn, for tools that read the chart.
+                let x = if chart.scale == XScale::Log2 { "log" } else { "linear" };
+                let _ = canvas.set_attribute("data-x-scale", x);
+                let _ = canvas.set_attribute("data-y-scale", shape.1.key());
+                let _ = canvas.set_attribute("data-series", &shape.2.encode());
+                drawn
+            })
         });
         match drawn {
-            Ok(at) => {
+            Ok(Some(at)) => {
+                let at = at.into_iter().next().unwrap_or_default();
                 // The means' positions (CSS pixels), for tools that point at them.
                 let markers: Vec<String> = at.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
                 let _ = canvas.set_attribute("data-markers", &markers.join(";"));
                 targets.set_value(at);
                 failure.set(None);
             }
+            Ok(None) => {}
             Err(err) => failure.set(Some(err)),
         }
     });
@@ -177,11 +261,20 @@ pub fn LatencyChart(
         }));
     };
     let key = metric.key();
+    let svg = Callback::new(move |()| {
+        let palette = palette();
+        run.with_value(|run| {
+            with_run_chart(run, metric, shape.get_untracked(), &palette, |chart| {
+                draw::to_svg(draw::EXPORT_SIZE, &palette, |root| draw::latency(root, chart, &palette, 1.0).map(drop))
+            })
+        })
+    });
     view! {
         <figure class="chart" data-chart=key>
             <figcaption>
-                {metric.title()} " against prompt length "
+                {title(metric)} " against prompt length "
                 <a class="define" href=format!("#{}", metric_anchor(key)) title="What this metric means">"definition"</a>
+                <ExportButtons key=key canvas=canvas stem=stem svg=svg/>
                 <span class="legend">{move || legend(shape.get().2)}</span>
             </figcaption>
             <div class="canvas-box">
@@ -202,6 +295,9 @@ pub fn Inspector(
     version: RwSignal<u64>,
     /// The prompt length and request to show; `None` follows the run.
     view: RwSignal<RunViewState>,
+    /// The stem of the charts' file names.
+    #[prop(into)]
+    stem: Signal<String>,
 ) -> impl IntoView {
     let resized = use_context::<Resized>().map(|r| r.0);
     let length = Memo::new(move |_| view.with(|v| v.length));
@@ -233,6 +329,15 @@ pub fn Inspector(
             (p, seq.min(per_point.saturating_sub(1)), p * per_point + seq.min(per_point.saturating_sub(1)))
         })
     };
+    // One request's tokens: (ms since its send, tokens in the response).
+    let timeline_tokens = move |r: u32| -> Vec<(f64, u32)> {
+        run.with_value(|run| {
+            run.requests.get(r as usize).map_or_else(Vec::new, |req| {
+                let sent = req.sent_us.unwrap_or(0);
+                req.tokens.iter().map(|&(at, n)| (at.saturating_sub(sent) as f64 / 1000.0, n)).collect()
+            })
+        })
+    };
     let timeline = NodeRef::<Canvas>::new();
     let histogram = NodeRef::<Canvas>::new();
     Effect::new(move |_| {
@@ -241,13 +346,9 @@ pub fn Inspector(
         }
         let (_, _, r) = chosen_request();
         let Some(canvas) = timeline.get() else { return };
-        let tokens: Vec<(f64, u32)> = run.with_value(|run| {
-            run.requests.get(r as usize).map_or_else(Vec::new, |req| {
-                let sent = req.sent_us.unwrap_or(0);
-                req.tokens.iter().map(|&(at, n)| (at.saturating_sub(sent) as f64 / 1000.0, n)).collect()
-            })
-        });
-        if let Err(err) = draw::timeline(&canvas, &tokens, &palette()) {
+        let tokens = timeline_tokens(r);
+        let palette = palette();
+        if let Err(err) = draw::on_canvas(&canvas, &palette, |root, dpr| draw::timeline(root, &tokens, &palette, dpr)) {
             leptos::logging::warn!("{err}");
         }
     });
@@ -257,10 +358,21 @@ pub fn Inspector(
         }
         let p = chosen_point();
         let Some(canvas) = histogram.get() else { return };
-        let samples = run.with_value(|run| run.ttft_samples(p));
-        if let Err(err) = draw::histogram(&canvas, &chart::histogram(&samples, 40), &palette()) {
+        let bins = chart::histogram(&run.with_value(|run| run.ttft_samples(p)), 40);
+        let palette = palette();
+        if let Err(err) = draw::on_canvas(&canvas, &palette, |root, dpr| draw::histogram(root, &bins, &palette, dpr)) {
             leptos::logging::warn!("{err}");
         }
+    });
+    let timeline_svg = Callback::new(move |()| {
+        let tokens = timeline_tokens(chosen_request().2);
+        let palette = palette();
+        draw::to_svg((draw::EXPORT_SIZE.0, 160), &palette, |root| draw::timeline(root, &tokens, &palette, 1.0))
+    });
+    let histogram_svg = Callback::new(move |()| {
+        let bins = chart::histogram(&run.with_value(|run| run.ttft_samples(chosen_point())), 40);
+        let palette = palette();
+        draw::to_svg(draw::EXPORT_SIZE, &palette, |root| draw::histogram(root, &bins, &palette, 1.0))
     });
     let lengths = move || {
         version.track();
@@ -310,6 +422,7 @@ pub fn Inspector(
             </div>
             <figure class="chart" data-chart="timeline">
                 <figcaption>"Token timeline: " {describe}
+                    <ExportButtons key="timeline" canvas=timeline stem=stem svg=timeline_svg/>
                     <span class="legend">"each tick a response (taller: several tokens) · shaded: time to first token"</span>
                 </figcaption>
                 <div class="canvas-box short"><canvas node_ref=timeline id="chart-timeline"/></div>
@@ -318,6 +431,7 @@ pub fn Inspector(
                 <figcaption>"Time to first token at prompt length "
                     {move || run.with_value(|run| fmt_length(f64::from(run.spec.prompt_lengths.get(chosen_point() as usize).copied().unwrap_or(0))))}
                     " " <a class="define" href=format!("#{}", metric_anchor("ttft"))>"definition"</a>
+                    <ExportButtons key="histogram" canvas=histogram stem=stem svg=histogram_svg/>
                 </figcaption>
                 <div class="canvas-box"><canvas node_ref=histogram id="chart-histogram"/></div>
             </figure>
@@ -371,6 +485,9 @@ pub fn ViewControls(
     /// This view's address (path and query), for the copy button.
     #[prop(into)]
     address: Signal<String>,
+    /// Leaves out the single requests' checkbox (a comparison draws none).
+    #[prop(optional)]
+    without_dots: bool,
 ) -> impl IntoView {
     const CHARTS: &[(Charts, &str)] =
         &[(Charts::Both, "both"), (Charts::Ttft, "TTFT only"), (Charts::T2t, "token-to-token only")];
@@ -391,7 +508,7 @@ pub fn ViewControls(
                     move |key| view.update(|v| v.y = YAxis::parse(key).unwrap_or_default()))}
             </label>
             <span class="series">"Show: "
-                {Series::ALL.into_iter().map(|s| view! {
+                {Series::ALL.into_iter().filter(move |&s| !(without_dots && s == Series::Dots)).map(|s| view! {
                     <label class="check">
                         <input type="checkbox" id=format!("series-{}", s.key())
                             prop:checked=move || view.with(|v| v.series.contains(s))

@@ -1,6 +1,7 @@
 //! Reusable pieces of the pages.
 
 pub mod charts;
+pub mod compare_view;
 pub mod copy_link;
 pub mod form;
 pub mod glossary;

@@ -11,11 +11,12 @@ use shared::view::{Charts, RunViewState, spec_query};
 use shared::{LiveRun, PointStats, RunStatus, Summary, SweepSpec};
 
 use crate::api::{self, EventStream, Link};
-use crate::chart::fmt_ms;
+use crate::chart::{Palette, draw, fmt_ms};
 use crate::components::ErrorBox;
-use crate::components::charts::{Inspector, LatencyChart, Metric, ViewControls};
+use crate::components::charts::{Inspector, LatencyChart, Metric, ViewControls, title, with_run_chart};
 use crate::components::glossary::metric_anchor;
 use crate::components::run_details::RunDetails;
+use crate::report::{self, ReportChart};
 
 /// The run's state in words, and a short machine-readable name for it.
 fn status_text(run: &LiveRun) -> (&'static str, String) {
@@ -113,6 +114,31 @@ pub fn RunView(
             });
         }
     };
+    let stem = report::file_stem(std::slice::from_ref(&id));
+    let files = Signal::stored(stem.clone());
+    let report_error = RwSignal::new(None::<String>);
+    let download_report = {
+        let id = id.clone();
+        let stem = stem.clone();
+        move |_| {
+            let (id, stem) = (id.clone(), stem.clone());
+            report_error.set(None);
+            spawn_local(async move {
+                // The run as the server has it now; what this page saw if it cannot answer.
+                let fresh = api::get_json::<RunSummary>(&format!("/api/runs/{}", api::encode(&id))).await.ok();
+                let Some(summary) = fresh.or_else(|| summary.get_untracked()) else {
+                    report_error.set(Some("the run's description has not arrived yet; try again".into()));
+                    return;
+                };
+                let charts = run.with_value(|run| report_charts(run, view.get_untracked()));
+                let now = js_sys::Date::now() as i64 * 1_000_000;
+                let html = charts.map(|charts| report::html(std::slice::from_ref(&summary), &charts, now));
+                let saved =
+                    html.and_then(|html| crate::download::save_text(&format!("{stem}.html"), "text/html", &html));
+                report_error.set(saved.err());
+            });
+        }
+    };
     view! {
         <section class="run" data-run=id.clone()>
             <div class="run-head">
@@ -124,7 +150,10 @@ pub fn RunView(
                 {move || snapshot().6.then(|| view! { <span class="badge">"simulated Triton"</span> })}
                 <a id="rerun" href=move || { version.track(); run.with_value(|run| rerun_path(&run.spec)) }
                     title="The sweep form, filled with this run's spec: change the target to run it elsewhere">"Rerun…"</a>
+                <button type="button" id="download-report" on:click=download_report
+                    title="One HTML file with the charts, the table and the definitions, that opens without a network">"Download report"</button>
             </div>
+            {move || report_error.get().map(|f| view! { <p class="error">{f}</p> })}
             <p class="spec">{move || { version.track(); run.with_value(describe_spec) }}</p>
             <RunDetails id=id.clone() summary=summary on_changed=on_changed on_deleted=on_deleted/>
             {move || { version.track(); run.with_value(|run| !run.spec.streaming) }.then(|| view! {
@@ -151,31 +180,45 @@ pub fn RunView(
             <ViewControls view=view address=address/>
             <div class="charts">
                 <Show when=move || view.with(|v| v.charts != Charts::T2t)>
-                    <LatencyChart metric=Metric::Ttft run=run version=version view=view/>
+                    <LatencyChart metric=Metric::Ttft run=run version=version view=view stem=files/>
                 </Show>
                 <Show when=move || view.with(|v| v.charts != Charts::Ttft)>
-                    <LatencyChart metric=Metric::T2t run=run version=version view=view/>
+                    <LatencyChart metric=Metric::T2t run=run version=version view=view stem=files/>
                 </Show>
             </div>
-            <Inspector run=run version=version view=view/>
+            <Inspector run=run version=version view=view stem=files/>
             <PointsTable run=run version=version/>
         </section>
     }
 }
 
 fn describe_spec(run: &LiveRun) -> String {
-    let spec = &run.spec;
-    let model = run.model.as_ref().map_or(spec.model.clone(), |m| format!("{} ({} style)", m.name, m.input_style));
-    format!(
-        "{model} at {} · {} · max_tokens {}{} · {} requests per length (+{} warm-up) · concurrency {}",
-        spec.target,
-        if spec.streaming { "streaming" } else { "non-streaming" },
-        spec.max_tokens,
-        if spec.ignore_eos { ", ignore_eos" } else { "" },
-        spec.requests,
-        spec.warmup,
-        spec.concurrency
-    )
+    report::spec_line(&run.spec, run.model.as_ref())
+}
+
+/// The charts a run's page shows, as SVG for its report: light, whatever the page's scheme.
+pub fn report_charts(run: &LiveRun, view: RunViewState) -> Result<Vec<ReportChart>, String> {
+    let palette = Palette::LIGHT;
+    let shape = (view.x, view.y, view.series);
+    let mut charts = Vec::new();
+    for metric in Metric::ALL {
+        let shown = match view.charts {
+            Charts::Both => true,
+            Charts::Ttft => metric == Metric::Ttft,
+            Charts::T2t => metric == Metric::T2t,
+        };
+        if shown {
+            let svg = with_run_chart(run, metric, shape, &palette, |chart| {
+                draw::to_svg(draw::EXPORT_SIZE, &palette, |root| draw::latency(root, chart, &palette, 1.0).map(drop))
+            })?;
+            charts.push(ReportChart {
+                key: metric.key().into(),
+                caption: format!("{} against prompt length", title(metric)),
+                svg,
+            });
+        }
+    }
+    Ok(charts)
 }
 
 /// The cells of one metric's summary; each carries its exact value for tools to read.

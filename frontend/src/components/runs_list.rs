@@ -39,7 +39,18 @@ pub fn RunsList(
     filter: RwSignal<ListFilter>,
     /// Called with a run's id when its link is clicked.
     on_open: Callback<String>,
+    /// Called with the ticked runs' ids, in the order they were ticked, to compare them.
+    on_compare: Callback<Vec<String>>,
 ) -> impl IntoView {
+    // Ticked runs, in the order ticked: the first is the comparison's baseline.
+    let chosen = RwSignal::new(Vec::<String>::new());
+    // A run that is no longer listed (deleted) cannot be compared.
+    Effect::new(move |_| {
+        let known: Vec<String> = runs.with(|runs| runs.iter().map(|r| r.id.clone()).collect());
+        if chosen.with(|c| c.iter().any(|id| !known.contains(id))) {
+            chosen.update(|c| c.retain(|id| known.contains(id)));
+        }
+    });
     let input = move |id: &'static str,
                       label: &'static str,
                       get: fn(&ListFilter) -> &String,
@@ -60,12 +71,21 @@ pub fn RunsList(
             {input("filter-model", "Model", |f| &f.model, |f, v| f.model = v)}
             {input("filter-target", "Target", |f| &f.target, |f, v| f.target = v)}
             {input("filter-tag", "Tag", |f| &f.tag, |f, v| f.tag = v)}
+            <span class="compare-action">
+                <Show when=move || chosen.with(|c| c.len() >= 2)
+                    fallback=|| view! { <span class="hint">"Tick two runs or more to compare them."</span> }>
+                    <button type="button" id="compare" class="primary" title="The first run ticked is the baseline"
+                        on:click=move |_| on_compare.run(chosen.get_untracked())>
+                        {move || format!("Compare ({})", chosen.with(Vec::len))}
+                    </button>
+                    <button type="button" id="compare-clear" on:click=move |_| chosen.set(Vec::new())>"Clear"</button>
+                </Show>
+            </span>
         </div>
         <table class="runs-list" id="runs-list">
             <thead>
                 <tr>
-                    // Kept for choosing runs to compare.
-                    <th class="select"></th>
+                    <th class="select" title="Runs to compare">"compare"</th>
                     <th>"run"</th><th>"started"</th><th>"model"</th><th>"target"</th><th>"status"</th><th>"tags"</th>
                 </tr>
             </thead>
@@ -74,9 +94,21 @@ pub fn RunsList(
                     let id = r.id.clone();
                     let title = run_title(&r);
                     let state = status_name(&r.status);
+                    let pick = r.id.clone();
+                    let ticked = r.id.clone();
                     view! {
                         <tr data-run=r.id.clone()>
-                            <td class="select"></td>
+                            <td class="select">
+                                <input type="checkbox" class="compare-pick" aria-label=format!("compare {title}")
+                                    prop:checked=move || chosen.with(|c| c.contains(&ticked))
+                                    on:change=move |ev| {
+                                        let on = event_target_checked(&ev);
+                                        chosen.update(|c| {
+                                            c.retain(|id| *id != pick);
+                                            if on { c.push(pick.clone()); }
+                                        });
+                                    }/>
+                            </td>
                             <td>
                                 <a href=format!("/runs/{id}") on:click=move |ev| { ev.prevent_default(); on_open.run(id.clone()); }>{title}</a>
                                 {(!r.name.trim().is_empty()).then(|| view! { " " <code class="id">{r.id.clone()}</code> })}

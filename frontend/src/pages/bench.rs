@@ -45,22 +45,29 @@ pub fn BenchPage() -> impl IntoView {
                 (l, Summary::of(&mut values).expect("samples"))
             })
             .collect();
+        let palette = palette();
         let chart = draw::LatencyChart {
             y_desc: "TTFT (ms)",
             scale: XScale::for_lengths(&lengths),
             y_scale: YScale::Linear,
             series: SeriesSet::default(),
             lengths: &lengths,
-            points,
-            samples,
+            layers: vec![draw::Layer {
+                label: String::new(),
+                points,
+                samples,
+                line: palette.line,
+                band: palette.band,
+                dots: palette.dots,
+            }],
             empty_note: "",
         };
         let performance = web_sys::window().and_then(|w| w.performance()).expect("performance");
-        let palette = palette();
         let mut times = Vec::with_capacity(REDRAWS);
         for i in 0..=REDRAWS {
             let start = performance.now();
-            if let Err(err) = draw::latency(&canvas, &chart, &palette) {
+            if let Err(err) = draw::on_canvas(&canvas, &palette, |root, dpr| draw::latency(root, &chart, &palette, dpr))
+            {
                 result.set(format!("{{\"error\":{err:?}}}"));
                 return;
             }

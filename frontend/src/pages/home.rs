@@ -5,11 +5,12 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::api::{ApiError, RunCreated, RunSummary, ServerInfo};
-use shared::view::{ListFilter, RunViewState, query_pairs, spec_in_query, to_query};
+use shared::view::{CompareState, ListFilter, RunViewState, query_pairs, spec_in_query, to_query};
 use shared::{RunStatus, SweepSpec};
 
 use crate::api;
 use crate::components::ErrorBox;
+use crate::components::compare_view::CompareView;
 use crate::components::form::SweepForm;
 use crate::components::glossary::Glossary;
 use crate::components::run_view::RunView;
@@ -32,7 +33,7 @@ pub fn spec_from_query(query: &str) -> Option<(Option<String>, Result<SweepSpec,
     })
 }
 
-/// The pages at `/`, `/new`, `/runs` and `/runs/ID`.
+/// The pages at `/`, `/new`, `/runs`, `/runs/ID` and `/compare`.
 #[component]
 pub fn HomePage() -> impl IntoView {
     let info = RwSignal::new(None::<Result<ServerInfo, ApiError>>);
@@ -43,6 +44,8 @@ pub fn HomePage() -> impl IntoView {
     let pairs = query_pairs(&query);
     let view = RwSignal::new(RunViewState::from_pairs(&pairs));
     let filter = RwSignal::new(ListFilter::from_pairs(&pairs));
+    // The runs a comparison shows, the baseline first.
+    let compared = RwSignal::new(CompareState::from_pairs(&pairs).runs);
     let (spec_json, link_spec) = match route.get_untracked() {
         Route::New => spec_from_query(&query).map_or((None, None), |(json, spec)| (json, Some(spec))),
         _ => (None, None),
@@ -54,6 +57,7 @@ pub fn HomePage() -> impl IntoView {
         let route = route.get();
         let mut pairs = match &route {
             Route::Run(_) => view.get().pairs(),
+            Route::Compare => CompareState::new(compared.get(), view.get()).pairs(),
             Route::New => spec_json.iter().map(|json| ("spec", json.clone())).collect(),
             _ => Vec::new(),
         };
@@ -71,10 +75,20 @@ pub fn HomePage() -> impl IntoView {
         nav::set_url(&format!("{}{}", to.path(), to_query(&filter.get_untracked().pairs())), true);
         route.set(to);
     };
+    let compare = move |ids: Vec<String>| {
+        view.set(RunViewState::default());
+        compared.set(ids.clone());
+        let state = CompareState::new(ids, RunViewState::default());
+        let mut pairs = state.pairs();
+        pairs.extend(filter.get_untracked().pairs());
+        nav::set_url(&format!("/compare{}", to_query(&pairs)), true);
+        route.set(Route::Compare);
+    };
     let _ = window_event_listener(leptos::ev::popstate, move |_| {
         let pairs = query_pairs(&nav::current_query());
         view.set(RunViewState::from_pairs(&pairs));
         filter.set(ListFilter::from_pairs(&pairs));
+        compared.set(CompareState::from_pairs(&pairs).runs);
         route.set(Route::of(&nav::current_path()));
     });
 
@@ -103,6 +117,8 @@ pub fn HomePage() -> impl IntoView {
         }
     });
     let open_run = Callback::new(move |id: String| go(Route::Run(id)));
+    let open_compare = Callback::new(compare);
+    let listing = move || route.with(|r| matches!(r, Route::Runs | Route::Compare));
     view! {
         <header class="page-header">
             <h1><a href="/">"tokenscope"</a></h1>
@@ -116,7 +132,7 @@ pub fn HomePage() -> impl IntoView {
         </header>
         <main>
             {link_spec.clone().and_then(Result::err).map(|err| view! { <div id="spec-error"><ErrorBox error=err/></div> })}
-            <Show when=move || route.with(|r| *r != Route::Runs)>
+            <Show when=move || !listing()>
                 {let link_spec = link_spec.clone();
                 move || match info.get() {
                     None => view! { <p>"Connecting to the dashboard server…"</p> }.into_any(),
@@ -128,7 +144,10 @@ pub fn HomePage() -> impl IntoView {
                     }.into_any(),
                 }}
             </Show>
-            {move || match (current.get(), route.with(|r| *r == Route::Runs)) {
+            {move || match (current.get(), listing()) {
+                (None, true) if route.with(|r| *r == Route::Compare) => view! {
+                    <CompareView ids=compared.get() view=view address=link/>
+                }.into_any(),
                 (Some(id), _) => view! {
                     <RunView id=id view=view address=link
                         on_changed=Callback::new(move |_| refresh_runs())
@@ -158,7 +177,7 @@ pub fn HomePage() -> impl IntoView {
                     }/>
                 </label>
                 {move || import_error.get().map(|err| view! { <ErrorBox error=err/> })}
-                <RunsList runs=runs filter=filter on_open=open_run/>
+                <RunsList runs=runs filter=filter on_open=open_run on_compare=open_compare/>
             </section>
             <Glossary/>
         </main>

@@ -12,11 +12,12 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use shared::SweepSpec;
 use shared::api::{ApiError, RunCreated, RunEdit, RunSummary, ServerInfo, TargetModels};
+use shared::{RunReport, SweepSpec};
 
 use super::AppState;
 use super::runs::{ChangeError, RunHandle, StartError};
+use crate::export::Export;
 use crate::store::{RunMeta, StoreError};
 use crate::triton::{Triton, TritonError, normalize_target};
 
@@ -351,19 +352,51 @@ pub async fn cancel_run(
     Ok((StatusCode::ACCEPTED, Json(run.summary())))
 }
 
+/// A finished run's whole report, or 409 with `hint` while it is in progress.
+async fn finished_report(state: &AppState, run: &RunHandle, hint: String) -> ApiResult<Arc<RunReport>> {
+    let stored = state.runs().report(run).await;
+    let report = stored.map_err(|err| HttpError::store(err, "reading the run", state.runs().store().path()))?;
+    report.ok_or_else(|| HttpError::new(StatusCode::CONFLICT, format!("run {} is still in progress", run.id), hint))
+}
+
 /// `GET /api/runs/{id}/report`: the whole run as `tokenscope sweep --out` writes it.
 pub async fn report(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let run = find(&state, &id)?;
-    let stored = state.runs().report(&run).await;
-    let report = stored.map_err(|err| HttpError::store(err, "reading the run", state.runs().store().path()))?;
-    let report = report.ok_or_else(|| {
+    let report = finished_report(&state, &run, "the report is ready when it ends".into()).await?;
+    Ok(Json(report.as_ref()).into_response())
+}
+
+/// `GET /api/runs/{id}/export/{file}`: a finished run as a download, `file` being one of
+/// run.json, requests.csv, points.csv and profile.json.
+pub async fn export(State(state): State<AppState>, Path((id, file)): Path<(String, String)>) -> ApiResult<Response> {
+    let run = find(&state, &id)?;
+    let names: Vec<&str> = Export::ALL.iter().map(|e| e.file_name()).collect();
+    let export = Export::from_file_name(&file).ok_or_else(|| {
         HttpError::new(
-            StatusCode::CONFLICT,
-            format!("run {id} is still in progress"),
-            "the report is ready when it ends",
+            StatusCode::NOT_FOUND,
+            format!("there is no export {file:?}"),
+            format!("a run exports as /api/runs/{id}/export/ followed by {}", names.join(", ")),
         )
     })?;
-    Ok(Json(report.as_ref()).into_response())
+    let hint = format!(
+        "its exports are ready when it ends; GET /api/runs/{id} shows its progress, and \
+         POST /api/runs/{id}/cancel stops it, keeping what it measured"
+    );
+    let report = finished_report(&state, &run, hint).await?;
+    // A large run takes a while to render; off the runtime's threads, it cannot delay the
+    // timestamps of a run in progress.
+    let body = tokio::task::spawn_blocking(move || export.render(&report)).await.map_err(|err| {
+        tracing::error!(run = %id, cause = %err, "rendering an export failed");
+        HttpError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{file} could not be made: {err}"),
+            "please report it",
+        )
+    })?;
+    let disposition = format!("attachment; filename=\"{}\"", export.download_name(&id));
+    let headers =
+        [(header::CONTENT_TYPE, export.content_type().to_string()), (header::CONTENT_DISPOSITION, disposition)];
+    Ok((headers, body).into_response())
 }
 
 /// `GET /api/runs/{id}/events`: a WebSocket that replays the run's log, follows it, and
@@ -468,6 +501,7 @@ pub async fn no_such_endpoint() -> HttpError {
     HttpError::new(
         StatusCode::NOT_FOUND,
         "no such API endpoint",
-        "the API has /api/info, /api/targets/models, /api/runs and /api/runs/{id}[/cancel|/events|/report]",
+        "the API has /api/info, /api/targets/models, /api/runs, /api/runs/{id}[/cancel|/events|/report] and \
+         /api/runs/{id}/export/{run.json|requests.csv|points.csv|profile.json}",
     )
 }

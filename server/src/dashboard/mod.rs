@@ -88,6 +88,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/runs/{id}/cancel", post(api::cancel_run))
         .route("/api/runs/{id}/events", get(api::events))
         .route("/api/runs/{id}/report", get(api::report))
+        .route("/api/runs/{id}/export/{file}", get(api::export))
         .route("/api", any(api::no_such_endpoint))
         .route("/api/{*rest}", any(api::no_such_endpoint))
         .method_not_allowed_fallback(api::wrong_method)

@@ -11,7 +11,7 @@ use shared::api::RunSummary;
 
 use crate::dashboard::{fast_sim, post, spec_json, wait_finished};
 use crate::support::{start_dashboard, timing_lock};
-use crate::webdriver::{browser, start_driver};
+use crate::webdriver::{browser, downloading_browser, offline_browser, start_driver};
 
 fn need_frontend() {
     assert!(
@@ -545,6 +545,292 @@ async fn sweep_links_and_the_runs_list() {
         assert_eq!(value.as_deref(), Some("vllm"));
         client.goto(&format!("{}/?target=no-such-host", dash.base)).await.unwrap();
         wait_for_text(&client, "#runs-empty", "No run matches these filters", Duration::from_secs(20)).await;
+    })
+    .catch_unwind()
+    .await;
+    client.close().await.unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Every row of a comparison's difference tables: metric, run, prompt length, and each
+/// cell's exact value (empty where the table shows "—") with its text.
+const DIFFERENCES: &str = r#"
+    return [...document.querySelectorAll('table.differences tbody tr')].map(row => ({
+        metric: row.closest('table').dataset.metric,
+        run: row.dataset.run,
+        length: Number(row.dataset.promptLength),
+        cells: Object.fromEntries([...row.querySelectorAll('td[data-diff]')]
+            .map(td => [td.dataset.diff, [td.dataset.value, td.textContent]])),
+    }));
+"#;
+
+/// Checks difference-table rows against the differences worked out from the API's numbers:
+/// `run` against `baseline` at every prompt length of either.
+fn check_differences(rows: &Value, baseline: &RunSummary, run: &RunSummary) {
+    let rows = rows.as_array().expect("rows");
+    let mut lengths: Vec<u32> = baseline.points.iter().chain(&run.points).map(|p| p.prompt_length).collect();
+    lengths.sort_unstable();
+    lengths.dedup();
+    assert_eq!(rows.len(), 2 * lengths.len(), "a row per metric and prompt length: {rows:?}");
+    type Statistic = fn(&shared::Summary) -> f64;
+    let stats: [(&str, Statistic); 4] =
+        [("mean", |s| s.mean), ("p50", |s| s.p50), ("p90", |s| s.p90), ("p99", |s| s.p99)];
+    let mut compared = 0;
+    for row in rows {
+        assert_eq!(row["run"], run.id.as_str());
+        let length = row["length"].as_u64().unwrap() as u32;
+        let summary = |points: &[shared::PointStats]| {
+            let point = points.iter().find(|p| p.prompt_length == length)?;
+            match row["metric"].as_str().unwrap() {
+                "ttft" => point.ttft_ms.clone(),
+                "t2t" => point.t2t_ms.clone(),
+                other => panic!("unknown metric {other}"),
+            }
+        };
+        let (base, value) = (summary(&baseline.points), summary(&run.points));
+        for (stat, pick) in stats {
+            let ms = &row["cells"][format!("{stat}-ms")];
+            let pct = &row["cells"][format!("{stat}-pct")];
+            match (&base, &value) {
+                (Some(base), Some(value)) => {
+                    let (b, v) = (pick(base), pick(value));
+                    let shown: f64 = ms[0].as_str().unwrap().parse().unwrap();
+                    assert!(
+                        (shown - (v - b)).abs() <= 1e-9 * (v - b).abs().max(1.0),
+                        "{stat} at {length}: {shown} != {v} - {b}"
+                    );
+                    let shown: f64 = pct[0].as_str().unwrap().parse().unwrap();
+                    let expected = (v - b) / b * 100.0;
+                    assert!(
+                        (shown - expected).abs() <= 1e-9 * expected.abs().max(1.0),
+                        "{stat} % at {length}: {shown} != {expected}"
+                    );
+                    compared += 1;
+                }
+                _ => {
+                    assert_eq!(ms, &json!(["", "—"]), "{stat} at {length} is missing in one run");
+                    assert_eq!(pct, &json!(["", "—"]));
+                }
+            }
+        }
+    }
+    assert!(compared >= 8, "too few values compared: {compared}");
+}
+
+/// Waits for a downloaded file to be complete in `folder`, and reads it.
+async fn downloaded(folder: &std::path::Path, name: &str) -> Vec<u8> {
+    let path = folder.join(name);
+    let start = std::time::Instant::now();
+    loop {
+        let partial = folder.join(format!("{name}.crdownload"));
+        if path.exists() && !partial.exists() {
+            let bytes = std::fs::read(&path).unwrap();
+            if !bytes.is_empty() {
+                return bytes;
+            }
+        }
+        let present: Vec<_> = std::fs::read_dir(folder).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert!(start.elapsed() < Duration::from_secs(20), "{name} was not downloaded; the folder has {present:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The `points` of every polyline stroked in `hex` (`#0969DA`).
+fn polylines(svg: &str, hex: &str) -> Vec<String> {
+    let stroke = format!("stroke=\"{hex}\"");
+    svg.split("<polyline")
+        .skip(1)
+        .map(|rest| &rest[..rest.find("/>").unwrap()])
+        .filter(|tag| tag.contains(&stroke))
+        .map(|tag| tag.split("points=\"").nth(1).unwrap().split('"').next().unwrap().trim().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn comparing_runs_and_exporting_them() {
+    need_frontend();
+    let _serial = timing_lock().await;
+    let dash = start_dashboard(fast_sim()).await;
+    let driver = start_driver().await;
+    // Two sweeps that share two prompt lengths and differ in a third, and in max_tokens.
+    let mut spec_a = spec_json(&dash.sim.target, "sim-vllm");
+    spec_a["prompt_lengths"] = json!([16, 64, 128]);
+    let mut spec_b = spec_json(&dash.sim.target, "sim-vllm");
+    spec_b["prompt_lengths"] = json!([16, 64, 256]);
+    spec_b["max_tokens"] = json!(16);
+    let a = run_via_api(&dash.base, &spec_a).await;
+    let b = run_via_api(&dash.base, &spec_b).await;
+    let named = reqwest::Client::new()
+        .patch(format!("{}/api/runs/{a}", dash.base))
+        .json(&json!({ "name": "base <fp16>" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(named.status(), 200);
+    let summary = |id: String| {
+        let base = dash.base.clone();
+        async move { reqwest::get(format!("{base}/api/runs/{id}")).await.unwrap().json::<RunSummary>().await.unwrap() }
+    };
+    let (run_a, run_b) = (summary(a.clone()).await, summary(b.clone()).await);
+    let downloads = tempfile::tempdir().unwrap();
+    let client = downloading_browser(&driver, downloads.path()).await;
+    let result = std::panic::AssertUnwindSafe(async {
+        // Tick the baseline first, then the other; the button appears with two.
+        client.goto(&format!("{}/runs", dash.base)).await.unwrap();
+        let rows = "return [...document.querySelectorAll('#runs-list tbody tr')].map(r => r.dataset.run);";
+        assert_eq!(wait_for_js(&client, rows, &json!([b, a]), Duration::from_secs(20)).await, json!([b, a]));
+        assert!(client.find(Locator::Id("compare")).await.is_err(), "no Compare button before two are ticked");
+        for id in [&a, &b] {
+            client.find(Locator::Css(&format!("tr[data-run='{id}'] .compare-pick"))).await.unwrap().click().await.unwrap();
+        }
+        wait_for_text(&client, "#compare", "Compare (2)", Duration::from_secs(5)).await;
+        client.find(Locator::Id("compare")).await.unwrap().click().await.unwrap();
+        let start = std::time::Instant::now();
+        let url = loop {
+            let url = client.current_url().await.unwrap();
+            if url.path() == "/compare" && url.query() == Some(&format!("runs={a}%2C{b}")) {
+                break url;
+            }
+            assert!(start.elapsed() < Duration::from_secs(5), "the address is {url}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+
+        // The legend: each run's name or id, model and target, the baseline first.
+        let legend = "return [...document.querySelectorAll('#compare-legend li')].map(li => li.textContent);";
+        let start = std::time::Instant::now();
+        let entries = loop {
+            let entries = client.execute(legend, vec![]).await.unwrap();
+            if entries.as_array().is_some_and(|e| e.len() == 2) {
+                break entries;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "the legend shows {entries}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let first = entries[0].as_str().unwrap();
+        assert!(first.contains("base <fp16>") && first.contains(&a) && first.contains("baseline"), "{first}");
+        for entry in entries.as_array().unwrap() {
+            let entry = entry.as_str().unwrap();
+            assert!(entry.contains("sim-vllm") && entry.contains(&dash.sim.target), "{entry}");
+        }
+        assert!(entries[1].as_str().unwrap().contains(&b));
+
+        // Both charts draw a line (and markers) per run, in the run's colour.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Both runs decode at the simulator's one speed, so their token-to-token lines may
+        // lie on each other: there the later hides the earlier, and the SVG (below) has both.
+        for (chart, each) in [("chart-ttft", 150), ("chart-t2t", 0)] {
+            let mut total = 0;
+            for colour in [[9, 105, 218], [213, 94, 0]] {
+                let (_, near) = painted(&client, chart, colour).await;
+                assert!(near > each, "{chart} has no line in {colour:?}: {near} pixels");
+                total += near;
+            }
+            assert!(total > 300, "{chart} has no lines: {total} pixels of the runs' colours");
+            let markers = client
+                .execute("return document.getElementById(arguments[0]).dataset.markers;", vec![json!(chart)])
+                .await
+                .unwrap();
+            let layers: Vec<usize> = markers.as_str().unwrap().split('|').map(|l| l.split(';').count()).collect();
+            assert_eq!(layers, vec![3, 3], "{chart}: {markers}");
+        }
+
+        // The differences are the API's numbers, subtracted.
+        let table = client.execute(DIFFERENCES, vec![]).await.unwrap();
+        check_differences(&table, &run_a, &run_b);
+
+        // The same link in a fresh browser shows the same table; an unknown id is named and
+        // the others are still compared.
+        let fresh = browser(&driver).await;
+        let seen = std::panic::AssertUnwindSafe(async {
+            fresh.goto(url.as_str()).await.unwrap();
+            let again = wait_for_js(&fresh, DIFFERENCES, &table, Duration::from_secs(20)).await;
+            assert_eq!(again, table);
+            fresh.goto(&format!("{}/compare?runs={a},no-such-run,{b}", dash.base)).await.unwrap();
+            wait_for_text(&fresh, "#compare-unknown", "There is no run \"no-such-run\"", Duration::from_secs(20)).await;
+            let again = wait_for_js(&fresh, DIFFERENCES, &table, Duration::from_secs(20)).await;
+            assert_eq!(again, table);
+        })
+        .catch_unwind()
+        .await;
+        fresh.close().await.unwrap();
+        if let Err(panic) = seen {
+            std::panic::resume_unwind(panic);
+        }
+
+        // A chart as SVG: a document with the axes and a line per run; and as PNG.
+        let stem = format!("tokenscope-compare-{a}-{b}");
+        client.find(Locator::Id("export-svg-ttft")).await.unwrap().click().await.unwrap();
+        let svg = String::from_utf8(downloaded(downloads.path(), &format!("{stem}-ttft.svg")).await).unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");
+        assert!(svg.contains("xmlns=\"http://www.w3.org/2000/svg\"") && svg.contains("TTFT (ms)"));
+        assert!(svg.contains("base &lt;fp16&gt;"), "the legend names the baseline");
+        assert_eq!(polylines(&svg, "#0969DA").iter().filter(|p| p.split(' ').count() == 3).count(), 1, "{svg}");
+        assert_eq!(polylines(&svg, "#D55E00").iter().filter(|p| p.split(' ').count() == 3).count(), 1, "{svg}");
+        client.find(Locator::Id("export-png-t2t")).await.unwrap().click().await.unwrap();
+        let png = downloaded(downloads.path(), &format!("{stem}-t2t.png")).await;
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+
+        // The report, opened from disk in a browser with no network.
+        client.find(Locator::Id("download-report")).await.unwrap().click().await.unwrap();
+        let html = String::from_utf8(downloaded(downloads.path(), &format!("{stem}.html")).await).unwrap();
+        assert!(!html.to_ascii_lowercase().contains("<script"), "the report has no script");
+        assert!(html.contains("base &lt;fp16&gt;"));
+        let path = downloads.path().join(format!("{stem}.html"));
+        let offline = offline_browser(&driver).await;
+        let opened = std::panic::AssertUnwindSafe(async {
+            offline.goto(&format!("file://{}", path.display())).await.unwrap();
+            let charts = offline
+                .execute(
+                    r#"return [...document.querySelectorAll('figure[data-chart] svg')].map(svg => ({
+                        chart: svg.closest('figure').dataset.chart,
+                        lines: [...svg.querySelectorAll('polyline')].map(p => [p.getAttribute('stroke'),
+                            p.getAttribute('points').trim().split(' ').length]),
+                        width: svg.getBoundingClientRect().width,
+                    }));"#,
+                    vec![],
+                )
+                .await
+                .unwrap();
+            let charts = charts.as_array().unwrap();
+            assert_eq!(charts.len(), 2, "{charts:?}");
+            for chart in charts {
+                assert!(chart["width"].as_f64().unwrap() > 300.0, "{chart}");
+                for colour in ["#0969DA", "#D55E00"] {
+                    let lines = chart["lines"].as_array().unwrap();
+                    assert!(lines.iter().any(|l| l[0] == colour && l[1] == 3), "{} has no line in {colour}", chart["chart"]);
+                }
+            }
+            let again = offline.execute(DIFFERENCES, vec![]).await.unwrap();
+            assert_eq!(again, table, "the report's differences are the page's");
+            let points = offline
+                .execute(
+                    "return [...document.querySelectorAll('table.points[data-run] td[data-metric=ttft-mean]')].map(td => Number(td.dataset.value));",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            let expected: Vec<f64> =
+                run_a.points.iter().chain(&run_b.points).map(|p| p.ttft_ms.as_ref().unwrap().mean).collect();
+            assert_eq!(points, json!(expected));
+            let loaded = offline
+                .execute("return [document.scripts.length, performance.getEntriesByType('resource').length];", vec![])
+                .await
+                .unwrap();
+            assert_eq!(loaded, json!([0, 0]), "nothing ran or loaded");
+            let shot = offline.screenshot().await.unwrap();
+            let shot_path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e/compare-report.png");
+            std::fs::create_dir_all(shot_path.parent().unwrap()).unwrap();
+            std::fs::write(&shot_path, shot).unwrap();
+            eprintln!("screenshot: {}", shot_path.display());
+        })
+        .catch_unwind()
+        .await;
+        offline.close().await.unwrap();
+        if let Err(panic) = opened {
+            std::panic::resume_unwind(panic);
+        }
     })
     .catch_unwind()
     .await;

@@ -139,6 +139,35 @@ async fn requests_past_their_timeout_are_abandoned_with_a_reason() {
 }
 
 #[tokio::test]
+async fn a_timed_out_request_stops_loading_the_server() {
+    let _serial = timing_lock().await;
+    // Each sequence decoding alongside adds 40 ms to every decode step, as in a batching server.
+    let sim = start_sim(SimConfig {
+        prefill_base_ms: 1.0,
+        decode_ms: 10.0,
+        decode_per_sequence_ms: 40.0,
+        ..SimConfig::default()
+    })
+    .await;
+    let run = sweep(shared::SweepSpec {
+        max_tokens: 100,
+        requests: 2,
+        request_timeout_ms: 200,
+        ..spec(&sim.target, "sim-vllm")
+    })
+    .await;
+    assert_eq!(run.points[0].errors, 2, "both requests time out");
+    // Closing the first request's stream cancels it on the server, so the second decodes alone
+    // (10 ms steps), not beside it (50 ms steps).
+    let second = &run.requests[1];
+    let mut gaps: Vec<f64> = second.responses.windows(2).map(|w| (w[1].at_ns - w[0].at_ns) as f64 / 1e6).collect();
+    assert!(gaps.len() >= 5, "the second request decoded {} steps in 200 ms", gaps.len());
+    gaps.sort_by(f64::total_cmp);
+    let median = gaps[gaps.len() / 2];
+    assert!(median < 25.0, "median step {median:.1} ms: the timed-out request still decodes on the server");
+}
+
+#[tokio::test]
 async fn a_server_that_dies_mid_run_keeps_what_finished() {
     let _serial = timing_lock().await;
     for (model, streaming) in [("sim-vllm", true), ("sim-unary", false)] {

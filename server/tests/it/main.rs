@@ -4,6 +4,7 @@ mod browser;
 mod cli;
 mod dashboard;
 mod errors;
+mod exports;
 mod import;
 mod real_triton;
 mod schedule;

@@ -54,6 +54,17 @@ impl HttpError {
     /// The run store failed: the disk, not the request, is at fault.
     fn store(err: StoreError, what: &str, path: &std::path::Path) -> Self {
         tracing::error!(cause = %err, store = %path.display(), "{what} failed");
+        match &err {
+            StoreError::NoRun(id) => return Self::no_run(id),
+            StoreError::Damaged { .. } | StoreError::BadValue { .. } => {
+                return Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("{what} failed: {err}"),
+                    "the stored run is damaged and cannot be read; other runs are unaffected, and this one can be deleted",
+                );
+            }
+            _ => {}
+        }
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("{what} failed: {err}"),

@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
 
+use shared::InputStyle;
+
 use super::model::{Ask, SimConfig, SimModel, token_text};
+use crate::clock::unix_now_ns;
 use crate::pb;
 use crate::pb::infer_parameter::ParameterChoice;
 use crate::style::SEND_TIME_KEY;
@@ -151,7 +154,10 @@ fn step(config: &SimConfig, run: &mut Running, decoding: usize, counters: &HashM
     let done = run.generated >= ask.max_tokens;
     let counter = &counters[model.name];
     if config.stamp_text {
-        text = format!(" {STAMP}");
+        // Cumulative text repeats earlier tokens in every later response, so their stamps must
+        // not change after the fact: there the step's time is written at once.
+        text =
+            if model.style == InputStyle::Tutorial { format!(" @{:019}", unix_now_ns()) } else { format!(" {STAMP}") };
         if count > 1 {
             text.push_str(&" @".repeat(count as usize - 1));
         }

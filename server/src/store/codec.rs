@@ -196,9 +196,9 @@ fn read_body(bytes: &[u8], base: i64) -> Result<RequestRecord, CodecError> {
 
 fn read_responses(input: &mut Reader<'_>, send_ns: u64, base: i64) -> Result<Vec<ResponseRecord>, CodecError> {
     let n = input.varint()?;
-    // Every response takes at least three bytes, so a count beyond that is damage, not a
-    // reason to allocate.
-    if n > input.bytes.len() as u64 {
+    // Every response takes at least a bit of the send-time bitmap, so a count beyond that is
+    // damage, not a reason to allocate. (Its other columns can be zero bytes wide.)
+    if n.div_ceil(8) > input.bytes.len() as u64 {
         return Err(CodecError::Truncated);
     }
     let n = n as usize;
@@ -399,6 +399,9 @@ mod tests {
         for base in [BASE, 0, i64::MIN, i64::MAX] {
             assert_eq!(decode(&encode(&bare, base), base).unwrap(), bare);
         }
+        let silent = ResponseRecord { at_ns: 7, tokens: 0, text: String::new(), server_send_unix_ns: None };
+        let zero_width = RequestRecord { send_ns: 7, responses: vec![silent; 40], ..bare.clone() };
+        assert_eq!(decode(&encode(&zero_width, BASE), BASE).unwrap(), zero_width);
         let empty = RequestRecord { responses: Vec::new(), final_ns: None, server_recv_unix_ns: None, ..bare };
         assert_eq!(decode(&encode(&empty, BASE), BASE).unwrap(), empty);
     }

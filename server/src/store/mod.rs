@@ -419,19 +419,24 @@ fn insert_point(tx: &Transaction<'_>, key: i64, point: u32, stats: &PointStats) 
     Ok(())
 }
 
-/// Status, model and points from the report; its requests too when some are missing.
+/// Status, model and points from the report; its requests too when some are missing. A
+/// report that holds less than the store (a run whose engine died) never replaces what the
+/// store already has.
 fn write_outcome(tx: &Transaction<'_>, key: i64, report: &RunReport) -> Result<()> {
     let model = report.model.as_ref().map(|m| serde_json::to_string(m).expect("a model serializes"));
     tx.execute(
         "UPDATE runs SET status = ?2, model = ?3, tool = ?4, prompt_lengths_approximate = ?5 WHERE key = ?1",
         params![key, status_json(&report.status), model, report.tool, report.prompt_lengths_approximate],
     )?;
-    tx.execute("DELETE FROM points WHERE run = ?1", [key])?;
-    for (point, stats) in report.points.iter().enumerate() {
-        insert_point(tx, key, point as u32, stats)?;
+    let points: i64 = tx.query_row("SELECT count(*) FROM points WHERE run = ?1", [key], |row| row.get(0))?;
+    if report.points.len() >= points as usize {
+        tx.execute("DELETE FROM points WHERE run = ?1", [key])?;
+        for (point, stats) in report.points.iter().enumerate() {
+            insert_point(tx, key, point as u32, stats)?;
+        }
     }
     let stored: i64 = tx.query_row("SELECT count(*) FROM requests WHERE run = ?1", [key], |row| row.get(0))?;
-    if stored as usize != report.requests.len() {
+    if (stored as usize) < report.requests.len() {
         tx.execute("DELETE FROM requests WHERE run = ?1", [key])?;
         insert_requests(tx, key, report.started_unix_ns, &report.requests)?;
         let errors = report.requests.iter().filter(|r| r.error.is_some()).count() as i64;

@@ -318,7 +318,13 @@ async fn a_link_reproduces_a_runs_view() {
         open_run(&client, &format!("{}/runs/{id}", dash.base)).await;
         // The dots' colour at 60 % over the light background.
         let dots = [179, 149, 235];
-        let (_, dot_pixels) = painted(&client, "chart-ttft", dots).await;
+        // The dots come with the run's replay, which may land a frame after the table.
+        let start = std::time::Instant::now();
+        let mut dot_pixels = painted(&client, "chart-ttft", dots).await.1;
+        while dot_pixels <= 8 && start.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            dot_pixels = painted(&client, "chart-ttft", dots).await.1;
+        }
         assert!(dot_pixels > 8, "single requests are drawn by default: {dot_pixels} pixels");
         let default = client.execute(VIEW_STATE, vec![]).await.unwrap();
         assert_eq!(default["x"], "auto");

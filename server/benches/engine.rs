@@ -7,7 +7,8 @@
 //! send to the tool's recorded arrival.
 //!
 //! Run with `cargo bench -p server --bench engine`; `BENCH_QUICK=1` runs a short version;
-//! `BENCH_PIN=0/1` runs the simulator on core 0 and the tools on core 1 (see `common::pinning`).
+//! `BENCH_PIN=0/1` runs the simulator on core 0 and the tools on core 1 (see `common::pinning`);
+//! `BENCH_CONCURRENCY=512` runs only the rows at that concurrency.
 
 mod common;
 
@@ -23,6 +24,7 @@ const PROMPT_WORDS: u32 = 16;
 
 fn main() {
     let quick = std::env::var_os("BENCH_QUICK").is_some();
+    let only: Option<u32> = std::env::var("BENCH_CONCURRENCY").ok().and_then(|c| c.parse().ok());
     let work = std::env::temp_dir().join(format!("tokenscope-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work).expect("a scratch folder");
     let perf_analyzer = common::find_perf_analyzer();
@@ -44,11 +46,15 @@ fn main() {
     // (decode 5 ms) to show the delay at a rate the machine sustains.
     for (concurrency, decode_ms, requests) in [(1u32, 0.5, 200u32), (64, 0.5, 512), (512, 0.5, 2048), (512, 5.0, 2048)]
     {
+        if only.is_some_and(|only| only != concurrency) {
+            continue;
+        }
         let requests = if quick { requests.div_ceil(4).max(concurrency) } else { requests };
         println!(
             "-- concurrency {concurrency}, decode {decode_ms} ms: offered {:.0} tokens/s",
             f64::from(concurrency) * 1e3 / decode_ms
         );
+        let steal = common::Steal::start();
         let ours = {
             let sim = Sim::start(decode_ms);
             let export = work.join(format!("ours-{concurrency}-{decode_ms}.json"));
@@ -67,7 +73,9 @@ fn main() {
             Figures::from_export(&export)
         };
         ours.print(concurrency, "tokenscope");
+        steal.print();
         if let Some(pa) = &perf_analyzer {
+            let steal = common::Steal::start();
             let sim = Sim::start(decode_ms);
             let export = work.join(format!("pa-{concurrency}-{decode_ms}.json"));
             let prompt = shared::prompt::synthetic_prompt(0, 0, PROMPT_WORDS);
@@ -87,6 +95,7 @@ fn main() {
                 Ok(_) => {
                     let theirs = Figures::from_export(&export);
                     theirs.print(concurrency, "perf_analyzer");
+                    steal.print();
                     println!(
                         "{:>11} {:>14} tokens/s ratio {:.2}, delay p50 ratio {:.2}, p99 ratio {:.2} (tokenscope / perf_analyzer; delay below 1 is better)",
                         "",

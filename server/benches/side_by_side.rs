@@ -97,6 +97,7 @@ fn main() {
             continue;
         }
         let window = if quick { window.div_ceil(2) } else { window };
+        let steal = common::Steal::start();
         let (mut pa, mut ours) = (Tool::default(), Tool::default());
         for round in 0..rounds {
             let tag = format!("{}-{concurrency}-{round}", preset.name);
@@ -120,6 +121,7 @@ fn main() {
         let (theirs, mine) = (pa.figures(words), ours.figures(words));
         theirs.print(preset, concurrency, "perf_analyzer");
         mine.print(preset, concurrency, "tokenscope");
+        steal.print();
         verdicts.push(compare(preset, concurrency, &theirs, &mine));
     }
     println!();
@@ -176,8 +178,8 @@ fn tokenscope(
         command.arg("--ignore-eos");
     }
     let (status, cpu) =
-        common::run_measured(command.stdout(Stdio::null()).stderr(Stdio::null())).expect("tokenscope runs");
-    assert!(status.success(), "tokenscope sweep failed ({tag})");
+        common::run_measured(command.stdout(Stdio::null()).stderr(Stdio::null()), None).expect("tokenscope runs");
+    assert!(status.is_some_and(|s| s.success()), "tokenscope sweep failed ({tag})");
     (export, cpu)
 }
 

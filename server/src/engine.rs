@@ -21,8 +21,9 @@ use tracing::warn;
 use crate::clock::RunClock;
 use crate::pb;
 use crate::pb::grpc_inference_service_client::GrpcInferenceServiceClient;
+use crate::response::Response;
 use crate::style::{RequestPlan, ResponseReader};
-use crate::triton::{Triton, status_text};
+use crate::triton::{Connection, Triton, status_text};
 
 /// Each request in flight has a gRPC stream of its own, as each of perf_analyzer's concurrent
 /// contexts has, up to this many streams; beyond, requests share the least busy streams.
@@ -104,10 +105,10 @@ pub async fn run_sweep_on(
         let triton = Triton::connect(&spec.target).await?;
         let (info, plan) = triton.prepare(&spec).await?;
         let streams = spec.concurrency.clamp(1, MAX_STREAMS);
-        let clients = triton.connections(streams.div_ceil(STREAMS_PER_CONNECTION).max(1) as usize).await?;
-        Ok::<_, crate::triton::TritonError>(((triton.target().to_string(), clients), info, plan))
+        let connections = triton.connections(streams.div_ceil(STREAMS_PER_CONNECTION).max(1) as usize).await?;
+        Ok::<_, crate::triton::TritonError>(((triton.target().to_string(), connections), info, plan))
     };
-    let (clients, info, plan) = tokio::select! {
+    let (connections, info, plan) = tokio::select! {
         prepared = prepared => match prepared {
             Ok(prepared) => prepared,
             Err(err) => {
@@ -122,7 +123,7 @@ pub async fn run_sweep_on(
     };
     observer.prepared(&info);
     report.model = Some(info);
-    let mut sweep = Sweep::new(&spec, clients, plan, clock, observer.token_tap(), cancel.child_token());
+    let mut sweep = Sweep::new(&spec, connections, plan, clock, observer.token_tap(), cancel.child_token());
     report.status = sweep.run(observer, &cancel, &mut report).await;
     sweep.shutdown();
     report.prompt_lengths_approximate = !report.requests.iter().any(|r| r.num_input_tokens.is_some());
@@ -237,7 +238,10 @@ impl UnaryCalls {
                     if answer.id.is_empty() {
                         answer.id = id;
                     }
-                    pb::ModelStreamInferResponse { error_message: String::new(), infer_response: Some(answer) }
+                    Response::from_message(&pb::ModelStreamInferResponse {
+                        error_message: String::new(),
+                        infer_response: Some(answer),
+                    })
                 }
                 // The connection failed (tonic keeps the transport's error as the source): the
                 // server is gone, and every later request would meet the same end. A status
@@ -247,10 +251,7 @@ impl UnaryCalls {
                     return fail_all(&map, &calls.done, calls.index, why);
                 }
                 // The model refused this request: the sweep carries on.
-                Err(status) => pb::ModelStreamInferResponse {
-                    error_message: status_text(&status),
-                    infer_response: Some(pb::ModelInferResponse { id, ..Default::default() }),
-                },
+                Err(status) => Response::error(&id, &status_text(&status)),
             };
             receive(&map, response, now, &calls.done, calls.index, calls.tap.as_ref());
         });
@@ -265,7 +266,7 @@ impl Stream {
 
     fn open(
         index: usize,
-        mut client: GrpcInferenceServiceClient<Channel>,
+        connection: Connection,
         target: String,
         clock: RunClock,
         done: mpsc::UnboundedSender<Done>,
@@ -279,7 +280,7 @@ impl Stream {
         // The call resolves only once the server sends its headers, which some servers hold
         // back until the first response: requests are queued meanwhile, so wait in the task.
         tokio::spawn(async move {
-            let call = client.model_stream_infer(UnboundedReceiverStream::new(requests));
+            let call = connection.stream(UnboundedReceiverStream::new(requests));
             let mut responses = tokio::select! {
                 response = call => match response {
                     Ok(response) => response.into_inner(),
@@ -329,14 +330,14 @@ fn lock(map: &InFlightMap) -> std::sync::MutexGuard<'_, HashMap<String, InFlight
 /// Returns false when the response matches no unfinished request.
 fn receive(
     map: &InFlightMap,
-    response: pb::ModelStreamInferResponse,
+    response: Response,
     now: u64,
     done: &mpsc::UnboundedSender<Done>,
     stream: usize,
     tap: Option<&TokenTap>,
 ) -> bool {
     let mut map = lock(map);
-    let id = response.infer_response.as_ref().map_or("", |r| r.id.as_str());
+    let id = response.id();
     // An error raised before the request was issued may come without its id.
     let only = if id.is_empty() && map.len() == 1 { map.keys().next().cloned() } else { None };
     let key = only.as_deref().unwrap_or(id);
@@ -394,7 +395,7 @@ struct Sweep {
     done_tx: mpsc::UnboundedSender<Done>,
     streams_cancel: CancellationToken,
     /// The connections streams are opened on, and where their tokens go.
-    clients: Vec<GrpcInferenceServiceClient<Channel>>,
+    connections: Vec<Connection>,
     tap: Option<TokenTap>,
     /// Requests in flight on each stream.
     loads: Vec<u32>,
@@ -403,16 +404,16 @@ struct Sweep {
 }
 
 impl Sweep {
-    /// A sweep over `connections`: the target's address and a client on each of its connections.
+    /// A sweep over `connections`: the target's address and its connections.
     fn new(
         spec: &SweepSpec,
-        connections: (String, Vec<GrpcInferenceServiceClient<Channel>>),
+        connections: (String, Vec<Connection>),
         plan: RequestPlan,
         clock: RunClock,
         tap: Option<TokenTap>,
         streams_cancel: CancellationToken,
     ) -> Self {
-        let (target, clients) = connections;
+        let (target, connections) = connections;
         let (done_tx, done) = mpsc::unbounded_channel();
         let mut sweep = Self {
             spec: spec.clone(),
@@ -423,7 +424,7 @@ impl Sweep {
             done,
             done_tx,
             streams_cancel,
-            clients,
+            connections,
             tap,
             loads: Vec::new(),
             sent: 0,
@@ -440,7 +441,8 @@ impl Sweep {
                 tap: sweep.tap.clone(),
                 cancel: sweep.streams_cancel.clone(),
             };
-            vec![Stream::unary(UnaryCalls { clients: sweep.clients.clone(), reply })]
+            let clients = sweep.connections.iter().map(Connection::client).collect();
+            vec![Stream::unary(UnaryCalls { clients, reply })]
         };
         sweep.loads = vec![0; sweep.streams.len()];
         sweep
@@ -448,9 +450,9 @@ impl Sweep {
 
     /// Opens the stream at `index`, on the connection whose turn it is.
     fn open_stream(&self, index: usize) -> Stream {
-        let client = self.clients[index % self.clients.len()].clone();
+        let connection = self.connections[index % self.connections.len()].clone();
         let (done, tap, cancel) = (self.done_tx.clone(), self.tap.clone(), self.streams_cancel.child_token());
-        Stream::open(index, client, self.target.clone(), self.clock, done, tap, cancel)
+        Stream::open(index, connection, self.target.clone(), self.clock, done, tap, cancel)
     }
 
     async fn run(

@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod engine;
 pub mod export;
 pub mod import;
+pub mod response;
 pub mod sim;
 pub mod store;
 pub mod style;

@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use shared::{InputStyle, SweepSpec};
 use thiserror::Error;
 
-use crate::bytes::{decode_raw, encode_raw_one};
+use crate::bytes::encode_raw_one;
 use crate::pb;
 use crate::pb::infer_parameter::ParameterChoice;
 use crate::pb::model_infer_request::InferInputTensor;
+use crate::response::{Param, Response};
 
 /// Response parameter in which a server (the simulator, or a test model) may put the time it
 /// sent the response, nanoseconds since the Unix epoch; an INT64 output of the same name works too.
@@ -257,11 +258,11 @@ fn int_bytes(sig: &ModelSignature, name: &str, value: u32) -> Vec<u8> {
 }
 
 /// A time the server put in a response, as a parameter or as an integer output.
-fn server_time(infer: &pb::ModelInferResponse, key: &str) -> Option<i64> {
-    match infer.parameters.get(key).and_then(|p| p.parameter_choice.as_ref()) {
-        Some(ParameterChoice::Int64Param(ns)) => Some(*ns),
-        Some(ParameterChoice::Uint64Param(ns)) => Some(*ns as i64),
-        _ => output_ints(infer, key).and_then(|v| v.first().copied()),
+fn server_time(response: &Response, key: &str) -> Option<i64> {
+    match response.parameter(key) {
+        Some(Param::Int(ns)) => Some(ns),
+        Some(Param::Uint(ns)) => Some(ns as i64),
+        _ => response.output_ints(key).and_then(|v| v.first().copied()),
     }
 }
 
@@ -300,34 +301,30 @@ pub struct ResponseReader {
 
 impl ResponseReader {
     /// Reads a response. `error_message` responses carry no parameters and are final.
-    pub fn read(&mut self, response: &pb::ModelStreamInferResponse) -> Parsed {
-        let Some(infer) = &response.infer_response else {
-            return Parsed { error: Some(nonempty(&response.error_message)), is_final: true, ..Parsed::default() };
-        };
+    pub fn read(&mut self, response: &Response) -> Parsed {
         let mut parsed = Parsed::default();
-        if !response.error_message.is_empty() {
-            parsed.error = Some(response.error_message.clone());
+        if !response.has_infer_response() || !response.error_message().is_empty() {
+            parsed.error = Some(nonempty(&response.error_message()));
             parsed.is_final = true;
             return parsed;
         }
-        parsed.is_final = match infer.parameters.get("triton_final_response").and_then(|p| p.parameter_choice.as_ref())
-        {
-            Some(ParameterChoice::BoolParam(b)) => *b,
+        parsed.is_final = match response.parameter("triton_final_response") {
+            Some(Param::Bool(b)) => b,
             // A server that does not flag finals answers once per request.
             _ => true,
         };
-        parsed.server_send_unix_ns = server_time(infer, SEND_TIME_KEY);
+        parsed.server_send_unix_ns = server_time(response, SEND_TIME_KEY);
         if std::mem::take(&mut self.first) {
-            parsed.server_recv_unix_ns = server_time(infer, RECEIVE_TIME_KEY);
+            parsed.server_recv_unix_ns = server_time(response, RECEIVE_TIME_KEY);
         }
-        let text = output_bytes(infer, self.text_output)
-            .map_or_else(String::new, |elements| elements.into_iter().map(String::from_utf8_lossy).collect::<String>());
+        let text = response.output_text(self.text_output).unwrap_or_default();
         parsed.text = self.new_text(text);
         parsed.num_input_tokens =
-            output_ints(infer, "num_input_tokens").and_then(|v| v.first().copied()).map(|n| n as u32);
-        let server_count = output_ints(infer, "num_output_tokens")
+            response.output_ints("num_input_tokens").and_then(|v| v.first().copied()).map(|n| n as u32);
+        let server_count = response
+            .output_ints("num_output_tokens")
             .and_then(|v| v.first().copied())
-            .or_else(|| output_ints(infer, "output_ids").map(|ids| ids.len() as i64));
+            .or_else(|| response.output_ints("output_ids").map(|ids| ids.len() as i64));
         match server_count {
             Some(n) => {
                 parsed.tokens = n.max(0) as u32;
@@ -374,53 +371,10 @@ fn nonempty(message: &str) -> String {
     if message.is_empty() { "the server reported an error without a message".into() } else { message.into() }
 }
 
-fn output_index(infer: &pb::ModelInferResponse, name: &str) -> Option<usize> {
-    infer.outputs.iter().position(|o| o.name == name)
-}
-
-/// A BYTES output's elements, from `raw_output_contents` (Triton) or `contents` (other servers).
-pub fn output_bytes<'a>(infer: &'a pb::ModelInferResponse, name: &str) -> Option<Vec<&'a [u8]>> {
-    let i = output_index(infer, name)?;
-    if let Some(raw) = infer.raw_output_contents.get(i) {
-        return decode_raw(raw).ok();
-    }
-    infer.outputs[i].contents.as_ref().map(|c| c.bytes_contents.iter().map(Vec::as_slice).collect())
-}
-
-/// An integer output's elements as i64, from raw contents or `contents`, whatever its width.
-pub fn output_ints(infer: &pb::ModelInferResponse, name: &str) -> Option<Vec<i64>> {
-    let i = output_index(infer, name)?;
-    let datatype = infer.outputs[i].datatype.as_str();
-    if let Some(raw) = infer.raw_output_contents.get(i) {
-        let width = match datatype {
-            "INT64" | "UINT64" => 8,
-            "INT32" | "UINT32" => 4,
-            _ => return None,
-        };
-        return Some(
-            raw.chunks_exact(width)
-                .map(|c| match datatype {
-                    "INT64" => i64::from_le_bytes(c.try_into().unwrap()),
-                    "UINT64" => u64::from_le_bytes(c.try_into().unwrap()) as i64,
-                    "INT32" => i64::from(i32::from_le_bytes(c.try_into().unwrap())),
-                    _ => i64::from(u32::from_le_bytes(c.try_into().unwrap())),
-                })
-                .collect(),
-        );
-    }
-    let c = infer.outputs[i].contents.as_ref()?;
-    Some(match datatype {
-        "INT64" => c.int64_contents.clone(),
-        "UINT64" => c.uint64_contents.iter().map(|&v| v as i64).collect(),
-        "INT32" => c.int_contents.iter().map(|&v| i64::from(v)).collect(),
-        "UINT32" => c.uint_contents.iter().map(|&v| i64::from(v)).collect(),
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bytes::decode_raw;
     use crate::pb::model_infer_response::InferOutputTensor;
 
     fn t(name: &str, datatype: &str, shape: &[i64]) -> TensorSig {
@@ -564,7 +518,11 @@ mod tests {
         assert!(req.inputs.iter().all(|i| i.shape == [1]));
     }
 
-    fn response(id: &str, final_: Option<bool>, outputs: Vec<(&str, &str, Vec<u8>)>) -> pb::ModelStreamInferResponse {
+    fn response(id: &str, final_: Option<bool>, outputs: Vec<(&str, &str, Vec<u8>)>) -> Response {
+        Response::from_message(&message(id, final_, outputs))
+    }
+
+    fn message(id: &str, final_: Option<bool>, outputs: Vec<(&str, &str, Vec<u8>)>) -> pb::ModelStreamInferResponse {
         let mut parameters = HashMap::new();
         if let Some(f) = final_ {
             parameters.insert(
@@ -619,8 +577,8 @@ mod tests {
 
     #[test]
     fn contents_form_is_read_too() {
-        let mut response = response("1", Some(true), vec![]);
-        let infer = response.infer_response.as_mut().unwrap();
+        let mut message = message("1", Some(true), vec![]);
+        let infer = message.infer_response.as_mut().unwrap();
         infer.outputs.push(InferOutputTensor {
             name: "text_output".into(),
             datatype: "BYTES".into(),
@@ -629,14 +587,17 @@ mod tests {
             ..Default::default()
         });
         let plan = RequestPlan::new(&vllm(), InputStyle::Vllm, &asked(1, false));
-        let parsed = plan.reader("p").read(&response);
+        let parsed = plan.reader("p").read(&Response::from_message(&message));
         assert_eq!((parsed.text.as_str(), parsed.tokens, parsed.is_final), ("tok", 1, true));
     }
 
     #[test]
     fn errors_are_final_and_missing_flags_mean_final() {
         let plan = RequestPlan::new(&vllm(), InputStyle::Vllm, &asked(1, false));
-        let err = pb::ModelStreamInferResponse { error_message: "boom".into(), infer_response: None };
+        let err = Response::from_message(&pb::ModelStreamInferResponse {
+            error_message: "boom".into(),
+            infer_response: None,
+        });
         let parsed = plan.reader("p").read(&err);
         assert_eq!((parsed.error.as_deref(), parsed.is_final), (Some("boom"), true));
         let parsed = plan.reader("p").read(&response("1", None, vec![]));

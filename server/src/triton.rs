@@ -5,10 +5,14 @@ use std::time::Duration;
 use shared::api::ModelChoice;
 use shared::{InputStyle, ModelInfo, SweepSpec};
 use thiserror::Error;
+use tonic::codegen::GrpcMethod;
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::pb;
 use crate::pb::grpc_inference_service_client::GrpcInferenceServiceClient;
+use crate::pb::grpc_inference_service_server::SERVICE_NAME;
+use crate::response::{Response, StreamCodec};
 use crate::style::{ModelSignature, RequestPlan, StyleError, resolve_style};
 
 /// How long to wait for a TCP connection and for each discovery call.
@@ -67,8 +71,39 @@ pub struct ModelEntry {
 pub struct Triton {
     target: String,
     endpoint: Endpoint,
-    client: GrpcInferenceServiceClient<Channel>,
+    connection: Connection,
 }
+
+/// Responses of up to this size are read.
+const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
+/// One HTTP/2 connection to the server; clones share it.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    channel: Channel,
+}
+
+impl Connection {
+    /// A client for calls on this connection.
+    pub fn client(&self) -> GrpcInferenceServiceClient<Channel> {
+        GrpcInferenceServiceClient::new(self.channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES)
+    }
+
+    /// Opens a ModelStreamInfer stream on this connection, its responses read as
+    /// [`Response`]s rather than decoded into messages (see [`crate::response`]).
+    pub async fn stream(
+        &self,
+        requests: impl tonic::IntoStreamingRequest<Message = pb::ModelInferRequest>,
+    ) -> Result<tonic::Response<tonic::Streaming<Response>>, tonic::Status> {
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES);
+        grpc.ready().await.map_err(|e| tonic::Status::unknown(format!("the connection is not ready: {e}")))?;
+        let mut request = requests.into_streaming_request();
+        request.extensions_mut().insert(GrpcMethod::new(SERVICE_NAME, "ModelStreamInfer"));
+        grpc.streaming(request, PathAndQuery::from_static(STREAM_PATH), StreamCodec).await
+    }
+}
+
+const STREAM_PATH: &str = "/inference.GRPCInferenceService/ModelStreamInfer";
 
 /// Adds `http://` when the user gave only `host:port`.
 pub fn normalize_target(target: &str) -> String {
@@ -88,9 +123,9 @@ impl Triton {
             // streams answering at once) must not wait for window updates.
             .initial_stream_window_size(Some(STREAM_WINDOW))
             .initial_connection_window_size(Some(CONNECTION_WINDOW));
-        let mut client = connect(&endpoint, &target).await?;
-        match tokio::time::timeout(DISCOVERY_TIMEOUT, client.server_live(pb::ServerLiveRequest {})).await {
-            Ok(Ok(_)) => Ok(Self { target, endpoint, client }),
+        let connection = connect(&endpoint, &target).await?;
+        match tokio::time::timeout(DISCOVERY_TIMEOUT, connection.client().server_live(pb::ServerLiveRequest {})).await {
+            Ok(Ok(_)) => Ok(Self { target, endpoint, connection }),
             Ok(Err(status)) => Err(TritonError::NotGrpc { target, cause: status_text(&status) }),
             Err(_) => Err(TritonError::NotGrpc { target, cause: "no answer within 10 s".into() }),
         }
@@ -102,17 +137,17 @@ impl Triton {
 
     /// A client for issuing requests; clones share the connection.
     pub fn client(&self) -> GrpcInferenceServiceClient<Channel> {
-        self.client.clone()
+        self.connection.client()
     }
 
-    /// `count` clients on connections of their own, the first being the one already open.
-    /// Each is connected before it is returned, so no request pays for a connection's setup.
-    pub async fn connections(&self, count: usize) -> Result<Vec<GrpcInferenceServiceClient<Channel>>, TritonError> {
-        let mut clients = vec![self.client()];
-        while clients.len() < count {
-            clients.push(connect(&self.endpoint, &self.target).await?);
+    /// `count` connections of their own, the first being the one already open. Each is
+    /// connected before it is returned, so no request pays for a connection's setup.
+    pub async fn connections(&self, count: usize) -> Result<Vec<Connection>, TritonError> {
+        let mut connections = vec![self.connection.clone()];
+        while connections.len() < count {
+            connections.push(connect(&self.endpoint, &self.target).await?);
         }
-        Ok(clients)
+        Ok(connections)
     }
 
     /// The models in the server's repository.
@@ -243,12 +278,12 @@ impl Triton {
     }
 }
 
-async fn connect(endpoint: &Endpoint, target: &str) -> Result<GrpcInferenceServiceClient<Channel>, TritonError> {
+async fn connect(endpoint: &Endpoint, target: &str) -> Result<Connection, TritonError> {
     let channel = endpoint
         .connect()
         .await
         .map_err(|e| TritonError::Unreachable { target: target.to_string(), cause: error_chain(&e) })?;
-    Ok(GrpcInferenceServiceClient::new(channel).max_decoding_message_size(64 << 20))
+    Ok(Connection { channel })
 }
 
 fn display_state(state: &str) -> String {

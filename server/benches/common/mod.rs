@@ -86,7 +86,11 @@ impl PerfAnalyzer<'_> {
             .args(["--stability-percentage=999", &format!("--concurrency-range={}", self.concurrency)])
             .stdout(file)
             .stderr(stderr);
-        let (status, cpu) = run_measured(&mut command).map_err(|e| format!("cannot run perf_analyzer: {e}"))?;
+        let (status, cpu) = run_measured(&mut command, Some(PERF_ANALYZER_LIMIT))
+            .map_err(|e| format!("cannot run perf_analyzer: {e}"))?;
+        let Some(status) = status else {
+            return Err(format!("still running after {} s; stopped", PERF_ANALYZER_LIMIT.as_secs()));
+        };
         if !status.success() || !export.exists() {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             return Err(text.lines().rev().take(5).collect::<Vec<_>>().join(" | "));
@@ -95,14 +99,25 @@ impl PerfAnalyzer<'_> {
     }
 }
 
-/// Runs a command to its end; returns how it ended and the CPU seconds (user and system) it
-/// used. The times are read from /proc while the finished process waits to be reaped, in
-/// the kernel's clock ticks (100 per second on Linux).
-pub fn run_measured(command: &mut Command) -> std::io::Result<(ExitStatus, f64)> {
+/// How long one perf_analyzer run may take. Where it cannot keep up (concurrency 512 on two
+/// cores) it grows to gigabytes and runs for many minutes before giving up.
+const PERF_ANALYZER_LIMIT: Duration = Duration::from_secs(150);
+
+/// Runs a command to its end, or kills it after `limit`; returns how it ended (`None`:
+/// killed) and the CPU seconds (user and system) it used. The times are read from /proc
+/// while the finished process waits to be reaped, in the kernel's clock ticks (100 per
+/// second on Linux).
+pub fn run_measured(command: &mut Command, limit: Option<Duration>) -> std::io::Result<(Option<ExitStatus>, f64)> {
     let mut child = command.stdin(Stdio::null()).spawn()?;
     let stat = format!("/proc/{}/stat", child.id());
+    let started = std::time::Instant::now();
     let mut cpu = f64::NAN;
     while let Ok(text) = std::fs::read_to_string(&stat) {
+        if limit.is_some_and(|limit| started.elapsed() > limit) {
+            child.kill()?;
+            child.wait()?;
+            return Ok((None, cpu));
+        }
         // The fields after the command name, which is in parentheses and may hold spaces.
         let fields: Vec<&str> = text.rsplit_once(')').map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
         if fields.first() == Some(&"Z") {
@@ -113,11 +128,38 @@ pub fn run_measured(command: &mut Command) -> std::io::Result<(ExitStatus, f64)>
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    Ok((child.wait()?, cpu))
+    Ok((Some(child.wait()?), cpu))
 }
 
 /// Reads a JSON file, or stops the benchmark saying which file.
 pub fn read_json(path: &Path) -> Value {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Time the hypervisor took from this machine's CPUs (steal), which no tool can help: on a
+/// virtual machine it comes in bursts of milliseconds and shows in every tail latency.
+pub struct Steal {
+    start: Option<(u64, u64)>,
+}
+
+impl Steal {
+    pub fn start() -> Self {
+        Self { start: cpu_ticks() }
+    }
+
+    /// Prints the share of CPU time stolen since `start`.
+    pub fn print(&self) {
+        if let (Some((steal0, total0)), Some((steal1, total1))) = (self.start, cpu_ticks()) {
+            let share = (steal1 - steal0) as f64 / (total1 - total0).max(1) as f64;
+            println!("{:>26} host steal {:.1}% of CPU time during the run", "", share * 100.0);
+        }
+    }
+}
+
+/// Steal and total ticks over all CPUs, from /proc/stat.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = text.lines().next()?.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
+    Some((*fields.get(7)?, fields.iter().sum()))
 }

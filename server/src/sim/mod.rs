@@ -3,8 +3,10 @@
 
 pub mod model;
 mod scheduler;
+mod wire;
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc as std_mpsc};
@@ -12,9 +14,10 @@ use std::time::Instant;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
-use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tonic::codegen::{BoxFuture, Context, Poll, Service, StdError, http};
+use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -24,6 +27,7 @@ use scheduler::{Counters, Job, Sink};
 use crate::clock::unix_now_ns;
 use crate::pb;
 use crate::pb::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
+use wire::Encoded;
 
 /// The simulated server's state; cheap to clone.
 #[derive(Clone)]
@@ -81,7 +85,7 @@ pub async fn serve(
         .max_concurrent_streams(Some(4096))
         .initial_stream_window_size(Some(crate::triton::STREAM_WINDOW))
         .initial_connection_window_size(Some(crate::triton::CONNECTION_WINDOW))
-        .add_service(GrpcInferenceServiceServer::new(Sim::new(config)).max_decoding_message_size(64 << 20))
+        .add_service(SimService::new(Sim::new(config)))
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await
 }
@@ -101,10 +105,98 @@ pub async fn spawn(config: SimConfig) -> std::io::Result<(SocketAddr, Cancellati
     Ok((addr, shutdown))
 }
 
-type ResponseStream = tokio_stream::adapters::Map<
-    UnboundedReceiverStream<Result<pb::ModelStreamInferResponse, Status>>,
-    fn(Result<pb::ModelStreamInferResponse, Status>) -> Result<pb::ModelStreamInferResponse, Status>,
->;
+/// Requests of up to this size are taken.
+const MAX_REQUEST_BYTES: usize = 64 << 20;
+
+const STREAM_PATH: &str = "/inference.GRPCInferenceService/ModelStreamInfer";
+
+/// The gRPC service: ModelStreamInfer sends responses encoded ahead of time ([`wire`]), every
+/// other method is the generated server's.
+#[derive(Clone)]
+struct SimService {
+    sim: Sim,
+    generated: GrpcInferenceServiceServer<Sim>,
+}
+
+impl SimService {
+    fn new(sim: Sim) -> Self {
+        let generated = GrpcInferenceServiceServer::new(sim.clone()).max_decoding_message_size(MAX_REQUEST_BYTES);
+        Self { sim, generated }
+    }
+}
+
+impl NamedService for SimService {
+    const NAME: &'static str = pb::grpc_inference_service_server::SERVICE_NAME;
+}
+
+impl<B> Service<http::Request<B>> for SimService
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path() != STREAM_PATH {
+            return self.generated.call(request);
+        }
+        let streams = StreamInfer(self.sim.clone());
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(wire::StreamCodec)
+                .apply_max_message_size_config(Some(MAX_REQUEST_BYTES), None);
+            Ok(grpc.streaming(streams, request).await)
+        })
+    }
+}
+
+/// ModelStreamInfer.
+struct StreamInfer(Sim);
+
+impl tonic::server::StreamingService<pb::ModelInferRequest> for StreamInfer {
+    type Response = Encoded;
+    type ResponseStream = UnboundedReceiverStream<Result<Encoded, Status>>;
+    type Future = std::future::Ready<Result<Response<Self::ResponseStream>, Status>>;
+
+    fn call(&mut self, request: Request<Streaming<pb::ModelInferRequest>>) -> Self::Future {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sim = self.0.clone();
+        tokio::spawn(async move {
+            // Errors about one request go on the stream, which stays open, as Triton does.
+            while let Ok(Some(request)) = inbound.message().await {
+                let arrived = Instant::now();
+                let admitted =
+                    sim.find(&request.model_name).and_then(|model| model.ask(&request).map(|ask| (model, ask)));
+                match admitted {
+                    Ok((model, ask)) => {
+                        if sim.jobs.send(Job { model, ask, arrived, sink: Sink::Stream(tx.clone()) }).is_err() {
+                            break;
+                        }
+                    }
+                    Err(message) => {
+                        let response = pb::ModelStreamInferResponse {
+                            error_message: message,
+                            infer_response: Some(pb::ModelInferResponse { id: request.id, ..Default::default() }),
+                        };
+                        if tx.send(Ok(Encoded::plain(&response))).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        // Each response is stamped with its send time as it is encoded (wire::StampingEncoder).
+        std::future::ready(Ok(Response::new(UnboundedReceiverStream::new(rx))))
+    }
+}
+
+type Unused = tokio_stream::Empty<Result<pb::ModelStreamInferResponse, Status>>;
 
 #[tonic::async_trait]
 impl GrpcInferenceService for Sim {
@@ -234,49 +326,13 @@ impl GrpcInferenceService for Sim {
         Ok(Response::new(response))
     }
 
-    type ModelStreamInferStream = ResponseStream;
+    type ModelStreamInferStream = Unused;
 
+    /// Never called: [`SimService`] answers ModelStreamInfer itself, with [`StreamInfer`].
     async fn model_stream_infer(
         &self,
-        request: Request<Streaming<pb::ModelInferRequest>>,
+        _: Request<Streaming<pb::ModelInferRequest>>,
     ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
-        let mut inbound = request.into_inner();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let jobs = self.jobs.clone();
-        let sim = self.clone();
-        tokio::spawn(async move {
-            // Errors about one request go on the stream, which stays open, as Triton does.
-            while let Ok(Some(request)) = inbound.message().await {
-                let arrived = Instant::now();
-                let admitted =
-                    sim.find(&request.model_name).and_then(|model| model.ask(&request).map(|ask| (model, ask)));
-                match admitted {
-                    Ok((model, ask)) => {
-                        if jobs.send(Job { model, ask, arrived, sink: Sink::Stream(tx.clone()) }).is_err() {
-                            break;
-                        }
-                    }
-                    Err(message) => {
-                        let response = pb::ModelStreamInferResponse {
-                            error_message: message,
-                            infer_response: Some(pb::ModelInferResponse { id: request.id, ..Default::default() }),
-                        };
-                        if tx.send(Ok(response)).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        });
-        // Each response is stamped as tonic takes it to encode: its send time leaves out
-        // the time it waited behind others of the same step.
-        Ok(Response::new(UnboundedReceiverStream::new(rx).map(|response| {
-            response.map(|mut response| {
-                if let Some(inner) = response.infer_response.as_mut().filter(|_| response.error_message.is_empty()) {
-                    scheduler::stamp(inner, unix_now_ns());
-                }
-                response
-            })
-        })))
+        Err(Status::internal("ModelStreamInfer is served by SimService"))
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use shared::InputStyle;
 
+use super::wire::{self, Encoded, Output, Raw};
 use crate::bytes::{decode_raw, encode_raw_one};
 use crate::pb;
 use crate::pb::infer_parameter::ParameterChoice;
@@ -298,7 +299,52 @@ impl SimModel {
         self.decoupled && self.style != InputStyle::Vllm
     }
 
-    /// A content response carrying tokens `first..first + count` of the output.
+    /// Calls `f` with the outputs of a content response carrying tokens `first..first + count`
+    /// of the output: `text` is their text, `generated` all text so far.
+    pub fn with_outputs<R>(
+        &self,
+        ask: &Ask,
+        generated: &str,
+        first: u32,
+        count: u32,
+        text: &str,
+        f: impl FnOnce(&[Output]) -> R,
+    ) -> R {
+        let shape: &[i64] = if self.batched() { &[1, 1] } else { &[1] };
+        let output = |name, datatype, shape, raw| Output { name, datatype, shape, raw };
+        match self.style {
+            InputStyle::Tutorial => {
+                let full = format!("{}{generated}", ask.prompt);
+                f(&[output("TEXT", "BYTES", shape, Raw::Element(full.as_bytes()))])
+            }
+            InputStyle::Trtllm => {
+                let mut ids = Vec::with_capacity(4 * count as usize);
+                for i in first..first + count {
+                    ids.extend_from_slice(&(1000 + i as i32).to_le_bytes());
+                }
+                let ids_shape = [1, i64::from(count)];
+                f(&[
+                    output("text_output", "BYTES", shape, Raw::Element(text.as_bytes())),
+                    output("output_ids", "INT32", &ids_shape, Raw::Plain(&ids)),
+                ])
+            }
+            _ => {
+                let input_count = ask.prompt_tokens.to_le_bytes();
+                let output_count = count.to_le_bytes();
+                let text = output("text_output", "BYTES", shape, Raw::Element(text.as_bytes()));
+                let input = output("num_input_tokens", "UINT32", shape, Raw::Plain(&input_count));
+                let output = output("num_output_tokens", "UINT32", shape, Raw::Plain(&output_count));
+                match (ask.want_input_count, ask.want_output_count) {
+                    (false, false) => f(&[text]),
+                    (true, false) => f(&[text, input]),
+                    (false, true) => f(&[text, output]),
+                    (true, true) => f(&[text, input, output]),
+                }
+            }
+        }
+    }
+
+    /// A content response as a message (see [`Self::with_outputs`]).
     pub fn content(
         &self,
         ask: &Ask,
@@ -308,57 +354,48 @@ impl SimModel {
         is_final: bool,
         text: &str,
     ) -> pb::ModelInferResponse {
-        let mut outputs = Vec::new();
-        let mut raw = Vec::new();
-        let shape = if self.batched() { vec![1, 1] } else { vec![1] };
-        let mut push = |name: &str, datatype: &str, shape: Vec<i64>, bytes: Vec<u8>| {
-            outputs.push(InferOutputTensor {
-                name: name.into(),
-                datatype: datatype.into(),
-                shape,
-                ..Default::default()
-            });
-            raw.push(bytes);
-        };
-        match self.style {
-            InputStyle::Tutorial => {
-                let full = format!("{}{generated}", ask.prompt);
-                push("TEXT", "BYTES", shape, encode_raw_one(full.as_bytes()));
-            }
-            InputStyle::Trtllm => {
-                push("text_output", "BYTES", shape, encode_raw_one(text.as_bytes()));
-                let ids: Vec<u8> = (first..first + count).flat_map(|i| (1000 + i as i32).to_le_bytes()).collect();
-                push("output_ids", "INT32", vec![1, i64::from(count)], ids);
-            }
-            _ => {
-                push("text_output", "BYTES", shape.clone(), encode_raw_one(text.as_bytes()));
-                if ask.want_input_count {
-                    push("num_input_tokens", "UINT32", shape.clone(), ask.prompt_tokens.to_le_bytes().to_vec());
-                }
-                if ask.want_output_count {
-                    push("num_output_tokens", "UINT32", shape, count.to_le_bytes().to_vec());
-                }
-            }
-        }
-        pb::ModelInferResponse {
+        self.with_outputs(ask, generated, first, count, text, |outputs| pb::ModelInferResponse {
             model_name: self.name.into(),
             model_version: "1".into(),
             id: ask.id.clone(),
             parameters: final_flag(is_final),
-            outputs,
-            raw_output_contents: raw,
-        }
+            outputs: outputs
+                .iter()
+                .map(|o| InferOutputTensor {
+                    name: o.name.into(),
+                    datatype: o.datatype.into(),
+                    shape: o.shape.to_vec(),
+                    ..Default::default()
+                })
+                .collect(),
+            raw_output_contents: outputs
+                .iter()
+                .map(|o| match o.raw {
+                    Raw::Element(element) => encode_raw_one(element),
+                    Raw::Plain(plain) => plain.to_vec(),
+                })
+                .collect(),
+        })
     }
 
-    /// The empty response that only says "final".
-    pub fn empty_final(&self, ask: &Ask) -> pb::ModelInferResponse {
-        pb::ModelInferResponse {
-            model_name: self.name.into(),
-            model_version: "1".into(),
-            id: ask.id.clone(),
-            parameters: final_flag(true),
-            ..Default::default()
-        }
+    /// The fields every streamed response to `ask` shares, encoded (see [`wire::head`]).
+    pub fn head(&self, ask: &Ask) -> Vec<u8> {
+        wire::head(self.name, "1", &ask.id)
+    }
+
+    /// A content response as it goes on the stream (see [`Self::with_outputs`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn encoded_content(
+        &self,
+        head: &[u8],
+        ask: &Ask,
+        generated: &str,
+        first: u32,
+        count: u32,
+        is_final: bool,
+        text: &str,
+    ) -> Encoded {
+        self.with_outputs(ask, generated, first, count, text, |outputs| wire::response(head, is_final, outputs))
     }
 }
 
@@ -432,6 +469,34 @@ mod tests {
         assert_eq!(config.prefill(100), Duration::from_millis(70));
         // 2 + 1 * 2000/1000 + 0.25 * 3
         assert_eq!(config.decode(2000, 4), Duration::from_micros(4750));
+    }
+
+    #[test]
+    fn streamed_responses_on_the_wire_are_the_messages_they_stand_for() {
+        use prost::Message;
+        for model in &MODELS {
+            for (want_input_count, want_output_count) in [(false, false), (true, true), (true, false), (false, true)] {
+                let ask = Ask {
+                    id: "req-3".into(),
+                    prompt: "a prompt".into(),
+                    prompt_tokens: 2,
+                    max_tokens: 8,
+                    want_input_count,
+                    want_output_count,
+                    empty_final: true,
+                };
+                for (first, count, is_final) in [(0, 1, false), (3, 2, true)] {
+                    let mut expected = model.content(&ask, " so far", first, count, is_final, " new");
+                    super::super::scheduler::stamp(&mut expected, 1_795_000_000_000_000_007);
+                    let mut encoded =
+                        model.encoded_content(&model.head(&ask), &ask, " so far", first, count, is_final, " new");
+                    encoded.stamp(1_795_000_000_000_000_007);
+                    let decoded = pb::ModelStreamInferResponse::decode(encoded.as_bytes()).unwrap();
+                    assert_eq!(decoded.error_message, "");
+                    assert_eq!(decoded.infer_response.unwrap(), expected, "{} {first} {count}", model.name);
+                }
+            }
+        }
     }
 
     #[test]

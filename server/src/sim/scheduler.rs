@@ -18,6 +18,7 @@ use tonic::Status;
 use shared::InputStyle;
 
 use super::model::{Ask, SimConfig, SimModel, token_text};
+use super::wire::Encoded;
 use crate::clock::unix_now_ns;
 use crate::pb;
 use crate::pb::infer_parameter::ParameterChoice;
@@ -25,7 +26,7 @@ use crate::style::SEND_TIME_KEY;
 
 /// Where a job's responses go.
 pub enum Sink {
-    Stream(mpsc::UnboundedSender<Result<pb::ModelStreamInferResponse, Status>>),
+    Stream(mpsc::UnboundedSender<Result<Encoded, Status>>),
     Unary(oneshot::Sender<Result<pb::ModelInferResponse, Status>>),
 }
 
@@ -56,6 +57,8 @@ struct Running {
     /// Tokens generated so far.
     generated: u32,
     text: String,
+    /// The fields every streamed response shares, encoded once.
+    head: Vec<u8>,
     deadline: Instant,
     rng: u64,
     fail: bool,
@@ -108,10 +111,24 @@ pub fn run(config: SimConfig, jobs: Receiver<Job>, counters: Arc<HashMap<&'stati
             let prefill = jittered(config.prefill(job.ask.prompt_tokens), config.jitter, &mut rng);
             let deadline = job.arrived + prefill;
             let fail = config.fail_every > 0 && admitted.is_multiple_of(config.fail_every);
+            let head = match job.sink {
+                Sink::Stream(_) => job.model.head(&job.ask),
+                Sink::Unary(_) => Vec::new(),
+            };
             heap.push(Reverse((deadline, next_key)));
             running.insert(
                 next_key,
-                Running { job, responses: 0, generated: 0, text: String::new(), deadline, rng, fail, decoding: false },
+                Running {
+                    job,
+                    responses: 0,
+                    generated: 0,
+                    text: String::new(),
+                    head,
+                    deadline,
+                    rng,
+                    fail,
+                    decoding: false,
+                },
             );
             next_key += 1;
             continue;
@@ -175,26 +192,34 @@ fn step(config: &SimConfig, run: &mut Running, decoding: usize, counters: &HashM
             if !model.decoupled {
                 // A non-decoupled model answers once, with everything.
                 if done {
-                    let response = model.content(ask, &run.text, 0, run.generated, true, &run.text);
-                    let _ = send(tx, response);
+                    let _ = tx.send(Ok(model.encoded_content(
+                        &run.head,
+                        ask,
+                        &run.text,
+                        0,
+                        run.generated,
+                        true,
+                        &run.text,
+                    )));
                 }
                 !done
             } else if run.fail && run.responses == 2 {
-                let _ = tx.send(Ok(pb::ModelStreamInferResponse {
+                let _ = tx.send(Ok(Encoded::plain(&pb::ModelStreamInferResponse {
                     error_message: format!(
                         "simulated failure of request '{}' (--fail-every {})",
                         ask.id, config.fail_every
                     ),
                     infer_response: Some(pb::ModelInferResponse { id: ask.id.clone(), ..Default::default() }),
-                }));
+                })));
                 counter.fail.fetch_add(1, Ordering::Relaxed);
                 return false;
             } else {
                 let last_content_final = done && !model.separate_final();
-                let response = model.content(ask, &run.text, first, count, last_content_final, &text);
-                let ok = send(tx, response);
+                let response =
+                    model.encoded_content(&run.head, ask, &run.text, first, count, last_content_final, &text);
+                let ok = tx.send(Ok(response)).is_ok();
                 if ok && done && model.separate_final() && ask.empty_final {
-                    let _ = send(tx, model.empty_final(ask));
+                    let _ = tx.send(Ok(super::wire::response(&run.head, true, &[])));
                 }
                 ok
             }
@@ -219,17 +244,11 @@ fn closed_sink() -> Sink {
     Sink::Unary(oneshot::channel().0)
 }
 
-fn send(
-    tx: &mpsc::UnboundedSender<Result<pb::ModelStreamInferResponse, Status>>,
-    response: pb::ModelInferResponse,
-) -> bool {
-    tx.send(Ok(pb::ModelStreamInferResponse { error_message: String::new(), infer_response: Some(response) })).is_ok()
-}
-
-/// Puts `send_ns` in a response as the moment it was sent: in its parameters, and in place
-/// of every [`STAMP`] in its outputs (`--stamp-text`). Responses are stamped as they are
-/// handed to the transport, not when their step falls due, so that the time a response
-/// waits behind the others of the same step counts as the simulator's, not the client's.
+/// Puts `send_ns` in a unary response as the moment it was sent: in its parameters, and in
+/// place of every [`STAMP`] in its outputs (`--stamp-text`). Streamed responses are stamped
+/// by [`Encoded::stamp`]. Both are stamped as they are handed to the transport, not when
+/// their step falls due, so that the time a response waits behind the others of the same
+/// step counts as the simulator's, not the client's.
 pub fn stamp(response: &mut pb::ModelInferResponse, send_ns: i64) {
     response.parameters.insert(
         SEND_TIME_KEY.into(),

@@ -234,7 +234,9 @@ impl Db {
         )?)
     }
 
-    /// Every stored run's summary, oldest first, without reading any request.
+    /// Every stored run's summary, oldest first, without reading any request. A run whose
+    /// row cannot be read is left out of the list, and out of harm's way: it is named in a
+    /// warning and stays in the database as it is.
     pub fn summaries(&mut self) -> Result<Vec<RunSummary>> {
         let mut points = self.points_by_run()?;
         let mut statement = self.conn.prepare(
@@ -262,22 +264,32 @@ impl Db {
             let (key, id, started_unix_ns, [spec, status, model], simulated, [name, notes, tags], [finished, errors]) =
                 row?;
             let bad = |source| StoreError::BadValue { run: id.clone(), source };
-            let spec: SweepSpec = serde_json::from_str(&spec).map_err(bad)?;
-            summaries.push(RunSummary {
-                total_requests: spec.total_requests(),
-                spec,
-                started_unix_ns,
-                simulated,
-                status: serde_json::from_str(&status).map_err(bad)?,
-                model: (!model.is_empty()).then(|| serde_json::from_str(&model)).transpose().map_err(bad)?,
-                finished_requests: finished as u64,
-                errors: errors as u64,
-                points: parse_points(&id, points.remove(&key).unwrap_or_default())?,
-                name,
-                notes,
-                tags: serde_json::from_str(&tags).map_err(bad)?,
-                id,
-            });
+            let summary = (|| {
+                let spec: SweepSpec = serde_json::from_str(&spec).map_err(bad)?;
+                Ok::<_, StoreError>(RunSummary {
+                    total_requests: spec.total_requests(),
+                    spec,
+                    started_unix_ns,
+                    simulated,
+                    status: serde_json::from_str(&status).map_err(bad)?,
+                    model: (!model.is_empty()).then(|| serde_json::from_str(&model)).transpose().map_err(bad)?,
+                    finished_requests: finished as u64,
+                    errors: errors as u64,
+                    points: parse_points(&id, points.remove(&key).unwrap_or_default())?,
+                    name,
+                    notes,
+                    tags: serde_json::from_str(&tags).map_err(bad)?,
+                    id: id.clone(),
+                })
+            })();
+            match summary {
+                Ok(summary) => summaries.push(summary),
+                Err(err) => tracing::warn!(
+                    run = %id,
+                    cause = %err,
+                    "a stored run cannot be read and is left out of the list; it stays in the database untouched"
+                ),
+            }
         }
         Ok(summaries)
     }
@@ -651,6 +663,23 @@ mod tests {
         let left: i64 = db.conn.query_row("SELECT count(*) FROM requests", [], |r| r.get(0)).unwrap();
         assert_eq!(left, 0, "a deleted run's requests go with it");
         assert!(matches!(db.delete("r1"), Err(StoreError::NoRun(_))));
+    }
+
+    #[test]
+    fn a_damaged_run_is_left_out_of_the_list_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(dir.path()).unwrap();
+        for id in ["r1", "r2", "r3"] {
+            db.insert_run(&new_run(id)).unwrap();
+        }
+        db.conn.execute("UPDATE runs SET spec = '{not json' WHERE id = 'r2'", []).unwrap();
+        drop(db);
+        let mut db = Db::open(dir.path()).unwrap();
+        let ids: Vec<_> = db.summaries().unwrap().into_iter().map(|s| s.id).collect();
+        assert_eq!(ids, ["r1", "r3"]);
+        assert!(matches!(db.report("r2"), Err(StoreError::BadValue { .. })));
+        let kept: i64 = db.conn.query_row("SELECT count(*) FROM runs", [], |r| r.get(0)).unwrap();
+        assert_eq!(kept, 3);
     }
 
     #[test]

@@ -81,26 +81,26 @@ pub fn fmt_utc(unix_ns: i64) -> String {
 
 /// A signed difference in milliseconds: `+1.25`, `−0.500`.
 pub fn fmt_delta_ms(value: f64) -> String {
-    let sign = if value > 0.0 {
-        "+"
-    } else if value < 0.0 {
-        "−"
-    } else {
-        "±"
-    };
-    format!("{sign}{}", fmt_ms(value.abs()))
+    signed(value, fmt_ms(value.abs()))
 }
 
 /// A signed percentage: `+4.5 %`.
 pub fn fmt_percent(value: f64) -> String {
-    let sign = if value > 0.0 {
-        "+"
-    } else if value < 0.0 {
-        "−"
-    } else {
+    signed(value, format!("{:.1} %", value.abs()))
+}
+
+/// `magnitude` (the value's size as shown) with the value's sign; one that shows as zero
+/// gets `±`, so a tiny difference never reads as `−0.0`.
+fn signed(value: f64, magnitude: String) -> String {
+    let shows_zero = !magnitude.chars().any(|c| ('1'..='9').contains(&c));
+    let sign = if shows_zero || value == 0.0 {
         "±"
+    } else if value > 0.0 {
+        "+"
+    } else {
+        "−"
     };
-    format!("{sign}{:.1} %", value.abs())
+    format!("{sign}{magnitude}")
 }
 
 const MISSING: &str = "—";
@@ -457,6 +457,10 @@ mod tests {
             ("+1.25".into(), "−0.500".into(), "±0.000".into())
         );
         assert_eq!(fmt_percent(-12.345), "−12.3 %");
+        assert_eq!(
+            (fmt_percent(-0.04), fmt_percent(0.04), fmt_percent(0.05)),
+            ("±0.0 %".into(), "±0.0 %".into(), "+0.1 %".into())
+        );
     }
 
     #[test]

@@ -108,6 +108,20 @@ pub fn find(name: &str) -> Option<&'static SimModel> {
 /// Words the simulated models "generate".
 const WORDS: [&str; 8] = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit"];
 
+/// The tokens one content response carries.
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
+    /// All text generated so far, these tokens' included (cumulative outputs repeat it).
+    pub generated: &'a str,
+    /// The index of the first of these tokens in the output.
+    pub first: u32,
+    pub count: u32,
+    /// These tokens' text.
+    pub text: &'a str,
+    /// Whether the response is the request's last.
+    pub is_final: bool,
+}
+
 /// What a request asks of a simulated model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ask {
@@ -299,17 +313,9 @@ impl SimModel {
         self.decoupled && self.style != InputStyle::Vllm
     }
 
-    /// Calls `f` with the outputs of a content response carrying tokens `first..first + count`
-    /// of the output: `text` is their text, `generated` all text so far.
-    pub fn with_outputs<R>(
-        &self,
-        ask: &Ask,
-        generated: &str,
-        first: u32,
-        count: u32,
-        text: &str,
-        f: impl FnOnce(&[Output]) -> R,
-    ) -> R {
+    /// Calls `f` with the outputs of a content response carrying `step`'s tokens.
+    fn with_outputs<R>(&self, ask: &Ask, step: &Step, f: impl FnOnce(&[Output]) -> R) -> R {
+        let Step { generated, first, count, text, .. } = *step;
         let shape: &[i64] = if self.batched() { &[1, 1] } else { &[1] };
         let output = |name, datatype, shape, raw| Output { name, datatype, shape, raw };
         match self.style {
@@ -344,21 +350,13 @@ impl SimModel {
         }
     }
 
-    /// A content response as a message (see [`Self::with_outputs`]).
-    pub fn content(
-        &self,
-        ask: &Ask,
-        generated: &str,
-        first: u32,
-        count: u32,
-        is_final: bool,
-        text: &str,
-    ) -> pb::ModelInferResponse {
-        self.with_outputs(ask, generated, first, count, text, |outputs| pb::ModelInferResponse {
+    /// A content response as a message.
+    pub fn content(&self, ask: &Ask, step: &Step) -> pb::ModelInferResponse {
+        self.with_outputs(ask, step, |outputs| pb::ModelInferResponse {
             model_name: self.name.into(),
             model_version: "1".into(),
             id: ask.id.clone(),
-            parameters: final_flag(is_final),
+            parameters: final_flag(step.is_final),
             outputs: outputs
                 .iter()
                 .map(|o| InferOutputTensor {
@@ -383,19 +381,9 @@ impl SimModel {
         wire::head(self.name, "1", &ask.id)
     }
 
-    /// A content response as it goes on the stream (see [`Self::with_outputs`]).
-    #[allow(clippy::too_many_arguments)]
-    pub fn encoded_content(
-        &self,
-        head: &[u8],
-        ask: &Ask,
-        generated: &str,
-        first: u32,
-        count: u32,
-        is_final: bool,
-        text: &str,
-    ) -> Encoded {
-        self.with_outputs(ask, generated, first, count, text, |outputs| wire::response(head, is_final, outputs))
+    /// A content response as it goes on the stream; `head` is [`Self::head`]'s.
+    pub fn encoded_content(&self, head: &[u8], ask: &Ask, step: &Step) -> Encoded {
+        self.with_outputs(ask, step, |outputs| wire::response(head, step.is_final, outputs))
     }
 }
 
@@ -486,10 +474,10 @@ mod tests {
                     empty_final: true,
                 };
                 for (first, count, is_final) in [(0, 1, false), (3, 2, true)] {
-                    let mut expected = model.content(&ask, " so far", first, count, is_final, " new");
+                    let step = Step { generated: " so far", first, count, text: " new", is_final };
+                    let mut expected = model.content(&ask, &step);
                     super::super::scheduler::stamp(&mut expected, 1_795_000_000_000_000_007);
-                    let mut encoded =
-                        model.encoded_content(&model.head(&ask), &ask, " so far", first, count, is_final, " new");
+                    let mut encoded = model.encoded_content(&model.head(&ask), &ask, &step);
                     encoded.stamp(1_795_000_000_000_000_007);
                     let decoded = pb::ModelStreamInferResponse::decode(encoded.as_bytes()).unwrap();
                     assert_eq!(decoded.error_message, "");

@@ -17,7 +17,7 @@ use tonic::Status;
 
 use shared::InputStyle;
 
-use super::model::{Ask, SimConfig, SimModel, token_text};
+use super::model::{Ask, SimConfig, SimModel, Step, token_text};
 use super::wire::Encoded;
 use crate::clock::unix_now_ns;
 use crate::pb;
@@ -183,7 +183,8 @@ fn step(config: &SimConfig, run: &mut Running, decoding: usize, counters: &HashM
     let alive = match &run.job.sink {
         Sink::Unary(_) if !done => true,
         Sink::Unary(_) => {
-            let response = model.content(ask, &run.text, 0, run.generated, true, &run.text);
+            let step = Step { generated: &run.text, first: 0, count: run.generated, text: &run.text, is_final: true };
+            let response = model.content(ask, &step);
             let Sink::Unary(tx) = std::mem::replace(&mut run.job.sink, closed_sink()) else { unreachable!() };
             let _ = tx.send(Ok(response));
             false
@@ -192,15 +193,9 @@ fn step(config: &SimConfig, run: &mut Running, decoding: usize, counters: &HashM
             if !model.decoupled {
                 // A non-decoupled model answers once, with everything.
                 if done {
-                    let _ = tx.send(Ok(model.encoded_content(
-                        &run.head,
-                        ask,
-                        &run.text,
-                        0,
-                        run.generated,
-                        true,
-                        &run.text,
-                    )));
+                    let step =
+                        Step { generated: &run.text, first: 0, count: run.generated, text: &run.text, is_final: true };
+                    let _ = tx.send(Ok(model.encoded_content(&run.head, ask, &step)));
                 }
                 !done
             } else if run.fail && run.responses == 2 {
@@ -215,8 +210,11 @@ fn step(config: &SimConfig, run: &mut Running, decoding: usize, counters: &HashM
                 return false;
             } else {
                 let last_content_final = done && !model.separate_final();
-                let response =
-                    model.encoded_content(&run.head, ask, &run.text, first, count, last_content_final, &text);
+                let response = model.encoded_content(
+                    &run.head,
+                    ask,
+                    &Step { generated: &run.text, first, count, text: &text, is_final: last_content_final },
+                );
                 let ok = tx.send(Ok(response)).is_ok();
                 if ok && done && model.separate_final() && ask.empty_final {
                     let _ = tx.send(Ok(super::wire::response(&run.head, true, &[])));

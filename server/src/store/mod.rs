@@ -226,12 +226,42 @@ impl Db {
     }
 
     /// Marks every run still marked running as interrupted: the process that ran it is gone.
-    /// Answers how many there were.
+    /// As a cancelled run's engine does, the point it was measuring gets the statistics of
+    /// the requests it finished, and whether prompt lengths are the server's counts is read
+    /// from the records. Answers how many runs there were.
     pub fn interrupt_running(&mut self) -> Result<usize> {
-        Ok(self.conn.execute(
-            "UPDATE runs SET status = ?1 WHERE status = ?2",
-            [status_json(&RunStatus::Interrupted), status_json(&RunStatus::Running)],
-        )?)
+        let running: Vec<String> = self
+            .conn
+            .prepare("SELECT id FROM runs WHERE status = ?1")?
+            .query_map([status_json(&RunStatus::Running)], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        for id in &running {
+            // A run that cannot be read is still marked; its records stay as they are.
+            let report = self.report(id).inspect_err(|err| {
+                tracing::warn!(run = %id, cause = %err, "an interrupted run's last point cannot be settled");
+            });
+            let tx = self.conn.transaction()?;
+            let (key, _) = run_key(&tx, id)?;
+            if let Ok(report) = report {
+                let settled = report.points.len();
+                let partial: Vec<&RequestRecord> =
+                    report.requests.iter().filter(|r| r.point as usize == settled).collect();
+                if let (Some(&length), false) = (report.spec.prompt_lengths.get(settled), partial.is_empty()) {
+                    insert_point(&tx, key, settled as u32, &PointStats::compute(length, partial))?;
+                }
+                let approximate = !report.requests.iter().any(|r| r.num_input_tokens.is_some());
+                tx.execute(
+                    "UPDATE runs SET prompt_lengths_approximate = ?2 WHERE key = ?1",
+                    params![key, approximate],
+                )?;
+            }
+            tx.execute(
+                "UPDATE runs SET status = ?2 WHERE key = ?1",
+                params![key, status_json(&RunStatus::Interrupted)],
+            )?;
+            tx.commit()?;
+        }
+        Ok(running.len())
     }
 
     /// Every stored run's summary, oldest first, without reading any request. A run whose
@@ -663,6 +693,32 @@ mod tests {
         let left: i64 = db.conn.query_row("SELECT count(*) FROM requests", [], |r| r.get(0)).unwrap();
         assert_eq!(left, 0, "a deleted run's requests go with it");
         assert!(matches!(db.delete("r1"), Err(StoreError::NoRun(_))));
+    }
+
+    #[test]
+    fn an_interrupted_runs_last_point_gets_the_statistics_of_what_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(dir.path()).unwrap();
+        db.insert_run(&new_run("r1")).unwrap();
+        let first = [record(0, 0, None), record(0, 1, None)];
+        db.add_requests("r1", &first).unwrap();
+        db.set_point("r1", 0, &PointStats::compute(16, &first)).unwrap();
+        let mut counted = record(1, 0, None);
+        counted.num_input_tokens = Some(70);
+        let partial = [counted, record(1, 1, Some("boom"))];
+        db.add_requests("r1", &partial).unwrap();
+        drop(db);
+
+        let mut db = Db::open(dir.path()).unwrap();
+        assert_eq!(db.interrupt_running().unwrap(), 1);
+        let report = db.report("r1").unwrap();
+        assert_eq!(report.status, RunStatus::Interrupted);
+        let length = report.spec.prompt_lengths[1];
+        assert_eq!(report.points, vec![PointStats::compute(16, &first), PointStats::compute(length, &partial)]);
+        assert!(!report.prompt_lengths_approximate, "a record has the server's count");
+        assert_eq!(db.summaries().unwrap()[0].points, report.points);
+        // Nothing is left running, so a second start changes nothing.
+        assert_eq!(db.interrupt_running().unwrap(), 0);
     }
 
     #[test]

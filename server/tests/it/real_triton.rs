@@ -12,7 +12,7 @@ use shared::stats::percentile;
 use shared::{InputStyle, RunStatus, SweepSpec, TokenCountSource};
 
 use crate::schedule::Schedule;
-use crate::support::{assert_close, spec, sweep, timing_lock};
+use crate::support::{assert_close, spec, sweep, timing_attempts, timing_lock};
 
 /// The gRPC target of the process-wide server, starting it on first use.
 ///
@@ -98,6 +98,7 @@ async fn auto_picks_each_style_and_times_follow_the_models_schedule() {
     let _timing = timing_lock().await;
     let target = triton();
     const MAX_TOKENS: u32 = 16;
+    timing_attempts(|| async move {
     for (model, style) in
         [("vllm_like", InputStyle::Vllm), ("tutorial_like", InputStyle::Tutorial), ("trtllm_like", InputStyle::Trtllm)]
     {
@@ -193,6 +194,8 @@ async fn auto_picks_each_style_and_times_follow_the_models_schedule() {
             _ => assert_eq!(sample.responses.len(), MAX_TOKENS as usize, "the final flag rides on the last token"),
         }
     }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,38 +277,41 @@ async fn a_model_that_is_not_decoupled_is_refused_or_timed_without_streaming() {
 
     // Asked to, the same model is timed with ModelInfer: one response, with every token.
     const MAX_TOKENS: u32 = 16;
-    let run = sweep(SweepSpec {
-        prompt_lengths: vec![64],
-        max_tokens: MAX_TOKENS,
-        requests: 6,
-        warmup: 1,
-        concurrency: 2,
-        streaming: false,
-        ..spec(triton(), "unary_like")
+    timing_attempts(|| async move {
+        let run = sweep(SweepSpec {
+            prompt_lengths: vec![64],
+            max_tokens: MAX_TOKENS,
+            requests: 6,
+            warmup: 1,
+            concurrency: 2,
+            streaming: false,
+            ..spec(triton(), "unary_like")
+        })
+        .await;
+        assert_eq!(run.status, RunStatus::Completed);
+        for record in &run.requests {
+            assert_eq!(record.error, None, "{}", record.id);
+            assert_eq!(record.responses.len(), 1, "{}", record.id);
+            assert_eq!(record.output_tokens(), u64::from(MAX_TOKENS), "{}: the server's count", record.id);
+            assert_eq!(record.token_source, TokenCountSource::Server);
+            assert_eq!(record.text(), " tok".repeat(MAX_TOKENS as usize), "{}: the prompt is left out", record.id);
+        }
+        let point = &run.points[0];
+        assert_eq!((point.count, point.errors, point.t2t_ms.as_ref()), (6, 0, None));
+        // The response leaves after the last token's deadline.
+        let schedule = Schedule::of("unary_like");
+        let whole = schedule.prefill_ms(64) + f64::from(MAX_TOKENS - 1) * schedule.decode_ms;
+        let ttft = point.ttft_ms.as_ref().unwrap();
+        eprintln!(
+            "real_triton: unary_like without streaming: TTFT p50 {:.3} mean {:.3} ms (schedule {whole:.3})",
+            ttft.p50, ttft.mean
+        );
+        let over = ttft.p50 - whole;
+        let allowed = 4.0_f64.max(0.10 * whole);
+        assert!((-0.5..=allowed).contains(&over), "TTFT median {:.3} ms, schedule {whole:.3} ms", ttft.p50);
+        assert_eq!(run.arrival_delays_ms().len(), 6, "each response carries the model's send time");
     })
     .await;
-    assert_eq!(run.status, RunStatus::Completed);
-    for record in &run.requests {
-        assert_eq!(record.error, None, "{}", record.id);
-        assert_eq!(record.responses.len(), 1, "{}", record.id);
-        assert_eq!(record.output_tokens(), u64::from(MAX_TOKENS), "{}: the server's count", record.id);
-        assert_eq!(record.token_source, TokenCountSource::Server);
-        assert_eq!(record.text(), " tok".repeat(MAX_TOKENS as usize), "{}: the prompt is left out", record.id);
-    }
-    let point = &run.points[0];
-    assert_eq!((point.count, point.errors, point.t2t_ms.as_ref()), (6, 0, None));
-    // The response leaves after the last token's deadline.
-    let schedule = Schedule::of("unary_like");
-    let whole = schedule.prefill_ms(64) + f64::from(MAX_TOKENS - 1) * schedule.decode_ms;
-    let ttft = point.ttft_ms.as_ref().unwrap();
-    eprintln!(
-        "real_triton: unary_like without streaming: TTFT p50 {:.3} mean {:.3} ms (schedule {whole:.3})",
-        ttft.p50, ttft.mean
-    );
-    let over = ttft.p50 - whole;
-    let allowed = 4.0_f64.max(0.10 * whole);
-    assert!((-0.5..=allowed).contains(&over), "TTFT median {:.3} ms, schedule {whole:.3} ms", ttft.p50);
-    assert_eq!(run.arrival_delays_ms().len(), 6, "each response carries the model's send time");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

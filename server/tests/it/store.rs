@@ -282,6 +282,10 @@ async fn a_killed_dashboard_keeps_its_run_as_interrupted() {
     assert_eq!(report.status, RunStatus::Interrupted);
     assert_eq!(report.requests.len() as u64, kept.finished_requests);
     assert!(report.requests.iter().all(|r| r.final_ns.is_some() && r.error.is_none()), "whole requests only");
+    let measured = report.requests.iter().map(|r| r.point as usize + 1).max().unwrap();
+    assert_eq!(report.points.len(), measured, "the point cut short has the statistics of what finished");
+    assert_eq!(kept.points, report.points);
+    assert!(!report.prompt_lengths_approximate, "the simulator counted the prompts");
     let live = live(&second.base, &id).await;
     assert_eq!(live.status, Some(RunStatus::Interrupted));
     assert_eq!(live.finished, kept.finished_requests);

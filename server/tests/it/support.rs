@@ -51,6 +51,39 @@ pub async fn sweep(spec: SweepSpec) -> RunReport {
     run_sweep(spec, &mut (), CancellationToken::new()).await
 }
 
+/// Runs a check of timings against a schedule up to three times; the test fails only when
+/// every attempt fails, with each attempt's failure. On a shared virtual machine the host
+/// now and then takes the CPUs away for milliseconds (steal time: 3 to 15% of it, in
+/// bursts, has been seen on two-core virtual machines). Such a pause only ever makes a
+/// measurement late, never early, so one attempt within the bounds shows the engine keeps
+/// to the schedule, and an engine that is systematically late fails all three.
+pub async fn timing_attempts<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use futures::FutureExt;
+    let mut failures = Vec::new();
+    for attempt in 1..=3 {
+        match std::panic::AssertUnwindSafe(check()).catch_unwind().await {
+            Ok(()) => {
+                if attempt > 1 {
+                    eprintln!("timing check passed at attempt {attempt}; earlier: {}", failures.join(" | "));
+                }
+                return;
+            }
+            Err(panic) => failures.push(
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+    panic!("every attempt failed:\n{}", failures.join("\n"));
+}
+
 /// `|measured - expected| <= max(abs, rel * expected)`, with a message that shows the numbers.
 #[track_caller]
 pub fn assert_close(what: &str, measured: f64, expected: f64, abs: f64, rel: f64) {

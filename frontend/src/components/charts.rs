@@ -65,6 +65,40 @@ fn samples(metric: Metric, run: &LiveRun) -> Vec<(u32, f64)> {
 /// What a latency chart shows: its axes and series.
 pub type Shape = (XAxis, YAxis, SeriesSet);
 
+/// Draws one metric's latency chart: a chart builder such as [`with_run_chart`], given the
+/// metric, the shape, the palette and what to do with the chart.
+pub type ChartBuilder<'a> = dyn Fn(Metric, Shape, &Palette, &dyn Fn(&draw::LatencyChart<'_>) -> Result<String, String>) -> Result<String, String>
+    + 'a;
+
+/// Whether `charts` includes `metric`'s chart.
+pub fn shows(charts: Charts, metric: Metric) -> bool {
+    match charts {
+        Charts::Both => true,
+        Charts::Ttft => metric == Metric::Ttft,
+        Charts::T2t => metric == Metric::T2t,
+    }
+}
+
+/// The latency charts `view` shows, as SVG for a report (light, whatever the page's
+/// scheme), each built by `build`.
+pub fn report_charts(view: RunViewState, build: &ChartBuilder<'_>) -> Result<Vec<crate::report::ReportChart>, String> {
+    let palette = Palette::LIGHT;
+    let svg = |chart: &draw::LatencyChart<'_>| {
+        draw::to_svg(draw::EXPORT_SIZE, &palette, |root| draw::latency(root, chart, &palette, 1.0).map(drop))
+    };
+    Metric::ALL
+        .into_iter()
+        .filter(|&metric| shows(view.charts, metric))
+        .map(|metric| {
+            Ok(crate::report::ReportChart {
+                key: metric.key().into(),
+                caption: format!("{} against prompt length", title(metric)),
+                svg: build(metric, (view.x, view.y, view.series), &palette, &svg)?,
+            })
+        })
+        .collect()
+}
+
 /// Calls `f` with the chart of one run's metric, as its page shows it.
 pub fn with_run_chart<T>(
     run: &LiveRun,

@@ -5,12 +5,14 @@ use leptos::html::Canvas;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::api::{ApiError, RunSummary};
-use shared::view::{Charts, RunViewState, run_title};
+use shared::view::{RunViewState, run_title};
 
 use crate::api;
-use crate::chart::{Palette, draw};
+use crate::chart::draw;
 use crate::components::ErrorBox;
-use crate::components::charts::{ExportButtons, Metric, Resized, ViewControls, palette, title, with_compare_chart};
+use crate::components::charts::{
+    self, ExportButtons, Metric, Resized, ViewControls, palette, shows, title, with_compare_chart,
+};
 use crate::components::glossary::metric_anchor;
 use crate::components::runs_list::status_name;
 use crate::report::{self, ReportChart};
@@ -29,29 +31,7 @@ pub fn unknown_runs_message(unknown: &[String]) -> Option<String> {
 
 /// The charts a comparison shows, as SVG for its report.
 pub fn report_charts(runs: &[RunSummary], view: RunViewState) -> Result<Vec<ReportChart>, String> {
-    let palette = Palette::LIGHT;
-    let mut charts = Vec::new();
-    for metric in Metric::ALL {
-        if shows(view.charts, metric) {
-            let svg = with_compare_chart(runs, metric, (view.x, view.y, view.series), &palette, |chart| {
-                draw::to_svg(draw::EXPORT_SIZE, &palette, |root| draw::latency(root, chart, &palette, 1.0).map(drop))
-            })?;
-            charts.push(ReportChart {
-                key: metric.key().into(),
-                caption: format!("{} against prompt length", title(metric)),
-                svg,
-            });
-        }
-    }
-    Ok(charts)
-}
-
-fn shows(charts: Charts, metric: Metric) -> bool {
-    match charts {
-        Charts::Both => true,
-        Charts::Ttft => metric == Metric::Ttft,
-        Charts::T2t => metric == Metric::T2t,
-    }
+    charts::report_charts(view, &|metric, shape, palette, draw| with_compare_chart(runs, metric, shape, palette, draw))
 }
 
 /// The comparison of the runs `ids` names.

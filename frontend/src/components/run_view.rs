@@ -11,9 +11,9 @@ use shared::view::{Charts, RunViewState, spec_query};
 use shared::{LiveRun, PointStats, RunStatus, Summary, SweepSpec};
 
 use crate::api::{self, EventStream, Link};
-use crate::chart::{Palette, draw, fmt_ms};
+use crate::chart::fmt_ms;
 use crate::components::ErrorBox;
-use crate::components::charts::{Inspector, LatencyChart, Metric, ViewControls, title, with_run_chart};
+use crate::components::charts::{self, Inspector, LatencyChart, Metric, ViewControls, with_run_chart};
 use crate::components::glossary::metric_anchor;
 use crate::components::run_details::RunDetails;
 use crate::report::{self, ReportChart};
@@ -196,29 +196,9 @@ fn describe_spec(run: &LiveRun) -> String {
     report::spec_line(&run.spec, run.model.as_ref())
 }
 
-/// The charts a run's page shows, as SVG for its report: light, whatever the page's scheme.
+/// The charts a run's page shows, as SVG for its report.
 pub fn report_charts(run: &LiveRun, view: RunViewState) -> Result<Vec<ReportChart>, String> {
-    let palette = Palette::LIGHT;
-    let shape = (view.x, view.y, view.series);
-    let mut charts = Vec::new();
-    for metric in Metric::ALL {
-        let shown = match view.charts {
-            Charts::Both => true,
-            Charts::Ttft => metric == Metric::Ttft,
-            Charts::T2t => metric == Metric::T2t,
-        };
-        if shown {
-            let svg = with_run_chart(run, metric, shape, &palette, |chart| {
-                draw::to_svg(draw::EXPORT_SIZE, &palette, |root| draw::latency(root, chart, &palette, 1.0).map(drop))
-            })?;
-            charts.push(ReportChart {
-                key: metric.key().into(),
-                caption: format!("{} against prompt length", title(metric)),
-                svg,
-            });
-        }
-    }
-    Ok(charts)
+    charts::report_charts(view, &|metric, shape, palette, draw| with_run_chart(run, metric, shape, palette, draw))
 }
 
 /// The cells of one metric's summary; each carries its exact value for tools to read.

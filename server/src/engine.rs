@@ -130,6 +130,57 @@ pub async fn run_sweep_on(
     report
 }
 
+/// [`run_sweep_on`] on a thread of its own with a single-threaded runtime, as every run of
+/// the command line and the dashboard is; hands back the report and the observer.
+///
+/// On its own thread the sweep shares no scheduler with the dashboard's web work, and a
+/// single-threaded runtime polls woken tasks in the order they woke. On a multi-threaded
+/// runtime with one core, a burst of responses from 512 streams overflowed the worker's
+/// local queue, and the overflowed streams' receivers waited up to 20 ms while the
+/// connections went on reading: arrivals were recorded that late.
+///
+/// The observer's methods run on the engine's thread, between responses: they must not block.
+pub async fn run_sweep_apart<O: Observer + 'static>(
+    clock: RunClock,
+    spec: SweepSpec,
+    mut observer: O,
+    cancel: CancellationToken,
+) -> Result<(RunReport, O), EngineError> {
+    let (report_tx, report_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("tokenscope-engine".into())
+        .spawn(move || {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                Ok(runtime.block_on(run_sweep_on(clock, spec, &mut observer, cancel)))
+            }));
+            let _ = report_tx.send(match outcome {
+                Ok(Ok(report)) => Ok((report, observer)),
+                Ok(Err(err)) => Err(EngineError::Start(err)),
+                Err(panic) => Err(EngineError::Panicked(panic_text(panic.as_ref()))),
+            });
+        })
+        .map_err(EngineError::Start)?;
+    report_rx.await.unwrap_or_else(|_| Err(EngineError::Panicked("the engine thread ended without a report".into())))
+}
+
+/// Why [`run_sweep_apart`] has no report: a fault in tokenscope, never in the target.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the engine could not start: {0}")]
+    Start(std::io::Error),
+    #[error("the engine stopped: {0}")]
+    Panicked(String),
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
 /// A request on its way: what is known of it until its final response.
 struct InFlight {
     point: u32,

@@ -7,11 +7,12 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use shared::{ModelInfo, PointStats, RequestRecord, RunReport, RunStatus, SweepSpec};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{CsvFiles, ImportArgs, SweepArgs};
-use crate::clock::utc_stamp;
-use crate::engine::{Observer, run_sweep};
+use crate::clock::{RunClock, utc_stamp};
+use crate::engine::{Observer, run_sweep_apart};
 use crate::export::Export;
 
 /// The files a run is written to; each one given is written, through [`Export::render`], as
@@ -64,9 +65,11 @@ pub async fn run_and_report(spec: SweepSpec, files: &RunFiles) -> anyhow::Result
             on_interrupt.cancel();
         }
     });
-    let mut progress = Progress::new(spec.total_requests());
-    let report = run_sweep(spec, &mut progress, cancel).await;
-    progress.bar.finish_and_clear();
+    let (progress, news) = Progress::new();
+    let bar = tokio::spawn(draw_progress(spec.total_requests(), news));
+    let (report, progress) = run_sweep_apart(RunClock::start(), spec, progress, cancel).await?;
+    drop(progress);
+    let _ = bar.await;
     if report.model.is_some() {
         println!("{}", format_table(&report));
     }
@@ -104,28 +107,33 @@ pub fn import_command(args: ImportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The sweep's progress as the engine tells it; drawn by [`draw_progress`] off the engine's
+/// thread, so that a slow terminal never delays a measurement.
 struct Progress {
-    bar: ProgressBar,
-    errors: u64,
+    news: mpsc::UnboundedSender<News>,
+}
+
+enum News {
+    /// A line to print above the bar.
+    Line(String),
+    /// A request finished; whether it counts as an error.
+    Done { error: bool },
 }
 
 impl Progress {
-    fn new(total: u64) -> Self {
-        let bar = ProgressBar::new(total);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} requests, {msg} (eta {eta})",
-            )
-            .expect("a valid template"),
-        );
-        bar.set_message("0 errors");
-        Self { bar, errors: 0 }
+    fn new() -> (Self, mpsc::UnboundedReceiver<News>) {
+        let (news, receiver) = mpsc::unbounded_channel();
+        (Self { news }, receiver)
+    }
+
+    fn line(&self, line: String) {
+        let _ = self.news.send(News::Line(line));
     }
 }
 
 impl Observer for Progress {
     fn prepared(&mut self, model: &ModelInfo) {
-        self.bar.println(format!(
+        self.line(format!(
             "model {} ({} style{}); prompt lengths are approximate tokens (words of synthetic text)",
             model.name,
             model.input_style,
@@ -133,26 +141,42 @@ impl Observer for Progress {
         ));
     }
 
-    fn point_started(&mut self, _point: usize, prompt_length: u32) {
-        self.bar.set_prefix(prompt_length.to_string());
-    }
-
     fn request_done(&mut self, record: &RequestRecord) {
-        if record.error.is_some() && !record.warmup {
-            self.errors += 1;
-            self.bar.set_message(format!("{} errors", self.errors));
-        }
-        self.bar.inc(1);
+        let _ = self.news.send(News::Done { error: record.error.is_some() && !record.warmup });
     }
 
     fn point_done(&mut self, _point: usize, stats: &PointStats) {
-        self.bar.println(format!(
+        self.line(format!(
             "prompt {:>6}: TTFT mean {} ms, token-to-token mean {} ms",
             stats.prompt_length,
             ms(stats.ttft_ms.as_ref().map(|s| s.mean)),
             ms(stats.t2t_ms.as_ref().map(|s| s.mean)),
         ));
     }
+}
+
+/// Draws the progress bar until the sweep's observer is gone, then clears it.
+async fn draw_progress(total: u64, mut news: mpsc::UnboundedReceiver<News>) {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} requests, {msg} (eta {eta})")
+            .expect("a valid template"),
+    );
+    bar.set_message("0 errors");
+    let mut errors = 0u64;
+    while let Some(news) = news.recv().await {
+        match news {
+            News::Line(line) => bar.println(line),
+            News::Done { error } => {
+                if error {
+                    errors += 1;
+                    bar.set_message(format!("{errors} errors"));
+                }
+                bar.inc(1);
+            }
+        }
+    }
+    bar.finish_and_clear();
 }
 
 fn ms(value: Option<f64>) -> String {

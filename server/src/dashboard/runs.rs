@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{RunClock, utc_stamp};
-use crate::engine::{Observer, TokenArrival, TokenTap, run_sweep_on};
+use crate::engine::{Observer, TokenArrival, TokenTap, run_sweep_apart};
 use crate::store::{Db, NewRun, RunMeta, Store, StoreError};
 
 /// How long sends, tokens and finished requests are gathered before they go out as one event.
@@ -369,14 +369,12 @@ async fn drive(run: Arc<RunHandle>, spec: SweepSpec, clock: RunClock, store: Sto
     let recorder = tokio::spawn(record(run.clone(), spec.clone(), store.clone(), notes_rx, tap_rx));
     let cancel = run.cancel.clone();
     let sweep_spec = spec.clone();
-    let sweep = tokio::spawn(async move {
-        let mut observer = Forwarder { spec: sweep_spec.clone(), notes, tap };
-        run_sweep_on(clock, sweep_spec, &mut observer, cancel).await
-    });
-    let report = match sweep.await {
-        Ok(report) => report,
+    let observer = Forwarder { spec: sweep_spec.clone(), notes, tap };
+    let report = match run_sweep_apart(clock, sweep_spec, observer, cancel).await {
+        // Dropping the observer closes the recorder's queues.
+        Ok((report, _observer)) => report,
         Err(err) => {
-            tracing::error!(run = %run.id, cause = %err, "the sweep task died");
+            tracing::error!(run = %run.id, cause = %err, "the sweep died");
             RunReport {
                 tool: tool(),
                 spec,

@@ -3,9 +3,10 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use server::engine::run_sweep;
+use server::clock::RunClock;
+use server::engine::{EngineError, Observer, run_sweep, run_sweep_apart};
 use server::sim::SimConfig;
-use shared::{InputStyle, RunStatus};
+use shared::{InputStyle, RequestRecord, RunStatus};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
@@ -207,5 +208,47 @@ async fn a_server_that_dies_mid_run_keeps_what_finished() {
         assert!(finished >= 5, "{model}: requests that finished before the fault are kept ({finished})");
         assert!(run.requests.iter().any(|r| r.error.is_some()), "{model}: the interrupted requests say why");
         assert_eq!(run.points.len(), 1, "{model}: the interrupted point still gets statistics");
+    }
+}
+
+/// An observer that counts what it hears, and panics at the request named, if any.
+#[derive(Default)]
+struct Counting {
+    done: usize,
+    panic_at: Option<usize>,
+}
+
+impl Observer for Counting {
+    fn request_done(&mut self, _record: &RequestRecord) {
+        self.done += 1;
+        if self.panic_at == Some(self.done) {
+            panic!("observer fault at request {}", self.done);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_engine_thread_hands_back_the_report_and_its_observer() {
+    let _serial = timing_lock().await;
+    let sim = start_sim(SimConfig { decode_ms: 1.0, prefill_base_ms: 1.0, ..SimConfig::default() }).await;
+    let spec = shared::SweepSpec { requests: 5, warmup: 1, ..spec(&sim.target, "sim-vllm") };
+    let (report, observer) =
+        run_sweep_apart(RunClock::start(), spec, Counting::default(), CancellationToken::new()).await.unwrap();
+    assert_eq!(report.status, RunStatus::Completed);
+    assert_eq!(report.requests.len(), 6);
+    assert_eq!(observer.done, 6, "the observer heard every request, warm-up included");
+}
+
+#[tokio::test]
+async fn a_panic_on_the_engine_thread_is_an_error_that_says_what_happened() {
+    let _serial = timing_lock().await;
+    let sim = start_sim(SimConfig { decode_ms: 1.0, prefill_base_ms: 1.0, ..SimConfig::default() }).await;
+    let observer = Counting { panic_at: Some(2), ..Counting::default() };
+    let outcome =
+        run_sweep_apart(RunClock::start(), spec(&sim.target, "sim-vllm"), observer, CancellationToken::new()).await;
+    match outcome {
+        Err(EngineError::Panicked(message)) => assert!(message.contains("observer fault at request 2"), "{message}"),
+        Err(other) => panic!("expected a panic report, got {other}"),
+        Ok((report, _)) => panic!("expected a panic report, got a run that ended {:?}", report.status),
     }
 }

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use server::clock::RunClock;
 use server::dashboard::{self, AppState, DashboardConfig};
-use server::engine::run_sweep;
+use server::engine::run_sweep_apart;
 use server::sim::{self, SimConfig};
 use shared::{RunReport, SweepSpec};
 use tokio_util::sync::CancellationToken;
@@ -47,8 +48,11 @@ pub fn spec(target: &str, model: &str) -> SweepSpec {
     }
 }
 
+/// Runs a sweep as the command line and the dashboard do: on the engine's own thread.
 pub async fn sweep(spec: SweepSpec) -> RunReport {
-    run_sweep(spec, &mut (), CancellationToken::new()).await
+    let (report, ()) =
+        run_sweep_apart(RunClock::start(), spec, (), CancellationToken::new()).await.expect("the engine runs");
+    report
 }
 
 /// Runs a check of timings against a schedule up to three times; the test fails only when

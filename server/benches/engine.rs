@@ -8,7 +8,8 @@
 //!
 //! Run with `cargo bench -p server --bench engine`; `BENCH_QUICK=1` runs a short version;
 //! `BENCH_PIN=0/1` runs the simulator on core 0 and the tools on core 1 (see `common::pinning`);
-//! `BENCH_CONCURRENCY=512` runs only the rows at that concurrency.
+//! `BENCH_CONCURRENCY=512` runs only the rows at that concurrency; `BENCH_REPEATS=N` (default 3)
+//! runs tokenscope N times per row.
 
 mod common;
 
@@ -25,6 +26,7 @@ const PROMPT_WORDS: u32 = 16;
 fn main() {
     let quick = std::env::var_os("BENCH_QUICK").is_some();
     let only: Option<u32> = std::env::var("BENCH_CONCURRENCY").ok().and_then(|c| c.parse().ok());
+    let repeats: u32 = std::env::var("BENCH_REPEATS").ok().and_then(|r| r.parse().ok()).unwrap_or(3).max(1);
     let work = std::env::temp_dir().join(format!("tokenscope-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work).expect("a scratch folder");
     let perf_analyzer = common::find_perf_analyzer();
@@ -42,10 +44,13 @@ fn main() {
         "concurrency", "tool", "requests", "tokens", "tokens/s", "delay p50", "delay p99", "TTFT mean", "T2T mean"
     );
     // The reference settings (decode 0.5 ms) offer 2,000 tokens/s per stream: 1M tokens/s at 512
-    // streams, far beyond what two cores carry, so the last row offers about 100k tokens/s
-    // (decode 5 ms) to show the delay at a rate the machine sustains.
-    for (concurrency, decode_ms, requests) in [(1u32, 0.5, 200u32), (64, 0.5, 512), (512, 0.5, 2048), (512, 5.0, 2048)]
-    {
+    // streams, far beyond what two cores carry, so the last rows offer about 102k and 114k
+    // tokens/s (decode 5 and 4.5 ms) to show the delay around the rate the machine sustains.
+    let rows = [(1u32, 0.5, 200u32), (64, 0.5, 512), (512, 0.5, 2048), (512, 5.0, 2048), (512, 4.5, 2048)];
+    // perf_analyzer runs that did not finish: each takes minutes, so not tried again at the
+    // same concurrency.
+    let mut unfinished = Vec::new();
+    for (concurrency, decode_ms, requests) in rows {
         if only.is_some_and(|only| only != concurrency) {
             continue;
         }
@@ -54,27 +59,25 @@ fn main() {
             "-- concurrency {concurrency}, decode {decode_ms} ms: offered {:.0} tokens/s",
             f64::from(concurrency) * 1e3 / decode_ms
         );
-        let steal = common::Steal::start();
-        let ours = {
-            let sim = Sim::start(decode_ms);
-            let export = work.join(format!("ours-{concurrency}-{decode_ms}.json"));
-            let status = common::on_tool_cores(Path::new(env!("CARGO_BIN_EXE_tokenscope")))
-                .args(["sweep", "--target", &sim.target, "--model", "sim-vllm", "--ignore-eos"])
-                .args(["--prompt-lengths", &PROMPT_WORDS.to_string(), "--max-tokens", &MAX_TOKENS.to_string()])
-                .args(["--requests", &requests.to_string(), "--concurrency", &concurrency.to_string()])
-                .arg("--out")
-                .arg(work.join(format!("ours-{concurrency}-{decode_ms}-run.json")))
-                .arg("--profile-export")
-                .arg(&export)
-                .stdout(Stdio::null())
-                .status()
-                .expect("tokenscope runs");
-            assert!(status.success(), "tokenscope sweep failed at concurrency {concurrency}");
-            Figures::from_export(&export)
-        };
-        ours.print(concurrency, "tokenscope");
-        steal.print();
-        if let Some(pa) = &perf_analyzer {
+        // Tails on a shared virtual machine vary from run to run (host steal, first touches of
+        // memory): every repeat is printed, and the comparison uses the one with the median p99.
+        let mut repeats: Vec<Figures> = (0..repeats)
+            .map(|repeat| {
+                let steal = common::Steal::start();
+                let figures = sweep(&work, decode_ms, concurrency, requests, repeat);
+                figures.print(concurrency, "tokenscope");
+                steal.print();
+                figures
+            })
+            .collect();
+        repeats.sort_by(|a, b| a.delay_p99_ms.total_cmp(&b.delay_p99_ms));
+        let ours = repeats.swap_remove(repeats.len() / 2);
+        if unfinished.contains(&concurrency) {
+            println!(
+                "{concurrency:>11} {:>14} not run again: it did not finish at this concurrency above",
+                "perf_analyzer"
+            );
+        } else if let Some(pa) = &perf_analyzer {
             let steal = common::Steal::start();
             let sim = Sim::start(decode_ms);
             let export = work.join(format!("pa-{concurrency}-{decode_ms}.json"));
@@ -97,7 +100,7 @@ fn main() {
                     theirs.print(concurrency, "perf_analyzer");
                     steal.print();
                     println!(
-                        "{:>11} {:>14} tokens/s ratio {:.2}, delay p50 ratio {:.2}, p99 ratio {:.2} (tokenscope / perf_analyzer; delay below 1 is better)",
+                        "{:>11} {:>14} tokens/s ratio {:.2}, delay p50 ratio {:.2}, p99 ratio {:.2} (tokenscope, its median-p99 repeat / perf_analyzer; delay below 1 is better)",
                         "",
                         "",
                         ours.tokens_per_s / theirs.tokens_per_s,
@@ -105,11 +108,34 @@ fn main() {
                         ours.delay_p99_ms / theirs.delay_p99_ms,
                     );
                 }
-                Err(err) => println!("{concurrency:>11} {:>14} failed: {err}", "perf_analyzer"),
+                Err(err) => {
+                    println!("{concurrency:>11} {:>14} failed: {err}", "perf_analyzer");
+                    unfinished.push(concurrency);
+                }
             }
         }
     }
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// One `tokenscope sweep` against a fresh simulator; what its profile export shows.
+fn sweep(work: &Path, decode_ms: f64, concurrency: u32, requests: u32, repeat: u32) -> Figures {
+    let sim = Sim::start(decode_ms);
+    let export = work.join(format!("ours-{concurrency}-{decode_ms}-{repeat}.json"));
+    let status = common::on_tool_cores(Path::new(env!("CARGO_BIN_EXE_tokenscope")))
+        .args(["sweep", "--target", &sim.target, "--model", "sim-vllm", "--ignore-eos"])
+        .args(["--prompt-lengths", &PROMPT_WORDS.to_string(), "--max-tokens", &MAX_TOKENS.to_string()])
+        .args(["--requests", &requests.to_string(), "--concurrency", &concurrency.to_string()])
+        .arg("--out")
+        .arg(work.join(format!("ours-{concurrency}-{decode_ms}-{repeat}-run.json")))
+        .arg("--profile-export")
+        .arg(&export)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("tokenscope runs");
+    assert!(status.success(), "tokenscope sweep failed at concurrency {concurrency}");
+    Figures::from_export(&export)
 }
 
 /// A simulator process on a free loopback port, killed on drop.

@@ -135,9 +135,10 @@ pub async fn run_sweep_on(
 ///
 /// On its own thread the sweep shares no scheduler with the dashboard's web work, and a
 /// single-threaded runtime polls woken tasks in the order they woke. On a multi-threaded
-/// runtime with one core, a burst of responses from 512 streams overflowed the worker's
-/// local queue, and the overflowed streams' receivers waited up to 20 ms while the
-/// connections went on reading: arrivals were recorded that late.
+/// runtime given one core, 512 streams' receivers were at times not polled for up to 20 ms
+/// while the connections went on reading, and arrivals were recorded that late (likely
+/// cause: a burst of wakes spills past the worker's local run queue into the global one,
+/// which is checked only every few dozen polls).
 ///
 /// The observer's methods run on the engine's thread, between responses: they must not block.
 pub async fn run_sweep_apart<O: Observer + 'static>(

@@ -61,7 +61,7 @@ fn main() {
         );
         // Tails on a shared virtual machine vary from run to run (host steal, first touches of
         // memory): every repeat is printed, and the comparison uses the one with the median p99.
-        let mut repeats: Vec<Figures> = (0..repeats)
+        let mut runs: Vec<Figures> = (0..repeats)
             .map(|repeat| {
                 let steal = common::Steal::start();
                 let figures = sweep(&work, decode_ms, concurrency, requests, repeat);
@@ -70,8 +70,8 @@ fn main() {
                 figures
             })
             .collect();
-        repeats.sort_by(|a, b| a.delay_p99_ms.total_cmp(&b.delay_p99_ms));
-        let ours = repeats.swap_remove(repeats.len() / 2);
+        runs.sort_by(|a, b| a.delay_p99_ms.total_cmp(&b.delay_p99_ms));
+        let ours = runs.swap_remove(runs.len() / 2);
         if unfinished.contains(&concurrency) {
             println!(
                 "{concurrency:>11} {:>14} not run again: it did not finish at this concurrency above",

@@ -73,13 +73,9 @@ pub type TokenTap = mpsc::UnboundedSender<TokenArrival>;
 
 impl Observer for () {}
 
-/// Runs a sweep to its end, its cancellation or the first fault, and reports everything
-/// measured up to then. Faults are reported in the status, never as a lost result.
-pub async fn run_sweep(spec: SweepSpec, observer: &mut dyn Observer, cancel: CancellationToken) -> RunReport {
-    run_sweep_on(RunClock::start(), spec, observer, cancel).await
-}
-
-/// [`run_sweep`] on a clock started by the caller, whose zero is the run's zero.
+/// Runs a sweep on a clock started by the caller, whose zero is the run's zero, to its end,
+/// its cancellation or the first fault, and reports everything measured up to then. Faults
+/// are reported in the status, never as a lost result. Runs go through [`run_sweep_apart`].
 pub async fn run_sweep_on(
     clock: RunClock,
     spec: SweepSpec,

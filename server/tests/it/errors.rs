@@ -4,7 +4,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use server::clock::RunClock;
-use server::engine::{EngineError, Observer, run_sweep, run_sweep_apart};
+use server::engine::{EngineError, Observer, run_sweep_apart};
 use server::sim::SimConfig;
 use shared::{InputStyle, RequestRecord, RunStatus};
 use tokio::io::AsyncWriteExt;
@@ -198,7 +198,7 @@ async fn a_server_that_dies_mid_run_keeps_what_finished() {
             streaming,
             ..spec(&target, model)
         };
-        let run = tokio::spawn(async move { run_sweep(spec, &mut (), CancellationToken::new()).await });
+        let run = tokio::spawn(sweep(spec));
         tokio::time::sleep(Duration::from_millis(600)).await;
         child.kill().await.unwrap();
         let run = run.await.unwrap();

@@ -413,6 +413,7 @@ mod tests {
             name: name.into(),
             notes: "a <script>alert(1)</script> & 'quotes'".into(),
             tags: vec!["fp8\"><b>x</b>".into()],
+            not_saved: None,
         }
     }
 

@@ -33,12 +33,7 @@ impl Export {
 
     /// Its name in `/api/runs/{id}/export/{file}`.
     pub fn file_name(self) -> &'static str {
-        match self {
-            Export::Run => "run.json",
-            Export::Requests => "requests.csv",
-            Export::Points => "points.csv",
-            Export::Profile => "profile.json",
-        }
+        shared::api::EXPORTS[self as usize].0
     }
 
     /// The export a file name asks for.
@@ -48,12 +43,7 @@ impl Export {
 
     /// What it is, for messages.
     pub fn description(self) -> &'static str {
-        match self {
-            Export::Run => "the run",
-            Export::Requests => "one CSV row per request",
-            Export::Points => "one CSV row per prompt length",
-            Export::Profile => "perf_analyzer profile export",
-        }
+        shared::api::EXPORTS[self as usize].1
     }
 
     pub fn content_type(self) -> &'static str {
@@ -156,6 +146,7 @@ mod tests {
         for export in Export::ALL {
             assert_eq!(Export::from_file_name(export.file_name()), Some(export));
         }
+        assert_eq!(Export::ALL.map(Export::file_name), shared::api::EXPORTS.map(|(file, _)| file));
         assert_eq!(Export::from_file_name("run.csv"), None);
         assert_eq!(Export::Points.download_name("20250101-120000-1"), "tokenscope-20250101-120000-1-points.csv");
         assert_eq!(Export::Run.download_name("a\"b/c"), "tokenscope-a_b_c-run.json");

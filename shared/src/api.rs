@@ -94,7 +94,20 @@ pub struct RunSummary {
     /// The user's tags, in the order given, without duplicates.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Why the run is not in the run store, if it could not be written there: it lasts only
+    /// as long as the dashboard that ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_saved: Option<String>,
 }
+
+/// The files a finished run exports as, `GET /api/runs/{id}/export/{file}`, with what each
+/// holds, in the order the dashboard lists them.
+pub const EXPORTS: [(&str, &str); 4] = [
+    ("run.json", "the run"),
+    ("requests.csv", "one CSV row per request"),
+    ("points.csv", "one CSV row per prompt length"),
+    ("profile.json", "perf_analyzer profile export"),
+];
 
 /// `PATCH /api/runs/{id}`: what to change of a run's name, notes and tags; an absent field
 /// is left as it is. Answers with the run's [`RunSummary`].

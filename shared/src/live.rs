@@ -35,6 +35,9 @@ pub enum RunEvent {
     Batch(Batch),
     /// A prompt length's statistics have settled.
     PointDone { point: u32, stats: Box<PointStats> },
+    /// The run could not be written to the run store, so it is kept in the dashboard's memory
+    /// only. Comes just before `Finished`.
+    NotSaved { error: String },
     /// Always the last event.
     Finished { status: RunStatus },
 }
@@ -200,6 +203,8 @@ pub struct LiveRun {
     pub latest_us: u64,
     /// The first send, microseconds since the run's start.
     pub first_send_us: Option<u64>,
+    /// Why the run is not in the run store, if it could not be written there.
+    pub not_saved: Option<String>,
 }
 
 impl LiveRun {
@@ -225,6 +230,7 @@ impl LiveRun {
                     *slot = Some(stats.as_ref().clone());
                 }
             }
+            RunEvent::NotSaved { error } => self.not_saved = Some(error.clone()),
             RunEvent::Finished { status } => {
                 self.status = Some(status.clone());
                 self.current_point = None;

@@ -489,6 +489,7 @@ mod tests {
             name: String::new(),
             notes: String::new(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
+            not_saved: None,
         }
     }
 

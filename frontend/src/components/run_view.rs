@@ -116,6 +116,7 @@ pub fn RunView(
     };
     let stem = report::file_stem(std::slice::from_ref(&id));
     let files = Signal::stored(stem.clone());
+    let id_for_exports = id.clone();
     let report_error = RwSignal::new(None::<String>);
     let download_report = {
         let id = id.clone();
@@ -171,6 +172,19 @@ pub fn RunView(
                 </Show>
             </div>
             <p id="run-status" class="status" data-state=move || snapshot().0>{move || snapshot().1}</p>
+            <Show when=move || !matches!(snapshot().0, "running" | "starting")>
+                <p class="exports" id="exports">"Exports: "
+                    {shared::api::EXPORTS.map(|(file, what)| view! {
+                        <a class="export" href=format!("/api/runs/{}/export/{file}", api::encode(&id_for_exports)) download="" title=what>{file}</a>
+                        " "
+                    }).collect_view()}
+                </p>
+            </Show>
+            {move || { version.track(); run.with_value(|run| run.not_saved.clone()) }.map(|why| view! {
+                <p id="run-not-saved" class="error">{format!(
+                    "Not saved: the run store could not take this run ({why}). It stays in this dashboard until the dashboard stops; download its exports to keep it."
+                )}</p>
+            })}
             {move || match link.get() {
                 Link::Retrying(why) => Some(view! { <p class="note">{format!("Live updates lost ({why}); reconnecting. A run goes on on the server while no page watches.")}</p> }.into_any()),
                 Link::Gone(err) => Some(view! { <ErrorBox error=err/> }.into_any()),

@@ -116,7 +116,9 @@ pub fn RunsList(
                             <td class="started">{started(r.started_unix_ns)}</td>
                             <td class="model">{r.spec.model.clone()}</td>
                             <td class="target">{r.spec.target.clone()}</td>
-                            <td class="status" data-state=state>{state}</td>
+                            <td class="status" data-state=state>{state}
+                                {r.not_saved.clone().map(|why| view! { " " <span class="not-saved" title=format!("not in the run store: {why}")>"not saved"</span> })}
+                            </td>
                             <td class="tags"><ul class="tags">{r.tags.iter().map(|t| view! { <li>{t.clone()}</li> }).collect_view()}</ul></td>
                         </tr>
                     }

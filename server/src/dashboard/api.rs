@@ -225,7 +225,11 @@ pub async fn import_run(
             "send the file perf_analyzer wrote with --profile-export-file",
         )
     })?;
-    let run = state.runs().add_finished(report).await;
+    let runs = state.runs();
+    let run = runs
+        .add_finished(report)
+        .await
+        .map_err(|err| HttpError::store(err, "storing the imported run", runs.store().path()))?;
     Ok((StatusCode::CREATED, Json(RunCreated { id: run.id.clone() })))
 }
 

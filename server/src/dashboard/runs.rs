@@ -93,26 +93,33 @@ impl Runs {
         Ok(run)
     }
 
-    /// Adds a run that finished elsewhere (read from a file), with its whole event log, and
-    /// stores it. A store failure is logged; the run is still shown.
-    pub async fn add_finished(&self, report: RunReport) -> Arc<RunHandle> {
-        let run = {
+    /// Adds a run that finished elsewhere (read from a file), with its whole event log, once
+    /// the store has it. A run the store cannot take is not listed: the file it came from is
+    /// all there is of it, and the error says so.
+    pub async fn add_finished(&self, report: RunReport) -> Result<Arc<RunHandle>, StoreError> {
+        let (run, stored) = {
             let mut list = lock(&self.list);
             let id = unique_id(&list, report.started_unix_ns);
+            let new = NewRun {
+                id: id.clone(),
+                spec: report.spec.clone(),
+                started_unix_ns: report.started_unix_ns,
+                simulated: false,
+                tool: report.tool.clone(),
+            };
             let run = Arc::new(RunHandle::finished(id, report));
+            let report = run.report().expect("a finished run has its report");
+            // Queued before the run is listed, so that a deletion, which needs the run
+            // listed, is always written after it.
+            let stored = self.store.queue(move |db| db.import(&new, &report));
             list.push(run.clone());
-            run
+            (run, stored)
         };
-        let report = run.report().expect("a finished run has its report");
-        let new = NewRun {
-            id: run.id.clone(),
-            spec: report.spec.clone(),
-            started_unix_ns: report.started_unix_ns,
-            simulated: false,
-            tool: report.tool.clone(),
-        };
-        persist(&self.store, &run.id, "store an imported run", move |db| db.import(&new, &report)).await;
-        run
+        if let Err(err) = stored.await {
+            lock(&self.list).retain(|r| !Arc::ptr_eq(r, &run));
+            return Err(err);
+        }
+        Ok(run)
     }
 
     /// Replaces a run's name, notes and tags, in the store first.
@@ -256,6 +263,7 @@ impl RunHandle {
             name: String::new(),
             notes: String::new(),
             tags: Vec::new(),
+            not_saved: None,
         };
         Self {
             id,
@@ -305,6 +313,7 @@ impl RunHandle {
                 summary.errors += batch.done.iter().filter(|d| d.error.is_some()).count() as u64;
             }
             RunEvent::PointDone { stats, .. } => summary.points.push(stats.as_ref().clone()),
+            RunEvent::NotSaved { error } => summary.not_saved = Some(error.clone()),
             RunEvent::Finished { status } => summary.status = status.clone(),
             RunEvent::Started { .. } | RunEvent::PointStarted { .. } => {}
         }
@@ -391,7 +400,12 @@ async fn drive(run: Arc<RunHandle>, spec: SweepSpec, clock: RunClock, store: Sto
     let report = Arc::new(report);
     let stored = report.clone();
     let id = run.id.clone();
-    persist(&store, &run.id, "store the end of a run", move |db| db.finish(&id, &stored)).await;
+    // The end is written with every record, whatever earlier writes missed: whether it is
+    // stored decides whether the run outlives this dashboard, so viewers are told.
+    if let Err(err) = store.call(move |db| db.finish(&id, &stored)).await {
+        tracing::error!(run = %run.id, cause = %err, store = %store.path().display(), "could not store the end of a run; the run is kept in memory only");
+        run.push(&RunEvent::NotSaved { error: format!("{err} ({})", store.path().display()) });
+    }
     run.finish(report);
 }
 

@@ -309,6 +309,7 @@ impl Db {
                     name,
                     notes,
                     tags: serde_json::from_str(&tags).map_err(bad)?,
+                    not_saved: None,
                     id: id.clone(),
                 })
             })();
@@ -541,12 +542,25 @@ impl Store {
 
     /// Runs `job` on the store's thread after everything asked before, and answers its result.
     pub async fn call<T: Send + 'static>(&self, job: impl FnOnce(&mut Db) -> Result<T> + Send + 'static) -> Result<T> {
+        self.queue(job).await
+    }
+
+    /// Queues `job` at once, behind everything asked before and ahead of everything asked
+    /// after; the future answers its result.
+    pub fn queue<T, J>(&self, job: J) -> impl Future<Output = Result<T>> + use<T, J>
+    where
+        T: Send + 'static,
+        J: FnOnce(&mut Db) -> Result<T> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |db| {
             let _ = reply.send(db.as_mut().map_or(Err(StoreError::Closed), job));
         });
-        self.jobs.send(job).map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        let queued = self.jobs.send(job).map_err(|_| StoreError::Closed);
+        async move {
+            queued?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        }
     }
 
     /// Queues `job` without waiting for it; a failure is logged with `what` it was doing.

@@ -546,6 +546,45 @@ async fn sweep_links_and_the_runs_list() {
     }
 }
 
+/// A run the store could not take says so on its page and in the list, and its exports,
+/// all there is of it, are linked from its page.
+#[tokio::test]
+async fn a_run_the_store_could_not_take_says_so_and_links_its_exports() {
+    need_frontend();
+    let _serial = timing_lock().await;
+    let dash = start_dashboard(fast_sim()).await;
+    // A closed store fails every write, as a full disk would.
+    dash.state.runs().store().close().await;
+    let id = run_via_api(&dash.base, &spec_json(&dash.sim.target, "sim-vllm")).await;
+    let driver = start_driver().await;
+    let client = browser(&driver).await;
+    let result = std::panic::AssertUnwindSafe(async {
+        open_run(&client, &format!("{}/runs/{id}", dash.base)).await;
+        wait_for_text(&client, "#run-not-saved", "Not saved", Duration::from_secs(5)).await;
+        wait_for_text(&client, "#run-not-saved", "download its exports", Duration::from_secs(5)).await;
+        let links = client
+            .execute("return [...document.querySelectorAll('#exports a.export')].map(a => a.href);", vec![])
+            .await
+            .unwrap();
+        let links: Vec<String> = serde_json::from_value(links).unwrap();
+        let expected: Vec<String> =
+            shared::api::EXPORTS.iter().map(|(file, _)| format!("{}/api/runs/{id}/export/{file}", dash.base)).collect();
+        assert_eq!(links, expected);
+        for link in &links {
+            let response = reqwest::get(link).await.unwrap();
+            assert_eq!(response.status(), 200, "{link}");
+        }
+        client.goto(&format!("{}/runs", dash.base)).await.unwrap();
+        wait_for_text(&client, "#runs-list .not-saved", "not saved", Duration::from_secs(20)).await;
+    })
+    .catch_unwind()
+    .await;
+    client.close().await.unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 /// Every row of a comparison's difference tables: metric, run, prompt length, and each
 /// cell's exact value (empty where the table shows "—") with its text.
 const DIFFERENCES: &str = r#"

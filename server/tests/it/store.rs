@@ -55,7 +55,7 @@ async fn a_run_survives_a_restart_with_identical_statistics_and_records() {
     let _serial = timing_lock().await;
     let dash = start_dashboard(fast_sim()).await;
     let id = start_run(&dash.base, &spec_json(&dash.sim.target, "sim-vllm")).await;
-    wait_finished(&dash.base, &id).await;
+    assert_eq!(wait_finished(&dash.base, &id).await.not_saved, None);
     let (status, body) = patch(
         &format!("{}/api/runs/{id}", dash.base),
         &json!({ "name": "  baseline  ", "notes": "first try", "tags": ["a", " b ", "a"] }),
@@ -308,7 +308,33 @@ async fn a_failing_store_costs_no_result() {
     let id = start_run(&dash.base, &spec_json(&dash.sim.target, "sim-vllm")).await;
     let summary = wait_finished(&dash.base, &id).await;
     assert_eq!((summary.status, summary.finished_requests), (RunStatus::Completed, 15));
+    let why = summary.not_saved.expect("the run says it is not saved");
+    assert!(why.contains("closed") && why.contains(&*dash.data.path().to_string_lossy()), "{why}");
+    // Viewers hear it just before the end.
+    let events: Vec<RunEvent> =
+        read_events(&dash.base, &id, usize::MAX).await.iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    assert!(matches!(&events[events.len() - 2], RunEvent::NotSaved { error } if *error == why), "{events:?}");
+    assert_eq!(LiveRun::from_events(&events).not_saved.as_deref(), Some(why.as_str()));
     assert_eq!(report(&dash.base, &id).await.requests.len(), 15, "the run is whole in memory");
+    // Its exports are all there is of it, and they can be had.
+    let profile = reqwest::get(format!("{}/api/runs/{id}/export/profile.json", dash.base)).await.unwrap();
+    assert_eq!(profile.status(), 200);
+    let profile = profile.text().await.unwrap();
+
+    // An import the store cannot take is refused, and not listed as if it were kept.
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/runs/import", dash.base))
+        .header("content-type", "application/json")
+        .body(profile)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("storing the imported run"), "{body}");
+    let (_, listed) = get(&format!("{}/api/runs", dash.base)).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+
     let (status, body) = patch(&format!("{}/api/runs/{id}", dash.base), &json!({ "name": "x" })).await;
     assert_eq!(status, 503, "{body}");
     assert!(body["error"].as_str().unwrap().contains("closed"), "{body}");

@@ -6,13 +6,15 @@
 //! jitter and server send times on every response (as the simulator stamps them). It is
 //! written in batches as a live run writes it, the database's size is compared with the same
 //! run as `run.json` (goal: under 30 MB), and it is read back and checked to be identical.
-//! A second run with random-letter words shows the size when texts repeat little.
+//! A second run with random-letter words shows the size when texts repeat little. Each export
+//! of the run is rendered and timed against run.json's.
 //!
 //! Run with `cargo bench -p server --bench store`.
 
 use std::path::Path;
 use std::time::Instant;
 
+use server::export::Export;
 use server::sim::model::token_text;
 use server::store::codec::encode;
 use server::store::{Db, FILE_NAME, NewRun};
@@ -175,4 +177,19 @@ fn measure(label: &str, report: &RunReport) {
     );
     let verdict = if mb(size) < GOAL_MB { "meets" } else { "MISSES" };
     println!("  goal under {GOAL_MB} MB: {verdict} ({:.2} of the goal)", mb(size) / GOAL_MB);
+    // Each export as the dashboard serves it and the command line writes it; run.json, which
+    // serde writes straight from the report, is the baseline.
+    let mut baseline = None;
+    for export in Export::ALL {
+        let started = Instant::now();
+        let bytes = export.render(report).len();
+        let took = started.elapsed().as_secs_f64();
+        let base = *baseline.get_or_insert(took);
+        println!(
+            "  export {}: {:.1} MB in {took:.2} s ({:.2}× run.json's time)",
+            export.file_name(),
+            mb(bytes as u64),
+            took / base
+        );
+    }
 }

@@ -9,6 +9,7 @@
 
 pub mod csv;
 
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Value, json};
 use shared::prompt::synthetic_prompt;
 use shared::{InputStyle, RequestRecord, ResponseRecord, RunReport, SweepSpec};
@@ -67,62 +68,130 @@ impl Export {
             Export::Run => serde_json::to_vec(report).expect("a report serializes"),
             Export::Requests => csv::requests_csv(report).into_bytes(),
             Export::Points => csv::points_csv(&report.points).into_bytes(),
-            Export::Profile => serde_json::to_vec(&profile_export(report)).expect("JSON values serialize"),
+            Export::Profile => serde_json::to_vec(&ProfileExport::of(report)).expect("a profile export serializes"),
         }
     }
 }
 
-/// Builds the profile export of a run. Warm-up requests are left out, as they are from statistics.
+/// The profile export of a run as a JSON value. Warm-up requests are left out, as they are
+/// from statistics.
 pub fn profile_export(report: &RunReport) -> Value {
-    let spec = &report.spec;
-    let style = report.model.as_ref().map_or(spec.input_style, |m| m.input_style);
-    let unix = |offset: u64| report.started_unix_ns + offset as i64;
-    let experiments: Vec<Value> = (0..spec.prompt_lengths.len() as u32)
-        .filter_map(|point| {
-            let records: Vec<_> = report.requests.iter().filter(|r| r.point == point && !r.warmup).collect();
-            if records.is_empty() {
-                return None;
+    serde_json::to_value(ProfileExport::of(report)).expect("a profile export serializes")
+}
+
+/// perf_analyzer's profile export of a run, serialized straight from its records. Built as a
+/// JSON value first, it took 15 to 23 times as long as run.json to write; this way, 1.1 to 1.6
+/// times (store benchmark, 2.56M responses).
+struct ProfileExport<'a> {
+    report: &'a RunReport,
+    /// The measured requests of each sweep point.
+    points: Vec<Vec<&'a RequestRecord>>,
+    style: InputStyle,
+}
+
+impl<'a> ProfileExport<'a> {
+    fn of(report: &'a RunReport) -> Self {
+        let spec = &report.spec;
+        let mut points = vec![Vec::new(); spec.prompt_lengths.len()];
+        for record in report.requests.iter().filter(|r| !r.warmup) {
+            if let Some(point) = points.get_mut(record.point as usize) {
+                point.push(record);
             }
-            let requests: Vec<Value> = records
-                .iter()
-                .map(|r| {
-                    let prompt = synthetic_prompt(r.point, r.seq, r.prompt_words);
-                    json!({
-                        "timestamp": unix(r.send_ns),
-                        "request_inputs": request_inputs(style, &prompt, spec),
-                        "response_timestamps": r.responses.iter().map(|c| unix(c.at_ns)).collect::<Vec<_>>(),
-                        "response_outputs": r.responses.iter().map(|c| response_outputs(r, c)).collect::<Vec<_>>(),
-                    })
-                })
-                .collect();
+        }
+        let style = report.model.as_ref().map_or(spec.input_style, |m| m.input_style);
+        Self { report, points, style }
+    }
+
+    fn unix(&self, offset: u64) -> i64 {
+        self.report.started_unix_ns + offset as i64
+    }
+}
+
+impl Serialize for ProfileExport<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let experiments = self.points.iter().filter(|records| !records.is_empty()).map(|records| {
             let start = records.iter().map(|r| r.send_ns).min().unwrap_or(0);
             let end = records.iter().map(|r| r.responses.last().map_or(r.send_ns, |c| c.at_ns)).max().unwrap_or(start);
-            Some(json!({
-                "experiment": { "mode": "concurrency", "value": spec.concurrency },
-                "requests": requests,
-                "window_boundaries": [unix(start), unix(end)],
-            }))
-        })
-        .collect();
-    json!({
-        "experiments": experiments,
-        "version": report.tool,
-        "service_kind": "triton",
-        "endpoint": "",
-    })
+            Experiment { export: self, records, window: [self.unix(start), self.unix(end)] }
+        });
+        let mut map = serializer.serialize_map(Some(4))?;
+        map.serialize_entry("experiments", &Lazy(|| experiments.clone()))?;
+        map.serialize_entry("version", &self.report.tool)?;
+        map.serialize_entry("service_kind", "triton")?;
+        map.serialize_entry("endpoint", "")?;
+        map.end()
+    }
+}
+
+/// One sweep point's measured requests.
+struct Experiment<'a> {
+    export: &'a ProfileExport<'a>,
+    records: &'a [&'a RequestRecord],
+    window: [i64; 2],
+}
+
+impl Serialize for Experiment<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let export = self.export;
+        let spec = &export.report.spec;
+        let requests = self.records.iter().map(|&record| ProfileRequest { export, record });
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("experiment", &json!({ "mode": "concurrency", "value": spec.concurrency }))?;
+        map.serialize_entry("requests", &Lazy(|| requests.clone()))?;
+        map.serialize_entry("window_boundaries", &self.window)?;
+        map.end()
+    }
+}
+
+struct ProfileRequest<'a> {
+    export: &'a ProfileExport<'a>,
+    record: &'a RequestRecord,
+}
+
+impl Serialize for ProfileRequest<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (export, r) = (self.export, self.record);
+        let prompt = synthetic_prompt(r.point, r.seq, r.prompt_words);
+        let mut map = serializer.serialize_map(Some(4))?;
+        map.serialize_entry("timestamp", &export.unix(r.send_ns))?;
+        map.serialize_entry("request_inputs", &request_inputs(export.style, &prompt, &export.report.spec))?;
+        map.serialize_entry("response_timestamps", &Lazy(|| r.responses.iter().map(|c| export.unix(c.at_ns))))?;
+        map.serialize_entry("response_outputs", &Lazy(|| r.responses.iter().map(|c| Outputs(r, c))))?;
+        map.end()
+    }
 }
 
 /// A response's outputs as perf_analyzer lists them: its text, and the server's send and
 /// receive times under the output names the test models use, when the server gave them.
-fn response_outputs(request: &RequestRecord, response: &ResponseRecord) -> Value {
-    let mut outputs = json!({ "text_output": response.text });
-    if let Some(sent) = response.server_send_unix_ns {
-        outputs[SEND_TIME_KEY] = json!(sent);
-        if let Some(received) = request.server_recv_unix_ns {
-            outputs[RECEIVE_TIME_KEY] = json!(received);
+struct Outputs<'a>(&'a RequestRecord, &'a ResponseRecord);
+
+impl Serialize for Outputs<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Outputs(request, response) = self;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("text_output", &response.text)?;
+        if let Some(sent) = response.server_send_unix_ns {
+            map.serialize_entry(SEND_TIME_KEY, &sent)?;
+            if let Some(received) = request.server_recv_unix_ns {
+                map.serialize_entry(RECEIVE_TIME_KEY, &received)?;
+            }
         }
+        map.end()
     }
-    outputs
+}
+
+/// A sequence serialized as it is iterated, never collected.
+struct Lazy<F>(F);
+
+impl<F, I> Serialize for Lazy<F>
+where
+    F: Fn() -> I,
+    I: IntoIterator,
+    I::Item: Serialize,
+{
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq((self.0)())
+    }
 }
 
 /// The inputs of a request as perf_analyzer lists them, by the model's own input names.

@@ -82,6 +82,7 @@ impl Runs {
         if let Some(running) = list.iter().find(|run| !run.is_finished()) {
             return Err(StartError::Busy(running.id.clone()));
         }
+        release_records(&list);
         let clock = RunClock::start();
         let id = unique_id(&list, clock.start_unix_ns());
         let run = Arc::new(RunHandle::new(id.clone(), &spec, clock, simulated, self.shutdown.child_token()));
@@ -99,6 +100,7 @@ impl Runs {
     pub async fn add_finished(&self, report: RunReport) -> Result<Arc<RunHandle>, StoreError> {
         let (run, stored) = {
             let mut list = lock(&self.list);
+            release_records(&list);
             let id = unique_id(&list, report.started_unix_ns);
             let new = NewRun {
                 id: id.clone(),
@@ -148,8 +150,8 @@ impl Runs {
         Ok(())
     }
 
-    /// A finished run's whole report: kept in memory for runs of this session, read from the
-    /// store for earlier ones. `None` while the run is in progress.
+    /// A finished run's whole report: from memory while it is there (see [`release_records`]),
+    /// from the store otherwise. `None` while the run is in progress.
     pub async fn report(&self, run: &RunHandle) -> Result<Option<Arc<RunReport>>, StoreError> {
         if let Some(report) = run.report() {
             return Ok(Some(report));
@@ -208,6 +210,18 @@ async fn persist(
 ) {
     if let Err(err) = store.call(job).await {
         tracing::error!(run = %run, cause = %err, store = %store.path().display(), "could not {what}; the run is kept in memory only");
+    }
+}
+
+/// Lets go of the records of every finished run the store has, before another run comes in:
+/// a long-lived dashboard holds the records of one run at most, not of all it ever ran. They
+/// are read back from the store when asked for. A run the store could not keep keeps them.
+fn release_records(list: &[Arc<RunHandle>]) {
+    for run in list {
+        let mut state = lock(&run.state);
+        if state.summary.status != RunStatus::Running && state.summary.not_saved.is_none() {
+            state.report = None;
+        }
     }
 }
 
@@ -327,7 +341,8 @@ impl RunHandle {
         lock(&self.state).summary.clone()
     }
 
-    /// The full report (every request's record), once the run has finished.
+    /// The full report (every request's record), once the run has finished, while it is in
+    /// memory: the latest run's is, and those of runs the store could not keep.
     pub fn report(&self) -> Option<Arc<RunReport>> {
         lock(&self.state).report.clone()
     }

@@ -334,6 +334,8 @@ async fn a_failing_store_costs_no_result() {
     assert!(body["error"].as_str().unwrap().contains("storing the imported run"), "{body}");
     let (_, listed) = get(&format!("{}/api/runs", dash.base)).await;
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    // A run the store does not have keeps its records in memory, whatever comes after it.
+    assert!(dash.state.runs().get(&id).unwrap().report().is_some());
 
     let (status, body) = patch(&format!("{}/api/runs/{id}", dash.base), &json!({ "name": "x" })).await;
     assert_eq!(status, 503, "{body}");
@@ -367,4 +369,22 @@ fn a_data_folder_that_cannot_be_used_is_named() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(server::store::FILE_NAME) && stderr.contains("not a database"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_runs_records_leave_memory_when_the_next_run_starts_and_read_back_the_same() {
+    let _serial = timing_lock().await;
+    let dash = start_dashboard(fast_sim()).await;
+    let first = start_run(&dash.base, &spec_json(&dash.sim.target, "sim-vllm")).await;
+    wait_finished(&dash.base, &first).await;
+    let in_memory = report(&dash.base, &first).await;
+    let held = |id: &str| dash.state.runs().get(id).unwrap().report().is_some();
+    assert!(held(&first), "the latest run's records are at hand");
+
+    let second = start_run(&dash.base, &spec_json(&dash.sim.target, "sim-tutorial")).await;
+    wait_finished(&dash.base, &second).await;
+    assert!(!held(&first) && held(&second));
+    assert_eq!(report(&dash.base, &first).await, in_memory, "read back from the store, the same run");
+    let (status, _) = get(&format!("{}/api/runs/{first}/export/profile.json", dash.base)).await;
+    assert_eq!(status, 200);
 }

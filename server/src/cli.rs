@@ -30,9 +30,9 @@ pub enum Command {
     Sim(SimArgs),
     /// Start a simulated Triton in this process and run both guide benchmarks against it.
     Demo(DemoArgs),
-    /// Read a perf_analyzer profile export as a run: print its table, and write it as
-    /// tokenscope's run.json with --out, or as CSV with --requests-csv and --points-csv.
-    /// Prompt lengths come from the requests' inputs.
+    /// Read a perf_analyzer profile export (or a tokenscope run.json) as a run: print its
+    /// table, and write it as tokenscope's run.json with --out, or as CSV with --requests-csv
+    /// and --points-csv. A profile export's prompt lengths come from the requests' inputs.
     Import(ImportArgs),
 }
 
@@ -193,7 +193,8 @@ pub struct SimArgs {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// The profile export, as written by `perf_analyzer --profile-export-file`.
+    /// The profile export, as written by `perf_analyzer --profile-export-file`, or a
+    /// tokenscope run.json.
     pub file: PathBuf,
     /// Where to write the run as tokenscope's run.json.
     #[arg(long)]

@@ -1,5 +1,6 @@
 //! Reads perf_analyzer's profile export (the file the guide's workflow leaves behind) as a
-//! tokenscope run: requests grouped by prompt length, taken from their inputs.
+//! tokenscope run: requests grouped by prompt length, taken from their inputs. A tokenscope
+//! run.json reads as itself ([`file_to_report`]).
 
 use serde_json::Value;
 use shared::prompt::word_count;
@@ -7,12 +8,40 @@ use shared::{InputStyle, RequestRecord, ResponseRecord, RunReport, RunStatus, Sw
 
 use crate::style::{RECEIVE_TIME_KEY, SEND_TIME_KEY};
 
-/// Why a file could not be read as a profile export.
+/// Why a file could not be read as a run.
 #[derive(Debug, thiserror::Error)]
-#[error("{source_name} is not a perf_analyzer profile export: {why}")]
+#[error("{source_name} is not {kind}: {why}")]
 pub struct ImportError {
     source_name: String,
+    /// What the file was read as.
+    kind: &'static str,
     why: String,
+}
+
+const PROFILE: &str = "a perf_analyzer profile export";
+const RUN_JSON: &str = "a tokenscope run.json";
+
+/// Reads a file a run can be opened from: tokenscope's run.json (as `tokenscope sweep --out`
+/// and a run's `run.json` export write it), or perf_analyzer's profile export. A run.json
+/// of a run that never ended (its writer was killed) reads as interrupted.
+pub fn file_to_report(file: Value, source_name: &str) -> Result<RunReport, ImportError> {
+    let fail = |kind, why: String| ImportError { source_name: source_name.into(), kind, why };
+    match (file.get("spec"), file.get("experiments")) {
+        (Some(_), None) => {
+            let mut report: RunReport = serde_json::from_value(file).map_err(|err| fail(RUN_JSON, err.to_string()))?;
+            if report.status == RunStatus::Running {
+                report.status = RunStatus::Interrupted;
+            }
+            Ok(report)
+        }
+        (None, None) => Err(fail(
+            "a run",
+            "it has neither a \"spec\" (tokenscope's run.json) nor an \"experiments\" list (perf_analyzer's \
+             profile export)"
+                .into(),
+        )),
+        _ => profile_to_report(&file, source_name),
+    }
 }
 
 /// The prompt of a request, by whichever input name its model uses.
@@ -79,7 +108,7 @@ fn server_time(output: &Value, key: &str, sent: i64) -> Option<i64> {
 /// Converts a profile export into a run. `source_name` names the file in messages and as the
 /// run's target. Times keep perf_analyzer's nanoseconds, counted from its first send.
 pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport, ImportError> {
-    let fail = |why: String| ImportError { source_name: source_name.into(), why };
+    let fail = |why: String| ImportError { source_name: source_name.into(), kind: PROFILE, why };
     let experiments = export
         .get("experiments")
         .and_then(Value::as_array)
@@ -313,5 +342,32 @@ mod tests {
         let err =
             profile_to_report(&json!({ "experiments": [{ "requests": [{ "timestamp": 1 }] }] }), "x").unwrap_err();
         assert!(err.to_string().contains("request 0 of experiment 0 has no \"request_inputs\""), "{err}");
+    }
+
+    #[test]
+    fn a_run_json_reads_as_itself_and_other_files_say_what_they_lack() {
+        let mut report = RunReport {
+            tool: "tokenscope test".into(),
+            spec: SweepSpec { model: "m".into(), prompt_lengths: vec![4], ..SweepSpec::default() },
+            started_unix_ns: 1_700_000_000_000_000_000,
+            model: None,
+            status: RunStatus::Completed,
+            prompt_lengths_approximate: true,
+            points: Vec::new(),
+            requests: Vec::new(),
+        };
+        let read = |report: &RunReport| file_to_report(serde_json::to_value(report).unwrap(), "run.json");
+        assert_eq!(read(&report).unwrap(), report);
+        report.status = RunStatus::Running;
+        assert_eq!(read(&report).unwrap().status, RunStatus::Interrupted, "a run.json of a run cut short");
+
+        let mut broken = serde_json::to_value(&report).unwrap();
+        broken["requests"] = json!("none");
+        let err = file_to_report(broken, "run.json").unwrap_err().to_string();
+        assert!(err.starts_with("run.json is not a tokenscope run.json: "), "{err}");
+        let err = file_to_report(json!({ "runs": [] }), "x.json").unwrap_err().to_string();
+        assert!(err.contains("x.json is not a run") && err.contains("\"experiments\""), "{err}");
+        let err = file_to_report(json!({ "experiments": 3 }), "pa.json").unwrap_err().to_string();
+        assert!(err.starts_with("pa.json is not a perf_analyzer profile export"), "{err}");
     }
 }

@@ -94,9 +94,9 @@ pub async fn run_and_report(spec: SweepSpec, files: &RunFiles) -> anyhow::Result
 pub fn import_command(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let name = args.file.display().to_string();
     let text = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {name}"))?;
-    let export: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{name} is not JSON, so not a perf_analyzer profile export"))?;
-    let report = crate::import::profile_to_report(&export, &name)?;
+    let file: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{name} is not JSON, so neither a run.json nor a perf_analyzer profile export"))?;
+    let report = crate::import::file_to_report(file, &name)?;
     eprintln!(
         "{name}: {} requests at {} prompt lengths (words of each request's text input)",
         report.requests.len(),

@@ -159,7 +159,7 @@ pub fn HomePage() -> impl IntoView {
             <section class="runs" id="runs">
                 <h2>"Runs"</h2>
                 <label class="import">
-                    "Open a perf_analyzer profile export as a run: "
+                    "Open a run.json (tokenscope sweep --out, or a run's export) or a perf_analyzer profile export as a run: "
                     <input type="file" id="import-file" accept=".json,application/json" on:change=move |ev| {
                         let input: web_sys::HtmlInputElement = event_target(&ev);
                         let Some(file) = input.files().and_then(|files| files.get(0)) else { return };

@@ -211,20 +211,30 @@ pub async fn create_run(
     Ok((StatusCode::CREATED, Json(RunCreated { id: run.id.clone() })))
 }
 
-/// `POST /api/runs/import`: a perf_analyzer profile export, shown as a finished run.
+/// The largest file `POST /api/runs/import` takes. Read whole and parsed, a file takes a few
+/// times its size in memory; `tokenscope import FILE` reads files of any size.
+pub const IMPORT_LIMIT: usize = 512 << 20;
+
+/// `POST /api/runs/import`: a tokenscope run.json or a perf_analyzer profile export, shown
+/// as a finished run.
 pub async fn import_run(
     State(state): State<AppState>,
     body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<RunCreated>)> {
-    let body =
-        json_body(body, "the profile export", "send the JSON file perf_analyzer wrote with --profile-export-file")?;
-    let report = crate::import::profile_to_report(&body, "perf_analyzer profile export").map_err(|err| {
-        HttpError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            err.to_string(),
-            "send the file perf_analyzer wrote with --profile-export-file",
-        )
-    })?;
+    const HINT: &str = "send a run.json (tokenscope sweep --out, or a run's run.json export) or the file \
+                        perf_analyzer wrote with --profile-export-file";
+    let body = match body {
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(HttpError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the file is larger than the {} MiB the dashboard takes", IMPORT_LIMIT >> 20),
+                "tokenscope import FILE reads it in a terminal, and writes its statistics and CSV files",
+            ));
+        }
+        body => json_body(body, "the file", HINT)?,
+    };
+    let report = crate::import::file_to_report(body, "the file")
+        .map_err(|err| HttpError::new(StatusCode::UNPROCESSABLE_ENTITY, err.to_string(), HINT))?;
     let runs = state.runs();
     let run = runs
         .add_finished(report)

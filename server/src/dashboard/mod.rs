@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{any, get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -83,7 +84,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/info", get(api::info))
         .route("/api/targets/models", get(api::target_models))
         .route("/api/runs", get(api::list_runs).post(api::create_run))
-        .route("/api/runs/import", post(api::import_run))
+        .route("/api/runs/import", post(api::import_run).layer(DefaultBodyLimit::max(api::IMPORT_LIMIT)))
         .route("/api/runs/{id}", get(api::get_run).patch(api::edit_run).delete(api::delete_run))
         .route("/api/runs/{id}/cancel", post(api::cancel_run))
         .route("/api/runs/{id}/events", get(api::events))

@@ -80,9 +80,15 @@ async fn sweep_writes_run_json_and_a_profile_export_that_agree() {
             assert!((a - b).abs() < 1e-9, "{metric}: imported {a} vs measured {b}");
         }
     }
+    // A run.json reads as itself; another JSON file is refused, saying what it lacks.
     let output = Command::new(env!("CARGO_BIN_EXE_tokenscope")).arg("import").arg(&out).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("TTFT mean"));
+    let other = dir.join("other.json");
+    std::fs::write(&other, br#"{"runs": []}"#).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_tokenscope")).arg("import").arg(&other).output().unwrap();
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("is not a perf_analyzer profile export"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is not a run: it has neither"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

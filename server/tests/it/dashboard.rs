@@ -302,5 +302,6 @@ async fn a_perf_analyzer_export_becomes_a_finished_run() {
 
     let (status, body) = post(&format!("{runs}/import"), &json!({ "points": [] })).await;
     assert_eq!(status, 422, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("no \"experiments\" list"), "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("neither a \"spec\"") && error.contains("nor an \"experiments\" list"), "{body}");
 }

@@ -439,12 +439,12 @@ pub async fn events(
             format!("open ws://HOST/api/runs/{id}/events; GET /api/runs/{id}/report has the whole run as JSON"),
         )
     })?;
-    if run.is_stored_only() {
+    let Some(changed) = run.follow() else {
         let events = state.runs().stored_events(&run).await;
         let events = events.map_err(|err| HttpError::store(err, "reading the run", state.runs().store().path()))?;
         return Ok(upgrade.on_upgrade(move |socket| replay(socket, events)));
-    }
-    Ok(upgrade.on_upgrade(move |socket| follow(socket, run)))
+    };
+    Ok(upgrade.on_upgrade(move |socket| follow(socket, run, changed)))
 }
 
 /// Sends a finished run's whole log, then closes.
@@ -461,8 +461,7 @@ fn finished_frame() -> CloseFrame {
     CloseFrame { code: close_code::NORMAL, reason: "the run has finished".into() }
 }
 
-async fn follow(mut socket: WebSocket, run: Arc<RunHandle>) {
-    let mut changed = run.subscribe();
+async fn follow(mut socket: WebSocket, run: Arc<RunHandle>, mut changed: tokio::sync::watch::Receiver<usize>) {
     let mut sent = 0;
     loop {
         changed.mark_unchanged();

@@ -82,7 +82,7 @@ impl Runs {
         if let Some(running) = list.iter().find(|run| !run.is_finished()) {
             return Err(StartError::Busy(running.id.clone()));
         }
-        release_records(&list);
+        release_memory(&list);
         let clock = RunClock::start();
         let id = unique_id(&list, clock.start_unix_ns());
         let run = Arc::new(RunHandle::new(id.clone(), &spec, clock, simulated, self.shutdown.child_token()));
@@ -100,7 +100,7 @@ impl Runs {
     pub async fn add_finished(&self, report: RunReport) -> Result<Arc<RunHandle>, StoreError> {
         let (run, stored) = {
             let mut list = lock(&self.list);
-            release_records(&list);
+            release_memory(&list);
             let id = unique_id(&list, report.started_unix_ns);
             let new = NewRun {
                 id: id.clone(),
@@ -150,7 +150,7 @@ impl Runs {
         Ok(())
     }
 
-    /// A finished run's whole report: from memory while it is there (see [`release_records`]),
+    /// A finished run's whole report: from memory while it is there (see [`release_memory`]),
     /// from the store otherwise. `None` while the run is in progress.
     pub async fn report(&self, run: &RunHandle) -> Result<Option<Arc<RunReport>>, StoreError> {
         if let Some(report) = run.report() {
@@ -163,7 +163,7 @@ impl Runs {
         Ok(Some(Arc::new(self.store.call(move |db| db.report(&id)).await?)))
     }
 
-    /// The event log of a run from an earlier session, rebuilt from its stored report.
+    /// The event log of a run kept in the store only, rebuilt from its stored report.
     pub async fn stored_events(&self, run: &RunHandle) -> Result<Vec<Utf8Bytes>, StoreError> {
         let Some(report) = self.report(run).await? else { return Ok(Vec::new()) };
         let simulated = run.summary().simulated;
@@ -213,14 +213,21 @@ async fn persist(
     }
 }
 
-/// Lets go of the records of every finished run the store has, before another run comes in:
-/// a long-lived dashboard holds the records of one run at most, not of all it ever ran. They
-/// are read back from the store when asked for. A run the store could not keep keeps them.
-fn release_records(list: &[Arc<RunHandle>]) {
+/// Lets go of the records of every finished run the store has, before another run comes in,
+/// and of its event log unless a WebSocket is following it: a long-lived dashboard holds one
+/// run in memory, not every run it ever ran. Both are read back from the store when asked
+/// for, as a run of an earlier session's are. A run the store could not keep keeps them.
+fn release_memory(list: &[Arc<RunHandle>]) {
     for run in list {
         let mut state = lock(&run.state);
-        if state.summary.status != RunStatus::Running && state.summary.not_saved.is_none() {
-            state.report = None;
+        if state.summary.status == RunStatus::Running || state.summary.not_saved.is_some() {
+            continue;
+        }
+        state.report = None;
+        // Followers subscribe under this lock (`RunHandle::follow`), so none starts meanwhile.
+        if run.changed.receiver_count() == 0 {
+            state.log = Vec::new();
+            state.stored = true;
         }
     }
 }
@@ -245,11 +252,12 @@ pub struct RunHandle {
 }
 
 struct RunState {
-    /// Empty for a run of an earlier session: its log is rebuilt from the store when asked.
+    /// Empty when `stored`: the log is rebuilt from the store when asked for.
     log: Vec<Utf8Bytes>,
     summary: RunSummary,
     report: Option<Arc<RunReport>>,
-    /// A run of an earlier session, whose records are in the store only.
+    /// The run's log and records are in the store only: a run of an earlier session, or one
+    /// whose memory was let go of ([`release_memory`]).
     stored: bool,
 }
 
@@ -347,9 +355,11 @@ impl RunHandle {
         lock(&self.state).report.clone()
     }
 
-    /// Whether the run's log and records are in the store only (a run of an earlier session).
-    pub fn is_stored_only(&self) -> bool {
-        lock(&self.state).stored
+    /// Subscribes to the run's event log, which stays in memory while the subscription lasts;
+    /// `None` when the log is in the store only (see [`release_memory`]).
+    pub fn follow(&self) -> Option<watch::Receiver<usize>> {
+        let state = lock(&self.state);
+        (!state.stored).then(|| self.changed.subscribe())
     }
 
     fn set_meta(&self, meta: RunMeta) {

@@ -442,19 +442,30 @@ fn a_data_folder_that_cannot_be_used_is_named() {
 }
 
 #[tokio::test]
-async fn a_runs_records_leave_memory_when_the_next_run_starts_and_read_back_the_same() {
+async fn a_run_leaves_memory_when_the_next_run_starts_and_reads_back_the_same() {
     let _serial = timing_lock().await;
     let dash = start_dashboard(fast_sim()).await;
     let first = start_run(&dash.base, &spec_json(&dash.sim.target, "sim-vllm")).await;
     wait_finished(&dash.base, &first).await;
     let in_memory = report(&dash.base, &first).await;
-    let held = |id: &str| dash.state.runs().get(id).unwrap().report().is_some();
-    assert!(held(&first), "the latest run's records are at hand");
+    let in_memory_live = live(&dash.base, &first).await;
+    let runs = dash.state.runs();
+    let held = |id: &str| runs.get(id).unwrap().report().is_some();
+    let logged = |id: &str| !runs.get(id).unwrap().events_since(0).0.is_empty();
+    assert!(held(&first) && logged(&first), "the latest run is at hand");
 
+    // A follower keeps the log it follows in memory.
+    let follower = runs.get(&first).unwrap().follow().expect("the log is in memory");
     let second = start_run(&dash.base, &spec_json(&dash.sim.target, "sim-tutorial")).await;
     wait_finished(&dash.base, &second).await;
-    assert!(!held(&first) && held(&second));
+    assert!(!held(&first) && logged(&first) && held(&second));
+    drop(follower);
+    let third = start_run(&dash.base, &spec_json(&dash.sim.target, "sim-vllm")).await;
+    wait_finished(&dash.base, &third).await;
+    assert!(!logged(&first) && !held(&second) && !logged(&second) && held(&third));
+
     assert_eq!(report(&dash.base, &first).await, in_memory, "read back from the store, the same run");
+    assert_eq!(live(&dash.base, &first).await, in_memory_live, "and the same events");
     let (status, _) = get(&format!("{}/api/runs/{first}/export/profile.json", dash.base)).await;
     assert_eq!(status, 200);
 }

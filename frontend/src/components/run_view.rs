@@ -182,7 +182,7 @@ pub fn RunView(
             </Show>
             {move || { version.track(); run.with_value(|run| run.not_saved.clone()) }.map(|why| view! {
                 <p id="run-not-saved" class="error">{format!(
-                    "Not saved: the run store could not take this run ({why}). It stays in this dashboard until the dashboard stops; download its exports to keep it."
+                    "Not saved: the run store {why}. The run stays in this dashboard until the dashboard stops; download its exports to keep it."
                 )}</p>
             })}
             {move || match link.get() {

@@ -429,7 +429,7 @@ async fn drive(run: Arc<RunHandle>, spec: SweepSpec, clock: RunClock, store: Sto
     // stored decides whether the run outlives this dashboard, so viewers are told.
     if let Err(err) = store.call(move |db| db.finish(&id, &stored)).await {
         tracing::error!(run = %run.id, cause = %err, store = %store.path().display(), "could not store the end of a run; the run is kept in memory only");
-        run.push(&RunEvent::NotSaved { error: format!("{err} ({})", store.path().display()) });
+        run.push(&RunEvent::NotSaved { error: format!("{} could not take it: {err}", store.path().display()) });
     }
     run.finish(report);
 }

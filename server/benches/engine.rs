@@ -9,7 +9,8 @@
 //! Run with `cargo bench -p server --bench engine`; `BENCH_QUICK=1` runs a short version;
 //! `BENCH_PIN=0/1` runs the simulator on core 0 and the tools on core 1 (see `common::pinning`);
 //! `BENCH_CONCURRENCY=512` runs only the rows at that concurrency; `BENCH_REPEATS=N` (default 3)
-//! runs tokenscope N times per row.
+//! runs tokenscope N times per row. Under each tokenscope row, the line in which the sweep
+//! tells what the run cost its engine thread: CPU per response and its share of a core.
 
 mod common;
 
@@ -64,8 +65,9 @@ fn main() {
         let mut runs: Vec<Figures> = (0..repeats)
             .map(|repeat| {
                 let steal = common::Steal::start();
-                let figures = sweep(&work, decode_ms, concurrency, requests, repeat);
+                let (figures, engine) = sweep(&work, decode_ms, concurrency, requests, repeat);
                 figures.print(concurrency, "tokenscope");
+                println!("{:>11} {:>14} {engine}", "", "");
                 steal.print();
                 figures
             })
@@ -118,11 +120,12 @@ fn main() {
     let _ = std::fs::remove_dir_all(&work);
 }
 
-/// One `tokenscope sweep` against a fresh simulator; what its profile export shows.
-fn sweep(work: &Path, decode_ms: f64, concurrency: u32, requests: u32, repeat: u32) -> Figures {
+/// One `tokenscope sweep` against a fresh simulator; what its profile export shows, and the
+/// line in which it tells what the run cost its engine.
+fn sweep(work: &Path, decode_ms: f64, concurrency: u32, requests: u32, repeat: u32) -> (Figures, String) {
     let sim = Sim::start(decode_ms);
     let export = work.join(format!("ours-{concurrency}-{decode_ms}-{repeat}.json"));
-    let status = common::on_tool_cores(Path::new(env!("CARGO_BIN_EXE_tokenscope")))
+    let output = common::on_tool_cores(Path::new(env!("CARGO_BIN_EXE_tokenscope")))
         .args(["sweep", "--target", &sim.target, "--model", "sim-vllm", "--ignore-eos"])
         .args(["--prompt-lengths", &PROMPT_WORDS.to_string(), "--max-tokens", &MAX_TOKENS.to_string()])
         .args(["--requests", &requests.to_string(), "--concurrency", &concurrency.to_string()])
@@ -131,11 +134,12 @@ fn sweep(work: &Path, decode_ms: f64, concurrency: u32, requests: u32, repeat: u
         .arg("--profile-export")
         .arg(&export)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
+        .output()
         .expect("tokenscope runs");
-    assert!(status.success(), "tokenscope sweep failed at concurrency {concurrency}");
-    Figures::from_export(&export)
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "tokenscope sweep failed at concurrency {concurrency}: {stderr}");
+    let engine = stderr.lines().find(|l| l.starts_with("engine: ")).unwrap_or("engine: not told").to_string();
+    (Figures::from_export(&export), engine)
 }
 
 /// A simulator process on a free loopback port, killed on drop.

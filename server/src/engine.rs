@@ -50,11 +50,37 @@ pub trait Observer: Send {
     fn request_done(&mut self, _record: &RequestRecord) {}
     /// A prompt length's statistics have settled.
     fn point_done(&mut self, _point: usize, _stats: &PointStats) {}
+    /// What the run cost the engine's thread, once it is over; heard only where the system
+    /// tells a thread's CPU time (Linux).
+    fn engine_load(&mut self, _load: EngineLoad) {}
     /// Where to send each token-bearing response as it arrives, if anywhere. Arrivals are
     /// sent from the streams' receiver tasks (or the unary calls' tasks), before their
     /// request is reported done.
     fn token_tap(&self) -> Option<TokenTap> {
         None
+    }
+}
+
+/// What a run cost the engine's thread: a thread near a full core records arrivals late,
+/// since each waits for the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineLoad {
+    /// CPU time the thread used.
+    pub cpu: Duration,
+    /// How long the thread ran the sweep.
+    pub wall: Duration,
+}
+
+impl EngineLoad {
+    /// The share of one core the thread kept busy.
+    pub fn busy(&self) -> f64 {
+        self.cpu.as_secs_f64() / self.wall.as_secs_f64().max(1e-9)
+    }
+
+    /// The CPU time of the calling thread, where the system tells it.
+    fn thread_cpu() -> Option<Duration> {
+        let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+        stat.split_whitespace().next()?.parse().ok().map(Duration::from_nanos)
     }
 }
 
@@ -149,7 +175,12 @@ pub async fn run_sweep_apart<O: Observer + 'static>(
         .spawn(move || {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                Ok(runtime.block_on(run_sweep_on(clock, spec, &mut observer, cancel)))
+                let (cpu, started) = (EngineLoad::thread_cpu(), std::time::Instant::now());
+                let report = runtime.block_on(run_sweep_on(clock, spec, &mut observer, cancel));
+                if let (Some(before), Some(after)) = (cpu, EngineLoad::thread_cpu()) {
+                    observer.engine_load(EngineLoad { cpu: after.saturating_sub(before), wall: started.elapsed() });
+                }
+                Ok(report)
             }));
             let _ = report_tx.send(match outcome {
                 Ok(Ok(report)) => Ok((report, observer)),

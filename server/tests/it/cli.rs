@@ -32,6 +32,8 @@ async fn sweep_writes_run_json_and_a_profile_export_that_agree() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("TTFT mean") && stdout.contains("T2T mean"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("engine: ") && stderr.contains("µs per response"), "{stderr}");
     let run: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     let points = run["points"].as_array().unwrap();
     assert_eq!(points.len(), 2);

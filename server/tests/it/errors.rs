@@ -4,7 +4,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use server::clock::RunClock;
-use server::engine::{EngineError, Observer, run_sweep_apart};
+use server::engine::{EngineError, EngineLoad, Observer, run_sweep_apart};
 use server::sim::SimConfig;
 use shared::{InputStyle, RequestRecord, RunStatus};
 use tokio::io::AsyncWriteExt;
@@ -216,6 +216,7 @@ async fn a_server_that_dies_mid_run_keeps_what_finished() {
 struct Counting {
     done: usize,
     panic_at: Option<usize>,
+    load: Option<EngineLoad>,
 }
 
 impl Observer for Counting {
@@ -224,6 +225,10 @@ impl Observer for Counting {
         if self.panic_at == Some(self.done) {
             panic!("observer fault at request {}", self.done);
         }
+    }
+
+    fn engine_load(&mut self, load: EngineLoad) {
+        self.load = Some(load);
     }
 }
 
@@ -237,6 +242,11 @@ async fn the_engine_thread_hands_back_the_report_and_its_observer() {
     assert_eq!(report.status, RunStatus::Completed);
     assert_eq!(report.requests.len(), 6);
     assert_eq!(observer.done, 6, "the observer heard every request, warm-up included");
+    // Six requests of four tokens at 1 ms each: the thread ran tens of milliseconds, and was
+    // busy for some of them.
+    let load = observer.load.expect("Linux tells a thread's CPU time");
+    assert!(load.wall >= Duration::from_millis(10), "{load:?}");
+    assert!(load.cpu > Duration::ZERO && load.cpu <= load.wall, "{load:?}");
 }
 
 #[tokio::test]

@@ -80,7 +80,7 @@ pub fn profile_export(report: &RunReport) -> Value {
 }
 
 /// perf_analyzer's profile export of a run, serialized straight from its records. Built as a
-/// JSON value first, it took 15 to 23 times as long as run.json to write; this way, 1.1 to 1.6
+/// JSON value first, it took 14 to 23 times as long as run.json to write; this way, 1.1 to 1.6
 /// times (store benchmark, 2.56M responses).
 struct ProfileExport<'a> {
     report: &'a RunReport,

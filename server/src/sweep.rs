@@ -101,11 +101,14 @@ pub fn import_command(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {name}"))?;
     let file: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("{name} is not JSON, so neither a run.json nor a perf_analyzer profile export"))?;
+    // A profile export's prompt lengths are counted here; a run.json's are its own.
+    let counted = file.get("experiments").is_some();
     let report = crate::import::file_to_report(file, &name)?;
     eprintln!(
-        "{name}: {} requests at {} prompt lengths (words of each request's text input)",
+        "{name}: {} requests at {} prompt lengths{}",
         report.requests.len(),
-        report.spec.prompt_lengths.len()
+        report.spec.prompt_lengths.len(),
+        if counted { " (words of each request's text input)" } else { "" }
     );
     println!("{}", format_table(&report));
     RunFiles { out: args.out, profile_export: None, csv: args.csv }.write(&report)?;

@@ -8,14 +8,18 @@
 //!
 //! Run with `cargo bench -p server --bench engine`; `BENCH_QUICK=1` runs a short version;
 //! `BENCH_PIN=0/1` runs the simulator on core 0 and the tools on core 1 (see `common::pinning`);
-//! `BENCH_CONCURRENCY=512` runs only the rows at that concurrency; `BENCH_REPEATS=N` (default 3)
+//! `BENCH_CONCURRENCY=512` runs only the rows at that concurrency, `BENCH_DECODE_MS=5` only
+//! those at that decode time; `BENCH_REPEATS=N` (default 3)
 //! runs tokenscope N times per row. Under each tokenscope row, the line in which the sweep
-//! tells what the run cost its engine thread: CPU per response and its share of a core.
+//! tells what the run cost its engine thread: CPU per response, its share of a core, and how
+//! long responses waited for it after their arrival was stamped. `BENCH_BASELINE=PATH` also
+//! runs another build of tokenscope (say, one built from an earlier commit), alternating with
+//! this one, and prints the ratio of their median-p99 repeats.
 
 mod common;
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,9 +31,12 @@ const PROMPT_WORDS: u32 = 16;
 fn main() {
     let quick = std::env::var_os("BENCH_QUICK").is_some();
     let only: Option<u32> = std::env::var("BENCH_CONCURRENCY").ok().and_then(|c| c.parse().ok());
+    let only_decode: Option<f64> = std::env::var("BENCH_DECODE_MS").ok().and_then(|d| d.parse().ok());
     let repeats: u32 = std::env::var("BENCH_REPEATS").ok().and_then(|r| r.parse().ok()).unwrap_or(3).max(1);
     let work = std::env::temp_dir().join(format!("tokenscope-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work).expect("a scratch folder");
+    let ours = PathBuf::from(env!("CARGO_BIN_EXE_tokenscope"));
+    let baseline = std::env::var_os("BENCH_BASELINE").map(PathBuf::from);
     let perf_analyzer = common::find_perf_analyzer();
     if perf_analyzer.is_none() {
         eprintln!("perf_analyzer not found: run scripts/triton-tools.sh for the side-by-side figures");
@@ -52,7 +59,7 @@ fn main() {
     // same concurrency.
     let mut unfinished = Vec::new();
     for (concurrency, decode_ms, requests) in rows {
-        if only.is_some_and(|only| only != concurrency) {
+        if only.is_some_and(|only| only != concurrency) || only_decode.is_some_and(|only| only != decode_ms) {
             continue;
         }
         let requests = if quick { requests.div_ceil(4).max(concurrency) } else { requests };
@@ -62,18 +69,37 @@ fn main() {
         );
         // Tails on a shared virtual machine vary from run to run (host steal, first touches of
         // memory): every repeat is printed, and the comparison uses the one with the median p99.
-        let mut runs: Vec<Figures> = (0..repeats)
-            .map(|repeat| {
+        let (mut runs, mut baseline_runs) = (Vec::new(), Vec::new());
+        for repeat in 0..repeats {
+            let mut builds: Vec<_> = std::iter::once((&ours, "tokenscope", &mut runs))
+                .chain(baseline.as_ref().map(|path| (path, "baseline", &mut baseline_runs)))
+                .collect();
+            // Each build goes first in every other repeat, so neither always meets the machine
+            // as the previous run left it.
+            if repeat % 2 == 1 {
+                builds.reverse();
+            }
+            for (binary, label, runs) in builds {
                 let steal = common::Steal::start();
-                let (figures, engine) = sweep(&work, decode_ms, concurrency, requests, repeat);
-                figures.print(concurrency, "tokenscope");
+                let (figures, engine) = sweep(binary, &work, decode_ms, concurrency, requests, repeat);
+                figures.print(concurrency, label);
                 println!("{:>11} {:>14} {engine}", "", "");
                 steal.print();
-                figures
-            })
-            .collect();
-        runs.sort_by(|a, b| a.delay_p99_ms.total_cmp(&b.delay_p99_ms));
-        let ours = runs.swap_remove(runs.len() / 2);
+                runs.push(figures);
+            }
+        }
+        let ours = Figures::median_p99(runs);
+        if baseline.is_some() {
+            let theirs = Figures::median_p99(baseline_runs);
+            println!(
+                "{:>11} {:>14} tokens/s ratio {:.2}, delay p50 ratio {:.2}, p99 ratio {:.2} (tokenscope / baseline, their median-p99 repeats; delay below 1 is better)",
+                "",
+                "",
+                ours.tokens_per_s / theirs.tokens_per_s,
+                ours.delay_p50_ms / theirs.delay_p50_ms,
+                ours.delay_p99_ms / theirs.delay_p99_ms,
+            );
+        }
         if unfinished.contains(&concurrency) {
             println!(
                 "{concurrency:>11} {:>14} not run again: it did not finish at this concurrency above",
@@ -122,10 +148,17 @@ fn main() {
 
 /// One `tokenscope sweep` against a fresh simulator; what its profile export shows, and the
 /// line in which it tells what the run cost its engine.
-fn sweep(work: &Path, decode_ms: f64, concurrency: u32, requests: u32, repeat: u32) -> (Figures, String) {
+fn sweep(
+    binary: &Path,
+    work: &Path,
+    decode_ms: f64,
+    concurrency: u32,
+    requests: u32,
+    repeat: u32,
+) -> (Figures, String) {
     let sim = Sim::start(decode_ms);
     let export = work.join(format!("ours-{concurrency}-{decode_ms}-{repeat}.json"));
-    let output = common::on_tool_cores(Path::new(env!("CARGO_BIN_EXE_tokenscope")))
+    let output = common::on_tool_cores(binary)
         .args(["sweep", "--target", &sim.target, "--model", "sim-vllm", "--ignore-eos"])
         .args(["--prompt-lengths", &PROMPT_WORDS.to_string(), "--max-tokens", &MAX_TOKENS.to_string()])
         .args(["--requests", &requests.to_string(), "--concurrency", &concurrency.to_string()])
@@ -185,6 +218,12 @@ struct Figures {
 }
 
 impl Figures {
+    /// The repeat with the median p99 delay.
+    fn median_p99(mut runs: Vec<Figures>) -> Figures {
+        runs.sort_by(|a, b| a.delay_p99_ms.total_cmp(&b.delay_p99_ms));
+        runs.swap_remove(runs.len() / 2)
+    }
+
     /// Reads a perf_analyzer-format export whose token texts are the simulator's send stamps.
     fn from_export(path: &Path) -> Self {
         let export = common::read_json(path);

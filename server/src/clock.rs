@@ -21,6 +21,11 @@ impl RunClock {
         self.start.elapsed().as_nanos() as u64
     }
 
+    /// The offset of `at` from the run's start; zero for a time before it.
+    pub fn offset_of(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.start).as_nanos() as u64
+    }
+
     /// The wall-clock time of the run's start, nanoseconds since the Unix epoch.
     pub fn start_unix_ns(&self) -> i64 {
         self.start_unix_ns

@@ -2,8 +2,9 @@
 //! without streaming, one `ModelInfer` call per request, timed to its single answer.
 //!
 //! Each request in flight has a bidirectional stream of its own. Each stream has one receiver task
-//! that timestamps a response the moment it is decoded, matches it to its request by id and
-//! appends it to that request's record. The sweep loop issues requests (closed loop: a new
+//! that matches a response to its request by id and appends it to that request's record, timed
+//! by its connection's latest socket read before the response was decoded (see
+//! [`crate::arrival`]). The sweep loop issues requests (closed loop: a new
 //! one as soon as one finishes), collects finished records and settles each point's statistics.
 
 use std::collections::HashMap;
@@ -15,12 +16,11 @@ use shared::{ModelInfo, PointStats, RequestRecord, ResponseRecord, RunReport, Ru
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use tracing::warn;
 
+use crate::arrival::Waits;
 use crate::clock::RunClock;
 use crate::pb;
-use crate::pb::grpc_inference_service_client::GrpcInferenceServiceClient;
 use crate::response::Response;
 use crate::style::{RequestPlan, ResponseReader};
 use crate::triton::{Connection, Triton, status_text};
@@ -61,14 +61,19 @@ pub trait Observer: Send {
     }
 }
 
-/// What a run cost the engine's thread: a thread near a full core records arrivals late,
-/// since each waits for the ones before it.
+/// What a run cost the engine's thread. A thread near a full core reads its sockets late, and
+/// so stamps arrivals late.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineLoad {
     /// CPU time the thread used.
     pub cpu: Duration,
     /// How long the thread ran the sweep.
     pub wall: Duration,
+    /// How long responses waited for the engine between the socket read that stamped their
+    /// arrival and their record (an upper bound within 12.5%): time their recorded arrivals
+    /// leave out, and would include had they been stamped once decoded.
+    pub waited_p99: Duration,
+    pub waited_max: Duration,
 }
 
 impl EngineLoad {
@@ -100,14 +105,16 @@ pub type TokenTap = mpsc::UnboundedSender<TokenArrival>;
 impl Observer for () {}
 
 /// Runs a sweep on a clock started by the caller, whose zero is the run's zero, to its end,
-/// its cancellation or the first fault, and reports everything measured up to then. Faults
-/// are reported in the status, never as a lost result. Runs go through [`run_sweep_apart`].
-pub async fn run_sweep_on(
+/// its cancellation or the first fault, and reports everything measured up to then, with how
+/// long responses waited in the engine after their arrival was stamped. Faults are reported
+/// in the status, never as a lost result. Runs go through [`run_sweep_apart`].
+async fn run_sweep_on(
     clock: RunClock,
     spec: SweepSpec,
     observer: &mut dyn Observer,
     cancel: CancellationToken,
-) -> RunReport {
+) -> (RunReport, Waits) {
+    let waits = Waits::default();
     let mut report = RunReport {
         tool: format!("tokenscope {}", env!("CARGO_PKG_VERSION")),
         spec: spec.clone(),
@@ -121,7 +128,7 @@ pub async fn run_sweep_on(
     let problems = spec.problems();
     if !problems.is_empty() {
         report.status = RunStatus::Failed { error: format!("the sweep is not valid: {}", problems.join("; ")) };
-        return report;
+        return (report, waits);
     }
     let prepared = async {
         let triton = Triton::connect(&spec.target).await?;
@@ -135,21 +142,24 @@ pub async fn run_sweep_on(
             Ok(prepared) => prepared,
             Err(err) => {
                 report.status = RunStatus::Failed { error: err.to_string() };
-                return report;
+                return (report, waits);
             }
         },
         () = cancel.cancelled() => {
             report.status = RunStatus::Cancelled;
-            return report;
+            return (report, waits);
         }
     };
     observer.prepared(&info);
     report.model = Some(info);
     let mut sweep = Sweep::new(&spec, connections, plan, clock, observer.token_tap(), cancel.child_token());
     report.status = sweep.run(observer, &cancel, &mut report).await;
+    for connection in &sweep.connections {
+        waits.merge(connection.waits());
+    }
     sweep.shutdown();
     report.prompt_lengths_approximate = !report.requests.iter().any(|r| r.num_input_tokens.is_some());
-    report
+    (report, waits)
 }
 
 /// [`run_sweep_on`] on a thread of its own with a single-threaded runtime, as every run of
@@ -176,9 +186,14 @@ pub async fn run_sweep_apart<O: Observer + 'static>(
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 let (cpu, started) = (EngineLoad::thread_cpu(), std::time::Instant::now());
-                let report = runtime.block_on(run_sweep_on(clock, spec, &mut observer, cancel));
+                let (report, waits) = runtime.block_on(run_sweep_on(clock, spec, &mut observer, cancel));
                 if let (Some(before), Some(after)) = (cpu, EngineLoad::thread_cpu()) {
-                    observer.engine_load(EngineLoad { cpu: after.saturating_sub(before), wall: started.elapsed() });
+                    observer.engine_load(EngineLoad {
+                        cpu: after.saturating_sub(before),
+                        wall: started.elapsed(),
+                        waited_p99: waits.quantile(0.99).unwrap_or_default(),
+                        waited_max: waits.max(),
+                    });
                 }
                 Ok(report)
             }));
@@ -277,7 +292,7 @@ enum Outlet {
 /// Sends each request as its own `ModelInfer` call and times its single response.
 struct UnaryCalls {
     /// Calls take turns over these connections.
-    clients: Vec<GrpcInferenceServiceClient<Channel>>,
+    connections: Vec<Connection>,
     reply: UnaryReply,
 }
 
@@ -297,7 +312,8 @@ struct UnaryReply {
 impl UnaryCalls {
     /// Sends the `nth` request of the run.
     fn send(&self, map: InFlightMap, request: pb::ModelInferRequest, nth: usize) {
-        let mut client = self.clients[nth % self.clients.len()].clone();
+        let connection = self.connections[nth % self.connections.len()].clone();
+        let mut client = connection.client();
         let calls = self.reply.clone();
         tokio::spawn(async move {
             let id = request.id.clone();
@@ -310,7 +326,8 @@ impl UnaryCalls {
                 },
                 () = calls.cancel.cancelled() => return,
             };
-            let now = calls.clock.now_ns();
+            let read = connection.last_read();
+            let now = calls.clock.offset_of(read);
             let response = match answer {
                 Ok(answer) => {
                     let mut answer = answer.into_inner();
@@ -333,6 +350,7 @@ impl UnaryCalls {
                 Err(status) => Response::error(&id, &status_text(&status)),
             };
             receive(&map, response, now, &calls.done, calls.index, calls.tap.as_ref());
+            connection.recorded(read);
         });
     }
 }
@@ -377,13 +395,15 @@ impl Stream {
                     () = cancel.cancelled() => return,
                     message = responses.message() => message,
                 };
-                let now = clock.now_ns();
+                let read = connection.last_read();
+                let now = clock.offset_of(read);
                 match message {
                     Ok(Some(response)) => {
                         if !receive(&map, response, now, &done, index, tap.as_ref()) && !warned {
                             warned = true;
                             warn!(target = %target, "a response matched no unfinished request (late, after a timeout?); ignoring such responses");
                         }
+                        connection.recorded(read);
                     }
                     Ok(None) if lock(&map).is_empty() => return,
                     Ok(None) => {
@@ -520,8 +540,7 @@ impl Sweep {
                 tap: sweep.tap.clone(),
                 cancel: sweep.streams_cancel.clone(),
             };
-            let clients = sweep.connections.iter().map(Connection::client).collect();
-            vec![Stream::unary(UnaryCalls { clients, reply })]
+            vec![Stream::unary(UnaryCalls { connections: sweep.connections.clone(), reply })]
         };
         sweep.loads = vec![0; sweep.streams.len()];
         sweep

@@ -1,6 +1,7 @@
 //! The tokenscope proxy: drives streaming gRPC requests at Triton, times every response,
 //! and serves a simulated Triton for demos, tests and benchmarks.
 
+pub mod arrival;
 pub mod bytes;
 pub mod cli;
 pub mod clock;

@@ -120,15 +120,18 @@ pub fn import_command(args: ImportArgs) -> anyhow::Result<ExitCode> {
 fn describe_load(load: EngineLoad, responses: usize) -> String {
     let busy = load.busy();
     let mut line = format!(
-        "engine: {:.2} s of CPU in {:.2} s ({:.0}% of one core), {:.1} µs per response",
+        "engine: {:.2} s of CPU in {:.2} s ({:.0}% of one core), {:.1} µs per response; after their arrival \
+         was stamped, responses waited for it {} ms at p99, {} ms at most",
         load.cpu.as_secs_f64(),
         load.wall.as_secs_f64(),
         busy * 100.0,
-        load.cpu.as_secs_f64() * 1e6 / responses as f64
+        load.cpu.as_secs_f64() * 1e6 / responses as f64,
+        ms(Some(load.waited_p99.as_secs_f64() * 1e3)),
+        ms(Some(load.waited_max.as_secs_f64() * 1e3)),
     );
     if busy >= BUSY_WARNING {
         line.push_str(
-            "; near a full core, responses wait for the engine and the arrival times it records come \
+            "; near a full core, the engine reads its sockets late and the arrival times it records come \
              late: lower the concurrency or the token rate for exact timings",
         );
     }
@@ -290,12 +293,18 @@ mod tests {
 
     #[test]
     fn the_engines_cost_is_told_per_response_and_a_busy_engine_is_warned_of() {
-        let load = EngineLoad { cpu: Duration::from_millis(500), wall: Duration::from_secs(1) };
+        let load = EngineLoad {
+            cpu: Duration::from_millis(500),
+            wall: Duration::from_secs(1),
+            waited_p99: Duration::from_micros(420),
+            waited_max: Duration::from_micros(1_950),
+        };
         assert_eq!(
             describe_load(load, 100_000),
-            "engine: 0.50 s of CPU in 1.00 s (50% of one core), 5.0 µs per response"
+            "engine: 0.50 s of CPU in 1.00 s (50% of one core), 5.0 µs per response; after their arrival was \
+             stamped, responses waited for it 0.42 ms at p99, 1.95 ms at most"
         );
-        let busy = EngineLoad { cpu: Duration::from_millis(850), wall: Duration::from_secs(1) };
+        let busy = EngineLoad { cpu: Duration::from_millis(850), ..load };
         assert!(describe_load(busy, 1).contains("(85% of one core)") && describe_load(busy, 1).contains("come late"));
     }
 }

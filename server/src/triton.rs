@@ -1,6 +1,7 @@
 //! A Triton gRPC client that turns every failure into a message a user can act on.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use shared::api::ModelChoice;
 use shared::{InputStyle, ModelInfo, SweepSpec};
@@ -9,6 +10,7 @@ use tonic::codegen::GrpcMethod;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::arrival::{ReadStamp, StampingConnector, Waits};
 use crate::pb;
 use crate::pb::grpc_inference_service_client::GrpcInferenceServiceClient;
 use crate::pb::grpc_inference_service_server::SERVICE_NAME;
@@ -81,9 +83,27 @@ const MAX_RESPONSE_BYTES: usize = 64 << 20;
 #[derive(Debug, Clone)]
 pub struct Connection {
     channel: Channel,
+    reads: Arc<ReadStamp>,
+    waits: Arc<Waits>,
 }
 
 impl Connection {
+    /// When this connection last read bytes from its socket: the arrival time of any
+    /// response decoded since (see [`crate::arrival`]).
+    pub fn last_read(&self) -> Instant {
+        self.reads.last()
+    }
+
+    /// Counts a response recorded now whose arrival was stamped `read`.
+    pub fn recorded(&self, read: Instant) {
+        self.waits.add(read.elapsed());
+    }
+
+    /// How long this connection's responses waited between their stamp and their record.
+    pub fn waits(&self) -> &Waits {
+        &self.waits
+    }
+
     /// A client for calls on this connection.
     pub fn client(&self) -> GrpcInferenceServiceClient<Channel> {
         GrpcInferenceServiceClient::new(self.channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES)
@@ -117,8 +137,6 @@ impl Triton {
         let target = normalize_target(target);
         let endpoint = Endpoint::from_shared(target.clone())
             .map_err(|e| TritonError::InvalidTarget { target: target.clone(), cause: e.to_string() })?
-            .connect_timeout(DISCOVERY_TIMEOUT)
-            .tcp_nodelay(true)
             // Wide flow-control windows from the start: a burst of responses (hundreds of
             // streams answering at once) must not wait for window updates.
             .initial_stream_window_size(Some(STREAM_WINDOW))
@@ -279,11 +297,15 @@ impl Triton {
 }
 
 async fn connect(endpoint: &Endpoint, target: &str) -> Result<Connection, TritonError> {
+    // The connector times the connection out itself: tonic's own timeout would wrap every
+    // read and write of the connection in one more layer.
+    let connector = StampingConnector::new(DISCOVERY_TIMEOUT);
+    let reads = connector.stamp();
     let channel = endpoint
-        .connect()
+        .connect_with_connector(connector)
         .await
         .map_err(|e| TritonError::Unreachable { target: target.to_string(), cause: error_chain(&e) })?;
-    Ok(Connection { channel })
+    Ok(Connection { channel, reads, waits: Arc::default() })
 }
 
 fn display_state(state: &str) -> String {

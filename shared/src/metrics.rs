@@ -56,4 +56,4 @@ pub const METRICS: &[MetricDefinition] = &[
 ];
 
 /// How every distribution is summarised.
-pub const STATISTICS_NOTE: &str = "Per prompt length: count, errors, mean, min, max, population std and the p50, p90, p95, p99 (p99.9 from 1,000 samples) with linear interpolation between order statistics. All times come from one monotonic clock in the proxy.";
+pub const STATISTICS_NOTE: &str = "Per prompt length: count, errors, mean, min, max, population std and the p50, p90, p95, p99 (p99.9 from 1,000 samples) with linear interpolation between order statistics. All times come from one monotonic clock in the proxy. A response arrives when its connection reads its last bytes from the socket, before any decoding; the time recorded is that read's or a later read's on the same connection, never earlier.";

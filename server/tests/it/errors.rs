@@ -247,6 +247,9 @@ async fn the_engine_thread_hands_back_the_report_and_its_observer() {
     let load = observer.load.expect("Linux tells a thread's CPU time");
     assert!(load.wall >= Duration::from_millis(10), "{load:?}");
     assert!(load.cpu > Duration::ZERO && load.cpu <= load.wall, "{load:?}");
+    // Every response waited some time between its stamp and its record, within the run.
+    assert!(load.waited_max > Duration::ZERO && load.waited_max < load.wall, "{load:?}");
+    assert!(load.waited_p99 <= load.waited_max, "{load:?}");
 }
 
 #[tokio::test]

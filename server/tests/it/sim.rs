@@ -91,6 +91,18 @@ async fn concurrent_streams_keep_their_timing() {
         assert_close("token-to-token at concurrency 16", point.t2t_ms.as_ref().unwrap().mean, 2.0, 0.3, 0.05);
         let ids: std::collections::HashSet<&str> = run.requests.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids.len(), 64, "every response was matched to its own request");
+        // Arrivals are stamped at the socket read that brought them or a later one: never
+        // before the simulator sent them (both clocks are this machine's).
+        let sent: Vec<(i64, i64)> = run
+            .requests
+            .iter()
+            .flat_map(|r| &r.responses)
+            .filter_map(|r| Some((r.server_send_unix_ns?, run.started_unix_ns + r.at_ns as i64)))
+            .collect();
+        let responses: usize = run.requests.iter().map(|r| r.responses.len()).sum();
+        assert!(responses >= 64 * 30 && sent.len() == responses, "the simulator stamped every response it sent");
+        let early = sent.iter().filter(|(send, at)| at < send).count();
+        assert_eq!(early, 0, "{early} responses recorded before they were sent");
     })
     .await;
 }

@@ -302,7 +302,7 @@ mod tests {
         assert_eq!(
             describe_load(load, 100_000),
             "engine: 0.50 s of CPU in 1.00 s (50% of one core), 5.0 µs per response; after their arrival was \
-             stamped, responses waited for it 0.42 ms at p99, 1.95 ms at most"
+             stamped, responses waited for it 0.420 ms at p99, 1.950 ms at most"
         );
         let busy = EngineLoad { cpu: Duration::from_millis(850), ..load };
         assert!(describe_load(busy, 1).contains("(85% of one core)") && describe_load(busy, 1).contains("come late"));

@@ -126,6 +126,9 @@ async fn serve_runs_the_dashboard_with_a_built_in_simulator() {
         .expect("the address within 30 s")
         .unwrap()
         .expect("a line");
+    // The process keeps off transparent huge pages, whose faults stall its reads.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id().unwrap())).unwrap();
+    assert!(status.lines().any(|l| l.split_whitespace().eq(["THP_enabled:", "0"])), "{status}");
     let url = line.strip_prefix("tokenscope dashboard: ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
     let info: Value = reqwest::get(format!("{url}api/info")).await.unwrap().json().await.unwrap();
     assert_eq!(info["default_is_simulated"], true, "{info}");

@@ -90,15 +90,7 @@ fn main() {
         }
         let ours = Figures::median_p99(runs);
         if baseline.is_some() {
-            let theirs = Figures::median_p99(baseline_runs);
-            println!(
-                "{:>11} {:>14} tokens/s ratio {:.2}, delay p50 ratio {:.2}, p99 ratio {:.2} (tokenscope / baseline, their median-p99 repeats; delay below 1 is better)",
-                "",
-                "",
-                ours.tokens_per_s / theirs.tokens_per_s,
-                ours.delay_p50_ms / theirs.delay_p50_ms,
-                ours.delay_p99_ms / theirs.delay_p99_ms,
-            );
+            ours.print_ratio(&Figures::median_p99(baseline_runs), "tokenscope / baseline, their median-p99 repeats");
         }
         if unfinished.contains(&concurrency) {
             println!(
@@ -127,14 +119,7 @@ fn main() {
                     let theirs = Figures::from_export(&export);
                     theirs.print(concurrency, "perf_analyzer");
                     steal.print();
-                    println!(
-                        "{:>11} {:>14} tokens/s ratio {:.2}, delay p50 ratio {:.2}, p99 ratio {:.2} (tokenscope, its median-p99 repeat / perf_analyzer; delay below 1 is better)",
-                        "",
-                        "",
-                        ours.tokens_per_s / theirs.tokens_per_s,
-                        ours.delay_p50_ms / theirs.delay_p50_ms,
-                        ours.delay_p99_ms / theirs.delay_p99_ms,
-                    );
+                    ours.print_ratio(&theirs, "tokenscope, its median-p99 repeat / perf_analyzer");
                 }
                 Err(err) => {
                     println!("{concurrency:>11} {:>14} failed: {err}", "perf_analyzer");
@@ -266,6 +251,18 @@ impl Figures {
             ttft_mean_ms: mean(&ttft),
             t2t_mean_ms: mean(&t2t),
         }
+    }
+
+    /// These figures against `theirs`, as ratios; `what` says what is divided by what.
+    fn print_ratio(&self, theirs: &Figures, what: &str) {
+        println!(
+            "{:>11} {:>14} tokens/s ratio {:.2}, delay p50 ratio {:.2}, p99 ratio {:.2} ({what}; delay below 1 is better)",
+            "",
+            "",
+            self.tokens_per_s / theirs.tokens_per_s,
+            self.delay_p50_ms / theirs.delay_p50_ms,
+            self.delay_p99_ms / theirs.delay_p99_ms,
+        );
     }
 
     fn print(&self, concurrency: u32, tool: &str) {

@@ -4,8 +4,8 @@
 //! moment off its connection's [`ReadStamp`]: the time of the latest socket read before the
 //! response was decoded. That read brought the response's last bytes or came after it, so
 //! the stamp is never earlier than the arrival; and it is taken before HTTP/2, gRPC and the
-//! engine's own bookkeeping, so a burst of responses queued behind one another in the engine
-//! is recorded as it reached the socket, not as it was worked through.
+//! engine's own bookkeeping, so responses queued behind one another once read are recorded by
+//! the reads that brought them in, not by when each was worked through.
 
 use std::future::Future;
 use std::io;

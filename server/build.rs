@@ -26,6 +26,7 @@ fn embed_frontend() -> Result<(), Box<dyn std::error::Error>> {
         collect(&dist, &dist, &mut files)?;
     }
     files.sort();
+    move_inline_scripts(&out, &mut files)?;
     let mut table = String::from("pub static ASSETS: &[Asset] = &[\n");
     for (i, (route, path)) in files.iter().enumerate() {
         let body = std::fs::read(path)?;
@@ -43,6 +44,45 @@ fn embed_frontend() -> Result<(), Box<dyn std::error::Error>> {
     table.push_str("];\n");
     std::fs::write(out.join("assets.rs"), table)?;
     Ok(())
+}
+
+/// Moves each inline script of the page (Trunk writes its loader inline) into a file of its
+/// own, so the page's content security policy can forbid inline scripts: an injected one
+/// then never runs.
+fn move_inline_scripts(out: &Path, files: &mut Vec<(String, PathBuf)>) -> Result<(), Box<dyn std::error::Error>> {
+    let Some(index) = files.iter().position(|(route, _)| route == "/index.html") else { return Ok(()) };
+    let mut page = std::fs::read_to_string(&files[index].1)?;
+    let mut moved = Vec::new();
+    let mut from = 0;
+    while let Some(start) = page[from..].find("<script").map(|at| from + at) {
+        let Some(tag_end) = page[start..].find('>').map(|at| start + at + 1) else { break };
+        let tag = &page[start..tag_end];
+        let Some(close) = page[tag_end..].find("</script>").map(|at| tag_end + at) else { break };
+        let body = &page[tag_end..close];
+        if tag.contains(" src=") || body.trim().is_empty() {
+            from = close;
+            continue;
+        }
+        let module = tag.contains("module");
+        let name = format!("/inline-{:016x}.js", fnv1a(body.as_bytes()));
+        let path = out.join(&name[1..]);
+        std::fs::write(&path, body)?;
+        let replacement = format!("<script{} src=\"{name}\"></script>", if module { " type=\"module\"" } else { "" });
+        page.replace_range(start..close + "</script>".len(), &replacement);
+        from = start + replacement.len();
+        moved.push((name, path));
+    }
+    let rewritten = out.join("index.html");
+    std::fs::write(&rewritten, page)?;
+    files[index].1 = rewritten;
+    files.extend(moved);
+    files.sort();
+    Ok(())
+}
+
+/// A content hash for the moved scripts' names, so a new build never meets an old cached one.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> std::io::Result<()> {

@@ -47,6 +47,10 @@ async fn call(method: &str, url: &str, body: Option<String>) -> Result<String, A
     let text = text.as_string().unwrap_or_default();
     if response.ok() {
         Ok(text)
+    } else if response.status() == 401 {
+        // No sign-in, or one that no longer counts: the sign-in page comes back here.
+        crate::nav::sign_in();
+        Err(failure("this dashboard needs a sign-in", Some("the sign-in page is opening")))
     } else {
         Err(serde_json::from_str::<ApiError>(&text)
             .unwrap_or_else(|_| failure(format!("the dashboard server answered {}: {text}", response.status()), None)))

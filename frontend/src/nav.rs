@@ -76,6 +76,15 @@ pub fn current_url() -> String {
     location().and_then(|l| l.href().ok()).unwrap_or_default()
 }
 
+/// Opens the sign-in page, which comes back to this page once signed in.
+pub fn sign_in() {
+    let here = format!("{}{}", current_path(), current_query());
+    let next = js_sys::encode_uri_component(&here).as_string().unwrap_or_default();
+    if let Some(location) = location() {
+        let _ = location.assign(&format!("/signin?next={next}"));
+    }
+}
+
 /// Puts `url` (a path and query) in the address bar: as a new history entry, or in place of
 /// the current one. The page does not reload.
 pub fn set_url(url: &str, new_entry: bool) {

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use shared::spec::parse_prompt_lengths;
 use shared::{InputStyle, SweepSpec};
 
+use crate::dashboard::access::{Access, Roles, Secret, TargetPattern, Viewers};
 use crate::sim::SimConfig;
 
 /// See how fast an LLM on Triton Inference Server answers.
@@ -161,6 +162,180 @@ pub struct ServeArgs {
     /// The built-in simulator's schedule (used when no --target is given).
     #[command(flatten)]
     pub sim: SimConfig,
+    #[command(flatten)]
+    pub access: AccessArgs,
+}
+
+/// Who may use the dashboard. On a loopback address everyone is an operator unless tokens
+/// are given; on any other address the dashboard starts only with an operator token and a
+/// viewer policy, or with --insecure-open.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AccessArgs {
+    /// The token operators sign in with (or send as `Authorization: Bearer TOKEN`): they start,
+    /// cancel, change, delete and import runs. At least 16 characters.
+    #[arg(long, env = "TOKENSCOPE_OPERATOR_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub operator_token: Option<String>,
+    /// Read the operator token from this file (its first line).
+    #[arg(long, value_name = "FILE", conflicts_with = "operator_token")]
+    pub operator_token_file: Option<PathBuf>,
+    /// Make a random operator token and print it once at start.
+    #[arg(long, conflicts_with_all = ["operator_token", "operator_token_file"])]
+    pub generate_operator_token: bool,
+    /// Who may view runs without the operator token: `open` lets anyone who can reach the
+    /// dashboard view (the default on loopback); otherwise give --viewer-token.
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub viewers: Option<ViewerPolicy>,
+    /// The token viewers sign in with: they open runs, comparisons, exports and reports.
+    #[arg(
+        long,
+        env = "TOKENSCOPE_VIEWER_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        conflicts_with = "viewers"
+    )]
+    pub viewer_token: Option<String>,
+    /// Read the viewer token from this file (its first line).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["viewers", "viewer_token"])]
+    pub viewer_token_file: Option<PathBuf>,
+    /// Let anyone who can reach the dashboard operate it, on any address. Only for a network
+    /// where everyone is trusted.
+    #[arg(long, conflicts_with_all = ["operator_token", "operator_token_file", "generate_operator_token", "viewers", "viewer_token", "viewer_token_file"])]
+    pub insecure_open: bool,
+    /// The address users open the dashboard at, such as https://tokenscope.lab.example behind
+    /// a reverse proxy: its name is answered to and its pages may change things.
+    #[arg(long, env = "TOKENSCOPE_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Another name the dashboard answers to (repeatable). IP addresses and localhost are
+    /// always answered; any other name only when given here or in --public-url.
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    pub allowed_hosts: Vec<String>,
+    /// A target the form and the API may measure, HOST:PORT (repeatable; `*` in the host
+    /// matches any part of it, a port of `*` any port; `*:*` allows every target)
+    /// [default: the --target given, or the built-in simulator].
+    #[arg(long = "allow-target", value_name = "HOST:PORT")]
+    pub allowed_targets: Vec<String>,
+}
+
+/// Who may view a dashboard that has an operator token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ViewerPolicy {
+    /// Anyone who can reach the dashboard may view runs.
+    Open,
+}
+
+/// The access rules a dashboard starts with, and a token made for it that must be shown.
+#[derive(Debug)]
+pub struct StartAccess {
+    pub access: Access,
+    pub generated: Option<Secret>,
+}
+
+impl AccessArgs {
+    /// The access rules for a dashboard on `listen` whose form starts at `default_target`, or
+    /// why it must not start so.
+    pub fn access(&self, listen: &SocketAddr, default_target: &str) -> Result<StartAccess, String> {
+        let read = |path: &PathBuf, what: &str| {
+            std::fs::read_to_string(path)
+                .map_err(|err| format!("the {what} file {} cannot be read: {err}", path.display()))
+                .map(|text| text.lines().next().unwrap_or_default().to_string())
+        };
+        let token = |text: String, what: &str| Secret::new(&text).map_err(|err| format!("the {what}: {err}"));
+        let mut generated = None;
+        let operator = match (&self.operator_token, &self.operator_token_file) {
+            (Some(text), _) => Some(token(text.clone(), "operator token")?),
+            (None, Some(path)) => Some(token(read(path, "operator token")?, "operator token")?),
+            (None, None) if self.generate_operator_token => {
+                let secret = Secret::generate()?;
+                generated = Some(secret.clone());
+                Some(secret)
+            }
+            (None, None) => None,
+        };
+        let viewer = match (&self.viewer_token, &self.viewer_token_file) {
+            (Some(text), _) => Some(token(text.clone(), "viewer token")?),
+            (None, Some(path)) => Some(token(read(path, "viewer token")?, "viewer token")?),
+            (None, None) => None,
+        };
+        // Behind a proxy (a public URL), a loopback address is reached by everyone the proxy serves.
+        let loopback = listen.ip().is_loopback() && self.public_url.is_none();
+        let roles = match (operator, viewer) {
+            (None, Some(_)) => {
+                return Err("a viewer token needs an operator token too: give --operator-token (or \
+                    --operator-token-file, or --generate-operator-token)"
+                    .into());
+            }
+            (None, None) if self.viewers.is_some() => {
+                return Err("--viewers needs an operator token: give --operator-token (or --operator-token-file, \
+                    or --generate-operator-token)"
+                    .into());
+            }
+            (None, None) if loopback || self.insecure_open => Roles::Open,
+            (None, None) => {
+                return Err(format!(
+                    "{} can be reached from other machines, and this dashboard has no access rules: give \
+                        --operator-token TOKEN (or --operator-token-file FILE, or --generate-operator-token) and \
+                        --viewers open or --viewer-token TOKEN; or --insecure-open to let anyone who reaches it \
+                        operate it; or listen on 127.0.0.1",
+                    self.public_url.as_deref().map_or_else(|| listen.to_string(), str::to_string)
+                ));
+            }
+            (Some(operator), Some(viewer)) => {
+                if operator == viewer {
+                    return Err("the viewer token must differ from the operator token".into());
+                }
+                Roles::Tokens { operator, viewers: Viewers::Token(viewer) }
+            }
+            (Some(operator), None) if self.viewers.is_some() || loopback => {
+                Roles::Tokens { operator, viewers: Viewers::Open }
+            }
+            (Some(_), None) => {
+                return Err(format!(
+                    "{listen} can be reached from other machines: say who may view runs, with --viewers open \
+                        (anyone who reaches it) or --viewer-token TOKEN"
+                ));
+            }
+        };
+        let mut hosts: Vec<String> = Vec::new();
+        for name in &self.allowed_hosts {
+            let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+            if name.is_empty() || name.contains(['/', ':', '@', ' ']) {
+                return Err(format!("--allowed-host {name:?}: give a host name without scheme or port"));
+            }
+            hosts.push(name);
+        }
+        let public_url = match &self.public_url {
+            Some(url) => {
+                let url = url.trim().trim_end_matches('/').to_string();
+                let uri: axum::http::Uri =
+                    url.parse().map_err(|_| format!("--public-url {url:?} is not an address such as https://host"))?;
+                let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
+                    return Err(format!("--public-url {url:?} needs a scheme and a host, such as https://host"));
+                };
+                if !matches!(scheme, "http" | "https") || uri.path() != "/" {
+                    return Err(format!(
+                        "--public-url {url:?}: give http:// or https:// and a host, without a path (the dashboard \
+                            is served at the root)"
+                    ));
+                }
+                hosts.push(host.to_ascii_lowercase());
+                Some(url)
+            }
+            None => None,
+        };
+        let mut patterns = self.allowed_targets.clone();
+        if patterns.is_empty() {
+            patterns.push(default_target.to_string());
+        }
+        let targets = if patterns.iter().any(|p| p.trim() == "*:*" || p.trim() == "*") {
+            Vec::new()
+        } else {
+            patterns
+                .iter()
+                .map(|p| TargetPattern::parse(p).map_err(|e| format!("--allow-target {e}")))
+                .collect::<Result<_, _>>()?
+        };
+        Ok(StartAccess { access: Access { roles, hosts, public_url, targets }, generated })
+    }
 }
 
 impl ServeArgs {
@@ -243,6 +418,52 @@ mod tests {
         assert_eq!(args.data_dir(), PathBuf::from("/tmp/runs"));
         let Command::Serve(args) = parse(&["serve"]).command else { panic!("the dashboard") };
         assert!(args.data_dir().ends_with("tokenscope") || args.data_dir().ends_with("tokenscope-data"));
+    }
+
+    fn access(args: &[&str], listen: &str) -> Result<StartAccess, String> {
+        let mut all = vec!["serve"];
+        all.extend_from_slice(args);
+        let Command::Serve(serve) = parse(&all).command else { panic!("the dashboard") };
+        serve.access.access(&listen.parse().unwrap(), "http://127.0.0.1:8001")
+    }
+
+    #[test]
+    fn a_reachable_dashboard_starts_only_with_access_rules() {
+        let open = access(&[], "127.0.0.1:8080").unwrap().access;
+        assert_eq!(open.roles, Roles::Open);
+        assert!(open.may_measure("http://127.0.0.1:8001") && !open.may_measure("http://10.0.0.1:8001"));
+        let refused = access(&[], "0.0.0.0:8080").unwrap_err();
+        assert!(refused.contains("--operator-token") && refused.contains("--insecure-open"), "{refused}");
+        let token = "a-long-operator-token";
+        let refused = access(&["--operator-token", token], "0.0.0.0:8080").unwrap_err();
+        assert!(refused.contains("--viewers open"), "{refused}");
+        let lab = access(&["--operator-token", token, "--viewers", "open"], "0.0.0.0:8080").unwrap().access;
+        assert!(matches!(lab.roles, Roles::Tokens { viewers: Viewers::Open, .. }));
+        let both = access(&["--operator-token", token, "--viewer-token", "a-long-viewer-token"], "0.0.0.0:8080");
+        assert!(matches!(both.unwrap().access.roles, Roles::Tokens { viewers: Viewers::Token(_), .. }));
+        assert!(access(&["--insecure-open"], "0.0.0.0:8080").unwrap().access.roles == Roles::Open);
+        assert!(access(&["--operator-token", "short"], "127.0.0.1:8080").unwrap_err().contains("16"));
+        assert!(access(&["--viewer-token", "a-long-viewer-token"], "127.0.0.1:1").unwrap_err().contains("operator"));
+        let generated = access(&["--generate-operator-token", "--viewers", "open"], "[::]:8080").unwrap();
+        assert_eq!(generated.generated.unwrap().reveal().len(), 64);
+    }
+
+    #[test]
+    fn names_and_targets_are_read_from_flags() {
+        let started = access(
+            &["--public-url", "https://TS.lab.example/", "--allowed-host", "ts", "--allow-target", "*.lab:8001"],
+            "127.0.0.1:8080",
+        )
+        .unwrap()
+        .access;
+        assert_eq!(started.hosts, vec!["ts".to_string(), "ts.lab.example".to_string()]);
+        assert_eq!(started.public_url.as_deref(), Some("https://TS.lab.example"));
+        assert!(started.may_measure("http://a.lab:8001") && !started.may_measure("http://127.0.0.1:8001"));
+        assert!(access(&["--allow-target", "*:*"], "127.0.0.1:1").unwrap().access.may_measure("http://x:1"));
+        assert!(access(&["--public-url", "https://x/sub"], "127.0.0.1:1").unwrap_err().contains("path"));
+        assert!(access(&["--allowed-host", "http://x"], "127.0.0.1:1").is_err());
+        let proxied = access(&["--public-url", "https://ts.lab"], "127.0.0.1:8080").unwrap_err();
+        assert!(proxied.contains("https://ts.lab can be reached"), "{proxied}");
     }
 
     #[test]

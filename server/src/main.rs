@@ -81,10 +81,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             (target.clone(), Some(target))
         }
     };
-    let state = AppState::open(DashboardConfig { default_target, simulator, data_dir }, shutdown.clone())
+    let start = args.access.access(&args.listen, &default_target).map_err(anyhow::Error::msg)?;
+    let access = start.access;
+    let state = AppState::open(DashboardConfig { default_target, simulator, data_dir, access }, shutdown.clone())
         .await
         .map_err(store_error)?;
     let url = format!("http://{}/", listener.local_addr()?);
+    if let Some(token) = &start.generated {
+        println!(
+            "operator token (shown once; sign in at {url}signin or send Authorization: Bearer): {}",
+            token.reveal()
+        );
+    }
+    if args.access.insecure_open && !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            "--insecure-open: anyone who can reach {} may start, cancel, change, delete and import runs",
+            args.listen
+        );
+    }
     if !dashboard::has_frontend() {
         tracing::warn!("this binary has no dashboard page (dist/ was missing at build time); run scripts/dashboard.sh");
     }

@@ -24,6 +24,36 @@ pub struct ServerInfo {
     pub default_target: String,
     /// The default target is the built-in simulated Triton.
     pub default_is_simulated: bool,
+    /// What the visitor asking may do.
+    #[serde(default)]
+    pub role: Role,
+    /// Whether visitors sign in (the dashboard has tokens); the page then offers to sign out.
+    #[serde(default)]
+    pub sign_in: bool,
+    /// The targets this dashboard may measure, as `host:port` patterns (`*` matches any
+    /// part of a host, or any port); empty when any target may be measured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_targets: Vec<String>,
+}
+
+/// What a visitor of the dashboard may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Opens runs, the runs list, comparisons, exports and reports.
+    Viewer,
+    /// Also starts, cancels, edits, deletes and imports runs.
+    #[default]
+    Operator,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Operator => "operator",
+        }
+    }
 }
 
 /// One model of a target, as the sweep form lists it.

@@ -12,6 +12,16 @@ pub mod runs_list;
 use leptos::prelude::*;
 use shared::api::ApiError;
 
+/// Whether the visitor may start, cancel, change, delete and import runs; viewers only look.
+/// The page provides it once it knows the visitor's role.
+#[derive(Debug, Clone, Copy)]
+pub struct CanOperate(pub Signal<bool>);
+
+/// The visitor's [`CanOperate`], or `true` where no page provided one.
+pub fn can_operate() -> Signal<bool> {
+    use_context::<CanOperate>().map_or_else(|| Signal::stored(true), |c| c.0)
+}
+
 /// A failure and what to do about it.
 #[component]
 pub fn ErrorBox(

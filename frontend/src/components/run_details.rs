@@ -39,6 +39,7 @@ pub fn RunDetails(
     let edit_error = RwSignal::new(None::<ApiError>);
     let confirming = RwSignal::new(false);
     let delete_error = RwSignal::new(None::<ApiError>);
+    let operator = crate::components::can_operate();
     // The fields start from the server's values each time it describes the run.
     Effect::new(move |_| {
         if let Some(run) = summary.get() {
@@ -99,6 +100,7 @@ pub fn RunDetails(
             {move || summary.with(|s| s.as_ref().filter(|s| !s.notes.trim().is_empty()).map(|s| view! {
                 <p class="run-notes" id="run-notes">{s.notes.clone()}</p>
             }))}
+            <Show when=move || operator.get()>
             <details class="run-edit" id="run-edit">
                 <summary>"Rename, notes and tags"</summary>
                 <form on:submit=save>
@@ -126,6 +128,7 @@ pub fn RunDetails(
                 </Show>
             </div>
             {move || delete_error.get().map(|err| view! { <ErrorBox error=err/> })}
+            </Show>
         </div>
     }
 }

@@ -75,6 +75,7 @@ pub fn RunView(
     let version = RwSignal::new(0u64);
     let link = RwSignal::new(Link::Connecting);
     let cancel_error = RwSignal::new(None::<ApiError>);
+    let operator = crate::components::can_operate();
     // Events arrive in bursts (a whole log on connect); the page redraws once per frame.
     let scheduled = Rc::new(Cell::new(false));
     let stream = EventStream::open(
@@ -167,7 +168,7 @@ pub fn RunView(
                     let left = left.filter(|_| done < total).map(|s| format!(" · about {} left", fmt_duration(s))).unwrap_or_default();
                     format!("{done} / {total} requests · {errors} errors{left}")
                 }}</span>
-                <Show when=move || snapshot().0 == "running" || snapshot().0 == "starting">
+                <Show when=move || (snapshot().0 == "running" || snapshot().0 == "starting") && operator.get()>
                     <button type="button" id="cancel" on:click=cancel.clone()>"Cancel"</button>
                 </Show>
             </div>

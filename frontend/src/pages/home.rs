@@ -4,17 +4,17 @@
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use shared::api::{ApiError, RunCreated, RunSummary, ServerInfo};
+use shared::api::{ApiError, Role, RunCreated, RunSummary, ServerInfo};
 use shared::view::{CompareState, ListFilter, RunViewState, query_pairs, spec_in_query, to_query};
 use shared::{RunStatus, SweepSpec};
 
 use crate::api;
-use crate::components::ErrorBox;
 use crate::components::compare_view::CompareView;
 use crate::components::form::SweepForm;
 use crate::components::glossary::Glossary;
 use crate::components::run_view::RunView;
 use crate::components::runs_list::RunsList;
+use crate::components::{CanOperate, ErrorBox};
 use crate::nav::{self, Route};
 
 /// The sweep a `/new?spec=` query carries: its JSON, and the spec or why it cannot be read.
@@ -119,6 +119,11 @@ pub fn HomePage() -> impl IntoView {
     let open_run = Callback::new(move |id: String| go(Route::Run(id)));
     let open_compare = Callback::new(compare);
     let listing = move || route.with(|r| matches!(r, Route::Runs | Route::Compare));
+    let role =
+        Signal::derive(move || info.with(|i| i.as_ref().and_then(|i| i.as_ref().ok()).map(|i| (i.role, i.sign_in))));
+    // Until the server has said, nothing that changes runs is offered.
+    let operator = Signal::derive(move || role.get().is_some_and(|(role, _)| role == Role::Operator));
+    provide_context(CanOperate(operator));
     view! {
         <header class="page-header">
             <h1><a href="/">"tokenscope"</a></h1>
@@ -128,6 +133,16 @@ pub fn HomePage() -> impl IntoView {
             <nav class="page-nav">
                 <a href="/" id="nav-new">"New sweep"</a>
                 <a href="/runs" id="nav-runs" on:click=move |ev| { ev.prevent_default(); go(Route::Runs); }>"Runs"</a>
+                {move || role.get().map(|(role, sign_in)| view! {
+                    <span class="role" id="role" data-role=role.name()
+                        title=match role { Role::Operator => "You may start, cancel, change, delete and import runs", Role::Viewer => "You may open runs, compare and export them" }>
+                        {role.name()}</span>
+                    {sign_in.then(|| view! {
+                        <form class="sign-out" method="post" action="/signout">
+                            <button type="submit" id="sign-out">{if role == Role::Viewer { "Sign in as operator" } else { "Sign out" }}</button>
+                        </form>
+                    })}
+                })}
             </nav>
         </header>
         <main>
@@ -137,6 +152,9 @@ pub fn HomePage() -> impl IntoView {
                 move || match info.get() {
                     None => view! { <p>"Connecting to the dashboard server…"</p> }.into_any(),
                     Some(Err(err)) => view! { <ErrorBox error=err/> }.into_any(),
+                    Some(Ok(info)) if info.role == Role::Viewer => view! {
+                        <p class="note" id="viewer-note">"You are a viewer here: you can open runs, compare and export them. Starting, cancelling, changing, deleting and importing runs needs the operator's token."</p>
+                    }.into_any(),
                     Some(Ok(info)) => view! {
                         <SweepForm default_target=info.default_target running=running
                             initial=link_spec.clone().and_then(Result::ok)
@@ -158,6 +176,7 @@ pub fn HomePage() -> impl IntoView {
             }}
             <section class="runs" id="runs">
                 <h2>"Runs"</h2>
+                <Show when=move || operator.get()>
                 <label class="import">
                     "Open a run.json (tokenscope sweep --out, or a run's export) or a perf_analyzer profile export as a run: "
                     <input type="file" id="import-file" accept=".json,application/json" on:change=move |ev| {
@@ -177,6 +196,7 @@ pub fn HomePage() -> impl IntoView {
                     }/>
                 </label>
                 {move || import_error.get().map(|err| view! { <ErrorBox error=err/> })}
+                </Show>
                 <RunsList runs=runs filter=filter on_open=open_run on_compare=open_compare/>
             </section>
             <Glossary/>

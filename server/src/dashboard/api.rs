@@ -7,12 +7,11 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::middleware::Next;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use shared::api::{ApiError, RunCreated, RunEdit, RunSummary, ServerInfo, TargetModels};
+use shared::api::{ApiError, Role, RunCreated, RunEdit, RunSummary, ServerInfo, TargetModels};
 use shared::{RunReport, SweepSpec};
 
 use super::AppState;
@@ -113,14 +112,30 @@ impl From<TritonError> for HttpError {
 
 type ApiResult<T> = Result<T, HttpError>;
 
-/// `GET /api/info`.
-pub async fn info(State(state): State<AppState>) -> Json<ServerInfo> {
+/// `GET /api/info`: the form's defaults and what the visitor may do.
+pub async fn info(State(state): State<AppState>, Extension(role): Extension<Role>) -> Json<ServerInfo> {
     let config = state.config();
     Json(ServerInfo {
         version: env!("CARGO_PKG_VERSION").into(),
         default_target: config.default_target.clone(),
         default_is_simulated: config.simulator.is_some() && state.is_simulator(&config.default_target),
+        role,
+        sign_in: state.access().signs_in(),
+        allowed_targets: state.access().target_list(),
     })
+}
+
+/// Refuses a target outside `--allow-target` with one answer, whatever is or is not
+/// listening there, so the dashboard cannot be used to probe a network.
+fn allowed_target(state: &AppState, target: &str) -> ApiResult<()> {
+    if state.access().may_measure(&normalize_target(target)) {
+        return Ok(());
+    }
+    Err(HttpError::new(
+        StatusCode::FORBIDDEN,
+        "this dashboard does not measure that target",
+        "its operator can allow it with --allow-target HOST:PORT (a * in the host matches any part of it)",
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,6 +149,7 @@ pub async fn target_models(
     Query(query): Query<TargetQuery>,
 ) -> ApiResult<Json<TargetModels>> {
     let target = query.target.filter(|t| !t.trim().is_empty()).unwrap_or_else(|| state.config().default_target.clone());
+    allowed_target(&state, &target)?;
     let triton = Triton::connect(&target).await?;
     let models = triton.model_choices().await?;
     Ok(Json(TargetModels { simulated: state.is_simulator(&target), target: normalize_target(&target), models }))
@@ -202,6 +218,7 @@ pub async fn create_run(
     if let Some(id) = state.runs().busy() {
         return Err(busy(StartError::Busy(id)));
     }
+    allowed_target(&state, &spec.target)?;
     // Check the model now, so the form can say what is wrong before a run exists.
     let triton = Triton::connect(&spec.target).await?;
     triton.prepare(&spec).await?;
@@ -495,29 +512,6 @@ pub async fn wrong_method(method: Method) -> HttpError {
         "POST /api/runs starts a run, POST /api/runs/{id}/cancel stops one, PATCH /api/runs/{id} \
          renames it and DELETE /api/runs/{id} deletes it; everything else is GET",
     )
-}
-
-/// Refuses requests that change something or open a WebSocket when they come from a page
-/// of another origin, so that no other site a user visits can start, cancel, change, delete
-/// or watch runs.
-pub async fn same_origin(headers: HeaderMap, request: Request, next: Next) -> Response {
-    let changes = request.method() != Method::GET || headers.contains_key(header::UPGRADE);
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if let Some(origin) = origin.filter(|_| changes) {
-        let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-        if origin_host != host {
-            return HttpError::new(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "a request from the page at {origin} was refused: only pages served by this dashboard may use it"
-                ),
-                "open the dashboard itself; tools without a browser send no Origin header and are not affected",
-            )
-            .into_response();
-        }
-    }
-    next.run(request).await
 }
 
 /// Any other path under `/api`.

@@ -4,9 +4,11 @@
 //! shutdown. Runs live in [`runs::Runs`] and keep going whether or not a browser watches;
 //! they are kept in the [`Store`] under the data folder, so they outlive the process.
 
+pub mod access;
 pub mod api;
 mod assets;
 pub mod runs;
+mod signin;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store::{Store, StoreError};
 use crate::triton::normalize_target;
+use access::Access;
 use runs::Runs;
 
 /// What the dashboard serves and where it points by default.
@@ -30,6 +33,8 @@ pub struct DashboardConfig {
     pub simulator: Option<String>,
     /// The folder that keeps the runs.
     pub data_dir: PathBuf,
+    /// Who may view and operate, from which names and pages, and which targets they may measure.
+    pub access: Access,
 }
 
 /// The dashboard's state; cheap to clone.
@@ -51,6 +56,7 @@ impl AppState {
             default_target: normalize_target(&config.default_target),
             simulator: config.simulator.map(|s| normalize_target(&s)),
             data_dir: config.data_dir,
+            access: config.access,
         };
         let store = Store::open(&config.data_dir).await?;
         let runs = Runs::load(store, shutdown).await?;
@@ -68,6 +74,10 @@ impl AppState {
         &self.inner.config
     }
 
+    pub fn access(&self) -> &Access {
+        &self.inner.config.access
+    }
+
     pub fn runs(&self) -> &Runs {
         &self.inner.runs
     }
@@ -81,6 +91,8 @@ impl AppState {
 /// The router: the API under `/api`, the browser app everywhere else.
 pub fn app(state: AppState) -> Router {
     Router::new()
+        .route("/signin", get(signin::page).post(signin::sign_in))
+        .route("/signout", post(signin::sign_out))
         .route("/api/info", get(api::info))
         .route("/api/targets/models", get(api::target_models))
         .route("/api/runs", get(api::list_runs).post(api::create_run))
@@ -94,7 +106,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/{*rest}", any(api::no_such_endpoint))
         .method_not_allowed_fallback(api::wrong_method)
         .fallback(assets::serve)
-        .layer(axum::middleware::from_fn(api::same_origin))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), access::guard))
         .with_state(state)
 }
 

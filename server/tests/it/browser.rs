@@ -870,3 +870,94 @@ async fn comparing_runs_and_exporting_them() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// Signs in on the sign-in page the dashboard sent the browser to, and waits to be back.
+async fn sign_in(client: &Client, token: &str) {
+    client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("input#token"))
+        .await
+        .expect("a page that needs a sign-in opens the sign-in page");
+    let field = client.find(Locator::Css("input#token")).await.unwrap();
+    field.send_keys(token).await.unwrap();
+    client.find(Locator::Css("button#signin")).await.unwrap().click().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_operator_shares_a_run_that_a_viewer_only_looks_at() {
+    use server::dashboard::access::{Access, Roles, Secret, Viewers};
+    need_frontend();
+    let _serial = timing_lock().await;
+    let (operator, viewer) = ("operator-token-browser-0001", "viewer-token-browser-0001");
+    let access = Access {
+        roles: Roles::Tokens {
+            operator: Secret::new(operator).unwrap(),
+            viewers: Viewers::Token(Secret::new(viewer).unwrap()),
+        },
+        ..Access::open()
+    };
+    let dash = crate::support::start_dashboard_with(fast_sim(), move |_| access).await;
+    let driver = start_driver().await;
+    let client = browser(&driver).await;
+    let result = std::panic::AssertUnwindSafe(async {
+        // The operator opens the dashboard, signs in, and runs a sweep by clicking.
+        client.goto(&dash.base).await.unwrap();
+        sign_in(&client, operator).await;
+        wait_for_text(&client, "#role", "operator", Duration::from_secs(20)).await;
+        wait_for_text(&client, "#model", "sim-vllm", Duration::from_secs(20)).await;
+        client.find(Locator::Css("#preset-prefill")).await.unwrap().click().await.unwrap();
+        run_by_clicking(&client, "16,128", "4", "2 lengths: [16, 128]").await;
+        let link = client.current_url().await.unwrap();
+        assert!(link.path().starts_with("/runs/"), "{link}");
+        assert!(client.find(Locator::Css("#delete")).await.is_ok(), "the operator may delete");
+        assert!(link.query().is_none_or(|q| !q.contains("token")), "the link carries no secret: {link}");
+
+        // A colleague in another browser profile opens the link.
+        let colleague = browser(&driver).await;
+        let seen = std::panic::AssertUnwindSafe(async {
+            colleague.goto(link.as_str()).await.unwrap();
+            sign_in(&colleague, "not-the-viewer-token-0000").await;
+            wait_for_text(&colleague, "#signin-error", "refused", Duration::from_secs(10)).await;
+            sign_in(&colleague, viewer).await;
+            colleague
+                .wait()
+                .at_most(Duration::from_secs(20))
+                .for_element(Locator::Css("#run-status[data-state='completed']"))
+                .await
+                .expect("the viewer is back on the shared run");
+            assert_eq!(colleague.current_url().await.unwrap().path(), link.path(), "the sign-in returns to the link");
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            wait_for_text(&colleague, "#role", "viewer", Duration::from_secs(5)).await;
+            let (drawn, _) = painted(&colleague, "chart-ttft", [9, 105, 218]).await;
+            assert!(drawn > 2000, "the viewer sees the chart: {drawn} painted pixels");
+            for control in ["#run", "#cancel", "#delete", "#run-edit", "#import-file"] {
+                assert!(colleague.find(Locator::Css(control)).await.is_err(), "a viewer is offered {control}");
+            }
+            assert!(colleague.find(Locator::Css("#viewer-note")).await.is_ok());
+            // The page's own request, with the viewer's cookie, to delete the run is refused.
+            let status = colleague
+                .execute_async(
+                    "const done = arguments[arguments.length - 1];
+                     fetch(location.pathname.replace('/runs/', '/api/runs/'), { method: 'DELETE' })
+                         .then(r => done(r.status), e => done(String(e)));",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert_eq!(status, json!(403));
+        })
+        .catch_unwind()
+        .await;
+        colleague.close().await.unwrap();
+        if let Err(panic) = seen {
+            std::panic::resume_unwind(panic);
+        }
+    })
+    .catch_unwind()
+    .await;
+    client.close().await.unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}

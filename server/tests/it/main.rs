@@ -1,5 +1,6 @@
 //! Integration tests of the server crate: one binary, one module per area.
 
+mod access;
 mod browser;
 mod cli;
 mod dashboard;

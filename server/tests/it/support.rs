@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use server::clock::RunClock;
+use server::dashboard::access::Access;
 use server::dashboard::{self, AppState, DashboardConfig};
 use server::engine::run_sweep_apart;
 use server::sim::{self, SimConfig};
@@ -138,21 +139,31 @@ impl Dashboard {
         self.stop.cancel();
         self.state.close().await;
         let sim = std::mem::replace(&mut self.sim, SimServer { target: String::new(), stop: CancellationToken::new() });
-        serve_on(sim, self.data.clone()).await
+        let access = self.state.access().clone();
+        serve_on(sim, self.data.clone(), access).await
     }
 }
 
 pub async fn start_dashboard(config: SimConfig) -> Dashboard {
-    let data = Arc::new(tempfile::tempdir().expect("a temporary folder"));
-    serve_on(start_sim(config).await, data).await
+    start_dashboard_with(config, |_| Access::open()).await
 }
 
-async fn serve_on(sim: SimServer, data: Arc<tempfile::TempDir>) -> Dashboard {
+/// A dashboard with access rules of its own (tokens, names, targets), made knowing its
+/// simulator's address.
+pub async fn start_dashboard_with(config: SimConfig, access: impl FnOnce(&str) -> Access) -> Dashboard {
+    let data = Arc::new(tempfile::tempdir().expect("a temporary folder"));
+    let sim = start_sim(config).await;
+    let access = access(&sim.target);
+    serve_on(sim, data, access).await
+}
+
+async fn serve_on(sim: SimServer, data: Arc<tempfile::TempDir>, access: Access) -> Dashboard {
     let stop = CancellationToken::new();
     let config = DashboardConfig {
         default_target: sim.target.clone(),
         simulator: Some(sim.target.clone()),
         data_dir: data.path().to_path_buf(),
+        access,
     };
     let state = AppState::open(config, stop.clone()).await.expect("the dashboard opens its store");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -38,6 +38,18 @@ async fn hostile_specs_are_refused() {
     assert_eq!((status, list), (200, json!([])), "no run was started");
     let (status, _) = get(&format!("{}/api/info", dash.base)).await;
     assert_eq!(status, 200, "the dashboard still answers");
+
+    // `tokenscope sweep` checks the same caps before it connects to anything.
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_tokenscope"))
+        .current_dir(dir.path())
+        .args(["sweep", "--target", "127.0.0.1:1", "--model", "m", "--prompt-lengths", "4294967295"])
+        .args(["--timeout-ms", "18446744073709551615"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("1000000 words") && stderr.contains("3600000 ms"), "{stderr}");
 }
 
 /// A run.json of one request, as small as a hostile file can be, with `tokens` and

@@ -218,6 +218,9 @@ pub const IMPORT_LIMIT: usize = 512 << 20;
 /// One import is read at a time, so that only one file's worth of memory is ever taken.
 static IMPORTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
+/// How long an import's body may take to arrive.
+const IMPORT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// How long a refused import is asked to wait before it is sent again, in seconds.
 const IMPORT_RETRY_S: u32 = 5;
 
@@ -239,7 +242,16 @@ pub async fn import_run(
         );
         return Err(([(header::RETRY_AFTER, IMPORT_RETRY_S.to_string())], busy).into_response());
     };
-    let bytes = axum::body::to_bytes(body, IMPORT_LIMIT).await.map_err(|err| {
+    // A body that trickles in would hold the one import's turn: it gets a while, not forever.
+    let Ok(received) = tokio::time::timeout(IMPORT_READ_TIMEOUT, axum::body::to_bytes(body, IMPORT_LIMIT)).await else {
+        return Err(HttpError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the file did not arrive within the limit of {} s", IMPORT_READ_TIMEOUT.as_secs()),
+            "send it again over a faster link, or read it with tokenscope import FILE",
+        )
+        .into_response());
+    };
+    let bytes = received.map_err(|err| {
         let too_large = std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source())
             .any(|e| e.to_string().contains("length limit exceeded"));
         if too_large {

@@ -178,3 +178,40 @@ proptest::proptest! {
         }
     }
 }
+
+#[tokio::test]
+async fn a_second_import_while_one_is_read_is_asked_to_retry() {
+    use tokio::io::AsyncWriteExt;
+    let dash = start_dashboard(fast_sim()).await;
+    // The first import's body is announced but only begun, so it is still being read.
+    let host = dash.base.trim_start_matches("http://");
+    let mut slow = tokio::net::TcpStream::connect(host).await.unwrap();
+    let head = format!(
+        "POST /api/runs/import HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let url = format!("{}/api/runs/import", dash.base);
+    let mut refused = None;
+    for _ in 0..100 {
+        let response = reqwest::Client::new().post(&url).json(&tiny_run_json(1, 16)).send().await.unwrap();
+        if response.status() == 503 {
+            refused = Some(response);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let response = refused.expect("a second import is refused while the first is read");
+    assert_eq!(response.headers()["retry-after"], "5");
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("one at a time"), "{body}");
+    // Once the first is gone, imports are taken again.
+    drop(slow);
+    for _ in 0..100 {
+        let (status, _) = post(&url, &tiny_run_json(1, 16)).await;
+        if status == 201 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("imports were not taken again after the first one's connection closed");
+}

@@ -60,6 +60,17 @@ mod tests {
         assert_eq!(decode_raw(&[]).unwrap(), Vec::<&[u8]>::new());
     }
 
+    proptest::proptest! {
+        /// Any bytes decode or fail without a panic, and the elements only borrow the input.
+        #[test]
+        fn any_bytes_decode_or_fail_cleanly(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            if let Ok(elements) = decode_raw(&raw) {
+                proptest::prop_assert_eq!(elements.iter().map(|e| 4 + e.len()).sum::<usize>(), raw.len());
+                proptest::prop_assert_eq!(encode_raw(elements.iter().copied()), raw);
+            }
+        }
+    }
+
     #[test]
     fn raw_truncation_is_an_error() {
         assert_eq!(decode_raw(&[1, 0]), Err(BytesError::Truncated { index: 0, needed: 4, left: 2 }));

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use shared::limits;
 use shared::prompt::synthetic_prompt;
 use shared::{ModelInfo, PointStats, RequestRecord, ResponseRecord, RunReport, RunStatus, SweepSpec, TokenCountSource};
 use tokio::sync::mpsc;
@@ -237,10 +238,37 @@ struct InFlight {
     server_recv_unix_ns: Option<i64>,
     server_counted: bool,
     words_counted: bool,
+    /// Bytes of output text kept so far.
+    text_bytes: usize,
     error: Option<String>,
 }
 
 impl InFlight {
+    /// Why a response would take this request past a cap, if it would: the request then
+    /// fails with that reason, and the run goes on.
+    fn over_cap(&self, parsed: &crate::style::Parsed) -> Option<String> {
+        if parsed.tokens > limits::MAX_TOKENS_PER_RESPONSE {
+            return Some(format!(
+                "the server reported {} output tokens in one response, above the limit of {} tokens per response",
+                parsed.tokens,
+                limits::MAX_TOKENS_PER_RESPONSE
+            ));
+        }
+        if self.responses.len() >= limits::MAX_RESPONSES_PER_REQUEST {
+            return Some(format!(
+                "the server sent more than the limit of {} responses for one request",
+                limits::MAX_RESPONSES_PER_REQUEST
+            ));
+        }
+        if self.text_bytes + parsed.text.len() > limits::MAX_TEXT_BYTES_PER_REQUEST {
+            return Some(format!(
+                "the server sent more than the limit of {} bytes of output text for one request",
+                limits::MAX_TEXT_BYTES_PER_REQUEST
+            ));
+        }
+        None
+    }
+
     fn finish(self, id: String, final_ns: Option<u64>) -> RequestRecord {
         RequestRecord {
             point: self.point,
@@ -443,10 +471,22 @@ fn receive(
     let Some(request) = map.get_mut(key) else {
         return false;
     };
+    // A request failed by a cap keeps nothing more: its later responses are only watched
+    // for its final one.
+    if request.error.is_some() {
+        if crate::style::is_final(&response) {
+            let (id, request) = map.remove_entry(key).expect("present above");
+            let _ = done.send(Done::Record(request.finish(id, Some(now)), stream));
+        }
+        return true;
+    }
     let parsed = request.reader.read(&response);
     if let Some(error) = parsed.error {
         request.error = Some(error);
+    } else if let Some(problem) = request.over_cap(&parsed) {
+        request.error = Some(problem);
     } else {
+        request.text_bytes += parsed.text.len();
         request.server_counted |= parsed.server_counted;
         request.words_counted |= parsed.words_counted;
         if parsed.num_input_tokens.is_some() {
@@ -500,6 +540,8 @@ struct Sweep {
     loads: Vec<u32>,
     /// Requests sent so far.
     sent: usize,
+    /// When the run reaches its longest duration ([`limits::MAX_RUN_DURATION_S`]) and stops.
+    deadline: std::time::Instant,
 }
 
 impl Sweep {
@@ -527,6 +569,7 @@ impl Sweep {
             tap,
             loads: Vec::new(),
             sent: 0,
+            deadline: std::time::Instant::now() + Duration::from_secs(limits::MAX_RUN_DURATION_S),
         };
         sweep.streams = if spec.streaming {
             (0..spec.concurrency.clamp(1, MAX_STREAMS) as usize).map(|index| sweep.open_stream(index)).collect()
@@ -621,6 +664,12 @@ impl Sweep {
                     None => unreachable!("the sweep holds a sender through its streams"),
                 },
                 _ = ticker.tick() => {
+                    if std::time::Instant::now() >= self.deadline {
+                        return Some(RunStatus::Failed { error: format!(
+                            "the run reached the limit of {} hours on one run's duration; what finished is kept",
+                            limits::MAX_RUN_DURATION_S / 3600
+                        ) });
+                    }
                     for record in self.expire() {
                         in_flight -= 1;
                         observer.request_done(&record);
@@ -658,6 +707,7 @@ impl Sweep {
                 server_recv_unix_ns: None,
                 server_counted: false,
                 words_counted: false,
+                text_bytes: 0,
                 error: None,
             },
         );

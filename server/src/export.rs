@@ -103,7 +103,7 @@ impl<'a> ProfileExport<'a> {
     }
 
     fn unix(&self, offset: u64) -> i64 {
-        self.report.started_unix_ns + offset as i64
+        self.report.started_unix_ns.wrapping_add(offset as i64)
     }
 }
 

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 use shared::prompt::word_count;
-use shared::{InputStyle, RequestRecord, ResponseRecord, RunReport, RunStatus, SweepSpec, TokenCountSource};
+use shared::{InputStyle, RequestRecord, ResponseRecord, RunReport, RunStatus, SweepSpec, TokenCountSource, limits};
 
 use crate::style::{RECEIVE_TIME_KEY, SEND_TIME_KEY};
 
@@ -20,28 +20,73 @@ pub struct ImportError {
 
 const PROFILE: &str = "a perf_analyzer profile export";
 const RUN_JSON: &str = "a tokenscope run.json";
+const RUN_JSON_WITHIN_LIMITS: &str = "a run within tokenscope's limits";
+const PROFILE_WITHIN_LIMITS: &str = "a profile export within tokenscope's limits";
 
 /// Reads a file a run can be opened from: tokenscope's run.json (as `tokenscope sweep --out`
 /// and a run's `run.json` export write it), or perf_analyzer's profile export. A run.json
-/// of a run that never ended (its writer was killed) reads as interrupted.
+/// of a run that never ended (its writer was killed) reads as interrupted. A run beyond
+/// any of `shared::limits`'s caps is refused, naming the cap.
 pub fn file_to_report(file: Value, source_name: &str) -> Result<RunReport, ImportError> {
     let fail = |kind, why: String| ImportError { source_name: source_name.into(), kind, why };
     match (file.get("spec"), file.get("experiments")) {
         (Some(_), None) => {
-            let mut report: RunReport = serde_json::from_value(file).map_err(|err| fail(RUN_JSON, err.to_string()))?;
-            if report.status == RunStatus::Running {
-                report.status = RunStatus::Interrupted;
-            }
-            Ok(report)
+            let report: RunReport = serde_json::from_value(file).map_err(|err| fail(RUN_JSON, err.to_string()))?;
+            run_json_read(report, source_name)
         }
-        (None, None) => Err(fail(
-            "a run",
-            "it has neither a \"spec\" (tokenscope's run.json) nor an \"experiments\" list (perf_analyzer's \
-             profile export)"
-                .into(),
-        )),
+        (None, None) => Err(neither(source_name)),
         _ => profile_to_report(&file, source_name),
     }
+}
+
+/// [`file_to_report`] of a file's bytes, which it takes and drops as soon as it can: a
+/// run.json is read straight into its types, a profile export into a JSON tree, and only
+/// then converted.
+pub fn bytes_to_report(bytes: impl AsRef<[u8]>, source_name: &str) -> Result<RunReport, ImportError> {
+    /// Which kind of file it is, found without building anything.
+    #[derive(serde::Deserialize)]
+    struct Kind {
+        spec: Option<serde::de::IgnoredAny>,
+        experiments: Option<serde::de::IgnoredAny>,
+    }
+    let fail = |kind, why: String| ImportError { source_name: source_name.into(), kind, why };
+    let not_json = |err: serde_json::Error| fail("a run", format!("it is not a JSON object: {err}"));
+    let kind: Kind = serde_json::from_slice(bytes.as_ref()).map_err(not_json)?;
+    match (kind.spec, kind.experiments) {
+        (Some(_), None) => {
+            let report: RunReport =
+                serde_json::from_slice(bytes.as_ref()).map_err(|err| fail(RUN_JSON, err.to_string()))?;
+            drop(bytes);
+            run_json_read(report, source_name)
+        }
+        (None, None) => Err(neither(source_name)),
+        _ => {
+            let file: Value = serde_json::from_slice(bytes.as_ref()).map_err(not_json)?;
+            drop(bytes);
+            profile_to_report(&file, source_name)
+        }
+    }
+}
+
+fn neither(source_name: &str) -> ImportError {
+    ImportError {
+        source_name: source_name.into(),
+        kind: "a run",
+        why: "it has neither a \"spec\" (tokenscope's run.json) nor an \"experiments\" list (perf_analyzer's \
+              profile export)"
+            .into(),
+    }
+}
+
+/// A run.json as read: an unfinished run reads as interrupted; one beyond a cap is refused.
+fn run_json_read(mut report: RunReport, source_name: &str) -> Result<RunReport, ImportError> {
+    if let Some(why) = limits::report_problem(&report) {
+        return Err(ImportError { source_name: source_name.into(), kind: RUN_JSON_WITHIN_LIMITS, why });
+    }
+    if report.status == RunStatus::Running {
+        report.status = RunStatus::Interrupted;
+    }
+    Ok(report)
 }
 
 /// The prompt of a request, by whichever input name its model uses.
@@ -109,6 +154,7 @@ fn server_time(output: &Value, key: &str, sent: i64) -> Option<i64> {
 /// run's target. Times keep perf_analyzer's nanoseconds, counted from its first send.
 pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport, ImportError> {
     let fail = |why: String| ImportError { source_name: source_name.into(), kind: PROFILE, why };
+    let over = |why: String| ImportError { source_name: source_name.into(), kind: PROFILE_WITHIN_LIMITS, why };
     let experiments = export
         .get("experiments")
         .and_then(Value::as_array)
@@ -144,6 +190,13 @@ pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport,
             let send = request.get("timestamp").and_then(Value::as_i64).ok_or_else(|| at("\"timestamp\""))?;
             let inputs = request.get("request_inputs").ok_or_else(|| at("\"request_inputs\""))?;
             let (text, found) = prompt(inputs).ok_or_else(|| at("text_input or PROMPT input"))?;
+            if text.len() as u64 > limits::MAX_PROMPT_BYTES {
+                return Err(over(format!(
+                    "request {i} of experiment {e} has a prompt of {} bytes, above the limit of {} bytes",
+                    text.len(),
+                    limits::MAX_PROMPT_BYTES
+                )));
+            }
             style = found;
             limits = asked_limits(inputs);
             streaming = asked_streaming(inputs);
@@ -151,6 +204,16 @@ pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport,
                 .get("response_timestamps")
                 .and_then(Value::as_array)
                 .ok_or_else(|| at("\"response_timestamps\""))?;
+            if times.len() > limits::MAX_RESPONSES_PER_REQUEST {
+                return Err(over(format!(
+                    "request {i} of experiment {e} has {} responses, above the limit of {}",
+                    times.len(),
+                    limits::MAX_RESPONSES_PER_REQUEST
+                )));
+            }
+            if raw.len() as u64 >= limits::MAX_REQUESTS {
+                return Err(over(format!("it holds more than the limit of {} requests", limits::MAX_REQUESTS)));
+            }
             let outputs = request.get("response_outputs").and_then(Value::as_array);
             let responses = times
                 .iter()
@@ -261,6 +324,10 @@ pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport,
         points: Vec::new(),
         requests,
     };
+    // Checked before any statistic is computed from it.
+    if let Some(why) = limits::report_problem(&report) {
+        return Err(over(why));
+    }
     report.recompute_points();
     Ok(report)
 }
@@ -268,6 +335,7 @@ pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
 
     #[test]
@@ -333,6 +401,119 @@ mod tests {
         assert!(!report.spec.streaming);
         assert_eq!(report.requests[0].output_tokens(), 3);
         assert_eq!(report.requests[0].token_source, TokenCountSource::Words);
+    }
+
+    /// JSON values built from the names the two formats use, so that generated files get
+    /// deep into both readers.
+    fn arbitrary_json() -> impl Strategy<Value = Value> {
+        let number = prop_oneof![
+            any::<u32>().prop_map(|n| json!(n)),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<u64>().prop_map(|n| json!(n)),
+            Just(json!(4_294_967_295u64)),
+            Just(json!(0)),
+        ];
+        let leaf = prop_oneof![
+            number,
+            any::<bool>().prop_map(Value::Bool),
+            Just(Value::Null),
+            prop::sample::select(vec!["a b c", "", "hi there", "{\"max_tokens\": 4}"]).prop_map(|s| json!(s)),
+        ];
+        let keys = prop::sample::select(vec![
+            "spec",
+            "experiments",
+            "requests",
+            "experiment",
+            "value",
+            "timestamp",
+            "request_inputs",
+            "text_input",
+            "PROMPT",
+            "stream",
+            "max_tokens",
+            "sampling_parameters",
+            "response_timestamps",
+            "response_outputs",
+            "text_output",
+            "TEXT",
+            "send_ns",
+            "recv_ns",
+            "prompt_lengths",
+            "concurrency",
+            "tokens",
+            "prompt_words",
+            "responses",
+            "at_ns",
+            "point",
+            "seq",
+        ]);
+        leaf.prop_recursive(5, 64, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(keys.clone(), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+            ]
+        })
+    }
+
+    /// A valid run.json of two requests, whose numbers the test below replaces.
+    fn small_run() -> Value {
+        json!({
+            "tool": "t", "started_unix_ns": 0, "model": null, "status": { "state": "completed" },
+            "prompt_lengths_approximate": true, "points": [],
+            "spec": { "model": "m", "prompt_lengths": [16], "requests": 2, "concurrency": 1, "max_tokens": 4 },
+            "requests": [
+                { "point": 0, "seq": 0, "warmup": false, "id": "0-0", "prompt_words": 16, "send_ns": 0,
+                  "responses": [{ "at_ns": 10, "tokens": 1 }, { "at_ns": 20, "tokens": 2 }] },
+                { "point": 0, "seq": 1, "warmup": false, "id": "0-1", "prompt_words": 16, "send_ns": 5,
+                  "responses": [{ "at_ns": 30, "tokens": 1 }] },
+            ],
+        })
+    }
+
+    /// Whatever was read is within every cap, and its statistics and exports can be made.
+    fn accepted_is_within_caps(result: Result<RunReport, ImportError>) {
+        if let Ok(report) = result {
+            assert_eq!(limits::report_problem(&report), None);
+            let mut again = report.clone();
+            again.recompute_points();
+            let _ = crate::export::csv::requests_csv(&report);
+            let _ = shared::live::events_from_report("r", &report, false);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        /// Any JSON, as bytes or as a tree, is read or refused without a panic.
+        #[test]
+        fn any_json_is_read_or_refused_cleanly(file in arbitrary_json()) {
+            accepted_is_within_caps(bytes_to_report(file.to_string(), "f"));
+            accepted_is_within_caps(file_to_report(file, "f"));
+        }
+
+        /// A run.json with any number in any of its counts and times.
+        #[test]
+        fn a_run_json_with_any_numbers_is_read_or_refused_cleanly(
+            at in 0usize..10,
+            value in prop_oneof![any::<u32>().prop_map(u64::from), any::<u64>(), Just(u64::from(u32::MAX))],
+        ) {
+            let mut file = small_run();
+            let slot = match at {
+                0 => &mut file["requests"][0]["responses"][1]["tokens"],
+                1 => &mut file["requests"][0]["prompt_words"],
+                2 => &mut file["requests"][1]["seq"],
+                3 => &mut file["requests"][1]["point"],
+                4 => &mut file["requests"][0]["send_ns"],
+                5 => &mut file["requests"][0]["responses"][0]["at_ns"],
+                6 => &mut file["spec"]["concurrency"],
+                7 => &mut file["spec"]["requests"],
+                8 => &mut file["spec"]["prompt_lengths"][0],
+                _ => &mut file["started_unix_ns"],
+            };
+            *slot = json!(value);
+            accepted_is_within_caps(bytes_to_report(file.to_string(), "run.json"));
+        }
     }
 
     #[test]

@@ -125,6 +125,11 @@ impl Response {
         String::from_utf8_lossy(self.text(&self.error_message)).into_owned()
     }
 
+    /// Whether the message carries an error message, without copying it.
+    pub fn has_error_message(&self) -> bool {
+        !self.error_message.is_empty()
+    }
+
     pub fn has_infer_response(&self) -> bool {
         self.has_infer
     }
@@ -444,6 +449,84 @@ mod tests {
         let response = Response::parse(Bytes::from(bytes)).unwrap();
         assert_eq!(response.id(), "q");
         assert_eq!(response.output_text("t").as_deref(), Some("x"));
+    }
+
+    /// Every reading of a parsed response, as the engine would do them; the texts read come
+    /// from the message, so none is longer than it.
+    fn read_everything(response: &Response, len: usize) {
+        let _ = (response.id(), response.error_message(), response.has_infer_response());
+        for name in ["text_output", "TEXT", "num_output_tokens", "output_ids", "t", ""] {
+            assert!(response.output_text(name).is_none_or(|t| t.len() <= 3 * len));
+            assert!(response.output_ints(name).is_none_or(|v| v.len() <= len));
+            let _ = response.parameter(name);
+        }
+        for style in [shared::InputStyle::Vllm, shared::InputStyle::Tutorial, shared::InputStyle::Trtllm] {
+            for streaming in [true, false] {
+                let spec = shared::SweepSpec { streaming, ..shared::SweepSpec::default() };
+                let sig = crate::style::ModelSignature::default();
+                let mut reader = crate::style::RequestPlan::new(&sig, style, &spec).reader("p q");
+                let parsed = reader.read(response);
+                assert!(parsed.text.len() <= 3 * len);
+                assert!(parsed.error.is_none_or(|e| e.len() <= 3 * len + 64));
+            }
+        }
+    }
+
+    fn arbitrary_message() -> impl proptest::strategy::Strategy<Value = pb::ModelStreamInferResponse> {
+        use proptest::prelude::*;
+        let name = prop::sample::select(vec!["text_output", "TEXT", "num_output_tokens", "output_ids", "x"]);
+        let datatype = prop::sample::select(vec!["BYTES", "INT32", "UINT32", "INT64", "UINT64", "FP32"]);
+        let output = (name, datatype).prop_map(|(n, d)| tensor(n, d));
+        let raw = prop::collection::vec(prop::collection::vec(any::<u8>(), 0..24), 0..4);
+        let param = (prop::sample::select(vec!["triton_final_response", "send_ns", "recv_ns"]), any::<u64>(), 0..3u8)
+            .prop_map(|(k, v, kind)| {
+                let choice = match kind {
+                    0 => ParameterChoice::BoolParam(v % 2 == 0),
+                    1 => ParameterChoice::Int64Param(v as i64),
+                    _ => ParameterChoice::Uint64Param(v),
+                };
+                (k.to_string(), param(choice))
+            });
+        (".{0,8}", ".{0,6}", prop::collection::vec(output, 0..4), raw, prop::collection::vec(param, 0..3)).prop_map(
+            |(error_message, id, outputs, raw_output_contents, parameters)| pb::ModelStreamInferResponse {
+                error_message,
+                infer_response: Some(pb::ModelInferResponse {
+                    id,
+                    outputs,
+                    raw_output_contents,
+                    parameters: parameters.into_iter().collect(),
+                    ..Default::default()
+                }),
+            },
+        )
+    }
+
+    proptest::proptest! {
+        /// Any bytes parse or fail without a panic, and every reading of a parsed one works.
+        #[test]
+        fn any_bytes_parse_or_fail_cleanly(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            if let Ok(response) = Response::parse(Bytes::from(bytes.clone())) {
+                proptest::prop_assert!(response.fields.len() <= bytes.len());
+                read_everything(&response, bytes.len());
+            }
+        }
+
+        /// Messages shaped like Triton's, with any outputs, contents and parameters, and any
+        /// cut or flipped byte of them.
+        #[test]
+        fn any_message_reads_without_panic(message in arbitrary_message(), cut in 0usize..400, flip in proptest::prelude::any::<(usize, u8)>()) {
+            let mut bytes = message.encode_to_vec();
+            let len = bytes.len();
+            read_everything(&Response::parse(Bytes::from(bytes.clone())).unwrap(), len);
+            if !bytes.is_empty() {
+                let at = flip.0 % bytes.len();
+                bytes[at] ^= flip.1;
+            }
+            bytes.truncate(cut);
+            if let Ok(response) = Response::parse(Bytes::from(bytes)) {
+                read_everything(&response, len);
+            }
+        }
     }
 
     #[test]

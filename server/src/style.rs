@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use shared::{InputStyle, SweepSpec};
+use shared::{InputStyle, SweepSpec, limits};
 use thiserror::Error;
 
 use crate::bytes::encode_raw_one;
@@ -327,7 +327,8 @@ impl ResponseReader {
             .or_else(|| response.output_ints("output_ids").map(|ids| ids.len() as i64));
         match server_count {
             Some(n) => {
-                parsed.tokens = n.max(0) as u32;
+                // A count past u32 reads as u32::MAX, which is past the cap, never as a wrapped one.
+                parsed.tokens = n.clamp(0, i64::from(u32::MAX)) as u32;
                 parsed.server_counted = true;
             }
             // One response with the whole answer: its words are the best count there is.
@@ -367,8 +368,28 @@ impl ResponseReader {
     }
 }
 
+/// Whether a response is its request's last, as [`ResponseReader::read`] decides, without
+/// reading anything else.
+pub fn is_final(response: &Response) -> bool {
+    if !response.has_infer_response() || response.has_error_message() {
+        return true;
+    }
+    !matches!(response.parameter("triton_final_response"), Some(Param::Bool(false)))
+}
+
+/// A server's error message, cut to [`limits::MAX_ERROR_BYTES`] (at a character's start).
 fn nonempty(message: &str) -> String {
-    if message.is_empty() { "the server reported an error without a message".into() } else { message.into() }
+    if message.is_empty() {
+        return "the server reported an error without a message".into();
+    }
+    if message.len() <= limits::MAX_ERROR_BYTES {
+        return message.into();
+    }
+    let mut end = limits::MAX_ERROR_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… (cut at {} bytes)", &message[..end], limits::MAX_ERROR_BYTES)
 }
 
 #[cfg(test)]

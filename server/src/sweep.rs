@@ -98,12 +98,10 @@ pub async fn run_and_report(spec: SweepSpec, files: &RunFiles) -> anyhow::Result
 /// `tokenscope import`: reads a profile export, prints its table, writes the files asked for.
 pub fn import_command(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let name = args.file.display().to_string();
-    let text = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {name}"))?;
-    let file: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{name} is not JSON, so neither a run.json nor a perf_analyzer profile export"))?;
+    let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {name}"))?;
+    let report = crate::import::bytes_to_report(bytes, &name)?;
     // A profile export's prompt lengths are counted here; a run.json's are its own.
-    let counted = file.get("experiments").is_some();
-    let report = crate::import::file_to_report(file, &name)?;
+    let counted = report.tool.starts_with("imported from") || report.tool == "perf_analyzer";
     eprintln!(
         "{name}: {} requests at {} prompt lengths{}",
         report.requests.len(),

@@ -81,7 +81,7 @@ impl RunReport {
             .flat_map(|r| r.token_responses())
             .filter_map(|c| {
                 let sent = c.server_send_unix_ns?;
-                Some((self.started_unix_ns + c.at_ns as i64 - sent) as f64 / 1e6)
+                Some(self.started_unix_ns.wrapping_add(c.at_ns as i64).wrapping_sub(sent) as f64 / 1e6)
             })
             .collect();
         delays.sort_by(f64::total_cmp);

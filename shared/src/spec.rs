@@ -50,8 +50,8 @@ impl std::str::FromStr for InputStyle {
     }
 }
 
-/// The most requests one run may send, warm-up included.
-pub const MAX_REQUESTS: u64 = 1_000_000;
+pub use crate::limits::MAX_REQUESTS;
+use crate::limits::{self, MAX_PROMPT_LENGTHS};
 
 /// A sweep: for each prompt length, `warmup` then `requests` requests, `concurrency` at a time
 /// (closed loop: a new request is sent as soon as one finishes).
@@ -140,15 +140,11 @@ impl SweepSpec {
         if self.concurrency == 0 {
             out.push("concurrency must be at least 1".into());
         }
-        if self.total_requests() > MAX_REQUESTS {
-            out.push(format!(
-                "{} requests in one run is too many; at most {MAX_REQUESTS} (prompt lengths x (requests + warm-up))",
-                self.total_requests()
-            ));
-        }
         if self.request_timeout_ms == 0 {
             out.push("the request timeout must be above 0 ms".into());
         }
+        // The caps (see `limits`), each refusal naming its cap.
+        out.extend(limits::spec_problems(self));
         out
     }
 
@@ -215,14 +211,11 @@ pub fn parse_prompt_lengths(text: &str) -> Result<Vec<u32>, String> {
     Ok(out)
 }
 
-/// The most prompt lengths one sweep may visit.
-const MAX_LENGTHS: usize = 10_000;
-
-/// Adds a length, refusing to grow past [`MAX_LENGTHS`] (so a huge range fails at once
+/// Adds a length, refusing to grow past [`MAX_PROMPT_LENGTHS`] (so a huge range fails at once
 /// instead of filling memory).
 fn push_length(out: &mut Vec<u32>, n: u32) -> Result<(), String> {
-    if out.len() >= MAX_LENGTHS {
-        return Err(format!("too many prompt lengths; at most {MAX_LENGTHS}"));
+    if out.len() >= MAX_PROMPT_LENGTHS {
+        return Err(format!("too many prompt lengths; at most {MAX_PROMPT_LENGTHS}"));
     }
     out.push(n);
     Ok(())

@@ -45,6 +45,65 @@ impl Summary {
             p999: (samples.len() >= 1000).then(|| percentile(samples, 99.9)),
         })
     }
+
+    /// Summarises weighted samples, `(value, weight)`, each standing for `weight` equal
+    /// samples (sorting them in place): the same summary as of the samples written out, to
+    /// within rounding for the mean and the standard deviation and exactly for the rest, in
+    /// time and memory proportional to the weighted samples, never to their weights. Samples
+    /// of weight 0 count for nothing; `None` when the weights add up to 0.
+    pub fn of_weighted(samples: &mut [(f64, u32)]) -> Option<Summary> {
+        samples.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        let mut cumulative = Vec::with_capacity(samples.len());
+        let mut total = 0u64;
+        for &(_, weight) in samples.iter() {
+            total += u64::from(weight);
+            cumulative.push(total);
+        }
+        if total == 0 {
+            return None;
+        }
+        let n = total as f64;
+        let mean = samples.iter().map(|&(x, w)| x * f64::from(w)).sum::<f64>() / n;
+        let var = samples.iter().map(|&(x, w)| (x - mean) * (x - mean) * f64::from(w)).sum::<f64>() / n;
+        let sorted = WeightedSorted { samples, cumulative: &cumulative, total };
+        Some(Summary {
+            count: total,
+            mean,
+            min: sorted.nth(0),
+            max: sorted.nth(total - 1),
+            std: var.sqrt(),
+            p50: sorted.percentile(50.0),
+            p90: sorted.percentile(90.0),
+            p95: sorted.percentile(95.0),
+            p99: sorted.percentile(99.0),
+            p999: (total >= 1000).then(|| sorted.percentile(99.9)),
+        })
+    }
+}
+
+/// Weighted samples sorted by value, with the running total of their weights.
+struct WeightedSorted<'a> {
+    samples: &'a [(f64, u32)],
+    /// `cumulative[i]`: the weights of samples `0..=i`.
+    cumulative: &'a [u64],
+    total: u64,
+}
+
+impl WeightedSorted<'_> {
+    /// The `k`th (from 0) of the samples written out: the sample whose weights cover `k`.
+    fn nth(&self, k: u64) -> f64 {
+        let i = self.cumulative.partition_point(|&c| c <= k);
+        self.samples[i.min(self.samples.len() - 1)].0
+    }
+
+    /// [`percentile`] of the samples written out, from the order statistics at the floor and
+    /// the ceiling of the position, found through the cumulative weights.
+    fn percentile(&self, q: f64) -> f64 {
+        let pos = (q / 100.0).clamp(0.0, 1.0) * (self.total - 1) as f64;
+        let (lo, hi) = (pos.floor() as u64, pos.ceil() as u64);
+        let (low, high) = (self.nth(lo), self.nth(hi));
+        low + (high - low) * (pos - lo as f64)
+    }
 }
 
 /// The `q`th percentile of sorted samples, interpolating linearly between order statistics
@@ -86,14 +145,16 @@ impl RequestMetrics {
     }
 }
 
-/// Appends a request's token-to-token gaps, in nanoseconds: each gap between consecutive
-/// token-bearing responses, divided evenly over the tokens of the later one (one sample per token).
-pub fn push_token_gaps(record: &RequestRecord, out: &mut Vec<f64>) {
+/// Appends a request's token-to-token gaps, in nanoseconds, as weighted samples: each gap
+/// between consecutive token-bearing responses, divided evenly over the tokens of the later
+/// one, stands for one sample per token (weight: the response's tokens). One sample per
+/// response, however many tokens a response claims.
+pub fn push_token_gaps(record: &RequestRecord, out: &mut Vec<(f64, u32)>) {
     let mut prev: Option<u64> = None;
     for response in record.token_responses() {
         if let Some(prev) = prev {
             let share = response.at_ns.saturating_sub(prev) as f64 / f64::from(response.tokens);
-            out.extend(std::iter::repeat_n(share, response.tokens as usize));
+            out.push((share, response.tokens));
         }
         prev = Some(response.at_ns);
     }
@@ -152,7 +213,7 @@ impl PointStats {
             isl.extend(record.num_input_tokens.map(f64::from));
             let from = t2t.len();
             push_token_gaps(record, &mut t2t);
-            t2t[from..].iter_mut().for_each(|ns| *ns /= NS_PER_MS);
+            t2t[from..].iter_mut().for_each(|(ns, _)| *ns /= NS_PER_MS);
         }
         let span_s = last_token.saturating_sub(first_send) as f64 / 1e9;
         let ok = count - errors;
@@ -162,7 +223,7 @@ impl PointStats {
             count,
             errors,
             ttft_ms: Summary::of(&mut ttft),
-            t2t_ms: Summary::of(&mut t2t),
+            t2t_ms: Summary::of_weighted(&mut t2t),
             tpot_ms: Summary::of(&mut tpot),
             e2e_ms: Summary::of(&mut e2e),
             output_tokens: Summary::of(&mut osl),
@@ -203,6 +264,54 @@ mod tests {
         }
     }
 
+    /// Weighted samples written out, one per unit of weight.
+    fn expand(samples: &[(f64, u32)]) -> Vec<f64> {
+        samples.iter().flat_map(|&(x, w)| std::iter::repeat_n(x, w as usize)).collect()
+    }
+
+    /// A small deterministic generator, so the comparisons below cover many shapes.
+    fn next(state: &mut u64) -> u64 {
+        *state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        *state >> 33
+    }
+
+    #[test]
+    fn weighted_samples_summarise_as_written_out() {
+        let mut state = 7u64;
+        for round in 0..300 {
+            let len = 1 + next(&mut state) as usize % 40;
+            // Few distinct values in some rounds, so equal values meet across samples.
+            let spread = if round % 3 == 0 { 4 } else { 1_000_000 };
+            let mut weighted: Vec<(f64, u32)> =
+                (0..len).map(|_| ((next(&mut state) % spread) as f64 / 7.0, (next(&mut state) % 90) as u32)).collect();
+            if round % 5 == 0 {
+                weighted.push((1e3, 2000)); // past 1,000 samples: p999 is given
+            }
+            let mut expanded = expand(&weighted);
+            let (Some(w), Some(e)) = (Summary::of_weighted(&mut weighted), Summary::of(&mut expanded)) else {
+                assert!(expand(&weighted).is_empty());
+                continue;
+            };
+            assert_eq!((w.count, w.min, w.max), (e.count, e.min, e.max));
+            assert_eq!((w.p50, w.p90, w.p95, w.p99, w.p999), (e.p50, e.p90, e.p95, e.p99, e.p999), "round {round}");
+            assert!((w.mean - e.mean).abs() <= 1e-9 * e.mean.abs().max(1.0), "{} vs {}", w.mean, e.mean);
+            assert!((w.std - e.std).abs() <= 1e-6 * e.std.max(1.0), "{} vs {}", w.std, e.std);
+        }
+        assert!(Summary::of_weighted(&mut [(1.0, 0)]).is_none());
+    }
+
+    #[test]
+    fn a_huge_count_is_one_sample() {
+        // Four billion tokens in one response: one weighted sample, no four billion.
+        let r = record(0, &[(1_000, 1), (4_294_968_295, u32::MAX)]);
+        let mut gaps = Vec::new();
+        push_token_gaps(&r, &mut gaps);
+        assert_eq!(gaps, vec![(1.0, u32::MAX)]);
+        let stats = PointStats::compute(8, [&r]);
+        let t2t = stats.t2t_ms.unwrap();
+        assert_eq!((t2t.count, t2t.p50, t2t.p999), (u64::from(u32::MAX), 1e-6, Some(1e-6)));
+    }
+
     #[test]
     fn percentiles_match_numpy_linear() {
         // numpy.percentile([1, 2, 3, 4], [50, 90, 99]) == [2.5, 3.7, 3.97]
@@ -236,7 +345,8 @@ mod tests {
         assert_eq!(m.tpot_ns, Some(100.0)); // (1400 - 1100) / (4 - 1)
         let mut gaps = Vec::new();
         push_token_gaps(&r, &mut gaps);
-        assert_eq!(gaps, vec![100.0, 100.0, 100.0]); // 200 over two tokens, then 100
+        assert_eq!(expand(&gaps), vec![100.0, 100.0, 100.0]); // 200 over two tokens, then 100
+        assert_eq!(gaps, vec![(100.0, 2), (100.0, 1)], "one weighted sample per response");
     }
 
     #[test]

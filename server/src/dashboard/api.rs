@@ -232,31 +232,69 @@ pub async fn create_run(
 /// times its size in memory; `tokenscope import FILE` reads files of any size.
 pub const IMPORT_LIMIT: usize = 512 << 20;
 
+/// One import is read at a time, so that only one file's worth of memory is ever taken.
+static IMPORTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// How long an import's body may take to arrive.
+const IMPORT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// How long a refused import is asked to wait before it is sent again, in seconds.
+const IMPORT_RETRY_S: u32 = 5;
+
 /// `POST /api/runs/import`: a tokenscope run.json or a perf_analyzer profile export, shown
-/// as a finished run.
+/// as a finished run. The body is read only once no other import is being read (else 503
+/// with Retry-After), and parsed off the async runtime; a file beyond any of
+/// `shared::limits`'s caps is refused with 422, naming the cap.
 pub async fn import_run(
     State(state): State<AppState>,
-    body: Result<Json<serde_json::Value>, JsonRejection>,
-) -> ApiResult<(StatusCode, Json<RunCreated>)> {
+    body: axum::body::Body,
+) -> Result<(StatusCode, Json<RunCreated>), Response> {
     const HINT: &str = "send a run.json (tokenscope sweep --out, or a run's run.json export) or the file \
                         perf_analyzer wrote with --profile-export-file";
-    let body = match body {
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Err(HttpError::new(
+    let Ok(permit) = IMPORTS.try_acquire() else {
+        let busy = HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "another file is being imported; the dashboard reads one at a time",
+            format!("send it again in {IMPORT_RETRY_S} seconds"),
+        );
+        return Err(([(header::RETRY_AFTER, IMPORT_RETRY_S.to_string())], busy).into_response());
+    };
+    // A body that trickles in would hold the one import's turn: it gets a while, not forever.
+    let Ok(received) = tokio::time::timeout(IMPORT_READ_TIMEOUT, axum::body::to_bytes(body, IMPORT_LIMIT)).await else {
+        return Err(HttpError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the file did not arrive within the limit of {} s", IMPORT_READ_TIMEOUT.as_secs()),
+            "send it again over a faster link, or read it with tokenscope import FILE",
+        )
+        .into_response());
+    };
+    let bytes = received.map_err(|err| {
+        let too_large = std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source())
+            .any(|e| e.to_string().contains("length limit exceeded"));
+        if too_large {
+            HttpError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the file is larger than the {} MiB the dashboard takes", IMPORT_LIMIT >> 20),
                 "tokenscope import FILE reads it in a terminal, and writes its statistics and CSV files",
-            ));
+            )
+        } else {
+            HttpError::new(StatusCode::BAD_REQUEST, format!("the file could not be received: {err}"), HINT)
         }
-        body => json_body(body, "the file", HINT)?,
-    };
-    let report = crate::import::file_to_report(body, "the file")
-        .map_err(|err| HttpError::new(StatusCode::UNPROCESSABLE_ENTITY, err.to_string(), HINT))?;
+        .into_response()
+    })?;
+    let report = tokio::task::spawn_blocking(move || crate::import::bytes_to_report(bytes, "the file"))
+        .await
+        .map_err(|err| {
+            HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("reading the file failed: {err}"), "")
+                .into_response()
+        })?
+        .map_err(|err| HttpError::new(StatusCode::UNPROCESSABLE_ENTITY, err.to_string(), HINT).into_response())?;
+    drop(permit);
     let runs = state.runs();
     let run = runs
         .add_finished(report)
         .await
-        .map_err(|err| HttpError::store(err, "storing the imported run", runs.store().path()))?;
+        .map_err(|err| HttpError::store(err, "storing the imported run", runs.store().path()).into_response())?;
     Ok((StatusCode::CREATED, Json(RunCreated { id: run.id.clone() })))
 }
 

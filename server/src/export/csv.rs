@@ -71,7 +71,9 @@ fn request_row(report: &RunReport, r: &RequestRecord) -> Vec<String> {
     let metrics = RequestMetrics::of(r);
     let mut gaps = Vec::new();
     push_token_gaps(r, &mut gaps);
-    let t2t_mean = (!gaps.is_empty()).then(|| gaps.iter().map(|ns| ns / NS_PER_MS).sum::<f64>() / gaps.len() as f64);
+    let tokens: u64 = gaps.iter().map(|&(_, w)| u64::from(w)).sum();
+    let t2t_mean =
+        (tokens > 0).then(|| gaps.iter().map(|&(ns, w)| ns / NS_PER_MS * f64::from(w)).sum::<f64>() / tokens as f64);
     let ms = |ns: u64| ns as f64 / NS_PER_MS;
     let m = metrics.as_ref();
     vec![
@@ -83,7 +85,7 @@ fn request_row(report: &RunReport, r: &RequestRecord) -> Vec<String> {
         r.warmup.to_string(),
         (!r.warmup && r.error.is_none() && metrics.is_some()).to_string(),
         ms(r.send_ns).to_string(),
-        (report.started_unix_ns + r.send_ns as i64).to_string(),
+        report.started_unix_ns.wrapping_add(r.send_ns as i64).to_string(),
         opt(m.map(|m| ms(m.ttft_ns))),
         opt(t2t_mean),
         opt(m.map(|m| ms(m.e2e_ns))),

@@ -41,6 +41,10 @@ pub struct SimConfig {
     /// Fail every Nth request with an error after its first token (0: never).
     #[arg(long, default_value_t = 0)]
     pub fail_every: u64,
+    /// Make the first response of every Nth request claim 4,294,967,295 output tokens in its
+    /// `num_output_tokens` (0: never), as a broken or hostile server might.
+    #[arg(long, default_value_t = 0)]
+    pub huge_count_every: u64,
     /// Make each token's text its send time (" @<unix ns>"), so any client's export shows its arrival delay.
     #[arg(long)]
     pub stamp_text: bool,
@@ -61,6 +65,7 @@ impl Default for SimConfig {
             jitter: 0.0,
             seed: 1,
             fail_every: 0,
+            huge_count_every: 0,
             stamp_text: false,
             unavailable: Vec::new(),
         }
@@ -120,6 +125,8 @@ pub struct Step<'a> {
     pub text: &'a str,
     /// Whether the response is the request's last.
     pub is_final: bool,
+    /// A token count to report in `num_output_tokens` instead of `count`.
+    pub claimed: Option<u32>,
 }
 
 /// What a request asks of a simulated model.
@@ -315,7 +322,7 @@ impl SimModel {
 
     /// Calls `f` with the outputs of a content response carrying `step`'s tokens.
     fn with_outputs<R>(&self, ask: &Ask, step: &Step, f: impl FnOnce(&[Output]) -> R) -> R {
-        let Step { generated, first, count, text, .. } = *step;
+        let Step { generated, first, count, text, claimed, .. } = *step;
         let shape: &[i64] = if self.batched() { &[1, 1] } else { &[1] };
         let output = |name, datatype, shape, raw| Output { name, datatype, shape, raw };
         match self.style {
@@ -336,7 +343,7 @@ impl SimModel {
             }
             _ => {
                 let input_count = ask.prompt_tokens.to_le_bytes();
-                let output_count = count.to_le_bytes();
+                let output_count = claimed.unwrap_or(count).to_le_bytes();
                 let text = output("text_output", "BYTES", shape, Raw::Element(text.as_bytes()));
                 let input = output("num_input_tokens", "UINT32", shape, Raw::Plain(&input_count));
                 let output = output("num_output_tokens", "UINT32", shape, Raw::Plain(&output_count));
@@ -474,7 +481,7 @@ mod tests {
                     empty_final: true,
                 };
                 for (first, count, is_final) in [(0, 1, false), (3, 2, true)] {
-                    let step = Step { generated: " so far", first, count, text: " new", is_final };
+                    let step = Step { generated: " so far", first, count, text: " new", is_final, claimed: None };
                     let mut expected = model.content(&ask, &step);
                     super::super::scheduler::stamp(&mut expected, 1_795_000_000_000_000_007);
                     let mut encoded = model.encoded_content(&model.head(&ask), &ask, &step);

@@ -62,6 +62,8 @@ struct Running {
     deadline: Instant,
     rng: u64,
     fail: bool,
+    /// The first response claims a huge token count (`--huge-count-every`).
+    huge: bool,
     decoding: bool,
 }
 
@@ -111,6 +113,7 @@ pub fn run(config: SimConfig, jobs: Receiver<Job>, counters: Arc<HashMap<&'stati
             let prefill = jittered(config.prefill(job.ask.prompt_tokens), config.jitter, &mut rng);
             let deadline = job.arrived + prefill;
             let fail = config.fail_every > 0 && admitted.is_multiple_of(config.fail_every);
+            let huge = config.huge_count_every > 0 && admitted.is_multiple_of(config.huge_count_every);
             let head = match job.sink {
                 Sink::Stream(_) => job.model.head(&job.ask),
                 Sink::Unary(_) => Vec::new(),
@@ -127,6 +130,7 @@ pub fn run(config: SimConfig, jobs: Receiver<Job>, counters: Arc<HashMap<&'stati
                     deadline,
                     rng,
                     fail,
+                    huge,
                     decoding: false,
                 },
             );
@@ -183,7 +187,14 @@ fn step(config: &SimConfig, run: &mut Running, decoding: usize, counters: &HashM
     let alive = match &run.job.sink {
         Sink::Unary(_) if !done => true,
         Sink::Unary(_) => {
-            let step = Step { generated: &run.text, first: 0, count: run.generated, text: &run.text, is_final: true };
+            let step = Step {
+                generated: &run.text,
+                first: 0,
+                count: run.generated,
+                text: &run.text,
+                is_final: true,
+                claimed: None,
+            };
             let response = model.content(ask, &step);
             let Sink::Unary(tx) = std::mem::replace(&mut run.job.sink, closed_sink()) else { unreachable!() };
             let _ = tx.send(Ok(response));
@@ -193,8 +204,14 @@ fn step(config: &SimConfig, run: &mut Running, decoding: usize, counters: &HashM
             if !model.decoupled {
                 // A non-decoupled model answers once, with everything.
                 if done {
-                    let step =
-                        Step { generated: &run.text, first: 0, count: run.generated, text: &run.text, is_final: true };
+                    let step = Step {
+                        generated: &run.text,
+                        first: 0,
+                        count: run.generated,
+                        text: &run.text,
+                        is_final: true,
+                        claimed: None,
+                    };
                     let _ = tx.send(Ok(model.encoded_content(&run.head, ask, &step)));
                 }
                 !done
@@ -213,7 +230,14 @@ fn step(config: &SimConfig, run: &mut Running, decoding: usize, counters: &HashM
                 let response = model.encoded_content(
                     &run.head,
                     ask,
-                    &Step { generated: &run.text, first, count, text: &text, is_final: last_content_final },
+                    &Step {
+                        generated: &run.text,
+                        first,
+                        count,
+                        text: &text,
+                        is_final: last_content_final,
+                        claimed: (run.huge && run.responses == 1).then_some(u32::MAX),
+                    },
                 );
                 let ok = tx.send(Ok(response)).is_ok();
                 if ok && done && model.separate_final() && ask.empty_final {

@@ -710,6 +710,30 @@ mod tests {
     }
 
     #[test]
+    fn recovering_a_run_whose_record_claims_four_billion_tokens_takes_no_memory_for_them() {
+        // A record stored before the caps: its second response claims u32::MAX tokens. Its
+        // token gaps are one weighted sample, not four billion (34 GB), so the recovery at
+        // the next start settles the point instead of failing for memory, again and again.
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(dir.path()).unwrap();
+        db.insert_run(&new_run("r1")).unwrap();
+        let mut huge = record(0, 1, None);
+        let at = huge.responses[0].at_ns;
+        huge.responses.push(ResponseRecord {
+            at_ns: at + 4_294_967_295,
+            tokens: u32::MAX,
+            text: String::new(),
+            server_send_unix_ns: None,
+        });
+        db.add_requests("r1", &[huge]).unwrap();
+        assert_eq!(db.interrupt_running().unwrap(), 1);
+        let report = db.report("r1").unwrap();
+        assert_eq!(report.status, RunStatus::Interrupted);
+        let t2t = report.points[0].t2t_ms.as_ref().expect("the point settled");
+        assert_eq!((t2t.count, t2t.p50), (u64::from(u32::MAX), 1e-6));
+    }
+
+    #[test]
     fn an_interrupted_runs_last_point_gets_the_statistics_of_what_finished() {
         let dir = tempfile::tempdir().unwrap();
         let mut db = Db::open(dir.path()).unwrap();

@@ -451,7 +451,18 @@ mod tests {
     #[test]
     fn names_and_targets_are_read_from_flags() {
         let started = access(
-            &["--public-url", "https://TS.lab.example/", "--allowed-host", "ts", "--allow-target", "*.lab:8001"],
+            &[
+                "--public-url",
+                "https://TS.lab.example/",
+                "--allowed-host",
+                "ts",
+                "--allow-target",
+                "*.lab:8001",
+                "--operator-token",
+                "a-long-operator-token",
+                "--viewers",
+                "open",
+            ],
             "127.0.0.1:8080",
         )
         .unwrap()

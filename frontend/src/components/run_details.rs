@@ -90,7 +90,7 @@ pub fn RunDetails(
     };
     let title = {
         let id = id.clone();
-        move || summary.with(|s| s.as_ref().map_or(id.clone(), shared::view::run_title))
+        Signal::derive(move || summary.with(|s| s.as_ref().map_or(id.clone(), shared::view::run_title)))
     };
     view! {
         <div class="run-details">
@@ -100,7 +100,7 @@ pub fn RunDetails(
             {move || summary.with(|s| s.as_ref().filter(|s| !s.notes.trim().is_empty()).map(|s| view! {
                 <p class="run-notes" id="run-notes">{s.notes.clone()}</p>
             }))}
-            <Show when=move || operator.get()>
+            {move || operator.get().then(|| { let (save, delete) = (save.clone(), delete.clone()); view! {
             <details class="run-edit" id="run-edit">
                 <summary>"Rename, notes and tags"</summary>
                 <form on:submit=save>
@@ -121,14 +121,14 @@ pub fn RunDetails(
                 <Show when=move || confirming.get()
                     fallback=move || view! { <button type="button" id="delete" on:click=move |_| confirming.set(true)>"Delete run…"</button> }>
                     <span class="confirm" id="delete-confirm" role="alertdialog">
-                        {format!("Delete run {}? ", title())}
+                        {move || format!("Delete run {}? ", title.get())}
                         <button type="button" id="delete-yes" class="danger" on:click=delete.clone()>"Yes"</button>
                         <button type="button" id="delete-no" on:click=move |_| confirming.set(false)>"No"</button>
                     </span>
                 </Show>
             </div>
             {move || delete_error.get().map(|err| view! { <ErrorBox error=err/> })}
-            </Show>
+            }})}
         </div>
     }
 }

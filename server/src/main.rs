@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use server::cli::{Cli, Command, DemoArgs, ServeArgs, SimArgs};
-use server::dashboard::{self, AppState, DashboardConfig};
+use server::dashboard::runs::Retention;
+use server::dashboard::{self, AppState, DashboardConfig, Limits};
 use server::store::StoreError;
 use server::{sim, sweep};
 use tokio_util::sync::CancellationToken;
@@ -47,15 +48,9 @@ fn small_pages() {
     }
 }
 
-/// Cancelled on Ctrl-C.
+/// Cancelled on Ctrl-C (SIGINT) or SIGTERM.
 fn interrupt_token() -> CancellationToken {
-    let shutdown = CancellationToken::new();
-    let on_interrupt = shutdown.clone();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        on_interrupt.cancel();
-    });
-    shutdown
+    server::signals::stop_token(|name| tracing::info!("{name}: stopping; a run in progress ends cancelled"))
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -81,7 +76,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             (target.clone(), Some(target))
         }
     };
-    let state = AppState::open(DashboardConfig { default_target, simulator, data_dir }, shutdown.clone())
+    let retention = Retention { keep_runs: args.keep_runs, keep_days: args.keep_days };
+    let limits = Limits { retention, ..Limits::default() };
+    let state = AppState::open_with(DashboardConfig { default_target, simulator, data_dir }, limits, shutdown.clone())
         .await
         .map_err(store_error)?;
     let url = format!("http://{}/", listener.local_addr()?);

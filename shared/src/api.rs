@@ -24,6 +24,12 @@ pub struct ServerInfo {
     pub default_target: String,
     /// The default target is the built-in simulated Triton.
     pub default_is_simulated: bool,
+    /// The most finished runs the dashboard keeps (`--keep-runs`); absent: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_runs: Option<u32>,
+    /// The most days the dashboard keeps a finished run (`--keep-days`); absent: forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_days: Option<u32>,
 }
 
 /// One model of a target, as the sweep form lists it.

@@ -6,6 +6,7 @@ mod dashboard;
 mod errors;
 mod exports;
 mod import;
+mod limits;
 mod real_triton;
 mod schedule;
 mod sim;

@@ -50,7 +50,7 @@ fn small_pages() {
 
 /// Cancelled on Ctrl-C (SIGINT) or SIGTERM.
 fn interrupt_token() -> CancellationToken {
-    server::signals::stop_token(|name| tracing::info!("{name}: stopping; a run in progress ends cancelled"))
+    server::signals::stop_token(|name| tracing::info!("{name}: stopping"))
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {

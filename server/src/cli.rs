@@ -162,6 +162,14 @@ pub struct ServeArgs {
     /// The built-in simulator's schedule (used when no --target is given).
     #[command(flatten)]
     pub sim: SimConfig,
+    /// Keep only this many finished runs: older ones are deleted from the data folder at start
+    /// and whenever a run finishes or is imported [default: all].
+    #[arg(long, env = "TOKENSCOPE_KEEP_RUNS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_runs: Option<u32>,
+    /// Delete finished runs stored more than this many days ago, at start and whenever a run
+    /// finishes or is imported [default: never].
+    #[arg(long, env = "TOKENSCOPE_KEEP_DAYS", value_name = "D", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_days: Option<u32>,
     #[command(flatten)]
     pub access: AccessArgs,
 }
@@ -475,6 +483,20 @@ mod tests {
         assert!(access(&["--allowed-host", "http://x"], "127.0.0.1:1").is_err());
         let proxied = access(&["--public-url", "https://ts.lab"], "127.0.0.1:8080").unwrap_err();
         assert!(proxied.contains("https://ts.lab can be reached"), "{proxied}");
+    }
+
+    #[test]
+    fn retention_is_off_unless_asked_and_keeps_at_least_one() {
+        let Command::Serve(args) = parse(&["serve"]).command else { panic!("the dashboard") };
+        assert_eq!((args.keep_runs, args.keep_days), (None, None));
+        let Command::Serve(args) = parse(&["serve", "--keep-runs", "50", "--keep-days", "30"]).command else {
+            panic!("the dashboard")
+        };
+        assert_eq!((args.keep_runs, args.keep_days), (Some(50), Some(30)));
+        for flag in ["--keep-runs", "--keep-days"] {
+            let err = Cli::try_parse_from(["tokenscope", "serve", flag, "0"]).unwrap_err().to_string();
+            assert!(err.contains("0") && err.contains("1.."), "{flag}: {err}");
+        }
     }
 
     #[test]

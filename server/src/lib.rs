@@ -10,6 +10,7 @@ pub mod engine;
 pub mod export;
 pub mod import;
 pub mod response;
+pub mod signals;
 pub mod sim;
 pub mod store;
 pub mod style;

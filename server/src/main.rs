@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use server::cli::{Cli, Command, DemoArgs, ServeArgs, SimArgs};
-use server::dashboard::{self, AppState, DashboardConfig};
+use server::dashboard::runs::Retention;
+use server::dashboard::{self, AppState, DashboardConfig, Limits};
 use server::store::StoreError;
 use server::{sim, sweep};
 use tokio_util::sync::CancellationToken;
@@ -47,15 +48,9 @@ fn small_pages() {
     }
 }
 
-/// Cancelled on Ctrl-C.
+/// Cancelled on Ctrl-C (SIGINT) or SIGTERM.
 fn interrupt_token() -> CancellationToken {
-    let shutdown = CancellationToken::new();
-    let on_interrupt = shutdown.clone();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        on_interrupt.cancel();
-    });
-    shutdown
+    server::signals::stop_token(|name| tracing::info!("{name}: stopping"))
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -83,7 +78,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let start = args.access.access(&args.listen, &default_target).map_err(anyhow::Error::msg)?;
     let access = start.access;
-    let state = AppState::open(DashboardConfig { default_target, simulator, data_dir, access }, shutdown.clone())
+    let retention = Retention { keep_runs: args.keep_runs, keep_days: args.keep_days };
+    let limits = Limits { retention, ..Limits::default() };
+    let config = DashboardConfig { default_target, simulator, data_dir, access };
+    let state = AppState::open_with(config, limits, shutdown.clone())
         .await
         .map_err(store_error)?;
     let url = format!("http://{}/", listener.local_addr()?);

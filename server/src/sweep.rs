@@ -8,7 +8,6 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use shared::{ModelInfo, PointStats, RequestRecord, RunReport, RunStatus, SweepSpec};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::cli::{CsvFiles, ImportArgs, SweepArgs};
 use crate::clock::{RunClock, utc_stamp};
@@ -57,14 +56,8 @@ pub async fn command(args: SweepArgs) -> anyhow::Result<ExitCode> {
 /// Runs a sweep with a progress bar, prints its table and writes its files. A run that
 /// failed part-way still writes everything it measured.
 pub async fn run_and_report(spec: SweepSpec, files: &RunFiles) -> anyhow::Result<ExitCode> {
-    let cancel = CancellationToken::new();
-    let on_interrupt = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\ninterrupted: stopping and keeping what finished");
-            on_interrupt.cancel();
-        }
-    });
+    // SIGTERM, as a batch system or a container sends, stops the run as Ctrl-C does.
+    let cancel = crate::signals::stop_token(|name| eprintln!("\n{name}: stopping and keeping what finished"));
     let (progress, news) = Progress::new();
     let bar = tokio::spawn(draw_progress(spec.total_requests(), news));
     let (report, progress) = run_sweep_apart(RunClock::start(), spec, progress, cancel).await?;

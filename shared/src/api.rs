@@ -34,6 +34,12 @@ pub struct ServerInfo {
     /// part of a host, or any port); empty when any target may be measured.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_targets: Vec<String>,
+    /// The most finished runs the dashboard keeps (`--keep-runs`); absent: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_runs: Option<u32>,
+    /// The most days the dashboard keeps a finished run (`--keep-days`); absent: forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_days: Option<u32>,
 }
 
 /// What a visitor of the dashboard may do.

@@ -15,7 +15,7 @@ use shared::api::{ApiError, Role, RunCreated, RunEdit, RunSummary, ServerInfo, T
 use shared::{RunReport, SweepSpec};
 
 use super::AppState;
-use super::runs::{ChangeError, RunHandle, StartError};
+use super::runs::{ChangeError, EVENTS_PER_SEND, RunHandle, StartError, Watching};
 use crate::export::Export;
 use crate::store::{RunMeta, StoreError};
 use crate::triton::{Triton, TritonError, normalize_target};
@@ -34,12 +34,26 @@ pub const MAX_TAGS: usize = 20;
 pub struct HttpError {
     status: StatusCode,
     body: ApiError,
+    /// Seconds after which a refusal for being busy may be retried (`Retry-After`).
+    retry_after: Option<u32>,
 }
+
+/// How long a client refused for the dashboard's limits waits before trying again.
+pub const RETRY_AFTER_S: u32 = 5;
 
 impl HttpError {
     pub fn new(status: StatusCode, error: impl Into<String>, hint: impl Into<String>) -> Self {
         let hint = hint.into();
-        Self { status, body: ApiError { error: error.into(), hint: (!hint.is_empty()).then_some(hint) } }
+        Self {
+            status,
+            body: ApiError { error: error.into(), hint: (!hint.is_empty()).then_some(hint) },
+            retry_after: None,
+        }
+    }
+
+    /// 503 for a limit reached, with a `Retry-After` of [`RETRY_AFTER_S`].
+    fn busy(error: String, hint: String) -> Self {
+        Self { retry_after: Some(RETRY_AFTER_S), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, error, hint) }
     }
 
     fn no_run(id: &str) -> Self {
@@ -50,15 +64,17 @@ impl HttpError {
         )
     }
 
-    /// The run store failed: the disk, not the request, is at fault.
+    /// The run store failed: the disk, not the request, is at fault. The store's path is
+    /// logged, never answered: a client learns nothing of the machine's folders.
     fn store(err: StoreError, what: &str, path: &std::path::Path) -> Self {
         tracing::error!(cause = %err, store = %path.display(), "{what} failed");
+        let error = without_path(&format!("{what} failed: {}", err.for_client()), path);
         match &err {
             StoreError::NoRun(id) => return Self::no_run(id),
             StoreError::Damaged { .. } | StoreError::BadValue { .. } => {
                 return Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("{what} failed: {err}"),
+                    error,
                     "the stored run is damaged and cannot be read; other runs are unaffected, and this one can be deleted",
                 );
             }
@@ -66,20 +82,34 @@ impl HttpError {
         }
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("{what} failed: {err}"),
-            format!(
-                "check that {} is readable and writable and that its disk has space, then retry; \
-                 runs in memory are unchanged",
-                path.display()
-            ),
+            error,
+            "check that the dashboard's data folder (its log names it) is readable and writable and that its disk \
+             has space, then retry; runs in memory are unchanged",
         )
     }
 }
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        let mut response = (self.status, Json(self.body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
+}
+
+/// `text` with the store's file and its folder named only as "the data folder", however a
+/// lower layer came to mention them.
+fn without_path(text: &str, store: &std::path::Path) -> String {
+    let mut text = text.to_string();
+    for path in store.ancestors().take(2) {
+        let shown = path.display().to_string();
+        if !shown.is_empty() && text.contains(&shown) {
+            text = text.replace(&shown, "the data folder");
+        }
+    }
+    text
 }
 
 impl From<TritonError> for HttpError {
@@ -122,6 +152,8 @@ pub async fn info(State(state): State<AppState>, Extension(role): Extension<Role
         role,
         sign_in: state.access().signs_in(),
         allowed_targets: state.access().target_list(),
+        keep_runs: state.runs().retention().keep_runs,
+        keep_days: state.runs().retention().keep_days,
     })
 }
 
@@ -439,11 +471,37 @@ async fn finished_report(state: &AppState, run: &RunHandle, hint: String) -> Api
     report.ok_or_else(|| HttpError::new(StatusCode::CONFLICT, format!("run {} is still in progress", run.id), hint))
 }
 
+/// Leave to render a whole run, or 503 while [`super::Limits::exports_at_once`] render.
+fn export_permit(state: &AppState) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
+    state.export_permit().ok_or_else(|| {
+        let most = state.limits().exports_at_once;
+        HttpError::busy(
+            format!("{most} exports are being made, the most this dashboard makes at once"),
+            format!("retry in {RETRY_AFTER_S} seconds, once one of them is done"),
+        )
+    })
+}
+
+/// Renders a whole run on a blocking thread, so that a large one cannot delay the
+/// timestamps of a run in progress.
+async fn render(id: &str, what: &str, job: impl FnOnce() -> Vec<u8> + Send + 'static) -> ApiResult<Vec<u8>> {
+    tokio::task::spawn_blocking(job).await.map_err(|err| {
+        tracing::error!(run = %id, cause = %err, "rendering {what} failed");
+        HttpError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{what} could not be made: {err}"),
+            "please report it",
+        )
+    })
+}
+
 /// `GET /api/runs/{id}/report`: the whole run as `tokenscope sweep --out` writes it.
 pub async fn report(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let run = find(&state, &id)?;
+    let _permit = export_permit(&state)?;
     let report = finished_report(&state, &run, "the report is ready when it ends".into()).await?;
-    Ok(Json(report.as_ref()).into_response())
+    let body = render(&id, "the report", move || serde_json::to_vec(&*report).expect("a report serializes")).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// `GET /api/runs/{id}/export/{file}`: a finished run as a download, `file` being one of
@@ -462,17 +520,9 @@ pub async fn export(State(state): State<AppState>, Path((id, file)): Path<(Strin
         "its exports are ready when it ends; GET /api/runs/{id} shows its progress, and \
          POST /api/runs/{id}/cancel stops it, keeping what it measured"
     );
+    let _permit = export_permit(&state)?;
     let report = finished_report(&state, &run, hint).await?;
-    // A large run takes a while to render; off the runtime's threads, it cannot delay the
-    // timestamps of a run in progress.
-    let body = tokio::task::spawn_blocking(move || export.render(&report)).await.map_err(|err| {
-        tracing::error!(run = %id, cause = %err, "rendering an export failed");
-        HttpError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{file} could not be made: {err}"),
-            "please report it",
-        )
-    })?;
+    let body = render(&id, &file, move || export.render(&report)).await?;
     let disposition = format!("attachment; filename=\"{}\"", export.download_name(&id));
     let headers =
         [(header::CONTENT_TYPE, export.content_type().to_string()), (header::CONTENT_DISPOSITION, disposition)];
@@ -494,42 +544,82 @@ pub async fn events(
             format!("open ws://HOST/api/runs/{id}/events; GET /api/runs/{id}/report has the whole run as JSON"),
         )
     })?;
+    let most = state.limits().followers_per_run;
+    let watching = run.watch(most).ok_or_else(|| {
+        HttpError::busy(
+            format!("run {id} already has {most} WebSockets open, the most one run serves"),
+            format!(
+                "close another page watching it and retry in {RETRY_AFTER_S} seconds; GET /api/runs/{id} has its \
+                 progress, and GET /api/runs/{id}/report the whole run once it ends"
+            ),
+        )
+    })?;
+    let timeout = state.limits().send_timeout;
     let Some(changed) = run.follow() else {
         let events = state.runs().stored_events(&run).await;
         let events = events.map_err(|err| HttpError::store(err, "reading the run", state.runs().store().path()))?;
-        return Ok(upgrade.on_upgrade(move |socket| replay(socket, events)));
+        return Ok(upgrade.on_upgrade(move |socket| replay(socket, events, timeout, watching)));
     };
-    Ok(upgrade.on_upgrade(move |socket| follow(socket, run, changed)))
+    Ok(upgrade.on_upgrade(move |socket| follow(socket, run, changed, timeout, watching)))
+}
+
+/// Sends one message; false when the client has gone, or has taken nothing for `timeout`:
+/// the socket is then dropped, which closes the connection, and a client that stopped
+/// reading holds no task, socket or log for longer.
+async fn send(socket: &mut WebSocket, message: Message, timeout: std::time::Duration) -> bool {
+    match tokio::time::timeout(timeout, socket.send(message)).await {
+        Ok(sent) => sent.is_ok(),
+        Err(_) => {
+            tracing::info!("a WebSocket took no event for {} s and is closed", timeout.as_secs_f64());
+            false
+        }
+    }
 }
 
 /// Sends a finished run's whole log, then closes.
-async fn replay(mut socket: WebSocket, events: Vec<axum::extract::ws::Utf8Bytes>) {
+async fn replay(
+    mut socket: WebSocket,
+    events: Vec<axum::extract::ws::Utf8Bytes>,
+    timeout: std::time::Duration,
+    _watching: Watching,
+) {
     for event in events {
-        if socket.send(Message::Text(event)).await.is_err() {
+        if !send(&mut socket, Message::Text(event), timeout).await {
             return;
         }
     }
-    let _ = socket.send(Message::Close(Some(finished_frame()))).await;
+    send(&mut socket, Message::Close(Some(finished_frame())), timeout).await;
 }
 
 fn finished_frame() -> CloseFrame {
     CloseFrame { code: close_code::NORMAL, reason: "the run has finished".into() }
 }
 
-async fn follow(mut socket: WebSocket, run: Arc<RunHandle>, mut changed: tokio::sync::watch::Receiver<usize>) {
+async fn follow(
+    mut socket: WebSocket,
+    run: Arc<RunHandle>,
+    mut changed: tokio::sync::watch::Receiver<usize>,
+    timeout: std::time::Duration,
+    _watching: Watching,
+) {
     let mut sent = 0;
     loop {
         changed.mark_unchanged();
         let (events, complete) = run.events_since(sent);
+        let taken = events.len();
         for event in events {
-            if socket.send(Message::Text(event)).await.is_err() {
+            if !send(&mut socket, Message::Text(event), timeout).await {
                 return;
             }
             sent += 1;
         }
         if complete {
-            let _ = socket.send(Message::Close(Some(finished_frame()))).await;
+            send(&mut socket, Message::Close(Some(finished_frame())), timeout).await;
             return;
+        }
+        if taken == EVENTS_PER_SEND {
+            // The log has more than one take: go on without waiting for news.
+            continue;
         }
         tokio::select! {
             result = changed.changed() => if result.is_err() { return },
@@ -560,4 +650,39 @@ pub async fn no_such_endpoint() -> HttpError {
         "the API has /api/info, /api/targets/models, /api/runs, /api/runs/{id}[/cancel|/events|/report] and \
          /api/runs/{id}/export/{run.json|requests.csv|points.csv|profile.json}",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_failures_are_answered_without_local_paths() {
+        let data = std::path::Path::new("/home/someone/private-runs");
+        let store = data.join(crate::store::FILE_NAME);
+        let io = || std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let failures = [
+            StoreError::CreateDir { path: data.into(), source: io() },
+            StoreError::Open { path: store.clone(), source: rusqlite::Error::InvalidPath(store.clone()) },
+            StoreError::TooNew { path: store.clone(), found: 9, supported: 2 },
+            StoreError::Closed,
+        ];
+        for err in failures {
+            let shown = err.to_string();
+            let answer = HttpError::store(err, "reading the run", &store);
+            let body = serde_json::to_string(&answer.body).unwrap();
+            for part in ["someone", "private-runs", crate::store::FILE_NAME] {
+                assert!(!body.contains(part), "{part:?} in {body} (from {shown})");
+            }
+            assert!(body.contains("reading the run failed") && body.contains("data folder"), "{body}");
+            assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        }
+    }
+
+    #[test]
+    fn a_refusal_for_a_limit_says_when_to_retry() {
+        let response = HttpError::busy("too many".into(), "later".into()).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], RETRY_AFTER_S.to_string().as_str());
+    }
 }

@@ -12,17 +12,19 @@ mod signin;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{any, get, post};
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{Store, StoreError};
 use crate::triton::normalize_target;
 use access::Access;
-use runs::Runs;
+use runs::{Retention, Runs};
 
 /// What the dashboard serves and where it points by default.
 #[derive(Debug, Clone)]
@@ -37,6 +39,44 @@ pub struct DashboardConfig {
     pub access: Access,
 }
 
+/// How long a WebSocket may take to accept an event before it is closed: a client that
+/// stopped reading must not hold a task, a socket and a run's log for ever.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most WebSockets one run's events go to at once; each holds the run's log (a finished
+/// run's is read back from the store for it), so a page opened in a hundred tabs cannot
+/// multiply the dashboard's memory. Past it, `GET /api/runs/{id}/events` answers 503.
+pub const FOLLOWERS_PER_RUN: usize = 64;
+
+/// The most exports and reports rendered at once. Each renders a whole run on a blocking
+/// thread, taking a core and a few times the run's size in memory while it does; past it,
+/// `GET /api/runs/{id}/export/{file}` and `/report` answer 503 with a time to retry.
+pub const EXPORTS_AT_ONCE: usize = 2;
+
+/// How much work the dashboard takes on at once, and how many runs it keeps.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Which finished runs are deleted, and when.
+    pub retention: Retention,
+    /// See [`SEND_TIMEOUT`].
+    pub send_timeout: Duration,
+    /// See [`FOLLOWERS_PER_RUN`].
+    pub followers_per_run: usize,
+    /// See [`EXPORTS_AT_ONCE`].
+    pub exports_at_once: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            retention: Retention::default(),
+            send_timeout: SEND_TIMEOUT,
+            followers_per_run: FOLLOWERS_PER_RUN,
+            exports_at_once: EXPORTS_AT_ONCE,
+        }
+    }
+}
+
 /// The dashboard's state; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -46,12 +86,25 @@ pub struct AppState {
 struct Inner {
     config: DashboardConfig,
     runs: Runs,
+    limits: Limits,
+    /// One permit per export rendering; see [`EXPORTS_AT_ONCE`].
+    exports: Arc<Semaphore>,
 }
 
 impl AppState {
     /// Opens the store in the data folder and lists its runs; runs stop when `shutdown` is
     /// cancelled.
     pub async fn open(config: DashboardConfig, shutdown: CancellationToken) -> Result<Self, StoreError> {
+        Self::open_with(config, Limits::default(), shutdown).await
+    }
+
+    /// [`AppState::open`] with limits of its own; deletes the runs that `limits.retention`
+    /// keeps no longer.
+    pub async fn open_with(
+        config: DashboardConfig,
+        limits: Limits,
+        shutdown: CancellationToken,
+    ) -> Result<Self, StoreError> {
         let config = DashboardConfig {
             default_target: normalize_target(&config.default_target),
             simulator: config.simulator.map(|s| normalize_target(&s)),
@@ -59,8 +112,9 @@ impl AppState {
             access: config.access,
         };
         let store = Store::open(&config.data_dir).await?;
-        let runs = Runs::load(store, shutdown).await?;
-        Ok(Self { inner: Arc::new(Inner { config, runs }) })
+        let runs = Runs::load(store, shutdown, limits.retention).await?;
+        let exports = Arc::new(Semaphore::new(limits.exports_at_once));
+        Ok(Self { inner: Arc::new(Inner { config, runs, limits, exports }) })
     }
 
     /// Waits for the run in progress to record its end, then closes the store. Call after
@@ -80,6 +134,15 @@ impl AppState {
 
     pub fn runs(&self) -> &Runs {
         &self.inner.runs
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Leave to render an export now, or `None` while [`Limits::exports_at_once`] render.
+    pub fn export_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.inner.exports.clone().try_acquire_owned().ok()
     }
 
     /// Whether a target is the built-in simulator.

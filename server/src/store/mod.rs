@@ -54,6 +54,9 @@ const MIGRATIONS: &[&str] = &[
         record BLOB NOT NULL
     );
     CREATE INDEX requests_by_run ON requests(run);",
+    // 2: when each run entered the store, for retention; earlier runs count from their start.
+    "ALTER TABLE runs ADD COLUMN added_unix_ns INTEGER NOT NULL DEFAULT 0;
+    UPDATE runs SET added_unix_ns = started_unix_ns;",
 ];
 
 /// SQLite's largest page: a page holds dozens of records, so the space left over at the end of
@@ -90,6 +93,19 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The failure in words for a client of the dashboard: the same, less the local paths,
+    /// which only the dashboard's own log and terminal name.
+    pub fn for_client(&self) -> String {
+        match self {
+            StoreError::CreateDir { source, .. } => format!("cannot create the data folder: {source}"),
+            StoreError::Open { source, .. } => format!("cannot open the run store: {source}"),
+            StoreError::TooNew { found, supported, .. } => format!(
+                "the run store was written by a newer tokenscope (schema version {found}; this one reads up to {supported})"
+            ),
+            other => other.to_string(),
+        }
+    }
+
     /// Whether the database is held by another process.
     pub fn is_locked(&self) -> bool {
         let source = match self {
@@ -325,6 +341,13 @@ impl Db {
         Ok(summaries)
     }
 
+    /// When each stored run entered the store, in nanoseconds since the Unix epoch, by id.
+    pub fn added_times(&mut self) -> Result<std::collections::HashMap<String, i64>> {
+        let mut statement = self.conn.prepare("SELECT id, added_unix_ns FROM runs")?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// A stored run in full: every request's record, in the order they finished.
     pub fn report(&mut self, id: &str) -> Result<RunReport> {
         let row = self
@@ -427,8 +450,8 @@ fn status_json(status: &RunStatus) -> String {
 
 fn insert_run(conn: &Connection, run: &NewRun, status: &RunStatus) -> Result<i64> {
     conn.execute(
-        "INSERT INTO runs (id, started_unix_ns, spec, status, tool, simulated, prompt_lengths_approximate)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)",
+        "INSERT INTO runs (id, started_unix_ns, spec, status, tool, simulated, prompt_lengths_approximate, added_unix_ns)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)",
         params![
             run.id,
             run.started_unix_ns,
@@ -436,6 +459,7 @@ fn insert_run(conn: &Connection, run: &NewRun, status: &RunStatus) -> Result<i64
             status_json(status),
             run.tool,
             run.simulated,
+            crate::clock::unix_now_ns(),
         ],
     )?;
     Ok(conn.last_insert_rowid())
@@ -651,6 +675,31 @@ mod tests {
         assert!(migrate(&mut conn, &[two[0], two[1], "CREATE TABLE b (x); nonsense"]).is_err());
         let version: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(version, 2);
+    }
+
+    #[test]
+    fn runs_are_dated_by_when_they_entered_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        // A store of the first version: its runs count from their start.
+        let mut conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        migrate(&mut conn, &MIGRATIONS[..1]).unwrap();
+        insert_run_v1(&conn, &new_run("old"));
+        drop(conn);
+        let mut db = Db::open(dir.path()).unwrap();
+        let before = crate::clock::unix_now_ns();
+        db.insert_run(&new_run("new")).unwrap();
+        let added = db.added_times().unwrap();
+        assert_eq!(added["old"], new_run("old").started_unix_ns);
+        assert!(added["new"] >= before && added["new"] <= crate::clock::unix_now_ns(), "{added:?}");
+    }
+
+    fn insert_run_v1(conn: &Connection, run: &NewRun) {
+        conn.execute(
+            "INSERT INTO runs (id, started_unix_ns, spec, status, tool, simulated, prompt_lengths_approximate)
+             VALUES (?1, ?2, ?3, '{\"state\":\"completed\"}', 't', 0, 1)",
+            params![run.id, run.started_unix_ns, serde_json::to_string(&run.spec).unwrap()],
+        )
+        .unwrap();
     }
 
     #[test]

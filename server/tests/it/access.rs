@@ -10,7 +10,7 @@ use shared::api::{Role, ServerInfo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::dashboard::{fast_sim, spec_json, wait_finished};
-use crate::support::{Dashboard, start_dashboard, start_dashboard_with, start_sim};
+use crate::support::{Dashboard, start_dashboard, start_dashboard_with_access, start_sim};
 
 const OPERATOR: &str = "operator-token-for-tests-0001";
 const VIEWER: &str = "viewer-token-for-tests-0001";
@@ -152,7 +152,7 @@ async fn answers_carry_a_content_security_policy_and_no_referrer() {
 
 #[tokio::test]
 async fn viewers_look_and_operators_act() {
-    let dash = start_dashboard_with(fast_sim(), |_| with_tokens(Viewers::Token(Secret::new(VIEWER).unwrap()))).await;
+    let dash = start_dashboard_with_access(fast_sim(), |_| with_tokens(Viewers::Token(Secret::new(VIEWER).unwrap()))).await;
     let client = reqwest::Client::new();
     let runs = format!("{}/api/runs", dash.base);
     let spec = spec_json(&dash.sim.target, "sim-vllm");
@@ -207,7 +207,7 @@ async fn viewers_look_and_operators_act() {
 
 #[tokio::test]
 async fn browsers_sign_in_with_a_cookie_that_never_holds_the_token() {
-    let dash = start_dashboard_with(fast_sim(), |_| with_tokens(Viewers::Open)).await;
+    let dash = start_dashboard_with_access(fast_sim(), |_| with_tokens(Viewers::Open)).await;
     let port = dash.base.rsplit(':').next().unwrap().to_string();
     let host = format!("127.0.0.1:{port}");
     let origin = format!("http://{host}");
@@ -281,7 +281,7 @@ async fn targets_outside_the_list_get_one_answer_whatever_listens_there() {
     };
     // Only the dashboard's own simulator may be measured, as a dashboard started with
     // --target allows only that target.
-    let dash = start_dashboard_with(fast_sim(), |sim| Access {
+    let dash = start_dashboard_with_access(fast_sim(), |sim| Access {
         targets: vec![TargetPattern::parse(sim).unwrap()],
         ..Access::open()
     })

@@ -897,7 +897,7 @@ async fn an_operator_shares_a_run_that_a_viewer_only_looks_at() {
         },
         ..Access::open()
     };
-    let dash = crate::support::start_dashboard_with(fast_sim(), move |_| access).await;
+    let dash = crate::support::start_dashboard_with_access(fast_sim(), move |_| access).await;
     let driver = start_driver().await;
     let client = browser(&driver).await;
     let result = std::panic::AssertUnwindSafe(async {

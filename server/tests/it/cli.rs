@@ -146,3 +146,36 @@ async fn serve_runs_the_dashboard_with_a_built_in_simulator() {
     }
     child.kill().await.unwrap();
 }
+
+/// SIGTERM, as a batch system sends, and Ctrl-C stop a sweep alike: it writes what finished,
+/// marked cancelled, and exits 130.
+#[tokio::test]
+async fn a_signal_stops_a_sweep_keeping_what_finished() {
+    let _serial = timing_lock().await;
+    let sim = start_sim(SimConfig { prefill_base_ms: 2.0, decode_ms: 5.0, ..SimConfig::default() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    for signal in ["TERM", "INT"] {
+        let out = dir.path().join(format!("{signal}.json"));
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tokenscope"))
+            .args(["sweep", "--target", &sim.target, "--model", "sim-vllm", "--requests", "1000", "--out"])
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut pipe = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut pipe, &mut text).map(|_| text)
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        crate::store::send_signal(child.id(), signal);
+        let status = crate::store::wait_exit(&mut child, std::time::Duration::from_secs(20)).await;
+        let stderr = stderr.join().unwrap().unwrap();
+        assert_eq!(status.code(), Some(130), "SIG{signal}: {stderr}");
+        assert!(stderr.contains(&format!("SIG{signal}: stopping")), "{stderr}");
+        let report: shared::RunReport = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        assert_eq!(report.status, shared::RunStatus::Cancelled);
+        assert!(!report.requests.is_empty() && report.requests.len() < 1000, "{}", report.requests.len());
+    }
+}

@@ -11,6 +11,7 @@ mod limits;
 mod real_triton;
 mod schedule;
 mod sim;
+mod staying_up;
 mod store;
 mod support;
 mod webdriver;

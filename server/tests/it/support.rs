@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use server::clock::RunClock;
 use server::dashboard::access::Access;
-use server::dashboard::{self, AppState, DashboardConfig};
+use server::dashboard::{self, AppState, DashboardConfig, Limits};
 use server::engine::run_sweep_apart;
 use server::sim::{self, SimConfig};
 use shared::{RunReport, SweepSpec};
@@ -135,29 +135,51 @@ impl Drop for Dashboard {
 impl Dashboard {
     /// Stops this dashboard (cancelling its run, if any) and starts another on the same data
     /// folder and simulator, as a restarted process would.
-    pub async fn restart(mut self) -> Dashboard {
+    pub async fn restart(self) -> Dashboard {
+        self.restart_with(Limits::default()).await
+    }
+
+    /// [`Dashboard::restart`] with other limits.
+    pub async fn restart_with(self, limits: Limits) -> Dashboard {
+        let access = self.state.access().clone();
+        let (sim, data) = self.stop().await;
+        serve_with(sim, data, limits, access).await
+    }
+
+    /// Stops this dashboard and closes its store, handing back its simulator and data folder.
+    pub async fn stop(mut self) -> (SimServer, Arc<tempfile::TempDir>) {
         self.stop.cancel();
         self.state.close().await;
         let sim = std::mem::replace(&mut self.sim, SimServer { target: String::new(), stop: CancellationToken::new() });
-        let access = self.state.access().clone();
-        serve_on(sim, self.data.clone(), access).await
+        (sim, self.data.clone())
     }
 }
 
 pub async fn start_dashboard(config: SimConfig) -> Dashboard {
-    start_dashboard_with(config, |_| Access::open()).await
+    start_dashboard_with(config, Limits::default()).await
+}
+
+/// [`start_dashboard`] with limits of its own.
+pub async fn start_dashboard_with(config: SimConfig, limits: Limits) -> Dashboard {
+    let data = Arc::new(tempfile::tempdir().expect("a temporary folder"));
+    serve_on(start_sim(config).await, data, limits).await
 }
 
 /// A dashboard with access rules of its own (tokens, names, targets), made knowing its
 /// simulator's address.
-pub async fn start_dashboard_with(config: SimConfig, access: impl FnOnce(&str) -> Access) -> Dashboard {
+pub async fn start_dashboard_with_access(config: SimConfig, access: impl FnOnce(&str) -> Access) -> Dashboard {
     let data = Arc::new(tempfile::tempdir().expect("a temporary folder"));
     let sim = start_sim(config).await;
     let access = access(&sim.target);
-    serve_on(sim, data, access).await
+    serve_with(sim, data, Limits::default(), access).await
 }
 
-async fn serve_on(sim: SimServer, data: Arc<tempfile::TempDir>, access: Access) -> Dashboard {
+/// A dashboard on `data` whose default target is `sim`.
+pub async fn serve_on(sim: SimServer, data: Arc<tempfile::TempDir>, limits: Limits) -> Dashboard {
+    serve_with(sim, data, limits, Access::open()).await
+}
+
+async fn serve_with(sim: SimServer, data: Arc<tempfile::TempDir>, limits: Limits, access: Access) -> Dashboard {
     let stop = CancellationToken::new();
     let config = DashboardConfig {
         default_target: sim.target.clone(),
@@ -165,9 +187,62 @@ async fn serve_on(sim: SimServer, data: Arc<tempfile::TempDir>, access: Access) 
         data_dir: data.path().to_path_buf(),
         access,
     };
-    let state = AppState::open(config, stop.clone()).await.expect("the dashboard opens its store");
+    let state = AppState::open_with(config, limits, stop.clone()).await.expect("the dashboard opens its store");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(dashboard::serve(listener, state.clone(), stop.clone()));
     Dashboard { base, sim, state, stop, data }
+}
+
+/// A finished run of `requests` requests of `tokens` one-token responses each, at one prompt
+/// length, as an import would bring in.
+pub fn large_report(requests: u32, tokens: u64) -> RunReport {
+    use shared::{RequestRecord, ResponseRecord, RunStatus, TokenCountSource};
+    let spec = SweepSpec {
+        model: "sim-vllm".into(),
+        prompt_lengths: vec![16],
+        requests,
+        warmup: 0,
+        max_tokens: tokens as u32,
+        ..SweepSpec::default()
+    };
+    let requests = (0..requests)
+        .map(|seq| {
+            let send_ns = u64::from(seq) * 1_000_000;
+            let responses: Vec<ResponseRecord> = (1..=tokens)
+                .map(|i| ResponseRecord {
+                    at_ns: send_ns + i * 100_000,
+                    tokens: 1,
+                    text: format!(" w{i}"),
+                    server_send_unix_ns: None,
+                })
+                .collect();
+            RequestRecord {
+                point: 0,
+                seq,
+                warmup: false,
+                id: format!("0-{seq}"),
+                prompt_words: 16,
+                num_input_tokens: None,
+                send_ns,
+                server_recv_unix_ns: None,
+                final_ns: responses.last().map(|r| r.at_ns),
+                responses,
+                token_source: TokenCountSource::Responses,
+                error: None,
+            }
+        })
+        .collect();
+    let mut report = RunReport {
+        tool: "tokenscope test".into(),
+        spec,
+        started_unix_ns: 1_700_000_000_000_000_000,
+        model: None,
+        status: RunStatus::Completed,
+        prompt_lengths_approximate: true,
+        points: Vec::new(),
+        requests,
+    };
+    report.recompute_points();
+    report
 }

@@ -264,6 +264,33 @@ impl AccessArgs {
             (None, Some(path)) => Some(token(read(path, "viewer token")?, "viewer token")?),
             (None, None) => None,
         };
+        let mut hosts: Vec<String> = Vec::new();
+        for name in &self.allowed_hosts {
+            let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+            if name.is_empty() || name.contains(['/', ':', '@', ' ']) {
+                return Err(format!("--allowed-host {name:?}: give a host name without scheme or port"));
+            }
+            hosts.push(name);
+        }
+        let public_url = match &self.public_url {
+            Some(url) => {
+                let url = url.trim().trim_end_matches('/').to_string();
+                let uri: axum::http::Uri =
+                    url.parse().map_err(|_| format!("--public-url {url:?} is not an address such as https://host"))?;
+                let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
+                    return Err(format!("--public-url {url:?} needs a scheme and a host, such as https://host"));
+                };
+                if !matches!(scheme, "http" | "https") || uri.path() != "/" {
+                    return Err(format!(
+                        "--public-url {url:?}: give http:// or https:// and a host, without a path (the dashboard \
+                            is served at the root)"
+                    ));
+                }
+                hosts.push(host.to_ascii_lowercase());
+                Some(url)
+            }
+            None => None,
+        };
         // Behind a proxy (a public URL), a loopback address is reached by everyone the proxy serves.
         let loopback = listen.ip().is_loopback() && self.public_url.is_none();
         let roles = match (operator, viewer) {
@@ -302,33 +329,6 @@ impl AccessArgs {
                         (anyone who reaches it) or --viewer-token TOKEN"
                 ));
             }
-        };
-        let mut hosts: Vec<String> = Vec::new();
-        for name in &self.allowed_hosts {
-            let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
-            if name.is_empty() || name.contains(['/', ':', '@', ' ']) {
-                return Err(format!("--allowed-host {name:?}: give a host name without scheme or port"));
-            }
-            hosts.push(name);
-        }
-        let public_url = match &self.public_url {
-            Some(url) => {
-                let url = url.trim().trim_end_matches('/').to_string();
-                let uri: axum::http::Uri =
-                    url.parse().map_err(|_| format!("--public-url {url:?} is not an address such as https://host"))?;
-                let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
-                    return Err(format!("--public-url {url:?} needs a scheme and a host, such as https://host"));
-                };
-                if !matches!(scheme, "http" | "https") || uri.path() != "/" {
-                    return Err(format!(
-                        "--public-url {url:?}: give http:// or https:// and a host, without a path (the dashboard \
-                            is served at the root)"
-                    ));
-                }
-                hosts.push(host.to_ascii_lowercase());
-                Some(url)
-            }
-            None => None,
         };
         let mut patterns = self.allowed_targets.clone();
         if patterns.is_empty() {

@@ -81,9 +81,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let retention = Retention { keep_runs: args.keep_runs, keep_days: args.keep_days };
     let limits = Limits { retention, ..Limits::default() };
     let config = DashboardConfig { default_target, simulator, data_dir, access };
-    let state = AppState::open_with(config, limits, shutdown.clone())
-        .await
-        .map_err(store_error)?;
+    let state = AppState::open_with(config, limits, shutdown.clone()).await.map_err(store_error)?;
     let url = format!("http://{}/", listener.local_addr()?);
     if let Some(token) = &start.generated {
         println!(

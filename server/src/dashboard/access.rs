@@ -451,11 +451,14 @@ fn unauthorized(error: &str) -> Response {
 }
 
 /// Headers on every answer: nothing sniffs types, no page embeds the dashboard (so no
-/// other site can trick a click on Run or Delete), no address leaks to other sites, and
+/// other site can trick a click on Run or Delete), no address (a run's link) leaks to other sites, and
 /// the page loads code only from the dashboard itself.
 fn secure_headers(headers: &mut HeaderMap, host: Option<&str>) {
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: under it, browsers send `Origin: null` with a page's own POSTs and
+    // form submissions, and the origin check above could not tell the dashboard's pages
+    // from any other. `same-origin` still tells other sites nothing.
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if headers.contains_key(header::CONTENT_SECURITY_POLICY) {
         return;

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use server::dashboard::access::{Access, Roles, Secret, TargetPattern, Viewers};
-use shared::api::{Role, ServerInfo};
+use shared::RunStatus;
+use shared::api::{Role, RunSummary, ServerInfo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::dashboard::{fast_sim, spec_json, wait_finished};
@@ -40,7 +41,10 @@ impl Answer {
 async fn raw(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
     let addr = base.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    let mut request = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("connection")) {
+        request.push_str("Connection: close\r\n");
+    }
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -51,9 +55,19 @@ async fn raw(base: &str, method: &str, path: &str, headers: &[(&str, &str)], bod
     request.push_str(body);
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut bytes = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut bytes));
-    // A WebSocket that was accepted stays open: what came before the timeout is the answer.
-    let _ = read.await;
+    let mut chunk = [0u8; 8192];
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut chunk)).await;
+        let Ok(Ok(n)) = read else { break };
+        if n == 0 {
+            break;
+        }
+        bytes.extend_from_slice(&chunk[..n]);
+        // An accepted WebSocket stays open: its answer is the head alone.
+        if bytes.starts_with(b"HTTP/1.1 101") && bytes.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
     let text = String::from_utf8_lossy(&bytes).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -136,7 +150,7 @@ async fn pages_of_other_origins_cannot_change_runs() {
 }
 
 #[tokio::test]
-async fn answers_carry_a_content_security_policy_and_no_referrer() {
+async fn answers_carry_a_content_security_policy_and_no_referrer_to_other_sites() {
     let dash = start_dashboard(fast_sim()).await;
     let port = dash.base.rsplit(':').next().unwrap().to_string();
     let host = format!("127.0.0.1:{port}");
@@ -146,13 +160,14 @@ async fn answers_carry_a_content_security_policy_and_no_referrer() {
         assert!(policy.contains("frame-ancestors 'none'") && policy.contains("default-src 'self'"), "{path}: {policy}");
         assert!(policy.contains("'wasm-unsafe-eval'"), "{path}: {policy}");
         assert_eq!(answer.header("x-content-type-options"), Some("nosniff"), "{path}");
-        assert_eq!(answer.header("referrer-policy"), Some("no-referrer"), "{path}");
+        assert_eq!(answer.header("referrer-policy"), Some("same-origin"), "{path}");
     }
 }
 
 #[tokio::test]
 async fn viewers_look_and_operators_act() {
-    let dash = start_dashboard_with_access(fast_sim(), |_| with_tokens(Viewers::Token(Secret::new(VIEWER).unwrap()))).await;
+    let dash =
+        start_dashboard_with_access(fast_sim(), |_| with_tokens(Viewers::Token(Secret::new(VIEWER).unwrap()))).await;
     let client = reqwest::Client::new();
     let runs = format!("{}/api/runs", dash.base);
     let spec = spec_json(&dash.sim.target, "sim-vllm");
@@ -185,14 +200,14 @@ async fn viewers_look_and_operators_act() {
     let body: Value = cancel.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("viewers cannot"), "{body}");
     let finished = loop {
-        let summary: Value =
+        let summary: RunSummary =
             client.get(format!("{runs}/{id}")).bearer_auth(VIEWER).send().await.unwrap().json().await.unwrap();
-        if summary["status"] != "running" {
+        if summary.status != RunStatus::Running {
             break summary;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(finished["status"], "completed");
+    assert_eq!(finished.status, RunStatus::Completed);
     let delete = client.delete(format!("{runs}/{id}")).bearer_auth(VIEWER).send().await.unwrap();
     assert_eq!(delete.status(), 403);
     let rename = client.patch(format!("{runs}/{id}")).bearer_auth(VIEWER).json(&serde_json::json!({"name": "x"}));
@@ -222,7 +237,7 @@ async fn browsers_sign_in_with_a_cookie_that_never_holds_the_token() {
     assert!(page.body.contains("name=\"token\"") && page.body.contains("value=\"/runs/abc\""), "{}", page.body);
     let form = format!("token={OPERATOR}&next=%2Fruns%2Fabc");
     let form_headers = [("Host", host.as_str()), ("Origin", origin.as_str())];
-    let wrong = raw(&dash.base, "POST", "/signin", &form_headers, "token=nope-nope-nope-nope&next=%2F").await;
+    let wrong = raw_form(&dash.base, &form_headers, "token=nope-nope-nope-nope&next=%2F").await;
     assert_eq!(wrong.status, 401);
     assert!(wrong.header("set-cookie").is_none());
     let signed = raw_form(&dash.base, &form_headers, &form).await;

@@ -81,7 +81,7 @@ fn request_row(report: &RunReport, r: &RequestRecord) -> Vec<String> {
         r.prompt_words.to_string(),
         opt(r.num_input_tokens),
         r.seq.to_string(),
-        r.id.clone(),
+        inert(r.id.clone()),
         r.warmup.to_string(),
         (!r.warmup && r.error.is_none() && metrics.is_some()).to_string(),
         ms(r.send_ns).to_string(),
@@ -92,9 +92,16 @@ fn request_row(report: &RunReport, r: &RequestRecord) -> Vec<String> {
         r.output_tokens().to_string(),
         token_source(r.token_source).into(),
         r.responses.len().to_string(),
-        r.error.clone().unwrap_or_default(),
-        r.text(),
+        inert(r.error.clone().unwrap_or_default()),
+        inert(r.text()),
     ]
+}
+
+/// A text a server or a file gave, made inert for spreadsheets: one that starts as a formula
+/// would (`=`, `+`, `-`, `@`, a tab or a carriage return) gets a `'` in front, which a
+/// spreadsheet shows as text instead of running it.
+fn inert(text: String) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text }
 }
 
 /// The name run.json gives a token count's source.
@@ -292,6 +299,26 @@ mod tests {
         assert_eq!((column(failed, "counted"), column(failed, "ttft_ms")), ("false".into(), "2".into()));
         assert_eq!(column(failed, "t2t_mean_ms"), "", "one token: no gap");
         assert_eq!(report.points[0].errors, 1);
+    }
+
+    #[test]
+    fn texts_from_a_server_never_run_as_formulas() {
+        for (text, written) in [
+            ("=HYPERLINK(\"http://evil.example\")", "'=HYPERLINK(\"http://evil.example\")"),
+            ("+1", "'+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1", "'\t=1"),
+            (" a = b", " a = b"),
+            ("", ""),
+        ] {
+            assert_eq!(inert(text.to_string()), written);
+        }
+        let mut record = record(0, 0, 0, vec![response(1_000, 1, "=1+1")]);
+        record.error = Some("-cmd".into());
+        let rows = read(&requests_csv(&report(vec![record])));
+        let column = |name: &str| rows[1][REQUEST_COLUMNS.iter().position(|c| *c == name).unwrap()].clone();
+        assert_eq!((column("output_text"), column("error")), ("'=1+1".to_string(), "'-cmd".to_string()));
     }
 
     #[test]

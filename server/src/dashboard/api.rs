@@ -264,14 +264,8 @@ pub async fn create_run(
 /// times its size in memory; `tokenscope import FILE` reads files of any size.
 pub const IMPORT_LIMIT: usize = 512 << 20;
 
-/// One import is read at a time, so that only one file's worth of memory is ever taken.
-static IMPORTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
-
 /// How long an import's body may take to arrive.
 const IMPORT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// How long a refused import is asked to wait before it is sent again, in seconds.
-const IMPORT_RETRY_S: u32 = 5;
 
 /// `POST /api/runs/import`: a tokenscope run.json or a perf_analyzer profile export, shown
 /// as a finished run. The body is read only once no other import is being read (else 503
@@ -283,13 +277,12 @@ pub async fn import_run(
 ) -> Result<(StatusCode, Json<RunCreated>), Response> {
     const HINT: &str = "send a run.json (tokenscope sweep --out, or a run's run.json export) or the file \
                         perf_analyzer wrote with --profile-export-file";
-    let Ok(permit) = IMPORTS.try_acquire() else {
-        let busy = HttpError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "another file is being imported; the dashboard reads one at a time",
-            format!("send it again in {IMPORT_RETRY_S} seconds"),
-        );
-        return Err(([(header::RETRY_AFTER, IMPORT_RETRY_S.to_string())], busy).into_response());
+    let Some(permit) = state.import_permit() else {
+        return Err(HttpError::busy(
+            "another file is being imported; the dashboard reads one at a time".into(),
+            format!("send it again in {RETRY_AFTER_S} seconds"),
+        )
+        .into_response());
     };
     // A body that trickles in would hold the one import's turn: it gets a while, not forever.
     let Ok(received) = tokio::time::timeout(IMPORT_READ_TIMEOUT, axum::body::to_bytes(body, IMPORT_LIMIT)).await else {

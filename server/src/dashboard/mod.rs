@@ -89,6 +89,8 @@ struct Inner {
     limits: Limits,
     /// One permit per export rendering; see [`EXPORTS_AT_ONCE`].
     exports: Arc<Semaphore>,
+    /// One import is read at a time, so only one file's worth of memory is ever taken.
+    imports: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -114,7 +116,8 @@ impl AppState {
         let store = Store::open(&config.data_dir).await?;
         let runs = Runs::load(store, shutdown, limits.retention).await?;
         let exports = Arc::new(Semaphore::new(limits.exports_at_once));
-        Ok(Self { inner: Arc::new(Inner { config, runs, limits, exports }) })
+        let imports = Arc::new(Semaphore::new(1));
+        Ok(Self { inner: Arc::new(Inner { config, runs, limits, exports, imports }) })
     }
 
     /// Waits for the run in progress to record its end, then closes the store. Call after
@@ -143,6 +146,11 @@ impl AppState {
     /// Leave to render an export now, or `None` while [`Limits::exports_at_once`] render.
     pub fn export_permit(&self) -> Option<OwnedSemaphorePermit> {
         self.inner.exports.clone().try_acquire_owned().ok()
+    }
+
+    /// Leave to read an import now, or `None` while another is read.
+    pub fn import_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.inner.imports.clone().try_acquire_owned().ok()
     }
 
     /// Whether a target is the built-in simulator.

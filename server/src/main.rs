@@ -54,6 +54,9 @@ fn interrupt_token() -> CancellationToken {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // Access rules that cannot work are refused before anything listens.
+    let placeholder = args.target.clone().unwrap_or_else(|| "http://127.0.0.1:8001".into());
+    args.access.access(&args.listen, &placeholder).map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| {
         anyhow::anyhow!(
             "cannot listen on {}: {e}; pick another address with --listen (port 0 picks a free one)",

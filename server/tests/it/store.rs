@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use shared::api::RunSummary;
-use shared::{LiveRun, RequestRecord, ResponseRecord, RunEvent, RunReport, RunStatus, SweepSpec, TokenCountSource};
+use shared::{LiveRun, RunEvent, RunReport, RunStatus};
 
 use crate::dashboard::{fast_sim, get, post, read_events, spec_json, wait_finished};
 use crate::support::{start_dashboard, timing_lock};
@@ -201,52 +201,7 @@ async fn a_run_json_opens_as_the_same_run_and_large_files_are_taken() {
     assert_eq!(report(&dash.base, copy).await, report(&dash.base, &id).await);
 
     // A profile export of 1,000 requests of 64 tokens: over 2 MB, the usual body limit.
-    let spec = SweepSpec {
-        model: "sim-vllm".into(),
-        prompt_lengths: vec![16],
-        requests: 1000,
-        warmup: 0,
-        max_tokens: 64,
-        ..SweepSpec::default()
-    };
-    let requests = (0..1000u32)
-        .map(|seq| {
-            let send_ns = u64::from(seq) * 1_000_000;
-            let responses: Vec<ResponseRecord> = (1..=64u64)
-                .map(|i| ResponseRecord {
-                    at_ns: send_ns + i * 100_000,
-                    tokens: 1,
-                    text: format!(" w{i}"),
-                    server_send_unix_ns: None,
-                })
-                .collect();
-            RequestRecord {
-                point: 0,
-                seq,
-                warmup: false,
-                id: format!("0-{seq}"),
-                prompt_words: 16,
-                num_input_tokens: None,
-                send_ns,
-                server_recv_unix_ns: None,
-                final_ns: responses.last().map(|r| r.at_ns),
-                responses,
-                token_source: TokenCountSource::Responses,
-                error: None,
-            }
-        })
-        .collect();
-    let mut big = RunReport {
-        tool: "tokenscope test".into(),
-        spec,
-        started_unix_ns: 1_700_000_000_000_000_000,
-        model: None,
-        status: RunStatus::Completed,
-        prompt_lengths_approximate: true,
-        points: Vec::new(),
-        requests,
-    };
-    big.recompute_points();
+    let big = crate::support::large_report(1000, 64);
     let export = server::export::profile_export(&big);
     assert!(serde_json::to_vec(&export).unwrap().len() > 2 << 20);
     let (status, body) = post(&format!("{}/api/runs/import", dash.base), &export).await;

@@ -165,8 +165,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Stamped<S> {
     }
 }
 
-/// Opens plain-TCP connections (Nagle off) whose reads stamp one [`ReadStamp`]; a channel
-/// that reconnects goes on stamping the same one.
+/// Opens TCP connections (Nagle off) whose reads stamp one [`ReadStamp`]; a channel that
+/// reconnects goes on stamping the same one. For an `https://` address, tonic runs TLS over
+/// the stamped socket, so the stamp is the read of the encrypted bytes.
 #[derive(Debug, Clone)]
 pub struct StampingConnector {
     stamp: Arc<ReadStamp>,
@@ -196,16 +197,20 @@ impl tonic::codegen::Service<Uri> for StampingConnector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let (stamp, timeout) = (self.stamp.clone(), self.timeout);
         Box::pin(async move {
-            if uri.scheme_str() != Some("http") {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "only plain http:// gRPC is supported, not TLS; give the server's address as http://HOST:PORT",
-                ));
-            }
+            let default_port = match uri.scheme_str() {
+                Some("http") => 80,
+                Some("https") => 443,
+                _ => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "give the server's gRPC address as http://HOST:PORT, or https://HOST:PORT for TLS",
+                    ));
+                }
+            };
             let host =
                 uri.host().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the address has no host"))?;
             let host = host.trim_start_matches('[').trim_end_matches(']');
-            let connecting = TcpStream::connect((host, uri.port_u16().unwrap_or(80)));
+            let connecting = TcpStream::connect((host, uri.port_u16().unwrap_or(default_port)));
             let stream = tokio::time::timeout(timeout, connecting).await.map_err(|_| {
                 io::Error::new(io::ErrorKind::TimedOut, format!("no connection within {} s", timeout.as_secs()))
             })??;

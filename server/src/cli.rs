@@ -106,6 +106,28 @@ pub struct SweepArgs {
     pub profile_export: Option<PathBuf>,
     #[command(flatten)]
     pub csv: CsvFiles,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// How `https://` targets are trusted.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsArgs {
+    /// Also trust the CA certificates in this PEM file for https:// targets (for a server whose
+    /// certificate comes from a private CA); repeatable. Public CAs are trusted without it.
+    #[arg(long, value_name = "PATH")]
+    pub ca_cert: Vec<PathBuf>,
+}
+
+impl TlsArgs {
+    /// Trusts the CAs given, for every target this process measures.
+    pub fn apply(&self) -> Result<(), crate::tls::TlsError> {
+        for path in &self.ca_cert {
+            let count = crate::tls::trust_ca_file(path)?;
+            tracing::info!(file = %path.display(), certificates = count, "trusting the CA certificates of --ca-cert");
+        }
+        Ok(())
+    }
 }
 
 /// The CSV exports, the same files as the dashboard's `/api/runs/ID/export/*.csv`.
@@ -172,6 +194,8 @@ pub struct ServeArgs {
     pub keep_days: Option<u32>,
     #[command(flatten)]
     pub access: AccessArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// Who may use the dashboard. On a loopback address everyone is an operator unless tokens
@@ -370,6 +394,13 @@ pub struct SimArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8001")]
     pub listen: SocketAddr,
+    /// Serve TLS with this PEM certificate chain (with --tls-key), as a Triton started with
+    /// --grpc-use-ssl does.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub config: SimConfig,
 }

@@ -15,6 +15,7 @@ pub mod sim;
 pub mod store;
 pub mod style;
 pub mod sweep;
+pub mod tls;
 pub mod triton;
 
 /// Code generated from `proto/inference.proto`.

@@ -57,6 +57,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Access rules that cannot work are refused before anything listens.
     let placeholder = args.target.clone().unwrap_or_else(|| "http://127.0.0.1:8001".into());
     args.access.access(&args.listen, &placeholder).map_err(anyhow::Error::msg)?;
+    args.tls.apply()?;
     let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| {
         anyhow::anyhow!(
             "cannot listen on {}: {e}; pick another address with --listen (port 0 picks a free one)",
@@ -132,10 +133,15 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}; is another server using that port?", args.listen))?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(server::tls::identity_files(cert, key)?),
+        _ => None,
+    };
     let shutdown = interrupt_token();
     let names: Vec<&str> = sim::MODELS.iter().map(|m| m.name).collect();
-    tracing::info!(address = %listener.local_addr()?, models = names.join(", "), "simulated Triton listening (gRPC)");
-    sim::serve(listener, args.config, shutdown).await?;
+    let protocol = if tls.is_some() { "gRPC over TLS" } else { "gRPC" };
+    tracing::info!(address = %listener.local_addr()?, models = names.join(", "), "simulated Triton listening ({protocol})");
+    sim::serve(listener, args.config, tls, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 

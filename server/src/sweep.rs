@@ -44,6 +44,7 @@ impl RunFiles {
 
 /// Runs `tokenscope sweep`.
 pub async fn command(args: SweepArgs) -> anyhow::Result<ExitCode> {
+    args.tls.apply()?;
     let spec = args.spec();
     let files = RunFiles {
         out: Some(args.out.clone().unwrap_or_else(|| default_out(&spec.model))),

@@ -38,6 +38,8 @@ pub enum TritonError {
         "{target} answered, but not as a Triton gRPC server ({cause}). Is this the gRPC port (8001 by default) rather than HTTP (8000)?"
     )]
     NotGrpc { target: String, cause: String },
+    #[error("cannot open a TLS connection to {target}: {cause}; {hint}")]
+    Tls { target: String, cause: String, hint: &'static str },
     #[error("model '{model}' is not on the server at {target}; {available}")]
     UnknownModel { model: String, target: String, available: String },
     #[error("model '{model}' is not ready on {target} (state {state}{reason}); load it or wait until it is READY")]
@@ -141,6 +143,13 @@ impl Triton {
             // streams answering at once) must not wait for window updates.
             .initial_stream_window_size(Some(STREAM_WINDOW))
             .initial_connection_window_size(Some(CONNECTION_WINDOW));
+        let endpoint = if target.starts_with("https://") {
+            endpoint
+                .tls_config(crate::tls::client_config(DISCOVERY_TIMEOUT))
+                .map_err(|e| TritonError::InvalidTarget { target: target.clone(), cause: error_chain(&e) })?
+        } else {
+            endpoint
+        };
         let connection = connect(&endpoint, &target).await?;
         match tokio::time::timeout(DISCOVERY_TIMEOUT, connection.client().server_live(pb::ServerLiveRequest {})).await {
             Ok(Ok(_)) => Ok(Self { target, endpoint, connection }),
@@ -301,10 +310,13 @@ async fn connect(endpoint: &Endpoint, target: &str) -> Result<Connection, Triton
     // read and write of the connection in one more layer.
     let connector = StampingConnector::new(DISCOVERY_TIMEOUT);
     let reads = connector.stamp();
-    let channel = endpoint
-        .connect_with_connector(connector)
-        .await
-        .map_err(|e| TritonError::Unreachable { target: target.to_string(), cause: error_chain(&e) })?;
+    let channel = endpoint.connect_with_connector(connector).await.map_err(|e| {
+        let (target, cause) = (target.to_string(), error_chain(&e));
+        match crate::tls::hint(&target, &cause) {
+            Some(hint) => TritonError::Tls { target, cause, hint },
+            None => TritonError::Unreachable { target, cause },
+        }
+    })?;
     Ok(Connection { channel, reads, waits: Arc::default() })
 }
 

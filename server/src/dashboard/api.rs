@@ -121,6 +121,10 @@ impl From<TritonError> for HttpError {
             TritonError::Unreachable { .. } => {
                 (StatusCode::BAD_GATEWAY, "start the server, or check the host and the gRPC port (8001 by default)")
             }
+            TritonError::Tls { .. } => (
+                StatusCode::BAD_GATEWAY,
+                "check the target's scheme (http:// or https://) and the server's certificate",
+            ),
             TritonError::NotGrpc { .. } => {
                 (StatusCode::BAD_GATEWAY, "point the target at Triton's gRPC port (8001 by default), not HTTP (8000)")
             }

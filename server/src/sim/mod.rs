@@ -18,6 +18,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::codegen::{BoxFuture, Context, Poll, Service, StdError, http};
 use tonic::server::NamedService;
+use tonic::transport::Identity;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -73,15 +74,20 @@ impl Sim {
     }
 }
 
-/// Serves the simulator on `listener` until `shutdown` is cancelled.
+/// Serves the simulator on `listener` until `shutdown` is cancelled; over TLS with `tls`.
 pub async fn serve(
     listener: TcpListener,
     config: SimConfig,
+    tls: Option<Identity>,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     // Small responses must leave at once: no Nagle delay on accepted connections.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(identity) = tls {
+        builder = builder.tls_config(crate::tls::server_config(identity))?;
+    }
+    builder
         .max_concurrent_streams(Some(4096))
         .initial_stream_window_size(Some(crate::triton::STREAM_WINDOW))
         .initial_connection_window_size(Some(crate::triton::CONNECTION_WINDOW))
@@ -93,12 +99,17 @@ pub async fn serve(
 /// Starts the simulator on a loopback port chosen by the system; for tests, demos and the
 /// dashboard's built-in target. Cancel the token to stop it.
 pub async fn spawn(config: SimConfig) -> std::io::Result<(SocketAddr, CancellationToken)> {
+    spawn_with(config, None).await
+}
+
+/// [`spawn`], serving TLS with `tls`.
+pub async fn spawn_with(config: SimConfig, tls: Option<Identity>) -> std::io::Result<(SocketAddr, CancellationToken)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     tokio::spawn(async move {
-        if let Err(err) = serve(listener, config, token).await {
+        if let Err(err) = serve(listener, config, tls, token).await {
             tracing::error!(cause = %err, "the simulated Triton stopped");
         }
     });

@@ -14,4 +14,5 @@ mod sim;
 mod staying_up;
 mod store;
 mod support;
+mod tls;
 mod webdriver;

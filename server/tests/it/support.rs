@@ -31,6 +31,13 @@ impl Drop for SimServer {
     }
 }
 
+impl SimServer {
+    /// A simulator at `target` that `stop` stops.
+    pub fn from_parts(target: String, stop: CancellationToken) -> Self {
+        Self { target, stop }
+    }
+}
+
 pub async fn start_sim(config: SimConfig) -> SimServer {
     let (addr, stop) = sim::spawn(config).await.expect("the simulator starts");
     SimServer { target: format!("http://{addr}"), stop }

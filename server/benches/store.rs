@@ -87,6 +87,7 @@ fn report(text: impl Fn(&mut u64, u32) -> String) -> RunReport {
                 prompt_words: length,
                 num_input_tokens: Some(length + 7),
                 send_ns,
+                intended_ns: None,
                 server_recv_unix_ns: Some(BASE_UNIX_NS + send_ns as i64 + 40_000 + (next(&mut rng) % 20_000) as i64),
                 responses,
                 final_ns: Some(at),

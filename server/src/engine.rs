@@ -278,6 +278,7 @@ impl InFlight {
             prompt_words: self.prompt_words,
             num_input_tokens: self.num_input_tokens,
             send_ns: self.send_ns,
+            intended_ns: None,
             server_recv_unix_ns: self.server_recv_unix_ns,
             responses: self.responses,
             final_ns,

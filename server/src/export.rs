@@ -67,7 +67,7 @@ impl Export {
         match self {
             Export::Run => serde_json::to_vec(report).expect("a report serializes"),
             Export::Requests => csv::requests_csv(report).into_bytes(),
-            Export::Points => csv::points_csv(&report.points).into_bytes(),
+            Export::Points => csv::points_csv(&report.spec, &report.points).into_bytes(),
             Export::Profile => serde_json::to_vec(&ProfileExport::of(report)).expect("a profile export serializes"),
         }
     }
@@ -232,6 +232,7 @@ mod tests {
             prompt_words: 4,
             num_input_tokens: None,
             send_ns,
+            intended_ns: None,
             server_recv_unix_ns: Some(7),
             responses: vec![
                 ResponseRecord { at_ns: first, tokens: 1, text: " a".into(), server_send_unix_ns: Some(9) },

@@ -142,6 +142,7 @@ mod tests {
             input_tokens: None,
             requests_per_s: 0.0,
             output_tokens_per_s: 0.0,
+            ..PointStats::default()
         }
     }
 

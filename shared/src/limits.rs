@@ -25,8 +25,13 @@ pub const MAX_OUTPUT_TOKENS: u32 = 1 << 20;
 pub const MAX_REQUESTS: u64 = 1_000_000;
 /// The most requests one prompt length may send, warm-up included.
 pub const MAX_REQUESTS_PER_POINT: u64 = 1_000_000;
-/// The most prompt lengths one sweep may visit.
+/// The most prompt lengths one sweep may visit, and the most points (prompt lengths times
+/// load levels).
 pub const MAX_PROMPT_LENGTHS: usize = 10_000;
+/// The most load levels (concurrencies or request rates) one sweep may visit.
+pub const MAX_LOAD_LEVELS: usize = 1_000;
+/// The highest request rate, in requests per second.
+pub const MAX_REQUEST_RATE: f64 = 100_000.0;
 /// The most requests in flight at once: the engine's streams (one per request in flight).
 pub const MAX_CONCURRENCY: u32 = 1024;
 /// The longest request timeout: one hour.
@@ -71,30 +76,39 @@ pub fn spec_problems(spec: &SweepSpec) -> Vec<String> {
     if spec.prompt_lengths.len() > MAX_PROMPT_LENGTHS {
         out.push(format!("{} prompt lengths is too many; at most {MAX_PROMPT_LENGTHS}", spec.prompt_lengths.len()));
     }
+    let levels = spec.concurrencies.len().max(spec.request_rates.len());
+    if levels > MAX_LOAD_LEVELS {
+        out.push(format!("{levels} load levels is too many; at most {MAX_LOAD_LEVELS}"));
+    } else if spec.point_count() > MAX_PROMPT_LENGTHS {
+        out.push(format!(
+            "{} points (prompt lengths x load levels) is too many; at most {MAX_PROMPT_LENGTHS}",
+            spec.point_count()
+        ));
+    }
+    if let Some(rate) = spec.request_rates.iter().find(|&&r| r > MAX_REQUEST_RATE) {
+        out.push(format!("the request rate {rate} is above the limit of {MAX_REQUEST_RATE} requests/s"));
+    }
+    let in_flight = spec.most_in_flight();
     let longest = spec.prompt_lengths.iter().copied().max().unwrap_or(0);
     if longest > MAX_PROMPT_WORDS {
         out.push(format!("the prompt length {longest} is above the limit of {MAX_PROMPT_WORDS} words"));
-    } else if u64::from(spec.concurrency.min(MAX_CONCURRENCY)) * prompt_bytes_bound(longest)
-        > MAX_PROMPT_BYTES_IN_FLIGHT
-    {
+    } else if u64::from(in_flight.min(MAX_CONCURRENCY)) * prompt_bytes_bound(longest) > MAX_PROMPT_BYTES_IN_FLIGHT {
         let per = prompt_bytes_bound(longest);
         out.push(format!(
             "prompts of {longest} words (up to {per} bytes each) at concurrency {} would hold {} MiB of prompts in \
              flight; the limit is {} MiB (at this concurrency, prompts up to {} words)",
-            spec.concurrency,
-            (per * u64::from(spec.concurrency)).div_ceil(MIB),
+            in_flight,
+            (per * u64::from(in_flight)).div_ceil(MIB),
             MAX_PROMPT_BYTES_IN_FLIGHT / MIB,
-            MAX_PROMPT_BYTES_IN_FLIGHT / u64::from(spec.concurrency.max(1)) / 6,
+            MAX_PROMPT_BYTES_IN_FLIGHT / u64::from(in_flight.max(1)) / 6,
         ));
     }
     if spec.max_tokens > MAX_OUTPUT_TOKENS {
         out.push(format!("max_tokens {} is above the limit of {MAX_OUTPUT_TOKENS}", spec.max_tokens));
     }
-    if spec.concurrency > MAX_CONCURRENCY {
-        out.push(format!(
-            "concurrency {} is above the limit of {MAX_CONCURRENCY} requests in flight",
-            spec.concurrency
-        ));
+    let asked = spec.concurrencies.iter().copied().chain([spec.concurrency]).chain(spec.max_concurrency).max();
+    if let Some(most) = asked.filter(|&c| c > MAX_CONCURRENCY) {
+        out.push(format!("concurrency {most} is above the limit of {MAX_CONCURRENCY} requests in flight"));
     }
     if spec.requests_per_point() > MAX_REQUESTS_PER_POINT {
         out.push(format!(
@@ -104,7 +118,7 @@ pub fn spec_problems(spec: &SweepSpec) -> Vec<String> {
     }
     if spec.total_requests() > MAX_REQUESTS {
         out.push(format!(
-            "{} requests in one run is too many; at most {MAX_REQUESTS} (prompt lengths x (requests + warm-up))",
+            "{} requests in one run is too many; at most {MAX_REQUESTS} (points x (requests + warm-up))",
             spec.total_requests()
         ));
     }
@@ -169,14 +183,13 @@ pub fn report_problem(report: &RunReport) -> Option<String> {
     }
     let per_point = spec.requests_per_point();
     report.requests.iter().find_map(|record| {
-        if record.point as usize >= spec.prompt_lengths.len() || u64::from(record.seq) >= per_point {
+        if record.point as usize >= spec.point_count() || u64::from(record.seq) >= per_point {
             return Some(format!(
-                "request {:?} is numbered point {}, request {}, outside the spec's {} prompt lengths of {per_point} \
-                 requests",
+                "request {:?} is numbered point {}, request {}, outside the spec's {} points of {per_point} requests",
                 record.id.chars().take(64).collect::<String>(),
                 record.point,
                 record.seq,
-                spec.prompt_lengths.len()
+                spec.point_count()
             ));
         }
         record_problem(record)
@@ -237,6 +250,7 @@ mod tests {
             prompt_words: 16,
             num_input_tokens: None,
             send_ns: 0,
+            intended_ns: None,
             server_recv_unix_ns: None,
             responses: vec![ResponseRecord {
                 at_ns: 1,

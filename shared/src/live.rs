@@ -134,8 +134,8 @@ pub fn events_from_report(id: &str, report: &RunReport, simulated: bool) -> Vec<
     if let Some(model) = &report.model {
         events.push(RunEvent::Prepared { model: model.clone() });
     }
-    for (point, &prompt_length) in spec.prompt_lengths.iter().enumerate() {
-        let point = point as u32;
+    for point in 0..spec.point_count() as u32 {
+        let prompt_length = spec.point_length(point as usize);
         let records: Vec<&RequestRecord> = report.requests.iter().filter(|r| r.point == point).collect();
         if records.is_empty() {
             continue;
@@ -217,7 +217,7 @@ impl LiveRun {
                     spec: spec.clone(),
                     started_unix_ns: *started_unix_ns,
                     simulated: *simulated,
-                    points: vec![None; spec.prompt_lengths.len()],
+                    points: vec![None; spec.point_count().min(crate::limits::MAX_PROMPT_LENGTHS)],
                     requests: vec![LiveRequest::default(); spec.total_requests().min(MAX_REQUESTS) as usize],
                     ..LiveRun::default()
                 };

@@ -51,6 +51,10 @@ pub struct RequestRecord {
     pub num_input_tokens: Option<u32>,
     /// When the request was written to the stream.
     pub send_ns: u64,
+    /// When an open-loop schedule meant it to be sent; `send_ns` minus this is its schedule
+    /// lag. None in closed loop, where a request is due when the one before it finishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intended_ns: Option<u64>,
     /// When the server says it received the request (nanoseconds since the Unix epoch), if it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_recv_unix_ns: Option<i64>,
@@ -67,6 +71,17 @@ pub struct RequestRecord {
 }
 
 impl RequestRecord {
+    /// When the request was due: its intended send time in open loop, else its send time.
+    /// Latencies from here include any lag of the client behind its schedule.
+    pub fn due_ns(&self) -> u64 {
+        self.intended_ns.unwrap_or(self.send_ns)
+    }
+
+    /// How late the request was sent against its schedule (open loop only).
+    pub fn lag_ns(&self) -> Option<u64> {
+        self.intended_ns.map(|intended| self.send_ns.saturating_sub(intended))
+    }
+
     /// The responses that carry at least one output token (`c_1 .. c_k` in the definitions).
     pub fn token_responses(&self) -> impl Iterator<Item = &ResponseRecord> {
         self.responses.iter().filter(|r| r.tokens > 0)

@@ -59,12 +59,9 @@ pub struct RunReport {
 impl RunReport {
     /// Recomputes every point's statistics from the raw records.
     pub fn recompute_points(&mut self) {
-        self.points = self
-            .spec
-            .prompt_lengths
-            .iter()
-            .enumerate()
-            .map(|(i, &len)| PointStats::compute(len, self.requests.iter().filter(|r| r.point as usize == i)))
+        let spec = &self.spec;
+        self.points = (0..spec.point_count())
+            .map(|i| PointStats::of_point(spec, i, self.requests.iter().filter(|r| r.point as usize == i)))
             .collect();
     }
 
@@ -108,6 +105,7 @@ mod tests {
             prompt_words: 4,
             num_input_tokens: None,
             send_ns: 0,
+            intended_ns: None,
             server_recv_unix_ns: None,
             responses,
             final_ns: None,

@@ -53,8 +53,9 @@ impl std::str::FromStr for InputStyle {
 pub use crate::limits::MAX_REQUESTS;
 use crate::limits::{self, MAX_PROMPT_LENGTHS};
 
-/// A sweep: for each prompt length, `warmup` then `requests` requests, `concurrency` at a time
-/// (closed loop: a new request is sent as soon as one finishes).
+/// A sweep: for each prompt length and each load level, `warmup` then `requests` requests.
+/// A load level is a concurrency (closed loop) or a request rate (open loop); see
+/// [`SweepSpec::load_levels`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SweepSpec {
@@ -73,8 +74,23 @@ pub struct SweepSpec {
     pub requests: u32,
     /// Requests per prompt length sent first and left out of every statistic.
     pub warmup: u32,
-    /// Requests in flight at once.
+    /// Requests in flight at once (closed loop: a new request is sent as soon as one
+    /// finishes), when `concurrencies` and `request_rates` are empty.
     pub concurrency: u32,
+    /// Closed-loop load levels: each prompt length is measured at each of these
+    /// concurrencies in turn. Empty: `concurrency` alone.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub concurrencies: Vec<u32>,
+    /// Open-loop load levels, in requests per second: each prompt length is measured at each
+    /// rate in turn, requests sent when a schedule says, whatever the server's pace. When
+    /// given, `concurrency` and `concurrencies` are not used.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub request_rates: Vec<f64>,
+    /// Open loop: the most requests in flight at once (at most [`limits::MAX_CONCURRENCY`],
+    /// which also applies without it). A request due while as many are in flight waits for
+    /// one to finish, and its schedule lag shows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
     /// Stream tokens (`ModelStreamInfer`, for decoupled models) and time each one; or send
     /// each request with `ModelInfer` and time its single response, which then gives TTFT as
     /// the whole request's latency and no token-to-token latency.
@@ -96,6 +112,9 @@ impl Default for SweepSpec {
             requests: 10,
             warmup: 0,
             concurrency: 1,
+            concurrencies: Vec::new(),
+            request_rates: Vec::new(),
+            max_concurrency: None,
             streaming: true,
             request_timeout_ms: 60_000,
         }
@@ -137,8 +156,17 @@ impl SweepSpec {
         if self.requests == 0 {
             out.push("requests per prompt length must be at least 1".into());
         }
-        if self.concurrency == 0 {
+        if self.concurrency == 0 || self.concurrencies.contains(&0) {
             out.push("concurrency must be at least 1".into());
+        }
+        if !self.request_rates.is_empty() && !self.concurrencies.is_empty() {
+            out.push("give request rates (open loop) or concurrencies (closed loop), not both".into());
+        }
+        if self.request_rates.iter().any(|r| !r.is_finite() || *r <= 0.0) {
+            out.push("request rates must be above 0 requests/s".into());
+        }
+        if self.max_concurrency == Some(0) {
+            out.push("the most requests in flight (max_concurrency) must be at least 1".into());
         }
         if self.request_timeout_ms == 0 {
             out.push("the request timeout must be above 0 ms".into());
@@ -155,7 +183,82 @@ impl SweepSpec {
 
     /// Requests sent by the whole sweep, warm-up included.
     pub fn total_requests(&self) -> u64 {
-        self.requests_per_point() * self.prompt_lengths.len() as u64
+        self.requests_per_point() * self.point_count() as u64
+    }
+
+    /// The load levels each prompt length is measured at, in order.
+    pub fn load_levels(&self) -> Vec<LoadLevel> {
+        if !self.request_rates.is_empty() {
+            self.request_rates.iter().map(|&rate| LoadLevel::Rate(rate)).collect()
+        } else if !self.concurrencies.is_empty() {
+            self.concurrencies.iter().map(|&c| LoadLevel::Concurrency(c)).collect()
+        } else {
+            vec![LoadLevel::Concurrency(self.concurrency)]
+        }
+    }
+
+    fn level_count(&self) -> usize {
+        if !self.request_rates.is_empty() {
+            self.request_rates.len()
+        } else {
+            self.concurrencies.len().max(1)
+        }
+    }
+
+    /// How many points the sweep visits: prompt lengths times load levels.
+    pub fn point_count(&self) -> usize {
+        self.prompt_lengths.len().saturating_mul(self.level_count())
+    }
+
+    /// Point `index`'s prompt length and load level: points go through every load level of
+    /// the first prompt length, then of the next. None past the last point.
+    pub fn point(&self, index: usize) -> Option<(u32, LoadLevel)> {
+        let levels = self.level_count();
+        let length = *self.prompt_lengths.get(index / levels)?;
+        let level = index % levels;
+        let load = match self.request_rates.get(level) {
+            Some(&rate) => LoadLevel::Rate(rate),
+            None => LoadLevel::Concurrency(self.concurrencies.get(level).copied().unwrap_or(self.concurrency)),
+        };
+        Some((length, load))
+    }
+
+    /// Point `index`'s prompt length, 0 past the last point.
+    pub fn point_length(&self, index: usize) -> u32 {
+        self.point(index).map_or(0, |(length, _)| length)
+    }
+
+    /// Whether requests are sent on a schedule (open loop) rather than as others finish.
+    pub fn open_loop(&self) -> bool {
+        !self.request_rates.is_empty()
+    }
+
+    /// The most requests the sweep may have in flight at once, at any of its load levels.
+    pub fn most_in_flight(&self) -> u32 {
+        if self.open_loop() {
+            self.max_concurrency.unwrap_or(limits::MAX_CONCURRENCY).min(limits::MAX_CONCURRENCY)
+        } else {
+            self.concurrencies.iter().copied().max().unwrap_or(self.concurrency)
+        }
+    }
+}
+
+/// How hard a point loads the server.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadLevel {
+    /// Closed loop: this many requests in flight, each sent as soon as one finishes.
+    Concurrency(u32),
+    /// Open loop: requests sent at this rate (requests per second) on a schedule.
+    Rate(f64),
+}
+
+impl std::fmt::Display for LoadLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Concurrency(c) => write!(f, "concurrency {c}"),
+            Self::Rate(rate) => write!(f, "{rate} req/s"),
+        }
     }
 }
 
@@ -163,6 +266,78 @@ impl SweepSpec {
 /// doubling range `16..4096:x2`. Parts may be mixed with commas; the result is sorted and
 /// without repeats.
 pub fn parse_prompt_lengths(text: &str) -> Result<Vec<u32>, String> {
+    parse_counts(text, "prompt length", MAX_PROMPT_LENGTHS)
+}
+
+/// Parses a list of concurrencies as [`parse_prompt_lengths`] does lengths: `1,2,4`,
+/// `8..64:8` or `1..64:x2`.
+pub fn parse_concurrencies(text: &str) -> Result<Vec<u32>, String> {
+    parse_counts(text, "concurrency", limits::MAX_LOAD_LEVELS)
+}
+
+/// Parses request rates in requests per second: a list (`0.5,1,2.5`), a linear range
+/// (`1..10:1`) or a multiplying range (`0.5..16:x2`); sorted and without repeats.
+pub fn parse_request_rates(text: &str) -> Result<Vec<f64>, String> {
+    let mut out: Vec<f64> = Vec::new();
+    let push = |out: &mut Vec<f64>, rate: f64| {
+        if out.len() >= limits::MAX_LOAD_LEVELS {
+            return Err(format!("too many request rates; at most {}", limits::MAX_LOAD_LEVELS));
+        }
+        out.push(rate);
+        Ok(())
+    };
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if let Some((range, step)) = part.split_once(':') {
+            let (from, to) = range
+                .split_once("..")
+                .ok_or_else(|| format!("{part:?}: a range is written FROM..TO:STEP or FROM..TO:x2"))?;
+            let (from, to) = (parse_rate(from)?, parse_rate(to)?);
+            if from > to {
+                return Err(format!("{part:?}: the range starts above its end"));
+            }
+            let step = step.trim();
+            let (factor, add) = match step.strip_prefix('x') {
+                Some(factor) => (parse_rate(factor)?, 0.0),
+                None => (1.0, parse_rate(step)?),
+            };
+            if add == 0.0 && factor < 1.01 {
+                return Err(format!("{part:?}: a multiplying step must be above x1"));
+            }
+            // Each rate from the range's start, not by adding up steps: no drift.
+            for k in 0.. {
+                let rate = if add > 0.0 { from + add * f64::from(k) } else { from * factor.powi(k) };
+                if rate > to * (1.0 + 1e-9) {
+                    break;
+                }
+                push(&mut out, rate)?;
+            }
+        } else {
+            push(&mut out, parse_rate(part)?)?;
+        }
+    }
+    if out.is_empty() {
+        return Err("give at least one request rate".into());
+    }
+    out.sort_by(f64::total_cmp);
+    out.dedup();
+    Ok(out)
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 && rate <= limits::MAX_REQUEST_RATE => Ok(rate),
+        Ok(_) => Err(format!(
+            "{:?}: a request rate must be above 0 and at most {} requests/s",
+            text.trim(),
+            limits::MAX_REQUEST_RATE
+        )),
+        Err(_) => Err(format!("{:?} is not a number of requests per second", text.trim())),
+    }
+}
+
+/// Parses whole numbers, lists and ranges of them, for [`parse_prompt_lengths`] and
+/// [`parse_concurrencies`]; `what` names one in errors, `most` caps how many.
+fn parse_counts(text: &str, what: &str, most: usize) -> Result<Vec<u32>, String> {
     let mut out = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         if let Some((range, step)) = part.split_once(':') {
@@ -182,7 +357,7 @@ pub fn parse_prompt_lengths(text: &str) -> Result<Vec<u32>, String> {
                 }
                 let mut n = from;
                 while n <= to {
-                    push_length(&mut out, n)?;
+                    push_count(&mut out, n, what, most)?;
                     n = match n.checked_mul(factor) {
                         Some(next) => next,
                         None => break,
@@ -192,7 +367,7 @@ pub fn parse_prompt_lengths(text: &str) -> Result<Vec<u32>, String> {
                 let step = parse_len(step)?;
                 let mut n = from;
                 while n <= to {
-                    push_length(&mut out, n)?;
+                    push_count(&mut out, n, what, most)?;
                     n = match n.checked_add(step) {
                         Some(next) => next,
                         None => break,
@@ -200,22 +375,23 @@ pub fn parse_prompt_lengths(text: &str) -> Result<Vec<u32>, String> {
                 }
             }
         } else {
-            push_length(&mut out, parse_len(part)?)?;
+            push_count(&mut out, parse_len(part)?, what, most)?;
         }
     }
     if out.is_empty() {
-        return Err("give at least one prompt length".into());
+        return Err(format!("give at least one {what}"));
     }
     out.sort_unstable();
     out.dedup();
     Ok(out)
 }
 
-/// Adds a length, refusing to grow past [`MAX_PROMPT_LENGTHS`] (so a huge range fails at once
-/// instead of filling memory).
-fn push_length(out: &mut Vec<u32>, n: u32) -> Result<(), String> {
-    if out.len() >= MAX_PROMPT_LENGTHS {
-        return Err(format!("too many prompt lengths; at most {MAX_PROMPT_LENGTHS}"));
+/// Adds a count, refusing to grow past `most` (so a huge range fails at once instead of
+/// filling memory).
+fn push_count(out: &mut Vec<u32>, n: u32, what: &str, most: usize) -> Result<(), String> {
+    if out.len() >= most {
+        let plural = if what.ends_with('y') { format!("{}ies", &what[..what.len() - 1]) } else { format!("{what}s") };
+        return Err(format!("too many {plural}; at most {most}"));
     }
     out.push(n);
     Ok(())
@@ -223,7 +399,7 @@ fn push_length(out: &mut Vec<u32>, n: u32) -> Result<(), String> {
 
 fn parse_len(text: &str) -> Result<u32, String> {
     match text.trim().parse::<u32>() {
-        Ok(0) => Err("prompt lengths and steps must be at least 1".into()),
+        Ok(0) => Err("numbers and steps must be at least 1".into()),
         Ok(n) => Ok(n),
         Err(_) => Err(format!("{:?} is not a whole number", text.trim())),
     }
@@ -250,6 +426,41 @@ mod tests {
         assert!(parse_prompt_lengths("1..100000:1").unwrap_err().contains("too many"));
         // Refused without building four billion lengths first.
         assert!(parse_prompt_lengths("1..4000000000:1").unwrap_err().contains("too many"));
+    }
+
+    #[test]
+    fn concurrencies_and_rates_parse_like_lengths() {
+        assert_eq!(parse_concurrencies("1,2,4..16:x2").unwrap(), vec![1, 2, 4, 8, 16]);
+        assert!(parse_concurrencies("1..100000:1").unwrap_err().contains("too many concurrencies"));
+        assert_eq!(parse_request_rates("2, 0.5,1").unwrap(), vec![0.5, 1.0, 2.0]);
+        assert_eq!(parse_request_rates("0.5..4:x2").unwrap(), vec![0.5, 1.0, 2.0, 4.0]);
+        assert_eq!(parse_request_rates("1..2:0.25").unwrap(), vec![1.0, 1.25, 1.5, 1.75, 2.0]);
+        assert!(parse_request_rates("0").unwrap_err().contains("above 0"));
+        assert!(parse_request_rates("fast").unwrap_err().contains("not a number"));
+        assert!(parse_request_rates("1..2:x1").unwrap_err().contains("above x1"));
+        assert!(parse_request_rates("0.001..100000:0.001").unwrap_err().contains("too many request rates"));
+    }
+
+    #[test]
+    fn points_cross_prompt_lengths_with_load_levels() {
+        let spec = SweepSpec { prompt_lengths: vec![16, 256], concurrencies: vec![1, 4, 8], ..SweepSpec::default() };
+        assert_eq!(spec.point_count(), 6);
+        assert_eq!(spec.point(0), Some((16, LoadLevel::Concurrency(1))));
+        assert_eq!(spec.point(2), Some((16, LoadLevel::Concurrency(8))));
+        assert_eq!(spec.point(4), Some((256, LoadLevel::Concurrency(4))));
+        assert_eq!(spec.point(6), None);
+        assert_eq!(spec.point_length(5), 256);
+        assert_eq!(spec.most_in_flight(), 8);
+        assert_eq!(spec.total_requests(), 60);
+        let open = SweepSpec { request_rates: vec![0.5, 2.0], max_concurrency: Some(64), ..spec.clone() };
+        assert!(open.open_loop());
+        assert_eq!(open.point(3), Some((256, LoadLevel::Rate(2.0))));
+        assert_eq!(open.most_in_flight(), 64);
+        assert!(open.problems().iter().any(|p| p.contains("not both")));
+        let single = SweepSpec { concurrency: 3, ..SweepSpec::default() };
+        assert_eq!(single.load_levels(), vec![LoadLevel::Concurrency(3)]);
+        assert_eq!(single.point_count(), 3);
+        assert_eq!(serde_json::to_string(&LoadLevel::Rate(2.5)).unwrap(), r#"{"rate":2.5}"#);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::record::RequestRecord;
+use crate::spec::{LoadLevel, SweepSpec};
 
 /// Distribution of one metric over a sweep point.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,8 +161,8 @@ pub fn push_token_gaps(record: &RequestRecord, out: &mut Vec<(f64, u32)>) {
     }
 }
 
-/// Statistics of one sweep point (one prompt length), warm-up requests excluded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Statistics of one sweep point (a prompt length at a load level), warm-up requests excluded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PointStats {
     /// The requested prompt length (approximate tokens).
     pub prompt_length: u32,
@@ -183,6 +184,23 @@ pub struct PointStats {
     pub requests_per_s: f64,
     /// Output tokens per second over the same span.
     pub output_tokens_per_s: f64,
+    /// The point's load level; absent in runs from before load levels, whose one level was
+    /// the spec's concurrency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadLevel>,
+    /// Measured requests sent per second: one less than their number over the time from the
+    /// first send to the last; 0 with fewer than two.
+    #[serde(default)]
+    pub sent_per_s: f64,
+    /// Open loop: each measured request's actual send time minus its intended one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_lag_ms: Option<Summary>,
+    /// Open loop: TTFT from the intended send time, which includes the schedule lag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_intended_ms: Option<Summary>,
+    /// Open loop: end-to-end latency from the intended send time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2e_intended_ms: Option<Summary>,
 }
 
 const NS_PER_MS: f64 = 1e6;
@@ -194,8 +212,15 @@ impl PointStats {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut count, mut errors, mut tokens) = (0u64, 0u64, 0u64);
         let (mut first_send, mut last_token) = (u64::MAX, 0u64);
+        let (mut lag, mut ttft_due, mut e2e_due) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut sends, mut earliest_send, mut latest_send) = (0u64, u64::MAX, 0u64);
         for record in records.into_iter().filter(|r| !r.warmup) {
             count += 1;
+            sends += 1;
+            earliest_send = earliest_send.min(record.send_ns);
+            latest_send = latest_send.max(record.send_ns);
+            let lag_ns = record.lag_ns();
+            lag.extend(lag_ns.map(|ns| ns as f64 / NS_PER_MS));
             let metrics = match (&record.error, RequestMetrics::of(record)) {
                 (None, Some(metrics)) => metrics,
                 _ => {
@@ -208,6 +233,10 @@ impl PointStats {
             tokens += metrics.output_tokens;
             ttft.push(metrics.ttft_ns as f64 / NS_PER_MS);
             e2e.push(metrics.e2e_ns as f64 / NS_PER_MS);
+            if let Some(lag_ns) = lag_ns {
+                ttft_due.push((metrics.ttft_ns + lag_ns) as f64 / NS_PER_MS);
+                e2e_due.push((metrics.e2e_ns + lag_ns) as f64 / NS_PER_MS);
+            }
             osl.push(metrics.output_tokens as f64);
             tpot.extend(metrics.tpot_ns.map(|ns| ns / NS_PER_MS));
             isl.extend(record.num_input_tokens.map(f64::from));
@@ -230,9 +259,49 @@ impl PointStats {
             input_tokens: Summary::of(&mut isl),
             requests_per_s: rate(ok as f64),
             output_tokens_per_s: rate(tokens as f64),
+            load: None,
+            sent_per_s: if sends > 1 && latest_send > earliest_send {
+                (sends - 1) as f64 / ((latest_send - earliest_send) as f64 / 1e9)
+            } else {
+                0.0
+            },
+            schedule_lag_ms: Summary::of(&mut lag),
+            ttft_intended_ms: Summary::of(&mut ttft_due),
+            e2e_intended_ms: Summary::of(&mut e2e_due),
         }
     }
+
+    /// Point `index` of `spec`, computed from its records, with its load level.
+    pub fn of_point<'a>(
+        spec: &SweepSpec,
+        index: usize,
+        records: impl IntoIterator<Item = &'a RequestRecord>,
+    ) -> PointStats {
+        let (length, load) = spec.point(index).unwrap_or((0, LoadLevel::Concurrency(spec.concurrency)));
+        PointStats { load: Some(load), ..PointStats::compute(length, records) }
+    }
+
+    /// The point's load level: its own, or for a run from before load levels, the spec's
+    /// concurrency.
+    pub fn load_level(&self, spec: &SweepSpec) -> LoadLevel {
+        self.load.unwrap_or(LoadLevel::Concurrency(spec.concurrency))
+    }
+
+    /// In words, when the client fell behind its open-loop schedule by more than
+    /// [`LAG_WARNING_MS`] at p99: latencies from the intended time then include that lag.
+    pub fn lag_warning(&self) -> Option<String> {
+        let lag = self.schedule_lag_ms.as_ref().filter(|lag| lag.p99 > LAG_WARNING_MS)?;
+        Some(format!(
+            "the client fell behind the schedule by {:.1} ms (p99; {:.1} ms at most); latencies from the intended \
+             time include it",
+            lag.p99, lag.max
+        ))
+    }
 }
+
+/// A point whose schedule lag exceeds this at p99 is flagged: the client, not the server,
+/// was late by then.
+pub const LAG_WARNING_MS: f64 = 1.0;
 
 #[cfg(test)]
 mod tests {
@@ -248,6 +317,7 @@ mod tests {
             prompt_words: 8,
             num_input_tokens: None,
             send_ns,
+            intended_ns: None,
             server_recv_unix_ns: None,
             responses: responses
                 .iter()

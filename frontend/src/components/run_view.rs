@@ -150,8 +150,10 @@ pub fn RunView(
                     <code>{id.clone()}</code>
                 </h2>
                 {move || snapshot().6.then(|| view! { <span class="badge">"simulated Triton"</span> })}
-                <a id="rerun" href=move || { version.track(); run.with_value(|run| rerun_path(&run.spec)) }
-                    title="The sweep form, filled with this run's spec: change the target to run it elsewhere">"Rerun…"</a>
+                <Show when=move || operator.get()>
+                    <a id="rerun" href=move || { version.track(); run.with_value(|run| rerun_path(&run.spec)) }
+                        title="The sweep form, filled with this run's spec: change the target to run it elsewhere">"Rerun…"</a>
+                </Show>
                 <button type="button" id="download-report" on:click=download_report
                     title="One HTML file with the charts, the table and the definitions, that opens without a network">"Download report"</button>
             </div>

@@ -10,7 +10,8 @@ use std::borrow::Cow;
 use std::fmt::Display;
 
 use shared::stats::{RequestMetrics, push_token_gaps};
-use shared::{PointStats, RequestRecord, RunReport, Summary, TokenCountSource};
+use shared::spec::LoadLevel;
+use shared::{PointStats, RequestRecord, RunReport, Summary, SweepSpec, TokenCountSource};
 
 /// Nanoseconds in a millisecond, as `shared::stats` divides by.
 const NS_PER_MS: f64 = 1e6;
@@ -25,6 +26,7 @@ pub const REQUEST_COLUMNS: &[&str] = &[
     "warmup",
     "counted",
     "send_ms",
+    "intended_send_ms",
     "send_unix_ns",
     "ttft_ms",
     "t2t_mean_ms",
@@ -37,18 +39,31 @@ pub const REQUEST_COLUMNS: &[&str] = &[
 ];
 
 /// The metrics of a point with a distribution, by their names in `PointStats`.
-const POINT_METRICS: &[&str] = &["ttft_ms", "t2t_ms", "tpot_ms", "e2e_ms", "output_tokens", "input_tokens"];
+const POINT_METRICS: &[&str] = &[
+    "ttft_ms",
+    "t2t_ms",
+    "tpot_ms",
+    "e2e_ms",
+    "output_tokens",
+    "input_tokens",
+    "schedule_lag_ms",
+    "ttft_intended_ms",
+    "e2e_intended_ms",
+];
 
 /// The fields of a [`Summary`], in the order of its JSON.
 const SUMMARY_FIELDS: &[&str] = &["count", "mean", "min", "max", "std", "p50", "p90", "p95", "p99", "p999"];
 
 /// The columns of `points.csv`, in order: `X_Y` is field `Y` of `points[i].X` in run.json.
+/// A point's load level is in `concurrency` (closed loop) or `request_rate` (open loop,
+/// requests per second); the other is empty.
 pub fn point_columns() -> Vec<String> {
-    let mut columns: Vec<String> = ["prompt_length", "count", "errors"].map(String::from).into();
+    let mut columns: Vec<String> =
+        ["prompt_length", "concurrency", "request_rate", "count", "errors"].map(String::from).into();
     for metric in POINT_METRICS {
         columns.extend(SUMMARY_FIELDS.iter().map(|field| format!("{metric}_{field}")));
     }
-    columns.extend(["requests_per_s", "output_tokens_per_s"].map(String::from));
+    columns.extend(["requests_per_s", "output_tokens_per_s", "sent_per_s"].map(String::from));
     columns
 }
 
@@ -85,6 +100,7 @@ fn request_row(report: &RunReport, r: &RequestRecord) -> Vec<String> {
         r.warmup.to_string(),
         (!r.warmup && r.error.is_none() && metrics.is_some()).to_string(),
         ms(r.send_ns).to_string(),
+        opt(r.intended_ns.map(ms)),
         report.started_unix_ns.wrapping_add(r.send_ns as i64).to_string(),
         opt(m.map(|m| ms(m.ttft_ns))),
         opt(t2t_mean),
@@ -113,16 +129,31 @@ fn token_source(source: TokenCountSource) -> &'static str {
     }
 }
 
-/// `points.csv`: one row per settled point, with every number of its `PointStats`.
-pub fn points_csv(points: &[PointStats]) -> String {
+/// `points.csv`: one row per settled point, with every number of its `PointStats`; a point of
+/// a run from before load levels has the spec's concurrency.
+pub fn points_csv(spec: &SweepSpec, points: &[PointStats]) -> String {
     let mut out = String::new();
     push_row(&mut out, point_columns().iter().map(String::as_str));
     for p in points {
-        let mut row = vec![p.prompt_length.to_string(), p.count.to_string(), p.errors.to_string()];
-        for summary in [&p.ttft_ms, &p.t2t_ms, &p.tpot_ms, &p.e2e_ms, &p.output_tokens, &p.input_tokens] {
+        let (concurrency, rate) = match p.load_level(spec) {
+            LoadLevel::Concurrency(c) => (c.to_string(), String::new()),
+            LoadLevel::Rate(rate) => (String::new(), rate.to_string()),
+        };
+        let mut row = vec![p.prompt_length.to_string(), concurrency, rate, p.count.to_string(), p.errors.to_string()];
+        for summary in [
+            &p.ttft_ms,
+            &p.t2t_ms,
+            &p.tpot_ms,
+            &p.e2e_ms,
+            &p.output_tokens,
+            &p.input_tokens,
+            &p.schedule_lag_ms,
+            &p.ttft_intended_ms,
+            &p.e2e_intended_ms,
+        ] {
             row.extend(summary_fields(summary.as_ref()));
         }
-        row.extend([p.requests_per_s.to_string(), p.output_tokens_per_s.to_string()]);
+        row.extend([p.requests_per_s.to_string(), p.output_tokens_per_s.to_string(), p.sent_per_s.to_string()]);
         push_row(&mut out, row.iter().map(String::as_str));
     }
     out
@@ -164,7 +195,7 @@ fn field(value: &str) -> Cow<'_, str> {
 mod tests {
     use super::*;
     use serde_json::json;
-    use shared::{ResponseRecord, RunStatus, SweepSpec};
+    use shared::{ResponseRecord, RunStatus};
 
     /// Reads RFC 4180 text back into rows of fields.
     fn read(text: &str) -> Vec<Vec<String>> {
@@ -204,6 +235,7 @@ mod tests {
             prompt_words: 8,
             num_input_tokens: None,
             send_ns,
+            intended_ns: None,
             server_recv_unix_ns: None,
             final_ns: responses.last().map(|r| r.at_ns),
             responses,
@@ -342,7 +374,7 @@ mod tests {
         let rows = read(&requests_csv(&report));
         // Sent at 0, tokens at 2 and 3 µs, an empty final at 3.5 µs; no prompt count.
         assert_eq!(rows[1].join(","), "0,3,,0,0-0,false,true,0,1000,0.002,0.001,0.003,2,responses,3,,xy");
-        let points = read(&points_csv(&report.points));
+        let points = read(&points_csv(&report.spec, &report.points));
         let input_tokens = point_columns().iter().position(|c| c == "input_tokens_count").unwrap();
         assert_eq!(points[1][input_tokens], "", "no prompt counts from the server");
     }
@@ -364,7 +396,7 @@ mod tests {
             })
             .collect();
         let report = report(requests);
-        let rows = read(&points_csv(&report.points));
+        let rows = read(&points_csv(&report.spec, &report.points));
         let columns = point_columns();
         assert_eq!(rows[0], columns);
         assert_eq!(rows.len(), 2);

@@ -13,7 +13,7 @@
 //!
 //! ```text
 //! blob    := format:u8 body            (format 1: body as is, 2: body deflated)
-//! body    := flags:u8 point seq id prompt_words [input_tokens] send_ns [recv] [final] [error]
+//! body    := flags:u8 point seq id prompt_words [input_tokens] send_ns [lag] [recv] [final] [error]
 //!            n column(arrivals) column(tokens) has_send_bitmap[(n+7)/8] column(sends)
 //!            column(text_lens) text_bytes
 //! column  := width:u8 plane{width}     (plane: one byte of each number, lowest plane first)
@@ -37,6 +37,9 @@ const SERVER_RECV: u8 = 1 << 2;
 const FINAL: u8 = 1 << 3;
 const ERROR: u8 = 1 << 4;
 const SOURCE_SHIFT: u8 = 5;
+/// The token count source takes two bits; the top bit says an intended send time follows.
+const SOURCE_MASK: u8 = 0b11;
+const INTENDED: u8 = 1 << 7;
 
 /// No stored record comes near this; a blob that claims more is damaged.
 const MAX_BODY: u64 = 1 << 30;
@@ -111,6 +114,7 @@ fn body(r: &RequestRecord, base: i64) -> Vec<u8> {
         (r.server_recv_unix_ns.is_some(), SERVER_RECV),
         (r.final_ns.is_some(), FINAL),
         (r.error.is_some(), ERROR),
+        (r.intended_ns.is_some(), INTENDED),
     ] {
         if set {
             flags |= bit;
@@ -125,6 +129,9 @@ fn body(r: &RequestRecord, base: i64) -> Vec<u8> {
         put(&mut out, n.into());
     }
     put(&mut out, r.send_ns);
+    if let Some(intended) = r.intended_ns {
+        put_signed(&mut out, r.send_ns.wrapping_sub(intended) as i64);
+    }
     if let Some(recv) = r.server_recv_unix_ns {
         put_signed(&mut out, recv.wrapping_sub(local_unix(base, r.send_ns)));
     }
@@ -158,7 +165,7 @@ fn body(r: &RequestRecord, base: i64) -> Vec<u8> {
 fn read_body(bytes: &[u8], base: i64) -> Result<RequestRecord, CodecError> {
     let mut input = Reader { bytes };
     let flags = input.byte()?;
-    let token_source = match flags >> SOURCE_SHIFT {
+    let token_source = match (flags >> SOURCE_SHIFT) & SOURCE_MASK {
         0 => TokenCountSource::Responses,
         1 => TokenCountSource::Server,
         2 => TokenCountSource::Words,
@@ -170,6 +177,8 @@ fn read_body(bytes: &[u8], base: i64) -> Result<RequestRecord, CodecError> {
     let prompt_words = input.u32()?;
     let num_input_tokens = if flags & INPUT_TOKENS != 0 { Some(input.u32()?) } else { None };
     let send_ns = input.varint()?;
+    let intended_ns =
+        if flags & INTENDED != 0 { Some(send_ns.wrapping_sub(input.signed()? as u64)) } else { None };
     let server_recv_unix_ns =
         if flags & SERVER_RECV != 0 { Some(input.signed()?.wrapping_add(local_unix(base, send_ns))) } else { None };
     let final_ns = if flags & FINAL != 0 { Some(send_ns.wrapping_add(input.signed()? as u64)) } else { None };
@@ -186,6 +195,7 @@ fn read_body(bytes: &[u8], base: i64) -> Result<RequestRecord, CodecError> {
         prompt_words,
         num_input_tokens,
         send_ns,
+        intended_ns,
         server_recv_unix_ns,
         responses,
         final_ns,
@@ -347,6 +357,7 @@ mod tests {
             prompt_words: 256,
             num_input_tokens: Some(301),
             send_ns,
+            intended_ns: Some(send_ns - 150_321),
             server_recv_unix_ns: Some(BASE + send_ns as i64 + 48_213),
             responses: (0..tokens)
                 .map(|i| ResponseRecord {
@@ -387,6 +398,7 @@ mod tests {
             prompt_words: 0,
             num_input_tokens: None,
             send_ns: u64::MAX,
+            intended_ns: Some(3),
             server_recv_unix_ns: Some(i64::MIN),
             responses: vec![
                 ResponseRecord { at_ns: 0, tokens: u32::MAX, text: "x".into(), server_send_unix_ns: Some(i64::MAX) },
@@ -402,7 +414,8 @@ mod tests {
         let silent = ResponseRecord { at_ns: 7, tokens: 0, text: String::new(), server_send_unix_ns: None };
         let zero_width = RequestRecord { send_ns: 7, responses: vec![silent; 40], ..bare.clone() };
         assert_eq!(decode(&encode(&zero_width, BASE), BASE).unwrap(), zero_width);
-        let empty = RequestRecord { responses: Vec::new(), final_ns: None, server_recv_unix_ns: None, ..bare };
+        let empty =
+            RequestRecord { responses: Vec::new(), final_ns: None, server_recv_unix_ns: None, intended_ns: None, ..bare };
         assert_eq!(decode(&encode(&empty, BASE), BASE).unwrap(), empty);
     }
 
@@ -419,7 +432,7 @@ mod tests {
         }
         raw.push(0);
         assert_eq!(decode(&raw, BASE), Err(CodecError::Trailing(1)));
-        assert_eq!(decode(&[RAW, 0xff, 0xff], BASE), Err(CodecError::UnknownSource(7)));
+        assert_eq!(decode(&[RAW, 0xff, 0xff], BASE), Err(CodecError::UnknownSource(3)));
         assert_eq!(decode(&[RAW, 0, 0xff, 0xff, 0xff, 0xff, 0x7f], BASE), Err(CodecError::OutOfRange));
     }
 }

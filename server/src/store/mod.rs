@@ -627,6 +627,7 @@ mod tests {
             prompt_words: 16,
             num_input_tokens: None,
             send_ns: 1_000 * u64::from(seq),
+            intended_ns: None,
             server_recv_unix_ns: None,
             responses: vec![ResponseRecord {
                 at_ns: 5_000 + 1_000 * u64::from(seq),

@@ -911,6 +911,7 @@ async fn an_operator_shares_a_run_that_a_viewer_only_looks_at() {
         let link = client.current_url().await.unwrap();
         assert!(link.path().starts_with("/runs/"), "{link}");
         assert!(client.find(Locator::Css("#delete")).await.is_ok(), "the operator may delete");
+        assert!(client.find(Locator::Css("#rerun")).await.is_ok(), "the operator may rerun");
         assert!(link.query().is_none_or(|q| !q.contains("token")), "the link carries no secret: {link}");
 
         // A colleague in another browser profile opens the link.
@@ -931,7 +932,7 @@ async fn an_operator_shares_a_run_that_a_viewer_only_looks_at() {
             wait_for_text(&colleague, "#role", "viewer", Duration::from_secs(5)).await;
             let (drawn, _) = painted(&colleague, "chart-ttft", [9, 105, 218]).await;
             assert!(drawn > 2000, "the viewer sees the chart: {drawn} painted pixels");
-            for control in ["#run", "#cancel", "#delete", "#run-edit", "#import-file"] {
+            for control in ["#run", "#cancel", "#delete", "#run-edit", "#import-file", "#rerun"] {
                 assert!(colleague.find(Locator::Css(control)).await.is_err(), "a viewer is offered {control}");
             }
             assert!(colleague.find(Locator::Css("#viewer-note")).await.is_ok());

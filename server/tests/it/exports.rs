@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use server::sim::SimConfig;
+use shared::spec::LoadLevel;
 use shared::{PointStats, RunReport, Summary};
 
 use crate::dashboard::{fast_sim, get, post, spec_json, wait_finished};
@@ -118,6 +119,15 @@ fn point_stats(row: &HashMap<String, String>) -> PointStats {
         input_tokens: summary("input_tokens"),
         requests_per_s: float("requests_per_s"),
         output_tokens_per_s: float("output_tokens_per_s"),
+        load: Some(match (field("concurrency"), field("request_rate")) {
+            (c, "") => LoadLevel::Concurrency(c.parse().unwrap()),
+            ("", rate) => LoadLevel::Rate(rate.parse().unwrap()),
+            both => panic!("a point has one load level, not {both:?}"),
+        }),
+        sent_per_s: float("sent_per_s"),
+        schedule_lag_ms: summary("schedule_lag_ms"),
+        ttft_intended_ms: summary("ttft_intended_ms"),
+        e2e_intended_ms: summary("e2e_intended_ms"),
     }
 }
 
@@ -314,7 +324,7 @@ async fn the_command_line_writes_the_same_csv() {
     assert!(stderr.contains(&format!("wrote {} (one CSV row per request)", requests.display())), "{stderr}");
     let report: RunReport = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(std::fs::read_to_string(&requests).unwrap(), requests_csv(&report));
-    assert_eq!(std::fs::read_to_string(&points).unwrap(), points_csv(&report.points));
+    assert_eq!(std::fs::read_to_string(&points).unwrap(), points_csv(&report.spec, &report.points));
     assert_eq!(csv_records(&std::fs::read_to_string(&requests).unwrap()).len(), 8);
 
     // perf_analyzer's own export, as `tokenscope import` reads it.

@@ -232,6 +232,7 @@ pub fn large_report(requests: u32, tokens: u64) -> RunReport {
                 prompt_words: 16,
                 num_input_tokens: None,
                 send_ns,
+                intended_ns: None,
                 server_recv_unix_ns: None,
                 final_ns: responses.last().map(|r| r.at_ns),
                 responses,

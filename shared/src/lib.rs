@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod prompt;
 pub mod record;
 pub mod report;
+pub mod schedule;
 pub mod spec;
 pub mod stats;
 pub mod view;

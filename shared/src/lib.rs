@@ -6,6 +6,7 @@
 pub mod api;
 pub mod civil;
 pub mod compare;
+pub mod goodput;
 pub mod limits;
 pub mod live;
 pub mod metrics;

@@ -6,12 +6,14 @@
 pub mod api;
 pub mod civil;
 pub mod compare;
+pub mod goodput;
 pub mod limits;
 pub mod live;
 pub mod metrics;
 pub mod prompt;
 pub mod record;
 pub mod report;
+pub mod schedule;
 pub mod spec;
 pub mod stats;
 pub mod view;

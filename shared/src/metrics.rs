@@ -53,6 +53,30 @@ pub const METRICS: &[MetricDefinition] = &[
         unit: "1/s",
         definition: "Requests and output tokens completed, divided by the time from the first send to the last token; warm-up requests excluded.",
     },
+    MetricDefinition {
+        key: "goodput",
+        name: "Goodput",
+        unit: "1/s",
+        definition: "Requests that meet every given objective (TTFT, mean token-to-token latency, end-to-end latency, each at most its limit), as a share of the measured requests and per second over the throughput's span; warm-up requests excluded. A request's mean token-to-token latency is (last token-bearing response - first token-bearing response) / (tokens after the first response); a request with one token-bearing response meets that objective. A request that failed or produced no token never meets. In open-loop runs TTFT and end-to-end latency count from the intended send time.",
+    },
+    MetricDefinition {
+        key: "lag",
+        name: "Schedule lag",
+        unit: "ms",
+        definition: "Actual send time minus the intended send time of an open-loop request; latencies from the intended time include it.",
+    },
+    MetricDefinition {
+        key: "ttft_intended",
+        name: "TTFT from the intended send time",
+        unit: "ms",
+        definition: "In open-loop runs: arrival of the first token-bearing response minus the time the request was due to be sent, which is what a user whose request was due then waits. A client that falls behind its schedule cannot hide the server's queueing in its own delay (no coordinated omission).",
+    },
+    MetricDefinition {
+        key: "e2e_intended",
+        name: "End-to-end latency from the intended send time",
+        unit: "ms",
+        definition: "In open-loop runs: arrival of the last token-bearing response minus the time the request was due to be sent; like TTFT from the intended send time, it includes the client's schedule lag (no coordinated omission).",
+    },
 ];
 
 /// How every distribution is summarised.

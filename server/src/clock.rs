@@ -26,6 +26,11 @@ impl RunClock {
         at.saturating_duration_since(self.start).as_nanos() as u64
     }
 
+    /// The moment `offset_ns` after the run's start.
+    pub fn instant_at(&self, offset_ns: u64) -> Instant {
+        self.start + std::time::Duration::from_nanos(offset_ns)
+    }
+
     /// The wall-clock time of the run's start, nanoseconds since the Unix epoch.
     pub fn start_unix_ns(&self) -> i64 {
         self.start_unix_ns

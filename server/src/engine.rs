@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use shared::limits;
 use shared::prompt::synthetic_prompt;
+use shared::schedule::Schedule;
+use shared::spec::LoadLevel;
 use shared::{ModelInfo, PointStats, RequestRecord, ResponseRecord, RunReport, RunStatus, SweepSpec, TokenCountSource};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -134,7 +136,7 @@ async fn run_sweep_on(
     let prepared = async {
         let triton = Triton::connect(&spec.target).await?;
         let (info, plan) = triton.prepare(&spec).await?;
-        let streams = spec.concurrency.clamp(1, MAX_STREAMS);
+        let streams = spec.most_in_flight().clamp(1, MAX_STREAMS);
         let connections = triton.connections(streams.div_ceil(STREAMS_PER_CONNECTION).max(1) as usize).await?;
         Ok::<_, crate::triton::TritonError>(((triton.target().to_string(), connections), info, plan))
     };
@@ -232,6 +234,7 @@ struct InFlight {
     warmup: bool,
     prompt_words: u32,
     send_ns: u64,
+    intended_ns: Option<u64>,
     reader: ResponseReader,
     responses: Vec<ResponseRecord>,
     num_input_tokens: Option<u32>,
@@ -278,7 +281,7 @@ impl InFlight {
             prompt_words: self.prompt_words,
             num_input_tokens: self.num_input_tokens,
             send_ns: self.send_ns,
-            intended_ns: None,
+            intended_ns: self.intended_ns,
             server_recv_unix_ns: self.server_recv_unix_ns,
             responses: self.responses,
             final_ns,
@@ -523,6 +526,37 @@ fn fail_all(map: &InFlightMap, done: &mpsc::UnboundedSender<Done>, stream: usize
     let _ = done.send(Done::Fatal(why));
 }
 
+/// Hands an open-loop point's due times (offsets on the run's clock) to the sweep, each at
+/// its moment, from a thread of its own: a thread's sleep ends within tens of microseconds of
+/// its time, where the runtime's timer keeps whole milliseconds. Ends after `count`, or soon
+/// after the sweep stops listening.
+fn pace(
+    clock: RunClock,
+    start_ns: u64,
+    mut schedule: Schedule,
+    count: u32,
+    due: mpsc::UnboundedSender<u64>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    /// The longest sleep between checks that the sweep still listens.
+    const CHECK: Duration = Duration::from_millis(100);
+    std::thread::Builder::new().name("tokenscope-pacer".into()).spawn(move || {
+        for _ in 0..count {
+            let at = start_ns.saturating_add(schedule.next_ns());
+            let moment = clock.instant_at(at);
+            loop {
+                let left = moment.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() || due.is_closed() {
+                    break;
+                }
+                std::thread::sleep(left.min(CHECK));
+            }
+            if due.send(at).is_err() {
+                return;
+            }
+        }
+    })
+}
+
 /// One sweep in progress.
 struct Sweep {
     spec: SweepSpec,
@@ -573,7 +607,7 @@ impl Sweep {
             deadline: std::time::Instant::now() + Duration::from_secs(limits::MAX_RUN_DURATION_S),
         };
         sweep.streams = if spec.streaming {
-            (0..spec.concurrency.clamp(1, MAX_STREAMS) as usize).map(|index| sweep.open_stream(index)).collect()
+            (0..spec.most_in_flight().clamp(1, MAX_STREAMS) as usize).map(|index| sweep.open_stream(index)).collect()
         } else {
             let reply = UnaryReply {
                 index: 0,
@@ -603,38 +637,130 @@ impl Sweep {
         cancel: &CancellationToken,
         report: &mut RunReport,
     ) -> RunStatus {
-        let lengths = self.spec.prompt_lengths.clone();
         let (warmup, total) = (self.spec.warmup, self.spec.warmup + self.spec.requests);
-        for (point, &length) in lengths.iter().enumerate() {
+        for point in 0..self.spec.point_count() {
+            let Some((length, load)) = self.spec.point(point) else { break };
             observer.point_started(point, length);
             let mut records = Vec::new();
-            // Warm-up requests all finish before the measured ones start.
-            let mut status = self.phase(point as u32, length, 0..warmup, &mut records, observer, cancel).await;
-            if status.is_none() {
-                status = self.phase(point as u32, length, warmup..total, &mut records, observer, cancel).await;
-            }
+            let index = point as u32;
+            let mut status = match load {
+                // Warm-up requests all finish before the measured ones start.
+                LoadLevel::Concurrency(concurrency) => {
+                    let mut status =
+                        self.phase(index, length, concurrency, 0..warmup, &mut records, observer, cancel).await;
+                    if status.is_none() {
+                        status =
+                            self.phase(index, length, concurrency, warmup..total, &mut records, observer, cancel).await;
+                    }
+                    status
+                }
+                // On one schedule throughout: the warm-up brings the server to the load the
+                // measured requests then meet.
+                LoadLevel::Rate(rate) => self.paced(index, length, rate, &mut records, observer, cancel).await,
+            };
             if status.is_some() {
                 self.abandon(&mut records, observer);
             }
             if !records.is_empty() {
-                let stats = PointStats::compute(length, &records);
+                let stats = PointStats::of_point(&self.spec, point, &records);
                 observer.point_done(point, &stats);
                 report.points.push(stats);
             }
             report.requests.append(&mut records);
-            if let Some(status) = status {
+            if let Some(status) = status.take() {
                 return status;
             }
         }
         RunStatus::Completed
     }
 
+    /// Sends a point's requests on its open-loop schedule, warm-up first, at most the
+    /// spec's most in flight at once: a request due while that many are in flight waits for
+    /// one to finish, and is sent late. Each record keeps its intended send time.
+    async fn paced(
+        &mut self,
+        point: u32,
+        length: u32,
+        rate: f64,
+        records: &mut Vec<RequestRecord>,
+        observer: &mut dyn Observer,
+        cancel: &CancellationToken,
+    ) -> Option<RunStatus> {
+        let (warmup, total) = (self.spec.warmup, self.spec.warmup + self.spec.requests);
+        let most = self.spec.most_in_flight().max(1);
+        let schedule =
+            Schedule::new(rate, self.spec.arrival, self.spec.burstiness, self.spec.seed.wrapping_add(u64::from(point)));
+        let (due_tx, mut due) = mpsc::unbounded_channel();
+        if let Err(err) = pace(self.clock, self.clock.now_ns(), schedule, total, due_tx) {
+            return Some(RunStatus::Failed { error: format!("tokenscope could not start its pacing thread: {err}") });
+        }
+        let mut waiting = std::collections::VecDeque::new();
+        let (mut next, mut paced, mut in_flight) = (0u32, 0u32, 0u32);
+        let mut ticker = tokio::time::interval(TIMEOUT_CHECK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while next < total || in_flight > 0 {
+            while in_flight < most
+                && let Some(intended) = waiting.pop_front()
+            {
+                self.issue(point, next, length, next < warmup, Some(intended), observer);
+                next += 1;
+                in_flight += 1;
+            }
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => return Some(RunStatus::Cancelled),
+                at = due.recv(), if paced < total => match at {
+                    Some(at) => {
+                        paced += 1;
+                        waiting.push_back(at);
+                    }
+                    None => return Some(RunStatus::Failed {
+                        error: "tokenscope's pacing thread stopped before the point's last request".into(),
+                    }),
+                },
+                done = self.done.recv() => match done {
+                    Some(Done::Record(record, stream)) => {
+                        in_flight -= 1;
+                        self.loads[stream] -= 1;
+                        observer.request_done(&record);
+                        records.push(record);
+                    }
+                    Some(Done::Fatal(error)) => return Some(RunStatus::Failed { error }),
+                    None => unreachable!("the sweep holds a sender through its streams"),
+                },
+                _ = ticker.tick() => {
+                    if let Some(status) = self.past_deadline() {
+                        return Some(status);
+                    }
+                    for record in self.expire() {
+                        in_flight -= 1;
+                        observer.request_done(&record);
+                        records.push(record);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// The run's end when it has reached its longest duration.
+    fn past_deadline(&self) -> Option<RunStatus> {
+        (std::time::Instant::now() >= self.deadline).then(|| RunStatus::Failed {
+            error: format!(
+                "the run reached the limit of {} hours on one run's duration; what finished is kept",
+                limits::MAX_RUN_DURATION_S / 3600
+            ),
+        })
+    }
+
     /// Sends requests `seqs` of a point, `concurrency` at a time, and collects them all.
     /// Returns the run's end status if it must stop early.
+    #[allow(clippy::too_many_arguments)]
     async fn phase(
         &mut self,
         point: u32,
         length: u32,
+        concurrency: u32,
         seqs: std::ops::Range<u32>,
         records: &mut Vec<RequestRecord>,
         observer: &mut dyn Observer,
@@ -646,8 +772,8 @@ impl Sweep {
         let mut ticker = tokio::time::interval(TIMEOUT_CHECK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while next < seqs.end || in_flight > 0 {
-            while in_flight < self.spec.concurrency && next < seqs.end {
-                self.issue(point, next, length, warmup, observer);
+            while in_flight < concurrency && next < seqs.end {
+                self.issue(point, next, length, warmup, None, observer);
                 next += 1;
                 in_flight += 1;
             }
@@ -665,11 +791,8 @@ impl Sweep {
                     None => unreachable!("the sweep holds a sender through its streams"),
                 },
                 _ = ticker.tick() => {
-                    if std::time::Instant::now() >= self.deadline {
-                        return Some(RunStatus::Failed { error: format!(
-                            "the run reached the limit of {} hours on one run's duration; what finished is kept",
-                            limits::MAX_RUN_DURATION_S / 3600
-                        ) });
+                    if let Some(status) = self.past_deadline() {
+                        return Some(status);
                     }
                     for record in self.expire() {
                         in_flight -= 1;
@@ -682,9 +805,18 @@ impl Sweep {
         None
     }
 
-    /// Sends one request. The observer hears of the send before the request is written, so
-    /// that news of the send always comes before news of its tokens.
-    fn issue(&mut self, point: u32, seq: u32, length: u32, warmup: bool, observer: &mut dyn Observer) {
+    /// Sends one request, due at `intended` in open loop. The observer hears of the send
+    /// before the request is written, so that news of the send always comes before news of
+    /// its tokens.
+    fn issue(
+        &mut self,
+        point: u32,
+        seq: u32,
+        length: u32,
+        warmup: bool,
+        intended: Option<u64>,
+        observer: &mut dyn Observer,
+    ) {
         let prompt = synthetic_prompt(point, seq, length);
         let id = format!("{point}-{seq}");
         let request = self.plan.request(id.clone(), &prompt);
@@ -702,6 +834,7 @@ impl Sweep {
                 warmup,
                 prompt_words: length,
                 send_ns,
+                intended_ns: intended,
                 reader: self.plan.reader(&prompt),
                 responses: Vec::new(),
                 num_input_tokens: None,

@@ -10,7 +10,7 @@
 //!   token-to-token latency and meets any `t2t_ms`;
 //! - end-to-end latency ≤ `e2e_ms`.
 //!
-//! TTFT and end-to-end latency count from when the request was due ([`start_ns`]), so in an
+//! TTFT and end-to-end latency count from when the request was due ([`RequestRecord::due_ns`]: its intended send time in open loop), so in an
 //! open-loop run a client that falls behind its schedule cannot hide the wait.
 
 use serde::{Deserialize, Serialize};
@@ -90,7 +90,7 @@ impl Slo {
             return false;
         };
         // `RequestMetrics` counts from the send; the lag behind the due time adds to both.
-        let lag_ns = record.send_ns.saturating_sub(start_ns(record));
+        let lag_ns = record.send_ns.saturating_sub(record.due_ns());
         let within = |ns: f64, limit_ms: Option<f64>| limit_ms.is_none_or(|ms| ns <= ms * NS_PER_MS);
         within(metrics.ttft_ns.saturating_add(lag_ns) as f64, self.ttft_ms)
             && within(metrics.e2e_ns.saturating_add(lag_ns) as f64, self.e2e_ms)
@@ -127,15 +127,6 @@ impl std::str::FromStr for Slo {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Slo::parse(s)
     }
-}
-
-/// When a request was due, on the run's clock: its TTFT and end-to-end latency count from here.
-///
-/// The send time for now. Once records carry the intended send time of an open-loop request
-/// (`intended_ns`), this returns it when present, so the client's lag behind its schedule is
-/// part of the latency (no coordinated omission).
-fn start_ns(record: &RequestRecord) -> u64 {
-    record.send_ns
 }
 
 /// How many of a point's requests met an [`Slo`], and at what rate.
@@ -190,6 +181,7 @@ mod tests {
             prompt_words: 8,
             num_input_tokens: None,
             send_ns,
+            intended_ns: None,
             server_recv_unix_ns: None,
             responses: responses
                 .iter()
@@ -324,5 +316,14 @@ mod tests {
         let bad: Slo = serde_json::from_str(r#"{"t2t_ms":-1.0,"e2e_ms":5.0}"#).unwrap();
         assert_eq!(bad.problems(), ["t2t_ms must be a number of milliseconds above 0, not -1"]);
         assert!(slo.problems().is_empty());
+    }
+
+    #[test]
+    fn an_open_loop_request_counts_from_when_it_was_due() {
+        let slo = Slo::parse("ttft_ms=100").unwrap();
+        let on_time = record(10 * MS, &[(105 * MS, 1)]);
+        assert!(slo.met_by(&on_time), "95 ms from its send");
+        let late = RequestRecord { intended_ns: Some(0), ..on_time };
+        assert!(!slo.met_by(&late), "105 ms from when it was due");
     }
 }

@@ -9,8 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The highest request rate a schedule may ask for, in requests per second.
-pub const MAX_REQUEST_RATE: f64 = 100_000.0;
+pub use crate::limits::MAX_REQUEST_RATE;
 /// The lowest gamma burstiness (shape): below, nearly every gap is 0 and a few are huge.
 pub const MIN_BURSTINESS: f64 = 0.01;
 /// The highest gamma burstiness (shape): there the gaps already vary by only 10% (their

@@ -51,6 +51,8 @@ impl std::str::FromStr for InputStyle {
 }
 
 pub use crate::limits::MAX_REQUESTS;
+use crate::goodput::Slo;
+use crate::schedule::{self, Arrival};
 use crate::limits::{self, MAX_PROMPT_LENGTHS};
 
 /// A sweep: for each prompt length and each load level, `warmup` then `requests` requests.
@@ -91,6 +93,17 @@ pub struct SweepSpec {
     /// one to finish, and its schedule lag shows it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
+    /// Open loop: how the gaps between sends are drawn.
+    pub arrival: Arrival,
+    /// Open loop with gamma arrivals: the shape (1 is Poisson, below 1 burstier, above more
+    /// regular).
+    pub burstiness: f64,
+    /// Open loop: the seed of random arrivals; a run with the same seed sends at the same
+    /// intended instants.
+    pub seed: u64,
+    /// Service-level objectives: with them, each point reports its goodput.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slo: Option<Slo>,
     /// Stream tokens (`ModelStreamInfer`, for decoupled models) and time each one; or send
     /// each request with `ModelInfer` and time its single response, which then gives TTFT as
     /// the whole request's latency and no token-to-token latency.
@@ -115,6 +128,10 @@ impl Default for SweepSpec {
             concurrencies: Vec::new(),
             request_rates: Vec::new(),
             max_concurrency: None,
+            arrival: Arrival::Constant,
+            burstiness: 1.0,
+            seed: 0,
+            slo: None,
             streaming: true,
             request_timeout_ms: 60_000,
         }
@@ -162,8 +179,13 @@ impl SweepSpec {
         if !self.request_rates.is_empty() && !self.concurrencies.is_empty() {
             out.push("give request rates (open loop) or concurrencies (closed loop), not both".into());
         }
-        if self.request_rates.iter().any(|r| !r.is_finite() || *r <= 0.0) {
-            out.push("request rates must be above 0 requests/s".into());
+        if let Some(&rate) = self.request_rates.iter().find(|r| !r.is_finite() || **r <= 0.0) {
+            out.extend(schedule::problems(rate, self.arrival, self.burstiness));
+        } else if let Some(&rate) = self.request_rates.first() {
+            out.extend(schedule::problems(rate, self.arrival, self.burstiness));
+        }
+        if let Some(slo) = &self.slo {
+            out.extend(slo.problems());
         }
         if self.max_concurrency == Some(0) {
             out.push("the most requests in flight (max_concurrency) must be at least 1".into());
@@ -436,6 +458,8 @@ mod tests {
         assert_eq!(parse_request_rates("0.5..4:x2").unwrap(), vec![0.5, 1.0, 2.0, 4.0]);
         assert_eq!(parse_request_rates("1..2:0.25").unwrap(), vec![1.0, 1.25, 1.5, 1.75, 2.0]);
         assert!(parse_request_rates("0").unwrap_err().contains("above 0"));
+        let bad = SweepSpec { model: "m".into(), request_rates: vec![1.0, 0.0], ..SweepSpec::default() };
+        assert!(bad.problems().iter().any(|p| p.contains("above 0")), "{:?}", bad.problems());
         assert!(parse_request_rates("fast").unwrap_err().contains("not a number"));
         assert!(parse_request_rates("1..2:x1").unwrap_err().contains("above x1"));
         assert!(parse_request_rates("0.001..100000:0.001").unwrap_err().contains("too many request rates"));

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::record::RequestRecord;
+use crate::goodput::Goodput;
 use crate::spec::{LoadLevel, SweepSpec};
 
 /// Distribution of one metric over a sweep point.
@@ -201,6 +202,9 @@ pub struct PointStats {
     /// Open loop: end-to-end latency from the intended send time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub e2e_intended_ms: Option<Summary>,
+    /// With service-level objectives: the requests that met them all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput: Option<Goodput>,
 }
 
 const NS_PER_MS: f64 = 1e6;
@@ -208,6 +212,14 @@ const NS_PER_MS: f64 = 1e6;
 impl PointStats {
     /// Computes a point's statistics from its records; warm-up records are skipped.
     pub fn compute<'a>(prompt_length: u32, records: impl IntoIterator<Item = &'a RequestRecord>) -> PointStats {
+        Self::compute_with_span(prompt_length, records).0
+    }
+
+    /// [`PointStats::compute`], and the span in seconds its throughput is counted over.
+    fn compute_with_span<'a>(
+        prompt_length: u32,
+        records: impl IntoIterator<Item = &'a RequestRecord>,
+    ) -> (PointStats, f64) {
         let (mut ttft, mut t2t, mut tpot, mut e2e, mut osl, mut isl) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut count, mut errors, mut tokens) = (0u64, 0u64, 0u64);
@@ -247,7 +259,7 @@ impl PointStats {
         let span_s = last_token.saturating_sub(first_send) as f64 / 1e9;
         let ok = count - errors;
         let rate = |n: f64| if span_s > 0.0 { n / span_s } else { 0.0 };
-        PointStats {
+        let stats = PointStats {
             prompt_length,
             count,
             errors,
@@ -268,17 +280,23 @@ impl PointStats {
             schedule_lag_ms: Summary::of(&mut lag),
             ttft_intended_ms: Summary::of(&mut ttft_due),
             e2e_intended_ms: Summary::of(&mut e2e_due),
-        }
+            goodput: None,
+        };
+        (stats, span_s)
     }
 
-    /// Point `index` of `spec`, computed from its records, with its load level.
+    /// Point `index` of `spec`, computed from its records, with its load level and, when the
+    /// spec has objectives, its goodput.
     pub fn of_point<'a>(
         spec: &SweepSpec,
         index: usize,
         records: impl IntoIterator<Item = &'a RequestRecord>,
     ) -> PointStats {
         let (length, load) = spec.point(index).unwrap_or((0, LoadLevel::Concurrency(spec.concurrency)));
-        PointStats { load: Some(load), ..PointStats::compute(length, records) }
+        let records: Vec<&RequestRecord> = records.into_iter().collect();
+        let (stats, span_s) = Self::compute_with_span(length, records.iter().copied());
+        let goodput = spec.slo.as_ref().map(|slo| Goodput::compute(slo, records, span_s));
+        PointStats { load: Some(load), goodput, ..stats }
     }
 
     /// The point's load level: its own, or for a run from before load levels, the spec's

@@ -29,9 +29,14 @@ pub struct SimConfig {
     /// Decode time added per 1,000 tokens of context (prompt plus output so far), in milliseconds.
     #[arg(long, default_value_t = 0.0)]
     pub decode_per_1k_context_ms: f64,
-    /// Decode time added per other sequence decoding at the same time (continuous batching), in milliseconds.
+    /// Decode time added per other sequence running at the same time on the model (continuous
+    /// batching), in milliseconds.
     #[arg(long, default_value_t = 0.0)]
     pub decode_per_sequence_ms: f64,
+    /// Sequences each model runs at once, as a server's batch slots (0: unlimited); requests
+    /// beyond wait in a first-come, first-served queue until a running sequence ends.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_sequences: usize,
     /// Random variation of every step, as a fraction (0.1 = up to ±10%), drawn from --seed.
     #[arg(long, default_value_t = 0.0)]
     pub jitter: f64,
@@ -62,6 +67,7 @@ impl Default for SimConfig {
             decode_ms: 12.0,
             decode_per_1k_context_ms: 0.0,
             decode_per_sequence_ms: 0.0,
+            max_sequences: 0,
             jitter: 0.0,
             seed: 1,
             fail_every: 0,
@@ -80,12 +86,54 @@ impl SimConfig {
         Duration::from_secs_f64(ms.max(0.0) / 1e3)
     }
 
-    /// Time of one decode step with `context` tokens of context and `active` sequences decoding.
+    /// Time of one decode step with `context` tokens of context and `active` sequences running
+    /// on the model (this one included).
     pub fn decode(&self, context: u32, active: usize) -> Duration {
         let ms = self.decode_ms
             + self.decode_per_1k_context_ms * f64::from(context) / 1000.0
             + self.decode_per_sequence_ms * active.saturating_sub(1) as f64;
         Duration::from_secs_f64(ms.max(0.0) / 1e3)
+    }
+
+    /// Time one sequence holds its slot, before jitter, while `active` sequences run on its
+    /// model throughout: its prefill, which ends with the first token, then one decode step for
+    /// each of the other `max_tokens - 1` tokens, token `k` (from 0) decoded with
+    /// `prompt_tokens + k` tokens of context. Every model keeps this schedule, whatever its
+    /// convention: a response carrying two tokens is sent after both of their steps.
+    pub fn sequence_time(&self, prompt_tokens: u32, max_tokens: u32, active: usize) -> Duration {
+        (1..max_tokens.max(1)).map(|k| self.decode(prompt_tokens.saturating_add(k), active)).sum::<Duration>()
+            + self.prefill(prompt_tokens)
+    }
+
+    /// Requests per second one model completes in the steady state where all of its
+    /// `--max-sequences` slots are busy and requests are waiting, each with `prompt_tokens`
+    /// prompt tokens and `max_tokens` output tokens: a freed slot starts the next request's
+    /// prefill at the moment the last one ends, so each slot completes one request per
+    /// [`Self::sequence_time`] with `N = max_sequences` running:
+    ///
+    /// ```text
+    /// N / (prefill(P) + Σ_{k=1}^{T-1} decode(P + k, N))
+    /// ```
+    ///
+    /// with `P = prompt_tokens`, `T = max_tokens`, `N = max_sequences`; in milliseconds, when
+    /// no setting is negative, the denominator is
+    ///
+    /// ```text
+    /// prefill_base_ms + prefill_per_token_ms·P + prefill_quadratic_ns·P²/10⁶
+    ///   + (T - 1)·(decode_ms + decode_per_sequence_ms·(N - 1) + decode_per_1k_context_ms·P/1000)
+    ///   + decode_per_1k_context_ms·T·(T - 1)/2000
+    /// ```
+    ///
+    /// Jitter leaves it as it is on average (each step is scaled by a factor whose mean is 1,
+    /// for `--jitter` up to 1);
+    /// `--fail-every` is assumed 0 (a failed request frees its slot early). Infinite with
+    /// unlimited slots (`max_sequences` 0).
+    pub fn capacity_rps(&self, prompt_tokens: u32, max_tokens: u32) -> f64 {
+        if self.max_sequences == 0 {
+            return f64::INFINITY;
+        }
+        let n = self.max_sequences;
+        n as f64 / self.sequence_time(prompt_tokens, max_tokens, n).as_secs_f64()
     }
 }
 
@@ -108,6 +156,13 @@ pub const MODELS: [SimModel; 4] = [
 /// Finds a model by name.
 pub fn find(name: &str) -> Option<&'static SimModel> {
     MODELS.iter().find(|m| m.name == name)
+}
+
+impl SimModel {
+    /// The model's place in [`MODELS`].
+    pub fn index(&self) -> usize {
+        MODELS.iter().position(|m| m.name == self.name).expect("every model is one of MODELS")
+    }
 }
 
 /// Words the simulated models "generate".
@@ -464,6 +519,29 @@ mod tests {
         assert_eq!(config.prefill(100), Duration::from_millis(70));
         // 2 + 1 * 2000/1000 + 0.25 * 3
         assert_eq!(config.decode(2000, 4), Duration::from_micros(4750));
+    }
+
+    #[test]
+    fn capacity_is_the_slots_over_one_sequences_time() {
+        let config = SimConfig {
+            prefill_base_ms: 10.0,
+            prefill_per_token_ms: 0.05,
+            prefill_quadratic_ns: 20.0,
+            decode_ms: 2.0,
+            decode_per_1k_context_ms: 1.5,
+            decode_per_sequence_ms: 0.5,
+            max_sequences: 8,
+            ..SimConfig::default()
+        };
+        let (p, t, n) = (500.0, 64.0, 8.0);
+        let prefill = 10.0 + 0.05 * p + 20.0 * p * p / 1e6;
+        let decode = (t - 1.0) * (2.0 + 0.5 * (n - 1.0) + 1.5 * p / 1000.0) + 1.5 * t * (t - 1.0) / 2000.0;
+        let expected = n / ((prefill + decode) / 1e3);
+        let capacity = config.capacity_rps(500, 64);
+        assert!((capacity - expected).abs() < 1e-6 * expected, "{capacity} against {expected}");
+        // One token is all prefill.
+        assert!((config.capacity_rps(500, 1) - n / (prefill / 1e3)).abs() < 1e-6);
+        assert_eq!(SimConfig::default().capacity_rps(500, 64), f64::INFINITY);
     }
 
     #[test]

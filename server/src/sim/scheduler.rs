@@ -4,9 +4,14 @@
 //! token was actually sent, so lateness does not accumulate and a client can be judged
 //! against the schedule. tokio's timer is too coarse (1 ms) for sub-millisecond decode
 //! steps; a dedicated thread waiting on a channel with a timeout is not.
+//!
+//! Each model batches continuously, as a vLLM engine does: with `--max-sequences N` at most N
+//! of its requests hold a slot (in prefill or decoding) and the rest wait in arrival order. A
+//! slot frees at the deadline of its sequence's last step, and the next waiting request's
+//! prefill starts from that deadline too, so queueing adds no lateness either.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
@@ -17,7 +22,7 @@ use tonic::Status;
 
 use shared::InputStyle;
 
-use super::model::{Ask, SimConfig, SimModel, Step, token_text};
+use super::model::{Ask, MODELS, SimConfig, SimModel, Step, token_text};
 use super::wire::Encoded;
 use crate::clock::unix_now_ns;
 use crate::pb;
@@ -28,6 +33,16 @@ use crate::style::SEND_TIME_KEY;
 pub enum Sink {
     Stream(mpsc::UnboundedSender<Result<Encoded, Status>>),
     Unary(oneshot::Sender<Result<pb::ModelInferResponse, Status>>),
+}
+
+impl Sink {
+    /// Whether the client is gone: its stream dropped, or its call cancelled.
+    fn is_closed(&self) -> bool {
+        match self {
+            Sink::Stream(tx) => tx.is_closed(),
+            Sink::Unary(tx) => tx.is_closed(),
+        }
+    }
 }
 
 /// A request handed to the scheduler.
@@ -52,6 +67,8 @@ pub const STAMP: &str = "@0000000000000000000";
 
 struct Running {
     job: Job,
+    /// The model's place in [`MODELS`], and so its [`Engine`]'s.
+    engine: usize,
     /// Content responses sent so far.
     responses: u32,
     /// Tokens generated so far.
@@ -64,19 +81,73 @@ struct Running {
     fail: bool,
     /// The first response claims a huge token count (`--huge-count-every`).
     huge: bool,
-    decoding: bool,
+}
+
+impl Running {
+    /// The `number`th request received (from 1), not started yet.
+    fn new(config: &SimConfig, job: Job, number: u64) -> Self {
+        let rng = config.seed ^ number.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let fail = config.fail_every > 0 && number.is_multiple_of(config.fail_every);
+        let huge = config.huge_count_every > 0 && number.is_multiple_of(config.huge_count_every);
+        let head = match job.sink {
+            Sink::Stream(_) => job.model.head(&job.ask),
+            Sink::Unary(_) => Vec::new(),
+        };
+        Running {
+            engine: job.model.index(),
+            deadline: job.arrived,
+            job,
+            responses: 0,
+            generated: 0,
+            text: String::new(),
+            head,
+            rng,
+            fail,
+            huge,
+        }
+    }
+}
+
+/// One model's batch.
+#[derive(Default)]
+struct Engine {
+    /// Sequences holding a slot: in prefill or decoding.
+    active: usize,
+    /// Requests waiting for a slot, first come, first served.
+    waiting: VecDeque<Running>,
+    /// The deadline at which a slot last freed while every slot was taken: a request received
+    /// after that but stamped as arriving before it had no slot until then.
+    freed: Option<Instant>,
+}
+
+/// The sequences holding a slot, by deadline.
+struct Timeline {
+    heap: BinaryHeap<Reverse<(Instant, u64)>>,
+    running: HashMap<u64, Running>,
+    next_key: u64,
+}
+
+impl Timeline {
+    /// Starts a sequence's prefill at `at`.
+    fn start(&mut self, config: &SimConfig, mut run: Running, at: Instant) {
+        let prefill = jittered(config.prefill(run.job.ask.prompt_tokens), config.jitter, &mut run.rng);
+        run.deadline = at + prefill;
+        self.heap.push(Reverse((run.deadline, self.next_key)));
+        self.running.insert(self.next_key, run);
+        self.next_key += 1;
+    }
 }
 
 /// Runs until every sender of `jobs` is gone and every job has finished.
 pub fn run(config: SimConfig, jobs: Receiver<Job>, counters: Arc<HashMap<&'static str, Counters>>) {
-    let mut heap: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
-    let mut running: HashMap<u64, Running> = HashMap::new();
-    let mut next_key = 0u64;
-    let mut admitted = 0u64;
-    let mut decoding = 0usize;
+    let mut timeline = Timeline { heap: BinaryHeap::new(), running: HashMap::new(), next_key: 0 };
+    let mut engines: [Engine; MODELS.len()] = Default::default();
+    let slots = if config.max_sequences == 0 { usize::MAX } else { config.max_sequences };
+    let mut received_count = 0u64;
     let mut open = true;
     loop {
-        let wait = heap.peek().map(|Reverse((deadline, _))| deadline.saturating_duration_since(Instant::now()));
+        let wait =
+            timeline.heap.peek().map(|Reverse((deadline, _))| deadline.saturating_duration_since(Instant::now()));
         let received = match (open, wait) {
             (false, None) => return,
             (false, Some(wait)) => {
@@ -108,57 +179,58 @@ pub fn run(config: SimConfig, jobs: Receiver<Job>, counters: Arc<HashMap<&'stati
             },
         };
         if let Some(job) = received {
-            admitted += 1;
-            let mut rng = config.seed ^ admitted.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            let prefill = jittered(config.prefill(job.ask.prompt_tokens), config.jitter, &mut rng);
-            let deadline = job.arrived + prefill;
-            let fail = config.fail_every > 0 && admitted.is_multiple_of(config.fail_every);
-            let huge = config.huge_count_every > 0 && admitted.is_multiple_of(config.huge_count_every);
-            let head = match job.sink {
-                Sink::Stream(_) => job.model.head(&job.ask),
-                Sink::Unary(_) => Vec::new(),
-            };
-            heap.push(Reverse((deadline, next_key)));
-            running.insert(
-                next_key,
-                Running {
-                    job,
-                    responses: 0,
-                    generated: 0,
-                    text: String::new(),
-                    head,
-                    deadline,
-                    rng,
-                    fail,
-                    huge,
-                    decoding: false,
-                },
-            );
-            next_key += 1;
+            received_count += 1;
+            let run = Running::new(&config, job, received_count);
+            let engine = &mut engines[run.engine];
+            if engine.active < slots {
+                engine.active += 1;
+                let at = engine.freed.map_or(run.job.arrived, |freed| freed.max(run.job.arrived));
+                timeline.start(&config, run, at);
+            } else {
+                engine.waiting.push_back(run);
+            }
             continue;
         }
-        while let Some(&Reverse((deadline, key))) = heap.peek() {
+        while let Some(&Reverse((deadline, key))) = timeline.heap.peek() {
             if deadline > Instant::now() {
                 break;
             }
-            heap.pop();
-            let mut run = running.remove(&key).expect("scheduled jobs are running");
-            if !run.decoding {
-                run.decoding = true;
-                decoding += 1;
+            timeline.heap.pop();
+            let mut run = timeline.running.remove(&key).expect("scheduled jobs are running");
+            let engine = &mut engines[run.engine];
+            if step(&config, &mut run, engine.active, &counters) {
+                timeline.heap.push(Reverse((run.deadline, key)));
+                timeline.running.insert(key, run);
+                continue;
             }
-            if step(&config, &mut run, decoding, &counters) {
-                heap.push(Reverse((run.deadline, key)));
-                running.insert(key, run);
-            } else {
-                decoding -= 1;
+            // The sequence ended at this step: its slot goes to the first waiting request
+            // whose client is still there, whose prefill starts at this step's deadline.
+            if engine.active == slots {
+                engine.freed = Some(deadline);
+            }
+            engine.active -= 1;
+            while engine.active < slots
+                && let Some(next) = engine.waiting.pop_front()
+            {
+                if next.job.sink.is_closed() {
+                    continue;
+                }
+                engine.active += 1;
+                let at = deadline.max(next.job.arrived);
+                timeline.start(&config, next, at);
             }
         }
     }
 }
 
-/// Sends what is due for a job; returns whether it has more to send.
-fn step(config: &SimConfig, run: &mut Running, decoding: usize, counters: &HashMap<&'static str, Counters>) -> bool {
+/// Sends what is due for a job, with `active` sequences running on its model; returns whether
+/// it has more to send.
+fn step(config: &SimConfig, run: &mut Running, active: usize, counters: &HashMap<&'static str, Counters>) -> bool {
+    if run.job.sink.is_closed() {
+        // The client is gone: the sequence ends here, as a server aborts a cancelled request
+        // at its next step.
+        return false;
+    }
     let model = run.job.model;
     let ask = &run.job.ask;
     let left = ask.max_tokens - run.generated;
@@ -254,9 +326,10 @@ fn step(config: &SimConfig, run: &mut Running, decoding: usize, counters: &HashM
         }
         return false;
     }
-    let step = config.decode(ask.prompt_tokens + run.generated, decoding);
+    // Token `k` is decoded with the prompt and tokens 0..k as context.
     let next = model.tokens_in_response(run.responses, ask.max_tokens - run.generated);
-    for _ in 0..next {
+    for k in run.generated..run.generated + next {
+        let step = config.decode(ask.prompt_tokens.saturating_add(k), active);
         run.deadline += jittered(step, config.jitter, &mut run.rng);
     }
     true
@@ -334,5 +407,179 @@ mod tests {
             assert_eq!(x, jittered(d, 0.2, &mut b));
         }
         assert_eq!(jittered(d, 0.0, &mut a), d);
+    }
+
+    /// The slot tests measure real time: one at a time.
+    static SLOTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn ms(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
+    /// A scheduler on a thread of its own; it ends once the sender is dropped and its jobs are done.
+    fn scheduler(config: SimConfig) -> std::sync::mpsc::Sender<Job> {
+        let (jobs, receiver) = std::sync::mpsc::channel();
+        let counters = Arc::new(MODELS.iter().map(|m| (m.name, Counters::default())).collect());
+        std::thread::spawn(move || run(config, receiver, counters));
+        jobs
+    }
+
+    fn ask(prompt_tokens: u32, max_tokens: u32) -> Ask {
+        Ask {
+            id: String::new(),
+            prompt: String::new(),
+            prompt_tokens,
+            max_tokens,
+            want_input_count: false,
+            want_output_count: false,
+            empty_final: false,
+        }
+    }
+
+    type Responses = mpsc::UnboundedReceiver<Result<Encoded, Status>>;
+
+    /// Hands the scheduler a streamed request to `model`, arrived at `arrived`.
+    fn send(jobs: &std::sync::mpsc::Sender<Job>, model: &str, ask: Ask, arrived: Instant) -> Responses {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let model = super::super::model::find(model).unwrap();
+        jobs.send(Job { model, ask, arrived, sink: Sink::Stream(tx) }).unwrap();
+        rx
+    }
+
+    /// When each of a stream's responses came, until its last.
+    fn times(mut rx: Responses) -> std::thread::JoinHandle<Vec<Instant>> {
+        std::thread::spawn(move || {
+            let mut times = Vec::new();
+            while rx.blocking_recv().is_some() {
+                times.push(Instant::now());
+            }
+            times
+        })
+    }
+
+    fn slotted(max_sequences: usize) -> SimConfig {
+        SimConfig {
+            prefill_base_ms: 40.0,
+            prefill_per_token_ms: 0.2,
+            decode_ms: 10.0,
+            decode_per_sequence_ms: 2.0,
+            max_sequences,
+            ..SimConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_request_beyond_the_slots_starts_its_prefill_when_the_first_sequence_ends() {
+        let _one = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
+        let config = slotted(2);
+        let jobs = scheduler(config.clone());
+        let t0 = Instant::now();
+        let a = times(send(&jobs, "sim-vllm", ask(0, 6), t0));
+        let b = times(send(&jobs, "sim-vllm", ask(0, 10), t0));
+        let c = times(send(&jobs, "sim-vllm", ask(100, 3), t0));
+        drop(jobs);
+        let (a, b, c) = (a.join().unwrap(), b.join().unwrap(), c.join().unwrap());
+        assert_eq!((a.len(), b.len(), c.len()), (6, 10, 3));
+        // a and b hold the two slots, each decoding beside the other (12 ms steps): a ends
+        // at 40 + 5 * 12 = 100 ms, b at 40 + 9 * 12 = 148 ms; c waits for a's slot.
+        let a_end = t0 + config.sequence_time(0, 6, 2);
+        assert_eq!(a_end - t0, ms(100));
+        assert!(a[5] >= a_end && a[5] < b[9], "a ends first");
+        assert!(c[0] > a[5], "c's first token comes after a's last");
+        assert!(c[0] >= a_end + config.prefill(100), "c: {:?} after the start", c[0] - t0);
+        // c took the slot a freed: its first token is due at 160 ms, at 208 ms had it waited for b.
+        assert!(c[0] < t0 + ms(200), "c: {:?} after the start", c[0] - t0);
+    }
+
+    #[test]
+    fn waiting_requests_start_in_arrival_order() {
+        let _one = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
+        let config = slotted(1);
+        let jobs = scheduler(config.clone());
+        let t0 = Instant::now();
+        // b's long prompt makes it the slowest to prefill: still it goes before c and d.
+        let asks = [(0, 3), (200, 2), (0, 2), (0, 2)];
+        let handles: Vec<_> = asks.iter().map(|&(p, t)| times(send(&jobs, "sim-vllm", ask(p, t), t0))).collect();
+        drop(jobs);
+        let got: Vec<Vec<Instant>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let mut end = t0;
+        for (i, (&(p, t), times)) in asks.iter().zip(&got).enumerate() {
+            assert_eq!(times.len(), t as usize);
+            assert!(times[0] >= end + config.prefill(p), "request {i} began before the one ahead of it ended");
+            if i > 0 {
+                assert!(times[0] > *got[i - 1].last().unwrap(), "request {i} overtook request {}", i - 1);
+            }
+            end += config.sequence_time(p, t, 1);
+        }
+    }
+
+    #[test]
+    fn a_request_dropped_while_waiting_never_takes_a_slot() {
+        let _one = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
+        let config = slotted(1);
+        let jobs = scheduler(config.clone());
+        let t0 = Instant::now();
+        let a = times(send(&jobs, "sim-vllm", ask(0, 4), t0));
+        // b's client leaves while b waits; had b taken the slot, its 240 ms prefill would
+        // hold c back until b's first step found the client gone.
+        drop(send(&jobs, "sim-vllm", ask(1000, 2), t0));
+        let c = times(send(&jobs, "sim-vllm", ask(0, 2), t0));
+        drop(jobs);
+        let (a, c) = (a.join().unwrap(), c.join().unwrap());
+        let a_end = t0 + config.sequence_time(0, 4, 1);
+        assert!(a[3] >= a_end);
+        assert!(c[0] >= a_end + config.prefill(0), "c: {:?} after the start", c[0] - t0);
+        assert!(c[0] < a_end + config.prefill(0) + ms(150), "c: {:?} after the start", c[0] - t0);
+    }
+
+    #[test]
+    fn a_cancelled_sequence_frees_its_slot_at_its_next_step() {
+        let _one = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
+        let config = slotted(1);
+        let jobs = scheduler(config.clone());
+        let t0 = Instant::now();
+        // sim-vllm: a streamed sequence of 100 tokens (about a second) whose stream drops
+        // after two tokens.
+        let mut a = send(&jobs, "sim-vllm", ask(0, 100), t0);
+        let b = times(send(&jobs, "sim-vllm", ask(0, 2), t0));
+        // sim-unary, another model with a slot of its own: a call cancelled while it runs.
+        let (tx, rx) = oneshot::channel();
+        let model = super::super::model::find("sim-unary").unwrap();
+        jobs.send(Job { model, ask: ask(0, 100), arrived: t0, sink: Sink::Unary(tx) }).unwrap();
+        let d = times(send(&jobs, "sim-unary", ask(0, 2), t0));
+        drop(jobs);
+        a.blocking_recv().unwrap().unwrap();
+        a.blocking_recv().unwrap().unwrap();
+        let dropped = Instant::now();
+        drop(a);
+        drop(rx);
+        let (b, d) = (b.join().unwrap(), d.join().unwrap());
+        // Each sequence's step after the drop finds its client gone and frees the slot
+        // (10 ms steps), and the waiting request's prefill (40 ms) starts from that step.
+        // The third token's step is the first that can: a's first two were received.
+        let whole = config.sequence_time(0, 100, 1);
+        assert!(whole > ms(1000));
+        assert!(b[0] >= t0 + config.sequence_time(0, 3, 1) + config.prefill(0));
+        assert!(b[0] < dropped + ms(150), "b: {:?} after the drop", b[0] - dropped);
+        // The cancelled call's step due with a's second token may already find it gone; d's
+        // one response comes after its prefill and one decode step.
+        assert!(d[0] >= t0 + config.sequence_time(0, 2, 1) * 2);
+        assert!(d[0] < dropped + ms(150), "d: {:?} after the cancel", d[0] - dropped);
+        assert_eq!((b.len(), d.len()), (2, 1));
+    }
+
+    #[test]
+    fn each_model_has_slots_of_its_own() {
+        let _one = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
+        let config = slotted(1);
+        let jobs = scheduler(config.clone());
+        let t0 = Instant::now();
+        let a = times(send(&jobs, "sim-vllm", ask(0, 10), t0));
+        let b = times(send(&jobs, "sim-tutorial", ask(0, 2), t0));
+        drop(jobs);
+        let (a, b) = (a.join().unwrap(), b.join().unwrap());
+        assert!(b[0] >= t0 + config.prefill(0));
+        // Behind a, b's first token would come at 130 ms.
+        assert!(b[0] < t0 + ms(100) && b[0] < a[9], "b: {:?} after the start", b[0] - t0);
     }
 }

@@ -182,3 +182,58 @@ async fn without_streaming_ttft_is_the_whole_request() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_streams_than_slots_run_at_the_slots_capacity() {
+    let _timing = timing_lock().await;
+    let config = SimConfig {
+        prefill_base_ms: 5.0,
+        prefill_per_token_ms: 0.02,
+        decode_ms: 2.0,
+        decode_per_1k_context_ms: 2.0,
+        decode_per_sequence_ms: 1.0,
+        max_sequences: 4,
+        ..SimConfig::default()
+    };
+    let sim = start_sim(config.clone()).await;
+    let (sim, config) = (&sim, &config);
+    timing_attempts(|| async move {
+        // Twice as many streams as slots: four requests run while four wait, so every slot
+        // is busy from the first send to the last token.
+        let (requests, max_tokens) = (32, 16);
+        let run = sweep(shared::SweepSpec {
+            prompt_lengths: vec![16, 1000],
+            max_tokens,
+            ignore_eos: true,
+            requests,
+            concurrency: 8,
+            ..spec(&sim.target, "sim-vllm")
+        })
+        .await;
+        assert_eq!(run.status, RunStatus::Completed);
+        for point in &run.points {
+            let p = point.prompt_length;
+            assert_eq!((point.count, point.errors), (u64::from(requests), 0));
+            let capacity = config.capacity_rps(p, max_tokens);
+            assert_close(&format!("requests/s at {p} tokens"), point.requests_per_s, capacity, 0.0, 0.10);
+            // The first four start at once; every later request waits one whole sequence
+            // for its slot before its prefill.
+            let sequence_ms = config.sequence_time(p, max_tokens, 4).as_secs_f64() * 1e3;
+            let prefill_ms = config.prefill(p).as_secs_f64() * 1e3;
+            let queued = f64::from(requests - 4) / f64::from(requests);
+            let ttft = point.ttft_ms.as_ref().unwrap().mean;
+            assert!(ttft > prefill_ms + sequence_ms / 2.0, "TTFT {ttft:.1} ms at {p} tokens: requests did not queue");
+            assert_close(&format!("TTFT at {p} tokens"), ttft, prefill_ms + queued * sequence_ms, 1.0, 0.10);
+            // Four sequences decode side by side: each step is 3 ms longer than alone.
+            let step_ms = (sequence_ms - prefill_ms) / f64::from(max_tokens - 1);
+            let t2t = point.t2t_ms.as_ref().unwrap().mean;
+            assert_close(&format!("token-to-token at {p} tokens"), t2t, step_ms, 0.3, 0.05);
+            eprintln!(
+                "{p} tokens: {:.2} requests/s (capacity {capacity:.2}), TTFT {ttft:.2} ms (prefill {prefill_ms:.2}), \
+                 token-to-token {t2t:.3} ms",
+                point.requests_per_s
+            );
+        }
+    })
+    .await;
+}

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use shared::goodput::Slo;
+use shared::schedule::Arrival;
 use shared::spec::parse_prompt_lengths;
 use shared::{InputStyle, SweepSpec};
 
@@ -46,6 +48,26 @@ pub enum Preset {
     Generation,
 }
 
+/// A parsed list of concurrencies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Concurrencies(pub Vec<u32>);
+
+fn parse_concurrency_list(text: &str) -> Result<Concurrencies, String> {
+    shared::spec::parse_concurrencies(text).map(Concurrencies)
+}
+
+/// A parsed list of request rates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestRates(pub Vec<f64>);
+
+fn parse_rate_list(text: &str) -> Result<RequestRates, String> {
+    shared::spec::parse_request_rates(text).map(RequestRates)
+}
+
+fn parse_slo(text: &str) -> Result<Slo, String> {
+    Slo::parse(text)
+}
+
 /// A parsed list of prompt lengths.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromptLengths(pub Vec<u32>);
@@ -84,9 +106,32 @@ pub struct SweepArgs {
     /// Warm-up requests per prompt length, left out of every statistic.
     #[arg(long, default_value_t = 0)]
     pub warmup: u32,
-    /// Requests in flight at once [default: 1].
-    #[arg(long)]
-    pub concurrency: Option<u32>,
+    /// Requests in flight at once, closed loop: each request is sent as one finishes [default:
+    /// 1]. A list or range (1,2,4..64:x2) measures every prompt length at each in turn.
+    #[arg(long, value_parser = parse_concurrency_list, conflicts_with = "request_rate")]
+    pub concurrency: Option<Concurrencies>,
+    /// Open loop: send requests at these rates (requests per second) whatever the server's
+    /// pace, each prompt length at each rate in turn: a list or range (0.5,1,2..16:x2).
+    #[arg(long, value_parser = parse_rate_list)]
+    pub request_rate: Option<RequestRates>,
+    /// Open loop: how the gaps between sends are drawn.
+    #[arg(long, default_value = "constant", requires = "request_rate")]
+    pub arrival: Arrival,
+    /// Open loop with --arrival gamma: the shape; 1 is Poisson, below 1 burstier, above more regular.
+    #[arg(long, default_value_t = 1.0, requires = "request_rate")]
+    pub burstiness: f64,
+    /// Open loop: the seed of random arrivals; the same seed sends at the same instants.
+    #[arg(long, default_value_t = 0, requires = "request_rate")]
+    pub seed: u64,
+    /// Open loop: the most requests in flight at once [default: 1024]. A request due while as
+    /// many are in flight waits, and its schedule lag shows it.
+    #[arg(long, requires = "request_rate")]
+    pub max_concurrency: Option<u32>,
+    /// Service-level objectives, any of ttft_ms, t2t_ms (a request's mean token-to-token
+    /// latency) and e2e_ms, such as ttft_ms=500,t2t_ms=50: each point then reports its goodput,
+    /// the requests that met them all.
+    #[arg(long, value_parser = parse_slo)]
+    pub slo: Option<Slo>,
     /// How requests are laid out for the model.
     #[arg(long, default_value = "auto")]
     pub input_style: InputStyle,
@@ -162,7 +207,19 @@ impl SweepArgs {
         spec.ignore_eos |= self.ignore_eos;
         spec.requests = self.requests;
         spec.warmup = self.warmup;
-        spec.concurrency = self.concurrency.unwrap_or(spec.concurrency);
+        match self.concurrency.as_ref().map(|c| c.0.as_slice()) {
+            Some([one]) => spec.concurrency = *one,
+            Some(many) => spec.concurrencies = many.to_vec(),
+            None => {}
+        }
+        if let Some(rates) = &self.request_rate {
+            spec.request_rates = rates.0.clone();
+            spec.arrival = self.arrival;
+            spec.burstiness = self.burstiness;
+            spec.seed = self.seed;
+            spec.max_concurrency = self.max_concurrency;
+        }
+        spec.slo = self.slo;
         spec.streaming = !self.non_streaming;
         spec.request_timeout_ms = self.timeout_ms;
         spec

@@ -12,6 +12,7 @@ pub mod csv;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Value, json};
 use shared::prompt::synthetic_prompt;
+use shared::spec::LoadLevel;
 use shared::{InputStyle, RequestRecord, ResponseRecord, RunReport, SweepSpec};
 
 use crate::style::{RECEIVE_TIME_KEY, SEND_TIME_KEY, sampling_json};
@@ -92,7 +93,7 @@ struct ProfileExport<'a> {
 impl<'a> ProfileExport<'a> {
     fn of(report: &'a RunReport) -> Self {
         let spec = &report.spec;
-        let mut points = vec![Vec::new(); spec.prompt_lengths.len()];
+        let mut points = vec![Vec::new(); spec.point_count()];
         for record in report.requests.iter().filter(|r| !r.warmup) {
             if let Some(point) = points.get_mut(record.point as usize) {
                 point.push(record);
@@ -109,11 +110,13 @@ impl<'a> ProfileExport<'a> {
 
 impl Serialize for ProfileExport<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let experiments = self.points.iter().filter(|records| !records.is_empty()).map(|records| {
-            let start = records.iter().map(|r| r.send_ns).min().unwrap_or(0);
-            let end = records.iter().map(|r| r.responses.last().map_or(r.send_ns, |c| c.at_ns)).max().unwrap_or(start);
-            Experiment { export: self, records, window: [self.unix(start), self.unix(end)] }
-        });
+        let experiments =
+            self.points.iter().enumerate().filter(|(_, records)| !records.is_empty()).map(|(point, records)| {
+                let start = records.iter().map(|r| r.send_ns).min().unwrap_or(0);
+                let end =
+                    records.iter().map(|r| r.responses.last().map_or(r.send_ns, |c| c.at_ns)).max().unwrap_or(start);
+                Experiment { export: self, point, records, window: [self.unix(start), self.unix(end)] }
+            });
         let mut map = serializer.serialize_map(Some(4))?;
         map.serialize_entry("experiments", &Lazy(|| experiments.clone()))?;
         map.serialize_entry("version", &self.report.tool)?;
@@ -126,6 +129,7 @@ impl Serialize for ProfileExport<'_> {
 /// One sweep point's measured requests.
 struct Experiment<'a> {
     export: &'a ProfileExport<'a>,
+    point: usize,
     records: &'a [&'a RequestRecord],
     window: [i64; 2],
 }
@@ -136,7 +140,13 @@ impl Serialize for Experiment<'_> {
         let spec = &export.report.spec;
         let requests = self.records.iter().map(|&record| ProfileRequest { export, record });
         let mut map = serializer.serialize_map(Some(3))?;
-        map.serialize_entry("experiment", &json!({ "mode": "concurrency", "value": spec.concurrency }))?;
+        // perf_analyzer's two modes: a concurrency, or a request rate.
+        let experiment = match spec.point(self.point).map(|(_, load)| load) {
+            Some(LoadLevel::Rate(rate)) => json!({ "mode": "request_rate", "value": rate }),
+            Some(LoadLevel::Concurrency(c)) => json!({ "mode": "concurrency", "value": c }),
+            None => json!({ "mode": "concurrency", "value": spec.concurrency }),
+        };
+        map.serialize_entry("experiment", &experiment)?;
         map.serialize_entry("requests", &Lazy(|| requests.clone()))?;
         map.serialize_entry("window_boundaries", &self.window)?;
         map.end()

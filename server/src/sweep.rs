@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use shared::{ModelInfo, PointStats, RequestRecord, RunReport, RunStatus, SweepSpec};
+use shared::spec::LoadLevel;
+use shared::{ModelInfo, PointStats, RequestRecord, RunReport, RunStatus, Summary, SweepSpec};
 use tokio::sync::mpsc;
 
 use crate::cli::{CsvFiles, ImportArgs, SweepArgs};
@@ -215,33 +216,60 @@ fn ms(value: Option<f64>) -> String {
     value.map_or_else(|| "-".into(), |v| format!("{v:.3}"))
 }
 
-/// The table printed after a sweep: one row per prompt length.
+/// The table printed after a sweep: one row per point. A sweep over load levels gets a load
+/// column; an open-loop one the rate it sent at, its schedule lag and TTFT from the intended
+/// send time; one with objectives its goodput. Points whose client fell behind its schedule
+/// are named below the table, in words.
 pub fn format_table(report: &RunReport) -> String {
+    type Cell = Box<dyn Fn(&PointStats) -> String>;
+    let spec = &report.spec;
+    let summary = |pick: fn(&PointStats) -> Option<&Summary>, stat: fn(&Summary) -> f64| -> Cell {
+        Box::new(move |p: &PointStats| ms(pick(p).map(stat)))
+    };
+    let mut columns: Vec<(&str, usize, Cell)> = Vec::new();
+    if spec.load_levels().len() > 1 || spec.open_loop() {
+        let load: Cell = Box::new(|p: &PointStats| match p.load {
+            Some(LoadLevel::Concurrency(c)) => format!("c={c}"),
+            Some(LoadLevel::Rate(rate)) => format!("{rate}/s"),
+            None => String::new(),
+        });
+        columns.push(("load", 8, load));
+    }
+    columns.push(("prompt", 7, Box::new(|p: &PointStats| p.prompt_length.to_string())));
+    columns.push(("count", 6, Box::new(|p: &PointStats| p.count.to_string())));
+    columns.push(("errors", 6, Box::new(|p: &PointStats| p.errors.to_string())));
+    columns.push(("TTFT mean", 9, summary(|p| p.ttft_ms.as_ref(), |s| s.mean)));
+    columns.push(("p50", 9, summary(|p| p.ttft_ms.as_ref(), |s| s.p50)));
+    columns.push(("p90", 9, summary(|p| p.ttft_ms.as_ref(), |s| s.p90)));
+    columns.push(("p99", 9, summary(|p| p.ttft_ms.as_ref(), |s| s.p99)));
+    columns.push(("T2T mean", 8, summary(|p| p.t2t_ms.as_ref(), |s| s.mean)));
+    columns.push(("p50", 8, summary(|p| p.t2t_ms.as_ref(), |s| s.p50)));
+    columns.push(("p90", 8, summary(|p| p.t2t_ms.as_ref(), |s| s.p90)));
+    columns.push(("p99", 8, summary(|p| p.t2t_ms.as_ref(), |s| s.p99)));
+    columns.push(("out tok/s", 10, Box::new(|p: &PointStats| format!("{:.1}", p.output_tokens_per_s))));
+    if spec.open_loop() {
+        columns.push(("sent/s", 8, Box::new(|p: &PointStats| format!("{:.2}", p.sent_per_s))));
+        columns.push(("lag p99", 8, summary(|p| p.schedule_lag_ms.as_ref(), |s| s.p99)));
+        columns.push(("TTFT* p50", 9, summary(|p| p.ttft_intended_ms.as_ref(), |s| s.p50)));
+        columns.push(("p99", 9, summary(|p| p.ttft_intended_ms.as_ref(), |s| s.p99)));
+    }
+    if spec.slo.is_some() {
+        let share: Cell =
+            Box::new(|p: &PointStats| p.goodput.map_or_else(|| "-".into(), |g| format!("{:.1}%", g.share * 100.0)));
+        let rate: Cell =
+            Box::new(|p: &PointStats| p.goodput.map_or_else(|| "-".into(), |g| format!("{:.2}", g.requests_per_s)));
+        columns.push(("good", 6, share));
+        columns.push(("good/s", 8, rate));
+    }
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:>7} {:>6} {:>6} | {:>9} {:>9} {:>9} {:>9} | {:>8} {:>8} {:>8} {:>8} | {:>10}",
-        "prompt", "count", "errors", "TTFT mean", "p50", "p90", "p99", "T2T mean", "p50", "p90", "p99", "out tok/s"
-    );
+    let line = |cells: Vec<String>| -> String {
+        let widths = columns.iter().map(|(_, width, _)| *width);
+        let padded: Vec<String> = cells.iter().zip(widths).map(|(cell, width)| format!("{cell:>width$}")).collect();
+        padded.join(" ").trim_end().to_string()
+    };
+    let _ = writeln!(out, "{}", line(columns.iter().map(|(name, _, _)| name.to_string()).collect()));
     for p in &report.points {
-        let ttft = p.ttft_ms.as_ref();
-        let t2t = p.t2t_ms.as_ref();
-        let _ = writeln!(
-            out,
-            "{:>7} {:>6} {:>6} | {:>9} {:>9} {:>9} {:>9} | {:>8} {:>8} {:>8} {:>8} | {:>10.1}",
-            p.prompt_length,
-            p.count,
-            p.errors,
-            ms(ttft.map(|s| s.mean)),
-            ms(ttft.map(|s| s.p50)),
-            ms(ttft.map(|s| s.p90)),
-            ms(ttft.map(|s| s.p99)),
-            ms(t2t.map(|s| s.mean)),
-            ms(t2t.map(|s| s.p50)),
-            ms(t2t.map(|s| s.p90)),
-            ms(t2t.map(|s| s.p99)),
-            p.output_tokens_per_s,
-        );
+        let _ = writeln!(out, "{}", line(columns.iter().map(|(_, _, cell)| cell(p)).collect()));
     }
     let _ = write!(
         out,
@@ -252,7 +280,22 @@ pub fn format_table(report: &RunReport) -> String {
             "tokens as the server counted them"
         }
     );
-    if !report.spec.streaming {
+    if spec.open_loop() {
+        out.push_str(
+            "\nopen loop: sent/s = requests sent per second; lag = actual minus intended send time; TTFT* = TTFT \
+             from the intended send time, which includes the lag",
+        );
+    }
+    if let Some(slo) = &spec.slo {
+        let _ = write!(out, "\ngood = share of requests that met every objective ({slo}); good/s = their rate");
+    }
+    for p in &report.points {
+        if let Some(warning) = p.lag_warning() {
+            let load = p.load.map(|l| format!(" at {l}")).unwrap_or_default();
+            let _ = write!(out, "\nprompt {}{load}: {warning}", p.prompt_length);
+        }
+    }
+    if !spec.streaming {
         out.push_str(
             "\nwithout streaming, each request's one response carries every token: TTFT is its whole latency, \
              and there is no token-to-token latency",

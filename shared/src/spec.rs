@@ -50,10 +50,10 @@ impl std::str::FromStr for InputStyle {
     }
 }
 
-pub use crate::limits::MAX_REQUESTS;
 use crate::goodput::Slo;
-use crate::schedule::{self, Arrival};
+pub use crate::limits::MAX_REQUESTS;
 use crate::limits::{self, MAX_PROMPT_LENGTHS};
+use crate::schedule::{self, Arrival};
 
 /// A sweep: for each prompt length and each load level, `warmup` then `requests` requests.
 /// A load level is a concurrency (closed loop) or a request rate (open loop); see
@@ -220,11 +220,7 @@ impl SweepSpec {
     }
 
     fn level_count(&self) -> usize {
-        if !self.request_rates.is_empty() {
-            self.request_rates.len()
-        } else {
-            self.concurrencies.len().max(1)
-        }
+        if !self.request_rates.is_empty() { self.request_rates.len() } else { self.concurrencies.len().max(1) }
     }
 
     /// How many points the sweep visits: prompt lengths times load levels.

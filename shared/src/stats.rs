@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::RequestRecord;
 use crate::goodput::Goodput;
+use crate::record::RequestRecord;
 use crate::spec::{LoadLevel, SweepSpec};
 
 /// Distribution of one metric over a sweep point.

@@ -50,7 +50,7 @@ fn samples(metric: Metric, run: &LiveRun) -> Vec<(u32, f64)> {
         if run.is_warmup(r as u32) {
             continue;
         }
-        let length = run.spec.prompt_lengths[run.locate(r as u32).0 as usize];
+        let length = run.spec.point_length(run.locate(r as u32).0 as usize);
         let value = match metric {
             Metric::Ttft => done.ttft_ms,
             Metric::T2t => request.mean_gap_ms(),
@@ -341,13 +341,16 @@ pub fn Inspector(
     let chosen_point = move || {
         version.track();
         run.with_value(|run| {
-            length.get().and_then(|l| run.spec.prompt_lengths.iter().position(|&x| x == l)).map_or_else(
-                || {
-                    run.current_point
-                        .unwrap_or_else(|| run.points.iter().rposition(Option::is_some).unwrap_or(0) as u32)
-                },
-                |i| i as u32,
-            )
+            length
+                .get()
+                .and_then(|l| (0..run.spec.point_count()).position(|i| run.spec.point_length(i) == l))
+                .map_or_else(
+                    || {
+                        run.current_point
+                            .unwrap_or_else(|| run.points.iter().rposition(Option::is_some).unwrap_or(0) as u32)
+                    },
+                    |i| i as u32,
+                )
         })
     };
     let chosen_request = move || {
@@ -415,7 +418,7 @@ pub fn Inspector(
     let describe = move || {
         let (p, s, r) = chosen_request();
         run.with_value(|run| {
-            let length = run.spec.prompt_lengths.get(p as usize).copied().unwrap_or(0);
+            let length = run.spec.point_length(p as usize);
             let warmup = if run.is_warmup(r) { " (warm-up)" } else { "" };
             let request = run.requests.get(r as usize);
             let state = match request.and_then(|q| q.done.as_ref()) {
@@ -463,7 +466,7 @@ pub fn Inspector(
             </figure>
             <figure class="chart" data-chart="histogram">
                 <figcaption>"Time to first token at prompt length "
-                    {move || run.with_value(|run| fmt_length(f64::from(run.spec.prompt_lengths.get(chosen_point() as usize).copied().unwrap_or(0))))}
+                    {move || run.with_value(|run| fmt_length(f64::from(run.spec.point_length(chosen_point() as usize))))}
                     " " <a class="define" href=format!("#{}", metric_anchor("ttft"))>"definition"</a>
                     <ExportButtons key="histogram" canvas=histogram stem=stem svg=histogram_svg/>
                 </figcaption>

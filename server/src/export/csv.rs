@@ -9,8 +9,8 @@
 use std::borrow::Cow;
 use std::fmt::Display;
 
-use shared::stats::{RequestMetrics, push_token_gaps};
 use shared::spec::LoadLevel;
+use shared::stats::{RequestMetrics, push_token_gaps};
 use shared::{PointStats, RequestRecord, RunReport, Summary, SweepSpec, TokenCountSource};
 
 /// Nanoseconds in a millisecond, as `shared::stats` divides by.
@@ -63,7 +63,18 @@ pub fn point_columns() -> Vec<String> {
     for metric in POINT_METRICS {
         columns.extend(SUMMARY_FIELDS.iter().map(|field| format!("{metric}_{field}")));
     }
-    columns.extend(["requests_per_s", "output_tokens_per_s", "sent_per_s"].map(String::from));
+    columns.extend(
+        [
+            "requests_per_s",
+            "output_tokens_per_s",
+            "sent_per_s",
+            "goodput_met",
+            "goodput_measured",
+            "goodput_share",
+            "goodput_requests_per_s",
+        ]
+        .map(String::from),
+    );
     columns
 }
 
@@ -154,6 +165,13 @@ pub fn points_csv(spec: &SweepSpec, points: &[PointStats]) -> String {
             row.extend(summary_fields(summary.as_ref()));
         }
         row.extend([p.requests_per_s.to_string(), p.output_tokens_per_s.to_string(), p.sent_per_s.to_string()]);
+        let goodput = p.goodput.as_ref();
+        row.extend([
+            opt(goodput.map(|g| g.met)),
+            opt(goodput.map(|g| g.measured)),
+            opt(goodput.map(|g| g.share)),
+            opt(goodput.map(|g| g.requests_per_s)),
+        ]);
         push_row(&mut out, row.iter().map(String::as_str));
     }
     out

@@ -177,8 +177,7 @@ fn read_body(bytes: &[u8], base: i64) -> Result<RequestRecord, CodecError> {
     let prompt_words = input.u32()?;
     let num_input_tokens = if flags & INPUT_TOKENS != 0 { Some(input.u32()?) } else { None };
     let send_ns = input.varint()?;
-    let intended_ns =
-        if flags & INTENDED != 0 { Some(send_ns.wrapping_sub(input.signed()? as u64)) } else { None };
+    let intended_ns = if flags & INTENDED != 0 { Some(send_ns.wrapping_sub(input.signed()? as u64)) } else { None };
     let server_recv_unix_ns =
         if flags & SERVER_RECV != 0 { Some(input.signed()?.wrapping_add(local_unix(base, send_ns))) } else { None };
     let final_ns = if flags & FINAL != 0 { Some(send_ns.wrapping_add(input.signed()? as u64)) } else { None };
@@ -414,8 +413,13 @@ mod tests {
         let silent = ResponseRecord { at_ns: 7, tokens: 0, text: String::new(), server_send_unix_ns: None };
         let zero_width = RequestRecord { send_ns: 7, responses: vec![silent; 40], ..bare.clone() };
         assert_eq!(decode(&encode(&zero_width, BASE), BASE).unwrap(), zero_width);
-        let empty =
-            RequestRecord { responses: Vec::new(), final_ns: None, server_recv_unix_ns: None, intended_ns: None, ..bare };
+        let empty = RequestRecord {
+            responses: Vec::new(),
+            final_ns: None,
+            server_recv_unix_ns: None,
+            intended_ns: None,
+            ..bare
+        };
         assert_eq!(decode(&encode(&empty, BASE), BASE).unwrap(), empty);
     }
 

@@ -262,8 +262,8 @@ impl Db {
                 let settled = report.points.len();
                 let partial: Vec<&RequestRecord> =
                     report.requests.iter().filter(|r| r.point as usize == settled).collect();
-                if let (Some(&length), false) = (report.spec.prompt_lengths.get(settled), partial.is_empty()) {
-                    insert_point(&tx, key, settled as u32, &PointStats::compute(length, partial))?;
+                if settled < report.spec.point_count() && !partial.is_empty() {
+                    insert_point(&tx, key, settled as u32, &PointStats::of_point(&report.spec, settled, partial))?;
                 }
                 let approximate = !report.requests.iter().any(|r| r.num_input_tokens.is_some());
                 tx.execute(

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use server::sim::SimConfig;
+use shared::goodput::Goodput;
 use shared::spec::LoadLevel;
 use shared::{PointStats, RunReport, Summary};
 
@@ -128,6 +129,12 @@ fn point_stats(row: &HashMap<String, String>) -> PointStats {
         schedule_lag_ms: summary("schedule_lag_ms"),
         ttft_intended_ms: summary("ttft_intended_ms"),
         e2e_intended_ms: summary("e2e_intended_ms"),
+        goodput: (!field("goodput_met").is_empty()).then(|| Goodput {
+            met: field("goodput_met").parse().unwrap(),
+            measured: field("goodput_measured").parse().unwrap(),
+            share: float("goodput_share"),
+            requests_per_s: float("goodput_requests_per_s"),
+        }),
     }
 }
 

@@ -8,6 +8,7 @@ mod errors;
 mod exports;
 mod import;
 mod limits;
+mod load;
 mod real_triton;
 mod schedule;
 mod sim;

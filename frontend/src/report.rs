@@ -390,6 +390,7 @@ mod tests {
             input_tokens: None,
             requests_per_s: 10.0,
             output_tokens_per_s: 80.5,
+            ..PointStats::default()
         }
     }
 

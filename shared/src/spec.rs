@@ -408,7 +408,10 @@ fn parse_counts(text: &str, what: &str, most: usize) -> Result<Vec<u32>, String>
 /// filling memory).
 fn push_count(out: &mut Vec<u32>, n: u32, what: &str, most: usize) -> Result<(), String> {
     if out.len() >= most {
-        let plural = if what.ends_with('y') { format!("{}ies", &what[..what.len() - 1]) } else { format!("{what}s") };
+        let plural = match what.strip_suffix('y') {
+            Some(stem) => format!("{stem}ies"),
+            None => format!("{what}s"),
+        };
         return Err(format!("too many {plural}; at most {most}"));
     }
     out.push(n);

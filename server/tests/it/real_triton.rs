@@ -324,3 +324,33 @@ async fn an_unknown_model_lists_the_real_models() {
         assert!(error.contains(&format!("{model} (READY)")), "{model} is listed: {error}");
     }
 }
+
+/// Open loop against the real server: a constant rate is sent at that rate, on time, and
+/// latency from the intended time is never below the usual one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_constant_rate_reaches_the_real_server_at_its_rate() {
+    let _timing = timing_lock().await;
+    let target = triton();
+    timing_attempts(|| async {
+        let spec = SweepSpec { request_rates: vec![20.0], max_tokens: 4, requests: 40, ..spec(target, "vllm_like") };
+        let run = sweep(spec).await;
+        assert_eq!(run.status, RunStatus::Completed);
+        let point = &run.points[0];
+        assert_eq!((point.count, point.errors), (40, 0));
+        let mut intended: Vec<(u32, u64)> = run.requests.iter().map(|r| (r.seq, r.intended_ns.unwrap())).collect();
+        intended.sort_unstable();
+        for (k, pair) in intended.windows(2).enumerate() {
+            assert_eq!(pair[1].1 - pair[0].1, 50_000_000, "request {} is due 50 ms after the one before", k + 1);
+        }
+        let sent = point.sent_per_s;
+        let lag = point.schedule_lag_ms.as_ref().unwrap();
+        eprintln!(
+            "real_triton: 20 requests/s sent at {sent:.3}/s; schedule lag p50 {:.3} ms, p99 {:.3} ms",
+            lag.p50, lag.p99
+        );
+        assert!((sent / 20.0 - 1.0).abs() < 0.01, "sent {sent:.3} requests/s against 20");
+        let (usual, due) = (point.ttft_ms.as_ref().unwrap(), point.ttft_intended_ms.as_ref().unwrap());
+        assert!(due.min >= usual.min && due.p50 >= usual.p50 && due.max >= usual.max);
+    })
+    .await;
+}

@@ -4,7 +4,9 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::api::{ApiError, ModelChoice, RunCreated, TargetModels};
-use shared::spec::parse_prompt_lengths;
+use shared::goodput::Slo;
+use shared::schedule::Arrival;
+use shared::spec::{parse_concurrencies, parse_prompt_lengths, parse_request_rates};
 use shared::{InputStyle, SweepSpec};
 
 use crate::api;
@@ -24,7 +26,21 @@ pub struct Fields {
     pub streaming: bool,
     pub requests: String,
     pub warmup: String,
+    /// One concurrency, or a list or range of them (closed loop).
     pub concurrency: String,
+    /// Send on a schedule at `rates` instead of keeping `concurrency` in flight.
+    pub open_loop: bool,
+    /// Request rates per second: a list or range (open loop).
+    pub rates: String,
+    pub arrival: Arrival,
+    pub burstiness: String,
+    pub seed: String,
+    /// The most requests in flight in open loop; empty for the engine's most.
+    pub max_concurrency: String,
+    /// Objectives in ms, each empty when not asked for.
+    pub slo_ttft: String,
+    pub slo_t2t: String,
+    pub slo_e2e: String,
     /// The spec the form started from: what the form has no field for (the model version,
     /// the request timeout) comes from it.
     pub rest: SweepSpec,
@@ -43,7 +59,20 @@ impl Fields {
             streaming: spec.streaming,
             requests: spec.requests.to_string(),
             warmup: spec.warmup.to_string(),
-            concurrency: spec.concurrency.to_string(),
+            concurrency: if spec.concurrencies.is_empty() {
+                spec.concurrency.to_string()
+            } else {
+                join(&spec.concurrencies)
+            },
+            open_loop: spec.open_loop(),
+            rates: if spec.request_rates.is_empty() { "1,2,4".into() } else { join(&spec.request_rates) },
+            arrival: spec.arrival,
+            burstiness: spec.burstiness.to_string(),
+            seed: spec.seed.to_string(),
+            max_concurrency: spec.max_concurrency.map(|c| c.to_string()).unwrap_or_default(),
+            slo_ttft: objective(spec.slo.and_then(|s| s.ttft_ms)),
+            slo_t2t: objective(spec.slo.and_then(|s| s.t2t_ms)),
+            slo_e2e: objective(spec.slo.and_then(|s| s.e2e_ms)),
             rest: spec.clone(),
         }
     }
@@ -60,7 +89,55 @@ impl Fields {
         let max_tokens = number(&self.max_tokens, "max_tokens");
         let requests = number(&self.requests, "requests per prompt length");
         let warmup = number(&self.warmup, "warm-up requests");
-        let concurrency = number(&self.concurrency, "concurrency");
+        let concurrencies = parse_concurrencies(&self.concurrency).unwrap_or_else(|err| {
+            problems.push(format!("concurrency: {err}"));
+            Vec::new()
+        });
+        let mut load = SweepSpec { concurrencies: Vec::new(), request_rates: Vec::new(), ..self.rest.clone() };
+        match concurrencies.as_slice() {
+            [one] => load.concurrency = *one,
+            [] => {}
+            many => load.concurrencies = many.to_vec(),
+        }
+        if self.open_loop {
+            load.concurrencies.clear();
+            load.request_rates = parse_request_rates(&self.rates).unwrap_or_else(|err| {
+                problems.push(format!("request rates: {err}"));
+                Vec::new()
+            });
+            load.arrival = self.arrival;
+            load.burstiness = self.burstiness.trim().parse().unwrap_or_else(|_| {
+                problems.push(format!("burstiness must be a number, not {:?}", self.burstiness.trim()));
+                1.0
+            });
+            load.seed = self.seed.trim().parse().unwrap_or_else(|_| {
+                problems.push(format!("the seed must be a whole number, not {:?}", self.seed.trim()));
+                0
+            });
+            load.max_concurrency = match self.max_concurrency.trim() {
+                "" => None,
+                text => Some(text.parse().unwrap_or_else(|_| {
+                    problems.push(format!("the most in flight must be a whole number, not {text:?}"));
+                    0
+                })),
+            };
+        } else {
+            load.max_concurrency = None;
+        }
+        let mut slo = Slo::default();
+        for (text, what, slot) in [
+            (&self.slo_ttft, "the TTFT objective", &mut slo.ttft_ms),
+            (&self.slo_t2t, "the token-to-token objective", &mut slo.t2t_ms),
+            (&self.slo_e2e, "the end-to-end objective", &mut slo.e2e_ms),
+        ] {
+            match text.trim() {
+                "" => {}
+                text => match text.parse::<f64>() {
+                    Ok(ms) => *slot = Some(ms),
+                    Err(_) => problems.push(format!("{what} must be a number of ms, not {text:?}")),
+                },
+            }
+        }
         let prompt_lengths = parse_prompt_lengths(&self.prompt_lengths).unwrap_or_else(|err| {
             problems.push(format!("prompt lengths: {err}"));
             Vec::new()
@@ -76,15 +153,25 @@ impl Fields {
             ignore_eos: self.ignore_eos,
             requests,
             warmup,
-            concurrency,
             streaming: self.streaming,
-            ..self.rest.clone()
+            slo: (!slo.is_empty()).then_some(slo),
+            ..load
         };
         if problems.is_empty() {
             problems = spec.problems();
         }
         if problems.is_empty() { Ok(spec) } else { Err(problems) }
     }
+}
+
+/// Numbers as a comma-separated list.
+fn join<T: ToString>(values: &[T]) -> String {
+    values.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// An objective as its field shows it: empty when not asked for.
+fn objective(ms: Option<f64>) -> String {
+    ms.map(|ms| ms.to_string()).unwrap_or_default()
 }
 
 /// Why the chosen model cannot be measured the way the spec asks, if it cannot: streaming
@@ -194,6 +281,7 @@ pub fn SweepForm(
             f.max_tokens = spec.max_tokens.to_string();
             f.ignore_eos = spec.ignore_eos;
             f.concurrency = spec.concurrency.to_string();
+            f.open_loop = false;
         });
     };
     let submit = move |ev: leptos::ev::SubmitEvent| {
@@ -286,8 +374,52 @@ pub fn SweepForm(
                     on:input=set(|f, v| f.requests = v)/></label>
                 <label>"Warm-up per length"<input id="warmup" type="number" min="0" prop:value=field(|f| f.warmup.clone())
                     on:input=set(|f, v| f.warmup = v)/></label>
-                <label>"Concurrency"<input id="concurrency" type="number" min="1" prop:value=field(|f| f.concurrency.clone())
-                    on:input=set(|f, v| f.concurrency = v)/></label>
+            </fieldset>
+            <fieldset class="load-levels">
+                <legend>"Load"</legend>
+                <label class="check" title="Keep a number of requests in flight: each is sent as one finishes (closed loop)">
+                    <input id="load-closed" type="radio" name="load" prop:checked=move || fields.with(|f| !f.open_loop)
+                        on:change=move |_| fields.update(|f| f.open_loop = false)/>"Concurrency"</label>
+                <label class="check" title="Send requests on a schedule at a rate, whatever the server's pace (open loop)">
+                    <input id="load-open" type="radio" name="load" prop:checked=move || fields.with(|f| f.open_loop)
+                        on:change=move |_| fields.update(|f| f.open_loop = true)/>"Request rate"</label>
+                <Show when=move || fields.with(|f| !f.open_loop)>
+                    <label class="wide">"Concurrency: one, a list or a range (1,2,4..64:x2), each measured in turn"
+                        <input id="concurrency" type="text" spellcheck="false" prop:value=field(|f| f.concurrency.clone())
+                            on:input=set(|f, v| f.concurrency = v)/></label>
+                </Show>
+                <Show when=move || fields.with(|f| f.open_loop)>
+                    <label class="wide">"Request rates per second: a list or a range (0.5..16:x2), each measured in turn"
+                        <input id="request-rates" type="text" spellcheck="false" prop:value=field(|f| f.rates.clone())
+                            on:input=set(|f, v| f.rates = v)/></label>
+                    <label>"Arrivals"
+                        <select id="arrival" on:change=move |ev| {
+                            if let Ok(arrival) = event_target_value(&ev).parse() { fields.update(|f| f.arrival = arrival) }
+                        }>
+                            {Arrival::ALL.into_iter().map(|a| view! {
+                                <option value=a.name() selected=move || fields.with(|f| f.arrival == a)>{a.name()}</option>
+                            }).collect_view()}
+                        </select>
+                    </label>
+                    <Show when=move || fields.with(|f| f.arrival == Arrival::Gamma)>
+                        <label title="The gamma shape: 1 is Poisson, below 1 burstier, above more regular">"Burstiness"
+                            <input id="burstiness" type="text" prop:value=field(|f| f.burstiness.clone())
+                                on:input=set(|f, v| f.burstiness = v)/></label>
+                    </Show>
+                    <label title="The same seed sends at the same instants">"Seed"
+                        <input id="seed" type="number" min="0" prop:value=field(|f| f.seed.clone())
+                            on:input=set(|f, v| f.seed = v)/></label>
+                    <label title="A request due while this many are in flight waits, and its schedule lag shows it">"Most in flight"
+                        <input id="max-concurrency" type="number" min="1" placeholder="1024" prop:value=field(|f| f.max_concurrency.clone())
+                            on:input=set(|f, v| f.max_concurrency = v)/></label>
+                </Show>
+                <p class="hint">"Objectives (ms, optional): each point then reports its goodput, the requests that met them all."</p>
+                <label>"TTFT ≤"<input id="slo-ttft" type="text" prop:value=field(|f| f.slo_ttft.clone())
+                    on:input=set(|f, v| f.slo_ttft = v)/></label>
+                <label>"token-to-token ≤"<input id="slo-t2t" type="text" prop:value=field(|f| f.slo_t2t.clone())
+                    on:input=set(|f, v| f.slo_t2t = v)/></label>
+                <label>"end-to-end ≤"<input id="slo-e2e" type="text" prop:value=field(|f| f.slo_e2e.clone())
+                    on:input=set(|f, v| f.slo_e2e = v)/></label>
             </fieldset>
             {move || checked.get().err().map(|problems| view! {
                 <ul class="problems" id="form-problems">{problems.into_iter().map(|p| view! { <li>{p}</li> }).collect_view()}</ul>
@@ -332,7 +464,35 @@ mod tests {
         fields.max_tokens = "8".into();
         fields.prompt_lengths = "16".into();
         fields.concurrency = "0".into();
-        assert_eq!(fields.spec().unwrap_err(), vec!["concurrency must be at least 1".to_string()]);
+        assert_eq!(fields.spec().unwrap_err(), vec!["concurrency: numbers and steps must be at least 1".to_string()]);
+    }
+
+    #[test]
+    fn load_levels_and_objectives_round_trip() {
+        let base = SweepSpec { model: "m".into(), ..SweepSpec::default() };
+        let levels = SweepSpec { concurrencies: vec![1, 2, 4], slo: Slo::parse("ttft_ms=500").ok(), ..base.clone() };
+        assert_eq!(Fields::of(&levels).spec().unwrap(), levels);
+        let open = SweepSpec {
+            request_rates: vec![0.5, 2.0],
+            arrival: Arrival::Gamma,
+            burstiness: 0.5,
+            seed: 9,
+            max_concurrency: Some(64),
+            slo: Slo::parse("t2t_ms=50,e2e_ms=20000").ok(),
+            ..base.clone()
+        };
+        assert_eq!(Fields::of(&open).spec().unwrap(), open);
+        let mut fields = Fields::of(&open);
+        fields.open_loop = false;
+        fields.concurrency = "8".into();
+        let closed = fields.spec().unwrap();
+        assert!(closed.request_rates.is_empty() && closed.max_concurrency.is_none() && closed.concurrency == 8);
+        fields.open_loop = true;
+        fields.rates = "fast".into();
+        fields.slo_ttft = "soon".into();
+        let problems = fields.spec().unwrap_err();
+        assert!(problems.iter().any(|p| p.starts_with("request rates:")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("TTFT objective")), "{problems:?}");
     }
 
     #[test]

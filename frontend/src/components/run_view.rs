@@ -235,7 +235,10 @@ fn summary_cells(metric: &'static str, summary: Option<Summary>) -> impl IntoVie
         .collect_view()
 }
 
-/// Every number the charts show, one row per settled prompt length.
+/// Every number the charts show, one row per settled point. A sweep over load levels shows
+/// each point's load; an open-loop one the rate it sent at, its schedule lag and TTFT from
+/// the intended send time; one with objectives its goodput. Points whose client fell behind
+/// its schedule are named under the table, in words.
 #[component]
 fn PointsTable(
     /// The run, rebuilt from its events.
@@ -247,36 +250,106 @@ fn PointsTable(
         version.track();
         run.with_value(|run| run.points.iter().flatten().cloned().collect::<Vec<PointStats>>())
     };
+    let shape = move || {
+        version.track();
+        run.with_value(|run| {
+            let spec = &run.spec;
+            (spec.load_levels().len() > 1 || spec.open_loop(), spec.open_loop(), spec.slo.is_some())
+        })
+    };
+    let warnings = move || {
+        rows()
+            .into_iter()
+            .filter_map(|p| {
+                let load = p.load.map(|l| format!(" at {l}")).unwrap_or_default();
+                p.lag_warning().map(|w| format!("Prompt length {}{load}: {w}.", p.prompt_length))
+            })
+            .collect::<Vec<_>>()
+    };
     view! {
         <table class="points" id="points-table">
             <thead>
                 <tr>
+                    {move || shape().0.then(|| view! { <th rowspan="2">"load"</th> })}
                     <th rowspan="2">"prompt length"</th>
                     <th rowspan="2">"requests"</th>
                     <th rowspan="2">"errors"</th>
                     <th colspan="4"><a href=format!("#{}", metric_anchor("ttft"))>"TTFT (ms)"</a></th>
                     <th colspan="4"><a href=format!("#{}", metric_anchor("t2t"))>"token-to-token (ms)"</a></th>
                     <th rowspan="2"><a href=format!("#{}", metric_anchor("throughput"))>"output tokens/s"</a></th>
+                    {move || shape().1.then(|| view! {
+                        <th rowspan="2">"sent/s"</th>
+                        <th colspan="2"><a href=format!("#{}", metric_anchor("lag"))>"schedule lag (ms)"</a></th>
+                        <th colspan="2"><a href=format!("#{}", metric_anchor("ttft_intended"))>"TTFT from intended (ms)"</a></th>
+                    })}
+                    {move || shape().2.then(|| view! {
+                        <th colspan="2"><a href=format!("#{}", metric_anchor("goodput"))>"goodput"</a></th>
+                    })}
                 </tr>
                 <tr>
                     <th>"mean"</th><th>"p50"</th><th>"p90"</th><th>"p99"</th>
                     <th>"mean"</th><th>"p50"</th><th>"p90"</th><th>"p99"</th>
+                    {move || shape().1.then(|| view! { <th>"p50"</th><th>"p99"</th><th>"p50"</th><th>"p99"</th> })}
+                    {move || shape().2.then(|| view! { <th>"met"</th><th>"per s"</th> })}
                 </tr>
             </thead>
             <tbody>
-                {move || rows().into_iter().map(|p| view! {
-                    <tr data-prompt-length=p.prompt_length.to_string()>
-                        <td>{p.prompt_length}</td>
-                        <td data-metric="count" data-value=p.count.to_string()>{p.count}</td>
-                        <td data-metric="errors" data-value=p.errors.to_string()>{p.errors}</td>
-                        {summary_cells("ttft", p.ttft_ms.clone())}
-                        {summary_cells("t2t", p.t2t_ms.clone())}
-                        <td data-metric="tokens-per-s" data-value=p.output_tokens_per_s.to_string()>{format!("{:.1}", p.output_tokens_per_s)}</td>
-                    </tr>
-                }).collect_view()}
+                {move || {
+                    let (levels, open, slo) = shape();
+                    rows().into_iter().map(|p| {
+                        let lag = p.schedule_lag_ms.as_ref().map(|s| [s.p50, s.p99]);
+                        let due = p.ttft_intended_ms.as_ref().map(|s| [s.p50, s.p99]);
+                        let flagged = p.lag_warning().is_some();
+                        view! {
+                            <tr data-prompt-length=p.prompt_length.to_string() class:behind=flagged>
+                                {levels.then(|| view! { <td data-metric="load">{p.load.map(|l| l.to_string()).unwrap_or_default()}</td> })}
+                                <td>{p.prompt_length}</td>
+                                <td data-metric="count" data-value=p.count.to_string()>{p.count}</td>
+                                <td data-metric="errors" data-value=p.errors.to_string()>{p.errors}</td>
+                                {summary_cells("ttft", p.ttft_ms.clone())}
+                                {summary_cells("t2t", p.t2t_ms.clone())}
+                                <td data-metric="tokens-per-s" data-value=p.output_tokens_per_s.to_string()>{format!("{:.1}", p.output_tokens_per_s)}</td>
+                                {open.then(|| view! {
+                                    <td data-metric="sent-per-s" data-value=p.sent_per_s.to_string()>{format!("{:.2}", p.sent_per_s)}</td>
+                                    {pair_cells("lag", lag)}
+                                    {pair_cells("ttft-intended", due)}
+                                })}
+                                {slo.then(|| {
+                                    let share = p.goodput.map(|g| g.share);
+                                    let rate = p.goodput.map(|g| g.requests_per_s);
+                                    view! {
+                                        <td data-metric="goodput-share" data-value=share.map(|v| v.to_string()).unwrap_or_default()>
+                                            {share.map_or("–".to_string(), |v| format!("{:.1}%", v * 100.0))}</td>
+                                        <td data-metric="goodput-per-s" data-value=rate.map(|v| v.to_string()).unwrap_or_default()>
+                                            {rate.map_or("–".to_string(), |v| format!("{v:.2}"))}</td>
+                                    }
+                                })}
+                            </tr>
+                        }
+                    }).collect_view()
+                }}
             </tbody>
         </table>
+        <ul class="lag-warnings" id="lag-warnings">
+            {move || warnings().into_iter().map(|w| view! { <li class="warning">{w}</li> }).collect_view()}
+        </ul>
     }
+}
+
+/// A p50 and a p99 in ms, or dashes.
+fn pair_cells(metric: &'static str, values: Option<[f64; 2]>) -> impl IntoView {
+    ["p50", "p99"]
+        .into_iter()
+        .enumerate()
+        .map(|(i, stat)| {
+            let value = values.map(|v| v[i]);
+            view! {
+                <td data-metric=format!("{metric}-{stat}") data-value=value.map(|v| v.to_string()).unwrap_or_default()>
+                    {value.map_or("–".to_string(), fmt_ms)}
+                </td>
+            }
+        })
+        .collect_view()
 }
 
 #[cfg(test)]

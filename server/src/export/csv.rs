@@ -391,7 +391,7 @@ mod tests {
         let report = crate::import::profile_to_report(&export, "pa.json").unwrap();
         let rows = read(&requests_csv(&report));
         // Sent at 0, tokens at 2 and 3 µs, an empty final at 3.5 µs; no prompt count.
-        assert_eq!(rows[1].join(","), "0,3,,0,0-0,false,true,0,1000,0.002,0.001,0.003,2,responses,3,,xy");
+        assert_eq!(rows[1].join(","), "0,3,,0,0-0,false,true,0,,1000,0.002,0.001,0.003,2,responses,3,,xy");
         let points = read(&points_csv(&report.spec, &report.points));
         let input_tokens = point_columns().iter().position(|c| c == "input_tokens_count").unwrap();
         assert_eq!(points[1][input_tokens], "", "no prompt counts from the server");

@@ -616,6 +616,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::spec::LoadLevel;
     use shared::{ResponseRecord, TokenCountSource};
 
     fn record(point: u32, seq: u32, error: Option<&str>) -> RequestRecord {
@@ -801,8 +802,12 @@ mod tests {
         assert_eq!(db.interrupt_running().unwrap(), 1);
         let report = db.report("r1").unwrap();
         assert_eq!(report.status, RunStatus::Interrupted);
-        let length = report.spec.prompt_lengths[1];
-        assert_eq!(report.points, vec![PointStats::compute(16, &first), PointStats::compute(length, &partial)]);
+        let settled = PointStats::of_point(&report.spec, 1, &partial);
+        assert_eq!(
+            (settled.prompt_length, settled.load),
+            (report.spec.prompt_lengths[1], Some(LoadLevel::Concurrency(1)))
+        );
+        assert_eq!(report.points, vec![PointStats::compute(16, &first), settled]);
         assert!(!report.prompt_lengths_approximate, "a record has the server's count");
         assert_eq!(db.summaries().unwrap()[0].points, report.points);
         // Nothing is left running, so a second start changes nothing.

@@ -962,3 +962,71 @@ async fn an_operator_shares_a_run_that_a_viewer_only_looks_at() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// A rate sweep started from the form: two rates with an objective fill the table with each
+/// point's load, the rate sent, its schedule lag and its goodput, and the run's link shows
+/// the same table.
+#[tokio::test]
+async fn a_rate_sweep_from_the_form() {
+    need_frontend();
+    let _serial = timing_lock().await;
+    let dash = start_dashboard(fast_sim()).await;
+    let driver = start_driver().await;
+    let client = browser(&driver).await;
+    let result = std::panic::AssertUnwindSafe(async {
+        client.goto(&dash.base).await.unwrap();
+        wait_for_text(&client, "#model", "sim-vllm", Duration::from_secs(20)).await;
+        client.find(Locator::Css("#load-open")).await.unwrap().click().await.unwrap();
+        for (field, value) in [("#request-rates", "20,40"), ("#slo-ttft", "5000")] {
+            let input = client.find(Locator::Css(field)).await.unwrap();
+            input.clear().await.unwrap();
+            input.send_keys(value).await.unwrap();
+        }
+        run_by_clicking(&client, "16", "20", "1 lengths: [16]").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let id = client.current_url().await.unwrap().path().strip_prefix("/runs/").unwrap().to_string();
+        let summary: RunSummary =
+            reqwest::get(format!("{}/api/runs/{id}", dash.base)).await.unwrap().json().await.unwrap();
+        assert_eq!(summary.spec.request_rates, vec![20.0, 40.0]);
+        assert_eq!(summary.spec.slo.and_then(|s| s.ttft_ms), Some(5000.0));
+        let table = client.execute(&format!("{VIEW_STATE_TABLE} return table();"), vec![]).await.unwrap();
+        let cells: Vec<String> = serde_json::from_value::<Vec<String>>(table.clone())
+            .unwrap()
+            .into_iter()
+            .filter(|c| !c.is_empty())
+            .collect();
+        for load in ["20 req/s", "40 req/s"] {
+            assert!(cells.iter().any(|c| c == &format!("load={load}")), "{load}: {cells:?}");
+        }
+        for (p, point) in summary.points.iter().enumerate() {
+            let sent = format!("sent-per-s={}", point.sent_per_s);
+            let lag = format!("lag-p99={}", point.schedule_lag_ms.as_ref().unwrap().p99);
+            let good = format!("goodput-share={}", point.goodput.unwrap().share);
+            for cell in [sent, lag, good] {
+                assert!(cells.contains(&cell), "point {p}: {cell} not in {cells:?}");
+            }
+        }
+        // The link shows the same table.
+        let again = browser(&driver).await;
+        let reopened = std::panic::AssertUnwindSafe(async {
+            open_run(&again, &format!("{}/runs/{id}", dash.base)).await;
+            again.execute(&format!("{VIEW_STATE_TABLE} return table();"), vec![]).await.unwrap()
+        })
+        .catch_unwind()
+        .await;
+        let _ = again.close().await;
+        assert_eq!(reopened.unwrap_or_else(|panic| std::panic::resume_unwind(panic)), table);
+    })
+    .catch_unwind()
+    .await;
+    let _ = client.close().await;
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The points table's cells as `metric=value` (the load column by its text).
+const VIEW_STATE_TABLE: &str = r#"
+    const table = () => [...document.querySelectorAll('#points-table td[data-metric]')]
+        .map(td => td.dataset.metric + '=' + (td.dataset.value ?? td.textContent.trim()));
+"#;

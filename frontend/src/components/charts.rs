@@ -42,15 +42,17 @@ pub fn y_desc(metric: Metric) -> &'static str {
     }
 }
 
-/// One sample per finished measured request: its TTFT, or its mean token gap.
-fn samples(metric: Metric, run: &LiveRun) -> Vec<(u32, f64)> {
+/// One sample per finished measured request of the points `keep` lets through: its TTFT,
+/// or its mean token gap.
+fn samples(metric: Metric, run: &LiveRun, keep: impl Fn(usize) -> bool) -> Vec<(u32, f64)> {
     let mut out = Vec::new();
     for (r, request) in run.requests.iter().enumerate() {
         let Some(done) = request.done.as_ref().filter(|d| d.error.is_none()) else { continue };
-        if run.is_warmup(r as u32) {
+        let point = run.locate(r as u32).0 as usize;
+        if run.is_warmup(r as u32) || !keep(point) {
             continue;
         }
-        let length = run.spec.point_length(run.locate(r as u32).0 as usize);
+        let length = run.spec.point_length(point);
         let value = match metric {
             Metric::Ttft => done.ttft_ms,
             Metric::T2t => request.mean_gap_ms(),
@@ -107,15 +109,48 @@ pub fn with_run_chart<T>(
     palette: &Palette,
     f: impl FnOnce(&draw::LatencyChart<'_>) -> T,
 ) -> T {
-    let points: Vec<(u32, Summary)> =
-        run.points.iter().flatten().filter_map(|p| metric.summary(p).map(|s| (p.prompt_length, s.clone()))).collect();
-    let layer = draw::Layer {
-        label: run.id.clone(),
-        points,
-        samples: samples(metric, run),
-        line: palette.line,
-        band: palette.band,
-        dots: palette.dots,
+    // A sweep over load levels draws one line per level, against prompt length.
+    let levels = run.spec.load_levels();
+    let layers = if levels.len() > 1 {
+        levels
+            .iter()
+            .enumerate()
+            .map(|(i, level)| {
+                let of_level = |point: usize| point % levels.len() == i;
+                let points = run
+                    .points
+                    .iter()
+                    .enumerate()
+                    .filter(|(point, _)| of_level(*point))
+                    .filter_map(|(_, p)| p.as_ref())
+                    .filter_map(|p| metric.summary(p).map(|s| (p.prompt_length, s.clone())))
+                    .collect();
+                let colour = palette.run(i);
+                draw::Layer {
+                    label: level.to_string(),
+                    points,
+                    samples: samples(metric, run, of_level),
+                    line: colour,
+                    band: colour,
+                    dots: colour,
+                }
+            })
+            .collect()
+    } else {
+        let points: Vec<(u32, Summary)> = run
+            .points
+            .iter()
+            .flatten()
+            .filter_map(|p| metric.summary(p).map(|s| (p.prompt_length, s.clone())))
+            .collect();
+        vec![draw::Layer {
+            label: run.id.clone(),
+            points,
+            samples: samples(metric, run, |_| true),
+            line: palette.line,
+            band: palette.band,
+            dots: palette.dots,
+        }]
     };
     f(&draw::LatencyChart {
         y_desc: y_desc(metric),
@@ -123,7 +158,7 @@ pub fn with_run_chart<T>(
         y_scale: YScale::chosen(y_axis),
         series,
         lengths: &run.spec.prompt_lengths,
-        layers: vec![layer],
+        layers,
         empty_note: if metric == Metric::T2t && run.spec.max_tokens == 1 {
             "max_tokens is 1: one token per request, so no token-to-token gaps"
         } else if run.status.is_some() {

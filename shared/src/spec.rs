@@ -261,6 +261,30 @@ impl SweepSpec {
     }
 }
 
+/// Every field a spec has in JSON, those left out when empty included: what a spec read
+/// from a client may name.
+pub const SPEC_FIELDS: &[&str] = &[
+    "target",
+    "model",
+    "model_version",
+    "input_style",
+    "prompt_lengths",
+    "max_tokens",
+    "ignore_eos",
+    "requests",
+    "warmup",
+    "concurrency",
+    "concurrencies",
+    "request_rates",
+    "max_concurrency",
+    "arrival",
+    "burstiness",
+    "seed",
+    "slo",
+    "streaming",
+    "request_timeout_ms",
+];
+
 /// How hard a point loads the server.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -484,6 +508,24 @@ mod tests {
         assert_eq!(single.load_levels(), vec![LoadLevel::Concurrency(3)]);
         assert_eq!(single.point_count(), 3);
         assert_eq!(serde_json::to_string(&LoadLevel::Rate(2.5)).unwrap(), r#"{"rate":2.5}"#);
+    }
+
+    #[test]
+    fn the_field_list_names_every_field() {
+        let full = SweepSpec {
+            model_version: Some("1".into()),
+            concurrencies: vec![1],
+            request_rates: vec![1.0],
+            max_concurrency: Some(1),
+            slo: Some(Slo::default()),
+            ..SweepSpec::default()
+        };
+        let serde_json::Value::Object(fields) = serde_json::to_value(full).unwrap() else { panic!("an object") };
+        let mut named: Vec<&str> = fields.keys().map(String::as_str).collect();
+        let mut listed = SPEC_FIELDS.to_vec();
+        named.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(named, listed);
     }
 
     #[test]

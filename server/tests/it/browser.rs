@@ -64,12 +64,23 @@ async fn run_by_clicking(client: &Client, lengths: &str, requests: &str, parsed:
     field.send_keys(requests).await.unwrap();
     wait_for_text(client, ".sweep-form", parsed, Duration::from_secs(5)).await;
     client.find(Locator::Css("#run")).await.unwrap().click().await.unwrap();
-    client
+    let completed = client
         .wait()
         .at_most(Duration::from_secs(60))
         .for_element(Locator::Css("#run-status[data-state='completed']"))
-        .await
-        .expect("the run completes within 60 s");
+        .await;
+    if let Err(err) = completed {
+        // Say what the page shows instead: the form's problems, or the run's status.
+        let shown = client
+            .execute(
+                "return ['#form-problems', '.error', '#run-status', '#progress-text']
+                    .map(s => s + ': ' + (document.querySelector(s)?.textContent ?? '(none)')).join(' | ');",
+                vec![],
+            )
+            .await
+            .unwrap_or_default();
+        panic!("the run did not complete within 60 s ({err}); the page shows {shown}");
+    }
 }
 
 #[tokio::test]

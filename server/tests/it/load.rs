@@ -199,3 +199,39 @@ fn the_command_line_refuses_rates_with_concurrencies_and_bad_objectives() {
     assert!(sweep(&["--request-rate", "0"]).contains("above 0"));
     assert!(sweep(&["--arrival", "poisson"]).contains("--request-rate"));
 }
+
+/// The dashboard's API takes the same load levels and objectives as the command line, and its
+/// exports carry them.
+#[tokio::test]
+async fn the_dashboard_runs_a_rate_sweep_with_objectives() {
+    use crate::dashboard::{get, post, wait_finished};
+    let _serial = timing_lock().await;
+    let dash = crate::support::start_dashboard(fast_sim()).await;
+    let body = serde_json::json!({
+        "model": "sim-vllm", "prompt_lengths": [16], "max_tokens": 4, "requests": 10,
+        "request_rates": [40, 20], "arrival": "poisson", "seed": 4, "max_concurrency": 8,
+        "slo": { "ttft_ms": 5000 },
+    });
+    let (status, created) = post(&format!("{}/api/runs", dash.base), &body).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let summary = wait_finished(&dash.base, id).await;
+    assert_eq!(summary.status, RunStatus::Completed);
+    let loads: Vec<Option<LoadLevel>> = summary.points.iter().map(|p| p.load).collect();
+    assert_eq!(loads, vec![Some(LoadLevel::Rate(40.0)), Some(LoadLevel::Rate(20.0))], "in the order given");
+    assert!(summary.points.iter().all(|p| p.goodput.is_some_and(|g| g.measured == 10)));
+    let csv =
+        reqwest::get(format!("{}/api/runs/{id}/export/points.csv", dash.base)).await.unwrap().text().await.unwrap();
+    assert!(csv.lines().next().unwrap().contains("request_rate") && csv.contains(",40,"), "{csv}");
+    let (status, refused) = post(
+        &format!("{}/api/runs", dash.base),
+        &serde_json::json!({
+            "model": "sim-vllm", "request_rates": [1], "concurrencies": [2],
+        }),
+    )
+    .await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(refused["error"].as_str().unwrap().contains("not both"), "{refused}");
+    let (status, _) = get(&format!("{}/api/info", dash.base)).await;
+    assert_eq!(status, 200);
+}

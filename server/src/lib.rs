@@ -25,7 +25,8 @@ pub mod triton;
 /// 2-core VM where THP was `madvise`, which the allocator asks for). Huge pages also make the
 /// resident memory creep: the kernel's khugepaged fills in a 2 MiB range around any page still
 /// in use of those the allocator asked for, so memory it gave back returns over the minutes
-/// (a dashboard at steady load went from 46 to 52 MiB in half an hour, and to 61 at times).
+/// (under the soak benchmark's load a dashboard went from 46 to 52 MiB in half an hour, at
+/// times to 61; off them it held at 35 to 37 MiB).
 pub fn small_pages() {
     #[cfg(target_os = "linux")]
     if let Err(err) = rustix::thread::disable_transparent_huge_pages(true) {

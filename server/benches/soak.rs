@@ -1,7 +1,8 @@
 //! Soak benchmark: a dashboard kept at moderate load for half an hour, watching its memory.
 //!
-//! The dashboard runs in this process, as `tokenscope serve` runs it, against the built-in
-//! simulator on a port-0 listener. For `SOAK_MINUTES` (default 30, at least 3):
+//! The dashboard runs in this process, as `tokenscope serve` runs it (with its allocator, and
+//! off transparent huge pages, see [`server::small_pages`]), against the built-in simulator on
+//! a port-0 listener. For `SOAK_MINUTES` (default 30, at least 3):
 //!
 //! - runs are started one after another through `POST /api/runs` (three prompt lengths,
 //!   42 requests each, 4 at once, 64 tokens out: about 25 s a run);
@@ -10,14 +11,25 @@
 //! - every 10 s the runs list is read and one export of a finished run rendered, in turn
 //!   `run.json`, `requests.csv`, `points.csv` and `profile.json`;
 //! - the process's resident memory (`VmRSS` of `/proc/self/status`, the dashboard's and this
-//!   benchmark's clients' together) is sampled every minute.
+//!   benchmark's clients' together) is sampled once a minute at a run boundary, and every 5 s
+//!   whatever the run is doing.
+//!
+//! Within a run the memory swings by several MiB (the run's records and log grow, then are
+//! let go of when the next run starts), so a sample taken at a random moment of a run measures
+//! mostly where in the run it landed. The per-minute sample is therefore taken at the same
+//! point of every run: at each minute mark the sampler asks the runner for a sample, and the
+//! runner, which starts each run once the one before has finished, takes it the next time it
+//! is about to start a run: the run before has finished and its 20 viewers have read it to the
+//! close (or 10 s have passed), and the next run has not been asked for. That run then starts
+//! as it would have. The every-5-s samples are printed too, each minute's as min/mean/max, so
+//! the swing stays in view.
 //!
 //! At the end it checks that every run started is stored and completed, counts errors (any
 //! answer other than 2xx, except 409 and 503 with a `Retry-After`, which are counted as
-//! refusals), and compares the mean memory of the last 10 samples with that of minutes 5 to 10
-//! (with fewer than 20 minutes: the last third of the samples with the middle third). It exits
-//! non-zero on an error or a growth past 10%. Linux only; not run in CI. Run with
-//! `SOAK_MINUTES=30 cargo bench -p server --bench soak`.
+//! refusals), and compares the mean of the run-boundary samples of the last 10 minutes with
+//! that of minutes 5 to 10 (with fewer than 20 minutes: the last third of the samples with the
+//! middle third). It exits non-zero on an error or a growth past 10%. Linux only; not run in
+//! CI. Run with `SOAK_MINUTES=30 cargo bench -p server --bench soak`.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -30,7 +42,7 @@ use server::dashboard::{self, AppState, DashboardConfig};
 use server::sim::{self, SimConfig};
 use shared::api::{EXPORTS, RunSummary};
 use shared::{RunEvent, RunStatus, SweepSpec};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_util::sync::CancellationToken;
 
@@ -41,14 +53,21 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const VIEWERS: usize = 20;
 const EXPORT_EVERY: Duration = Duration::from_secs(10);
 const SAMPLE_EVERY: Duration = Duration::from_secs(60);
+/// The random-phase samples, shown beside the run-boundary ones.
+const PHASE_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+/// How long the runner waits for the viewers to read a finished run to the close before it
+/// takes a run-boundary sample anyway.
+const VIEWERS_WAIT: Duration = Duration::from_secs(10);
 /// A viewer that waits this long for the next event counts the socket as stuck.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// A run that has not finished after this long counts as stuck.
 const RUN_TIMEOUT: Duration = Duration::from_secs(600);
 /// The most the memory mean of the last window may exceed that of the earlier one. A fall
-/// passes: a single sample lands anywhere in a run, so the means move with the runs' phases,
-/// and only growth is a leak.
+/// passes: only growth is a leak.
 const RSS_TOLERANCE: f64 = 0.10;
+
+/// Asks the runner for a run-boundary sample: it answers the resident memory in KiB.
+type SampleRequest = oneshot::Sender<u64>;
 
 /// What the load saw, shared by its tasks.
 #[derive(Default)]
@@ -93,6 +112,7 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    server::small_pages();
     let minutes = match soak_minutes() {
         Ok(minutes) => minutes,
         Err(message) => {
@@ -111,7 +131,8 @@ async fn main() -> ExitCode {
     );
     println!(
         "memory is the resident set (VmRSS) of this process, which runs the dashboard, the simulator and \
-         the load's clients together"
+         the load's clients together; transparent huge pages {}",
+        if status_value("THP_enabled:") == Some(0) { "off, as in tokenscope" } else { "ON, unlike tokenscope" }
     );
 
     let stop = CancellationToken::new();
@@ -148,31 +169,62 @@ async fn main() -> ExitCode {
         ..SweepSpec::default()
     };
 
-    let runner = tokio::spawn(start_runs(
-        http.clone(),
-        base.clone(),
-        spec,
-        current.clone(),
-        tally.clone(),
-        winding_down.clone(),
-        done.clone(),
-    ));
+    let (ask_sample, sample_requests) = mpsc::unbounded_channel::<SampleRequest>();
+    let runner = tokio::spawn({
+        let runs = start_runs(
+            http.clone(),
+            base.clone(),
+            spec,
+            current.clone(),
+            tally.clone(),
+            sample_requests,
+            winding_down.clone(),
+        );
+        let done = done.clone();
+        async move {
+            runs.await;
+            done.cancel();
+        }
+    });
     let viewers: Vec<_> = (0..VIEWERS)
         .map(|n| tokio::spawn(view(n, base.clone(), current.subscribe(), tally.clone(), done.clone())))
         .collect();
     let exporter = tokio::spawn(export(http.clone(), base.clone(), tally.clone(), done.clone()));
 
     let started = Instant::now();
+    let phases = Arc::new(Mutex::new(Vec::new()));
+    let phase_sampler = tokio::spawn(sample_phases(started, phases.clone(), done.clone()));
+    // Index = minute: the run-boundary samples, and each minute's random-phase (min, mean, max).
     let mut rss = vec![rss_at_start];
-    println!("minute  0: RSS {}", mib(rss_at_start));
+    let mut spread = vec![(rss_at_start as f64, rss_at_start as f64, rss_at_start as f64)];
+    println!("minute  0: RSS {}, before any run", mib(rss_at_start));
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + SAMPLE_EVERY, SAMPLE_EVERY);
     for minute in 1..=minutes {
-        tick.tick().await;
-        let now = rss_kib().unwrap_or(0);
+        let mark = tick.tick().await;
+        let (reply, answer) = oneshot::channel();
+        let _ = ask_sample.send(reply);
+        let now = match tokio::time::timeout(RUN_TIMEOUT + VIEWERS_WAIT + SAMPLE_EVERY, answer).await {
+            Ok(Ok(kib)) => kib,
+            Ok(Err(_)) | Err(_) => {
+                tally.error(format!("minute {minute}: the runner took no run-boundary sample; sampled now instead"));
+                rss_kib().unwrap_or(0)
+            }
+        };
+        let lag = mark.elapsed();
         rss.push(now);
+        let minute_spread = phase_spread(&lock(&phases), minute);
+        spread.push(minute_spread);
+        let (least, average, most) = minute_spread;
         println!(
-            "minute {minute:>2}: RSS {}; runs {} started, {} finished; {} events read; {} exports; {} refusals; {} errors",
+            "minute {minute:>2}: RSS {} at a run boundary {:.0} s after the mark; every 5 s {:.1}/{:.1}/{:.1} MiB \
+             (min/mean/max); {} threads; runs {} started, {} finished; {} events read; {} exports; {} refusals; \
+             {} errors",
             mib(now),
+            lag.as_secs_f64(),
+            least / 1024.0,
+            average / 1024.0,
+            most / 1024.0,
+            threads().unwrap_or(0),
             tally.runs_started.load(Ordering::Relaxed),
             tally.runs_finished.load(Ordering::Relaxed),
             tally.events.load(Ordering::Relaxed),
@@ -185,7 +237,7 @@ async fn main() -> ExitCode {
 
     // The run in progress ends as it would; the viewers read it to the close.
     winding_down.cancel();
-    let mut tasks = vec![("the runs", runner), ("the exports", exporter)];
+    let mut tasks = vec![("the runs", runner), ("the exports", exporter), ("the memory samples", phase_sampler)];
     tasks.extend(viewers.into_iter().map(|v| ("a viewer", v)));
     for (name, task) in tasks {
         if let Err(err) = task.await {
@@ -234,10 +286,27 @@ async fn main() -> ExitCode {
     if errors.len() > 20 {
         println!("  ... and {} more", errors.len() - 20);
     }
-    let series: Vec<String> = rss.iter().map(|&kib| format!("{:.1}", kib as f64 / 1024.0)).collect();
-    println!("RSS series (MiB, minute 0 to {minutes}): {}", series.join(" "));
+    let series = |values: &mut dyn Iterator<Item = f64>| {
+        values.map(|kib| format!("{:.1}", kib / 1024.0)).collect::<Vec<_>>().join(" ")
+    };
+    println!("RSS at run boundaries (MiB, minute 0 to {minutes}): {}", series(&mut rss.iter().map(|&kib| kib as f64)));
+    println!(
+        "RSS every 5 s, each minute's min (MiB, minute 1 to {minutes}): {}",
+        series(&mut spread[1..].iter().map(|s| s.0))
+    );
+    println!("RSS every 5 s, each minute's mean: {}", series(&mut spread[1..].iter().map(|s| s.1)));
+    println!("RSS every 5 s, each minute's max: {}", series(&mut spread[1..].iter().map(|s| s.2)));
     println!("RSS after the last run and the viewers finished: {}", mib(rss_after));
-    let pass = rss_check(&rss);
+    let means: Vec<f64> = spread.iter().map(|s| s.1).collect();
+    let (label, earlier, last) = windows(&means);
+    println!(
+        "for comparison only, the same windows of the every-5-s means, {label}: {:.1} MiB vs {:.1} MiB, {:+.1}%",
+        mean(last) / 1024.0,
+        mean(earlier) / 1024.0,
+        (mean(last) / mean(earlier) - 1.0) * 100.0
+    );
+    let boundary: Vec<f64> = rss.iter().map(|&kib| kib as f64).collect();
+    let pass = rss_check(&boundary);
     if errors.is_empty() && pass { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
@@ -255,9 +324,45 @@ fn soak_minutes() -> Result<usize, String> {
 
 /// This process's resident memory in KiB.
 fn rss_kib() -> Option<u64> {
+    status_value("VmRSS:")
+}
+
+/// This process's threads.
+fn threads() -> Option<u64> {
+    status_value("Threads:")
+}
+
+/// The number on the line of `/proc/self/status` that starts with `key`.
+fn status_value(key: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|line| line.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Samples the resident memory every [`PHASE_SAMPLE_EVERY`], wherever the runs are, as
+/// (seconds since `started`, KiB), until `done`.
+async fn sample_phases(started: Instant, samples: Arc<Mutex<Vec<(f64, u64)>>>, done: CancellationToken) {
+    let mut tick = tokio::time::interval(PHASE_SAMPLE_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = done.cancelled() => return,
+        }
+        if let Some(kib) = rss_kib() {
+            lock(&samples).push((started.elapsed().as_secs_f64(), kib));
+        }
+    }
+}
+
+/// The min, mean and max of the random-phase samples of `minute` (those after its start).
+fn phase_spread(samples: &[(f64, u64)], minute: usize) -> (f64, f64, f64) {
+    let end = minute as f64 * SAMPLE_EVERY.as_secs_f64();
+    let start = end - SAMPLE_EVERY.as_secs_f64();
+    let kib: Vec<f64> =
+        samples.iter().filter(|(at, _)| *at > start && *at <= end).map(|&(_, kib)| kib as f64).collect();
+    let least = kib.iter().copied().fold(f64::INFINITY, f64::min);
+    let most = kib.iter().copied().fold(0.0, f64::max);
+    (if kib.is_empty() { 0.0 } else { least }, mean(&kib), most)
 }
 
 fn mib(kib: u64) -> String {
@@ -269,15 +374,15 @@ fn span(first: usize, last: usize) -> String {
     if first == last { format!("minute {first}") } else { format!("minutes {first}-{last}") }
 }
 
-fn mean(samples: &[u64]) -> f64 {
-    samples.iter().sum::<u64>() as f64 / samples.len().max(1) as f64
+fn mean(samples: &[f64]) -> f64 {
+    samples.iter().sum::<f64>() / samples.len().max(1) as f64
 }
 
-/// Compares the last stretch of the per-minute samples (index = minute) with an earlier one
-/// after start-up, prints the verdict and returns whether it passed.
-fn rss_check(rss: &[u64]) -> bool {
+/// The windows compared, of per-minute samples (index = minute): what they are, the earlier
+/// one and the last one.
+fn windows(rss: &[f64]) -> (String, &[f64], &[f64]) {
     let minutes = rss.len() - 1;
-    let (label, earlier, last) = if minutes >= 20 {
+    if minutes >= 20 {
         let last = &rss[rss.len() - 10..];
         (
             format!("mean RSS of the last 10 samples ({}) vs minutes 5-10", span(minutes - 9, minutes)),
@@ -298,12 +403,18 @@ fn rss_check(rss: &[u64]) -> bool {
             earlier,
             last,
         )
-    };
+    }
+}
+
+/// Compares the last stretch of the run-boundary samples (index = minute) with an earlier one
+/// after start-up, prints the verdict and returns whether it passed.
+fn rss_check(rss: &[f64]) -> bool {
+    let (label, earlier, last) = windows(rss);
     let (earlier, last) = (mean(earlier), mean(last));
     let change = last / earlier - 1.0;
     let pass = change <= RSS_TOLERANCE;
     println!(
-        "RSS check, {label}: {:.1} MiB vs {:.1} MiB, {:+.1}% (limit +{:.0}%; a fall is no leak and passes): {}",
+        "RSS check at run boundaries, {label}: {:.1} MiB vs {:.1} MiB, {:+.1}% (limit +{:.0}%; a fall is no leak and passes): {}",
         last / 1024.0,
         earlier / 1024.0,
         change * 100.0,
@@ -324,17 +435,25 @@ fn refusal(status: u16, retry_after: Option<&str>) -> Option<Duration> {
 }
 
 /// Starts runs one after another until `winding_down`, each when the one before has finished;
-/// then cancels `done`.
+/// before each start it answers the run-boundary sample asked for, if any: once the viewers
+/// have read the run before to the close, or [`VIEWERS_WAIT`] has passed.
 async fn start_runs(
     http: reqwest::Client,
     base: String,
     spec: SweepSpec,
     current: Arc<watch::Sender<Option<String>>>,
     tally: Arc<Tally>,
+    mut sample_requests: mpsc::UnboundedReceiver<SampleRequest>,
     winding_down: CancellationToken,
-    done: CancellationToken,
 ) {
+    let mut last_run: Option<String> = None;
     while !winding_down.is_cancelled() {
+        if let Ok(reply) = sample_requests.try_recv() {
+            if let Some(id) = &last_run {
+                viewers_closed(&tally, id).await;
+            }
+            let _ = reply.send(rss_kib().unwrap_or(0));
+        }
         let id = match http.post(format!("{base}/api/runs")).json(&spec).send().await {
             Ok(response) if response.status().as_u16() == 201 => {
                 match response
@@ -376,6 +495,7 @@ async fn start_runs(
         tally.runs_started.fetch_add(1, Ordering::Relaxed);
         lock(&tally.started).push(id.clone());
         current.send_replace(Some(id.clone()));
+        last_run = Some(id.clone());
         if let Some(summary) = wait_finished(&http, &base, &id, &tally).await {
             tally.runs_finished.fetch_add(1, Ordering::Relaxed);
             match summary.status {
@@ -388,7 +508,17 @@ async fn start_runs(
             }
         }
     }
-    done.cancel();
+}
+
+/// Waits until every viewer has read run `id` to the close, or [`VIEWERS_WAIT`] has passed.
+async fn viewers_closed(tally: &Tally, id: &str) {
+    let started = Instant::now();
+    while started.elapsed() < VIEWERS_WAIT {
+        if lock(&tally.read_per_run).get(id).map_or(0, Vec::len) >= VIEWERS {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Polls the run until it has finished; its summary, or `None` after an error.

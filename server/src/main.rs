@@ -22,7 +22,7 @@ async fn main() -> ExitCode {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
-    small_pages();
+    server::small_pages();
     let result = match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
         Command::Sweep(args) => sweep::command(args).await,
@@ -34,18 +34,6 @@ async fn main() -> ExitCode {
         eprintln!("error: {err:#}");
         ExitCode::FAILURE
     })
-}
-
-/// Keeps this process off transparent huge pages. The first touch of one zeroes 2 MiB at once,
-/// and on a virtual machine may wait for the host to back it: as a run's records grew, such
-/// faults stopped the engine's socket reads for 3 to 5 ms at a time, dozens of times a run,
-/// and every response then waiting in the socket was recorded that late (in half of all
-/// runs at 512 streams on a 2-core VM where THP was `madvise`, which the allocator asks for).
-fn small_pages() {
-    #[cfg(target_os = "linux")]
-    if let Err(err) = rustix::thread::disable_transparent_huge_pages(true) {
-        tracing::warn!("transparent huge pages stay on ({err}); a fault on one may delay recorded arrivals");
-    }
 }
 
 /// Cancelled on Ctrl-C (SIGINT) or SIGTERM.

@@ -643,7 +643,7 @@ impl Sweep {
             observer.point_started(point, length);
             let mut records = Vec::new();
             let index = point as u32;
-            let mut status = match load {
+            let status = match load {
                 // Warm-up requests all finish before the measured ones start.
                 LoadLevel::Concurrency(concurrency) => {
                     let mut status =
@@ -667,7 +667,7 @@ impl Sweep {
                 report.points.push(stats);
             }
             report.requests.append(&mut records);
-            if let Some(status) = status.take() {
+            if let Some(status) = status {
                 return status;
             }
         }

@@ -718,24 +718,14 @@ impl Sweep {
                         error: "tokenscope's pacing thread stopped before the point's last request".into(),
                     }),
                 },
-                done = self.done.recv() => match done {
-                    Some(Done::Record(record, stream)) => {
-                        in_flight -= 1;
-                        self.loads[stream] -= 1;
-                        observer.request_done(&record);
-                        records.push(record);
-                    }
-                    Some(Done::Fatal(error)) => return Some(RunStatus::Failed { error }),
-                    None => unreachable!("the sweep holds a sender through its streams"),
-                },
-                _ = ticker.tick() => {
-                    if let Some(status) = self.past_deadline() {
+                done = self.done.recv() => {
+                    if let Some(status) = self.settle(done, &mut in_flight, records, observer) {
                         return Some(status);
                     }
-                    for record in self.expire() {
-                        in_flight -= 1;
-                        observer.request_done(&record);
-                        records.push(record);
+                }
+                _ = ticker.tick() => {
+                    if let Some(status) = self.check_time(&mut in_flight, records, observer) {
+                        return Some(status);
                     }
                 }
             }
@@ -743,14 +733,49 @@ impl Sweep {
         None
     }
 
-    /// The run's end when it has reached its longest duration.
-    fn past_deadline(&self) -> Option<RunStatus> {
-        (std::time::Instant::now() >= self.deadline).then(|| RunStatus::Failed {
-            error: format!(
-                "the run reached the limit of {} hours on one run's duration; what finished is kept",
-                limits::MAX_RUN_DURATION_S / 3600
-            ),
-        })
+    /// Takes what a stream reported: a finished request is recorded, a fault ends the run.
+    fn settle(
+        &mut self,
+        done: Option<Done>,
+        in_flight: &mut u32,
+        records: &mut Vec<RequestRecord>,
+        observer: &mut dyn Observer,
+    ) -> Option<RunStatus> {
+        match done {
+            Some(Done::Record(record, stream)) => {
+                *in_flight -= 1;
+                self.loads[stream] -= 1;
+                observer.request_done(&record);
+                records.push(record);
+                None
+            }
+            Some(Done::Fatal(error)) => Some(RunStatus::Failed { error }),
+            None => unreachable!("the sweep holds a sender through its streams"),
+        }
+    }
+
+    /// Abandons requests past their timeout, and ends the run once it has reached its
+    /// longest duration.
+    fn check_time(
+        &mut self,
+        in_flight: &mut u32,
+        records: &mut Vec<RequestRecord>,
+        observer: &mut dyn Observer,
+    ) -> Option<RunStatus> {
+        if std::time::Instant::now() >= self.deadline {
+            return Some(RunStatus::Failed {
+                error: format!(
+                    "the run reached the limit of {} hours on one run's duration; what finished is kept",
+                    limits::MAX_RUN_DURATION_S / 3600
+                ),
+            });
+        }
+        for record in self.expire() {
+            *in_flight -= 1;
+            observer.request_done(&record);
+            records.push(record);
+        }
+        None
     }
 
     /// Sends requests `seqs` of a point, `concurrency` at a time, and collects them all.
@@ -780,24 +805,14 @@ impl Sweep {
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => return Some(RunStatus::Cancelled),
-                done = self.done.recv() => match done {
-                    Some(Done::Record(record, stream)) => {
-                        in_flight -= 1;
-                        self.loads[stream] -= 1;
-                        observer.request_done(&record);
-                        records.push(record);
-                    }
-                    Some(Done::Fatal(error)) => return Some(RunStatus::Failed { error }),
-                    None => unreachable!("the sweep holds a sender through its streams"),
-                },
-                _ = ticker.tick() => {
-                    if let Some(status) = self.past_deadline() {
+                done = self.done.recv() => {
+                    if let Some(status) = self.settle(done, &mut in_flight, records, observer) {
                         return Some(status);
                     }
-                    for record in self.expire() {
-                        in_flight -= 1;
-                        observer.request_done(&record);
-                        records.push(record);
+                }
+                _ = ticker.tick() => {
+                    if let Some(status) = self.check_time(&mut in_flight, records, observer) {
+                        return Some(status);
                     }
                 }
             }

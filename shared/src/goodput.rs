@@ -167,36 +167,10 @@ impl Goodput {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{ResponseRecord, TokenCountSource};
     use crate::stats::push_token_gaps;
+    use crate::stats::tests::record;
 
     const MS: u64 = 1_000_000;
-
-    fn record(send_ns: u64, responses: &[(u64, u32)]) -> RequestRecord {
-        RequestRecord {
-            point: 0,
-            seq: 0,
-            warmup: false,
-            id: "r".into(),
-            prompt_words: 8,
-            num_input_tokens: None,
-            send_ns,
-            intended_ns: None,
-            server_recv_unix_ns: None,
-            responses: responses
-                .iter()
-                .map(|&(at_ns, tokens)| ResponseRecord {
-                    at_ns,
-                    tokens,
-                    text: String::new(),
-                    server_send_unix_ns: None,
-                })
-                .collect(),
-            final_ns: responses.last().map(|r| r.0),
-            token_source: TokenCountSource::Responses,
-            error: None,
-        }
-    }
 
     /// The objectives `ttft_ms=100,t2t_ms=10,e2e_ms=1000`, and records that meet or miss
     /// them, named by which.

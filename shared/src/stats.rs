@@ -322,11 +322,12 @@ impl PointStats {
 pub const LAG_WARNING_MS: f64 = 1.0;
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::record::{ResponseRecord, TokenCountSource};
 
-    fn record(send_ns: u64, responses: &[(u64, u32)]) -> RequestRecord {
+    /// A measured request sent at `send_ns` with responses `(arrival, tokens)`.
+    pub(crate) fn record(send_ns: u64, responses: &[(u64, u32)]) -> RequestRecord {
         RequestRecord {
             point: 0,
             seq: 0,

@@ -220,8 +220,16 @@ pub fn report_charts(run: &LiveRun, view: RunViewState) -> Result<Vec<ReportChar
 
 /// The cells of one metric's summary; each carries its exact value for tools to read.
 fn summary_cells(metric: &'static str, summary: Option<Summary>) -> impl IntoView {
-    let values = summary.map(|s| [s.mean, s.p50, s.p90, s.p99]);
-    ["mean", "p50", "p90", "p99"]
+    stat_cells(metric, ["mean", "p50", "p90", "p99"], summary.map(|s| [s.mean, s.p50, s.p90, s.p99]))
+}
+
+/// One cell per statistic of a metric in ms, or dashes.
+fn stat_cells<const N: usize>(
+    metric: &'static str,
+    stats: [&'static str; N],
+    values: Option<[f64; N]>,
+) -> impl IntoView {
+    stats
         .into_iter()
         .enumerate()
         .map(|(i, stat)| {
@@ -311,8 +319,8 @@ fn PointsTable(
                                 <td data-metric="tokens-per-s" data-value=p.output_tokens_per_s.to_string()>{format!("{:.1}", p.output_tokens_per_s)}</td>
                                 {open.then(|| view! {
                                     <td data-metric="sent-per-s" data-value=p.sent_per_s.to_string()>{format!("{:.2}", p.sent_per_s)}</td>
-                                    {pair_cells("lag", lag)}
-                                    {pair_cells("ttft-intended", due)}
+                                    {stat_cells("lag", ["p50", "p99"], lag)}
+                                    {stat_cells("ttft-intended", ["p50", "p99"], due)}
                                 })}
                                 {slo.then(|| {
                                     let share = p.goodput.map(|g| g.share);
@@ -334,22 +342,6 @@ fn PointsTable(
             {move || warnings().into_iter().map(|w| view! { <li class="warning">{w}</li> }).collect_view()}
         </ul>
     }
-}
-
-/// A p50 and a p99 in ms, or dashes.
-fn pair_cells(metric: &'static str, values: Option<[f64; 2]>) -> impl IntoView {
-    ["p50", "p99"]
-        .into_iter()
-        .enumerate()
-        .map(|(i, stat)| {
-            let value = values.map(|v| v[i]);
-            view! {
-                <td data-metric=format!("{metric}-{stat}") data-value=value.map(|v| v.to_string()).unwrap_or_default()>
-                    {value.map_or("–".to_string(), fmt_ms)}
-                </td>
-            }
-        })
-        .collect_view()
 }
 
 #[cfg(test)]

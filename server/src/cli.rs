@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use shared::capacity::CapacitySearch;
 use shared::goodput::Slo;
 use shared::schedule::Arrival;
 use shared::spec::parse_prompt_lengths;
@@ -77,6 +78,7 @@ fn parse_lengths(text: &str) -> Result<PromptLengths, String> {
 }
 
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("open_loop").args(["request_rate", "find_capacity"])))]
 pub struct SweepArgs {
     /// Triton's gRPC address.
     #[arg(long, env = "TOKENSCOPE_TARGET", default_value = "http://127.0.0.1:8001")]
@@ -115,23 +117,37 @@ pub struct SweepArgs {
     #[arg(long, value_parser = parse_rate_list)]
     pub request_rate: Option<RequestRates>,
     /// Open loop: how the gaps between sends are drawn.
-    #[arg(long, default_value = "constant", requires = "request_rate")]
+    #[arg(long, default_value = "constant", requires = "open_loop")]
     pub arrival: Arrival,
     /// Open loop with --arrival gamma: the shape; 1 is Poisson, below 1 burstier, above more regular.
-    #[arg(long, default_value_t = 1.0, requires = "request_rate")]
+    #[arg(long, default_value_t = 1.0, requires = "open_loop")]
     pub burstiness: f64,
     /// Open loop: the seed of random arrivals; the same seed sends at the same instants.
-    #[arg(long, default_value_t = 0, requires = "request_rate")]
+    #[arg(long, default_value_t = 0, requires = "open_loop")]
     pub seed: u64,
     /// Open loop: the most requests in flight at once [default: 1024]. A request due while as
     /// many are in flight waits, and its schedule lag shows it.
-    #[arg(long, requires = "request_rate")]
+    #[arg(long, requires = "open_loop")]
     pub max_concurrency: Option<u32>,
     /// Service-level objectives, any of ttft_ms, t2t_ms (a request's mean token-to-token
     /// latency) and e2e_ms, such as ttft_ms=500,t2t_ms=50: each point then reports its goodput,
     /// the requests that met them all.
     #[arg(long, value_parser = parse_slo)]
     pub slo: Option<Slo>,
+    /// Search for the highest request rate at which --goodput of the requests meet --slo (open
+    /// loop, one prompt length): doubling from --start-rate while probes pass, then bisecting
+    /// until the two probes that bracket it are within 5% of each other, or --probes ran.
+    #[arg(long, requires = "slo", conflicts_with_all = ["concurrency", "request_rate"])]
+    pub find_capacity: bool,
+    /// With --find-capacity: the share of requests that must meet every objective.
+    #[arg(long, default_value_t = 0.99, requires = "find_capacity")]
+    pub goodput: f64,
+    /// With --find-capacity: the first probe's rate, requests per second.
+    #[arg(long, default_value_t = 1.0, requires = "find_capacity")]
+    pub start_rate: f64,
+    /// With --find-capacity: the most probes to send (each a point of the run).
+    #[arg(long, default_value_t = 12, requires = "find_capacity")]
+    pub probes: u32,
     /// How requests are laid out for the model.
     #[arg(long, default_value = "auto")]
     pub input_style: InputStyle,
@@ -214,6 +230,12 @@ impl SweepArgs {
         }
         if let Some(rates) = &self.request_rate {
             spec.request_rates = rates.0.clone();
+        }
+        if self.find_capacity {
+            let search = CapacitySearch { goodput: self.goodput, start_rate: self.start_rate, probes: self.probes };
+            spec.capacity = Some(search);
+        }
+        if spec.open_loop() {
             spec.arrival = self.arrival;
             spec.burstiness = self.burstiness;
             spec.seed = self.seed;

@@ -46,7 +46,8 @@ pub trait Observer: Send {
     /// The model was found and its requests planned.
     fn prepared(&mut self, _model: &ModelInfo) {}
     /// A prompt length is about to be visited.
-    fn point_started(&mut self, _point: usize, _prompt_length: u32) {}
+    /// A point is about to be visited, at this prompt length and load level.
+    fn point_started(&mut self, _point: usize, _prompt_length: u32, _load: LoadLevel) {}
     /// A request was written to its stream.
     fn request_sent(&mut self, _point: u32, _seq: u32, _send_ns: u64) {}
     /// A request finished, with or without error.
@@ -637,27 +638,18 @@ impl Sweep {
         cancel: &CancellationToken,
         report: &mut RunReport,
     ) -> RunStatus {
-        let (warmup, total) = (self.spec.warmup, self.spec.warmup + self.spec.requests);
         for point in 0..self.spec.point_count() {
+            if let Some(search) = self.spec.capacity {
+                // The next probe's rate follows from the goodput of those before it.
+                let probes = shared::capacity::probes(&self.spec, report.points.iter().map(Some));
+                let Some(rate) = search.next_rate(&probes) else { break };
+                self.spec.request_rates.push(rate);
+                report.spec.request_rates.push(rate);
+            }
             let Some((length, load)) = self.spec.point(point) else { break };
-            observer.point_started(point, length);
+            observer.point_started(point, length, load);
             let mut records = Vec::new();
-            let index = point as u32;
-            let status = match load {
-                // Warm-up requests all finish before the measured ones start.
-                LoadLevel::Concurrency(concurrency) => {
-                    let mut status =
-                        self.phase(index, length, concurrency, 0..warmup, &mut records, observer, cancel).await;
-                    if status.is_none() {
-                        status =
-                            self.phase(index, length, concurrency, warmup..total, &mut records, observer, cancel).await;
-                    }
-                    status
-                }
-                // On one schedule throughout: the warm-up brings the server to the load the
-                // measured requests then meet.
-                LoadLevel::Rate(rate) => self.paced(index, length, rate, &mut records, observer, cancel).await,
-            };
+            let status = self.point(point as u32, length, load, &mut records, observer, cancel).await;
             if status.is_some() {
                 self.abandon(&mut records, observer);
             }
@@ -672,6 +664,32 @@ impl Sweep {
             }
         }
         RunStatus::Completed
+    }
+
+    /// Sends one point's requests, warm-up first, at its load level.
+    async fn point(
+        &mut self,
+        index: u32,
+        length: u32,
+        load: LoadLevel,
+        records: &mut Vec<RequestRecord>,
+        observer: &mut dyn Observer,
+        cancel: &CancellationToken,
+    ) -> Option<RunStatus> {
+        let (warmup, total) = (self.spec.warmup, self.spec.warmup + self.spec.requests);
+        match load {
+            // Warm-up requests all finish before the measured ones start.
+            LoadLevel::Concurrency(concurrency) => {
+                let status = self.phase(index, length, concurrency, 0..warmup, records, observer, cancel).await;
+                if status.is_some() {
+                    return status;
+                }
+                self.phase(index, length, concurrency, warmup..total, records, observer, cancel).await
+            }
+            // On one schedule throughout: the warm-up brings the server to the load the
+            // measured requests then meet.
+            LoadLevel::Rate(rate) => self.paced(index, length, rate, records, observer, cancel).await,
+        }
     }
 
     /// Sends a point's requests on its open-loop schedule, warm-up first, at most the

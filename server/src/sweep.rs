@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
+use shared::capacity::Capacity;
 use shared::spec::LoadLevel;
 use shared::{ModelInfo, PointStats, RequestRecord, RunReport, RunStatus, Summary, SweepSpec};
 use tokio::sync::mpsc;
@@ -179,8 +180,10 @@ impl Observer for Progress {
     }
 
     fn point_done(&mut self, _point: usize, stats: &PointStats) {
+        let load = stats.load.map(|l| format!(" at {l}")).unwrap_or_default();
+        let good = stats.goodput.map(|g| format!(", {:.1}% met the objectives", g.share * 100.0)).unwrap_or_default();
         self.line(format!(
-            "prompt {:>6}: TTFT mean {} ms, token-to-token mean {} ms",
+            "prompt {:>6}{load}: TTFT mean {} ms, token-to-token mean {} ms{good}",
             stats.prompt_length,
             ms(stats.ttft_ms.as_ref().map(|s| s.mean)),
             ms(stats.t2t_ms.as_ref().map(|s| s.mean)),
@@ -210,6 +213,11 @@ async fn draw_progress(total: u64, mut news: mpsc::UnboundedReceiver<News>) {
         }
     }
     bar.finish_and_clear();
+}
+
+/// A report's points by index, as a live run holds them.
+fn settled(report: &RunReport) -> Vec<Option<PointStats>> {
+    report.points.iter().cloned().map(Some).collect()
 }
 
 fn ms(value: Option<f64>) -> String {
@@ -294,6 +302,9 @@ pub fn format_table(report: &RunReport) -> String {
             let load = p.load.map(|l| format!(" at {l}")).unwrap_or_default();
             let _ = write!(out, "\nprompt {}{load}: {warning}", p.prompt_length);
         }
+    }
+    if let (Some(search), Some(capacity)) = (&spec.capacity, Capacity::of_run(spec, &settled(report))) {
+        let _ = write!(out, "\n{}", capacity.headline(search));
     }
     if !spec.streaming {
         out.push_str(

@@ -4,6 +4,7 @@
 //! not depend on tokio, tonic, prost or leptos.
 
 pub mod api;
+pub mod capacity;
 pub mod civil;
 pub mod compare;
 pub mod goodput;

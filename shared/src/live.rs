@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::record::RequestRecord;
 use crate::report::{ModelInfo, RunReport, RunStatus};
-use crate::spec::{MAX_REQUESTS, SweepSpec};
+use crate::spec::{LoadLevel, MAX_REQUESTS, SweepSpec};
 use crate::stats::PointStats;
 use crate::stats::RequestMetrics;
 
@@ -21,7 +21,7 @@ pub enum RunEvent {
     /// Always the first event.
     Started {
         id: String,
-        spec: SweepSpec,
+        spec: Box<SweepSpec>,
         /// Wall-clock time of the run's zero, nanoseconds since the Unix epoch.
         started_unix_ns: i64,
         /// The target is the built-in simulated Triton, not a real server.
@@ -29,8 +29,14 @@ pub enum RunEvent {
     },
     /// The model was found and its requests planned.
     Prepared { model: ModelInfo },
-    /// A prompt length is about to be visited.
-    PointStarted { point: u32, prompt_length: u32 },
+    /// A point is about to be visited. `load` is its load level, given for the probes of a
+    /// capacity search, whose rates are not in the spec the run started with.
+    PointStarted {
+        point: u32,
+        prompt_length: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        load: Option<LoadLevel>,
+    },
     /// What happened since the previous batch.
     Batch(Batch),
     /// A prompt length's statistics have settled.
@@ -127,7 +133,7 @@ pub fn events_from_report(id: &str, report: &RunReport, simulated: bool) -> Vec<
     let spec = &report.spec;
     let mut events = vec![RunEvent::Started {
         id: id.into(),
-        spec: spec.clone(),
+        spec: Box::new(spec.clone()),
         started_unix_ns: report.started_unix_ns,
         simulated,
     }];
@@ -135,12 +141,13 @@ pub fn events_from_report(id: &str, report: &RunReport, simulated: bool) -> Vec<
         events.push(RunEvent::Prepared { model: model.clone() });
     }
     for point in 0..spec.point_count() as u32 {
-        let prompt_length = spec.point_length(point as usize);
+        let Some((prompt_length, load)) = spec.point(point as usize) else { break };
         let records: Vec<&RequestRecord> = report.requests.iter().filter(|r| r.point == point).collect();
         if records.is_empty() {
             continue;
         }
-        events.push(RunEvent::PointStarted { point, prompt_length });
+        let probe = spec.capacity.is_some().then_some(load);
+        events.push(RunEvent::PointStarted { point, prompt_length, load: probe });
         let sent: Vec<(u32, u64)> =
             records.iter().map(|r| (request_index(spec, r.point, r.seq), r.send_ns / 1000)).collect();
         let tokens: Vec<(u32, u64, u32)> = records
@@ -149,7 +156,9 @@ pub fn events_from_report(id: &str, report: &RunReport, simulated: bool) -> Vec<
             .collect();
         let done = records.iter().map(|r| RequestDone::of(spec, r)).collect();
         events.push(RunEvent::Batch(Batch::from_absolute(&sent, &tokens, done)));
-        if let Some(stats) = report.points.iter().find(|p| p.prompt_length == prompt_length) {
+        // Runs from before load levels have one point per prompt length and no load in it.
+        let stats = report.points.iter().find(|p| p.prompt_length == prompt_length && p.load.is_none_or(|l| l == load));
+        if let Some(stats) = stats {
             events.push(RunEvent::PointDone { point, stats: Box::new(stats.clone()) });
         }
     }
@@ -214,7 +223,7 @@ impl LiveRun {
             RunEvent::Started { id, spec, started_unix_ns, simulated } => {
                 *self = LiveRun {
                     id: id.clone(),
-                    spec: spec.clone(),
+                    spec: spec.as_ref().clone(),
                     started_unix_ns: *started_unix_ns,
                     simulated: *simulated,
                     points: vec![None; spec.point_count().min(crate::limits::MAX_PROMPT_LENGTHS)],
@@ -223,7 +232,10 @@ impl LiveRun {
                 };
             }
             RunEvent::Prepared { model } => self.model = Some(model.clone()),
-            RunEvent::PointStarted { point, .. } => self.current_point = Some(*point),
+            RunEvent::PointStarted { point, load, .. } => {
+                self.current_point = Some(*point);
+                self.spec.add_probe(*point, *load);
+            }
             RunEvent::Batch(batch) => self.apply_batch(batch),
             RunEvent::PointDone { point, stats } => {
                 if let Some(slot) = self.points.get_mut(*point as usize) {
@@ -324,7 +336,7 @@ mod tests {
     }
 
     fn started() -> RunEvent {
-        RunEvent::Started { id: "r1".into(), spec: spec(), started_unix_ns: 5, simulated: true }
+        RunEvent::Started { id: "r1".into(), spec: Box::new(spec()), started_unix_ns: 5, simulated: true }
     }
 
     #[test]
@@ -360,7 +372,7 @@ mod tests {
         };
         let events = vec![
             started(),
-            RunEvent::PointStarted { point: 0, prompt_length: 16 },
+            RunEvent::PointStarted { point: 0, prompt_length: 16, load: None },
             RunEvent::Batch(Batch::from_absolute(&[(0, 100)], &[(0, 1100, 1)], vec![done(0, Some(1.0), None)])),
             RunEvent::Batch(Batch::from_absolute(
                 &[(1, 1200), (2, 1300)],
@@ -381,6 +393,73 @@ mod tests {
         assert_eq!(request.mean_gap_ms(), Some(1.5));
         // 3 of 6 finished in 3.1 ms: about 3.1 ms to go.
         assert!((run.seconds_left().unwrap() - 0.0031).abs() < 1e-9);
+    }
+
+    /// A finished run of `spec` with one measured request per point, each at its point's index
+    /// in milliseconds; goodput is met at the first point only.
+    fn report_of(spec: SweepSpec) -> RunReport {
+        let requests = (0..spec.point_count() as u32)
+            .take_while(|&p| spec.point(p as usize).is_some())
+            .map(|point| {
+                let mut record = crate::stats::tests::record(0, &[(u64::from(point + 1) * 1_000_000, 1)]);
+                record.point = point;
+                record
+            })
+            .collect();
+        let mut report = RunReport {
+            tool: "test".into(),
+            spec,
+            started_unix_ns: 0,
+            model: None,
+            status: RunStatus::Completed,
+            prompt_lengths_approximate: true,
+            points: Vec::new(),
+            requests,
+        };
+        report.recompute_points();
+        report
+    }
+
+    #[test]
+    fn a_finished_run_replays_each_point_with_its_own_statistics() {
+        let spec = SweepSpec { concurrencies: vec![1, 2], warmup: 0, requests: 1, ..spec() };
+        let report = report_of(spec);
+        let run = LiveRun::from_events(&events_from_report("r", &report, false));
+        let ttft: Vec<f64> = run.points.iter().map(|p| p.as_ref().unwrap().ttft_ms.as_ref().unwrap().mean).collect();
+        assert_eq!(ttft, [1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(run.points[1].as_ref().unwrap().load, Some(LoadLevel::Concurrency(2)));
+    }
+
+    #[test]
+    fn a_capacity_search_adds_each_probe_as_it_starts() {
+        let search = crate::capacity::CapacitySearch { probes: 4, ..Default::default() };
+        let spec = SweepSpec {
+            prompt_lengths: vec![16],
+            warmup: 0,
+            requests: 1,
+            capacity: Some(search),
+            slo: Some(crate::goodput::Slo { ttft_ms: Some(1.5), ..Default::default() }),
+            ..spec()
+        };
+        let live = |point, rate| RunEvent::PointStarted { point, prompt_length: 16, load: Some(LoadLevel::Rate(rate)) };
+        let mut run = LiveRun::from_events(&[RunEvent::Started {
+            id: "r".into(),
+            spec: Box::new(spec.clone()),
+            started_unix_ns: 0,
+            simulated: false,
+        }]);
+        assert_eq!((run.points.len(), run.requests.len()), (4, 4));
+        run.apply(&live(0, 1.0));
+        run.apply(&live(1, 2.0));
+        run.apply(&live(1, 2.0));
+        assert_eq!(run.spec.request_rates, [1.0, 2.0]);
+        // A finished search replays over its final spec without adding its probes again.
+        let report = report_of(SweepSpec { request_rates: vec![1.0, 2.0], ..spec });
+        assert_eq!(report.points.len(), 2);
+        let replayed = LiveRun::from_events(&events_from_report("r", &report, false));
+        assert_eq!(replayed.spec.request_rates, [1.0, 2.0]);
+        let capacity = crate::capacity::Capacity::of_run(&replayed.spec, &replayed.points).unwrap();
+        assert_eq!((capacity.passed.unwrap().rate, capacity.missed.unwrap().rate), (1.0, 2.0));
     }
 
     #[test]

@@ -60,7 +60,9 @@ impl RunReport {
     /// Recomputes every point's statistics from the raw records.
     pub fn recompute_points(&mut self) {
         let spec = &self.spec;
+        // A capacity search's points are the probes it started.
         self.points = (0..spec.point_count())
+            .take_while(|&i| spec.point(i).is_some())
             .map(|i| PointStats::of_point(spec, i, self.requests.iter().filter(|r| r.point as usize == i)))
             .collect();
     }

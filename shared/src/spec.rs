@@ -50,6 +50,7 @@ impl std::str::FromStr for InputStyle {
     }
 }
 
+use crate::capacity::CapacitySearch;
 use crate::goodput::Slo;
 pub use crate::limits::MAX_REQUESTS;
 use crate::limits::{self, MAX_PROMPT_LENGTHS};
@@ -104,6 +105,11 @@ pub struct SweepSpec {
     /// Service-level objectives: with them, each point reports its goodput.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slo: Option<Slo>,
+    /// Search for the highest request rate whose goodput meets a target instead of visiting
+    /// given load levels: each probe is an open-loop point, and its rate is added to
+    /// `request_rates` as the probe starts. Needs `slo` and one prompt length.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<CapacitySearch>,
     /// Stream tokens (`ModelStreamInfer`, for decoupled models) and time each one; or send
     /// each request with `ModelInfer` and time its single response, which then gives TTFT as
     /// the whole request's latency and no token-to-token latency.
@@ -132,6 +138,7 @@ impl Default for SweepSpec {
             burstiness: 1.0,
             seed: 0,
             slo: None,
+            capacity: None,
             streaming: true,
             request_timeout_ms: 60_000,
         }
@@ -187,6 +194,22 @@ impl SweepSpec {
         if let Some(slo) = &self.slo {
             out.extend(slo.problems());
         }
+        if let Some(search) = &self.capacity {
+            out.extend(search.problems());
+            if self.slo.is_none() {
+                out.push(
+                    "a capacity search needs objectives to meet: give at least one of ttft_ms, t2t_ms, e2e_ms".into(),
+                );
+            }
+            if self.prompt_lengths.len() > 1 {
+                out.push("a capacity search measures one prompt length; give one, or search once per length".into());
+            }
+            if !self.concurrencies.is_empty() || !self.request_rates.is_empty() {
+                out.push(
+                    "a capacity search picks its own request rates; give no request rates or concurrencies".into(),
+                );
+            }
+        }
         if self.max_concurrency == Some(0) {
             out.push("the most requests in flight (max_concurrency) must be at least 1".into());
         }
@@ -223,14 +246,22 @@ impl SweepSpec {
         if !self.request_rates.is_empty() { self.request_rates.len() } else { self.concurrencies.len().max(1) }
     }
 
-    /// How many points the sweep visits: prompt lengths times load levels.
+    /// How many points the sweep visits: prompt lengths times load levels. For a capacity
+    /// search, the most probes it may send.
     pub fn point_count(&self) -> usize {
-        self.prompt_lengths.len().saturating_mul(self.level_count())
+        match &self.capacity {
+            Some(search) => (search.probes as usize).max(self.request_rates.len()),
+            None => self.prompt_lengths.len().saturating_mul(self.level_count()),
+        }
     }
 
     /// Point `index`'s prompt length and load level: points go through every load level of
-    /// the first prompt length, then of the next. None past the last point.
+    /// the first prompt length, then of the next. None past the last point, and for a
+    /// capacity search past the last probe started.
     pub fn point(&self, index: usize) -> Option<(u32, LoadLevel)> {
+        if self.capacity.is_some() {
+            return Some((*self.prompt_lengths.first()?, LoadLevel::Rate(*self.request_rates.get(index)?)));
+        }
         let levels = self.level_count();
         let length = *self.prompt_lengths.get(index / levels)?;
         let level = index % levels;
@@ -248,7 +279,27 @@ impl SweepSpec {
 
     /// Whether requests are sent on a schedule (open loop) rather than as others finish.
     pub fn open_loop(&self) -> bool {
-        !self.request_rates.is_empty()
+        !self.request_rates.is_empty() || self.capacity.is_some()
+    }
+
+    /// Notes a capacity search's probe as it starts: the rate of point `point`, when it is
+    /// the next one. Anything else leaves the spec as it is, so replaying a finished run's
+    /// events over its final spec adds nothing.
+    pub fn add_probe(&mut self, point: u32, load: Option<LoadLevel>) {
+        if let (Some(_), Some(LoadLevel::Rate(rate))) = (&self.capacity, load)
+            && point as usize == self.request_rates.len()
+        {
+            self.request_rates.push(rate);
+        }
+    }
+
+    /// The spec to run again: a capacity search's probes are its own, so they are left out.
+    pub fn to_rerun(&self) -> SweepSpec {
+        let mut spec = self.clone();
+        if spec.capacity.is_some() {
+            spec.request_rates.clear();
+        }
+        spec
     }
 
     /// The most requests the sweep may have in flight at once, at any of its load levels.
@@ -281,6 +332,7 @@ pub const SPEC_FIELDS: &[&str] = &[
     "burstiness",
     "seed",
     "slo",
+    "capacity",
     "streaming",
     "request_timeout_ms",
 ];
@@ -489,6 +541,31 @@ mod tests {
     }
 
     #[test]
+    fn a_capacity_search_has_a_point_per_probe_started() {
+        let slo = Some(Slo { ttft_ms: Some(500.0), ..Slo::default() });
+        let mut spec = SweepSpec {
+            model: "m".into(),
+            prompt_lengths: vec![64],
+            slo,
+            capacity: Some(CapacitySearch { probes: 5, ..CapacitySearch::default() }),
+            ..SweepSpec::default()
+        };
+        assert!(spec.problems().is_empty(), "{:?}", spec.problems());
+        assert!(spec.open_loop());
+        assert_eq!(spec.point_count(), 5);
+        assert_eq!(spec.point(0), None);
+        spec.request_rates = vec![1.0, 2.0];
+        assert_eq!(spec.point(1), Some((64, LoadLevel::Rate(2.0))));
+        assert_eq!(spec.point(2), None);
+        assert!(spec.to_rerun().request_rates.is_empty());
+        assert!(spec.to_rerun().problems().is_empty());
+        let problems = SweepSpec { prompt_lengths: vec![16, 32], slo: None, ..spec }.problems();
+        assert!(problems.iter().any(|p| p.contains("needs objectives")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("one prompt length")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("picks its own request rates")), "{problems:?}");
+    }
+
+    #[test]
     fn points_cross_prompt_lengths_with_load_levels() {
         let spec = SweepSpec { prompt_lengths: vec![16, 256], concurrencies: vec![1, 4, 8], ..SweepSpec::default() };
         assert_eq!(spec.point_count(), 6);
@@ -518,6 +595,7 @@ mod tests {
             request_rates: vec![1.0],
             max_concurrency: Some(1),
             slo: Some(Slo::default()),
+            capacity: Some(CapacitySearch::default()),
             ..SweepSpec::default()
         };
         let serde_json::Value::Object(fields) = serde_json::to_value(full).unwrap() else { panic!("an object") };

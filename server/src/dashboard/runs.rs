@@ -14,6 +14,7 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 use shared::api::RunSummary;
 use shared::live::request_index;
+use shared::spec::LoadLevel;
 use shared::{Batch, ModelInfo, PointStats, RequestDone, RequestRecord, RunEvent, RunReport, RunStatus, SweepSpec};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -452,7 +453,7 @@ impl RunHandle {
 
     fn new(id: String, spec: &SweepSpec, clock: RunClock, simulated: bool, cancel: CancellationToken) -> Self {
         let run = Self::empty(id.clone(), spec, clock.start_unix_ns(), simulated, cancel, None);
-        run.push(&RunEvent::Started { id, spec: spec.clone(), started_unix_ns: clock.start_unix_ns(), simulated });
+        run.push(&RunEvent::Started { id, spec: Box::new(spec.clone()), started_unix_ns: clock.start_unix_ns(), simulated });
         run
     }
 
@@ -494,7 +495,8 @@ impl RunHandle {
             RunEvent::PointDone { stats, .. } => summary.points.push(stats.as_ref().clone()),
             RunEvent::NotSaved { error } => summary.not_saved = Some(error.clone()),
             RunEvent::Finished { status } => summary.status = status.clone(),
-            RunEvent::Started { .. } | RunEvent::PointStarted { .. } => {}
+            RunEvent::PointStarted { point, load, .. } => summary.spec.add_probe(*point, *load),
+            RunEvent::Started { .. } => {}
         }
         state.log.push(text.into());
         let len = state.log.len();
@@ -613,7 +615,7 @@ async fn drive(run: Arc<RunHandle>, spec: SweepSpec, clock: RunClock, keeper: Ke
 /// What the sweep's observer hands to the recorder.
 enum Note {
     Prepared(ModelInfo),
-    PointStarted(u32, u32),
+    PointStarted { point: u32, prompt_length: u32, load: Option<LoadLevel> },
     Sent(u32, u64),
     Done(RequestDone, Box<RequestRecord>),
     PointDone(u32, Box<PointStats>),
@@ -631,8 +633,10 @@ impl Observer for Forwarder {
         let _ = self.notes.send(Note::Prepared(model.clone()));
     }
 
-    fn point_started(&mut self, point: usize, prompt_length: u32) {
-        let _ = self.notes.send(Note::PointStarted(point as u32, prompt_length));
+    fn point_started(&mut self, point: usize, prompt_length: u32, load: LoadLevel) {
+        // A capacity search's probes are not in the spec the run started with.
+        let load = self.spec.capacity.is_some().then_some(load);
+        let _ = self.notes.send(Note::PointStarted { point: point as u32, prompt_length, load });
     }
 
     fn request_sent(&mut self, point: u32, seq: u32, send_ns: u64) {
@@ -694,7 +698,7 @@ impl Pending {
 /// Turns the engine's news into the run's event log, batching the frequent kinds.
 async fn record(
     run: Arc<RunHandle>,
-    spec: SweepSpec,
+    mut spec: SweepSpec,
     store: Store,
     mut notes: mpsc::UnboundedReceiver<Note>,
     mut taps: mpsc::UnboundedReceiver<TokenArrival>,
@@ -717,7 +721,16 @@ async fn record(
                         continue;
                     }
                     Some(Note::Prepared(model)) => RunEvent::Prepared { model },
-                    Some(Note::PointStarted(point, prompt_length)) => RunEvent::PointStarted { point, prompt_length },
+                    Some(Note::PointStarted { point, prompt_length, load }) => {
+                        if load.is_some() {
+                            // A probe's rate is stored as it starts, so that a run cut short
+                            // by a crash still knows the load of each point it has.
+                            spec.add_probe(point, load);
+                            let (id, spec) = (run.id.clone(), spec.clone());
+                            persist(&store, &run.id, "store a probe's rate", move |db| db.set_spec(&id, &spec)).await;
+                        }
+                        RunEvent::PointStarted { point, prompt_length, load }
+                    }
                     Some(Note::PointDone(point, stats)) => RunEvent::PointDone { point, stats },
                 };
                 pending.flush(&run, &store).await;
@@ -824,7 +837,7 @@ mod tests {
     fn a_follower_joining_a_long_log_takes_it_a_part_at_a_time() {
         let run = RunHandle::finished("r".into(), Arc::new(large_report(3, 2)));
         for i in 0..(2 * EVENTS_PER_SEND) {
-            run.push(&RunEvent::PointStarted { point: 0, prompt_length: i as u32 });
+            run.push(&RunEvent::PointStarted { point: 0, prompt_length: i as u32, load: None });
         }
         let total = lock(&run.state).log.len();
         let (mut taken, mut parts) = (0, 0);

@@ -192,6 +192,13 @@ impl Db {
         Ok(())
     }
 
+    /// Replaces a running run's spec: a capacity search adds each probe's rate as it starts.
+    pub fn set_spec(&mut self, id: &str, spec: &SweepSpec) -> Result<()> {
+        let spec = serde_json::to_string(spec).expect("a spec serializes");
+        self.conn.execute("UPDATE runs SET spec = ?2 WHERE id = ?1", params![id, spec])?;
+        Ok(())
+    }
+
     /// Keeps a point's settled statistics.
     pub fn set_point(&mut self, id: &str, point: u32, stats: &PointStats) -> Result<()> {
         let tx = self.conn.transaction()?;
@@ -492,8 +499,15 @@ fn insert_point(tx: &Transaction<'_>, key: i64, point: u32, stats: &PointStats) 
 fn write_outcome(tx: &Transaction<'_>, key: i64, report: &RunReport) -> Result<()> {
     let model = report.model.as_ref().map(|m| serde_json::to_string(m).expect("a model serializes"));
     tx.execute(
-        "UPDATE runs SET status = ?2, model = ?3, tool = ?4, prompt_lengths_approximate = ?5 WHERE key = ?1",
-        params![key, status_json(&report.status), model, report.tool, report.prompt_lengths_approximate],
+        "UPDATE runs SET status = ?2, model = ?3, tool = ?4, prompt_lengths_approximate = ?5, spec = ?6 WHERE key = ?1",
+        params![
+            key,
+            status_json(&report.status),
+            model,
+            report.tool,
+            report.prompt_lengths_approximate,
+            serde_json::to_string(&report.spec).expect("a spec serializes")
+        ],
     )?;
     let points: i64 = tx.query_row("SELECT count(*) FROM points WHERE run = ?1", [key], |row| row.get(0))?;
     if report.points.len() >= points as usize {

@@ -5,6 +5,7 @@
 use std::process::Command;
 
 use server::sim::SimConfig;
+use shared::capacity::{Capacity, CapacitySearch};
 use shared::goodput::Slo;
 use shared::schedule::Arrival;
 use shared::spec::LoadLevel;
@@ -234,4 +235,103 @@ async fn the_dashboard_runs_a_rate_sweep_with_objectives() {
     assert!(refused["error"].as_str().unwrap().contains("not both"), "{refused}");
     let (status, _) = get(&format!("{}/api/info", dash.base)).await;
     assert_eq!(status, 200);
+}
+
+/// A simulator with four slots and no jitter: 10 ms of prefill and 7 decode steps of 10 ms,
+/// so each request holds a slot 80 ms and the server completes 50 requests/s at most.
+fn four_slots() -> SimConfig {
+    SimConfig {
+        prefill_base_ms: 10.0,
+        prefill_per_token_ms: 0.0,
+        decode_ms: 10.0,
+        decode_per_sequence_ms: 0.0,
+        max_sequences: 4,
+        jitter: 0.0,
+        ..fast_sim()
+    }
+}
+
+fn capacity_spec(target: &str, search: CapacitySearch) -> SweepSpec {
+    SweepSpec {
+        max_tokens: 8,
+        ignore_eos: true,
+        requests: 60,
+        warmup: 10,
+        // A request that waited for a slot more than 30 ms misses.
+        slo: Some(Slo { ttft_ms: Some(40.0), ..Slo::default() }),
+        capacity: Some(search),
+        ..spec(target, "sim-vllm")
+    }
+}
+
+#[tokio::test]
+async fn the_capacity_search_finds_the_simulators_known_capacity() {
+    let _serial = timing_lock().await;
+    let config = four_slots();
+    let known = config.capacity_rps(16, 8);
+    assert!((known - 50.0).abs() < 1e-9, "{known}");
+    let sim = start_sim(config).await;
+    timing_attempts(|| async {
+        let search = CapacitySearch { goodput: 0.95, start_rate: 16.0, probes: 12 };
+        let report = sweep(capacity_spec(&sim.target, search)).await;
+        assert_eq!(report.status, RunStatus::Completed, "{:?}", report.status);
+        let points: Vec<Option<shared::PointStats>> = report.points.iter().cloned().map(Some).collect();
+        let capacity = Capacity::of_run(&report.spec, &points).unwrap();
+        let probes: Vec<String> = report
+            .points
+            .iter()
+            .map(|p| format!("{} ({:.0}%)", p.load.unwrap(), p.goodput.unwrap().share * 100.0))
+            .collect();
+        println!("capacity search: {}; probes {}", capacity.headline(&search), probes.join(", "));
+        assert!(capacity.finished, "{capacity:?}");
+        let (passed, missed) = (capacity.passed.unwrap(), capacity.missed.unwrap());
+        assert!((missed.rate - passed.rate) / missed.rate <= 0.05, "the bracket is within 5%: {probes:?}");
+        let found = passed.rate;
+        assert!(
+            (found / known - 1.0).abs() <= 0.10,
+            "found {found:.1} req/s against a capacity of {known:.1}: {probes:?}"
+        );
+        assert_eq!(report.spec.request_rates.len(), report.points.len(), "each probe is a point with its rate");
+        assert_eq!(&report.spec.request_rates[..3], &[16.0, 32.0, 64.0]);
+    })
+    .await;
+}
+
+/// `tokenscope sweep --find-capacity` prints each probe and the answer, and refuses what a
+/// search cannot do, in words.
+#[tokio::test]
+async fn the_command_line_searches_for_capacity() {
+    let _serial = timing_lock().await;
+    let sim = start_sim(four_slots()).await;
+    let target = sim.target.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_tokenscope"))
+            .args(["sweep", "--target", &target, "--model", "sim-vllm", "--prompt-lengths", "16"])
+            .args(["--max-tokens", "8", "--ignore-eos", "--requests", "20", "--slo", "ttft_ms=40"])
+            .args(["--find-capacity", "--start-rate", "20", "--probes", "3", "--goodput", "0.9"])
+            .arg("--out")
+            .arg(std::env::temp_dir().join(format!("capacity-{}.json", std::process::id())))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("20/s") && stdout.contains("40/s"), "{stdout}");
+    assert!(stdout.contains("at 90% goodput"), "the answer closes the table: {stdout}");
+    let refused = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_tokenscope"))
+            .args(["sweep", "--target", "127.0.0.1:1", "--model", "m", "--find-capacity"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).to_string()
+    };
+    assert!(refused(&[]).contains("--slo"), "objectives are needed");
+    assert!(refused(&["--slo", "ttft_ms=5", "--request-rate", "3"]).contains("cannot be used with"));
+    let two = refused(&["--slo", "ttft_ms=5", "--prompt-lengths", "16,32"]);
+    assert!(two.contains("one prompt length"), "{two}");
+    assert!(refused(&["--slo", "ttft_ms=5", "--goodput", "99"]).contains("0.99 is 99%"));
 }

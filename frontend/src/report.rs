@@ -9,6 +9,7 @@
 use std::fmt::Write;
 
 use shared::api::RunSummary;
+use shared::capacity::Capacity;
 use shared::compare::{Metric, Stat, differences, prompt_lengths};
 use shared::metrics::{METRICS, STATISTICS_NOTE};
 use shared::view::run_title;
@@ -58,19 +59,48 @@ pub fn status_text(status: &RunStatus) -> String {
     }
 }
 
-/// The sweep in one line: model, target, streaming, tokens, requests, concurrency.
+/// The sweep in one line: model, target, streaming, tokens, requests, load, objectives.
 pub fn spec_line(spec: &SweepSpec, model: Option<&ModelInfo>) -> String {
     let model = model.map_or(spec.model.clone(), |m| format!("{} ({} style)", m.name, m.input_style));
+    let objectives = spec.slo.map(|slo| format!(" · objectives {slo}")).unwrap_or_default();
     format!(
-        "{model} at {} · {} · max_tokens {}{} · {} requests per length (+{} warm-up) · concurrency {}",
+        "{model} at {} · {} · max_tokens {}{} · {} requests per point (+{} warm-up) · {}{objectives}",
         spec.target,
         if spec.streaming { "streaming" } else { "non-streaming" },
         spec.max_tokens,
         if spec.ignore_eos { ", ignore_eos" } else { "" },
         spec.requests,
         spec.warmup,
-        spec.concurrency
+        load_words(spec)
     )
+}
+
+/// How a sweep loads the server, in words.
+pub fn load_words(spec: &SweepSpec) -> String {
+    let list = |values: Vec<String>| values.join(", ");
+    let arrivals = || {
+        let most = spec.max_concurrency.map(|m| format!(", at most {m} in flight")).unwrap_or_default();
+        format!("{} arrivals, seed {}{most}", spec.arrival.name(), spec.seed)
+    };
+    if let Some(search) = &spec.capacity {
+        format!(
+            "capacity search: goodput at least {}%, from {} req/s, at most {} probes ({})",
+            search.goodput * 100.0,
+            shared::capacity::fmt_rate(search.start_rate),
+            search.probes,
+            arrivals()
+        )
+    } else if spec.open_loop() {
+        format!(
+            "request rates {} req/s ({})",
+            list(spec.request_rates.iter().map(f64::to_string).collect()),
+            arrivals()
+        )
+    } else if spec.concurrencies.is_empty() {
+        format!("concurrency {}", spec.concurrency)
+    } else {
+        format!("concurrency {}", list(spec.concurrencies.iter().map(u32::to_string).collect()))
+    }
 }
 
 /// `2026-11-28 14:05 UTC`.
@@ -301,6 +331,11 @@ pub fn html(runs: &[RunSummary], charts: &[ReportChart], generated_unix_ns: i64)
         fact("target", escape(&run.spec.target));
         fact("status", escape(&status_text(&run.status)));
         fact("started", fmt_utc(run.started_unix_ns));
+        if let (Some(search), Some(capacity)) =
+            (&run.spec.capacity, Capacity::of_run(&run.spec, run.points.iter().map(Some)))
+        {
+            fact("capacity", escape(&capacity.headline(search)));
+        }
         fact("prompt lengths", run.spec.prompt_lengths.iter().map(u32::to_string).collect::<Vec<_>>().join(", "));
         fact(
             "requests",

@@ -215,11 +215,6 @@ async fn draw_progress(total: u64, mut news: mpsc::UnboundedReceiver<News>) {
     bar.finish_and_clear();
 }
 
-/// A report's points by index, as a live run holds them.
-fn settled(report: &RunReport) -> Vec<Option<PointStats>> {
-    report.points.iter().cloned().map(Some).collect()
-}
-
 fn ms(value: Option<f64>) -> String {
     value.map_or_else(|| "-".into(), |v| format!("{v:.3}"))
 }
@@ -303,7 +298,7 @@ pub fn format_table(report: &RunReport) -> String {
             let _ = write!(out, "\nprompt {}{load}: {warning}", p.prompt_length);
         }
     }
-    if let (Some(search), Some(capacity)) = (&spec.capacity, Capacity::of_run(spec, &settled(report))) {
+    if let (Some(search), Some(capacity)) = (&spec.capacity, Capacity::of_run(spec, report.points.iter().map(Some))) {
         let _ = write!(out, "\n{}", capacity.headline(search));
     }
     if !spec.streaming {

@@ -147,35 +147,40 @@ pub fn probes<'a>(spec: &SweepSpec, points: impl IntoIterator<Item = Option<&'a 
 
 impl Capacity {
     /// A capacity run's answer so far, from its settled points; `None` for other runs.
-    pub fn of_run(spec: &SweepSpec, points: &[Option<PointStats>]) -> Option<Capacity> {
+    pub fn of_run<'a>(spec: &SweepSpec, points: impl IntoIterator<Item = Option<&'a PointStats>>) -> Option<Capacity> {
         let search = spec.capacity?;
-        Some(search.state(&probes(spec, points.iter().map(Option::as_ref))))
+        Some(search.state(&probes(spec, points)))
     }
 
     /// The answer in words: the rate and the two probes that bracket it.
     pub fn headline(&self, search: &CapacitySearch) -> String {
         let target = percent(search.goodput);
-        let probe = |p: &Probe| format!("{} req/s ({} met the objectives)", rate(p.rate), percent(p.share));
+        let probe = |p: &Probe| format!("{} req/s ({} met the objectives)", fmt_rate(p.rate), percent(p.share));
         match (self.passed, self.missed) {
             (Some(p), Some(m)) if narrow(p, m) => {
-                format!("capacity {} req/s at {target} goodput: between {} and {}", rate(p.rate), probe(&p), probe(&m))
+                format!(
+                    "capacity {} req/s at {target} goodput: between {} and {}",
+                    fmt_rate(p.rate),
+                    probe(&p),
+                    probe(&m)
+                )
             }
             (Some(p), Some(m)) => format!(
                 "capacity between {} and {} req/s at {target} goodput{}: {} and {}",
-                rate(p.rate),
-                rate(m.rate),
+                fmt_rate(p.rate),
+                fmt_rate(m.rate),
                 if self.finished { " (the probe budget ran out first)" } else { " so far" },
                 probe(&p),
                 probe(&m)
             ),
             (Some(p), None) => format!(
                 "capacity at least {} req/s at {target} goodput{}",
-                rate(p.rate),
+                fmt_rate(p.rate),
                 if self.finished { ": every probe met it; give more probes or a higher first rate" } else { " so far" }
             ),
             (None, Some(m)) => format!(
                 "capacity below {} req/s at {target} goodput{}",
-                rate(m.rate),
+                fmt_rate(m.rate),
                 if self.finished {
                     ": no probe met it; give a lower first rate or looser objectives"
                 } else {
@@ -188,7 +193,7 @@ impl Capacity {
 }
 
 /// A rate with three significant figures.
-fn rate(r: f64) -> String {
+pub fn fmt_rate(r: f64) -> String {
     let digits = if r >= 100.0 {
         0
     } else if r >= 10.0 {

@@ -285,7 +285,7 @@ impl LiveRun {
 
     /// Requests the run will send in all, warm-up included.
     pub fn total(&self) -> u64 {
-        self.spec.total_requests()
+        self.spec.requests_sent_bound(self.status.is_some())
     }
 
     /// The sweep point and sequence number of a request index.
@@ -458,7 +458,8 @@ mod tests {
         assert_eq!(report.points.len(), 2);
         let replayed = LiveRun::from_events(&events_from_report("r", &report, false));
         assert_eq!(replayed.spec.request_rates, [1.0, 2.0]);
-        let capacity = crate::capacity::Capacity::of_run(&replayed.spec, &replayed.points).unwrap();
+        let capacity =
+            crate::capacity::Capacity::of_run(&replayed.spec, replayed.points.iter().map(Option::as_ref)).unwrap();
         assert_eq!((capacity.passed.unwrap().rate, capacity.missed.unwrap().rate), (1.0, 2.0));
     }
 

@@ -231,6 +231,16 @@ impl SweepSpec {
         self.requests_per_point() * self.point_count() as u64
     }
 
+    /// Requests the sweep sends, warm-up included, once it has `finished` or while it goes:
+    /// a capacity search that ended sent only the probes it ran, one that goes on may send
+    /// its whole budget.
+    pub fn requests_sent_bound(&self, finished: bool) -> u64 {
+        match self.capacity {
+            Some(_) if finished => self.requests_per_point() * self.request_rates.len() as u64,
+            _ => self.total_requests(),
+        }
+    }
+
     /// The load levels each prompt length is measured at, in order.
     pub fn load_levels(&self) -> Vec<LoadLevel> {
         if !self.request_rates.is_empty() {
@@ -557,6 +567,7 @@ mod tests {
         spec.request_rates = vec![1.0, 2.0];
         assert_eq!(spec.point(1), Some((64, LoadLevel::Rate(2.0))));
         assert_eq!(spec.point(2), None);
+        assert_eq!((spec.requests_sent_bound(false), spec.requests_sent_bound(true)), (50, 20));
         assert!(spec.to_rerun().request_rates.is_empty());
         assert!(spec.to_rerun().problems().is_empty());
         let problems = SweepSpec { prompt_lengths: vec![16, 32], slo: None, ..spec }.problems();

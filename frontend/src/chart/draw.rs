@@ -350,6 +350,131 @@ pub fn latency<DB: DrawingBackend>(
     Ok(positions)
 }
 
+/// One curve of a latency-throughput chart: a prompt length's points in load order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Curve {
+    /// The prompt length (and, in a comparison, the run) in the legend.
+    pub label: String,
+    pub colour: Rgb,
+    /// Per load level: achieved output tokens/s, latency p50 and p99 (ms).
+    pub points: Vec<(f64, f64, f64)>,
+}
+
+/// Latency against achieved throughput across load levels.
+pub struct ThroughputChart<'a> {
+    pub y_desc: &'a str,
+    pub y_scale: YScale,
+    pub curves: Vec<Curve>,
+    /// A capacity search's answer: the passing probe's throughput and its words.
+    pub capacity: Option<(f64, String)>,
+    pub empty_note: &'a str,
+}
+
+/// Draws latency against output tokens/s: per curve, p50 as a line with dots and p99 as a
+/// thinner line with squares, both in the curve's colour, and the capacity as a vertical
+/// dashed line. Returns the p50 points' positions in CSS pixels, curve after curve.
+pub fn throughput<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &ThroughputChart<'_>,
+    palette: &Palette,
+    dpr: f64,
+) -> Result<Vec<(f64, f64)>, String> {
+    let xs: Vec<f64> = chart.curves.iter().flat_map(|c| c.points.iter().map(|p| p.0)).collect();
+    let x1 = xs.iter().copied().chain(chart.capacity.as_ref().map(|c| c.0)).fold(0.0_f64, f64::max);
+    let x1 = if x1 > 0.0 { x1 * 1.08 } else { 1.0 };
+    let y_scale = chart.y_scale;
+    let (y0, y1) = y_scale.range(chart.curves.iter().flat_map(|c| c.points.iter().flat_map(|p| [p.1, p.2])));
+    let mut ctx = ChartBuilder::on(root)
+        .margin((12.0 * dpr) as u32)
+        .x_label_area_size((38.0 * dpr) as u32)
+        .y_label_area_size((58.0 * dpr) as u32)
+        .build_cartesian_2d(0.0..x1, y0..y1)
+        .map_err(fail)?;
+    let x_label = |v: &f64| fmt_axis(*v, x1);
+    let y_label = |v: &f64| y_scale.label(*v, y1 - y0);
+    themed(
+        ctx.configure_mesh()
+            .x_desc("achieved output tokens/s")
+            .y_desc(chart.y_desc)
+            .x_label_formatter(&x_label)
+            .y_label_formatter(&y_label),
+        palette,
+        dpr,
+    )
+    .draw()
+    .map_err(fail)?;
+    let y = |value: f64| y_scale.to_axis(value);
+    if chart.curves.iter().all(|c| c.points.is_empty()) {
+        let (w, h) = root.dim_in_pixel();
+        let font = ("sans-serif", 13.0 * dpr).into_font().color(&rgb(palette.text).mix(0.7));
+        root.draw(&Text::new(
+            chart.empty_note,
+            ((w / 2) as i32, (h / 2) as i32),
+            font.pos(Pos::new(HPos::Center, VPos::Center)),
+        ))
+        .map_err(fail)?;
+    }
+    if let Some((at, words)) = &chart.capacity {
+        let style = ShapeStyle {
+            color: rgb(palette.error).to_rgba(),
+            filled: false,
+            stroke_width: (1.5 * dpr).max(1.0) as u32,
+        };
+        let dash = (y1 - y0) / 40.0;
+        let dashes = (0..40).step_by(2).map(|k| {
+            let from = y0 + dash * f64::from(k);
+            PathElement::new(vec![(*at, from), (*at, from + dash)], style)
+        });
+        ctx.draw_series(dashes).map_err(fail)?;
+        let (px, py) = ctx.backend_coord(&(*at, y1));
+        let font = ("sans-serif", 12.0 * dpr).into_font().color(&rgb(palette.error));
+        let right = *at > x1 * 0.6;
+        let anchor = if right { HPos::Right } else { HPos::Left };
+        let gap = (6.0 * dpr) as i32;
+        let place = (if right { px - gap } else { px + gap }, py + gap);
+        root.draw(&Text::new(words.clone(), place, font.pos(Pos::new(anchor, VPos::Top)))).map_err(fail)?;
+    }
+    let mut positions = Vec::new();
+    let marker = (4.0 * dpr) as i32;
+    for curve in &chart.curves {
+        let colour = rgb(curve.colour);
+        let p50: Vec<(f64, f64)> = curve.points.iter().map(|p| (p.0, y(p.1))).collect();
+        let p99: Vec<(f64, f64)> = curve.points.iter().map(|p| (p.0, y(p.2))).collect();
+        let thick = ShapeStyle { color: colour.to_rgba(), filled: false, stroke_width: (2.0 * dpr) as u32 };
+        let thin = ShapeStyle { color: colour.mix(0.7), filled: false, stroke_width: (1.2 * dpr).max(1.0) as u32 };
+        let length = (18.0 * dpr) as i32;
+        ctx.draw_series(std::iter::once(PathElement::new(p50.clone(), thick)))
+            .map_err(fail)?
+            .label(format!("{} p50", curve.label).trim_start().to_string())
+            .legend(move |(px, py)| PathElement::new(vec![(px, py), (px + length, py)], thick));
+        ctx.draw_series(p50.iter().map(|&p| Circle::new(p, marker, colour.filled()))).map_err(fail)?;
+        ctx.draw_series(std::iter::once(PathElement::new(p99.clone(), thin)))
+            .map_err(fail)?
+            .label(format!("{} p99", curve.label).trim_start().to_string())
+            .legend(move |(px, py)| PathElement::new(vec![(px, py), (px + length, py)], thin));
+        let fill = colour.mix(0.7).filled();
+        ctx.draw_series(
+            p99.iter().map(|&p| EmptyElement::at(p) + Rectangle::new([(-marker, -marker), (marker, marker)], fill)),
+        )
+        .map_err(fail)?;
+        positions.extend(p50.iter().map(|p| {
+            let (px, py) = ctx.backend_coord(p);
+            (f64::from(px) / dpr, f64::from(py) / dpr)
+        }));
+    }
+    if !chart.curves.is_empty() {
+        ctx.configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .margin((8.0 * dpr) as u32)
+            .label_font(("sans-serif", 12.0 * dpr).into_font().color(&rgb(palette.text)))
+            .background_style(rgb(palette.background).mix(0.85))
+            .border_style(rgb(palette.grid))
+            .draw()
+            .map_err(fail)?;
+    }
+    Ok(positions)
+}
+
 /// The look every chart's axes share: fonts scaled to the device, grid colours of the scheme.
 fn themed<'m, 'a, 'b, X: Ranged, Y: Ranged, DB: DrawingBackend>(
     mesh: &'m mut MeshStyle<'a, 'b, X, Y, DB>,

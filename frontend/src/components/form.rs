@@ -4,6 +4,7 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::api::{ApiError, ModelChoice, RunCreated, TargetModels};
+use shared::capacity::CapacitySearch;
 use shared::goodput::Slo;
 use shared::schedule::Arrival;
 use shared::spec::{parse_concurrencies, parse_prompt_lengths, parse_request_rates};
@@ -13,6 +14,29 @@ use crate::api;
 use crate::components::ErrorBox;
 use crate::components::copy_link::CopyLink;
 use crate::components::run_view::rerun_path;
+
+/// How the form's load is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadMode {
+    /// Closed loop: concurrencies.
+    Concurrency,
+    /// Open loop: request rates.
+    Rates,
+    /// Open loop: the highest rate whose goodput meets a target.
+    Capacity,
+}
+
+impl LoadMode {
+    fn of(spec: &SweepSpec) -> LoadMode {
+        if spec.capacity.is_some() {
+            LoadMode::Capacity
+        } else if spec.open_loop() {
+            LoadMode::Rates
+        } else {
+            LoadMode::Concurrency
+        }
+    }
+}
 
 /// The form's fields as typed.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,8 +52,8 @@ pub struct Fields {
     pub warmup: String,
     /// One concurrency, or a list or range of them (closed loop).
     pub concurrency: String,
-    /// Send on a schedule at `rates` instead of keeping `concurrency` in flight.
-    pub open_loop: bool,
+    /// How the load is given: concurrencies, request rates, or a capacity search.
+    pub load: LoadMode,
     /// Request rates per second: a list or range (open loop).
     pub rates: String,
     pub arrival: Arrival,
@@ -37,6 +61,10 @@ pub struct Fields {
     pub seed: String,
     /// The most requests in flight in open loop; empty for the engine's most.
     pub max_concurrency: String,
+    /// A capacity search's goodput target (0 to 1), first rate and most probes.
+    pub goodput: String,
+    pub start_rate: String,
+    pub probes: String,
     /// Objectives in ms, each empty when not asked for.
     pub slo_ttft: String,
     pub slo_t2t: String,
@@ -49,6 +77,7 @@ pub struct Fields {
 impl Fields {
     /// The fields of a spec, as the form shows them.
     pub fn of(spec: &SweepSpec) -> Fields {
+        let search = spec.capacity.unwrap_or_default();
         Fields {
             target: spec.target.clone(),
             model: spec.model.clone(),
@@ -64,12 +93,19 @@ impl Fields {
             } else {
                 join(&spec.concurrencies)
             },
-            open_loop: spec.open_loop(),
-            rates: if spec.request_rates.is_empty() { "1,2,4".into() } else { join(&spec.request_rates) },
+            load: LoadMode::of(spec),
+            rates: if spec.request_rates.is_empty() || spec.capacity.is_some() {
+                "1,2,4".into()
+            } else {
+                join(&spec.request_rates)
+            },
             arrival: spec.arrival,
             burstiness: spec.burstiness.to_string(),
             seed: spec.seed.to_string(),
             max_concurrency: spec.max_concurrency.map(|c| c.to_string()).unwrap_or_default(),
+            goodput: search.goodput.to_string(),
+            start_rate: search.start_rate.to_string(),
+            probes: search.probes.to_string(),
             slo_ttft: objective(spec.slo.and_then(|s| s.ttft_ms)),
             slo_t2t: objective(spec.slo.and_then(|s| s.t2t_ms)),
             slo_e2e: objective(spec.slo.and_then(|s| s.e2e_ms)),
@@ -93,18 +129,39 @@ impl Fields {
             problems.push(format!("concurrency: {err}"));
             Vec::new()
         });
-        let mut load = SweepSpec { concurrencies: Vec::new(), request_rates: Vec::new(), ..self.rest.clone() };
+        let mut load =
+            SweepSpec { concurrencies: Vec::new(), request_rates: Vec::new(), capacity: None, ..self.rest.clone() };
         match concurrencies.as_slice() {
             [one] => load.concurrency = *one,
             [] => {}
             many => load.concurrencies = many.to_vec(),
         }
-        if self.open_loop {
+        if self.load != LoadMode::Concurrency {
             load.concurrencies.clear();
+            load.concurrency = 1;
+        }
+        if self.load == LoadMode::Rates {
             load.request_rates = parse_request_rates(&self.rates).unwrap_or_else(|err| {
                 problems.push(format!("request rates: {err}"));
                 Vec::new()
             });
+        }
+        if self.load == LoadMode::Capacity {
+            let mut decimal = |text: &str, what: &str| -> f64 {
+                text.trim().parse().unwrap_or_else(|_| {
+                    problems.push(format!("{what} must be a number, not {:?}", text.trim()));
+                    1.0
+                })
+            };
+            let (goodput, start_rate) =
+                (decimal(&self.goodput, "the goodput target"), decimal(&self.start_rate, "the first rate"));
+            let probes = self.probes.trim().parse().unwrap_or_else(|_| {
+                problems.push(format!("the most probes must be a whole number, not {:?}", self.probes.trim()));
+                0
+            });
+            load.capacity = Some(CapacitySearch { goodput, start_rate, probes });
+        }
+        if self.load != LoadMode::Concurrency {
             load.arrival = self.arrival;
             load.burstiness = self.burstiness.trim().parse().unwrap_or_else(|_| {
                 problems.push(format!("burstiness must be a number, not {:?}", self.burstiness.trim()));
@@ -281,7 +338,7 @@ pub fn SweepForm(
             f.max_tokens = spec.max_tokens.to_string();
             f.ignore_eos = spec.ignore_eos;
             f.concurrency = spec.concurrency.to_string();
-            f.open_loop = false;
+            f.load = LoadMode::Concurrency;
         });
     };
     let submit = move |ev: leptos::ev::SubmitEvent| {
@@ -298,6 +355,7 @@ pub fn SweepForm(
         });
     };
     let field = move |get: fn(&Fields) -> String| move || fields.with(get);
+    let mode = move || fields.with(|f| f.load);
 
     view! {
         <form class="sweep-form" on:submit=submit novalidate>
@@ -378,20 +436,37 @@ pub fn SweepForm(
             <fieldset class="load-levels">
                 <legend>"Load"</legend>
                 <label class="check" title="Keep a number of requests in flight: each is sent as one finishes (closed loop)">
-                    <input id="load-closed" type="radio" name="load" prop:checked=move || fields.with(|f| !f.open_loop)
-                        on:change=move |_| fields.update(|f| f.open_loop = false)/>"Concurrency"</label>
+                    <input id="load-closed" type="radio" name="load" prop:checked=move || mode() == LoadMode::Concurrency
+                        on:change=move |_| fields.update(|f| f.load = LoadMode::Concurrency)/>"Concurrency"</label>
                 <label class="check" title="Send requests on a schedule at a rate, whatever the server's pace (open loop)">
-                    <input id="load-open" type="radio" name="load" prop:checked=move || fields.with(|f| f.open_loop)
-                        on:change=move |_| fields.update(|f| f.open_loop = true)/>"Request rate"</label>
-                <Show when=move || fields.with(|f| !f.open_loop)>
+                    <input id="load-open" type="radio" name="load" prop:checked=move || mode() == LoadMode::Rates
+                        on:change=move |_| fields.update(|f| f.load = LoadMode::Rates)/>"Request rate"</label>
+                <label class="check" title="Search for the highest request rate at which enough requests meet the objectives: doubling while probes pass, then bisecting to within 5%">
+                    <input id="load-capacity" type="radio" name="load" prop:checked=move || mode() == LoadMode::Capacity
+                        on:change=move |_| fields.update(|f| f.load = LoadMode::Capacity)/>"Find capacity"</label>
+                <Show when=move || mode() == LoadMode::Concurrency>
                     <label class="wide">"Concurrency: one, a list or a range (1,2,4..64:x2), each measured in turn"
                         <input id="concurrency" type="text" spellcheck="false" prop:value=field(|f| f.concurrency.clone())
                             on:input=set(|f, v| f.concurrency = v)/></label>
                 </Show>
-                <Show when=move || fields.with(|f| f.open_loop)>
+                <Show when=move || mode() == LoadMode::Rates>
                     <label class="wide">"Request rates per second: a list or a range (0.5..16:x2), each measured in turn"
                         <input id="request-rates" type="text" spellcheck="false" prop:value=field(|f| f.rates.clone())
                             on:input=set(|f, v| f.rates = v)/></label>
+                </Show>
+                <Show when=move || mode() == LoadMode::Capacity>
+                    <p class="hint">"Each probe is a point at one rate; the answer is the highest rate whose goodput met the target. Needs at least one objective and one prompt length."</p>
+                    <label title="The share of a probe's requests that must meet every objective: 0.99 is 99%">"Goodput target"
+                        <input id="capacity-goodput" type="text" prop:value=field(|f| f.goodput.clone())
+                            on:input=set(|f, v| f.goodput = v)/></label>
+                    <label title="The first probe's rate, requests per second">"First rate /s"
+                        <input id="capacity-start" type="text" prop:value=field(|f| f.start_rate.clone())
+                            on:input=set(|f, v| f.start_rate = v)/></label>
+                    <label title="The most probes the search sends">"Most probes"
+                        <input id="capacity-probes" type="number" min="2" prop:value=field(|f| f.probes.clone())
+                            on:input=set(|f, v| f.probes = v)/></label>
+                </Show>
+                <Show when=move || mode() != LoadMode::Concurrency>
                     <label>"Arrivals"
                         <select id="arrival" on:change=move |ev| {
                             if let Ok(arrival) = event_target_value(&ev).parse() { fields.update(|f| f.arrival = arrival) }
@@ -483,16 +558,42 @@ mod tests {
         };
         assert_eq!(Fields::of(&open).spec().unwrap(), open);
         let mut fields = Fields::of(&open);
-        fields.open_loop = false;
+        fields.load = LoadMode::Concurrency;
         fields.concurrency = "8".into();
         let closed = fields.spec().unwrap();
         assert!(closed.request_rates.is_empty() && closed.max_concurrency.is_none() && closed.concurrency == 8);
-        fields.open_loop = true;
+        fields.load = LoadMode::Rates;
         fields.rates = "fast".into();
         fields.slo_ttft = "soon".into();
         let problems = fields.spec().unwrap_err();
         assert!(problems.iter().any(|p| p.starts_with("request rates:")), "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("TTFT objective")), "{problems:?}");
+    }
+
+    #[test]
+    fn a_capacity_search_round_trips_and_its_bad_fields_are_named() {
+        let search = SweepSpec {
+            model: "m".into(),
+            prompt_lengths: vec![256],
+            capacity: Some(CapacitySearch { goodput: 0.95, start_rate: 4.0, probes: 9 }),
+            slo: Slo::parse("ttft_ms=500").ok(),
+            arrival: Arrival::Poisson,
+            ..SweepSpec::default()
+        };
+        assert_eq!(Fields::of(&search).spec().unwrap(), search);
+        // A finished search's spec holds its probes; the form starts a new search.
+        let finished = SweepSpec { request_rates: vec![4.0, 8.0], ..search.clone() };
+        assert_eq!(Fields::of(&finished).spec().unwrap(), search);
+        let mut fields = Fields::of(&search);
+        fields.goodput = "most".into();
+        fields.slo_ttft = String::new();
+        let problems = fields.spec().unwrap_err();
+        assert!(problems.iter().any(|p| p.contains("goodput target")), "{problems:?}");
+        fields.goodput = "0.9".into();
+        let problems = fields.spec().unwrap_err();
+        assert!(problems.iter().any(|p| p.contains("needs objectives")), "{problems:?}");
+        fields.load = LoadMode::Rates;
+        assert!(fields.spec().unwrap().capacity.is_none());
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod glossary;
 pub mod run_details;
 pub mod run_view;
 pub mod runs_list;
+pub mod throughput;
 
 use leptos::prelude::*;
 use shared::api::ApiError;

@@ -16,6 +16,7 @@ use crate::components::ErrorBox;
 use crate::components::charts::{self, Inspector, LatencyChart, Metric, ViewControls, with_run_chart};
 use crate::components::glossary::metric_anchor;
 use crate::components::run_details::RunDetails;
+use crate::components::throughput::{self, ThroughputChart};
 use crate::report::{self, ReportChart};
 
 /// The run's state in words, and a short machine-readable name for it.
@@ -44,7 +45,7 @@ pub fn fmt_duration(seconds: f64) -> String {
 
 /// `/new?spec=...`: the form, filled with `spec`.
 pub fn rerun_path(spec: &SweepSpec) -> String {
-    format!("/new{}", spec_query(&serde_json::to_string(spec).unwrap_or_default()))
+    format!("/new{}", spec_query(&serde_json::to_string(&spec.to_rerun()).unwrap_or_default()))
 }
 
 /// A live run.
@@ -194,7 +195,20 @@ pub fn RunView(
                 _ => None,
             }}
             {move || cancel_error.get().map(|err| view! { <ErrorBox error=err/> })}
+            {move || { version.track(); run.with_value(throughput::headline) }.map(|words| view! {
+                <p id="capacity" class="headline">{words}</p>
+            })}
             <ViewControls view=view address=address/>
+            <Show when=move || { version.track(); run.with_value(|run| throughput::shows(&run.spec)) }>
+                <div class="charts" id="throughput-charts">
+                    <Show when=move || view.with(|v| v.charts != Charts::T2t)>
+                        <ThroughputChart metric=Metric::Ttft run=run version=version view=view stem=files/>
+                    </Show>
+                    <Show when=move || view.with(|v| v.charts != Charts::Ttft)>
+                        <ThroughputChart metric=Metric::T2t run=run version=version view=view stem=files/>
+                    </Show>
+                </div>
+            </Show>
             <div class="charts">
                 <Show when=move || view.with(|v| v.charts != Charts::T2t)>
                     <LatencyChart metric=Metric::Ttft run=run version=version view=view stem=files/>
@@ -215,7 +229,24 @@ fn describe_spec(run: &LiveRun) -> String {
 
 /// The charts a run's page shows, as SVG for its report.
 pub fn report_charts(run: &LiveRun, view: RunViewState) -> Result<Vec<ReportChart>, String> {
-    charts::report_charts(view, &|metric, shape, palette, draw| with_run_chart(run, metric, shape, palette, draw))
+    let mut out =
+        charts::report_charts(view, &|metric, shape, palette, draw| with_run_chart(run, metric, shape, palette, draw))?;
+    if throughput::shows(&run.spec) {
+        let palette = crate::chart::Palette::LIGHT;
+        for metric in Metric::ALL.into_iter().filter(|&m| charts::shows(view.charts, m)) {
+            let svg = throughput::with_chart(run, metric, crate::chart::YScale::chosen(view.y), &palette, |chart| {
+                crate::chart::draw::to_svg(crate::chart::draw::EXPORT_SIZE, &palette, |root| {
+                    crate::chart::draw::throughput(root, chart, &palette, 1.0).map(drop)
+                })
+            })?;
+            out.push(ReportChart {
+                key: format!("{}-throughput", metric.key()),
+                caption: format!("{} against achieved throughput, one line per prompt length", charts::title(metric)),
+                svg,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// The cells of one metric's summary; each carries its exact value for tools to read.

@@ -453,7 +453,12 @@ impl RunHandle {
 
     fn new(id: String, spec: &SweepSpec, clock: RunClock, simulated: bool, cancel: CancellationToken) -> Self {
         let run = Self::empty(id.clone(), spec, clock.start_unix_ns(), simulated, cancel, None);
-        run.push(&RunEvent::Started { id, spec: Box::new(spec.clone()), started_unix_ns: clock.start_unix_ns(), simulated });
+        run.push(&RunEvent::Started {
+            id,
+            spec: Box::new(spec.clone()),
+            started_unix_ns: clock.start_unix_ns(),
+            simulated,
+        });
         run
     }
 
@@ -494,7 +499,10 @@ impl RunHandle {
             }
             RunEvent::PointDone { stats, .. } => summary.points.push(stats.as_ref().clone()),
             RunEvent::NotSaved { error } => summary.not_saved = Some(error.clone()),
-            RunEvent::Finished { status } => summary.status = status.clone(),
+            RunEvent::Finished { status } => {
+                summary.status = status.clone();
+                summary.total_requests = summary.spec.requests_sent_bound(true);
+            }
             RunEvent::PointStarted { point, load, .. } => summary.spec.add_probe(*point, *load),
             RunEvent::Started { .. } => {}
         }

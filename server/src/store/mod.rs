@@ -319,12 +319,13 @@ impl Db {
             let bad = |source| StoreError::BadValue { run: id.clone(), source };
             let summary = (|| {
                 let spec: SweepSpec = serde_json::from_str(&spec).map_err(bad)?;
+                let status: RunStatus = serde_json::from_str(&status).map_err(bad)?;
                 Ok::<_, StoreError>(RunSummary {
-                    total_requests: spec.total_requests(),
+                    total_requests: spec.requests_sent_bound(status != RunStatus::Running),
                     spec,
                     started_unix_ns,
                     simulated,
-                    status: serde_json::from_str(&status).map_err(bad)?,
+                    status,
                     model: (!model.is_empty()).then(|| serde_json::from_str(&model)).transpose().map_err(bad)?,
                     finished_requests: finished as u64,
                     errors: errors as u64,

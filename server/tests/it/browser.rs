@@ -6,6 +6,7 @@ use std::time::Duration;
 use fantoccini::{Client, Locator};
 use futures::FutureExt;
 use serde_json::{Value, json};
+use server::sim::SimConfig;
 use shared::SweepSpec;
 use shared::api::RunSummary;
 
@@ -993,12 +994,23 @@ async fn a_rate_sweep_from_the_form() {
             input.clear().await.unwrap();
             input.send_keys(value).await.unwrap();
         }
+        // The page stays (the router changes the address only): note what the throughput
+        // chart holds each time it changes.
+        client.execute(WATCH_THROUGHPUT, vec![]).await.unwrap();
         run_by_clicking(&client, "16", "20", "1 lengths: [16]").await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let id = client.current_url().await.unwrap().path().strip_prefix("/runs/").unwrap().to_string();
         let summary: RunSummary =
             reqwest::get(format!("{}/api/runs/{id}", dash.base)).await.unwrap().json().await.unwrap();
         assert_eq!(summary.spec.request_rates, vec![20.0, 40.0]);
+        let seen: Vec<String> =
+            serde_json::from_value(client.execute("return window.seenThroughput;", vec![]).await.unwrap()).unwrap();
+        assert!(
+            seen.contains(&"running:1".to_string()),
+            "the chart had the first rate while the run went on: {seen:?}"
+        );
+        assert_eq!(seen.last().map(String::as_str), Some("completed:2"), "{seen:?}");
+        let chart = throughput_chart(&client).await;
         assert_eq!(summary.spec.slo.and_then(|s| s.ttft_ms), Some(5000.0));
         let table = client.execute(&format!("{VIEW_STATE_TABLE} return table();"), vec![]).await.unwrap();
         let cells: Vec<String> = serde_json::from_value::<Vec<String>>(table.clone())
@@ -1017,16 +1029,103 @@ async fn a_rate_sweep_from_the_form() {
                 assert!(cells.contains(&cell), "point {p}: {cell} not in {cells:?}");
             }
         }
-        // The link shows the same table.
+        // The link shows the same table and the same latency-throughput chart.
         let again = browser(&driver).await;
         let reopened = std::panic::AssertUnwindSafe(async {
             open_run(&again, &format!("{}/runs/{id}", dash.base)).await;
-            again.execute(&format!("{VIEW_STATE_TABLE} return table();"), vec![]).await.unwrap()
+            let table = again.execute(&format!("{VIEW_STATE_TABLE} return table();"), vec![]).await.unwrap();
+            (table, throughput_chart(&again).await)
         })
         .catch_unwind()
         .await;
         let _ = again.close().await;
-        assert_eq!(reopened.unwrap_or_else(|panic| std::panic::resume_unwind(panic)), table);
+        assert_eq!(reopened.unwrap_or_else(|panic| std::panic::resume_unwind(panic)), (table, chart));
+    })
+    .catch_unwind()
+    .await;
+    let _ = client.close().await;
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Notes, in `window.seenThroughput`, the run's state and the TTFT-throughput chart's points
+/// each time either changes.
+const WATCH_THROUGHPUT: &str = r#"
+    window.seenThroughput = [];
+    setInterval(() => {
+        const canvas = document.querySelector('#chart-ttft-throughput');
+        const state = document.querySelector('#run-status')?.dataset.state;
+        if (!canvas || !state) return;
+        const now = state + ':' + canvas.dataset.points;
+        if (window.seenThroughput[window.seenThroughput.length - 1] !== now) window.seenThroughput.push(now);
+    }, 10);
+"#;
+
+/// What the TTFT-throughput chart drew: its points per curve, its capacity mark, and whether
+/// its canvas has anything but the background on it.
+async fn throughput_chart(client: &Client) -> (String, String, bool) {
+    let found = client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#chart-ttft-throughput[data-points]"))
+        .await;
+    found.expect("the latency-throughput chart is drawn");
+    let drawn = client
+        .execute(
+            "const c = document.querySelector('#chart-ttft-throughput');
+             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+             let inked = 0;
+             for (let i = 0; i < d.length; i += 4) if (d[i] < 200) inked++;
+             return [c.dataset.points, c.dataset.capacity, inked > 500];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(drawn).unwrap()
+}
+
+#[tokio::test]
+async fn a_capacity_search_from_the_form() {
+    need_frontend();
+    let _serial = timing_lock().await;
+    // Four slots, each request 80 ms: 50 requests/s at most.
+    let sim = SimConfig {
+        prefill_base_ms: 10.0,
+        prefill_per_token_ms: 0.0,
+        decode_ms: 10.0,
+        max_sequences: 4,
+        jitter: 0.0,
+        ..fast_sim()
+    };
+    let dash = start_dashboard(sim).await;
+    let driver = start_driver().await;
+    let client = browser(&driver).await;
+    let result = std::panic::AssertUnwindSafe(async {
+        client.goto(&dash.base).await.unwrap();
+        wait_for_text(&client, "#model", "sim-vllm", Duration::from_secs(20)).await;
+        client.find(Locator::Css("#load-capacity")).await.unwrap().click().await.unwrap();
+        for (field, value) in [
+            ("#max-tokens", "8"),
+            ("#capacity-goodput", "0.9"),
+            ("#capacity-start", "20"),
+            ("#capacity-probes", "3"),
+            ("#slo-ttft", "40"),
+        ] {
+            let input = client.find(Locator::Css(field)).await.unwrap();
+            input.clear().await.unwrap();
+            input.send_keys(value).await.unwrap();
+        }
+        run_by_clicking(&client, "16", "20", "1 lengths: [16]").await;
+        let id = client.current_url().await.unwrap().path().strip_prefix("/runs/").unwrap().to_string();
+        let summary: RunSummary =
+            reqwest::get(format!("{}/api/runs/{id}", dash.base)).await.unwrap().json().await.unwrap();
+        assert_eq!(summary.spec.request_rates, vec![20.0, 40.0, 80.0], "the probes, in the order run");
+        wait_for_text(&client, "#capacity", "at 90% goodput", Duration::from_secs(5)).await;
+        let headline = client.find(Locator::Css("#capacity")).await.unwrap().text().await.unwrap();
+        assert!(headline.starts_with("capacity between 40.0 and 80.0 req/s"), "{headline}");
+        let (points, capacity, drawn) = throughput_chart(&client).await;
+        assert_eq!((points.as_str(), capacity.as_str(), drawn), ("3", "capacity 40.0 req/s", true));
     })
     .catch_unwind()
     .await;

@@ -275,8 +275,7 @@ async fn the_capacity_search_finds_the_simulators_known_capacity() {
         let search = CapacitySearch { goodput: 0.95, start_rate: 16.0, probes: 12 };
         let report = sweep(capacity_spec(&sim.target, search)).await;
         assert_eq!(report.status, RunStatus::Completed, "{:?}", report.status);
-        let points: Vec<Option<shared::PointStats>> = report.points.iter().cloned().map(Some).collect();
-        let capacity = Capacity::of_run(&report.spec, &points).unwrap();
+        let capacity = Capacity::of_run(&report.spec, report.points.iter().map(Some)).unwrap();
         let probes: Vec<String> = report
             .points
             .iter()

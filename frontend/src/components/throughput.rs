@@ -1,0 +1,240 @@
+//! Latency against achieved throughput across a run's load levels, with a capacity search's
+//! answer marked: where latency turns up as the load grows.
+
+use leptos::html::Canvas;
+use leptos::prelude::*;
+use shared::capacity::Capacity;
+use shared::spec::LoadLevel;
+use shared::view::RunViewState;
+use shared::{LiveRun, PointStats, Summary, SweepSpec};
+
+use crate::chart::{Palette, YScale, draw};
+use crate::components::charts::{ExportButtons, Metric, Resized, palette, title};
+use crate::components::glossary::metric_anchor;
+
+/// Whether a run's spec has load levels to draw latency against throughput for.
+pub fn shows(spec: &SweepSpec) -> bool {
+    spec.load_levels().len() > 1 || spec.capacity.is_some()
+}
+
+/// The latency an open-loop point is drawn with: from the intended send time, so that a
+/// client that fell behind does not hide the wait; a closed-loop point's usual latency.
+fn latency(metric: Metric, point: &PointStats) -> Option<&Summary> {
+    match (metric, point.ttft_intended_ms.as_ref()) {
+        (Metric::Ttft, Some(intended)) => Some(intended),
+        _ => metric.summary(point),
+    }
+}
+
+/// The vertical axis's description.
+fn y_desc(metric: Metric, spec: &SweepSpec) -> &'static str {
+    match metric {
+        Metric::Ttft if spec.open_loop() => "TTFT from the intended send (ms)",
+        Metric::Ttft => "TTFT (ms)",
+        Metric::T2t => "token-to-token (ms)",
+    }
+}
+
+/// How hard a load level loads, to order a curve's points.
+fn weight(load: Option<LoadLevel>) -> f64 {
+    match load {
+        Some(LoadLevel::Concurrency(c)) => f64::from(c),
+        Some(LoadLevel::Rate(rate)) => rate,
+        None => 0.0,
+    }
+}
+
+/// One curve per prompt length of the run, each through its settled points in load order.
+pub fn curves(spec: &SweepSpec, points: &[Option<PointStats>], metric: Metric, palette: &Palette) -> Vec<draw::Curve> {
+    spec.prompt_lengths
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &length)| {
+            let mut at: Vec<&PointStats> = points.iter().flatten().filter(|p| p.prompt_length == length).collect();
+            at.sort_by(|a, b| weight(a.load).total_cmp(&weight(b.load)));
+            let points: Vec<(f64, f64, f64)> =
+                at.iter().filter_map(|p| latency(metric, p).map(|s| (p.output_tokens_per_s, s.p50, s.p99))).collect();
+            (!points.is_empty()).then(|| draw::Curve {
+                label: if spec.prompt_lengths.len() > 1 { format!("prompt {length}") } else { String::new() },
+                colour: palette.run(i),
+                points,
+            })
+        })
+        .collect()
+}
+
+/// A capacity search's answer on the throughput axis: the passing probe's output tokens/s.
+pub fn capacity_mark(spec: &SweepSpec, points: &[Option<PointStats>]) -> Option<(f64, String)> {
+    let passed = Capacity::of_run(spec, points.iter().map(Option::as_ref))?.passed?;
+    let point = points.iter().flatten().find(|p| p.load == Some(LoadLevel::Rate(passed.rate)))?;
+    Some((point.output_tokens_per_s, format!("capacity {} req/s", shared::capacity::fmt_rate(passed.rate))))
+}
+
+/// Calls `f` with the latency-throughput chart of one run's metric.
+pub fn with_chart<T>(
+    run: &LiveRun,
+    metric: Metric,
+    y_scale: YScale,
+    palette: &Palette,
+    f: impl FnOnce(&draw::ThroughputChart<'_>) -> T,
+) -> T {
+    f(&draw::ThroughputChart {
+        y_desc: y_desc(metric, &run.spec),
+        y_scale,
+        curves: curves(&run.spec, &run.points, metric, palette),
+        capacity: capacity_mark(&run.spec, &run.points),
+        empty_note: if run.status.is_some() { "no results" } else { "waiting for the first load level" },
+    })
+}
+
+/// A capacity search's answer in words, for the run's headline; `None` for other runs.
+pub fn headline(run: &LiveRun) -> Option<String> {
+    let search = run.spec.capacity?;
+    Some(Capacity::of_run(&run.spec, run.points.iter().map(Option::as_ref))?.headline(&search))
+}
+
+/// A latency metric against achieved throughput, redrawn as each load level settles.
+#[component]
+pub fn ThroughputChart(
+    /// Which metric.
+    metric: Metric,
+    /// The run, rebuilt from its events.
+    run: StoredValue<LiveRun, LocalStorage>,
+    /// Bumped when `run` changes.
+    version: RwSignal<u64>,
+    /// The page's chart controls: the latency axis's scale is shared with the other charts.
+    #[prop(into)]
+    view: Signal<RunViewState>,
+    /// The stem of the chart's file names.
+    #[prop(into)]
+    stem: Signal<String>,
+) -> impl IntoView {
+    let canvas = NodeRef::<Canvas>::new();
+    let resized = use_context::<Resized>().map(|r| r.0);
+    let failure = RwSignal::new(None::<String>);
+    let y_scale = Memo::new(move |_| YScale::chosen(view.with(|v| v.y)));
+    Effect::new(move |_| {
+        version.track();
+        if let Some(r) = resized {
+            r.track();
+        }
+        let y_scale = y_scale.get();
+        let Some(canvas) = canvas.get() else { return };
+        let palette = palette();
+        let drawn = run.with_value(|run| {
+            with_chart(run, metric, y_scale, &palette, |chart| {
+                let drawn =
+                    draw::on_canvas(&canvas, &palette, |root, dpr| draw::throughput(root, chart, &palette, dpr));
+                // What is drawn, for tools that read the chart: the p50 points per curve.
+                let points: Vec<String> = chart.curves.iter().map(|c| c.points.len().to_string()).collect();
+                let _ = canvas.set_attribute("data-points", &points.join(","));
+                let _ = canvas
+                    .set_attribute("data-capacity", &chart.capacity.as_ref().map_or(String::new(), |c| c.1.clone()));
+                drawn
+            })
+        });
+        match drawn {
+            Ok(_) => failure.set(None),
+            Err(err) => failure.set(Some(err)),
+        }
+    });
+    let key = match metric {
+        Metric::Ttft => "ttft-throughput",
+        Metric::T2t => "t2t-throughput",
+    };
+    let svg = Callback::new(move |()| {
+        let palette = palette();
+        run.with_value(|run| {
+            with_chart(run, metric, y_scale.get_untracked(), &palette, |chart| {
+                draw::to_svg(draw::EXPORT_SIZE, &palette, |root| draw::throughput(root, chart, &palette, 1.0).map(drop))
+            })
+        })
+    });
+    view! {
+        <figure class="chart" data-chart=key>
+            <figcaption>
+                {title(metric)} " against throughput "
+                <a class="define" href=format!("#{}", metric_anchor(metric.key())) title="What this metric means">"definition"</a>
+                <ExportButtons key=key canvas=canvas stem=stem svg=svg/>
+                <span class="legend">"p50 ● · p99 ■ · one line per prompt length, in load order"</span>
+            </figcaption>
+            <div class="canvas-box">
+                <canvas node_ref=canvas id=format!("chart-{key}")/>
+            </div>
+            {move || failure.get().map(|f| view! { <p class="error">{f}</p> })}
+        </figure>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shared::capacity::CapacitySearch;
+    use shared::goodput::{Goodput, Slo};
+
+    use super::*;
+
+    fn point(length: u32, load: LoadLevel, tokens_per_s: f64, ttft: f64, share: f64) -> PointStats {
+        let summary = Summary::of(&mut [ttft, ttft, ttft * 2.0]).unwrap();
+        PointStats {
+            prompt_length: length,
+            load: Some(load),
+            output_tokens_per_s: tokens_per_s,
+            ttft_intended_ms: Some(summary.clone()),
+            ttft_ms: Some(summary),
+            goodput: Some(Goodput { met: 0, measured: 10, share, requests_per_s: 0.0 }),
+            ..PointStats::default()
+        }
+    }
+
+    #[test]
+    fn a_curve_per_prompt_length_in_load_order() {
+        let spec = SweepSpec { prompt_lengths: vec![16, 256], request_rates: vec![1.0, 2.0], ..SweepSpec::default() };
+        let rate = LoadLevel::Rate;
+        let points = vec![
+            Some(point(16, rate(2.0), 200.0, 12.0, 1.0)),
+            Some(point(16, rate(1.0), 100.0, 10.0, 1.0)),
+            Some(point(256, rate(1.0), 90.0, 30.0, 1.0)),
+            None,
+        ];
+        let drawn = curves(&spec, &points, Metric::Ttft, &Palette::LIGHT);
+        assert_eq!(drawn.len(), 2);
+        assert_eq!(drawn[0].label, "prompt 16");
+        let p99 = |ttft: f64| Summary::of(&mut [ttft, ttft, ttft * 2.0]).unwrap().p99;
+        assert_eq!(drawn[0].points, vec![(100.0, 10.0, p99(10.0)), (200.0, 12.0, p99(12.0))]);
+        assert_eq!(drawn[1].points, vec![(90.0, 30.0, p99(30.0))]);
+        assert!(curves(&spec, &points, Metric::T2t, &Palette::LIGHT).is_empty(), "no token-to-token samples");
+        assert!(shows(&spec) && !shows(&SweepSpec::default()));
+    }
+
+    #[test]
+    fn the_capacity_is_marked_at_the_passing_probes_throughput() {
+        let spec = SweepSpec {
+            prompt_lengths: vec![16],
+            request_rates: vec![10.0, 20.0, 15.0],
+            capacity: Some(CapacitySearch::default()),
+            slo: Some(Slo { ttft_ms: Some(50.0), ..Slo::default() }),
+            ..SweepSpec::default()
+        };
+        let rate = LoadLevel::Rate;
+        let points = vec![
+            Some(point(16, rate(10.0), 100.0, 10.0, 1.0)),
+            Some(point(16, rate(20.0), 150.0, 90.0, 0.4)),
+            Some(point(16, rate(15.0), 140.0, 20.0, 0.995)),
+        ];
+        assert_eq!(capacity_mark(&spec, &points), Some((140.0, "capacity 15.0 req/s".into())));
+        let run = LiveRun { spec, points, ..LiveRun::default() };
+        let words = headline(&run).unwrap();
+        assert!(words.starts_with("capacity between 15.0 and 20.0 req/s at 99% goodput so far"), "{words}");
+        let svg = draw::to_svg(draw::EXPORT_SIZE, &Palette::LIGHT, |root| {
+            with_chart(&run, Metric::Ttft, YScale::Linear, &Palette::LIGHT, |chart| {
+                draw::throughput(root, chart, &Palette::LIGHT, 1.0).map(drop)
+            })
+        })
+        .unwrap();
+        for text in
+            ["achieved output tokens/s", "TTFT from the intended send (ms)", "capacity 15.0 req/s", "p50", "p99"]
+        {
+            assert!(svg.contains(text), "no {text:?} in the SVG");
+        }
+    }
+}

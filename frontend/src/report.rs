@@ -63,14 +63,20 @@ pub fn status_text(status: &RunStatus) -> String {
 pub fn spec_line(spec: &SweepSpec, model: Option<&ModelInfo>) -> String {
     let model = model.map_or(spec.model.clone(), |m| format!("{} ({} style)", m.name, m.input_style));
     let objectives = spec.slo.map(|slo| format!(" · objectives {slo}")).unwrap_or_default();
+    let measured = match spec.duration_s {
+        Some(s) => format!("{s} s per point (at most {} requests)", spec.requests),
+        None => format!("{} requests per point", spec.requests),
+    };
+    let warmup = match spec.warmup_s {
+        Some(s) => format!("{s} s warm-up, at most {}", spec.warmup),
+        None => format!("{} warm-up", spec.warmup),
+    };
     format!(
-        "{model} at {} · {} · max_tokens {}{} · {} requests per point (+{} warm-up) · {}{objectives}",
+        "{model} at {} · {} · max_tokens {}{} · {measured} (+{warmup}) · {}{objectives}",
         spec.target,
         if spec.streaming { "streaming" } else { "non-streaming" },
         spec.max_tokens,
         if spec.ignore_eos { ", ignore_eos" } else { "" },
-        spec.requests,
-        spec.warmup,
         load_words(spec)
     )
 }

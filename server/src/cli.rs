@@ -102,12 +102,21 @@ pub struct SweepArgs {
     /// Ask the model to keep generating past its end-of-sequence token.
     #[arg(long)]
     pub ignore_eos: bool,
-    /// Measured requests per prompt length.
-    #[arg(long, default_value_t = 10)]
-    pub requests: u32,
-    /// Warm-up requests per prompt length, left out of every statistic.
-    #[arg(long, default_value_t = 0)]
-    pub warmup: u32,
+    /// Measured requests per point [default: 10; with --duration, enough for the duration:
+    /// 1.25 times the schedule's count and 16 more in open loop, 10,000 in closed loop].
+    #[arg(long)]
+    pub requests: Option<u32>,
+    /// Warm-up requests per point, left out of every statistic [default: 0; with
+    /// --warmup-duration, as --requests is with --duration, 1,000 in closed loop].
+    #[arg(long)]
+    pub warmup: Option<u32>,
+    /// Send each point's measured requests for this many seconds (from the first one's
+    /// send); --requests, when given, still caps their number.
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+    /// Warm each point up for this many seconds; --warmup, when given, still caps the count.
+    #[arg(long, value_name = "SECONDS")]
+    pub warmup_duration: Option<f64>,
     /// Requests in flight at once, closed loop: each request is sent as one finishes [default:
     /// 1]. A list or range (1,2,4..64:x2) measures every prompt length at each in turn.
     #[arg(long, value_parser = parse_concurrency_list, conflicts_with = "request_rate")]
@@ -221,8 +230,8 @@ impl SweepArgs {
         spec.prompt_lengths = self.prompt_lengths.0.clone();
         spec.max_tokens = self.max_tokens.unwrap_or(spec.max_tokens);
         spec.ignore_eos |= self.ignore_eos;
-        spec.requests = self.requests;
-        spec.warmup = self.warmup;
+        spec.duration_s = self.duration;
+        spec.warmup_s = self.warmup_duration;
         match self.concurrency.as_ref().map(|c| c.0.as_slice()) {
             Some([one]) => spec.concurrency = *one,
             Some(many) => spec.concurrencies = many.to_vec(),
@@ -242,10 +251,25 @@ impl SweepArgs {
             spec.max_concurrency = self.max_concurrency;
         }
         spec.slo = self.slo;
+        // After the load: a time limit's default count follows from the rates.
+        spec.requests = self.requests.unwrap_or_else(|| self.duration.map_or(10, |s| count_for(&spec, s, 10_000)));
+        spec.warmup = self.warmup.unwrap_or_else(|| self.warmup_duration.map_or(0, |s| count_for(&spec, s, 1_000)));
         spec.streaming = !self.non_streaming;
         spec.request_timeout_ms = self.timeout_ms;
         spec
     }
+}
+
+/// How many requests a point given `seconds` needs at most: in open loop 1.25 times what its
+/// fastest rate schedules in that time and 16 more (random arrivals come in bunches); in
+/// closed loop, whose pace is the server's, `closed`.
+fn count_for(spec: &SweepSpec, seconds: f64, closed: u32) -> u32 {
+    let fastest = spec.request_rates.iter().copied().fold(0.0_f64, f64::max);
+    if spec.capacity.is_some() || fastest <= 0.0 || !seconds.is_finite() {
+        return closed;
+    }
+    let count = (fastest * seconds * 1.25).ceil() + 16.0;
+    count.min(f64::from(u32::MAX)) as u32
 }
 
 #[derive(Debug, Args)]

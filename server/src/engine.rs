@@ -680,11 +680,13 @@ impl Sweep {
         match load {
             // Warm-up requests all finish before the measured ones start.
             LoadLevel::Concurrency(concurrency) => {
-                let status = self.phase(index, length, concurrency, 0..warmup, records, observer, cancel).await;
+                let seconds = |s: Option<f64>| s.map(Duration::from_secs_f64);
+                let (warm, measured) = (seconds(self.spec.warmup_s), seconds(self.spec.duration_s));
+                let status = self.phase(index, length, (concurrency, warm), 0..warmup, records, observer, cancel).await;
                 if status.is_some() {
                     return status;
                 }
-                self.phase(index, length, concurrency, warmup..total, records, observer, cancel).await
+                self.phase(index, length, (concurrency, measured), warmup..total, records, observer, cancel).await
             }
             // On one schedule throughout: the warm-up brings the server to the load the
             // measured requests then meet.
@@ -709,17 +711,38 @@ impl Sweep {
         let schedule =
             Schedule::new(rate, self.spec.arrival, self.spec.burstiness, self.spec.seed.wrapping_add(u64::from(point)));
         let (due_tx, mut due) = mpsc::unbounded_channel();
-        if let Err(err) = pace(self.clock, self.clock.now_ns(), schedule, total, due_tx) {
+        let start_ns = self.clock.now_ns();
+        if let Err(err) = pace(self.clock, start_ns, schedule, total, due_tx) {
             return Some(RunStatus::Failed { error: format!("tokenscope could not start its pacing thread: {err}") });
         }
         let mut waiting = std::collections::VecDeque::new();
         let (mut next, mut paced, mut in_flight) = (0u32, 0u32, 0u32);
+        // The phases' time limits count on the schedule: from the point's start, and from the
+        // first measured request's intended send.
+        let nanos = |s: Option<f64>| s.map(|s| (s * 1e9) as u64);
+        let (warm_ns, measured_ns) = (nanos(self.spec.warmup_s), nanos(self.spec.duration_s));
+        let mut measured_from = None;
+        let mut end = total;
         let mut ticker = tokio::time::interval(TIMEOUT_CHECK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        while next < total || in_flight > 0 {
+        while next < end || in_flight > 0 {
             while in_flight < most
+                && next < end
                 && let Some(intended) = waiting.pop_front()
             {
+                if next < warmup && warm_ns.is_some_and(|w| intended - start_ns >= w) {
+                    next = warmup;
+                }
+                if next >= warmup {
+                    let from = *measured_from.get_or_insert(intended);
+                    if measured_ns.is_some_and(|d| intended - from >= d) {
+                        // The point's time is up: nothing more is sent, and the pacer stops.
+                        end = next;
+                        waiting.clear();
+                        due.close();
+                        break;
+                    }
+                }
                 self.issue(point, next, length, next < warmup, Some(intended), observer);
                 next += 1;
                 in_flight += 1;
@@ -727,7 +750,7 @@ impl Sweep {
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => return Some(RunStatus::Cancelled),
-                at = due.recv(), if paced < total => match at {
+                at = due.recv(), if paced < total && next < end => match at {
                     Some(at) => {
                         paced += 1;
                         waiting.push_back(at);
@@ -796,14 +819,15 @@ impl Sweep {
         None
     }
 
-    /// Sends requests `seqs` of a point, `concurrency` at a time, and collects them all.
-    /// Returns the run's end status if it must stop early.
+    /// Sends requests `seqs` of a point, `concurrency` at a time, for at most `lasting` from
+    /// the first send when given, and collects them all. Returns the run's end status if it
+    /// must stop early.
     #[allow(clippy::too_many_arguments)]
     async fn phase(
         &mut self,
         point: u32,
         length: u32,
-        concurrency: u32,
+        (concurrency, lasting): (u32, Option<Duration>),
         seqs: std::ops::Range<u32>,
         records: &mut Vec<RequestRecord>,
         observer: &mut dyn Observer,
@@ -814,8 +838,10 @@ impl Sweep {
         let mut in_flight = 0u32;
         let mut ticker = tokio::time::interval(TIMEOUT_CHECK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        while next < seqs.end || in_flight > 0 {
-            while in_flight < concurrency && next < seqs.end {
+        let until = lasting.map(|d| std::time::Instant::now() + d);
+        let open = |next: u32| next < seqs.end && until.is_none_or(|until| std::time::Instant::now() < until);
+        while open(next) || in_flight > 0 {
+            while in_flight < concurrency && open(next) {
                 self.issue(point, next, length, warmup, None, observer);
                 next += 1;
                 in_flight += 1;

@@ -285,7 +285,7 @@ impl LiveRun {
 
     /// Requests the run will send in all, warm-up included.
     pub fn total(&self) -> u64 {
-        self.spec.requests_sent_bound(self.status.is_some())
+        self.spec.requests_sent_bound(self.status.is_some().then_some(self.finished))
     }
 
     /// The sweep point and sequence number of a request index.

@@ -77,6 +77,13 @@ pub struct SweepSpec {
     pub requests: u32,
     /// Requests per prompt length sent first and left out of every statistic.
     pub warmup: u32,
+    /// A point's measured requests are sent for at most this many seconds from the first
+    /// one's send (intended send, in open loop); `requests` still caps their number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
+    /// A point's warm-up lasts at most this many seconds; `warmup` still caps its number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_s: Option<f64>,
     /// Requests in flight at once (closed loop: a new request is sent as soon as one
     /// finishes), when `concurrencies` and `request_rates` are empty.
     pub concurrency: u32,
@@ -130,6 +137,8 @@ impl Default for SweepSpec {
             ignore_eos: false,
             requests: 10,
             warmup: 0,
+            duration_s: None,
+            warmup_s: None,
             concurrency: 1,
             concurrencies: Vec::new(),
             request_rates: Vec::new(),
@@ -213,6 +222,12 @@ impl SweepSpec {
         if self.max_concurrency == Some(0) {
             out.push("the most requests in flight (max_concurrency) must be at least 1".into());
         }
+        for (seconds, what) in [(self.duration_s, "a point's duration"), (self.warmup_s, "a point's warm-up time")] {
+            if let Some(s) = seconds.filter(|s| !(s.is_finite() && *s > 0.0 && *s <= limits::MAX_RUN_DURATION_S as f64))
+            {
+                out.push(format!("{what} must be above 0 and at most {} seconds, not {s}", limits::MAX_RUN_DURATION_S));
+            }
+        }
         if self.request_timeout_ms == 0 {
             out.push("the request timeout must be above 0 ms".into());
         }
@@ -231,12 +246,13 @@ impl SweepSpec {
         self.requests_per_point() * self.point_count() as u64
     }
 
-    /// Requests the sweep sends, warm-up included, once it has `finished` or while it goes:
-    /// a capacity search that ended sent only the probes it ran, one that goes on may send
-    /// its whole budget.
-    pub fn requests_sent_bound(&self, finished: bool) -> u64 {
-        match self.capacity {
-            Some(_) if finished => self.requests_per_point() * self.request_rates.len() as u64,
+    /// Requests the sweep sends, warm-up included: while it goes, the most it may send; once
+    /// it `ended` with that many finished, what it sent. A capacity search that ended sent
+    /// only the probes it ran; a sweep with time limits, the requests that finished.
+    pub fn requests_sent_bound(&self, ended: Option<u64>) -> u64 {
+        match ended {
+            Some(finished) if self.duration_s.is_some() || self.warmup_s.is_some() => finished,
+            Some(_) if self.capacity.is_some() => self.requests_per_point() * self.request_rates.len() as u64,
             _ => self.total_requests(),
         }
     }
@@ -334,6 +350,8 @@ pub const SPEC_FIELDS: &[&str] = &[
     "ignore_eos",
     "requests",
     "warmup",
+    "duration_s",
+    "warmup_s",
     "concurrency",
     "concurrencies",
     "request_rates",
@@ -567,7 +585,9 @@ mod tests {
         spec.request_rates = vec![1.0, 2.0];
         assert_eq!(spec.point(1), Some((64, LoadLevel::Rate(2.0))));
         assert_eq!(spec.point(2), None);
-        assert_eq!((spec.requests_sent_bound(false), spec.requests_sent_bound(true)), (50, 20));
+        assert_eq!((spec.requests_sent_bound(None), spec.requests_sent_bound(Some(19))), (50, 20));
+        let timed = SweepSpec { duration_s: Some(5.0), ..spec.clone() };
+        assert_eq!((timed.requests_sent_bound(None), timed.requests_sent_bound(Some(19))), (50, 19));
         assert!(spec.to_rerun().request_rates.is_empty());
         assert!(spec.to_rerun().problems().is_empty());
         let problems = SweepSpec { prompt_lengths: vec![16, 32], slo: None, ..spec }.problems();
@@ -605,6 +625,8 @@ mod tests {
             concurrencies: vec![1],
             request_rates: vec![1.0],
             max_concurrency: Some(1),
+            duration_s: Some(1.0),
+            warmup_s: Some(1.0),
             slo: Some(Slo::default()),
             capacity: Some(CapacitySearch::default()),
             ..SweepSpec::default()

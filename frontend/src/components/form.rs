@@ -50,6 +50,9 @@ pub struct Fields {
     pub streaming: bool,
     pub requests: String,
     pub warmup: String,
+    /// Seconds a point measures, and warms up, for; each empty when the count alone decides.
+    pub duration: String,
+    pub warmup_duration: String,
     /// One concurrency, or a list or range of them (closed loop).
     pub concurrency: String,
     /// How the load is given: concurrencies, request rates, or a capacity search.
@@ -88,6 +91,8 @@ impl Fields {
             streaming: spec.streaming,
             requests: spec.requests.to_string(),
             warmup: spec.warmup.to_string(),
+            duration: spec.duration_s.map(|s| s.to_string()).unwrap_or_default(),
+            warmup_duration: spec.warmup_s.map(|s| s.to_string()).unwrap_or_default(),
             concurrency: if spec.concurrencies.is_empty() {
                 spec.concurrency.to_string()
             } else {
@@ -195,6 +200,15 @@ impl Fields {
                 },
             }
         }
+        let mut seconds = |text: &str, what: &str| match text.trim() {
+            "" => None,
+            text => text.parse::<f64>().map(Some).unwrap_or_else(|_| {
+                problems.push(format!("{what} must be a number of seconds, not {text:?}"));
+                None
+            }),
+        };
+        let duration_s = seconds(&self.duration, "the duration");
+        let warmup_s = seconds(&self.warmup_duration, "the warm-up time");
         let prompt_lengths = parse_prompt_lengths(&self.prompt_lengths).unwrap_or_else(|err| {
             problems.push(format!("prompt lengths: {err}"));
             Vec::new()
@@ -210,6 +224,8 @@ impl Fields {
             ignore_eos: self.ignore_eos,
             requests,
             warmup,
+            duration_s,
+            warmup_s,
             streaming: self.streaming,
             slo: (!slo.is_empty()).then_some(slo),
             ..load
@@ -432,6 +448,12 @@ pub fn SweepForm(
                     on:input=set(|f, v| f.requests = v)/></label>
                 <label>"Warm-up per length"<input id="warmup" type="number" min="0" prop:value=field(|f| f.warmup.clone())
                     on:input=set(|f, v| f.warmup = v)/></label>
+                <label title="Measure each point for this long (from its first measured send); the request count still caps it">"Duration s"
+                    <input id="duration" type="text" placeholder="by count" prop:value=field(|f| f.duration.clone())
+                        on:input=set(|f, v| f.duration = v)/></label>
+                <label title="Warm each point up for this long; the warm-up count still caps it">"Warm-up s"
+                    <input id="warmup-duration" type="text" placeholder="by count" prop:value=field(|f| f.warmup_duration.clone())
+                        on:input=set(|f, v| f.warmup_duration = v)/></label>
             </fieldset>
             <fieldset class="load-levels">
                 <legend>"Load"</legend>
@@ -521,6 +543,8 @@ mod tests {
         let spec = SweepSpec { model: "m".into(), ..SweepSpec::default() }.generation_preset();
         assert_eq!(Fields::of(&spec).spec().unwrap(), spec);
         let spec = SweepSpec { model_version: Some("3".into()), request_timeout_ms: 5_000, ..spec };
+        let timed = SweepSpec { duration_s: Some(30.0), warmup_s: Some(2.5), ..spec.clone() };
+        assert_eq!(Fields::of(&timed).spec().unwrap(), timed);
         assert_eq!(Fields::of(&spec).spec().unwrap(), spec, "what the form has no field for is kept");
         let mut fields = Fields::of(&spec);
         fields.model = "other".into();

@@ -501,7 +501,7 @@ impl RunHandle {
             RunEvent::NotSaved { error } => summary.not_saved = Some(error.clone()),
             RunEvent::Finished { status } => {
                 summary.status = status.clone();
-                summary.total_requests = summary.spec.requests_sent_bound(true);
+                summary.total_requests = summary.spec.requests_sent_bound(Some(summary.finished_requests));
             }
             RunEvent::PointStarted { point, load, .. } => summary.spec.add_probe(*point, *load),
             RunEvent::Started { .. } => {}

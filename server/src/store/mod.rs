@@ -321,7 +321,7 @@ impl Db {
                 let spec: SweepSpec = serde_json::from_str(&spec).map_err(bad)?;
                 let status: RunStatus = serde_json::from_str(&status).map_err(bad)?;
                 Ok::<_, StoreError>(RunSummary {
-                    total_requests: spec.requests_sent_bound(status != RunStatus::Running),
+                    total_requests: spec.requests_sent_bound((status != RunStatus::Running).then_some(finished as u64)),
                     spec,
                     started_unix_ns,
                     simulated,

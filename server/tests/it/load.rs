@@ -334,3 +334,68 @@ async fn the_command_line_searches_for_capacity() {
     assert!(two.contains("one prompt length"), "{two}");
     assert!(refused(&["--slo", "ttft_ms=5", "--goodput", "99"]).contains("0.99 is 99%"));
 }
+
+/// With time limits, a constant-rate point warms up for its warm-up time and measures for its
+/// duration: exactly the requests whose intended sends fall inside each.
+#[tokio::test]
+async fn an_open_loop_point_lasts_its_duration() {
+    let _serial = timing_lock().await;
+    let sim = start_sim(fast_sim()).await;
+    let spec =
+        SweepSpec { warmup: 1000, warmup_s: Some(0.2), duration_s: Some(0.5), ..open_loop(&sim.target, 100.0, 1000) };
+    let report = sweep(spec).await;
+    assert_eq!(report.status, RunStatus::Completed, "{:?}", report.status);
+    let warm: Vec<u32> = report.requests.iter().filter(|r| r.warmup).map(|r| r.seq).collect();
+    let measured: Vec<u32> = report.requests.iter().filter(|r| !r.warmup).map(|r| r.seq).collect();
+    assert_eq!(warm.len(), 20, "due at 0, 10, ... 190 ms: inside the 0.2 s warm-up");
+    assert_eq!(measured.len(), 50, "due in the half second from the first measured one");
+    assert_eq!(measured.iter().min(), Some(&1000), "measured requests keep their numbers after the warm-up's cap");
+    assert_eq!(report.points[0].count, 50);
+    assert_eq!(intended_offsets(&report).last(), Some(&690_000_000), "the last is due 0.69 s after the first");
+}
+
+#[tokio::test]
+async fn a_closed_loop_point_lasts_its_duration() {
+    let _serial = timing_lock().await;
+    let sim = start_sim(SimConfig { decode_ms: 2.0, ..fast_sim() }).await;
+    let spec = SweepSpec {
+        concurrency: 2,
+        requests: 10_000,
+        duration_s: Some(0.3),
+        max_tokens: 4,
+        ..spec(&sim.target, "sim-vllm")
+    };
+    let started = std::time::Instant::now();
+    let report = sweep(spec).await;
+    assert_eq!(report.status, RunStatus::Completed, "{:?}", report.status);
+    let count = report.requests.len();
+    assert!(count > 10 && count < 10_000, "{count} requests in 0.3 s");
+    let sends: Vec<u64> = report.requests.iter().map(|r| r.send_ns).collect();
+    let span = sends.iter().max().unwrap() - sends.iter().min().unwrap();
+    assert!(span < 300_000_000, "no request is sent after the duration: the last {span} ns after the first");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+/// `--duration` without `--requests` sends for the duration, its count capped by the rate.
+#[tokio::test]
+async fn the_command_line_measures_for_a_duration() {
+    let _serial = timing_lock().await;
+    let sim = start_sim(fast_sim()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run.json");
+    let (target, out_arg) = (sim.target.clone(), out.clone());
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_tokenscope"))
+            .args(["sweep", "--target", &target, "--model", "sim-vllm", "--prompt-lengths", "16"])
+            .args(["--max-tokens", "4", "--request-rate", "40", "--duration", "0.5", "--out"])
+            .arg(&out_arg)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let run: RunReport = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!((run.spec.duration_s, run.spec.requests), (Some(0.5), 41), "1.25 x 40/s x 0.5 s + 16");
+    assert_eq!(run.points[0].count, 20, "40 requests/s for half a second");
+}

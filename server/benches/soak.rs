@@ -624,7 +624,7 @@ async fn follow(viewer: usize, base: &str, id: &str, tally: &Tally) {
         match serde_json::from_str::<RunEvent>(&message) {
             Ok(RunEvent::Started { .. }) if first => {}
             Ok(_) if first => tally.error(format!("viewer {viewer}: run {id}'s first event is not Started")),
-            Ok(RunEvent::Finished { status }) => finished = Some(status),
+            Ok(RunEvent::Finished { status, .. }) => finished = Some(status),
             Ok(_) if finished.is_some() => {
                 tally.error(format!("viewer {viewer}: run {id} sent an event after Finished"));
             }

@@ -106,6 +106,7 @@ fn report(text: impl Fn(&mut u64, u32) -> String) -> RunReport {
         prompt_lengths_approximate: true,
         points: Vec::new(),
         requests,
+        engine: None,
     };
     report.recompute_points();
     report

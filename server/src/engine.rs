@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use shared::limits;
 use shared::prompt::synthetic_prompt;
+use shared::report::EngineReport;
 use shared::schedule::Schedule;
 use shared::spec::LoadLevel;
 use shared::{ModelInfo, PointStats, RequestRecord, ResponseRecord, RunReport, RunStatus, SweepSpec, TokenCountSource};
@@ -45,18 +46,14 @@ const TIMEOUT_CHECK: Duration = Duration::from_millis(20);
 pub trait Observer: Send {
     /// The model was found and its requests planned.
     fn prepared(&mut self, _model: &ModelInfo) {}
-    /// A prompt length is about to be visited.
     /// A point is about to be visited, at this prompt length and load level.
     fn point_started(&mut self, _point: usize, _prompt_length: u32, _load: LoadLevel) {}
     /// A request was written to its stream.
     fn request_sent(&mut self, _point: u32, _seq: u32, _send_ns: u64) {}
     /// A request finished, with or without error.
     fn request_done(&mut self, _record: &RequestRecord) {}
-    /// A prompt length's statistics have settled.
+    /// A point's statistics have settled.
     fn point_done(&mut self, _point: usize, _stats: &PointStats) {}
-    /// What the run cost the engine's thread, once it is over; heard only where the system
-    /// tells a thread's CPU time (Linux).
-    fn engine_load(&mut self, _load: EngineLoad) {}
     /// Where to send each token-bearing response as it arrives, if anywhere. Arrivals are
     /// sent from the streams' receiver tasks (or the unary calls' tasks), before their
     /// request is reported done.
@@ -65,32 +62,10 @@ pub trait Observer: Send {
     }
 }
 
-/// What a run cost the engine's thread. A thread near a full core reads its sockets late, and
-/// so stamps arrivals late.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EngineLoad {
-    /// CPU time the thread used.
-    pub cpu: Duration,
-    /// How long the thread ran the sweep.
-    pub wall: Duration,
-    /// How long responses waited for the engine between the socket read that stamped their
-    /// arrival and their record (an upper bound within 12.5%): time their recorded arrivals
-    /// leave out, and would include had they been stamped once decoded.
-    pub waited_p99: Duration,
-    pub waited_max: Duration,
-}
-
-impl EngineLoad {
-    /// The share of one core the thread kept busy.
-    pub fn busy(&self) -> f64 {
-        self.cpu.as_secs_f64() / self.wall.as_secs_f64().max(1e-9)
-    }
-
-    /// The CPU time of the calling thread, where the system tells it.
-    fn thread_cpu() -> Option<Duration> {
-        let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-        stat.split_whitespace().next()?.parse().ok().map(Duration::from_nanos)
-    }
+/// The CPU time of the calling thread, where the system tells it.
+fn thread_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    stat.split_whitespace().next()?.parse().ok().map(Duration::from_nanos)
 }
 
 /// A token-bearing response as it arrived.
@@ -119,16 +94,8 @@ async fn run_sweep_on(
     cancel: CancellationToken,
 ) -> (RunReport, Waits) {
     let waits = Waits::default();
-    let mut report = RunReport {
-        tool: format!("tokenscope {}", env!("CARGO_PKG_VERSION")),
-        spec: spec.clone(),
-        started_unix_ns: clock.start_unix_ns(),
-        model: None,
-        status: RunStatus::Running,
-        prompt_lengths_approximate: true,
-        points: Vec::new(),
-        requests: Vec::new(),
-    };
+    let tool = format!("tokenscope {}", env!("CARGO_PKG_VERSION"));
+    let mut report = RunReport::new(tool, spec.clone(), clock.start_unix_ns());
     let problems = spec.problems();
     if !problems.is_empty() {
         report.status = RunStatus::Failed { error: format!("the sweep is not valid: {}", problems.join("; ")) };
@@ -189,14 +156,16 @@ pub async fn run_sweep_apart<O: Observer + 'static>(
         .spawn(move || {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                let (cpu, started) = (EngineLoad::thread_cpu(), std::time::Instant::now());
-                let (report, waits) = runtime.block_on(run_sweep_on(clock, spec, &mut observer, cancel));
-                if let (Some(before), Some(after)) = (cpu, EngineLoad::thread_cpu()) {
-                    observer.engine_load(EngineLoad {
-                        cpu: after.saturating_sub(before),
-                        wall: started.elapsed(),
-                        waited_p99: waits.quantile(0.99).unwrap_or_default(),
-                        waited_max: waits.max(),
+                let (cpu, started) = (thread_cpu(), std::time::Instant::now());
+                let (mut report, waits) = runtime.block_on(run_sweep_on(clock, spec, &mut observer, cancel));
+                if let (Some(before), Some(after)) = (cpu, thread_cpu()) {
+                    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+                    report.engine = Some(EngineReport {
+                        cpu_s: after.saturating_sub(before).as_secs_f64(),
+                        wall_s: started.elapsed().as_secs_f64(),
+                        responses: report.requests.iter().map(|r| r.responses.len() as u64).sum(),
+                        waited_p99_ms: ms(waits.quantile(0.99).unwrap_or_default()),
+                        waited_max_ms: ms(waits.max()),
                     });
                 }
                 Ok(report)

@@ -261,6 +261,7 @@ mod tests {
             prompt_lengths_approximate: true,
             points: vec![],
             requests: vec![record(0, true, 0, 99), record(1, false, 1000, 3000), record(2, false, 5000, 9000)],
+            engine: None,
         };
         report.recompute_points();
         let export = profile_export(&report);

@@ -312,19 +312,9 @@ pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport,
         concurrency,
         ..SweepSpec::default()
     };
-    let mut report = RunReport {
-        tool: export
-            .get("version")
-            .and_then(Value::as_str)
-            .map_or("perf_analyzer".into(), |v| format!("imported from {v}")),
-        spec,
-        started_unix_ns: base,
-        model: None,
-        status: RunStatus::Completed,
-        prompt_lengths_approximate: true,
-        points: Vec::new(),
-        requests,
-    };
+    let tool =
+        export.get("version").and_then(Value::as_str).map_or("perf_analyzer".into(), |v| format!("imported from {v}"));
+    let mut report = RunReport { status: RunStatus::Completed, requests, ..RunReport::new(tool, spec, base) };
     // Checked before any statistic is computed from it.
     if let Some(why) = limits::report_problem(&report) {
         return Err(over(why));
@@ -537,6 +527,7 @@ mod tests {
             prompt_lengths_approximate: true,
             points: Vec::new(),
             requests: Vec::new(),
+            engine: None,
         };
         let read = |report: &RunReport| file_to_report(serde_json::to_value(report).unwrap(), "run.json");
         assert_eq!(read(&report).unwrap(), report);

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::cli::{CsvFiles, ImportArgs, SweepArgs};
 use crate::clock::{RunClock, utc_stamp};
-use crate::engine::{EngineLoad, Observer, run_sweep_apart};
+use crate::engine::{Observer, run_sweep_apart};
 use crate::export::Export;
 
 /// The files a run is written to; each one given is written, through [`Export::render`], as
@@ -64,15 +64,13 @@ pub async fn run_and_report(spec: SweepSpec, files: &RunFiles) -> anyhow::Result
     let (progress, news) = Progress::new();
     let bar = tokio::spawn(draw_progress(spec.total_requests(), news));
     let (report, progress) = run_sweep_apart(RunClock::start(), spec, progress, cancel).await?;
-    let load = progress.load;
     drop(progress);
     let _ = bar.await;
     if report.model.is_some() {
         println!("{}", format_table(&report));
     }
-    let responses: usize = report.requests.iter().map(|r| r.responses.len()).sum();
-    if let Some(load) = load.filter(|_| responses > 0) {
-        eprintln!("{}", describe_load(load, responses));
+    if let Some(engine) = report.engine.filter(|e| e.responses > 0) {
+        eprintln!("{}", engine.describe());
     }
     if !report.requests.is_empty() {
         files.write(&report)?;
@@ -109,38 +107,10 @@ pub fn import_command(args: ImportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What the run cost the engine, per response; with a warning when the engine was busy enough
-/// to delay what it records.
-fn describe_load(load: EngineLoad, responses: usize) -> String {
-    let busy = load.busy();
-    let mut line = format!(
-        "engine: {:.2} s of CPU in {:.2} s ({:.0}% of one core), {:.1} µs per response; after their arrival \
-         was stamped, responses waited for it {} ms at p99, {} ms at most",
-        load.cpu.as_secs_f64(),
-        load.wall.as_secs_f64(),
-        busy * 100.0,
-        load.cpu.as_secs_f64() * 1e6 / responses as f64,
-        ms(Some(load.waited_p99.as_secs_f64() * 1e3)),
-        ms(Some(load.waited_max.as_secs_f64() * 1e3)),
-    );
-    if busy >= BUSY_WARNING {
-        line.push_str(
-            "; near a full core, the engine reads its sockets late and the arrival times it records come \
-             late: lower the concurrency or the token rate for exact timings",
-        );
-    }
-    line
-}
-
-/// The engine's share of a core from which `tokenscope sweep` warns that timings may lag.
-const BUSY_WARNING: f64 = 0.8;
-
 /// The sweep's progress as the engine tells it; drawn by [`draw_progress`] off the engine's
 /// thread, so that a slow terminal never delays a measurement.
 struct Progress {
     news: mpsc::UnboundedSender<News>,
-    /// What the run cost the engine, once it is over.
-    load: Option<EngineLoad>,
 }
 
 enum News {
@@ -153,7 +123,7 @@ enum News {
 impl Progress {
     fn new() -> (Self, mpsc::UnboundedReceiver<News>) {
         let (news, receiver) = mpsc::unbounded_channel();
-        (Self { news, load: None }, receiver)
+        (Self { news }, receiver)
     }
 
     fn line(&self, line: String) {
@@ -173,10 +143,6 @@ impl Observer for Progress {
 
     fn request_done(&mut self, record: &RequestRecord) {
         let _ = self.news.send(News::Done { error: record.error.is_some() && !record.warmup });
-    }
-
-    fn engine_load(&mut self, load: EngineLoad) {
-        self.load = Some(load);
     }
 
     fn point_done(&mut self, _point: usize, stats: &PointStats) {
@@ -324,28 +290,4 @@ fn default_out(model: &str) -> PathBuf {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let safe: String = model.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
     PathBuf::from(format!("tokenscope-{safe}-{}.json", utc_stamp(secs)))
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    #[test]
-    fn the_engines_cost_is_told_per_response_and_a_busy_engine_is_warned_of() {
-        let load = EngineLoad {
-            cpu: Duration::from_millis(500),
-            wall: Duration::from_secs(1),
-            waited_p99: Duration::from_micros(420),
-            waited_max: Duration::from_micros(1_950),
-        };
-        assert_eq!(
-            describe_load(load, 100_000),
-            "engine: 0.50 s of CPU in 1.00 s (50% of one core), 5.0 µs per response; after their arrival was \
-             stamped, responses waited for it 0.420 ms at p99, 1.950 ms at most"
-        );
-        let busy = EngineLoad { cpu: Duration::from_millis(850), ..load };
-        assert!(describe_load(busy, 1).contains("(85% of one core)") && describe_load(busy, 1).contains("come late"));
-    }
 }

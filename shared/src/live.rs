@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::record::RequestRecord;
-use crate::report::{ModelInfo, RunReport, RunStatus};
+use crate::report::{EngineReport, ModelInfo, RunReport, RunStatus};
 use crate::spec::{LoadLevel, MAX_REQUESTS, SweepSpec};
 use crate::stats::PointStats;
 use crate::stats::RequestMetrics;
@@ -44,8 +44,12 @@ pub enum RunEvent {
     /// The run could not be written to the run store, so it is kept in the dashboard's memory
     /// only. Comes just before `Finished`.
     NotSaved { error: String },
-    /// Always the last event.
-    Finished { status: RunStatus },
+    /// Always the last event, with what the run cost the engine when it is known.
+    Finished {
+        status: RunStatus,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        engine: Option<EngineReport>,
+    },
 }
 
 /// Requests sent, tokens received and requests finished during one batching interval.
@@ -162,7 +166,7 @@ pub fn events_from_report(id: &str, report: &RunReport, simulated: bool) -> Vec<
             events.push(RunEvent::PointDone { point, stats: Box::new(stats.clone()) });
         }
     }
-    events.push(RunEvent::Finished { status: report.status.clone() });
+    events.push(RunEvent::Finished { status: report.status.clone(), engine: report.engine });
     events
 }
 
@@ -214,6 +218,8 @@ pub struct LiveRun {
     pub first_send_us: Option<u64>,
     /// Why the run is not in the run store, if it could not be written there.
     pub not_saved: Option<String>,
+    /// What the run cost the engine, once it has ended.
+    pub engine: Option<EngineReport>,
 }
 
 impl LiveRun {
@@ -243,8 +249,9 @@ impl LiveRun {
                 }
             }
             RunEvent::NotSaved { error } => self.not_saved = Some(error.clone()),
-            RunEvent::Finished { status } => {
+            RunEvent::Finished { status, engine } => {
                 self.status = Some(status.clone());
+                self.engine = *engine;
                 self.current_point = None;
             }
         }
@@ -415,6 +422,7 @@ mod tests {
             prompt_lengths_approximate: true,
             points: Vec::new(),
             requests,
+            engine: None,
         };
         report.recompute_points();
         report
@@ -465,7 +473,7 @@ mod tests {
 
     #[test]
     fn events_survive_json() {
-        let event = RunEvent::Finished { status: RunStatus::Failed { error: "gone".into() } };
+        let event = RunEvent::Finished { status: RunStatus::Failed { error: "gone".into() }, engine: None };
         let json = serde_json::to_string(&event).unwrap();
         assert_eq!(serde_json::from_str::<RunEvent>(&json).unwrap(), event);
     }

@@ -54,9 +54,76 @@ pub struct RunReport {
     pub prompt_lengths_approximate: bool,
     pub points: Vec<PointStats>,
     pub requests: Vec<RequestRecord>,
+    /// What the run cost the engine that measured it; absent for imported runs and runs from
+    /// before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineReport>,
+}
+
+/// The engine's share of a core from which its timings are said to be at risk.
+pub const BUSY_WARNING: f64 = 0.8;
+
+/// What a run cost the engine's thread. A thread near a full core reads its sockets late, and
+/// so stamps arrivals late.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EngineReport {
+    /// CPU time the engine's thread used, seconds.
+    pub cpu_s: f64,
+    /// How long the thread ran the sweep, seconds.
+    pub wall_s: f64,
+    /// Responses received.
+    pub responses: u64,
+    /// How long responses waited for the engine between the socket read that stamped their
+    /// arrival and their record (an upper bound within 12.5%): time their recorded arrivals
+    /// leave out, and would include had they been stamped once decoded.
+    pub waited_p99_ms: f64,
+    pub waited_max_ms: f64,
+}
+
+impl EngineReport {
+    /// The share of one core the thread kept busy.
+    pub fn busy(&self) -> f64 {
+        self.cpu_s / self.wall_s.max(1e-9)
+    }
+
+    /// The engine's load in one line, with a warning when it neared a full core.
+    pub fn describe(&self) -> String {
+        let mut line = format!(
+            "engine: {:.2} s of CPU in {:.2} s ({:.0}% of one core), {:.1} µs per response; after their arrival \
+             was stamped, responses waited for it {:.3} ms at p99, {:.3} ms at most",
+            self.cpu_s,
+            self.wall_s,
+            self.busy() * 100.0,
+            self.cpu_s * 1e6 / self.responses.max(1) as f64,
+            self.waited_p99_ms,
+            self.waited_max_ms,
+        );
+        if self.busy() >= BUSY_WARNING {
+            line.push_str(
+                "; near a full core, the engine reads its sockets late and the arrival times it records come \
+                 late: lower the concurrency or the token rate for exact timings",
+            );
+        }
+        line
+    }
 }
 
 impl RunReport {
+    /// A run of `spec` by `tool` that has just started: nothing measured, the model not known.
+    pub fn new(tool: String, spec: SweepSpec, started_unix_ns: i64) -> RunReport {
+        RunReport {
+            tool,
+            spec,
+            started_unix_ns,
+            model: None,
+            status: RunStatus::Running,
+            prompt_lengths_approximate: true,
+            points: Vec::new(),
+            requests: Vec::new(),
+            engine: None,
+        }
+    }
+
     /// Recomputes every point's statistics from the raw records.
     pub fn recompute_points(&mut self) {
         let spec = &self.spec;
@@ -98,6 +165,19 @@ mod tests {
     }
 
     #[test]
+    fn the_engines_cost_is_told_per_response_and_a_busy_engine_is_warned_of() {
+        let load =
+            EngineReport { cpu_s: 0.5, wall_s: 1.0, responses: 100_000, waited_p99_ms: 0.42, waited_max_ms: 1.95 };
+        assert_eq!(
+            load.describe(),
+            "engine: 0.50 s of CPU in 1.00 s (50% of one core), 5.0 µs per response; after their arrival was \
+             stamped, responses waited for it 0.420 ms at p99, 1.950 ms at most"
+        );
+        let busy = EngineReport { cpu_s: 0.85, responses: 1, ..load };
+        assert!(busy.describe().contains("(85% of one core)") && busy.describe().contains("come late"));
+    }
+
+    #[test]
     fn arrival_delays_count_measured_token_responses_with_a_send_time() {
         let record = |seq: u32, warmup: bool, responses: Vec<ResponseRecord>| RequestRecord {
             point: 0,
@@ -136,6 +216,7 @@ mod tests {
                     ],
                 ),
             ],
+            engine: None,
         };
         assert_eq!(report.arrival_delays_ms(), vec![0.5, 3.0]);
     }

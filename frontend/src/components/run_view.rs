@@ -176,6 +176,11 @@ pub fn RunView(
                 </Show>
             </div>
             <p id="run-status" class="status" data-state=move || snapshot().0>{move || snapshot().1}</p>
+            {move || { version.track(); run.with_value(|run| run.engine) }.filter(|e| e.responses > 0).map(|engine| view! {
+                <p id="engine-load" class="note" data-busy=engine.busy() title="The thread that sends requests and stamps responses: near a full core, it stamps arrivals late">
+                    {engine.describe()}
+                </p>
+            })}
             <Show when=move || !matches!(snapshot().0, "running" | "starting")>
                 <p class="exports" id="exports">"Exports: "
                     {shared::api::EXPORTS.map(|(file, what)| view! {

@@ -499,7 +499,7 @@ impl RunHandle {
             }
             RunEvent::PointDone { stats, .. } => summary.points.push(stats.as_ref().clone()),
             RunEvent::NotSaved { error } => summary.not_saved = Some(error.clone()),
-            RunEvent::Finished { status } => {
+            RunEvent::Finished { status, .. } => {
                 summary.status = status.clone();
                 summary.total_requests = summary.spec.requests_sent_bound(Some(summary.finished_requests));
             }
@@ -572,9 +572,9 @@ impl RunHandle {
     }
 
     fn finish(&self, report: Arc<RunReport>) {
-        let status = report.status.clone();
+        let (status, engine) = (report.status.clone(), report.engine);
         lock(&self.state).report = Some(report);
-        self.push(&RunEvent::Finished { status });
+        self.push(&RunEvent::Finished { status, engine });
     }
 }
 
@@ -593,16 +593,8 @@ async fn drive(run: Arc<RunHandle>, spec: SweepSpec, clock: RunClock, keeper: Ke
         Ok((report, _observer)) => report,
         Err(err) => {
             tracing::error!(run = %run.id, cause = %err, "the sweep died");
-            RunReport {
-                tool: tool(),
-                spec,
-                started_unix_ns: clock.start_unix_ns(),
-                model: None,
-                status: RunStatus::Failed { error: format!("internal error in tokenscope: {err}; please report it") },
-                prompt_lengths_approximate: true,
-                points: Vec::new(),
-                requests: Vec::new(),
-            }
+            let error = format!("internal error in tokenscope: {err}; please report it");
+            RunReport { status: RunStatus::Failed { error }, ..RunReport::new(tool(), spec, clock.start_unix_ns()) }
         }
     };
     let _ = recorder.await;
@@ -818,6 +810,7 @@ mod tests {
             prompt_lengths_approximate: true,
             points: Vec::new(),
             requests,
+            engine: None,
         };
         report.recompute_points();
         report

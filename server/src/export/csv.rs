@@ -272,6 +272,7 @@ mod tests {
             prompt_lengths_approximate: true,
             points: Vec::new(),
             requests,
+            engine: None,
         };
         report.recompute_points();
         report

@@ -57,6 +57,8 @@ const MIGRATIONS: &[&str] = &[
     // 2: when each run entered the store, for retention; earlier runs count from their start.
     "ALTER TABLE runs ADD COLUMN added_unix_ns INTEGER NOT NULL DEFAULT 0;
     UPDATE runs SET added_unix_ns = started_unix_ns;",
+    // 3: what each run cost the engine (JSON), once it has ended.
+    "ALTER TABLE runs ADD COLUMN engine TEXT;",
 ];
 
 /// SQLite's largest page: a page holds dozens of records, so the space left over at the end of
@@ -361,7 +363,7 @@ impl Db {
         let row = self
             .conn
             .query_row(
-                "SELECT key, started_unix_ns, spec, status, model, tool, prompt_lengths_approximate
+                "SELECT key, started_unix_ns, spec, status, model, tool, prompt_lengths_approximate, engine
                  FROM runs WHERE id = ?1",
                 [id],
                 |row| {
@@ -372,12 +374,13 @@ impl Db {
                         row.get::<_, Option<String>>(4)?,
                         row.get::<_, String>(5)?,
                         row.get::<_, bool>(6)?,
+                        row.get::<_, Option<String>>(7)?,
                     ))
                 },
             )
             .optional()?
             .ok_or_else(|| StoreError::NoRun(id.into()))?;
-        let (key, started_unix_ns, [spec, status], model, tool, prompt_lengths_approximate) = row;
+        let (key, started_unix_ns, [spec, status], model, tool, prompt_lengths_approximate, engine) = row;
         let bad = |source| StoreError::BadValue { run: id.into(), source };
         let stats: Vec<String> = self
             .conn
@@ -402,6 +405,7 @@ impl Db {
             prompt_lengths_approximate,
             points: parse_points(id, stats)?,
             requests,
+            engine: engine.map(|e| serde_json::from_str(&e)).transpose().map_err(bad)?,
         })
     }
 
@@ -500,14 +504,16 @@ fn insert_point(tx: &Transaction<'_>, key: i64, point: u32, stats: &PointStats) 
 fn write_outcome(tx: &Transaction<'_>, key: i64, report: &RunReport) -> Result<()> {
     let model = report.model.as_ref().map(|m| serde_json::to_string(m).expect("a model serializes"));
     tx.execute(
-        "UPDATE runs SET status = ?2, model = ?3, tool = ?4, prompt_lengths_approximate = ?5, spec = ?6 WHERE key = ?1",
+        "UPDATE runs SET status = ?2, model = ?3, tool = ?4, prompt_lengths_approximate = ?5, spec = ?6, engine = ?7
+         WHERE key = ?1",
         params![
             key,
             status_json(&report.status),
             model,
             report.tool,
             report.prompt_lengths_approximate,
-            serde_json::to_string(&report.spec).expect("a spec serializes")
+            serde_json::to_string(&report.spec).expect("a spec serializes"),
+            report.engine.map(|e| serde_json::to_string(&e).expect("an engine report serializes")),
         ],
     )?;
     let points: i64 = tx.query_row("SELECT count(*) FROM points WHERE run = ?1", [key], |row| row.get(0))?;
@@ -862,6 +868,13 @@ mod tests {
             prompt_lengths_approximate: true,
             points: Vec::new(),
             requests: vec![record(0, 0, None), record(0, 1, None), record(0, 2, Some("late"))],
+            engine: Some(shared::report::EngineReport {
+                cpu_s: 0.25,
+                wall_s: 1.0,
+                responses: 3,
+                waited_p99_ms: 0.1,
+                waited_max_ms: 0.2,
+            }),
         };
         report.recompute_points();
         db.finish("r1", &report).unwrap();

@@ -1011,6 +1011,8 @@ async fn a_rate_sweep_from_the_form() {
         );
         assert_eq!(seen.last().map(String::as_str), Some("completed:2"), "{seen:?}");
         let chart = throughput_chart(&client).await;
+        let engine = client.find(Locator::Css("#engine-load")).await.unwrap().text().await.unwrap();
+        assert!(engine.starts_with("engine: ") && engine.contains("µs per response"), "the engine's load: {engine}");
         assert_eq!(summary.spec.slo.and_then(|s| s.ttft_ms), Some(5000.0));
         let table = client.execute(&format!("{VIEW_STATE_TABLE} return table();"), vec![]).await.unwrap();
         let cells: Vec<String> = serde_json::from_value::<Vec<String>>(table.clone())

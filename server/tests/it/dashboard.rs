@@ -206,7 +206,10 @@ async fn a_reconnecting_websocket_ends_with_the_same_events() {
 
     let events: Vec<RunEvent> = stayed.iter().map(|e| serde_json::from_str(e).unwrap()).collect();
     assert!(matches!(events.first(), Some(RunEvent::Started { .. })));
-    assert!(matches!(events.last(), Some(RunEvent::Finished { status: RunStatus::Completed })));
+    let Some(RunEvent::Finished { status: RunStatus::Completed, engine: Some(engine) }) = events.last() else {
+        panic!("the log ends with the run's completion and what it cost the engine: {:?}", events.last());
+    };
+    assert!(engine.responses > 0 && engine.cpu_s > 0.0, "{engine:?}");
     let live = LiveRun::from_events(&events);
     assert_eq!(summary.status, RunStatus::Completed);
     assert_eq!((live.finished, live.errors), (summary.finished_requests, summary.errors));
@@ -261,7 +264,7 @@ async fn a_cancelled_run_keeps_what_it_measured() {
     assert_eq!(status, 409, "{body}");
     let events = read_events(&dash.base, &id, usize::MAX).await;
     let last: RunEvent = serde_json::from_str(events.last().unwrap()).unwrap();
-    assert_eq!(last, RunEvent::Finished { status: RunStatus::Cancelled });
+    assert!(matches!(last, RunEvent::Finished { status: RunStatus::Cancelled, .. }), "{last:?}");
     let report: RunReport = reqwest::get(format!("{runs}/{id}/report")).await.unwrap().json().await.unwrap();
     assert!(report.requests.iter().filter(|r| r.error.is_none()).count() >= 3);
     // Requests cut short by the cancel are in the events as well as in the report.

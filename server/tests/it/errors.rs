@@ -4,7 +4,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use server::clock::RunClock;
-use server::engine::{EngineError, EngineLoad, Observer, run_sweep_apart};
+use server::engine::{EngineError, Observer, run_sweep_apart};
 use server::sim::SimConfig;
 use shared::{InputStyle, RequestRecord, RunStatus};
 use tokio::io::AsyncWriteExt;
@@ -216,7 +216,6 @@ async fn a_server_that_dies_mid_run_keeps_what_finished() {
 struct Counting {
     done: usize,
     panic_at: Option<usize>,
-    load: Option<EngineLoad>,
 }
 
 impl Observer for Counting {
@@ -225,10 +224,6 @@ impl Observer for Counting {
         if self.panic_at == Some(self.done) {
             panic!("observer fault at request {}", self.done);
         }
-    }
-
-    fn engine_load(&mut self, load: EngineLoad) {
-        self.load = Some(load);
     }
 }
 
@@ -244,12 +239,13 @@ async fn the_engine_thread_hands_back_the_report_and_its_observer() {
     assert_eq!(observer.done, 6, "the observer heard every request, warm-up included");
     // Six requests of four tokens at 1 ms each: the thread ran tens of milliseconds, and was
     // busy for some of them.
-    let load = observer.load.expect("Linux tells a thread's CPU time");
-    assert!(load.wall >= Duration::from_millis(10), "{load:?}");
-    assert!(load.cpu > Duration::ZERO && load.cpu <= load.wall, "{load:?}");
+    let load = report.engine.expect("Linux tells a thread's CPU time");
+    assert!(load.wall_s >= 0.010, "{load:?}");
+    assert!(load.cpu_s > 0.0 && load.cpu_s <= load.wall_s, "{load:?}");
+    assert_eq!(load.responses, report.requests.iter().map(|r| r.responses.len() as u64).sum::<u64>());
     // Every response waited some time between its stamp and its record, within the run.
-    assert!(load.waited_max > Duration::ZERO && load.waited_max < load.wall, "{load:?}");
-    assert!(load.waited_p99 <= load.waited_max, "{load:?}");
+    assert!(load.waited_max_ms > 0.0 && load.waited_max_ms < load.wall_s * 1e3, "{load:?}");
+    assert!(load.waited_p99_ms <= load.waited_max_ms, "{load:?}");
 }
 
 #[tokio::test]

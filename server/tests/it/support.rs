@@ -250,6 +250,7 @@ pub fn large_report(requests: u32, tokens: u64) -> RunReport {
         prompt_lengths_approximate: true,
         points: Vec::new(),
         requests,
+        engine: None,
     };
     report.recompute_points();
     report

@@ -77,6 +77,13 @@ impl RequestRecord {
         self.intended_ns.unwrap_or(self.send_ns)
     }
 
+    /// When the request was last heard of: its final response, or its last response, or its
+    /// send when nothing came.
+    pub fn end_ns(&self) -> u64 {
+        let last = self.responses.iter().map(|r| r.at_ns).max().unwrap_or(0);
+        self.final_ns.unwrap_or(0).max(last).max(self.send_ns)
+    }
+
     /// How late the request was sent against its schedule (open loop only).
     pub fn lag_ns(&self) -> Option<u64> {
         self.intended_ns.map(|intended| self.send_ns.saturating_sub(intended))

@@ -205,6 +205,30 @@ pub struct PointStats {
     /// With service-level objectives: the requests that met them all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub goodput: Option<Goodput>,
+    /// Open loop: measured requests that fell due while the most requests allowed in flight
+    /// were out, and so waited for one of them to finish.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub waited_for_cap: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// How many of `records`' measured requests fell due while `most` of them (warm-up included)
+/// were in flight: sent at or before the moment, and not yet ended.
+fn due_at_cap(records: &[&RequestRecord], most: u32) -> u64 {
+    let mut sends: Vec<u64> = records.iter().map(|r| r.send_ns).collect();
+    let mut ends: Vec<u64> = records.iter().map(|r| r.end_ns()).collect();
+    sends.sort_unstable();
+    ends.sort_unstable();
+    let at_or_before = |times: &[u64], t: u64| times.partition_point(|&x| x <= t);
+    records
+        .iter()
+        .filter(|r| !r.warmup)
+        .filter_map(|r| r.intended_ns.filter(|&due| due < r.send_ns))
+        .filter(|&due| at_or_before(&sends, due).saturating_sub(at_or_before(&ends, due)) >= most as usize)
+        .count() as u64
 }
 
 const NS_PER_MS: f64 = 1e6;
@@ -281,6 +305,7 @@ impl PointStats {
             ttft_intended_ms: Summary::of(&mut ttft_due),
             e2e_intended_ms: Summary::of(&mut e2e_due),
             goodput: None,
+            waited_for_cap: 0,
         };
         (stats, span_s)
     }
@@ -295,8 +320,9 @@ impl PointStats {
         let (length, load) = spec.point(index).unwrap_or((0, LoadLevel::Concurrency(spec.concurrency)));
         let records: Vec<&RequestRecord> = records.into_iter().collect();
         let (stats, span_s) = Self::compute_with_span(length, records.iter().copied());
+        let waited_for_cap = if spec.open_loop() { due_at_cap(&records, spec.most_in_flight()) } else { 0 };
         let goodput = spec.slo.as_ref().map(|slo| Goodput::compute(slo, records, span_s));
-        PointStats { load: Some(load), goodput, ..stats }
+        PointStats { load: Some(load), goodput, waited_for_cap, ..stats }
     }
 
     /// The point's load level: its own, or for a run from before load levels, the spec's
@@ -306,14 +332,22 @@ impl PointStats {
     }
 
     /// In words, when the client fell behind its open-loop schedule by more than
-    /// [`LAG_WARNING_MS`] at p99: latencies from the intended time then include that lag.
+    /// [`LAG_WARNING_MS`] at p99, or requests waited for the cap on requests in flight:
+    /// latencies from the intended time then include that lag.
     pub fn lag_warning(&self) -> Option<String> {
-        let lag = self.schedule_lag_ms.as_ref().filter(|lag| lag.p99 > LAG_WARNING_MS)?;
-        Some(format!(
-            "the client fell behind the schedule by {:.1} ms (p99; {:.1} ms at most); latencies from the intended \
-             time include it",
-            lag.p99, lag.max
-        ))
+        let lag = self.schedule_lag_ms.as_ref()?;
+        let capped = match self.waited_for_cap {
+            0 => String::new(),
+            1 => "; 1 request fell due while the most allowed were in flight, and waited for one to finish".into(),
+            n => format!("; {n} requests fell due while the most allowed were in flight, and waited for one to finish"),
+        };
+        (lag.p99 > LAG_WARNING_MS || self.waited_for_cap > 0).then(|| {
+            format!(
+                "the client fell behind the schedule by {:.1} ms (p99; {:.1} ms at most){capped}; latencies from the \
+                 intended time include it",
+                lag.p99, lag.max
+            )
+        })
     }
 }
 
@@ -351,6 +385,24 @@ pub(crate) mod tests {
             token_source: TokenCountSource::Responses,
             error: None,
         }
+    }
+
+    #[test]
+    fn requests_due_while_the_most_were_in_flight_are_counted_and_flagged() {
+        let spec = SweepSpec { request_rates: vec![100.0], max_concurrency: Some(1), ..SweepSpec::default() };
+        let due = |intended_ms: u64, send_ms: u64, end_ms: u64| RequestRecord {
+            intended_ns: Some(intended_ms * 1_000_000),
+            ..record(send_ms * 1_000_000, &[(end_ms * 1_000_000, 1)])
+        };
+        // The second falls due while the first is out, and is sent as it ends; the third finds
+        // nothing in flight.
+        let records = [due(0, 0, 10), due(5, 10, 12), due(20, 20, 21)];
+        let stats = PointStats::of_point(&spec, 0, &records);
+        assert_eq!(stats.waited_for_cap, 1);
+        let warning = stats.lag_warning().expect("a wait for the cap is flagged");
+        assert!(warning.contains("1 request fell due while the most allowed were in flight"), "{warning}");
+        let roomy = SweepSpec { max_concurrency: Some(2), ..spec };
+        assert_eq!(PointStats::of_point(&roomy, 0, &records).waited_for_cap, 0);
     }
 
     /// Weighted samples written out, one per unit of weight.

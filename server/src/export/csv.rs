@@ -68,6 +68,7 @@ pub fn point_columns() -> Vec<String> {
             "requests_per_s",
             "output_tokens_per_s",
             "sent_per_s",
+            "waited_for_cap",
             "goodput_met",
             "goodput_measured",
             "goodput_share",
@@ -164,7 +165,12 @@ pub fn points_csv(spec: &SweepSpec, points: &[PointStats]) -> String {
         ] {
             row.extend(summary_fields(summary.as_ref()));
         }
-        row.extend([p.requests_per_s.to_string(), p.output_tokens_per_s.to_string(), p.sent_per_s.to_string()]);
+        row.extend([
+            p.requests_per_s.to_string(),
+            p.output_tokens_per_s.to_string(),
+            p.sent_per_s.to_string(),
+            p.waited_for_cap.to_string(),
+        ]);
         let goodput = p.goodput.as_ref();
         row.extend([
             opt(goodput.map(|g| g.met)),

@@ -135,6 +135,7 @@ fn point_stats(row: &HashMap<String, String>) -> PointStats {
             share: float("goodput_share"),
             requests_per_s: float("goodput_requests_per_s"),
         }),
+        waited_for_cap: field("waited_for_cap").parse().unwrap(),
     }
 }
 

@@ -98,6 +98,8 @@ async fn a_client_that_falls_behind_its_schedule_is_flagged() {
     assert!(lag.max > 100.0, "each request waits for the one before: lag max {:.1} ms", lag.max);
     let warning = point.lag_warning().expect("a lag this long is flagged");
     assert!(warning.starts_with("the client fell behind the schedule by"), "{warning}");
+    assert!(point.waited_for_cap >= 15, "most requests fell due while one was out: {}", point.waited_for_cap);
+    assert!(warning.contains("requests fell due while the most allowed were in flight"), "{warning}");
     assert!(point.ttft_intended_ms.as_ref().unwrap().p99 > point.ttft_ms.as_ref().unwrap().p99 + 100.0);
     let table = server::sweep::format_table(&report);
     assert!(table.contains("prompt 16 at 100 req/s: the client fell behind the schedule by"), "{table}");

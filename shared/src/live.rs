@@ -111,6 +111,9 @@ pub struct RequestDone {
     /// What went wrong, when something did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Open loop: how late the request was sent against its schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_ms: Option<f64>,
 }
 
 impl RequestDone {
@@ -121,6 +124,7 @@ impl RequestDone {
             ttft_ms: RequestMetrics::of(record).map(|m| m.ttft_ns as f64 / 1e6),
             tokens: record.output_tokens(),
             error: record.error.clone(),
+            lag_ms: record.lag_ns().map(|ns| ns as f64 / 1e6),
         }
     }
 }
@@ -320,17 +324,41 @@ impl LiveRun {
         Some(elapsed / self.finished as f64 * left)
     }
 
-    /// The measured (not warm-up) time-to-first-token samples of a point, in milliseconds.
-    pub fn ttft_samples(&self, point: u32) -> Vec<f64> {
+    /// A point's measured (not warm-up) requests.
+    fn measured(&self, point: u32) -> &[LiveRequest] {
         let per_point = self.spec.requests_per_point() as usize;
         let start = point as usize * per_point + self.spec.warmup as usize;
         let end = (point as usize + 1) * per_point;
-        self.requests
-            .get(start..end.min(self.requests.len()))
-            .unwrap_or_default()
+        self.requests.get(start..end.min(self.requests.len())).unwrap_or_default()
+    }
+
+    /// The measured (not warm-up) time-to-first-token samples of a point, in milliseconds.
+    pub fn ttft_samples(&self, point: u32) -> Vec<f64> {
+        self.measured(point)
             .iter()
             .filter_map(|r| r.done.as_ref().filter(|d| d.error.is_none()).and_then(|d| d.ttft_ms))
             .collect()
+    }
+
+    /// A point's measured requests' TTFT against when they were sent: seconds since the
+    /// point's first measured send, and milliseconds of TTFT, from the intended send in open
+    /// loop (so a queue building up shows as a slope).
+    pub fn ttft_over_time(&self, point: u32) -> Vec<(f64, f64)> {
+        let measured = self.measured(point);
+        let Some(first) = measured.iter().filter_map(|r| r.sent_us).min() else { return Vec::new() };
+        measured
+            .iter()
+            .filter_map(|r| {
+                let done = r.done.as_ref().filter(|d| d.error.is_none())?;
+                let at = r.sent_us?.saturating_sub(first) as f64 / 1e6;
+                Some((at, done.ttft_ms? + done.lag_ms.unwrap_or(0.0)))
+            })
+            .collect()
+    }
+
+    /// A point's measured requests' schedule lag, in milliseconds (open loop).
+    pub fn lag_samples(&self, point: u32) -> Vec<f64> {
+        self.measured(point).iter().filter_map(|r| r.done.as_ref().and_then(|d| d.lag_ms)).collect()
     }
 }
 
@@ -376,6 +404,7 @@ mod tests {
             ttft_ms: ttft,
             tokens: u64::from(ttft.is_some()),
             error: error.map(Into::into),
+            lag_ms: (r == 1).then_some(0.5),
         };
         let events = vec![
             started(),
@@ -394,6 +423,9 @@ mod tests {
         assert_eq!(run.latest_us, 3200);
         // The warm-up request (index 0) and the failed one are not samples.
         assert_eq!(run.ttft_samples(0), vec![2.0]);
+        // The first measured request, its 0.5 ms lag in its TTFT from the intended send.
+        assert_eq!(run.ttft_over_time(0), vec![(0.0, 2.5)]);
+        assert_eq!(run.lag_samples(0), vec![0.5]);
         assert_eq!(run.requests[1].tokens, vec![(3200, 1)]);
         assert_eq!(run.requests[1].mean_gap_ms(), None);
         let request = LiveRequest { tokens: vec![(1000, 1), (3000, 1), (7000, 3)], ..LiveRequest::default() };

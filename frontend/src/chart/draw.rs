@@ -475,6 +475,43 @@ pub fn throughput<DB: DrawingBackend>(
     Ok(positions)
 }
 
+/// Draws one dot per request: seconds into the point against a latency (ms), described on
+/// the vertical axis by `y_desc`.
+pub fn scatter<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    points: &[(f64, f64)],
+    y_desc: &str,
+    palette: &Palette,
+    dpr: f64,
+) -> Result<(), String> {
+    let end = points.iter().map(|p| p.0).fold(0.0_f64, f64::max);
+    let end = if end > 0.0 { end * 1.04 } else { 1.0 };
+    let (y0, y1) = YScale::Linear.range(points.iter().map(|p| p.1));
+    let mut ctx = ChartBuilder::on(root)
+        .margin((12.0 * dpr) as u32)
+        .x_label_area_size((38.0 * dpr) as u32)
+        .y_label_area_size((58.0 * dpr) as u32)
+        .build_cartesian_2d(0.0..end, y0..y1)
+        .map_err(fail)?;
+    let x_label = |v: &f64| fmt_axis(*v, end);
+    let y_label = |v: &f64| fmt_axis(*v, y1 - y0);
+    themed(
+        ctx.configure_mesh()
+            .x_desc("seconds since the first measured send of the point")
+            .y_desc(y_desc)
+            .x_label_formatter(&x_label)
+            .y_label_formatter(&y_label),
+        palette,
+        dpr,
+    )
+    .draw()
+    .map_err(fail)?;
+    let radius = (2.5 * dpr).max(2.0) as i32;
+    ctx.draw_series(points.iter().map(|&p| Circle::new(p, radius, rgb(palette.dots).filled())))
+        .map_err(fail)?;
+    Ok(())
+}
+
 /// The look every chart's axes share: fonts scaled to the device, grid colours of the scheme.
 fn themed<'m, 'a, 'b, X: Ranged, Y: Ranged, DB: DrawingBackend>(
     mesh: &'m mut MeshStyle<'a, 'b, X, Y, DB>,
@@ -535,10 +572,11 @@ pub fn timeline<DB: DrawingBackend>(
     Ok(())
 }
 
-/// Draws a histogram of time to first token (ms).
+/// Draws a histogram of a latency (ms), described on its axis by `x_desc`.
 pub fn histogram<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     bins: &[Bin],
+    x_desc: &str,
     palette: &Palette,
     dpr: f64,
 ) -> Result<(), String> {
@@ -559,7 +597,7 @@ pub fn histogram<DB: DrawingBackend>(
     let y_label = |v: &f64| if v.fract() == 0.0 { format!("{v:.0}") } else { String::new() };
     themed(
         ctx.configure_mesh()
-            .x_desc("time to first token (ms)")
+            .x_desc(x_desc)
             .y_desc("requests")
             .x_label_formatter(&x_label)
             .y_label_formatter(&y_label)
@@ -698,7 +736,16 @@ mod tests {
         .unwrap();
         assert_eq!(polylines(&svg, Palette::DARK.line).len(), 3, "a tick per response");
         let bins = super::super::histogram(&[1.0, 2.0, 2.5, 4.0], 4);
-        let svg = to_svg((400, 300), &Palette::LIGHT, |root| histogram(root, &bins, &Palette::LIGHT, 1.0)).unwrap();
+        let svg = to_svg((400, 300), &Palette::LIGHT, |root| {
+            histogram(root, &bins, "time to first token (ms)", &Palette::LIGHT, 1.0)
+        })
+        .unwrap();
         assert!(svg.contains(">\ntime to first token (ms)\n<") && svg.contains(">\nrequests\n<"));
+        let svg = to_svg((400, 300), &Palette::LIGHT, |root| {
+            scatter(root, &[(0.0, 5.0), (0.5, 7.0), (1.0, 12.0)], "TTFT (ms)", &Palette::LIGHT, 1.0)
+        })
+        .unwrap();
+        assert_eq!(svg.matches("<circle").count(), 3, "a dot per request");
+        assert!(svg.contains(">\nseconds since the first measured send of the point\n<"));
     }
 }

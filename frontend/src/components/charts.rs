@@ -411,7 +411,6 @@ pub fn Inspector(
         })
     };
     let timeline = NodeRef::<Canvas>::new();
-    let histogram = NodeRef::<Canvas>::new();
     Effect::new(move |_| {
         if let Some(r) = resized {
             r.track();
@@ -424,28 +423,17 @@ pub fn Inspector(
             leptos::logging::warn!("{err}");
         }
     });
-    Effect::new(move |_| {
-        if let Some(r) = resized {
-            r.track();
-        }
-        let p = chosen_point();
-        let Some(canvas) = histogram.get() else { return };
-        let bins = chart::histogram(&run.with_value(|run| run.ttft_samples(p)), 40);
-        let palette = palette();
-        if let Err(err) = draw::on_canvas(&canvas, &palette, |root, dpr| draw::histogram(root, &bins, &palette, dpr)) {
-            leptos::logging::warn!("{err}");
-        }
-    });
     let timeline_svg = Callback::new(move |()| {
         let tokens = timeline_tokens(chosen_request().2);
         let palette = palette();
         draw::to_svg((draw::EXPORT_SIZE.0, 160), &palette, |root| draw::timeline(root, &tokens, &palette, 1.0))
     });
-    let histogram_svg = Callback::new(move |()| {
-        let bins = chart::histogram(&run.with_value(|run| run.ttft_samples(chosen_point())), 40);
-        let palette = palette();
-        draw::to_svg(draw::EXPORT_SIZE, &palette, |root| draw::histogram(root, &bins, &palette, 1.0))
-    });
+    let point = Signal::derive(chosen_point);
+    let open_loop = move || {
+        version.track();
+        run.with_value(|run| run.spec.open_loop())
+    };
+    let at_length = move || run.with_value(|run| fmt_length(f64::from(run.spec.point_length(chosen_point() as usize))));
     let lengths = move || {
         version.track();
         run.with_value(|run| run.spec.prompt_lengths.clone())
@@ -499,15 +487,87 @@ pub fn Inspector(
                 </figcaption>
                 <div class="canvas-box short"><canvas node_ref=timeline id="chart-timeline"/></div>
             </figure>
-            <figure class="chart" data-chart="histogram">
-                <figcaption>"Time to first token at prompt length "
-                    {move || run.with_value(|run| fmt_length(f64::from(run.spec.point_length(chosen_point() as usize))))}
-                    " " <a class="define" href=format!("#{}", metric_anchor("ttft"))>"definition"</a>
-                    <ExportButtons key="histogram" canvas=histogram stem=stem svg=histogram_svg/>
-                </figcaption>
-                <div class="canvas-box"><canvas node_ref=histogram id="chart-histogram"/></div>
-            </figure>
+            <PointFigure key="histogram" run=run version=version point=point stem=stem paint=ttft_histogram>
+                "Time to first token at prompt length " {at_length}
+                " " <a class="define" href=format!("#{}", metric_anchor("ttft"))>"definition"</a>
+            </PointFigure>
+            <PointFigure key="ttft-over-time" run=run version=version point=point stem=stem paint=ttft_over_time>
+                "Time to first token through the point at prompt length " {at_length}
+                {move || open_loop().then_some(", from each request's intended send")}
+                <span class="legend">"a dot per request; a queue building up shows as a slope"</span>
+            </PointFigure>
+            <Show when=open_loop>
+                <PointFigure key="lag" run=run version=version point=point stem=stem paint=lag_histogram>
+                    "Schedule lag at prompt length " {at_length}
+                    <span class="legend">"how late each request was sent against its schedule"</span>
+                </PointFigure>
+            </Show>
         </section>
+    }
+}
+
+/// Draws a chart of one point of a run: the surface, the run, the point, the colours and the
+/// device pixel ratio.
+type PointDrawing = fn(&draw::Area<'_>, &LiveRun, u32, &Palette, f64) -> Result<(), String>;
+
+fn ttft_histogram(root: &draw::Area<'_>, run: &LiveRun, point: u32, palette: &Palette, dpr: f64) -> Result<(), String> {
+    let bins = chart::histogram(&run.ttft_samples(point), 40);
+    draw::histogram(root, &bins, "time to first token (ms)", palette, dpr)
+}
+
+fn lag_histogram(root: &draw::Area<'_>, run: &LiveRun, point: u32, palette: &Palette, dpr: f64) -> Result<(), String> {
+    let bins = chart::histogram(&run.lag_samples(point), 40);
+    draw::histogram(root, &bins, "schedule lag (ms)", palette, dpr)
+}
+
+fn ttft_over_time(root: &draw::Area<'_>, run: &LiveRun, point: u32, palette: &Palette, dpr: f64) -> Result<(), String> {
+    let y_desc = if run.spec.open_loop() { "TTFT from the intended send (ms)" } else { "TTFT (ms)" };
+    draw::scatter(root, &run.ttft_over_time(point), y_desc, palette, dpr)
+}
+
+/// A chart of the point the inspector shows, redrawn as the run goes, with its export buttons.
+#[component]
+fn PointFigure(
+    /// The chart's key: its canvas is `chart-KEY`.
+    key: &'static str,
+    run: StoredValue<LiveRun, LocalStorage>,
+    version: RwSignal<u64>,
+    /// The point shown.
+    point: Signal<u32>,
+    #[prop(into)] stem: Signal<String>,
+    paint: PointDrawing,
+    /// The caption.
+    children: Children,
+) -> impl IntoView {
+    let canvas = NodeRef::<Canvas>::new();
+    let resized = use_context::<Resized>().map(|r| r.0);
+    Effect::new(move |_| {
+        version.track();
+        if let Some(r) = resized {
+            r.track();
+        }
+        let p = point.get();
+        let Some(canvas) = canvas.get() else { return };
+        let palette = palette();
+        let drawn =
+            run.with_value(|run| draw::on_canvas(&canvas, &palette, |root, dpr| paint(root, run, p, &palette, dpr)));
+        if let Err(err) = drawn {
+            leptos::logging::warn!("{err}");
+        }
+    });
+    let svg = Callback::new(move |()| {
+        let palette = palette();
+        let p = point.get_untracked();
+        run.with_value(|run| draw::to_svg(draw::EXPORT_SIZE, &palette, |root| paint(root, run, p, &palette, 1.0)))
+    });
+    view! {
+        <figure class="chart" data-chart=key>
+            <figcaption>
+                {children()}
+                <ExportButtons key=key canvas=canvas stem=stem svg=svg/>
+            </figcaption>
+            <div class="canvas-box"><canvas node_ref=canvas id=format!("chart-{key}")/></div>
+        </figure>
     }
 }
 

@@ -1013,6 +1013,11 @@ async fn a_rate_sweep_from_the_form() {
         let chart = throughput_chart(&client).await;
         let engine = client.find(Locator::Css("#engine-load")).await.unwrap().text().await.unwrap();
         assert!(engine.starts_with("engine: ") && engine.contains("µs per response"), "the engine's load: {engine}");
+        // The inspector's point: its TTFT through the point (a dot per request) and its lags.
+        let (_, dots) = painted(&client, "chart-ttft-over-time", [130, 80, 223]).await;
+        assert!(dots > 50, "the TTFT-over-time chart has no dots: {dots} pixels of their colour");
+        let (_, bars) = painted(&client, "chart-lag", [9, 105, 218]).await;
+        assert!(bars > 50, "the schedule lag histogram has no bars: {bars} pixels of their colour");
         assert_eq!(summary.spec.slo.and_then(|s| s.ttft_ms), Some(5000.0));
         let table = client.execute(&format!("{VIEW_STATE_TABLE} return table();"), vec![]).await.unwrap();
         let cells: Vec<String> = serde_json::from_value::<Vec<String>>(table.clone())

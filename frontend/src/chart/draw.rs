@@ -361,13 +361,14 @@ pub struct Curve {
 }
 
 /// Latency against achieved throughput across load levels.
-pub struct ThroughputChart<'a> {
-    pub y_desc: &'a str,
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThroughputChart {
+    pub y_desc: &'static str,
     pub y_scale: YScale,
     pub curves: Vec<Curve>,
-    /// A capacity search's answer: the passing probe's throughput and its words.
-    pub capacity: Option<(f64, String)>,
-    pub empty_note: &'a str,
+    /// Capacity searches' answers: each passing probe's throughput and its words.
+    pub capacity: Vec<(f64, String)>,
+    pub empty_note: &'static str,
 }
 
 /// Draws latency against output tokens/s: per curve, p50 as a line with dots and p99 as a
@@ -375,12 +376,12 @@ pub struct ThroughputChart<'a> {
 /// dashed line. Returns the p50 points' positions in CSS pixels, curve after curve.
 pub fn throughput<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    chart: &ThroughputChart<'_>,
+    chart: &ThroughputChart,
     palette: &Palette,
     dpr: f64,
 ) -> Result<Vec<(f64, f64)>, String> {
     let xs: Vec<f64> = chart.curves.iter().flat_map(|c| c.points.iter().map(|p| p.0)).collect();
-    let x1 = xs.iter().copied().chain(chart.capacity.as_ref().map(|c| c.0)).fold(0.0_f64, f64::max);
+    let x1 = xs.iter().copied().chain(chart.capacity.iter().map(|c| c.0)).fold(0.0_f64, f64::max);
     let x1 = if x1 > 0.0 { x1 * 1.08 } else { 1.0 };
     let y_scale = chart.y_scale;
     let (y0, y1) = y_scale.range(chart.curves.iter().flat_map(|c| c.points.iter().flat_map(|p| [p.1, p.2])));
@@ -414,7 +415,7 @@ pub fn throughput<DB: DrawingBackend>(
         ))
         .map_err(fail)?;
     }
-    if let Some((at, words)) = &chart.capacity {
+    for (k, (at, words)) in chart.capacity.iter().enumerate() {
         let style = ShapeStyle {
             color: rgb(palette.error).to_rgba(),
             filled: false,
@@ -431,7 +432,7 @@ pub fn throughput<DB: DrawingBackend>(
         let right = *at > x1 * 0.6;
         let anchor = if right { HPos::Right } else { HPos::Left };
         let gap = (6.0 * dpr) as i32;
-        let place = (if right { px - gap } else { px + gap }, py + gap);
+        let place = (if right { px - gap } else { px + gap }, py + gap + k as i32 * (16.0 * dpr) as i32);
         root.draw(&Text::new(words.clone(), place, font.pos(Pos::new(anchor, VPos::Top)))).map_err(fail)?;
     }
     let mut positions = Vec::new();
@@ -507,8 +508,7 @@ pub fn scatter<DB: DrawingBackend>(
     .draw()
     .map_err(fail)?;
     let radius = (2.5 * dpr).max(2.0) as i32;
-    ctx.draw_series(points.iter().map(|&p| Circle::new(p, radius, rgb(palette.dots).filled())))
-        .map_err(fail)?;
+    ctx.draw_series(points.iter().map(|&p| Circle::new(p, radius, rgb(palette.dots).filled()))).map_err(fail)?;
     Ok(())
 }
 

@@ -15,6 +15,7 @@ use crate::components::charts::{
 };
 use crate::components::glossary::metric_anchor;
 use crate::components::runs_list::status_name;
+use crate::components::throughput::{self, ThroughputChart};
 use crate::report::{self, ReportChart};
 
 /// What the link names that the server does not have, in words.
@@ -31,7 +32,16 @@ pub fn unknown_runs_message(unknown: &[String]) -> Option<String> {
 
 /// The charts a comparison shows, as SVG for its report.
 pub fn report_charts(runs: &[RunSummary], view: RunViewState) -> Result<Vec<ReportChart>, String> {
-    charts::report_charts(view, &|metric, shape, palette, draw| with_compare_chart(runs, metric, shape, palette, draw))
+    let mut out = charts::report_charts(view, &|metric, shape, palette, draw| {
+        with_compare_chart(runs, metric, shape, palette, draw)
+    })?;
+    if runs.iter().any(|r| throughput::shows(&r.spec)) {
+        let y = crate::chart::YScale::chosen(view.y);
+        out.extend(throughput::report_charts(view.charts, |metric, palette| {
+            throughput::compare_chart(runs, metric, y, palette)
+        })?);
+    }
+    Ok(out)
 }
 
 /// The comparison of the runs `ids` names.
@@ -139,6 +149,21 @@ pub fn CompareView(
                     </Show>
                 }).collect_view()}
             </div>
+            <Show when=move || runs.with(|r| r.iter().any(|r| throughput::shows(&r.spec)))>
+                <div class="charts" id="throughput-charts">
+                    {Metric::ALL.into_iter().map(|metric| {
+                        let chart = Signal::derive(move || {
+                            let y = crate::chart::YScale::chosen(view.with(|v| v.y));
+                            runs.with(|runs| throughput::compare_chart(runs, metric, y, &palette()))
+                        });
+                        view! {
+                            <Show when=move || view.with(|v| shows(v.charts, metric))>
+                                <ThroughputChart metric=metric chart=chart stem=stem/>
+                            </Show>
+                        }
+                    }).collect_view()}
+                </div>
+            </Show>
             <div class="differences" id="differences" inner_html=move || runs.with(|r| report::differences_tables(r))></div>
         </section>
     }

@@ -206,12 +206,18 @@ pub fn RunView(
             <ViewControls view=view address=address/>
             <Show when=move || { version.track(); run.with_value(|run| throughput::shows(&run.spec)) }>
                 <div class="charts" id="throughput-charts">
-                    <Show when=move || view.with(|v| v.charts != Charts::T2t)>
-                        <ThroughputChart metric=Metric::Ttft run=run version=version view=view stem=files/>
-                    </Show>
-                    <Show when=move || view.with(|v| v.charts != Charts::Ttft)>
-                        <ThroughputChart metric=Metric::T2t run=run version=version view=view stem=files/>
-                    </Show>
+                    {Metric::ALL.into_iter().map(|metric| {
+                        let chart = Signal::derive(move || {
+                            version.track();
+                            let y = crate::chart::YScale::chosen(view.with(|v| v.y));
+                            run.with_value(|run| throughput::run_chart(run, metric, y, &charts::palette()))
+                        });
+                        view! {
+                            <Show when=move || view.with(|v| charts::shows(v.charts, metric))>
+                                <ThroughputChart metric=metric chart=chart stem=files/>
+                            </Show>
+                        }
+                    }).collect_view()}
                 </div>
             </Show>
             <div class="charts">
@@ -237,19 +243,10 @@ pub fn report_charts(run: &LiveRun, view: RunViewState) -> Result<Vec<ReportChar
     let mut out =
         charts::report_charts(view, &|metric, shape, palette, draw| with_run_chart(run, metric, shape, palette, draw))?;
     if throughput::shows(&run.spec) {
-        let palette = crate::chart::Palette::LIGHT;
-        for metric in Metric::ALL.into_iter().filter(|&m| charts::shows(view.charts, m)) {
-            let svg = throughput::with_chart(run, metric, crate::chart::YScale::chosen(view.y), &palette, |chart| {
-                crate::chart::draw::to_svg(crate::chart::draw::EXPORT_SIZE, &palette, |root| {
-                    crate::chart::draw::throughput(root, chart, &palette, 1.0).map(drop)
-                })
-            })?;
-            out.push(ReportChart {
-                key: format!("{}-throughput", metric.key()),
-                caption: format!("{} against achieved throughput, one line per prompt length", charts::title(metric)),
-                svg,
-            });
-        }
+        let y = crate::chart::YScale::chosen(view.y);
+        out.extend(throughput::report_charts(view.charts, |metric, palette| {
+            throughput::run_chart(run, metric, y, palette)
+        })?);
     }
     Ok(out)
 }

@@ -3,9 +3,10 @@
 
 use leptos::html::Canvas;
 use leptos::prelude::*;
+use shared::api::RunSummary;
 use shared::capacity::Capacity;
 use shared::spec::LoadLevel;
-use shared::view::RunViewState;
+use shared::view::run_title;
 use shared::{LiveRun, PointStats, Summary, SweepSpec};
 
 use crate::chart::{Palette, YScale, draw};
@@ -27,9 +28,9 @@ fn latency(metric: Metric, point: &PointStats) -> Option<&Summary> {
 }
 
 /// The vertical axis's description.
-fn y_desc(metric: Metric, spec: &SweepSpec) -> &'static str {
+fn y_desc(metric: Metric, open_loop: bool) -> &'static str {
     match metric {
-        Metric::Ttft if spec.open_loop() => "TTFT from the intended send (ms)",
+        Metric::Ttft if open_loop => "TTFT from the intended send (ms)",
         Metric::Ttft => "TTFT (ms)",
         Metric::T2t => "token-to-token (ms)",
     }
@@ -44,47 +45,69 @@ fn weight(load: Option<LoadLevel>) -> f64 {
     }
 }
 
-/// One curve per prompt length of the run, each through its settled points in load order.
-pub fn curves(spec: &SweepSpec, points: &[Option<PointStats>], metric: Metric, palette: &Palette) -> Vec<draw::Curve> {
+/// One curve per prompt length of a run, each through its settled points in load order, in
+/// `colour`, labelled with `name` when given.
+fn curves(
+    spec: &SweepSpec,
+    points: &[Option<&PointStats>],
+    metric: Metric,
+    colour: impl Fn(usize) -> crate::chart::Rgb,
+    name: Option<&str>,
+) -> Vec<draw::Curve> {
     spec.prompt_lengths
         .iter()
         .enumerate()
         .filter_map(|(i, &length)| {
-            let mut at: Vec<&PointStats> = points.iter().flatten().filter(|p| p.prompt_length == length).collect();
+            let mut at: Vec<&PointStats> =
+                points.iter().flatten().copied().filter(|p| p.prompt_length == length).collect();
             at.sort_by(|a, b| weight(a.load).total_cmp(&weight(b.load)));
             let points: Vec<(f64, f64, f64)> =
                 at.iter().filter_map(|p| latency(metric, p).map(|s| (p.output_tokens_per_s, s.p50, s.p99))).collect();
-            (!points.is_empty()).then(|| draw::Curve {
-                label: if spec.prompt_lengths.len() > 1 { format!("prompt {length}") } else { String::new() },
-                colour: palette.run(i),
-                points,
-            })
+            let prompt = (spec.prompt_lengths.len() > 1).then(|| format!("prompt {length}"));
+            let label = [name.map(str::to_string), prompt].into_iter().flatten().collect::<Vec<_>>().join(" · ");
+            (!points.is_empty()).then(|| draw::Curve { label, colour: colour(i), points })
         })
         .collect()
 }
 
 /// A capacity search's answer on the throughput axis: the passing probe's output tokens/s.
-pub fn capacity_mark(spec: &SweepSpec, points: &[Option<PointStats>]) -> Option<(f64, String)> {
-    let passed = Capacity::of_run(spec, points.iter().map(Option::as_ref))?.passed?;
+fn capacity_mark(spec: &SweepSpec, points: &[Option<&PointStats>], name: Option<&str>) -> Option<(f64, String)> {
+    let passed = Capacity::of_run(spec, points.iter().copied())?.passed?;
     let point = points.iter().flatten().find(|p| p.load == Some(LoadLevel::Rate(passed.rate)))?;
-    Some((point.output_tokens_per_s, format!("capacity {} req/s", shared::capacity::fmt_rate(passed.rate))))
+    let words = format!("capacity {} req/s", shared::capacity::fmt_rate(passed.rate));
+    Some((point.output_tokens_per_s, name.map_or(words.clone(), |name| format!("{name}: {words}"))))
 }
 
-/// Calls `f` with the latency-throughput chart of one run's metric.
-pub fn with_chart<T>(
-    run: &LiveRun,
-    metric: Metric,
-    y_scale: YScale,
-    palette: &Palette,
-    f: impl FnOnce(&draw::ThroughputChart<'_>) -> T,
-) -> T {
-    f(&draw::ThroughputChart {
-        y_desc: y_desc(metric, &run.spec),
+/// The latency-throughput chart of one run's metric.
+pub fn run_chart(run: &LiveRun, metric: Metric, y_scale: YScale, palette: &Palette) -> draw::ThroughputChart {
+    let points: Vec<Option<&PointStats>> = run.points.iter().map(Option::as_ref).collect();
+    draw::ThroughputChart {
+        y_desc: y_desc(metric, run.spec.open_loop()),
         y_scale,
-        curves: curves(&run.spec, &run.points, metric, palette),
-        capacity: capacity_mark(&run.spec, &run.points),
+        curves: curves(&run.spec, &points, metric, |i| palette.run(i), None),
+        capacity: capacity_mark(&run.spec, &points, None).into_iter().collect(),
         empty_note: if run.status.is_some() { "no results" } else { "waiting for the first load level" },
-    })
+    }
+}
+
+/// The latency-throughput chart of several runs' metric overlaid, one colour per run; runs
+/// without load levels are left out.
+pub fn compare_chart(runs: &[RunSummary], metric: Metric, y_scale: YScale, palette: &Palette) -> draw::ThroughputChart {
+    let (mut curves_out, mut marks) = (Vec::new(), Vec::new());
+    for (i, run) in runs.iter().enumerate().filter(|(_, r)| shows(&r.spec)) {
+        let points: Vec<Option<&PointStats>> = run.points.iter().map(Some).collect();
+        let name = run_title(run);
+        curves_out.extend(curves(&run.spec, &points, metric, |_| palette.run(i), Some(&name)));
+        marks.extend(capacity_mark(&run.spec, &points, Some(&name)));
+    }
+    let open_loop = runs.iter().any(|r| r.spec.open_loop());
+    draw::ThroughputChart {
+        y_desc: y_desc(metric, open_loop),
+        y_scale,
+        curves: curves_out,
+        capacity: marks,
+        empty_note: "no run has load levels",
+    }
 }
 
 /// A capacity search's answer in words, for the run's headline; `None` for other runs.
@@ -93,18 +116,14 @@ pub fn headline(run: &LiveRun) -> Option<String> {
     Some(Capacity::of_run(&run.spec, run.points.iter().map(Option::as_ref))?.headline(&search))
 }
 
-/// A latency metric against achieved throughput, redrawn as each load level settles.
+/// A latency metric against achieved throughput, redrawn whenever `chart` changes.
 #[component]
 pub fn ThroughputChart(
     /// Which metric.
     metric: Metric,
-    /// The run, rebuilt from its events.
-    run: StoredValue<LiveRun, LocalStorage>,
-    /// Bumped when `run` changes.
-    version: RwSignal<u64>,
-    /// The page's chart controls: the latency axis's scale is shared with the other charts.
+    /// What to draw.
     #[prop(into)]
-    view: Signal<RunViewState>,
+    chart: Signal<draw::ThroughputChart>,
     /// The stem of the chart's file names.
     #[prop(into)]
     stem: Signal<String>,
@@ -112,31 +131,21 @@ pub fn ThroughputChart(
     let canvas = NodeRef::<Canvas>::new();
     let resized = use_context::<Resized>().map(|r| r.0);
     let failure = RwSignal::new(None::<String>);
-    let y_scale = Memo::new(move |_| YScale::chosen(view.with(|v| v.y)));
     Effect::new(move |_| {
-        version.track();
         if let Some(r) = resized {
             r.track();
         }
-        let y_scale = y_scale.get();
         let Some(canvas) = canvas.get() else { return };
         let palette = palette();
-        let drawn = run.with_value(|run| {
-            with_chart(run, metric, y_scale, &palette, |chart| {
-                let drawn =
-                    draw::on_canvas(&canvas, &palette, |root, dpr| draw::throughput(root, chart, &palette, dpr));
-                // What is drawn, for tools that read the chart: the p50 points per curve.
-                let points: Vec<String> = chart.curves.iter().map(|c| c.points.len().to_string()).collect();
-                let _ = canvas.set_attribute("data-points", &points.join(","));
-                let _ = canvas
-                    .set_attribute("data-capacity", &chart.capacity.as_ref().map_or(String::new(), |c| c.1.clone()));
-                drawn
-            })
+        let drawn = chart.with(|chart| {
+            // What is drawn, for tools that read the chart: the points per curve, the marks.
+            let points: Vec<String> = chart.curves.iter().map(|c| c.points.len().to_string()).collect();
+            let _ = canvas.set_attribute("data-points", &points.join(","));
+            let marks: Vec<&str> = chart.capacity.iter().map(|c| c.1.as_str()).collect();
+            let _ = canvas.set_attribute("data-capacity", &marks.join("; "));
+            draw::on_canvas(&canvas, &palette, |root, dpr| draw::throughput(root, chart, &palette, dpr))
         });
-        match drawn {
-            Ok(_) => failure.set(None),
-            Err(err) => failure.set(Some(err)),
-        }
+        failure.set(drawn.err());
     });
     let key = match metric {
         Metric::Ttft => "ttft-throughput",
@@ -144,10 +153,8 @@ pub fn ThroughputChart(
     };
     let svg = Callback::new(move |()| {
         let palette = palette();
-        run.with_value(|run| {
-            with_chart(run, metric, y_scale.get_untracked(), &palette, |chart| {
-                draw::to_svg(draw::EXPORT_SIZE, &palette, |root| draw::throughput(root, chart, &palette, 1.0).map(drop))
-            })
+        chart.with_untracked(|chart| {
+            draw::to_svg(draw::EXPORT_SIZE, &palette, |root| draw::throughput(root, chart, &palette, 1.0).map(drop))
         })
     });
     view! {
@@ -164,6 +171,29 @@ pub fn ThroughputChart(
             {move || failure.get().map(|f| view! { <p class="error">{f}</p> })}
         </figure>
     }
+}
+
+/// The latency-throughput charts as SVG for a report, for the metrics `charts` shows.
+pub fn report_charts(
+    charts: shared::view::Charts,
+    build: impl Fn(Metric, &Palette) -> draw::ThroughputChart,
+) -> Result<Vec<crate::report::ReportChart>, String> {
+    let palette = Palette::LIGHT;
+    Metric::ALL
+        .into_iter()
+        .filter(|&metric| crate::components::charts::shows(charts, metric))
+        .map(|metric| {
+            let chart = build(metric, &palette);
+            let svg = draw::to_svg(draw::EXPORT_SIZE, &palette, |root| {
+                draw::throughput(root, &chart, &palette, 1.0).map(drop)
+            })?;
+            Ok(crate::report::ReportChart {
+                key: format!("{}-throughput", metric.key()),
+                caption: format!("{} against achieved throughput, one line per prompt length", title(metric)),
+                svg,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -190,20 +220,59 @@ mod tests {
     fn a_curve_per_prompt_length_in_load_order() {
         let spec = SweepSpec { prompt_lengths: vec![16, 256], request_rates: vec![1.0, 2.0], ..SweepSpec::default() };
         let rate = LoadLevel::Rate;
-        let points = vec![
+        let points = [
             Some(point(16, rate(2.0), 200.0, 12.0, 1.0)),
             Some(point(16, rate(1.0), 100.0, 10.0, 1.0)),
             Some(point(256, rate(1.0), 90.0, 30.0, 1.0)),
             None,
         ];
-        let drawn = curves(&spec, &points, Metric::Ttft, &Palette::LIGHT);
+        let points: Vec<Option<&PointStats>> = points.iter().map(Option::as_ref).collect();
+        let palette = Palette::LIGHT;
+        let drawn = curves(&spec, &points, Metric::Ttft, |i| palette.run(i), None);
         assert_eq!(drawn.len(), 2);
         assert_eq!(drawn[0].label, "prompt 16");
         let p99 = |ttft: f64| Summary::of(&mut [ttft, ttft, ttft * 2.0]).unwrap().p99;
         assert_eq!(drawn[0].points, vec![(100.0, 10.0, p99(10.0)), (200.0, 12.0, p99(12.0))]);
         assert_eq!(drawn[1].points, vec![(90.0, 30.0, p99(30.0))]);
-        assert!(curves(&spec, &points, Metric::T2t, &Palette::LIGHT).is_empty(), "no token-to-token samples");
+        assert!(curves(&spec, &points, Metric::T2t, |i| palette.run(i), None).is_empty(), "no token-to-token samples");
         assert!(shows(&spec) && !shows(&SweepSpec::default()));
+    }
+
+    #[test]
+    fn a_comparison_draws_each_runs_curves_in_its_colour() {
+        let summary = |id: &str, spec: SweepSpec, points: Vec<PointStats>| RunSummary {
+            id: id.into(),
+            spec,
+            started_unix_ns: 0,
+            simulated: false,
+            status: shared::RunStatus::Completed,
+            model: None,
+            total_requests: 0,
+            finished_requests: 0,
+            errors: 0,
+            points,
+            name: String::new(),
+            notes: String::new(),
+            tags: Vec::new(),
+            not_saved: None,
+        };
+        let rates = SweepSpec { prompt_lengths: vec![16], request_rates: vec![1.0, 2.0], ..SweepSpec::default() };
+        let rate = LoadLevel::Rate;
+        let runs = [
+            summary(
+                "a",
+                rates.clone(),
+                vec![point(16, rate(1.0), 10.0, 5.0, 1.0), point(16, rate(2.0), 20.0, 6.0, 1.0)],
+            ),
+            summary("plain", SweepSpec::default(), vec![point(16, LoadLevel::Concurrency(1), 9.0, 4.0, 1.0)]),
+            summary("b", rates, vec![point(16, rate(1.0), 11.0, 7.0, 1.0)]),
+        ];
+        let chart = compare_chart(&runs, Metric::Ttft, YScale::Linear, &Palette::LIGHT);
+        let labels: Vec<&str> = chart.curves.iter().map(|c| c.label.as_str()).collect();
+        assert_eq!(labels, ["a", "b"], "a run without load levels is left out");
+        assert_eq!(chart.curves[0].colour, Palette::LIGHT.run(0));
+        assert_eq!(chart.curves[1].colour, Palette::LIGHT.run(2), "each run keeps its colour of the legend");
+        assert_eq!(chart.curves[0].points.len(), 2);
     }
 
     #[test]
@@ -221,14 +290,14 @@ mod tests {
             Some(point(16, rate(20.0), 150.0, 90.0, 0.4)),
             Some(point(16, rate(15.0), 140.0, 20.0, 0.995)),
         ];
-        assert_eq!(capacity_mark(&spec, &points), Some((140.0, "capacity 15.0 req/s".into())));
+        let refs: Vec<Option<&PointStats>> = points.iter().map(Option::as_ref).collect();
+        assert_eq!(capacity_mark(&spec, &refs, None), Some((140.0, "capacity 15.0 req/s".into())));
         let run = LiveRun { spec, points, ..LiveRun::default() };
         let words = headline(&run).unwrap();
         assert!(words.starts_with("capacity between 15.0 and 20.0 req/s at 99% goodput so far"), "{words}");
+        let chart = run_chart(&run, Metric::Ttft, YScale::Linear, &Palette::LIGHT);
         let svg = draw::to_svg(draw::EXPORT_SIZE, &Palette::LIGHT, |root| {
-            with_chart(&run, Metric::Ttft, YScale::Linear, &Palette::LIGHT, |chart| {
-                draw::throughput(root, chart, &Palette::LIGHT, 1.0).map(drop)
-            })
+            draw::throughput(root, &chart, &Palette::LIGHT, 1.0).map(drop)
         })
         .unwrap();
         for text in

@@ -90,8 +90,8 @@ pub fn load_words(spec: &SweepSpec) -> String {
     };
     if let Some(search) = &spec.capacity {
         format!(
-            "capacity search: goodput at least {}%, from {} req/s, at most {} probes ({})",
-            search.goodput * 100.0,
+            "capacity search: goodput at least {}, from {} req/s, at most {} probes ({})",
+            shared::capacity::percent(search.goodput),
             shared::capacity::fmt_rate(search.start_rate),
             search.probes,
             arrivals()
@@ -338,7 +338,7 @@ pub fn html(runs: &[RunSummary], charts: &[ReportChart], generated_unix_ns: i64)
         fact("status", escape(&status_text(&run.status)));
         fact("started", fmt_utc(run.started_unix_ns));
         if let (Some(search), Some(capacity)) =
-            (&run.spec.capacity, Capacity::of_run(&run.spec, run.points.iter().map(Some)))
+            (&run.spec.capacity, Capacity::of_run(&run.spec, run.points.iter().map(Some), run.status.ended_early()))
         {
             fact("capacity", escape(&capacity.headline(search)));
         }

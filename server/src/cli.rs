@@ -103,7 +103,8 @@ pub struct SweepArgs {
     #[arg(long)]
     pub ignore_eos: bool,
     /// Measured requests per point [default: 10; with --duration, enough for the duration:
-    /// 1.25 times the schedule's count and 16 more in open loop, 10,000 in closed loop].
+    /// 1.25 times the schedule's count and 16 more at the fastest --request-rate, 10,000 in
+    /// closed loop and for --find-capacity's probes].
     #[arg(long)]
     pub requests: Option<u32>,
     /// Warm-up requests per point, left out of every statistic [default: 0; with

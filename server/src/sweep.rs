@@ -264,7 +264,9 @@ pub fn format_table(report: &RunReport) -> String {
             let _ = write!(out, "\nprompt {}{load}: {warning}", p.prompt_length);
         }
     }
-    if let (Some(search), Some(capacity)) = (&spec.capacity, Capacity::of_run(spec, report.points.iter().map(Some))) {
+    if let (Some(search), Some(capacity)) =
+        (&spec.capacity, Capacity::of_run(spec, report.points.iter().map(Some), report.status.ended_early()))
+    {
         let _ = write!(out, "\n{}", capacity.headline(search));
     }
     if !spec.streaming {

@@ -146,10 +146,20 @@ pub fn probes<'a>(spec: &SweepSpec, points: impl IntoIterator<Item = Option<&'a 
 }
 
 impl Capacity {
-    /// A capacity run's answer so far, from its settled points; `None` for other runs.
-    pub fn of_run<'a>(spec: &SweepSpec, points: impl IntoIterator<Item = Option<&'a PointStats>>) -> Option<Capacity> {
+    /// A capacity run's answer so far, from its settled points; `None` for other runs. A run
+    /// that `ended_early` (cancelled, failed or interrupted) settled its last point with the
+    /// requests that had finished, which is no probe: it is left out.
+    pub fn of_run<'a>(
+        spec: &SweepSpec,
+        points: impl IntoIterator<Item = Option<&'a PointStats>>,
+        ended_early: bool,
+    ) -> Option<Capacity> {
         let search = spec.capacity?;
-        Some(search.state(&probes(spec, points)))
+        let mut probes = probes(spec, points);
+        if ended_early {
+            probes.pop();
+        }
+        Some(search.state(&probes))
     }
 
     /// The answer in words: the rate and the two probes that bracket it.
@@ -206,7 +216,8 @@ pub fn fmt_rate(r: f64) -> String {
     format!("{r:.digits$}")
 }
 
-fn percent(share: f64) -> String {
+/// A share as a percentage: `99%`, `99.5%`.
+pub fn percent(share: f64) -> String {
     let p = share * 100.0;
     if p == p.round() { format!("{p:.0}%") } else { format!("{p:.1}%") }
 }

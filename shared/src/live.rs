@@ -499,7 +499,8 @@ mod tests {
         let replayed = LiveRun::from_events(&events_from_report("r", &report, false));
         assert_eq!(replayed.spec.request_rates, [1.0, 2.0]);
         let capacity =
-            crate::capacity::Capacity::of_run(&replayed.spec, replayed.points.iter().map(Option::as_ref)).unwrap();
+            crate::capacity::Capacity::of_run(&replayed.spec, replayed.points.iter().map(Option::as_ref), false)
+                .unwrap();
         assert_eq!((capacity.passed.unwrap().rate, capacity.missed.unwrap().rate), (1.0, 2.0));
     }
 

@@ -41,6 +41,13 @@ pub enum RunStatus {
     Interrupted,
 }
 
+impl RunStatus {
+    /// Whether the run stopped before its end: cancelled, failed or interrupted.
+    pub fn ended_early(&self) -> bool {
+        matches!(self, RunStatus::Cancelled | RunStatus::Failed { .. } | RunStatus::Interrupted)
+    }
+}
+
 /// The whole result of a sweep, as written to `run.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {

@@ -205,6 +205,8 @@ impl SweepSpec {
         }
         if let Some(search) = &self.capacity {
             out.extend(search.problems());
+            // The probes' rates are the search's; their arrivals are checked here.
+            out.extend(schedule::problems(1.0, self.arrival, self.burstiness));
             if self.slo.is_none() {
                 out.push(
                     "a capacity search needs objectives to meet: give at least one of ttft_ms, t2t_ms, e2e_ms".into(),
@@ -223,9 +225,9 @@ impl SweepSpec {
             out.push("the most requests in flight (max_concurrency) must be at least 1".into());
         }
         for (seconds, what) in [(self.duration_s, "a point's duration"), (self.warmup_s, "a point's warm-up time")] {
-            if let Some(s) = seconds.filter(|s| !(s.is_finite() && *s > 0.0 && *s <= limits::MAX_RUN_DURATION_S as f64))
-            {
-                out.push(format!("{what} must be above 0 and at most {} seconds, not {s}", limits::MAX_RUN_DURATION_S));
+            let valid = |s: &f64| s.is_finite() && *s >= 0.001 && *s <= limits::MAX_RUN_DURATION_S as f64;
+            if let Some(s) = seconds.filter(|s| !valid(s)) {
+                out.push(format!("{what} must be from 0.001 to {} seconds, not {s}", limits::MAX_RUN_DURATION_S));
             }
         }
         if self.request_timeout_ms == 0 {
@@ -243,7 +245,7 @@ impl SweepSpec {
 
     /// Requests sent by the whole sweep, warm-up included.
     pub fn total_requests(&self) -> u64 {
-        self.requests_per_point() * self.point_count() as u64
+        self.requests_per_point().saturating_mul(self.point_count() as u64)
     }
 
     /// Requests the sweep sends, warm-up included: while it goes, the most it may send; once
@@ -590,10 +592,15 @@ mod tests {
         assert_eq!((timed.requests_sent_bound(None), timed.requests_sent_bound(Some(19))), (50, 19));
         assert!(spec.to_rerun().request_rates.is_empty());
         assert!(spec.to_rerun().problems().is_empty());
-        let problems = SweepSpec { prompt_lengths: vec![16, 32], slo: None, ..spec }.problems();
+        let problems = SweepSpec { prompt_lengths: vec![16, 32], slo: None, ..spec.clone() }.problems();
         assert!(problems.iter().any(|p| p.contains("needs objectives")), "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("one prompt length")), "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("picks its own request rates")), "{problems:?}");
+        // The probes' arrivals are checked before any probe is sent.
+        let flat = SweepSpec { arrival: Arrival::Gamma, burstiness: 0.0, ..spec.to_rerun() };
+        assert!(flat.problems().iter().any(|p| p.contains("burstiness")), "{:?}", flat.problems());
+        let moment = SweepSpec { duration_s: Some(1e-10), ..spec.to_rerun() };
+        assert!(moment.problems().iter().any(|p| p.contains("from 0.001")), "{:?}", moment.problems());
     }
 
     #[test]

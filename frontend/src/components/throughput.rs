@@ -71,8 +71,13 @@ fn curves(
 }
 
 /// A capacity search's answer on the throughput axis: the passing probe's output tokens/s.
-fn capacity_mark(spec: &SweepSpec, points: &[Option<&PointStats>], name: Option<&str>) -> Option<(f64, String)> {
-    let passed = Capacity::of_run(spec, points.iter().copied())?.passed?;
+fn capacity_mark(
+    spec: &SweepSpec,
+    points: &[Option<&PointStats>],
+    ended_early: bool,
+    name: Option<&str>,
+) -> Option<(f64, String)> {
+    let passed = Capacity::of_run(spec, points.iter().copied(), ended_early)?.passed?;
     let point = points.iter().flatten().find(|p| p.load == Some(LoadLevel::Rate(passed.rate)))?;
     let words = format!("capacity {} req/s", shared::capacity::fmt_rate(passed.rate));
     Some((point.output_tokens_per_s, name.map_or(words.clone(), |name| format!("{name}: {words}"))))
@@ -85,7 +90,7 @@ pub fn run_chart(run: &LiveRun, metric: Metric, y_scale: YScale, palette: &Palet
         y_desc: y_desc(metric, run.spec.open_loop()),
         y_scale,
         curves: curves(&run.spec, &points, metric, |i| palette.run(i), None),
-        capacity: capacity_mark(&run.spec, &points, None).into_iter().collect(),
+        capacity: capacity_mark(&run.spec, &points, ended_early(run), None).into_iter().collect(),
         empty_note: if run.status.is_some() { "no results" } else { "waiting for the first load level" },
     }
 }
@@ -98,7 +103,7 @@ pub fn compare_chart(runs: &[RunSummary], metric: Metric, y_scale: YScale, palet
         let points: Vec<Option<&PointStats>> = run.points.iter().map(Some).collect();
         let name = run_title(run);
         curves_out.extend(curves(&run.spec, &points, metric, |_| palette.run(i), Some(&name)));
-        marks.extend(capacity_mark(&run.spec, &points, Some(&name)));
+        marks.extend(capacity_mark(&run.spec, &points, run.status.ended_early(), Some(&name)));
     }
     let open_loop = runs.iter().any(|r| r.spec.open_loop());
     draw::ThroughputChart {
@@ -113,7 +118,12 @@ pub fn compare_chart(runs: &[RunSummary], metric: Metric, y_scale: YScale, palet
 /// A capacity search's answer in words, for the run's headline; `None` for other runs.
 pub fn headline(run: &LiveRun) -> Option<String> {
     let search = run.spec.capacity?;
-    Some(Capacity::of_run(&run.spec, run.points.iter().map(Option::as_ref))?.headline(&search))
+    Some(Capacity::of_run(&run.spec, run.points.iter().map(Option::as_ref), ended_early(run))?.headline(&search))
+}
+
+/// Whether a live run stopped before its end.
+fn ended_early(run: &LiveRun) -> bool {
+    run.status.as_ref().is_some_and(shared::RunStatus::ended_early)
 }
 
 /// A latency metric against achieved throughput, redrawn whenever `chart` changes.
@@ -291,7 +301,9 @@ mod tests {
             Some(point(16, rate(15.0), 140.0, 20.0, 0.995)),
         ];
         let refs: Vec<Option<&PointStats>> = points.iter().map(Option::as_ref).collect();
-        assert_eq!(capacity_mark(&spec, &refs, None), Some((140.0, "capacity 15.0 req/s".into())));
+        assert_eq!(capacity_mark(&spec, &refs, false, None), Some((140.0, "capacity 15.0 req/s".into())));
+        // A run cut short settled its last point with what had finished: no probe.
+        assert_eq!(capacity_mark(&spec, &refs, true, None), Some((100.0, "capacity 10.0 req/s".into())));
         let run = LiveRun { spec, points, ..LiveRun::default() };
         let words = headline(&run).unwrap();
         assert!(words.starts_with("capacity between 15.0 and 20.0 req/s at 99% goodput so far"), "{words}");

@@ -588,16 +588,16 @@ async fn drive(run: Arc<RunHandle>, spec: SweepSpec, clock: RunClock, keeper: Ke
     let cancel = run.cancel.clone();
     let sweep_spec = spec.clone();
     let observer = Forwarder { spec: sweep_spec.clone(), notes, tap };
-    let report = match run_sweep_apart(clock, sweep_spec, observer, cancel).await {
-        // Dropping the observer closes the recorder's queues.
-        Ok((report, _observer)) => report,
-        Err(err) => {
-            tracing::error!(run = %run.id, cause = %err, "the sweep died");
-            let error = format!("internal error in tokenscope: {err}; please report it");
-            RunReport { status: RunStatus::Failed { error }, ..RunReport::new(tool(), spec, clock.start_unix_ns()) }
-        }
-    };
+    // Dropping the observer closes the recorder's queues.
+    let outcome = run_sweep_apart(clock, sweep_spec, observer, cancel).await.map(|(report, _observer)| report);
     let _ = recorder.await;
+    let report = outcome.unwrap_or_else(|err| {
+        tracing::error!(run = %run.id, cause = %err, "the sweep died");
+        let error = format!("internal error in tokenscope: {err}; please report it");
+        // The spec as the run's events left it: with the rates of the probes that started.
+        let spec = run.summary().spec;
+        RunReport { status: RunStatus::Failed { error }, ..RunReport::new(tool(), spec, clock.start_unix_ns()) }
+    });
     let report = Arc::new(report);
     let stored = report.clone();
     let id = run.id.clone();

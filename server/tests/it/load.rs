@@ -277,7 +277,7 @@ async fn the_capacity_search_finds_the_simulators_known_capacity() {
         let search = CapacitySearch { goodput: 0.95, start_rate: 16.0, probes: 12 };
         let report = sweep(capacity_spec(&sim.target, search)).await;
         assert_eq!(report.status, RunStatus::Completed, "{:?}", report.status);
-        let capacity = Capacity::of_run(&report.spec, report.points.iter().map(Some)).unwrap();
+        let capacity = Capacity::of_run(&report.spec, report.points.iter().map(Some), false).unwrap();
         let probes: Vec<String> = report
             .points
             .iter()

@@ -231,6 +231,9 @@ pub struct RunViewState {
     pub series: SeriesSet,
     /// `len=256`: the prompt length the inspector shows; by default it follows the run.
     pub length: Option<u32>,
+    /// `pt=4`: the point (0-based: a prompt length at a load level) the inspector shows, for
+    /// a sweep over load levels; it wins over `len`.
+    pub point: Option<u32>,
     /// `req=3`: the request (1-based) the inspector's timeline shows; by default the latest
     /// finished one.
     pub request: Option<u32>,
@@ -255,6 +258,9 @@ impl RunViewState {
         if let Some(length) = self.length {
             pairs.push(("len", length.to_string()));
         }
+        if let Some(point) = self.point {
+            pairs.push(("pt", point.to_string()));
+        }
         if let Some(request) = self.request {
             pairs.push(("req", request.to_string()));
         }
@@ -271,6 +277,7 @@ impl RunViewState {
             y: get("y").and_then(|v| YAxis::parse(&v)).unwrap_or_default(),
             series: get("series").and_then(|s| SeriesSet::decode(&s)).unwrap_or_default(),
             length: get("len").and_then(|v| v.parse().ok()),
+            point: get("pt").and_then(|v| v.parse().ok()),
             request: get("req").and_then(|v| v.parse().ok()).filter(|&n: &u32| n >= 1),
         }
     }
@@ -348,7 +355,7 @@ impl CompareState {
                 unique.push(id);
             }
         }
-        Self { runs: unique, view: RunViewState { length: None, request: None, ..view } }
+        Self { runs: unique, view: RunViewState { length: None, point: None, request: None, ..view } }
     }
 
     pub fn pairs(&self) -> Vec<(&'static str, String)> {
@@ -356,7 +363,7 @@ impl CompareState {
         if !self.runs.is_empty() {
             pairs.push(("runs", self.runs.join(",")));
         }
-        pairs.extend(RunViewState { length: None, request: None, ..self.view }.pairs());
+        pairs.extend(RunViewState { length: None, point: None, request: None, ..self.view }.pairs());
         pairs
     }
 
@@ -437,6 +444,7 @@ mod tests {
                 y: YAxis::Log,
                 series: SeriesSet::of(&[Series::Mean, Series::P50, Series::P99]),
                 length: Some(256),
+                point: Some(2),
                 request: Some(3),
             },
         ];
@@ -444,9 +452,12 @@ mod tests {
             assert_eq!(RunViewState::from_query(&view.to_query()), view, "{}", view.to_query());
         }
         let view = views[3];
-        assert_eq!(view.to_query(), "?metric=ttft&x=linear&y=log&series=mean%2Cp50%2Cp99&len=256&req=3");
+        assert_eq!(view.to_query(), "?metric=ttft&x=linear&y=log&series=mean%2Cp50%2Cp99&len=256&pt=2&req=3");
         // Hand-written links may leave the commas unencoded.
-        assert_eq!(RunViewState::from_query("?metric=ttft&x=linear&y=log&series=mean,p50,p99&len=256&req=3"), view);
+        assert_eq!(
+            RunViewState::from_query("?metric=ttft&x=linear&y=log&series=mean,p50,p99&len=256&pt=2&req=3"),
+            view
+        );
     }
 
     #[test]

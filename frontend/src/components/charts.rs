@@ -370,15 +370,21 @@ pub fn Inspector(
 ) -> impl IntoView {
     let resized = use_context::<Resized>().map(|r| r.0);
     let length = Memo::new(move |_| view.with(|v| v.length));
+    let picked = Memo::new(move |_| view.with(|v| v.point));
     let request = Memo::new(move |_| view.with(|v| v.request));
-    // A length the run does not have follows the run too: the latest point, and its latest
-    // finished request.
+    // A point or length the run does not have follows the run too: the latest point, and
+    // its latest finished request.
     let chosen_point = move || {
         version.track();
         run.with_value(|run| {
-            length
+            let started = |i: usize| run.spec.point(i).is_some();
+            picked
                 .get()
-                .and_then(|l| (0..run.spec.point_count()).position(|i| run.spec.point_length(i) == l))
+                .map(|p| p as usize)
+                .filter(|&p| started(p))
+                .or_else(|| {
+                    length.get().and_then(|l| (0..run.spec.point_count()).position(|i| run.spec.point_length(i) == l))
+                })
                 .map_or_else(
                     || {
                         run.current_point
@@ -433,10 +439,34 @@ pub fn Inspector(
         version.track();
         run.with_value(|run| run.spec.open_loop())
     };
-    let at_length = move || run.with_value(|run| fmt_length(f64::from(run.spec.point_length(chosen_point() as usize))));
+    // The chosen point in words: its prompt length, and its load level in a sweep over them.
+    let at_length = move || {
+        let p = chosen_point() as usize;
+        run.with_value(|run| match run.spec.point(p) {
+            Some((length, load)) if crate::components::throughput::shows(&run.spec) => {
+                format!("{} at {load}", fmt_length(f64::from(length)))
+            }
+            _ => fmt_length(f64::from(run.spec.point_length(p))),
+        })
+    };
     let lengths = move || {
         version.track();
         run.with_value(|run| run.spec.prompt_lengths.clone())
+    };
+    // A sweep over load levels picks a point: a prompt length at a load level.
+    let by_point = move || {
+        version.track();
+        run.with_value(|run| crate::components::throughput::shows(&run.spec))
+    };
+    let points = move || {
+        version.track();
+        run.with_value(|run| {
+            (0..run.spec.point_count())
+                .map_while(|i| {
+                    run.spec.point(i).map(|(l, load)| (i as u32, format!("{} · {load}", fmt_length(f64::from(l)))))
+                })
+                .collect::<Vec<_>>()
+        })
     };
     let describe = move || {
         let (p, s, r) = chosen_request();
@@ -459,17 +489,32 @@ pub fn Inspector(
     view! {
         <section class="inspector">
             <div class="pickers">
-                <label>"Prompt length "
-                    <select id="inspect-point" on:change=move |ev| {
-                        let chosen = event_target_value(&ev).parse().ok();
-                        view.update(|v| { v.length = chosen; v.request = None; });
-                    }>
-                        <option value="" selected=move || length.get().is_none()>"follow the run"</option>
-                        {move || lengths().into_iter().map(|l| view! {
-                            <option value=l.to_string() selected=move || length.get() == Some(l)>{fmt_length(f64::from(l))}</option>
-                        }).collect_view()}
-                    </select>
-                </label>
+                <Show when=move || !by_point()>
+                    <label>"Prompt length "
+                        <select id="inspect-point" on:change=move |ev| {
+                            let chosen = event_target_value(&ev).parse().ok();
+                            view.update(|v| { v.length = chosen; v.point = None; v.request = None; });
+                        }>
+                            <option value="" selected=move || length.get().is_none()>"follow the run"</option>
+                            {move || lengths().into_iter().map(|l| view! {
+                                <option value=l.to_string() selected=move || length.get() == Some(l)>{fmt_length(f64::from(l))}</option>
+                            }).collect_view()}
+                        </select>
+                    </label>
+                </Show>
+                <Show when=by_point>
+                    <label>"Point "
+                        <select id="inspect-load-point" on:change=move |ev| {
+                            let chosen = event_target_value(&ev).parse().ok();
+                            view.update(|v| { v.point = chosen; v.length = None; v.request = None; });
+                        }>
+                            <option value="" selected=move || picked.get().is_none()>"follow the run"</option>
+                            {move || points().into_iter().map(|(i, text)| view! {
+                                <option value=i.to_string() selected=move || picked.get() == Some(i)>{text}</option>
+                            }).collect_view()}
+                        </select>
+                    </label>
+                </Show>
                 <label>"Request # "
                     <input id="inspect-request" type="number" min="1" prop:value=move || (chosen_request().1 + 1).to_string()
                         on:input=move |ev| {

@@ -1018,6 +1018,11 @@ async fn a_rate_sweep_from_the_form() {
         assert!(dots > 50, "the TTFT-over-time chart has no dots: {dots} pixels of their colour");
         let (_, bars) = painted(&client, "chart-lag", [9, 105, 218]).await;
         assert!(bars > 50, "the schedule lag histogram has no bars: {bars} pixels of their colour");
+        // A point is picked by its prompt length and load, and the address keeps it.
+        client.find(Locator::Css("#inspect-load-point option[value='0']")).await.unwrap().click().await.unwrap();
+        wait_for_text(&client, "[data-chart='lag'] figcaption", "16 at 20 req/s", Duration::from_secs(5)).await;
+        let url = client.current_url().await.unwrap();
+        assert!(url.query().unwrap_or_default().contains("pt=0"), "{url}");
         assert_eq!(summary.spec.slo.and_then(|s| s.ttft_ms), Some(5000.0));
         let table = client.execute(&format!("{VIEW_STATE_TABLE} return table();"), vec![]).await.unwrap();
         let cells: Vec<String> = serde_json::from_value::<Vec<String>>(table.clone())

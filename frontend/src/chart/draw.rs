@@ -358,6 +358,8 @@ pub struct Curve {
     pub colour: Rgb,
     /// Per load level: achieved output tokens/s, latency p50 and p99 (ms).
     pub points: Vec<(f64, f64, f64)>,
+    /// Per point: whether the client fell behind its schedule there (ringed in the chart).
+    pub behind: Vec<bool>,
 }
 
 /// Latency against achieved throughput across load levels.
@@ -453,6 +455,13 @@ pub fn throughput<DB: DrawingBackend>(
             .map_err(fail)?
             .label(format!("{} p99", curve.label).trim_start().to_string())
             .legend(move |(px, py)| PathElement::new(vec![(px, py), (px + length, py)], thin));
+        let ring = ShapeStyle { color: rgb(palette.error).to_rgba(), filled: false, stroke_width: (1.5 * dpr) as u32 };
+        let flagged = p50
+            .iter()
+            .zip(&curve.behind)
+            .filter(|(_, behind)| **behind)
+            .map(|(p, _)| Circle::new(*p, marker * 2, ring));
+        ctx.draw_series(flagged).map_err(fail)?;
         let fill = colour.mix(0.7).filled();
         ctx.draw_series(
             p99.iter().map(|&p| EmptyElement::at(p) + Rectangle::new([(-marker, -marker), (marker, marker)], fill)),
@@ -462,6 +471,13 @@ pub fn throughput<DB: DrawingBackend>(
             let (px, py) = ctx.backend_coord(p);
             (f64::from(px) / dpr, f64::from(py) / dpr)
         }));
+    }
+    if chart.curves.iter().any(|c| c.behind.contains(&true)) {
+        let (w, _) = root.dim_in_pixel();
+        let font = ("sans-serif", 12.0 * dpr).into_font().color(&rgb(palette.error));
+        let at = (w as i32 - (14.0 * dpr) as i32, (14.0 * dpr) as i32);
+        let note = "ringed: the client fell behind its schedule";
+        root.draw(&Text::new(note, at, font.pos(Pos::new(HPos::Right, VPos::Top)))).map_err(fail)?;
     }
     if !chart.curves.is_empty() {
         ctx.configure_series_labels()

@@ -61,11 +61,15 @@ fn curves(
             let mut at: Vec<&PointStats> =
                 points.iter().flatten().copied().filter(|p| p.prompt_length == length).collect();
             at.sort_by(|a, b| weight(a.load).total_cmp(&weight(b.load)));
-            let points: Vec<(f64, f64, f64)> =
-                at.iter().filter_map(|p| latency(metric, p).map(|s| (p.output_tokens_per_s, s.p50, s.p99))).collect();
+            let drawn: Vec<&&PointStats> = at.iter().filter(|p| latency(metric, p).is_some()).collect();
+            let points: Vec<(f64, f64, f64)> = drawn
+                .iter()
+                .filter_map(|p| latency(metric, p).map(|s| (p.output_tokens_per_s, s.p50, s.p99)))
+                .collect();
+            let behind = drawn.iter().map(|p| p.lag_warning().is_some()).collect();
             let prompt = (spec.prompt_lengths.len() > 1).then(|| format!("prompt {length}"));
             let label = [name.map(str::to_string), prompt].into_iter().flatten().collect::<Vec<_>>().join(" · ");
-            (!points.is_empty()).then(|| draw::Curve { label, colour: colour(i), points })
+            (!points.is_empty()).then(|| draw::Curve { label, colour: colour(i), points, behind })
         })
         .collect()
 }
@@ -153,6 +157,8 @@ pub fn ThroughputChart(
             let _ = canvas.set_attribute("data-points", &points.join(","));
             let marks: Vec<&str> = chart.capacity.iter().map(|c| c.1.as_str()).collect();
             let _ = canvas.set_attribute("data-capacity", &marks.join("; "));
+            let behind = chart.curves.iter().map(|c| c.behind.iter().filter(|b| **b).count()).sum::<usize>();
+            let _ = canvas.set_attribute("data-behind", &behind.to_string());
             draw::on_canvas(&canvas, &palette, |root, dpr| draw::throughput(root, chart, &palette, dpr))
         });
         failure.set(drawn.err());
@@ -230,8 +236,10 @@ mod tests {
     fn a_curve_per_prompt_length_in_load_order() {
         let spec = SweepSpec { prompt_lengths: vec![16, 256], request_rates: vec![1.0, 2.0], ..SweepSpec::default() };
         let rate = LoadLevel::Rate;
+        let late =
+            PointStats { schedule_lag_ms: Summary::of(&mut [4.0, 6.0]), ..point(16, rate(2.0), 200.0, 12.0, 1.0) };
         let points = [
-            Some(point(16, rate(2.0), 200.0, 12.0, 1.0)),
+            Some(late),
             Some(point(16, rate(1.0), 100.0, 10.0, 1.0)),
             Some(point(256, rate(1.0), 90.0, 30.0, 1.0)),
             None,
@@ -244,6 +252,18 @@ mod tests {
         let p99 = |ttft: f64| Summary::of(&mut [ttft, ttft, ttft * 2.0]).unwrap().p99;
         assert_eq!(drawn[0].points, vec![(100.0, 10.0, p99(10.0)), (200.0, 12.0, p99(12.0))]);
         assert_eq!(drawn[1].points, vec![(90.0, 30.0, p99(30.0))]);
+        assert_eq!(drawn[0].behind, [false, true], "the client fell behind at 2 req/s");
+        let chart = draw::ThroughputChart {
+            y_desc: "TTFT (ms)",
+            y_scale: YScale::Linear,
+            curves: drawn,
+            capacity: Vec::new(),
+            empty_note: "none",
+        };
+        let svg =
+            draw::to_svg(draw::EXPORT_SIZE, &palette, |root| draw::throughput(root, &chart, &palette, 1.0).map(drop))
+                .unwrap();
+        assert!(svg.contains("ringed: the client fell behind its schedule"), "the chart says what the ring means");
         assert!(curves(&spec, &points, Metric::T2t, |i| palette.run(i), None).is_empty(), "no token-to-token samples");
         assert!(shows(&spec) && !shows(&SweepSpec::default()));
     }

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shared::RunEvent;
-use shared::api::ApiError;
+use shared::api::{ApiError, ErrorCode};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -14,7 +14,7 @@ use web_sys::{CloseEvent, MessageEvent, Request, RequestInit, Response, WebSocke
 
 /// A failed call, ready to show: what went wrong and what to do.
 pub fn failure(error: impl Into<String>, hint: Option<&str>) -> ApiError {
-    ApiError { error: error.into(), hint: hint.map(Into::into) }
+    ApiError::new(ErrorCode::Other, error, hint)
 }
 
 fn js_text(value: &JsValue) -> String {
@@ -52,8 +52,12 @@ async fn call(method: &str, url: &str, body: Option<String>) -> Result<String, A
         crate::nav::sign_in();
         Err(failure("this dashboard needs a sign-in", Some("the sign-in page is opening")))
     } else {
-        Err(serde_json::from_str::<ApiError>(&text)
-            .unwrap_or_else(|_| failure(format!("the dashboard server answered {}: {text}", response.status()), None)))
+        let status = response.status();
+        let body = serde_json::from_str::<ApiError>(&text).unwrap_or_else(|_| {
+            let error = format!("the dashboard server answered {status}: {text}");
+            ApiError::new(ErrorCode::of_status(status), error, None)
+        });
+        Err(ApiError { status: Some(status), ..body })
     }
 }
 
@@ -222,7 +226,7 @@ fn connect(inner: &Rc<Inner>) {
                 wasm_bindgen_futures::spawn_local(async move {
                     let url = format!("/api/runs/{}", encode(&inner.run_id));
                     match get_json::<shared::api::RunSummary>(&url).await {
-                        Err(err) if err.error.starts_with("there is no run") => {
+                        Err(err) if err.code == ErrorCode::NoRun => {
                             inner.stopped.set(true);
                             (inner.on_link)(Link::Gone(err));
                         }

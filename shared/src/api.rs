@@ -9,11 +9,70 @@ use crate::stats::PointStats;
 /// Every failed API call answers with this body and a matching status code.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiError {
-    /// What went wrong.
+    /// What went wrong, in words; they may change from one version to the next.
     pub error: String,
     /// What to do about it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// What kind of failure it is, for programs: stable, unlike the words.
+    #[serde(default)]
+    pub code: ErrorCode,
+    /// The HTTP status the answer came with, where a client noted it; never in the body.
+    #[serde(skip)]
+    pub status: Option<u16>,
+}
+
+impl ApiError {
+    /// A failure with no status, such as one found before any request was made.
+    pub fn new(code: ErrorCode, error: impl Into<String>, hint: Option<&str>) -> ApiError {
+        ApiError { error: error.into(), hint: hint.map(Into::into), code, status: None }
+    }
+}
+
+/// The kinds of API failure, written in snake case (`"no_run"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The run named does not exist (404).
+    NoRun,
+    /// Something else named does not exist (404).
+    NotFound,
+    /// The request could not be read, or asks for something invalid (400, 413, 415, 422).
+    Invalid,
+    /// The visitor is not signed in (401).
+    Unauthorized,
+    /// The visitor's role, or the dashboard's target list or origin rule, refuses it (403).
+    Forbidden,
+    /// It conflicts with the state of a run, such as deleting one in progress (409).
+    Conflict,
+    /// A limit of the dashboard is reached; retry after `Retry-After` (503).
+    Busy,
+    /// The run store failed (500, 503).
+    Store,
+    /// The measured server could not be reached or refused (502, 504).
+    Target,
+    /// A fault in tokenscope (500).
+    Internal,
+    /// Any other failure, and one from before codes were given.
+    #[default]
+    Other,
+}
+
+impl ErrorCode {
+    /// The code a status means when nothing more precise is known.
+    pub fn of_status(status: u16) -> ErrorCode {
+        match status {
+            400 | 405 | 413 | 415 | 422 => ErrorCode::Invalid,
+            401 => ErrorCode::Unauthorized,
+            403 => ErrorCode::Forbidden,
+            404 => ErrorCode::NotFound,
+            409 => ErrorCode::Conflict,
+            502 | 504 => ErrorCode::Target,
+            503 => ErrorCode::Busy,
+            500 => ErrorCode::Internal,
+            _ => ErrorCode::Other,
+        }
+    }
 }
 
 /// `GET /api/info`: what the dashboard needs before the user types anything.

@@ -4,7 +4,7 @@
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use shared::api::{ApiError, RunSummary};
+use shared::api::{ApiError, ErrorCode, RunSummary};
 use shared::view::{RunViewState, run_title};
 
 use crate::api;
@@ -76,7 +76,7 @@ pub fn CompareView(
         answers.with(|a| {
             a.iter()
                 .flatten()
-                .filter(|(_, r)| r.as_ref().is_err_and(|e| e.error.starts_with("there is no run")))
+                .filter(|(_, r)| r.as_ref().is_err_and(|e| e.code == ErrorCode::NoRun))
                 .map(|(id, _)| id.clone())
                 .collect::<Vec<_>>()
         })
@@ -85,7 +85,7 @@ pub fn CompareView(
         answers.with(|a| {
             a.iter()
                 .flatten()
-                .filter_map(|(_, r)| r.as_ref().err().filter(|e| !e.error.starts_with("there is no run")).cloned())
+                .filter_map(|(_, r)| r.as_ref().err().filter(|e| e.code != ErrorCode::NoRun).cloned())
                 .collect::<Vec<_>>()
         })
     };

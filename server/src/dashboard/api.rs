@@ -1,5 +1,5 @@
-//! The JSON API and the events WebSocket. Every error answers `{"error", "hint"}` with a
-//! status code that says whose fault it is.
+//! The JSON API and the events WebSocket. Every error answers `{"error", "hint", "code"}`
+//! with a status code that says whose fault it is; `code` is stable for programs to match.
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use shared::api::{ApiError, Role, RunCreated, RunEdit, RunSummary, ServerInfo, TargetModels};
+use shared::api::{ApiError, ErrorCode, Role, RunCreated, RunEdit, RunSummary, ServerInfo, TargetModels};
 use shared::spec::SPEC_FIELDS;
 use shared::{RunReport, SweepSpec};
 
@@ -45,11 +45,15 @@ pub const RETRY_AFTER_S: u32 = 5;
 impl HttpError {
     pub fn new(status: StatusCode, error: impl Into<String>, hint: impl Into<String>) -> Self {
         let hint = hint.into();
-        Self {
-            status,
-            body: ApiError { error: error.into(), hint: (!hint.is_empty()).then_some(hint) },
-            retry_after: None,
-        }
+        let code = ErrorCode::of_status(status.as_u16());
+        let body = ApiError::new(code, error, (!hint.is_empty()).then_some(hint.as_str()));
+        Self { status, body, retry_after: None }
+    }
+
+    /// The same failure, of a more precise kind than its status says.
+    fn code(mut self, code: ErrorCode) -> Self {
+        self.body.code = code;
+        self
     }
 
     /// 503 for a limit reached, with a `Retry-After` of [`RETRY_AFTER_S`].
@@ -63,6 +67,7 @@ impl HttpError {
             format!("there is no run {id:?}"),
             "it may have been deleted; GET /api/runs lists the runs there are",
         )
+        .code(ErrorCode::NoRun)
     }
 
     /// The run store failed: the disk, not the request, is at fault. The store's path is
@@ -77,7 +82,8 @@ impl HttpError {
                     StatusCode::INTERNAL_SERVER_ERROR,
                     error,
                     "the stored run is damaged and cannot be read; other runs are unaffected, and this one can be deleted",
-                );
+                )
+                .code(ErrorCode::Store);
             }
             _ => {}
         }
@@ -87,6 +93,7 @@ impl HttpError {
             "check that the dashboard's data folder (its log names it) is readable and writable and that its disk \
              has space, then retry; runs in memory are unchanged",
         )
+        .code(ErrorCode::Store)
     }
 }
 

@@ -97,6 +97,7 @@ async fn info_and_the_targets_models() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let (status, body) = get(&format!("{}/api/targets/models?target=127.0.0.1:{port}", dash.base)).await;
     assert_eq!(status, 502, "{body}");
+    assert_eq!(body["code"], "target", "{body}");
     assert!(body["error"].as_str().unwrap().contains(&format!("127.0.0.1:{port}")), "{body}");
     assert!(body["hint"].as_str().unwrap().contains("gRPC port"), "{body}");
     let (status, body) = get(&format!("{}/api/targets/models?target=http://bad%20host:1", dash.base)).await;
@@ -125,6 +126,7 @@ async fn bad_runs_are_refused_with_a_reason() {
     spec["requests"] = json!(0);
     let (status, body) = post(&runs, &spec).await;
     assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "invalid", "{body}");
     let error = body["error"].as_str().unwrap();
     assert!(error.contains("at least one prompt length") && error.contains("requests per prompt length"), "{body}");
 
@@ -161,6 +163,7 @@ async fn bad_runs_are_refused_with_a_reason() {
     assert_eq!(response.status().as_u16(), 403);
     let body: Value = response.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("http://evil.example"), "{body}");
+    assert_eq!(body["code"], "forbidden", "{body}");
 
     // Wrong methods and a plain GET of the WebSocket answer in JSON too.
     let response = reqwest::Client::new().delete(&runs).send().await.unwrap();
@@ -171,8 +174,11 @@ async fn bad_runs_are_refused_with_a_reason() {
     let (status, body) = get(&format!("{runs}/no-such-run")).await;
     assert_eq!(status, 404);
     assert!(body["hint"].as_str().unwrap().contains("/api/runs"), "{body}");
+    // Programs tell failures apart by their code, not their words.
+    assert_eq!(body["code"], "no_run", "{body}");
     let (status, body) = get(&format!("{}/api/nothing/here", dash.base)).await;
     assert_eq!(status, 404);
+    assert_eq!(body["code"], "not_found", "{body}");
     assert_eq!(body["error"], "no such API endpoint");
     let (status, body) = get(&runs).await;
     assert_eq!((status, body), (200, json!([])));

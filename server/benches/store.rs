@@ -98,15 +98,9 @@ fn report(text: impl Fn(&mut u64, u32) -> String) -> RunReport {
         }
     }
     let mut report = RunReport {
-        tool: "tokenscope bench".into(),
-        spec,
-        started_unix_ns: BASE_UNIX_NS,
-        model: None,
         status: RunStatus::Completed,
-        prompt_lengths_approximate: true,
-        points: Vec::new(),
         requests,
-        engine: None,
+        ..RunReport::new("tokenscope bench".into(), spec, BASE_UNIX_NS)
     };
     report.recompute_points();
     report

@@ -253,15 +253,9 @@ mod tests {
             error: None,
         };
         let mut report = RunReport {
-            tool: "tokenscope test".into(),
-            spec,
-            started_unix_ns: 1_700_000_000_000_000_000,
-            model: None,
             status: RunStatus::Completed,
-            prompt_lengths_approximate: true,
-            points: vec![],
             requests: vec![record(0, true, 0, 99), record(1, false, 1000, 3000), record(2, false, 5000, 9000)],
-            engine: None,
+            ..RunReport::new("tokenscope test".into(), spec, 1_700_000_000_000_000_000)
         };
         report.recompute_points();
         let export = profile_export(&report);

@@ -519,15 +519,13 @@ mod tests {
     #[test]
     fn a_run_json_reads_as_itself_and_other_files_say_what_they_lack() {
         let mut report = RunReport {
-            tool: "tokenscope test".into(),
-            spec: SweepSpec { model: "m".into(), prompt_lengths: vec![4], ..SweepSpec::default() },
-            started_unix_ns: 1_700_000_000_000_000_000,
-            model: None,
             status: RunStatus::Completed,
-            prompt_lengths_approximate: true,
-            points: Vec::new(),
             requests: Vec::new(),
-            engine: None,
+            ..RunReport::new(
+                "tokenscope test".into(),
+                SweepSpec { model: "m".into(), prompt_lengths: vec![4], ..SweepSpec::default() },
+                1_700_000_000_000_000_000,
+            )
         };
         let read = |report: &RunReport| file_to_report(serde_json::to_value(report).unwrap(), "run.json");
         assert_eq!(read(&report).unwrap(), report);

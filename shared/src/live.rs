@@ -445,17 +445,7 @@ mod tests {
                 record
             })
             .collect();
-        let mut report = RunReport {
-            tool: "test".into(),
-            spec,
-            started_unix_ns: 0,
-            model: None,
-            status: RunStatus::Completed,
-            prompt_lengths_approximate: true,
-            points: Vec::new(),
-            requests,
-            engine: None,
-        };
+        let mut report = RunReport { status: RunStatus::Completed, requests, ..RunReport::new("test".into(), spec, 0) };
         report.recompute_points();
         report
     }

@@ -202,13 +202,7 @@ mod tests {
             error: None,
         };
         let report = RunReport {
-            tool: "t".into(),
-            spec: SweepSpec::default(),
-            started_unix_ns: 1_000_000_000,
-            model: None,
             status: RunStatus::Completed,
-            prompt_lengths_approximate: true,
-            points: Vec::new(),
             requests: vec![
                 record(0, true, vec![response(5_000_000, 1, Some(1_004_000_000))]),
                 record(
@@ -223,7 +217,7 @@ mod tests {
                     ],
                 ),
             ],
-            engine: None,
+            ..RunReport::new("t".into(), SweepSpec::default(), 1_000_000_000)
         };
         assert_eq!(report.arrival_delays_ms(), vec![0.5, 3.0]);
     }

@@ -270,15 +270,13 @@ mod tests {
 
     fn report(requests: Vec<RequestRecord>) -> RunReport {
         let mut report = RunReport {
-            tool: "tokenscope test".into(),
-            spec: SweepSpec { model: "m".into(), prompt_lengths: vec![8], warmup: 1, ..SweepSpec::default() },
-            started_unix_ns: 1_700_000_000_000_000_000,
-            model: None,
             status: RunStatus::Completed,
-            prompt_lengths_approximate: true,
-            points: Vec::new(),
             requests,
-            engine: None,
+            ..RunReport::new(
+                "tokenscope test".into(),
+                SweepSpec { model: "m".into(), prompt_lengths: vec![8], warmup: 1, ..SweepSpec::default() },
+                1_700_000_000_000_000_000,
+            )
         };
         report.recompute_points();
         report

@@ -242,15 +242,9 @@ pub fn large_report(requests: u32, tokens: u64) -> RunReport {
         })
         .collect();
     let mut report = RunReport {
-        tool: "tokenscope test".into(),
-        spec,
-        started_unix_ns: 1_700_000_000_000_000_000,
-        model: None,
         status: RunStatus::Completed,
-        prompt_lengths_approximate: true,
-        points: Vec::new(),
         requests,
-        engine: None,
+        ..RunReport::new("tokenscope test".into(), spec, 1_700_000_000_000_000_000)
     };
     report.recompute_points();
     report

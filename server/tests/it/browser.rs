@@ -6,7 +6,6 @@ use std::time::Duration;
 use fantoccini::{Client, Locator};
 use futures::FutureExt;
 use serde_json::{Value, json};
-use server::sim::SimConfig;
 use shared::SweepSpec;
 use shared::api::RunSummary;
 
@@ -1102,15 +1101,7 @@ async fn a_capacity_search_from_the_form() {
     need_frontend();
     let _serial = timing_lock().await;
     // Four slots, each request 80 ms: 50 requests/s at most.
-    let sim = SimConfig {
-        prefill_base_ms: 10.0,
-        prefill_per_token_ms: 0.0,
-        decode_ms: 10.0,
-        max_sequences: 4,
-        jitter: 0.0,
-        ..fast_sim()
-    };
-    let dash = start_dashboard(sim).await;
+    let dash = start_dashboard(crate::load::four_slots()).await;
     let driver = start_driver().await;
     let client = browser(&driver).await;
     let result = std::panic::AssertUnwindSafe(async {

@@ -239,9 +239,10 @@ async fn the_dashboard_runs_a_rate_sweep_with_objectives() {
     assert_eq!(status, 200);
 }
 
-/// A simulator with four slots and no jitter: 10 ms of prefill and 7 decode steps of 10 ms,
-/// so each request holds a slot 80 ms and the server completes 50 requests/s at most.
-fn four_slots() -> SimConfig {
+/// A simulator with four slots and no jitter: 10 ms of prefill and 7 decode steps of 10 ms
+/// (8 tokens a request), so each request holds a slot 80 ms and the server completes 50
+/// requests/s at most.
+pub fn four_slots() -> SimConfig {
     SimConfig {
         prefill_base_ms: 10.0,
         prefill_per_token_ms: 0.0,

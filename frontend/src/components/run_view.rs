@@ -37,6 +37,38 @@ fn status_text(run: &LiveRun) -> (&'static str, String) {
     }
 }
 
+/// What the run's header shows, read from the run at once.
+#[derive(Debug, Clone, PartialEq)]
+struct Snapshot {
+    /// The state's short name (`data-state`).
+    state: &'static str,
+    /// The state in words.
+    text: String,
+    /// Whether the run has not ended yet.
+    going: bool,
+    finished: u64,
+    total: u64,
+    errors: u64,
+    seconds_left: Option<f64>,
+    simulated: bool,
+}
+
+impl Snapshot {
+    fn of(run: &LiveRun) -> Snapshot {
+        let (state, text) = status_text(run);
+        Snapshot {
+            state,
+            text,
+            going: run.status.as_ref().is_none_or(|s| *s == RunStatus::Running),
+            finished: run.finished,
+            total: run.total(),
+            errors: run.errors,
+            seconds_left: run.seconds_left(),
+            simulated: run.simulated,
+        }
+    }
+}
+
 /// `about 1 min 5 s`.
 pub fn fmt_duration(seconds: f64) -> String {
     let s = seconds.round() as u64;
@@ -98,10 +130,7 @@ pub fn RunView(
 
     let snapshot = move || {
         version.track();
-        run.with_value(|run| {
-            let (state, text) = status_text(run);
-            (state, text, run.finished, run.total(), run.errors, run.seconds_left(), run.simulated)
-        })
+        run.with_value(Snapshot::of)
     };
     let cancel = {
         let id = id.clone();
@@ -150,7 +179,7 @@ pub fn RunView(
                         .map_or_else(|| view! { "Run " }.into_any(), |name| view! { {name} " " }.into_any())}
                     <code>{id.clone()}</code>
                 </h2>
-                {move || snapshot().6.then(|| view! { <span class="badge">"simulated Triton"</span> })}
+                {move || snapshot().simulated.then(|| view! { <span class="badge">"simulated Triton"</span> })}
                 <Show when=move || operator.get()>
                     <a id="rerun" href=move || { version.track(); run.with_value(|run| rerun_path(&run.spec)) }
                         title="The sweep form, filled with this run's spec: change the target to run it elsewhere">"Rerun…"</a>
@@ -165,23 +194,23 @@ pub fn RunView(
                 <p class="note" id="non-streaming-note">"Measured without streaming (ModelInfer): each request's one response carries all its tokens, so TTFT is the whole request's latency and token-to-token latency cannot be measured."</p>
             })}
             <div class="progress">
-                <progress max=move || snapshot().3.max(1) value=move || snapshot().2></progress>
+                <progress max=move || snapshot().total.max(1) value=move || snapshot().finished></progress>
                 <span id="progress-text">{move || {
-                    let (_, _, done, total, errors, left, _) = snapshot();
+                    let Snapshot { finished: done, total, errors, seconds_left: left, .. } = snapshot();
                     let left = left.filter(|_| done < total).map(|s| format!(" · about {} left", fmt_duration(s))).unwrap_or_default();
                     format!("{done} / {total} requests · {errors} errors{left}")
                 }}</span>
-                <Show when=move || (snapshot().0 == "running" || snapshot().0 == "starting") && operator.get()>
+                <Show when=move || snapshot().going && operator.get()>
                     <button type="button" id="cancel" on:click=cancel.clone()>"Cancel"</button>
                 </Show>
             </div>
-            <p id="run-status" class="status" data-state=move || snapshot().0>{move || snapshot().1}</p>
+            <p id="run-status" class="status" data-state=move || snapshot().state>{move || snapshot().text}</p>
             {move || { version.track(); run.with_value(|run| run.engine) }.filter(|e| e.responses > 0).map(|engine| view! {
                 <p id="engine-load" class="note" data-busy=engine.busy() title="The thread that sends requests and stamps responses: near a full core, it stamps arrivals late">
                     {engine.describe()}
                 </p>
             })}
-            <Show when=move || !matches!(snapshot().0, "running" | "starting")>
+            <Show when=move || !snapshot().going>
                 <p class="exports" id="exports">"Exports: "
                     {shared::api::EXPORTS.map(|(file, what)| view! {
                         <a class="export" href=format!("/api/runs/{}/export/{file}", api::encode(&id_for_exports)) download="" title=what>{file}</a>
@@ -380,6 +409,17 @@ fn PointsTable(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_header_says_whether_the_run_goes_on() {
+        let mut run = LiveRun::default();
+        let starting = Snapshot::of(&run);
+        assert_eq!((starting.state, starting.going), ("starting", true));
+        run.status = Some(RunStatus::Cancelled);
+        let cancelled = Snapshot::of(&run);
+        assert_eq!((cancelled.state, cancelled.going), ("cancelled", false));
+        assert!(cancelled.text.starts_with("Cancelled"));
+    }
 
     #[test]
     fn durations_read_well() {

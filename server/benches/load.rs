@@ -7,8 +7,11 @@
 //! (default 10) of requests after a second of warm-up on the same schedule. Each row reports
 //! the rate the sweep really sent at, its schedule lag (p50, p99, max), the tokens per second
 //! recorded, how many requests were in flight on average (sent rate times mean end-to-end
-//! latency), the sweep process's peak resident memory (VmHWM), and that peak less a
-//! 10-request run's at the same rate, per recorded token.
+//! latency), the sweep process's peak resident memory (VmHWM), and what each recorded token
+//! adds to it: the peak less that of a run a quarter as long at the same rate (so with as
+//! many requests in flight), over the tokens the longer run recorded beyond the shorter.
+//! Under each row, where the lag came from: how late the pacing thread woke (the operating
+//! system's scheduler) and how long the engine took from then to the send.
 //!
 //! Goals: schedule lag p99 under 1 ms up to 80% of the engine's limit (the highest rate it
 //! still sends at within 1%), and at most 32 bytes of memory per recorded token while a run
@@ -61,15 +64,18 @@ fn main() {
             let peak = sweep(ours, &sim.target, rate, requests, warmup, &out);
             (peak, common::read_json(&out))
         };
-        let (base_peak, _) = run(10, 0, "base");
+        let tokens_of = |report: &RunReport| -> u64 { report.requests.iter().map(|r| r.output_tokens()).sum() };
+        let (base_peak, base) = run((requests / 4).max(10), warmup, "base");
+        let base: RunReport = serde_json::from_value(base).expect("a run.json");
         let steal = common::Steal::start();
         let (peak, report) = run(requests, warmup, "load");
         let report: RunReport = serde_json::from_value(report).expect("a run.json");
         let point = &report.points[0];
         let lag = point.schedule_lag_ms.as_ref().expect("open loop has a lag");
-        let tokens: u64 = report.requests.iter().map(|r| r.output_tokens()).sum();
+        let tokens = tokens_of(&report);
         let in_flight = point.sent_per_s * point.e2e_ms.as_ref().map_or(0.0, |e| e.mean) / 1e3;
-        let per_token = (peak.saturating_sub(base_peak) * 1024) as f64 / tokens.max(1) as f64;
+        let per_token =
+            (peak.saturating_sub(base_peak) * 1024) as f64 / tokens.saturating_sub(tokens_of(&base)).max(1) as f64;
         println!(
             "{rate:>7} {:>9.2} {:>8.3} {:>8.3} {:>8.3} {:>9.0} {:>9.0} {:>9.1} {:>10} {:>10.1}{}",
             point.sent_per_s,
@@ -83,11 +89,18 @@ fn main() {
             per_token,
             if point.errors > 0 { format!("  ({} errors)", point.errors) } else { String::new() }
         );
+        if let Some(pacing) = report.engine.and_then(|e| e.pacing) {
+            println!(
+                "{:>27}pacing thread woke late p99 {:.3} ms (max {:.3}); sent after it woke p99 {:.3} ms (max {:.3})",
+                "", pacing.woke_late_p99_ms, pacing.woke_late_max_ms, pacing.handoff_p99_ms, pacing.handoff_max_ms
+            );
+        }
         steal.print();
     }
     println!(
         "sent/s: one less than the measured requests over the time from the first send to the last; lag: actual \
-         minus intended send time, ms; B/token: peak resident memory above a 10-request run's, per recorded token"
+         minus intended send time, ms; B/token: peak resident memory above a run a quarter as long, per token recorded \
+         beyond it"
     );
 }
 

@@ -18,7 +18,7 @@ use server::export::Export;
 use server::sim::model::token_text;
 use server::store::codec::encode;
 use server::store::{Db, FILE_NAME, NewRun};
-use shared::{RequestRecord, ResponseRecord, RunReport, RunStatus, SweepSpec, TokenCountSource};
+use shared::{RequestRecord, ResponseRecord, Responses, RunReport, RunStatus, SweepSpec, TokenCountSource};
 
 const POINTS: u32 = 100;
 const REQUESTS: u32 = 100;
@@ -66,19 +66,19 @@ fn report(text: impl Fn(&mut u64, u32) -> String) -> RunReport {
             let send_ns = clock;
             // Prefill, then one decode step of about 12 ms per token, each a little off.
             let mut at = send_ns + 15_000_000 + u64::from(length) * 50_000 + next(&mut rng) % 1_000_000;
-            let mut responses = Vec::with_capacity(TOKENS as usize + 1);
+            let mut responses = Responses::default();
             for i in 0..TOKENS {
                 at += 10_800_000 + next(&mut rng) % 2_400_000;
                 let sent = BASE_UNIX_NS + at as i64 - (50_000 + (next(&mut rng) % 150_000) as i64);
                 responses.push(ResponseRecord {
                     at_ns: at,
                     tokens: 1,
-                    text: text(&mut rng, i),
+                    text: &text(&mut rng, i),
                     server_send_unix_ns: Some(sent),
                 });
             }
             at += 20_000 + next(&mut rng) % 50_000;
-            responses.push(ResponseRecord { at_ns: at, tokens: 0, text: String::new(), server_send_unix_ns: None });
+            responses.push(ResponseRecord { at_ns: at, tokens: 0, text: "", server_send_unix_ns: None });
             requests.push(RequestRecord {
                 point: point as u32,
                 seq,

@@ -13,10 +13,13 @@ use std::time::Duration;
 
 use shared::limits;
 use shared::prompt::synthetic_prompt;
-use shared::report::EngineReport;
+use shared::record::Room;
+use shared::report::{EngineReport, PacingReport};
 use shared::schedule::Schedule;
 use shared::spec::LoadLevel;
-use shared::{ModelInfo, PointStats, RequestRecord, ResponseRecord, RunReport, RunStatus, SweepSpec, TokenCountSource};
+use shared::{
+    ModelInfo, PointStats, RequestRecord, ResponseRecord, Responses, RunReport, RunStatus, SweepSpec, TokenCountSource,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -92,14 +95,14 @@ async fn run_sweep_on(
     spec: SweepSpec,
     observer: &mut dyn Observer,
     cancel: CancellationToken,
-) -> (RunReport, Waits) {
+) -> (RunReport, Waits, Option<PacingReport>) {
     let waits = Waits::default();
     let tool = format!("tokenscope {}", env!("CARGO_PKG_VERSION"));
     let mut report = RunReport::new(tool, spec.clone(), clock.start_unix_ns());
     let problems = spec.problems();
     if !problems.is_empty() {
         report.status = RunStatus::Failed { error: format!("the sweep is not valid: {}", problems.join("; ")) };
-        return (report, waits);
+        return (report, waits, None);
     }
     let prepared = async {
         let triton = Triton::connect(&spec.target).await?;
@@ -113,12 +116,12 @@ async fn run_sweep_on(
             Ok(prepared) => prepared,
             Err(err) => {
                 report.status = RunStatus::Failed { error: err.to_string() };
-                return (report, waits);
+                return (report, waits, None);
             }
         },
         () = cancel.cancelled() => {
             report.status = RunStatus::Cancelled;
-            return (report, waits);
+            return (report, waits, None);
         }
     };
     observer.prepared(&info);
@@ -128,9 +131,10 @@ async fn run_sweep_on(
     for connection in &sweep.connections {
         waits.merge(connection.waits());
     }
+    let pacing = sweep.pacing.report();
     sweep.shutdown();
     report.prompt_lengths_approximate = !report.requests.iter().any(|r| r.num_input_tokens.is_some());
-    (report, waits)
+    (report, waits, pacing)
 }
 
 /// [`run_sweep_on`] on a thread of its own with a single-threaded runtime, as every run of
@@ -157,7 +161,7 @@ pub async fn run_sweep_apart<O: Observer + 'static>(
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 let (cpu, started) = (thread_cpu(), std::time::Instant::now());
-                let (mut report, waits) = runtime.block_on(run_sweep_on(clock, spec, &mut observer, cancel));
+                let (mut report, waits, pacing) = runtime.block_on(run_sweep_on(clock, spec, &mut observer, cancel));
                 if let (Some(before), Some(after)) = (cpu, thread_cpu()) {
                     let ms = |d: Duration| d.as_secs_f64() * 1e3;
                     report.engine = Some(EngineReport {
@@ -166,6 +170,7 @@ pub async fn run_sweep_apart<O: Observer + 'static>(
                         responses: report.requests.iter().map(|r| r.responses.len() as u64).sum(),
                         waited_p99_ms: ms(waits.quantile(0.99).unwrap_or_default()),
                         waited_max_ms: ms(waits.max()),
+                        pacing,
                     });
                 }
                 Ok(report)
@@ -206,13 +211,11 @@ struct InFlight {
     send_ns: u64,
     intended_ns: Option<u64>,
     reader: ResponseReader,
-    responses: Vec<ResponseRecord>,
+    responses: Responses,
     num_input_tokens: Option<u32>,
     server_recv_unix_ns: Option<i64>,
     server_counted: bool,
     words_counted: bool,
-    /// Bytes of output text kept so far.
-    text_bytes: usize,
     error: Option<String>,
 }
 
@@ -233,7 +236,7 @@ impl InFlight {
                 limits::MAX_RESPONSES_PER_REQUEST
             ));
         }
-        if self.text_bytes + parsed.text.len() > limits::MAX_TEXT_BYTES_PER_REQUEST {
+        if self.responses.text().len() + parsed.text.len() > limits::MAX_TEXT_BYTES_PER_REQUEST {
             return Some(format!(
                 "the server sent more than the limit of {} bytes of output text for one request",
                 limits::MAX_TEXT_BYTES_PER_REQUEST
@@ -242,7 +245,9 @@ impl InFlight {
         None
     }
 
-    fn finish(self, id: String, final_ns: Option<u64>) -> RequestRecord {
+    fn finish(mut self, id: String, final_ns: Option<u64>) -> RequestRecord {
+        // A run keeps every record: no room is kept for responses that will not come.
+        self.responses.shrink_to_fit();
         RequestRecord {
             point: self.point,
             seq: self.seq,
@@ -460,7 +465,6 @@ fn receive(
     } else if let Some(problem) = request.over_cap(&parsed) {
         request.error = Some(problem);
     } else {
-        request.text_bytes += parsed.text.len();
         request.server_counted |= parsed.server_counted;
         request.words_counted |= parsed.words_counted;
         if parsed.num_input_tokens.is_some() {
@@ -476,7 +480,7 @@ fn receive(
         request.responses.push(ResponseRecord {
             at_ns: now,
             tokens: parsed.tokens,
-            text: parsed.text,
+            text: &parsed.text,
             server_send_unix_ns: parsed.server_send_unix_ns,
         });
     }
@@ -505,7 +509,7 @@ fn pace(
     start_ns: u64,
     mut schedule: Schedule,
     count: u32,
-    due: mpsc::UnboundedSender<u64>,
+    due: mpsc::UnboundedSender<Due>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     /// The longest sleep between checks that the sweep still listens.
     const CHECK: Duration = Duration::from_millis(100);
@@ -520,11 +524,42 @@ fn pace(
                 }
                 std::thread::sleep(left.min(CHECK));
             }
-            if due.send(at).is_err() {
+            if due.send(Due { at, woke: clock.now_ns() }).is_err() {
                 return;
             }
         }
     })
+}
+
+/// A request's moment on an open-loop schedule, as the pacing thread hands it over.
+#[derive(Debug, Clone, Copy)]
+struct Due {
+    /// The intended send time.
+    at: u64,
+    /// When the pacing thread woke to hand it over: its lateness is the system scheduler's,
+    /// and the rest of the request's lag the engine's.
+    woke: u64,
+}
+
+/// Where an open-loop run's schedule lag came from, over its requests.
+#[derive(Default)]
+struct Pacing {
+    /// How late the pacing thread woke.
+    woke_late: Waits,
+    /// From then to the send.
+    handed: Waits,
+}
+
+impl Pacing {
+    fn report(&self) -> Option<PacingReport> {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        Some(PacingReport {
+            woke_late_p99_ms: ms(self.woke_late.quantile(0.99)?),
+            woke_late_max_ms: ms(self.woke_late.max()),
+            handoff_p99_ms: ms(self.handed.quantile(0.99)?),
+            handoff_max_ms: ms(self.handed.max()),
+        })
+    }
 }
 
 /// One sweep in progress.
@@ -547,6 +582,9 @@ struct Sweep {
     sent: usize,
     /// When the run reaches its longest duration ([`limits::MAX_RUN_DURATION_S`]) and stops.
     deadline: std::time::Instant,
+    /// What the last finished request's responses took: room kept for each new one's.
+    room: Room,
+    pacing: Pacing,
 }
 
 impl Sweep {
@@ -575,6 +613,8 @@ impl Sweep {
             loads: Vec::new(),
             sent: 0,
             deadline: std::time::Instant::now() + Duration::from_secs(limits::MAX_RUN_DURATION_S),
+            room: Room::default(),
+            pacing: Pacing::default(),
         };
         sweep.streams = if spec.streaming {
             (0..spec.most_in_flight().clamp(1, MAX_STREAMS) as usize).map(|index| sweep.open_stream(index)).collect()
@@ -697,7 +737,7 @@ impl Sweep {
         while next < end || in_flight > 0 {
             while in_flight < most
                 && next < end
-                && let Some(intended) = waiting.pop_front()
+                && let Some(Due { at: intended, woke }) = waiting.pop_front()
             {
                 if next < warmup && warm_ns.is_some_and(|w| intended - start_ns >= w) {
                     next = warmup;
@@ -712,7 +752,9 @@ impl Sweep {
                         break;
                     }
                 }
-                self.issue(point, next, length, next < warmup, Some(intended), observer);
+                let sent = self.issue(point, next, length, next < warmup, Some(intended), observer);
+                self.pacing.woke_late.add(Duration::from_nanos(woke.saturating_sub(intended)));
+                self.pacing.handed.add(Duration::from_nanos(sent.saturating_sub(woke)));
                 next += 1;
                 in_flight += 1;
             }
@@ -755,6 +797,7 @@ impl Sweep {
             Some(Done::Record(record, stream)) => {
                 *in_flight -= 1;
                 self.loads[stream] -= 1;
+                self.room = record.responses.room();
                 observer.request_done(&record);
                 records.push(record);
                 None
@@ -833,9 +876,9 @@ impl Sweep {
         None
     }
 
-    /// Sends one request, due at `intended` in open loop. The observer hears of the send
-    /// before the request is written, so that news of the send always comes before news of
-    /// its tokens.
+    /// Sends one request, due at `intended` in open loop, and answers its send time. The
+    /// observer hears of the send before the request is written, so that news of the send
+    /// always comes before news of its tokens.
     fn issue(
         &mut self,
         point: u32,
@@ -844,7 +887,7 @@ impl Sweep {
         warmup: bool,
         intended: Option<u64>,
         observer: &mut dyn Observer,
-    ) {
+    ) -> u64 {
         let prompt = synthetic_prompt(point, seq, length);
         let id = format!("{point}-{seq}");
         let request = self.plan.request(id.clone(), &prompt);
@@ -864,12 +907,11 @@ impl Sweep {
                 send_ns,
                 intended_ns: intended,
                 reader: self.plan.reader(&prompt),
-                responses: Vec::new(),
+                responses: Responses::with_room(self.room),
                 num_input_tokens: None,
                 server_recv_unix_ns: None,
                 server_counted: false,
                 words_counted: false,
-                text_bytes: 0,
                 error: None,
             },
         );
@@ -877,7 +919,10 @@ impl Sweep {
         observer.request_sent(point, seq, send_ns);
         let out = match &stream.out {
             Outlet::Stream(out) => out,
-            Outlet::Unary(calls) => return calls.send(stream.inflight.clone(), request, self.sent),
+            Outlet::Unary(calls) => {
+                calls.send(stream.inflight.clone(), request, self.sent);
+                return send_ns;
+            }
         };
         // The stream's receiver is gone: the server ended the stream. The request fails, and
         // so does the run, since every later request would meet the same end.
@@ -889,6 +934,7 @@ impl Sweep {
             let _ = self.done_tx.send(Done::Record(lost.finish(request.id, None), index));
             let _ = self.done_tx.send(Done::Fatal(why));
         }
+        send_ns
     }
 
     /// Abandons requests past their timeout. A stream left with nothing in flight is closed,

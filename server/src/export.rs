@@ -65,11 +65,19 @@ impl Export {
 
     /// The file's bytes.
     pub fn render(self, report: &RunReport) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        self.write_to(report, &mut bytes).expect("writing to memory does not fail");
+        bytes
+    }
+
+    /// Writes the file to `out`. The JSON exports are written as they are serialized, so a
+    /// large run is never held twice.
+    pub fn write_to(self, report: &RunReport, out: &mut dyn std::io::Write) -> std::io::Result<()> {
         match self {
-            Export::Run => serde_json::to_vec(report).expect("a report serializes"),
-            Export::Requests => csv::requests_csv(report).into_bytes(),
-            Export::Points => csv::points_csv(&report.spec, &report.points).into_bytes(),
-            Export::Profile => serde_json::to_vec(&ProfileExport::of(report)).expect("a profile export serializes"),
+            Export::Run => serde_json::to_writer(out, report).map_err(std::io::Error::from),
+            Export::Requests => out.write_all(csv::requests_csv(report).as_bytes()),
+            Export::Points => out.write_all(csv::points_csv(&report.spec, &report.points).as_bytes()),
+            Export::Profile => serde_json::to_writer(out, &ProfileExport::of(report)).map_err(std::io::Error::from),
         }
     }
 }
@@ -173,7 +181,7 @@ impl Serialize for ProfileRequest<'_> {
 
 /// A response's outputs as perf_analyzer lists them: its text, and the server's send and
 /// receive times under the output names the test models use, when the server gave them.
-struct Outputs<'a>(&'a RequestRecord, &'a ResponseRecord);
+struct Outputs<'a>(&'a RequestRecord, ResponseRecord<'a>);
 
 impl Serialize for Outputs<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -245,9 +253,10 @@ mod tests {
             intended_ns: None,
             server_recv_unix_ns: Some(7),
             responses: vec![
-                ResponseRecord { at_ns: first, tokens: 1, text: " a".into(), server_send_unix_ns: Some(9) },
-                ResponseRecord { at_ns: first + 10, tokens: 0, text: String::new(), server_send_unix_ns: None },
-            ],
+                ResponseRecord { at_ns: first, tokens: 1, text: " a", server_send_unix_ns: Some(9) },
+                ResponseRecord { at_ns: first + 10, tokens: 0, text: "", server_send_unix_ns: None },
+            ]
+            .into(),
             final_ns: Some(first + 10),
             token_source: TokenCountSource::Responses,
             error: None,

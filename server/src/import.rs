@@ -4,7 +4,9 @@
 
 use serde_json::Value;
 use shared::prompt::word_count;
-use shared::{InputStyle, RequestRecord, ResponseRecord, RunReport, RunStatus, SweepSpec, TokenCountSource, limits};
+use shared::{
+    InputStyle, RequestRecord, ResponseRecord, Responses, RunReport, RunStatus, SweepSpec, TokenCountSource, limits,
+};
 
 use crate::style::{RECEIVE_TIME_KEY, SEND_TIME_KEY};
 
@@ -248,35 +250,33 @@ pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport,
             seqs[point as usize] += 1;
             let offset = |t: i64| t.saturating_sub(base).max(0) as u64;
             let mut previous = String::new();
-            let responses: Vec<ResponseRecord> = r
-                .responses
-                .iter()
-                .map(|RawResponse { at, text, sent, .. }| {
-                    // Cumulative text: only what is new counts.
-                    let text = match text {
-                        Some((text, true)) => {
-                            let new = text.strip_prefix(previous.as_str()).unwrap_or(text).to_string();
-                            previous = text.clone();
-                            Some(new)
-                        }
-                        Some((text, false)) => Some(text.clone()),
-                        None => None,
-                    };
-                    // Without outputs, every response counts as a token, as perf_analyzer counts
-                    // them; without streaming, the one response's words are the count.
-                    let tokens = match text.as_deref() {
-                        None => 1,
-                        Some(t) if !streaming && !t.is_empty() => (t.split_whitespace().count() as u32).max(1),
-                        Some(t) => u32::from(!t.is_empty()),
-                    };
-                    ResponseRecord {
-                        at_ns: offset(*at),
-                        tokens,
-                        text: text.unwrap_or_default(),
-                        server_send_unix_ns: *sent,
+            let mut responses = Responses::default();
+            for RawResponse { at, text, sent, .. } in &r.responses {
+                // Cumulative text: only what is new counts.
+                let text = match text {
+                    Some((text, true)) => {
+                        let new = text.strip_prefix(previous.as_str()).unwrap_or(text);
+                        previous.clone_from(text);
+                        Some(new)
                     }
-                })
-                .collect();
+                    Some((text, false)) => Some(text.as_str()),
+                    None => None,
+                };
+                // Without outputs, every response counts as a token, as perf_analyzer counts
+                // them; without streaming, the one response's words are the count.
+                let tokens = match text {
+                    None => 1,
+                    Some(t) if !streaming && !t.is_empty() => (t.split_whitespace().count() as u32).max(1),
+                    Some(t) => u32::from(!t.is_empty()),
+                };
+                responses.push(ResponseRecord {
+                    at_ns: offset(*at),
+                    tokens,
+                    text: text.unwrap_or_default(),
+                    server_send_unix_ns: *sent,
+                });
+            }
+            responses.shrink_to_fit();
             let last = responses.last().map(|c| c.at_ns);
             RequestRecord {
                 point,

@@ -37,7 +37,7 @@ impl RunFiles {
             (Export::Points, &self.csv.points_csv),
         ];
         for (export, path) in files.iter().filter_map(|(export, path)| Some((*export, path.as_deref()?))) {
-            write_file(path, &export.render(report))?;
+            write_file(path, |out| export.write_to(report, out))?;
             eprintln!("wrote {} ({})", path.display(), export.description());
         }
         Ok(())
@@ -279,11 +279,19 @@ pub fn format_table(report: &RunReport) -> String {
 }
 
 /// Writes a file through a temporary one beside it, so a crash never leaves half a file.
-pub fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub fn write_file(
+    path: &Path,
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".partial");
     let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let written = std::fs::File::create(&tmp).and_then(|file| {
+        let mut out = std::io::BufWriter::new(file);
+        write(&mut out)?;
+        out.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()
+    });
+    written.with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
 }
 

@@ -20,7 +20,7 @@ pub mod stats;
 pub mod view;
 
 pub use live::{Batch, LiveRun, RequestDone, RunEvent};
-pub use record::{RequestRecord, ResponseRecord, TokenCountSource};
+pub use record::{RequestRecord, ResponseRecord, Responses, TokenCountSource};
 pub use report::{ModelInfo, RunReport, RunStatus};
 pub use spec::{InputStyle, SweepSpec};
 pub use stats::{PointStats, Summary};

@@ -155,7 +155,7 @@ pub fn record_problem(record: &RequestRecord) -> Option<String> {
             r.tokens
         ));
     }
-    let text: usize = record.responses.iter().map(|r| r.text.len()).sum();
+    let text = record.responses.text().len();
     if text > MAX_TEXT_BYTES_PER_REQUEST {
         return Some(format!(
             "{which} has {text} bytes of output text, above the limit of {MAX_TEXT_BYTES_PER_REQUEST} bytes"
@@ -252,19 +252,14 @@ mod tests {
             send_ns: 0,
             intended_ns: None,
             server_recv_unix_ns: None,
-            responses: vec![ResponseRecord {
-                at_ns: 1,
-                tokens: u32::MAX,
-                text: String::new(),
-                server_send_unix_ns: None,
-            }],
+            responses: vec![ResponseRecord { at_ns: 1, tokens: u32::MAX, text: "", server_send_unix_ns: None }].into(),
             final_ns: None,
             token_source: TokenCountSource::Server,
             error: None,
         };
         let problem = record_problem(&record).unwrap();
         assert!(problem.contains("4294967295") && problem.contains("1048576 tokens per response"), "{problem}");
-        let words = RequestRecord { prompt_words: u32::MAX, responses: Vec::new(), ..record };
+        let words = RequestRecord { prompt_words: u32::MAX, responses: Default::default(), ..record };
         assert!(record_problem(&words).unwrap().contains("1000000"));
     }
 }

@@ -4,19 +4,257 @@
 
 use serde::{Deserialize, Serialize};
 
-/// One response of a streamed request, as it arrived.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ResponseRecord {
+/// One response of a streamed request, as it arrived: what a request's [`Responses`] are
+/// built from and read back as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ResponseRecord<'a> {
     /// Arrival time.
     pub at_ns: u64,
     /// Output tokens this response carries; 0 for an empty final response.
     pub tokens: u32,
     /// The new text this response adds (cumulative outputs are reduced to their new part).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub text: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub text: &'a str,
     /// When the server says it sent this response (nanoseconds since the Unix epoch), if it does.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub server_send_unix_ns: Option<i64>,
+}
+
+/// A response as a file holds it.
+#[derive(Deserialize)]
+struct OwnedResponse {
+    at_ns: u64,
+    tokens: u32,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    server_send_unix_ns: Option<i64>,
+}
+
+/// Marks a response the server gave no send time in [`Responses::server_send`].
+const NO_SERVER_SEND: i64 = i64::MIN;
+
+/// Every response of a request in arrival order, empty final responses included.
+///
+/// Kept packed, since a run holds one per token: a streamed token at a steady pace takes
+/// 6 bytes plus its text (its arrival as the varint of its gap from the response before, its
+/// tokens and its text's length), and 8 bytes more only from servers that stamp their send
+/// times. It is read in order, and reads and writes as a list of [`ResponseRecord`]s.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Responses {
+    /// Per response: zigzag varints of its arrival less the one before's (the first's, less
+    /// 0), of its tokens and of its text's length in bytes.
+    packed: Vec<u8>,
+    len: usize,
+    /// The last response's arrival, where the next one's gap is counted from.
+    last_at_ns: u64,
+    /// The responses' texts, one after another.
+    text: String,
+    /// Each response's server send time, [`NO_SERVER_SEND`] where it has none; empty while no
+    /// response has one.
+    server_send: Vec<i64>,
+}
+
+impl Responses {
+    /// Adds a response.
+    pub fn push(&mut self, response: ResponseRecord<'_>) {
+        let gap = response.at_ns.wrapping_sub(self.last_at_ns) as i64;
+        put_varint(&mut self.packed, zigzag(gap));
+        put_varint(&mut self.packed, response.tokens.into());
+        put_varint(&mut self.packed, response.text.len() as u64);
+        self.text.push_str(response.text);
+        self.last_at_ns = response.at_ns;
+        self.len += 1;
+        match response.server_send_unix_ns {
+            Some(at) => {
+                self.server_send.resize(self.len - 1, NO_SERVER_SEND);
+                self.server_send.push(at);
+            }
+            None if !self.server_send.is_empty() => self.server_send.push(NO_SERVER_SEND),
+            None => {}
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn first(&self) -> Option<ResponseRecord<'_>> {
+        self.iter().next()
+    }
+
+    pub fn last(&self) -> Option<ResponseRecord<'_>> {
+        self.iter().last()
+    }
+
+    /// The responses in arrival order.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter { responses: self, index: 0, packed: 0, text: 0, at_ns: 0 }
+    }
+
+    /// All the responses' text, in order.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// What these responses take, for [`Responses::with_room`].
+    pub fn room(&self) -> Room {
+        Room { packed: self.packed.len(), text: self.text.len() }
+    }
+
+    /// No responses yet, with room for what `room` took and a little more: a run's requests
+    /// are alike, and a request that never outgrows its room is never copied.
+    pub fn with_room(room: Room) -> Responses {
+        let more = |n: usize| n + n / 16;
+        Responses {
+            packed: Vec::with_capacity(more(room.packed)),
+            text: String::with_capacity(more(room.text)),
+            ..Responses::default()
+        }
+    }
+
+    /// Gives back the room kept for responses yet to come, where it is more than a little.
+    pub fn shrink_to_fit(&mut self) {
+        let roomy = |len: usize, capacity: usize| capacity - len > len / 8;
+        if roomy(self.packed.len(), self.packed.capacity()) {
+            self.packed.shrink_to_fit();
+        }
+        if roomy(self.text.len(), self.text.capacity()) {
+            self.text.shrink_to_fit();
+        }
+        self.server_send.shrink_to_fit();
+    }
+}
+
+fn zigzag(value: i64) -> u64 {
+    ((value << 1) ^ (value >> 63)) as u64
+}
+
+fn unzigzag(value: u64) -> i64 {
+    ((value >> 1) as i64) ^ -((value & 1) as i64)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// The varint at `*at` in `bytes`, which [`put_varint`] wrote.
+fn take_varint(bytes: &[u8], at: &mut usize) -> u64 {
+    let (mut value, mut shift) = (0u64, 0);
+    loop {
+        let byte = bytes[*at];
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return value;
+        }
+        shift += 7;
+    }
+}
+
+impl<'a> FromIterator<ResponseRecord<'a>> for Responses {
+    fn from_iter<I: IntoIterator<Item = ResponseRecord<'a>>>(responses: I) -> Self {
+        let mut all = Responses::default();
+        for response in responses {
+            all.push(response);
+        }
+        all
+    }
+}
+
+impl<'a> From<Vec<ResponseRecord<'a>>> for Responses {
+    fn from(responses: Vec<ResponseRecord<'a>>) -> Self {
+        responses.into_iter().collect()
+    }
+}
+
+impl<'a> IntoIterator for &'a Responses {
+    type Item = ResponseRecord<'a>;
+    type IntoIter = Iter<'a>;
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}
+
+/// What a request's responses take, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Room {
+    packed: usize,
+    text: usize,
+}
+
+/// A request's responses in arrival order.
+#[derive(Debug, Clone)]
+pub struct Iter<'a> {
+    responses: &'a Responses,
+    index: usize,
+    /// Where the next response starts in the packed responses, and in the text.
+    packed: usize,
+    text: usize,
+    at_ns: u64,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = ResponseRecord<'a>;
+    fn next(&mut self) -> Option<ResponseRecord<'a>> {
+        let all = self.responses;
+        if self.index == all.len {
+            return None;
+        }
+        self.at_ns = self.at_ns.wrapping_add(unzigzag(take_varint(&all.packed, &mut self.packed)) as u64);
+        let tokens = take_varint(&all.packed, &mut self.packed) as u32;
+        let end = self.text + take_varint(&all.packed, &mut self.packed) as usize;
+        let text = &all.text[self.text..end];
+        self.text = end;
+        let server_send_unix_ns = all.server_send.get(self.index).copied().filter(|&at| at != NO_SERVER_SEND);
+        self.index += 1;
+        Some(ResponseRecord { at_ns: self.at_ns, tokens, text, server_send_unix_ns })
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.responses.len - self.index;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+impl Serialize for Responses {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Responses {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct List;
+        impl<'de> serde::de::Visitor<'de> for List {
+            type Value = Responses;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of responses")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Responses, A::Error> {
+                let mut all = Responses::default();
+                while let Some(r) = seq.next_element::<OwnedResponse>()? {
+                    all.push(ResponseRecord {
+                        at_ns: r.at_ns,
+                        tokens: r.tokens,
+                        text: &r.text,
+                        server_send_unix_ns: r.server_send_unix_ns,
+                    });
+                }
+                Ok(all)
+            }
+        }
+        deserializer.deserialize_seq(List)
+    }
 }
 
 /// Where a request's output-token counts come from.
@@ -59,7 +297,7 @@ pub struct RequestRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_recv_unix_ns: Option<i64>,
     /// Every response in arrival order, empty final responses included.
-    pub responses: Vec<ResponseRecord>,
+    pub responses: Responses,
     /// When the response flagged final arrived.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub final_ns: Option<u64>,
@@ -90,7 +328,7 @@ impl RequestRecord {
     }
 
     /// The responses that carry at least one output token (`c_1 .. c_k` in the definitions).
-    pub fn token_responses(&self) -> impl Iterator<Item = &ResponseRecord> {
+    pub fn token_responses(&self) -> impl Iterator<Item = ResponseRecord<'_>> {
         self.responses.iter().filter(|r| r.tokens > 0)
     }
 
@@ -100,7 +338,69 @@ impl RequestRecord {
     }
 
     /// The whole generated text.
-    pub fn text(&self) -> String {
-        self.responses.iter().map(|r| r.text.as_str()).collect()
+    pub fn text(&self) -> &str {
+        self.responses.text()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn three() -> Responses {
+        vec![
+            ResponseRecord { at_ns: 10, tokens: 1, text: " héllo", server_send_unix_ns: None },
+            ResponseRecord { at_ns: 20, tokens: 2, text: " big world", server_send_unix_ns: Some(-5) },
+            ResponseRecord { at_ns: 30, tokens: 0, text: "", server_send_unix_ns: None },
+        ]
+        .into()
+    }
+
+    #[test]
+    fn responses_read_back_as_they_were_pushed() {
+        let responses = three();
+        assert_eq!(responses.len(), 3);
+        assert_eq!(responses.text(), " héllo big world");
+        let back: Vec<_> = responses.iter().map(|r| (r.at_ns, r.tokens, r.text, r.server_send_unix_ns)).collect();
+        assert_eq!(back, [(10, 1, " héllo", None), (20, 2, " big world", Some(-5)), (30, 0, "", None)]);
+        assert_eq!(responses.last().map(|r| r.at_ns), Some(30));
+        assert_eq!(responses.first().map(|r| r.text), Some(" héllo"));
+        assert_eq!(responses.iter().len(), 3);
+        assert_eq!(Responses::default().last(), None);
+    }
+
+    #[test]
+    fn a_steady_token_takes_six_bytes_and_its_text() {
+        // Tokens 20 ms apart for 10 s, the first a second into the run.
+        let at = |i: u64| 1_000_000_000 + i * 20_000_000 + i % 7;
+        let steady: Responses = (0..500)
+            .map(|i| ResponseRecord { at_ns: at(i), tokens: 1, text: "ab", server_send_unix_ns: None })
+            .collect();
+        assert!(steady.server_send.is_empty());
+        assert!(steady.packed.len() <= 6 * 500 + 2, "{} bytes", steady.packed.len());
+        assert!(steady.iter().enumerate().all(|(i, r)| r.at_ns == at(i as u64) && r.text == "ab" && r.tokens == 1));
+    }
+
+    #[test]
+    fn responses_keep_any_arrival_and_count() {
+        let odd = [(u64::MAX, u32::MAX, Some(i64::MIN + 1)), (0, 0, None), (5, 1, Some(i64::MAX)), (3, 2, None)];
+        let responses: Responses = odd
+            .iter()
+            .map(|&(at_ns, tokens, sent)| ResponseRecord { at_ns, tokens, text: "", server_send_unix_ns: sent })
+            .collect();
+        let back: Vec<_> = responses.iter().map(|r| (r.at_ns, r.tokens, r.server_send_unix_ns)).collect();
+        assert_eq!(back, odd);
+    }
+
+    #[test]
+    fn responses_are_written_and_read_as_a_list_of_responses() {
+        let json = serde_json::to_string(&three()).unwrap();
+        assert_eq!(
+            json,
+            r#"[{"at_ns":10,"tokens":1,"text":" héllo"},{"at_ns":20,"tokens":2,"text":" big world","server_send_unix_ns":-5},{"at_ns":30,"tokens":0}]"#
+        );
+        assert_eq!(serde_json::from_str::<Responses>(&json).unwrap(), three());
+        let wrong = serde_json::from_str::<Responses>(r#"[{"at_ns":"soon","tokens":1}]"#).unwrap_err();
+        assert!(wrong.to_string().contains("invalid type"), "{wrong}");
     }
 }

@@ -1,5 +1,7 @@
 //! A finished (or stopped) run: what was asked, what the model is, and what was measured.
 
+use std::fmt::Write;
+
 use serde::{Deserialize, Serialize};
 
 use crate::record::RequestRecord;
@@ -85,6 +87,22 @@ pub struct EngineReport {
     /// leave out, and would include had they been stamped once decoded.
     pub waited_p99_ms: f64,
     pub waited_max_ms: f64,
+    /// In open loop, where the schedule lag came from; absent in closed loop and for runs
+    /// from before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pacing: Option<PacingReport>,
+}
+
+/// Where an open-loop run's schedule lag came from: a request's lag is the time its pacing
+/// thread woke late (the operating system's scheduler: a busy or oversubscribed machine) and
+/// the time from then to its send (the engine, busy with responses). Each is an upper bound
+/// within 12.5% at p99.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PacingReport {
+    pub woke_late_p99_ms: f64,
+    pub woke_late_max_ms: f64,
+    pub handoff_p99_ms: f64,
+    pub handoff_max_ms: f64,
 }
 
 impl EngineReport {
@@ -105,6 +123,14 @@ impl EngineReport {
             self.waited_p99_ms,
             self.waited_max_ms,
         );
+        if let Some(pacing) = self.pacing {
+            let _ = write!(
+                line,
+                "; the pacing thread woke {:.3} ms late at p99 ({:.3} ms at most), and requests were sent {:.3} ms \
+                 after it woke at p99 ({:.3} ms at most)",
+                pacing.woke_late_p99_ms, pacing.woke_late_max_ms, pacing.handoff_p99_ms, pacing.handoff_max_ms
+            );
+        }
         if self.busy() >= BUSY_WARNING {
             line.push_str(
                 "; near a full core, the engine reads its sockets late and the arrival times it records come \
@@ -167,26 +193,49 @@ mod tests {
     use super::*;
     use crate::record::{ResponseRecord, TokenCountSource};
 
-    fn response(at_ns: u64, tokens: u32, sent: Option<i64>) -> ResponseRecord {
-        ResponseRecord { at_ns, tokens, text: String::new(), server_send_unix_ns: sent }
+    fn response(at_ns: u64, tokens: u32, sent: Option<i64>) -> ResponseRecord<'static> {
+        ResponseRecord { at_ns, tokens, text: "", server_send_unix_ns: sent }
     }
 
     #[test]
     fn the_engines_cost_is_told_per_response_and_a_busy_engine_is_warned_of() {
-        let load =
-            EngineReport { cpu_s: 0.5, wall_s: 1.0, responses: 100_000, waited_p99_ms: 0.42, waited_max_ms: 1.95 };
+        let load = EngineReport {
+            cpu_s: 0.5,
+            wall_s: 1.0,
+            responses: 100_000,
+            waited_p99_ms: 0.42,
+            waited_max_ms: 1.95,
+            pacing: None,
+        };
         assert_eq!(
             load.describe(),
             "engine: 0.50 s of CPU in 1.00 s (50% of one core), 5.0 µs per response; after their arrival was \
              stamped, responses waited for it 0.420 ms at p99, 1.950 ms at most"
         );
         let busy = EngineReport { cpu_s: 0.85, responses: 1, ..load };
+        let paced = EngineReport {
+            pacing: Some(PacingReport {
+                woke_late_p99_ms: 0.08,
+                woke_late_max_ms: 2.5,
+                handoff_p99_ms: 0.3,
+                handoff_max_ms: 4.0,
+            }),
+            ..load
+        };
+        assert!(
+            paced.describe().ends_with(
+                "; the pacing thread woke 0.080 ms late at p99 (2.500 ms at most), and requests were sent 0.300 ms \
+                 after it woke at p99 (4.000 ms at most)"
+            ),
+            "{}",
+            paced.describe()
+        );
         assert!(busy.describe().contains("(85% of one core)") && busy.describe().contains("come late"));
     }
 
     #[test]
     fn arrival_delays_count_measured_token_responses_with_a_send_time() {
-        let record = |seq: u32, warmup: bool, responses: Vec<ResponseRecord>| RequestRecord {
+        let record = |seq: u32, warmup: bool, responses: Vec<ResponseRecord<'static>>| RequestRecord {
             point: 0,
             seq,
             warmup,
@@ -196,7 +245,7 @@ mod tests {
             send_ns: 0,
             intended_ns: None,
             server_recv_unix_ns: None,
-            responses,
+            responses: responses.into(),
             final_ns: None,
             token_source: TokenCountSource::Responses,
             error: None,

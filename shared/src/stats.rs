@@ -55,57 +55,58 @@ impl Summary {
     /// of weight 0 count for nothing; `None` when the weights add up to 0.
     pub fn of_weighted(samples: &mut [(f64, u32)]) -> Option<Summary> {
         samples.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-        let mut cumulative = Vec::with_capacity(samples.len());
-        let mut total = 0u64;
-        for &(_, weight) in samples.iter() {
-            total += u64::from(weight);
-            cumulative.push(total);
-        }
+        let total: u64 = samples.iter().map(|&(_, weight)| u64::from(weight)).sum();
         if total == 0 {
             return None;
         }
         let n = total as f64;
         let mean = samples.iter().map(|&(x, w)| x * f64::from(w)).sum::<f64>() / n;
         let var = samples.iter().map(|&(x, w)| (x - mean) * (x - mean) * f64::from(w)).sum::<f64>() / n;
-        let sorted = WeightedSorted { samples, cumulative: &cumulative, total };
+        let quantiles = [50.0, 90.0, 95.0, 99.0, 99.9];
+        // The order statistics the percentiles interpolate between, and the extremes.
+        let position = |q: f64| (q / 100.0) * (total - 1) as f64;
+        let mut ranks: Vec<u64> =
+            quantiles.iter().flat_map(|&q| [position(q).floor(), position(q).ceil()]).map(|p| p as u64).collect();
+        ranks.extend([0, total - 1]);
+        let values = nth_of_weighted(samples, &ranks);
+        let at = |rank: u64| values[ranks.iter().position(|&r| r == rank).expect("asked for")];
+        let percentile = |q: f64| {
+            let pos = position(q);
+            let (low, high) = (at(pos.floor() as u64), at(pos.ceil() as u64));
+            low + (high - low) * (pos - pos.floor())
+        };
         Some(Summary {
             count: total,
             mean,
-            min: sorted.nth(0),
-            max: sorted.nth(total - 1),
+            min: at(0),
+            max: at(total - 1),
             std: var.sqrt(),
-            p50: sorted.percentile(50.0),
-            p90: sorted.percentile(90.0),
-            p95: sorted.percentile(95.0),
-            p99: sorted.percentile(99.0),
-            p999: (total >= 1000).then(|| sorted.percentile(99.9)),
+            p50: percentile(50.0),
+            p90: percentile(90.0),
+            p95: percentile(95.0),
+            p99: percentile(99.0),
+            p999: (total >= 1000).then(|| percentile(99.9)),
         })
     }
 }
 
-/// Weighted samples sorted by value, with the running total of their weights.
-struct WeightedSorted<'a> {
-    samples: &'a [(f64, u32)],
-    /// `cumulative[i]`: the weights of samples `0..=i`.
-    cumulative: &'a [u64],
-    total: u64,
-}
-
-impl WeightedSorted<'_> {
-    /// The `k`th (from 0) of the samples written out: the sample whose weights cover `k`.
-    fn nth(&self, k: u64) -> f64 {
-        let i = self.cumulative.partition_point(|&c| c <= k);
-        self.samples[i.min(self.samples.len() - 1)].0
+/// The `k`th (from 0) of sorted weighted samples written out, for each `k` of `ranks` (each
+/// below the weights' total): in one walk, with no memory beyond the answer.
+fn nth_of_weighted(sorted: &[(f64, u32)], ranks: &[u64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..ranks.len()).collect();
+    order.sort_unstable_by_key(|&i| ranks[i]);
+    let mut values = vec![0.0; ranks.len()];
+    let (mut covered, mut samples) = (0u64, sorted.iter());
+    let mut current = 0.0;
+    for i in order {
+        while covered <= ranks[i] {
+            let Some(&(value, weight)) = samples.next() else { break };
+            covered += u64::from(weight);
+            current = value;
+        }
+        values[i] = current;
     }
-
-    /// [`percentile`] of the samples written out, from the order statistics at the floor and
-    /// the ceiling of the position, found through the cumulative weights.
-    fn percentile(&self, q: f64) -> f64 {
-        let pos = (q / 100.0).clamp(0.0, 1.0) * (self.total - 1) as f64;
-        let (lo, hi) = (pos.floor() as u64, pos.ceil() as u64);
-        let (low, high) = (self.nth(lo), self.nth(hi));
-        low + (high - low) * (pos - lo as f64)
-    }
+    values
 }
 
 /// The `q`th percentile of sorted samples, interpolating linearly between order statistics
@@ -236,21 +237,23 @@ const NS_PER_MS: f64 = 1e6;
 impl PointStats {
     /// Computes a point's statistics from its records; warm-up records are skipped.
     pub fn compute<'a>(prompt_length: u32, records: impl IntoIterator<Item = &'a RequestRecord>) -> PointStats {
-        Self::compute_with_span(prompt_length, records).0
+        let records: Vec<&RequestRecord> = records.into_iter().collect();
+        Self::compute_with_span(prompt_length, &records).0
     }
 
     /// [`PointStats::compute`], and the span in seconds its throughput is counted over.
-    fn compute_with_span<'a>(
-        prompt_length: u32,
-        records: impl IntoIterator<Item = &'a RequestRecord>,
-    ) -> (PointStats, f64) {
-        let (mut ttft, mut t2t, mut tpot, mut e2e, mut osl, mut isl) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    fn compute_with_span(prompt_length: u32, records: &[&RequestRecord]) -> (PointStats, f64) {
+        // A sample per token-bearing response: counted first, since a point can hold millions
+        // and a growing list would take up to three times their room.
+        let gaps = records.iter().filter(|r| !r.warmup).map(|r| r.token_responses().count().saturating_sub(1)).sum();
+        let mut t2t = Vec::with_capacity(gaps);
+        let (mut ttft, mut tpot, mut e2e, mut osl, mut isl) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut count, mut errors, mut tokens) = (0u64, 0u64, 0u64);
         let (mut first_send, mut last_token) = (u64::MAX, 0u64);
         let (mut lag, mut ttft_due, mut e2e_due) = (Vec::new(), Vec::new(), Vec::new());
         let (mut sends, mut earliest_send, mut latest_send) = (0u64, u64::MAX, 0u64);
-        for record in records.into_iter().filter(|r| !r.warmup) {
+        for record in records.iter().filter(|r| !r.warmup) {
             count += 1;
             sends += 1;
             earliest_send = earliest_send.min(record.send_ns);
@@ -319,7 +322,7 @@ impl PointStats {
     ) -> PointStats {
         let (length, load) = spec.point(index).unwrap_or((0, LoadLevel::Concurrency(spec.concurrency)));
         let records: Vec<&RequestRecord> = records.into_iter().collect();
-        let (stats, span_s) = Self::compute_with_span(length, records.iter().copied());
+        let (stats, span_s) = Self::compute_with_span(length, &records);
         let waited_for_cap = if spec.open_loop() { due_at_cap(&records, spec.most_in_flight()) } else { 0 };
         let goodput = spec.slo.as_ref().map(|slo| Goodput::compute(slo, records, span_s));
         PointStats { load: Some(load), goodput, waited_for_cap, ..stats }
@@ -374,12 +377,7 @@ pub(crate) mod tests {
             server_recv_unix_ns: None,
             responses: responses
                 .iter()
-                .map(|&(at_ns, tokens)| ResponseRecord {
-                    at_ns,
-                    tokens,
-                    text: String::new(),
-                    server_send_unix_ns: None,
-                })
+                .map(|&(at_ns, tokens)| ResponseRecord { at_ns, tokens, text: "", server_send_unix_ns: None })
                 .collect(),
             final_ns: responses.last().map(|r| r.0),
             token_source: TokenCountSource::Responses,

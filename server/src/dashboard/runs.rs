@@ -766,7 +766,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Instant;
 
-    use shared::{ResponseRecord, TokenCountSource};
+    use shared::{ResponseRecord, Responses, TokenCountSource};
 
     use super::*;
 
@@ -776,11 +776,13 @@ mod tests {
         let requests = (0..requests)
             .map(|seq| {
                 let send_ns = u64::from(seq) * 1_000_000;
-                let responses: Vec<ResponseRecord> = (1..=tokens)
-                    .map(|i| ResponseRecord {
+                let texts: Vec<String> = (1..=tokens).map(|i| format!(" w{i}")).collect();
+                let responses: Responses = (1..)
+                    .zip(&texts)
+                    .map(|(i, text)| ResponseRecord {
                         at_ns: send_ns + i * 100_000,
                         tokens: 1,
-                        text: format!(" w{i}"),
+                        text,
                         server_send_unix_ns: None,
                     })
                     .collect();

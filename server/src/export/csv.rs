@@ -121,7 +121,7 @@ fn request_row(report: &RunReport, r: &RequestRecord) -> Vec<String> {
         token_source(r.token_source).into(),
         r.responses.len().to_string(),
         inert(r.error.clone().unwrap_or_default()),
-        inert(r.text()),
+        inert(r.text().to_string()),
     ]
 }
 
@@ -246,11 +246,11 @@ mod tests {
         rows
     }
 
-    fn response(at_ns: u64, tokens: u32, text: &str) -> ResponseRecord {
-        ResponseRecord { at_ns, tokens, text: text.into(), server_send_unix_ns: None }
+    fn response(at_ns: u64, tokens: u32, text: &str) -> ResponseRecord<'_> {
+        ResponseRecord { at_ns, tokens, text, server_send_unix_ns: None }
     }
 
-    fn record(point: u32, seq: u32, send_ns: u64, responses: Vec<ResponseRecord>) -> RequestRecord {
+    fn record(point: u32, seq: u32, send_ns: u64, responses: Vec<ResponseRecord<'_>>) -> RequestRecord {
         RequestRecord {
             point,
             seq,
@@ -262,7 +262,7 @@ mod tests {
             intended_ns: None,
             server_recv_unix_ns: None,
             final_ns: responses.last().map(|r| r.at_ns),
-            responses,
+            responses: responses.into(),
             token_source: TokenCountSource::Responses,
             error: None,
         }

@@ -26,7 +26,7 @@ use std::io::{Read, Write};
 use flate2::Compression;
 use flate2::read::DeflateDecoder;
 use flate2::write::DeflateEncoder;
-use shared::{RequestRecord, ResponseRecord, TokenCountSource};
+use shared::{RequestRecord, ResponseRecord, Responses, TokenCountSource};
 
 const RAW: u8 = 1;
 const DEFLATED: u8 = 2;
@@ -105,7 +105,7 @@ fn source_bits(source: TokenCountSource) -> u8 {
 }
 
 fn body(r: &RequestRecord, base: i64) -> Vec<u8> {
-    let text_len: usize = r.responses.iter().map(|c| c.text.len()).sum();
+    let text_len = r.responses.text().len();
     let mut out = Vec::with_capacity(32 + r.id.len() + r.responses.len() * 8 + text_len);
     let mut flags = source_bits(r.token_source) << SOURCE_SHIFT;
     for (set, bit) in [
@@ -146,9 +146,9 @@ fn body(r: &RequestRecord, base: i64) -> Vec<u8> {
     let arrivals = r.responses.iter().zip(previous).map(|(c, before)| zigzag(c.at_ns.wrapping_sub(before) as i64));
     put_column(&mut out, arrivals.collect());
     put_column(&mut out, r.responses.iter().map(|c| c.tokens.into()).collect());
-    for chunk in r.responses.chunks(8) {
-        let bits = chunk.iter().enumerate().filter(|(_, c)| c.server_send_unix_ns.is_some());
-        out.push(bits.fold(0u8, |byte, (i, _)| byte | 1 << i));
+    let stamped: Vec<bool> = r.responses.iter().map(|c| c.server_send_unix_ns.is_some()).collect();
+    for chunk in stamped.chunks(8) {
+        out.push(chunk.iter().enumerate().filter(|(_, s)| **s).fold(0u8, |byte, (i, _)| byte | 1 << i));
     }
     let sends = r
         .responses
@@ -156,9 +156,7 @@ fn body(r: &RequestRecord, base: i64) -> Vec<u8> {
         .filter_map(|c| c.server_send_unix_ns.map(|sent| zigzag(sent.wrapping_sub(local_unix(base, c.at_ns)))));
     put_column(&mut out, sends.collect());
     put_column(&mut out, r.responses.iter().map(|c| c.text.len() as u64).collect());
-    for c in &r.responses {
-        out.extend_from_slice(c.text.as_bytes());
-    }
+    out.extend_from_slice(r.responses.text().as_bytes());
     out
 }
 
@@ -203,7 +201,7 @@ fn read_body(bytes: &[u8], base: i64) -> Result<RequestRecord, CodecError> {
     })
 }
 
-fn read_responses(input: &mut Reader<'_>, send_ns: u64, base: i64) -> Result<Vec<ResponseRecord>, CodecError> {
+fn read_responses(input: &mut Reader<'_>, send_ns: u64, base: i64) -> Result<Responses, CodecError> {
     let n = input.varint()?;
     // Every response takes at least a bit of the send-time bitmap, so a count beyond that is
     // damage, not a reason to allocate. (Its other columns can be zero bytes wide.)
@@ -211,24 +209,33 @@ fn read_responses(input: &mut Reader<'_>, send_ns: u64, base: i64) -> Result<Vec
         return Err(CodecError::Truncated);
     }
     let n = n as usize;
-    let mut responses = Vec::with_capacity(n);
     let mut at_ns = send_ns;
-    for delta in input.column(n)? {
-        at_ns = at_ns.wrapping_add(unzigzag(delta) as u64);
-        responses.push(ResponseRecord { at_ns, tokens: 0, text: String::new(), server_send_unix_ns: None });
-    }
-    for (c, tokens) in responses.iter_mut().zip(input.column(n)?) {
-        c.tokens = u32::try_from(tokens).map_err(|_| CodecError::OutOfRange)?;
-    }
+    let arrivals: Vec<u64> = input
+        .column(n)?
+        .into_iter()
+        .map(|delta| {
+            at_ns = at_ns.wrapping_add(unzigzag(delta) as u64);
+            at_ns
+        })
+        .collect();
+    let tokens = input.column(n)?;
     let bitmap = input.take(n.div_ceil(8))?;
     let stamped = (0..n).filter(|i| bitmap[i / 8] & (1 << (i % 8)) != 0).collect::<Vec<_>>();
-    for (i, delta) in stamped.iter().zip(input.column(stamped.len())?) {
-        let c = &mut responses[*i];
-        c.server_send_unix_ns = Some(unzigzag(delta).wrapping_add(local_unix(base, c.at_ns)));
+    let mut sent = vec![None; n];
+    for (&i, delta) in stamped.iter().zip(input.column(stamped.len())?) {
+        sent[i] = Some(unzigzag(delta).wrapping_add(local_unix(base, arrivals[i])));
     }
-    for (c, len) in responses.iter_mut().zip(input.column(n)?) {
+    let lengths = input.column(n)?;
+    let mut responses = Responses::default();
+    for (i, len) in lengths.into_iter().enumerate() {
         let len = usize::try_from(len).map_err(|_| CodecError::OutOfRange)?;
-        c.text = std::str::from_utf8(input.take(len)?).map_err(|_| CodecError::NotUtf8)?.to_owned();
+        let text = std::str::from_utf8(input.take(len)?).map_err(|_| CodecError::NotUtf8)?;
+        responses.push(ResponseRecord {
+            at_ns: arrivals[i],
+            tokens: u32::try_from(tokens[i]).map_err(|_| CodecError::OutOfRange)?,
+            text,
+            server_send_unix_ns: sent[i],
+        });
     }
     Ok(responses)
 }
@@ -348,6 +355,7 @@ mod tests {
 
     fn streamed(tokens: u32) -> RequestRecord {
         let send_ns = 5_000_000_123;
+        let texts: Vec<String> = (0..tokens).map(|i| format!(" w{i}é")).collect();
         RequestRecord {
             point: 3,
             seq: 41,
@@ -359,16 +367,17 @@ mod tests {
             intended_ns: Some(send_ns - 150_321),
             server_recv_unix_ns: Some(BASE + send_ns as i64 + 48_213),
             responses: (0..tokens)
-                .map(|i| ResponseRecord {
+                .zip(&texts)
+                .map(|(i, text)| ResponseRecord {
                     at_ns: send_ns + 20_000_000 + u64::from(i) * 12_000_317 + u64::from(i % 7) * 911,
                     tokens: 1,
-                    text: format!(" w{i}é"),
+                    text,
                     server_send_unix_ns: (i % 3 != 0).then(|| BASE + send_ns as i64 + 19_900_000 + i64::from(i)),
                 })
                 .chain(std::iter::once(ResponseRecord {
                     at_ns: send_ns + 20_000_000 + u64::from(tokens) * 12_000_317,
                     tokens: 0,
-                    text: String::new(),
+                    text: "",
                     server_send_unix_ns: None,
                 }))
                 .collect(),
@@ -400,9 +409,10 @@ mod tests {
             intended_ns: Some(3),
             server_recv_unix_ns: Some(i64::MIN),
             responses: vec![
-                ResponseRecord { at_ns: 0, tokens: u32::MAX, text: "x".into(), server_send_unix_ns: Some(i64::MAX) },
-                ResponseRecord { at_ns: u64::MAX, tokens: 0, text: String::new(), server_send_unix_ns: Some(-1) },
-            ],
+                ResponseRecord { at_ns: 0, tokens: u32::MAX, text: "x", server_send_unix_ns: Some(i64::MAX) },
+                ResponseRecord { at_ns: u64::MAX, tokens: 0, text: "", server_send_unix_ns: Some(-1) },
+            ]
+            .into(),
             final_ns: Some(0),
             token_source: TokenCountSource::Words,
             error: Some("the stream broke: ünïcode".into()),
@@ -410,11 +420,11 @@ mod tests {
         for base in [BASE, 0, i64::MIN, i64::MAX] {
             assert_eq!(decode(&encode(&bare, base), base).unwrap(), bare);
         }
-        let silent = ResponseRecord { at_ns: 7, tokens: 0, text: String::new(), server_send_unix_ns: None };
-        let zero_width = RequestRecord { send_ns: 7, responses: vec![silent; 40], ..bare.clone() };
+        let silent = ResponseRecord { at_ns: 7, tokens: 0, text: "", server_send_unix_ns: None };
+        let zero_width = RequestRecord { send_ns: 7, responses: vec![silent; 40].into(), ..bare.clone() };
         assert_eq!(decode(&encode(&zero_width, BASE), BASE).unwrap(), zero_width);
         let empty = RequestRecord {
-            responses: Vec::new(),
+            responses: Responses::default(),
             final_ns: None,
             server_recv_unix_ns: None,
             intended_ns: None,

@@ -654,9 +654,10 @@ mod tests {
             responses: vec![ResponseRecord {
                 at_ns: 5_000 + 1_000 * u64::from(seq),
                 tokens: 1,
-                text: " lorem".into(),
+                text: " lorem",
                 server_send_unix_ns: Some(77),
-            }],
+            }]
+            .into(),
             final_ns: Some(5_000 + 1_000 * u64::from(seq)),
             token_source: TokenCountSource::Responses,
             error: error.map(Into::into),
@@ -790,11 +791,11 @@ mod tests {
         let mut db = Db::open(dir.path()).unwrap();
         db.insert_run(&new_run("r1")).unwrap();
         let mut huge = record(0, 1, None);
-        let at = huge.responses[0].at_ns;
+        let at = huge.responses.first().unwrap().at_ns;
         huge.responses.push(ResponseRecord {
             at_ns: at + 4_294_967_295,
             tokens: u32::MAX,
-            text: String::new(),
+            text: "",
             server_send_unix_ns: None,
         });
         db.add_requests("r1", &[huge]).unwrap();
@@ -874,6 +875,12 @@ mod tests {
                 responses: 3,
                 waited_p99_ms: 0.1,
                 waited_max_ms: 0.2,
+                pacing: Some(shared::report::PacingReport {
+                    woke_late_p99_ms: 0.05,
+                    woke_late_max_ms: 0.5,
+                    handoff_p99_ms: 0.2,
+                    handoff_max_ms: 1.0,
+                }),
             }),
         };
         report.recompute_points();

@@ -63,20 +63,26 @@ pub async fn sweep(spec: SweepSpec) -> RunReport {
     report
 }
 
-/// Runs a check of timings against a schedule up to three times; the test fails only when
-/// every attempt fails, with each attempt's failure. On a shared virtual machine the host
-/// now and then takes the CPUs away for milliseconds (steal time: 3 to 15% of it, in
-/// bursts, has been seen on two-core virtual machines). Such a pause only ever makes a
-/// measurement late, never early, so one attempt within the bounds shows the engine keeps
-/// to the schedule, and an engine that is systematically late fails all three.
+/// Runs a check of timings against a schedule until it passes; the test fails after three
+/// failed attempts during which the host took no CPU time, or after eight attempts in all,
+/// with each attempt's failure. On a shared virtual machine the host now and then takes the
+/// CPUs away for milliseconds (steal time: 3 to 30% of it, in bursts, has been seen on
+/// two-core virtual machines). Such a pause only ever makes a measurement late, never early,
+/// so one attempt within the bounds shows the engine keeps to the schedule, and an engine
+/// that is systematically late fails every attempt, quiet or not.
 pub async fn timing_attempts<F, Fut>(mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     use futures::FutureExt;
-    let mut failures = Vec::new();
-    for attempt in 1..=3 {
+    /// Steal during an attempt from which its failure is put down to the host.
+    const SPOILED_MS: u64 = 20;
+    let (mut failures, mut quiet_failures) = (Vec::new(), 0);
+    for attempt in 1..=8 {
+        if quiet_failures == 3 {
+            break;
+        }
         if attempt > 1 {
             // Host pauses come in bursts of a second or more: let one pass.
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
@@ -95,15 +101,22 @@ where
                     .cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_default();
-                let stolen = match (steal, steal_ticks()) {
-                    (Some(before), Some(after)) => format!(" (host steal meanwhile: {} ms)", (after - before) * 10),
-                    _ => String::new(),
+                let stolen_ms = match (steal, steal_ticks()) {
+                    (Some(before), Some(after)) => Some((after - before) * 10),
+                    _ => None,
                 };
+                if stolen_ms.is_none_or(|ms| ms < SPOILED_MS) {
+                    quiet_failures += 1;
+                }
+                let stolen = stolen_ms.map(|ms| format!(" (host steal meanwhile: {ms} ms)")).unwrap_or_default();
                 failures.push(format!("{message}{stolen}"));
             }
         }
     }
-    panic!("every attempt failed:\n{}", failures.join("\n"));
+    panic!(
+        "every attempt failed ({quiet_failures} of them with under {SPOILED_MS} ms of host steal):\n{}",
+        failures.join("\n")
+    );
 }
 
 /// The CPU time the host has taken from this machine so far, in clock ticks (10 ms), from
@@ -204,7 +217,7 @@ async fn serve_with(sim: SimServer, data: Arc<tempfile::TempDir>, limits: Limits
 /// A finished run of `requests` requests of `tokens` one-token responses each, at one prompt
 /// length, as an import would bring in.
 pub fn large_report(requests: u32, tokens: u64) -> RunReport {
-    use shared::{RequestRecord, ResponseRecord, RunStatus, TokenCountSource};
+    use shared::{RequestRecord, ResponseRecord, Responses, RunStatus, TokenCountSource};
     let spec = SweepSpec {
         model: "sim-vllm".into(),
         prompt_lengths: vec![16],
@@ -216,11 +229,13 @@ pub fn large_report(requests: u32, tokens: u64) -> RunReport {
     let requests = (0..requests)
         .map(|seq| {
             let send_ns = u64::from(seq) * 1_000_000;
-            let responses: Vec<ResponseRecord> = (1..=tokens)
-                .map(|i| ResponseRecord {
+            let texts: Vec<String> = (1..=tokens).map(|i| format!(" w{i}")).collect();
+            let responses: Responses = (1..)
+                .zip(&texts)
+                .map(|(i, text)| ResponseRecord {
                     at_ns: send_ns + i * 100_000,
                     tokens: 1,
-                    text: format!(" w{i}"),
+                    text,
                     server_send_unix_ns: None,
                 })
                 .collect();

@@ -106,10 +106,12 @@ impl Responses {
         Room { packed: self.packed.len(), text: self.text.len() }
     }
 
-    /// No responses yet, with room for what `room` took and a little more: a run's requests
-    /// are alike, and a request that never outgrows its room is never copied.
+    /// No responses yet, with room for what `room` took and a little more, up to
+    /// [`Room::MOST`] each for the packed responses and the text: a run's requests are alike,
+    /// and a request that never outgrows its room is never copied, while one huge answer
+    /// does not make every request after it hold as much.
     pub fn with_room(room: Room) -> Responses {
-        let more = |n: usize| n + n / 16;
+        let more = |n: usize| (n + n / 16).min(Room::MOST);
         Responses {
             packed: Vec::with_capacity(more(room.packed)),
             text: String::with_capacity(more(room.text)),
@@ -189,6 +191,11 @@ impl<'a> IntoIterator for &'a Responses {
 pub struct Room {
     packed: usize,
     text: usize,
+}
+
+impl Room {
+    /// The most room [`Responses::with_room`] keeps for either part.
+    pub const MOST: usize = 64 << 10;
 }
 
 /// A request's responses in arrival order.
@@ -379,6 +386,16 @@ mod tests {
         assert!(steady.server_send.is_empty());
         assert!(steady.packed.len() <= 6 * 500 + 2, "{} bytes", steady.packed.len());
         assert!(steady.iter().enumerate().all(|(i, r)| r.at_ns == at(i as u64) && r.text == "ab" && r.tokens == 1));
+    }
+
+    #[test]
+    fn room_follows_the_last_request_up_to_a_cap() {
+        let room = three().room();
+        let fresh = Responses::with_room(room);
+        assert!(fresh.is_empty() && fresh.text.capacity() >= three().text().len());
+        let huge = ResponseRecord { at_ns: 1, tokens: 1, text: &"x".repeat(1 << 20), server_send_unix_ns: None };
+        let after_huge = Responses::with_room(std::iter::once(huge).collect::<Responses>().room());
+        assert!(after_huge.text.capacity() <= 2 * Room::MOST, "{}", after_huge.text.capacity());
     }
 
     #[test]

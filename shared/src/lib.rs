@@ -17,6 +17,7 @@ pub mod report;
 pub mod schedule;
 pub mod spec;
 pub mod stats;
+pub mod varint;
 pub mod view;
 
 pub use live::{Batch, LiveRun, RequestDone, RunEvent};

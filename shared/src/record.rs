@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::varint;
+
 /// One response of a streamed request, as it arrived: what a request's [`Responses`] are
 /// built from and read back as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -59,9 +61,9 @@ impl Responses {
     /// Adds a response.
     pub fn push(&mut self, response: ResponseRecord<'_>) {
         let gap = response.at_ns.wrapping_sub(self.last_at_ns) as i64;
-        put_varint(&mut self.packed, zigzag(gap));
-        put_varint(&mut self.packed, response.tokens.into());
-        put_varint(&mut self.packed, response.text.len() as u64);
+        varint::put(&mut self.packed, varint::zigzag(gap));
+        varint::put(&mut self.packed, response.tokens.into());
+        varint::put(&mut self.packed, response.text.len() as u64);
         self.text.push_str(response.text);
         self.last_at_ns = response.at_ns;
         self.len += 1;
@@ -132,23 +134,7 @@ impl Responses {
     }
 }
 
-fn zigzag(value: i64) -> u64 {
-    ((value << 1) ^ (value >> 63)) as u64
-}
-
-fn unzigzag(value: u64) -> i64 {
-    ((value >> 1) as i64) ^ -((value & 1) as i64)
-}
-
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push(value as u8 | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-/// The varint at `*at` in `bytes`, which [`put_varint`] wrote.
+/// The varint at `*at` in `bytes`, which [`varint::put`] wrote.
 fn take_varint(bytes: &[u8], at: &mut usize) -> u64 {
     let (mut value, mut shift) = (0u64, 0);
     loop {
@@ -216,7 +202,7 @@ impl<'a> Iterator for Iter<'a> {
         if self.index == all.len {
             return None;
         }
-        self.at_ns = self.at_ns.wrapping_add(unzigzag(take_varint(&all.packed, &mut self.packed)) as u64);
+        self.at_ns = self.at_ns.wrapping_add(varint::unzigzag(take_varint(&all.packed, &mut self.packed)) as u64);
         let tokens = take_varint(&all.packed, &mut self.packed) as u32;
         let end = self.text + take_varint(&all.packed, &mut self.packed) as usize;
         let text = &all.text[self.text..end];

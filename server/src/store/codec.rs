@@ -26,6 +26,7 @@ use std::io::{Read, Write};
 use flate2::Compression;
 use flate2::read::DeflateDecoder;
 use flate2::write::DeflateEncoder;
+use shared::varint::{put, unzigzag, zigzag};
 use shared::{RequestRecord, ResponseRecord, Responses, TokenCountSource};
 
 const RAW: u8 = 1;
@@ -243,22 +244,6 @@ fn read_responses(input: &mut Reader<'_>, send_ns: u64, base: i64) -> Result<Res
 /// The wall-clock time of a run offset, as the server's clock would read it.
 fn local_unix(base: i64, offset_ns: u64) -> i64 {
     base.wrapping_add(offset_ns as i64)
-}
-
-fn put(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push(value as u8 | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-fn zigzag(value: i64) -> u64 {
-    ((value << 1) ^ (value >> 63)) as u64
-}
-
-fn unzigzag(value: u64) -> i64 {
-    (value >> 1) as i64 ^ -((value & 1) as i64)
 }
 
 fn put_signed(out: &mut Vec<u8>, value: i64) {

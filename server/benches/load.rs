@@ -8,8 +8,10 @@
 //! the rate the sweep really sent at, its schedule lag (p50, p99, max), the tokens per second
 //! recorded, how many requests were in flight on average (sent rate times mean end-to-end
 //! latency), the sweep process's peak resident memory (VmHWM), and what each recorded token
-//! adds to it: the peak less that of a run a quarter as long at the same rate (so with as
-//! many requests in flight), over the tokens the longer run recorded beyond the shorter.
+//! adds to it, two ways: the peak less that of a run a quarter as long at the same rate (so
+//! with as many requests in flight), over the tokens the longer run recorded beyond the
+//! shorter; and, while the run goes, the slope of resident memory (read every 20 ms) against
+//! the tokens recorded by then, from a tenth of the run's tokens to nine tenths.
 //! Under each row, where the lag came from: how late the pacing thread woke (the operating
 //! system's scheduler) and how long the engine took from then to the send.
 //!
@@ -52,8 +54,18 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "{:>7} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>10} {:>10}",
-        "rate/s", "sent/s", "lag p50", "lag p99", "lag max", "tokens/s", "in flight", "peak MiB", "tokens", "B/token"
+        "{:>7} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10}",
+        "rate/s",
+        "sent/s",
+        "lag p50",
+        "lag p99",
+        "lag max",
+        "tokens/s",
+        "in flight",
+        "peak MiB",
+        "tokens",
+        "B/token",
+        "in-run B/t"
     );
     for rate in rates {
         let requests = ((rate * seconds).round() as u32).max(10);
@@ -61,14 +73,15 @@ fn main() {
         let run = |requests: u32, warmup: u32, name: &str| {
             let sim = Simulator::start(ours);
             let out = work.path().join(format!("{name}-{rate}.json"));
-            let peak = sweep(ours, &sim.target, rate, requests, warmup, &out);
-            (peak, common::read_json(&out))
+            let memory = sweep(ours, &sim.target, rate, requests, warmup, &out);
+            (memory, common::read_json(&out))
         };
         let tokens_of = |report: &RunReport| -> u64 { report.requests.iter().map(|r| r.output_tokens()).sum() };
-        let (base_peak, base) = run((requests / 4).max(10), warmup, "base");
+        let (base_memory, base) = run((requests / 4).max(10), warmup, "base");
         let base: RunReport = serde_json::from_value(base).expect("a run.json");
         let steal = common::Steal::start();
-        let (peak, report) = run(requests, warmup, "load");
+        let (memory, report) = run(requests, warmup, "load");
+        let (base_peak, peak) = (base_memory.peak_kib, memory.peak_kib);
         let report: RunReport = serde_json::from_value(report).expect("a run.json");
         let point = &report.points[0];
         let lag = point.schedule_lag_ms.as_ref().expect("open loop has a lag");
@@ -77,7 +90,7 @@ fn main() {
         let per_token =
             (peak.saturating_sub(base_peak) * 1024) as f64 / tokens.saturating_sub(tokens_of(&base)).max(1) as f64;
         println!(
-            "{rate:>7} {:>9.2} {:>8.3} {:>8.3} {:>8.3} {:>9.0} {:>9.0} {:>9.1} {:>10} {:>10.1}{}",
+            "{rate:>7} {:>9.2} {:>8.3} {:>8.3} {:>8.3} {:>9.0} {:>9.0} {:>9.1} {:>10} {:>10.1} {:>10}{}",
             point.sent_per_s,
             lag.p50,
             lag.p99,
@@ -87,6 +100,7 @@ fn main() {
             peak as f64 / 1024.0,
             tokens,
             per_token,
+            growth_per_token(&report, &memory.samples).map_or("-".into(), |b| format!("{b:.1}")),
             if point.errors > 0 { format!("  ({} errors)", point.errors) } else { String::new() }
         );
         if let Some(pacing) = report.engine.and_then(|e| e.pacing) {
@@ -100,7 +114,7 @@ fn main() {
     println!(
         "sent/s: one less than the measured requests over the time from the first send to the last; lag: actual \
          minus intended send time, ms; B/token: peak resident memory above a run a quarter as long, per token recorded \
-         beyond it"
+         beyond it; in-run B/t: resident memory's growth per token recorded while the run went"
     );
 }
 
@@ -139,9 +153,15 @@ impl Drop for Simulator {
     }
 }
 
-/// Runs one open-loop sweep to its end; answers its peak resident memory in KiB, read from
-/// /proc while it runs.
-fn sweep(ours: &Path, target: &str, rate: f64, requests: u32, warmup: u32, out: &Path) -> u64 {
+/// What a sweep process held: its peak resident memory in KiB, and its resident memory in
+/// KiB at moments of the run (Unix nanoseconds).
+struct Memory {
+    peak_kib: u64,
+    samples: Vec<(i64, u64)>,
+}
+
+/// Runs one open-loop sweep to its end, reading its memory from /proc while it runs.
+fn sweep(ours: &Path, target: &str, rate: f64, requests: u32, warmup: u32, out: &Path) -> Memory {
     let mut command: Command = common::on_tool_cores(ours);
     command
         .args(["sweep", "--target", target, "--model", "sim-vllm", "--prompt-lengths", PROMPT_WORDS])
@@ -154,17 +174,51 @@ fn sweep(ours: &Path, target: &str, rate: f64, requests: u32, warmup: u32, out: 
         .stderr(Stdio::null());
     let mut child = command.spawn().expect("tokenscope sweep starts");
     let status = format!("/proc/{}/status", child.id());
-    let mut peak = 0;
+    let mut memory = Memory { peak_kib: 0, samples: Vec::new() };
     loop {
-        if let Some(hwm) = std::fs::read_to_string(&status).ok().and_then(|text| field_kib(&text, "VmHWM:")) {
-            peak = peak.max(hwm);
+        if let Ok(text) = std::fs::read_to_string(&status) {
+            memory.peak_kib = memory.peak_kib.max(field_kib(&text, "VmHWM:").unwrap_or(0));
+            if let Some(rss) = field_kib(&text, "VmRSS:") {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+                memory.samples.push((now.as_nanos() as i64, rss));
+            }
         }
         if child.try_wait().expect("the sweep can be waited for").is_some() {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    peak
+    memory
+}
+
+/// Bytes of resident memory per token recorded while the run went: the least-squares slope
+/// of the samples against the tokens the run had recorded at each, over the samples from a
+/// tenth of its tokens to nine tenths (before the end of the point works out its statistics).
+fn growth_per_token(report: &RunReport, samples: &[(i64, u64)]) -> Option<f64> {
+    let mut arrivals: Vec<(u64, u64)> =
+        report.requests.iter().flat_map(|r| r.token_responses().map(|c| (c.at_ns, u64::from(c.tokens)))).collect();
+    arrivals.sort_unstable();
+    let total: u64 = arrivals.iter().map(|&(_, tokens)| tokens).sum();
+    let mut recorded = Vec::with_capacity(arrivals.len());
+    let mut sum = 0;
+    for &(at, tokens) in &arrivals {
+        sum += tokens;
+        recorded.push((at, sum));
+    }
+    let tokens_by = |unix_ns: i64| {
+        let at = unix_ns.saturating_sub(report.started_unix_ns).max(0) as u64;
+        recorded.partition_point(|&(t, _)| t <= at).checked_sub(1).map_or(0, |i| recorded[i].1)
+    };
+    let points: Vec<(f64, f64)> = samples
+        .iter()
+        .map(|&(unix_ns, kib)| (tokens_by(unix_ns) as f64, (kib * 1024) as f64))
+        .filter(|&(tokens, _)| tokens >= total as f64 / 10.0 && tokens <= total as f64 * 0.9)
+        .collect();
+    let n = points.len() as f64;
+    let (mx, my) = (points.iter().map(|p| p.0).sum::<f64>() / n, points.iter().map(|p| p.1).sum::<f64>() / n);
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    (points.len() >= 10 && sxx > 0.0).then(|| sxy / sxx)
 }
 
 /// A `/proc/PID/status` field in KiB.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use shared::limits;
 use shared::prompt::synthetic_prompt;
-use shared::record::Room;
+use shared::record::{Arena, Room};
 use shared::report::{EngineReport, PacingReport};
 use shared::schedule::Schedule;
 use shared::spec::LoadLevel;
@@ -137,6 +137,22 @@ async fn run_sweep_on(
     (report, waits, pacing)
 }
 
+/// The most records a point at `load` can make where the spec bounds it well: its request
+/// count, or fewer where an open-loop point ends by time first; 0 where a closed-loop point
+/// ends by time, since its count is only a cap then.
+fn most_records(spec: &SweepSpec, load: LoadLevel) -> usize {
+    let (warmup, requests) = (u64::from(spec.warmup), u64::from(spec.requests));
+    let bound = match load {
+        LoadLevel::Rate(rate) => {
+            let within = |count: u64, seconds: Option<f64>| seconds.map_or(count, |s| count.min((rate * s) as u64 + 1));
+            within(warmup, spec.warmup_s) + within(requests, spec.duration_s)
+        }
+        LoadLevel::Concurrency(_) if spec.duration_s.is_some() || spec.warmup_s.is_some() => 0,
+        LoadLevel::Concurrency(_) => warmup + requests,
+    };
+    usize::try_from(bound).unwrap_or(0)
+}
+
 /// [`run_sweep_on`] on a thread of its own with a single-threaded runtime, as every run of
 /// the command line and the dashboard is; hands back the report and the observer.
 ///
@@ -236,7 +252,7 @@ impl InFlight {
                 limits::MAX_RESPONSES_PER_REQUEST
             ));
         }
-        if self.responses.text().len() + parsed.text.len() > limits::MAX_TEXT_BYTES_PER_REQUEST {
+        if self.responses.text_len() + parsed.text.len() > limits::MAX_TEXT_BYTES_PER_REQUEST {
             return Some(format!(
                 "the server sent more than the limit of {} bytes of output text for one request",
                 limits::MAX_TEXT_BYTES_PER_REQUEST
@@ -245,9 +261,7 @@ impl InFlight {
         None
     }
 
-    fn finish(mut self, id: String, final_ns: Option<u64>) -> RequestRecord {
-        // A run keeps every record: no room is kept for responses that will not come.
-        self.responses.shrink_to_fit();
+    fn finish(self, id: String, final_ns: Option<u64>) -> RequestRecord {
         RequestRecord {
             point: self.point,
             seq: self.seq,
@@ -584,6 +598,8 @@ struct Sweep {
     deadline: std::time::Instant,
     /// What the last finished request's responses took: room kept for each new one's.
     room: Room,
+    /// Where finished requests' responses are kept.
+    arena: Arena,
     pacing: Pacing,
 }
 
@@ -614,6 +630,7 @@ impl Sweep {
             sent: 0,
             deadline: std::time::Instant::now() + Duration::from_secs(limits::MAX_RUN_DURATION_S),
             room: Room::default(),
+            arena: Arena::default(),
             pacing: Pacing::default(),
         };
         sweep.streams = if spec.streaming {
@@ -657,17 +674,19 @@ impl Sweep {
             }
             let Some((length, load)) = self.spec.point(point) else { break };
             observer.point_started(point, length, load);
-            let mut records = Vec::new();
-            let status = self.point(point as u32, length, load, &mut records, observer, cancel).await;
+            // The point's records go straight after the run's, in room made for them at once:
+            // a list grown by doubling holds up to three times its records while it grows.
+            let from = report.requests.len();
+            report.requests.reserve_exact(most_records(&self.spec, load));
+            let status = self.point(point as u32, length, load, &mut report.requests, observer, cancel).await;
             if status.is_some() {
-                self.abandon(&mut records, observer);
+                self.abandon(&mut report.requests, observer);
             }
-            if !records.is_empty() {
-                let stats = PointStats::of_point(&self.spec, point, &records);
+            if report.requests.len() > from {
+                let stats = PointStats::of_point(&self.spec, point, &report.requests[from..]);
                 observer.point_done(point, &stats);
                 report.points.push(stats);
             }
-            report.requests.append(&mut records);
             if let Some(status) = status {
                 return status;
             }
@@ -798,8 +817,7 @@ impl Sweep {
                 *in_flight -= 1;
                 self.loads[stream] -= 1;
                 self.room = record.responses.room();
-                observer.request_done(&record);
-                records.push(record);
+                self.record(record, records, observer);
                 None
             }
             Some(Done::Fatal(error)) => Some(RunStatus::Failed { error }),
@@ -825,8 +843,7 @@ impl Sweep {
         }
         for record in self.expire() {
             *in_flight -= 1;
-            observer.request_done(&record);
-            records.push(record);
+            self.record(record, records, observer);
         }
         None
     }
@@ -985,18 +1002,41 @@ impl Sweep {
         }
         while let Ok(done) = self.done.try_recv() {
             if let Done::Record(record, _) = done {
-                observer.request_done(&record);
-                records.push(record);
+                self.record(record, records, observer);
             }
         }
         for record in abandoned {
-            observer.request_done(&record);
-            records.push(record);
+            self.record(record, records, observer);
         }
+    }
+
+    /// Keeps a finished request's record with the run's, its responses in the run's arena.
+    fn record(&mut self, mut record: RequestRecord, records: &mut Vec<RequestRecord>, observer: &mut dyn Observer) {
+        record.responses.keep_in(&mut self.arena);
+        observer.request_done(&record);
+        records.push(record);
     }
 
     /// Ends every stream; dropping them cancels any work left on the server.
     fn shutdown(self) {
         self.streams_cancel.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_point_makes_room_for_the_records_it_can_make() {
+        let spec = SweepSpec { requests: 100, warmup: 10, ..SweepSpec::default() };
+        assert_eq!(most_records(&spec, LoadLevel::Concurrency(4)), 110);
+        assert_eq!(most_records(&spec, LoadLevel::Rate(5.0)), 110);
+        // By time: an open-loop point sends at most its rate times its seconds, and one more.
+        let timed = SweepSpec { duration_s: Some(2.0), warmup_s: Some(1.0), ..spec.clone() };
+        assert_eq!(most_records(&timed, LoadLevel::Rate(5.0)), 6 + 11);
+        assert_eq!(most_records(&timed, LoadLevel::Rate(1000.0)), 110);
+        // A closed-loop point by time has only a cap, and no room is made for it.
+        assert_eq!(most_records(&timed, LoadLevel::Concurrency(4)), 0);
     }
 }

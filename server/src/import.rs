@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 use shared::prompt::word_count;
+use shared::record::Arena;
 use shared::{
     InputStyle, RequestRecord, ResponseRecord, Responses, RunReport, RunStatus, SweepSpec, TokenCountSource, limits,
 };
@@ -242,6 +243,7 @@ pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport,
     lengths.dedup();
     let mut seqs = vec![0u32; lengths.len()];
     raw.sort_by_key(|r| r.send);
+    let mut arena = Arena::default();
     let requests: Vec<RequestRecord> = raw
         .into_iter()
         .map(|r| {
@@ -276,7 +278,7 @@ pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport,
                     server_send_unix_ns: *sent,
                 });
             }
-            responses.shrink_to_fit();
+            responses.keep_in(&mut arena);
             let last = responses.last().map(|c| c.at_ns);
             RequestRecord {
                 point,

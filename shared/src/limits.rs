@@ -155,7 +155,7 @@ pub fn record_problem(record: &RequestRecord) -> Option<String> {
             r.tokens
         ));
     }
-    let text = record.responses.text().len();
+    let text = record.responses.text_len();
     if text > MAX_TEXT_BYTES_PER_REQUEST {
         return Some(format!(
             "{which} has {text} bytes of output text, above the limit of {MAX_TEXT_BYTES_PER_REQUEST} bytes"

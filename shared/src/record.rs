@@ -2,6 +2,7 @@
 //!
 //! Times are nanoseconds on the proxy's monotonic clock, counted from the run's start.
 
+use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use crate::varint;
@@ -33,48 +34,48 @@ struct OwnedResponse {
     server_send_unix_ns: Option<i64>,
 }
 
-/// Marks a response the server gave no send time in [`Responses::server_send`].
-const NO_SERVER_SEND: i64 = i64::MIN;
-
 /// Every response of a request in arrival order, empty final responses included.
 ///
 /// Kept packed, since a run holds one per token: a streamed token at a steady pace takes
 /// 6 bytes plus its text (its arrival as the varint of its gap from the response before, its
-/// tokens and its text's length), and 8 bytes more only from servers that stamp their send
-/// times. It is read in order, and reads and writes as a list of [`ResponseRecord`]s.
+/// tokens and its text's length), and from servers that stamp their send times about 3 more
+/// (the change in the send time less the arrival since the response before). It is read in
+/// order, and reads and writes as a list of [`ResponseRecord`]s. Once its request ends,
+/// [`Responses::keep_in`] moves it into an [`Arena`] block shared with other requests', where
+/// it takes no room beyond its bytes and a copy of it costs nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Responses {
     /// Per response: zigzag varints of its arrival less the one before's (the first's, less
-    /// 0), of its tokens and of its text's length in bytes.
-    packed: Vec<u8>,
+    /// 0), of its tokens times 2 plus 1 if the server stamped its send time, of its text's
+    /// length in bytes, and for a stamped one, of its send time less its arrival less the
+    /// same of the stamped one before (the first's, less 0).
+    packed: Part,
     len: usize,
     /// The last response's arrival, where the next one's gap is counted from.
     last_at_ns: u64,
+    /// The last stamped response's send time less its arrival.
+    last_offset_ns: i64,
     /// The responses' texts, one after another.
-    text: String,
-    /// Each response's server send time, [`NO_SERVER_SEND`] where it has none; empty while no
-    /// response has one.
-    server_send: Vec<i64>,
+    text: Part,
 }
 
 impl Responses {
     /// Adds a response.
     pub fn push(&mut self, response: ResponseRecord<'_>) {
+        let packed = self.packed.growing();
         let gap = response.at_ns.wrapping_sub(self.last_at_ns) as i64;
-        varint::put(&mut self.packed, varint::zigzag(gap));
-        varint::put(&mut self.packed, response.tokens.into());
-        varint::put(&mut self.packed, response.text.len() as u64);
-        self.text.push_str(response.text);
+        varint::put(packed, varint::zigzag(gap));
+        let stamped = response.server_send_unix_ns.is_some();
+        varint::put(packed, u64::from(response.tokens) << 1 | u64::from(stamped));
+        varint::put(packed, response.text.len() as u64);
+        if let Some(sent) = response.server_send_unix_ns {
+            let offset = sent.wrapping_sub(response.at_ns as i64);
+            varint::put(packed, varint::zigzag(offset.wrapping_sub(self.last_offset_ns)));
+            self.last_offset_ns = offset;
+        }
+        self.text.growing().extend_from_slice(response.text.as_bytes());
         self.last_at_ns = response.at_ns;
         self.len += 1;
-        match response.server_send_unix_ns {
-            Some(at) => {
-                self.server_send.resize(self.len - 1, NO_SERVER_SEND);
-                self.server_send.push(at);
-            }
-            None if !self.server_send.is_empty() => self.server_send.push(NO_SERVER_SEND),
-            None => {}
-        }
     }
 
     pub fn len(&self) -> usize {
@@ -95,17 +96,22 @@ impl Responses {
 
     /// The responses in arrival order.
     pub fn iter(&self) -> Iter<'_> {
-        Iter { responses: self, index: 0, packed: 0, text: 0, at_ns: 0 }
+        Iter { packed: self.packed.bytes(), text: self.text(), left: self.len, at_ns: 0, offset_ns: 0 }
     }
 
     /// All the responses' text, in order.
     pub fn text(&self) -> &str {
-        &self.text
+        std::str::from_utf8(self.text.bytes()).expect("text is added as whole strings")
+    }
+
+    /// The length of all the responses' text, in bytes.
+    pub fn text_len(&self) -> usize {
+        self.text.bytes().len()
     }
 
     /// What these responses take, for [`Responses::with_room`].
     pub fn room(&self) -> Room {
-        Room { packed: self.packed.len(), text: self.text.len() }
+        Room { packed: self.packed.bytes().len(), text: self.text.bytes().len() }
     }
 
     /// No responses yet, with room for what `room` took and a little more, up to
@@ -115,31 +121,99 @@ impl Responses {
     pub fn with_room(room: Room) -> Responses {
         let more = |n: usize| (n + n / 16).min(Room::MOST);
         Responses {
-            packed: Vec::with_capacity(more(room.packed)),
-            text: String::with_capacity(more(room.text)),
+            packed: Part::Growing(Vec::with_capacity(more(room.packed))),
+            text: Part::Growing(Vec::with_capacity(more(room.text))),
             ..Responses::default()
         }
     }
 
-    /// Gives back the room kept for responses yet to come, where it is more than a little.
-    pub fn shrink_to_fit(&mut self) {
-        let roomy = |len: usize, capacity: usize| capacity - len > len / 8;
-        if roomy(self.packed.len(), self.packed.capacity()) {
-            self.packed.shrink_to_fit();
-        }
-        if roomy(self.text.len(), self.text.capacity()) {
-            self.text.shrink_to_fit();
-        }
-        self.server_send.shrink_to_fit();
+    /// Moves the responses into `arena`, once no more will come: they then take their
+    /// bytes and no more, and copies of them share those bytes. A response added after
+    /// copies them back out first.
+    pub fn keep_in(&mut self, arena: &mut Arena) {
+        arena.keep(&mut self.packed);
+        arena.keep(&mut self.text);
     }
 }
 
-/// The varint at `*at` in `bytes`, which [`varint::put`] wrote.
-fn take_varint(bytes: &[u8], at: &mut usize) -> u64 {
+/// Bytes of a request's responses: growing while the request goes on, then kept in an
+/// [`Arena`].
+#[derive(Debug, Clone)]
+enum Part {
+    Growing(Vec<u8>),
+    Kept(Bytes),
+}
+
+impl Default for Part {
+    fn default() -> Self {
+        Part::Growing(Vec::new())
+    }
+}
+
+impl PartialEq for Part {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for Part {}
+
+impl Part {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Part::Growing(bytes) => bytes,
+            Part::Kept(bytes) => bytes,
+        }
+    }
+
+    /// The bytes, to add to; kept bytes are copied out first.
+    fn growing(&mut self) -> &mut Vec<u8> {
+        if let Part::Kept(kept) = self {
+            *self = Part::Growing(kept.to_vec());
+        }
+        match self {
+            Part::Growing(bytes) => bytes,
+            Part::Kept(_) => unreachable!("made growing above"),
+        }
+    }
+}
+
+/// Where finished requests' responses are kept: one after another in blocks of
+/// [`Arena::BLOCK`] bytes, each shared by the requests whose bytes it holds and freed with
+/// the last of them. A run keeps every response it records, so requests' own allocations
+/// would hold, besides their bytes, the room their lists grew into and the allocator's
+/// rounding of each.
+#[derive(Debug, Default)]
+pub struct Arena {
+    block: BytesMut,
+}
+
+impl Arena {
+    /// Bytes a block holds; a part above an eighth of it is kept on its own.
+    pub const BLOCK: usize = 256 << 10;
+
+    fn keep(&mut self, part: &mut Part) {
+        let Part::Growing(bytes) = part else { return };
+        if bytes.is_empty() {
+            *part = Part::default();
+        } else if bytes.len() > Self::BLOCK / 8 {
+            *part = Part::Kept(Bytes::copy_from_slice(bytes));
+        } else {
+            if self.block.capacity() - self.block.len() < bytes.len() {
+                self.block = BytesMut::with_capacity(Self::BLOCK);
+            }
+            self.block.extend_from_slice(bytes);
+            *part = Part::Kept(self.block.split().freeze());
+        }
+    }
+}
+
+/// The varint at the start of `bytes`, which [`varint::put`] wrote, taken off it.
+fn take_varint(bytes: &mut &[u8]) -> u64 {
     let (mut value, mut shift) = (0u64, 0);
     loop {
-        let byte = bytes[*at];
-        *at += 1;
+        let (&byte, rest) = bytes.split_first().expect("packed by push");
+        *bytes = rest;
         value |= u64::from(byte & 0x7f) << shift;
         if byte < 0x80 {
             return value;
@@ -187,33 +261,33 @@ impl Room {
 /// A request's responses in arrival order.
 #[derive(Debug, Clone)]
 pub struct Iter<'a> {
-    responses: &'a Responses,
-    index: usize,
-    /// Where the next response starts in the packed responses, and in the text.
-    packed: usize,
-    text: usize,
+    /// The packed responses and the text not read yet.
+    packed: &'a [u8],
+    text: &'a str,
+    left: usize,
     at_ns: u64,
+    offset_ns: i64,
 }
 
 impl<'a> Iterator for Iter<'a> {
     type Item = ResponseRecord<'a>;
     fn next(&mut self) -> Option<ResponseRecord<'a>> {
-        let all = self.responses;
-        if self.index == all.len {
+        if self.left == 0 {
             return None;
         }
-        self.at_ns = self.at_ns.wrapping_add(varint::unzigzag(take_varint(&all.packed, &mut self.packed)) as u64);
-        let tokens = take_varint(&all.packed, &mut self.packed) as u32;
-        let end = self.text + take_varint(&all.packed, &mut self.packed) as usize;
-        let text = &all.text[self.text..end];
-        self.text = end;
-        let server_send_unix_ns = all.server_send.get(self.index).copied().filter(|&at| at != NO_SERVER_SEND);
-        self.index += 1;
-        Some(ResponseRecord { at_ns: self.at_ns, tokens, text, server_send_unix_ns })
+        self.left -= 1;
+        self.at_ns = self.at_ns.wrapping_add(varint::unzigzag(take_varint(&mut self.packed)) as u64);
+        let tokens_and_stamp = take_varint(&mut self.packed);
+        let (text, rest) = self.text.split_at(take_varint(&mut self.packed) as usize);
+        self.text = rest;
+        let server_send_unix_ns = (tokens_and_stamp & 1 == 1).then(|| {
+            self.offset_ns = self.offset_ns.wrapping_add(varint::unzigzag(take_varint(&mut self.packed)));
+            self.offset_ns.wrapping_add(self.at_ns as i64)
+        });
+        Some(ResponseRecord { at_ns: self.at_ns, tokens: (tokens_and_stamp >> 1) as u32, text, server_send_unix_ns })
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = self.responses.len - self.index;
-        (left, Some(left))
+        (self.left, Some(self.left))
     }
 }
 
@@ -369,24 +443,62 @@ mod tests {
         let steady: Responses = (0..500)
             .map(|i| ResponseRecord { at_ns: at(i), tokens: 1, text: "ab", server_send_unix_ns: None })
             .collect();
-        assert!(steady.server_send.is_empty());
-        assert!(steady.packed.len() <= 6 * 500 + 2, "{} bytes", steady.packed.len());
+        assert!(steady.room().packed <= 6 * 500 + 2, "{} bytes", steady.room().packed);
         assert!(steady.iter().enumerate().all(|(i, r)| r.at_ns == at(i as u64) && r.text == "ab" && r.tokens == 1));
+        // Stamped a little before each arrival, up to 50 µs apart.
+        let sent = |i: u64| 1_796_000_000_000_000_000 + at(i) as i64 - 120_000 - (i * 7_919 % 50_000) as i64;
+        let stamped: Responses = (0..500)
+            .map(|i| ResponseRecord { at_ns: at(i), tokens: 1, text: "ab", server_send_unix_ns: Some(sent(i)) })
+            .collect();
+        assert!(stamped.room().packed <= 9 * 500 + 10, "{} bytes", stamped.room().packed);
+        assert!(stamped.iter().enumerate().all(|(i, r)| r.server_send_unix_ns == Some(sent(i as u64))));
+    }
+
+    #[test]
+    fn kept_responses_read_the_same_share_their_bytes_and_can_grow() {
+        let mut arena = Arena::default();
+        let mut kept = three();
+        kept.keep_in(&mut arena);
+        assert_eq!(kept, three());
+        let mut other = three();
+        other.keep_in(&mut arena);
+        // The next request's bytes follow in the same block; a copy shares them.
+        let (Part::Kept(a), Part::Kept(b)) = (&kept.text, &other.packed) else { panic!("kept") };
+        assert_eq!(a.as_ptr().wrapping_add(a.len()), b.as_ptr());
+        let copy = kept.clone();
+        let Part::Kept(c) = &copy.text else { panic!("a copy of kept bytes is kept") };
+        assert_eq!(c.as_ptr(), a.as_ptr());
+        kept.push(ResponseRecord { at_ns: 40, tokens: 1, text: "!", server_send_unix_ns: None });
+        assert_eq!(kept.text(), " héllo big world!");
+        assert_eq!(copy, three());
+        // A part above an eighth of a block is kept on its own, and nothing is kept of none.
+        let big = "x".repeat(Arena::BLOCK / 8 + 1);
+        let mut alone: Responses =
+            std::iter::once(ResponseRecord { at_ns: 1, tokens: 1, text: &big, server_send_unix_ns: None }).collect();
+        alone.keep_in(&mut arena);
+        assert_eq!(alone.text(), big);
+        let mut none = Responses::default();
+        none.keep_in(&mut arena);
+        assert!(none.is_empty() && none.iter().next().is_none());
     }
 
     #[test]
     fn room_follows_the_last_request_up_to_a_cap() {
         let room = three().room();
+        let capacity = |r: &Responses| match &r.text {
+            Part::Growing(bytes) => bytes.capacity(),
+            Part::Kept(_) => 0,
+        };
         let fresh = Responses::with_room(room);
-        assert!(fresh.is_empty() && fresh.text.capacity() >= three().text().len());
+        assert!(fresh.is_empty() && capacity(&fresh) >= three().text().len());
         let huge = ResponseRecord { at_ns: 1, tokens: 1, text: &"x".repeat(1 << 20), server_send_unix_ns: None };
         let after_huge = Responses::with_room(std::iter::once(huge).collect::<Responses>().room());
-        assert!(after_huge.text.capacity() <= 2 * Room::MOST, "{}", after_huge.text.capacity());
+        assert!(capacity(&after_huge) <= 2 * Room::MOST, "{}", capacity(&after_huge));
     }
 
     #[test]
     fn responses_keep_any_arrival_and_count() {
-        let odd = [(u64::MAX, u32::MAX, Some(i64::MIN + 1)), (0, 0, None), (5, 1, Some(i64::MAX)), (3, 2, None)];
+        let odd = [(u64::MAX, u32::MAX, Some(i64::MIN)), (0, 0, None), (5, 1, Some(i64::MAX)), (3, 2, None)];
         let responses: Responses = odd
             .iter()
             .map(|&(at_ns, tokens, sent)| ResponseRecord { at_ns, tokens, text: "", server_send_unix_ns: sent })

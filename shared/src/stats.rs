@@ -55,20 +55,26 @@ impl Summary {
     /// of weight 0 count for nothing; `None` when the weights add up to 0.
     pub fn of_weighted(samples: &mut [(f64, u32)]) -> Option<Summary> {
         samples.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-        let total: u64 = samples.iter().map(|&(_, weight)| u64::from(weight)).sum();
+        Self::of_sorted_weighted(|| samples.iter().copied())
+    }
+
+    /// [`Summary::of_weighted`] of samples that `sorted` gives in ascending order, as many
+    /// times as asked.
+    fn of_sorted_weighted<I: Iterator<Item = (f64, u32)>>(sorted: impl Fn() -> I) -> Option<Summary> {
+        let total: u64 = sorted().map(|(_, weight)| u64::from(weight)).sum();
         if total == 0 {
             return None;
         }
         let n = total as f64;
-        let mean = samples.iter().map(|&(x, w)| x * f64::from(w)).sum::<f64>() / n;
-        let var = samples.iter().map(|&(x, w)| (x - mean) * (x - mean) * f64::from(w)).sum::<f64>() / n;
+        let mean = sorted().map(|(x, w)| x * f64::from(w)).sum::<f64>() / n;
+        let var = sorted().map(|(x, w)| (x - mean) * (x - mean) * f64::from(w)).sum::<f64>() / n;
         let quantiles = [50.0, 90.0, 95.0, 99.0, 99.9];
         // The order statistics the percentiles interpolate between, and the extremes.
         let position = |q: f64| (q / 100.0) * (total - 1) as f64;
         let mut ranks: Vec<u64> =
             quantiles.iter().flat_map(|&q| [position(q).floor(), position(q).ceil()]).map(|p| p as u64).collect();
         ranks.extend([0, total - 1]);
-        let values = nth_of_weighted(samples, &ranks);
+        let values = nth_of_weighted(sorted(), &ranks);
         let at = |rank: u64| values[ranks.iter().position(|&r| r == rank).expect("asked for")];
         let percentile = |q: f64| {
             let pos = position(q);
@@ -92,21 +98,76 @@ impl Summary {
 
 /// The `k`th (from 0) of sorted weighted samples written out, for each `k` of `ranks` (each
 /// below the weights' total): in one walk, with no memory beyond the answer.
-fn nth_of_weighted(sorted: &[(f64, u32)], ranks: &[u64]) -> Vec<f64> {
+fn nth_of_weighted(mut sorted: impl Iterator<Item = (f64, u32)>, ranks: &[u64]) -> Vec<f64> {
     let mut order: Vec<usize> = (0..ranks.len()).collect();
     order.sort_unstable_by_key(|&i| ranks[i]);
     let mut values = vec![0.0; ranks.len()];
-    let (mut covered, mut samples) = (0u64, sorted.iter());
+    let mut covered = 0u64;
     let mut current = 0.0;
     for i in order {
         while covered <= ranks[i] {
-            let Some(&(value, weight)) = samples.next() else { break };
+            let Some((value, weight)) = sorted.next() else { break };
             covered += u64::from(weight);
             current = value;
         }
         values[i] = current;
     }
     values
+}
+
+/// A point's token-to-token samples ([`push_token_gaps`]) in milliseconds, kept in 4 bytes a
+/// token where they can be, since a point can hold millions and they are all in memory at
+/// once: a gap that one token takes whole and that is under 2^32 ns (4.3 s), nearly every
+/// one, is kept as its nanoseconds; the others as weighted samples.
+#[derive(Debug, Default)]
+pub struct TokenGaps {
+    whole_ns: Vec<u32>,
+    weighted: Vec<(f64, u32)>,
+}
+
+impl TokenGaps {
+    /// Room for `whole` gaps of one token each.
+    pub fn with_capacity(whole: usize) -> TokenGaps {
+        TokenGaps { whole_ns: Vec::with_capacity(whole), weighted: Vec::new() }
+    }
+
+    /// Adds a request's gaps.
+    pub fn push_record(&mut self, record: &RequestRecord) {
+        let mut prev: Option<u64> = None;
+        for response in record.token_responses() {
+            if let Some(prev) = prev {
+                let gap = response.at_ns.saturating_sub(prev);
+                match u32::try_from(gap) {
+                    Ok(ns) if response.tokens == 1 => self.whole_ns.push(ns),
+                    _ => self.weighted.push((gap as f64 / f64::from(response.tokens) / NS_PER_MS, response.tokens)),
+                }
+            }
+            prev = Some(response.at_ns);
+        }
+    }
+
+    /// Their summary, as [`Summary::of_weighted`] gives of the same samples.
+    pub fn summary(&mut self) -> Option<Summary> {
+        self.whole_ns.sort_unstable();
+        self.weighted.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        let (whole, weighted) = (&self.whole_ns, &self.weighted);
+        Summary::of_sorted_weighted(|| {
+            merge_sorted(whole.iter().map(|&ns| (f64::from(ns) / NS_PER_MS, 1)), weighted.iter().copied())
+        })
+    }
+}
+
+/// Two ascending runs of weighted samples as one.
+fn merge_sorted(
+    a: impl Iterator<Item = (f64, u32)>,
+    b: impl Iterator<Item = (f64, u32)>,
+) -> impl Iterator<Item = (f64, u32)> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if y.0 < x.0 => b.next(),
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    })
 }
 
 /// The `q`th percentile of sorted samples, interpolating linearly between order statistics
@@ -246,7 +307,7 @@ impl PointStats {
         // A sample per token-bearing response: counted first, since a point can hold millions
         // and a growing list would take up to three times their room.
         let gaps = records.iter().filter(|r| !r.warmup).map(|r| r.token_responses().count().saturating_sub(1)).sum();
-        let mut t2t = Vec::with_capacity(gaps);
+        let mut t2t = TokenGaps::with_capacity(gaps);
         let (mut ttft, mut tpot, mut e2e, mut osl, mut isl) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut count, mut errors, mut tokens) = (0u64, 0u64, 0u64);
@@ -279,9 +340,7 @@ impl PointStats {
             osl.push(metrics.output_tokens as f64);
             tpot.extend(metrics.tpot_ns.map(|ns| ns / NS_PER_MS));
             isl.extend(record.num_input_tokens.map(f64::from));
-            let from = t2t.len();
-            push_token_gaps(record, &mut t2t);
-            t2t[from..].iter_mut().for_each(|(ns, _)| *ns /= NS_PER_MS);
+            t2t.push_record(record);
         }
         let span_s = last_token.saturating_sub(first_send) as f64 / 1e9;
         let ok = count - errors;
@@ -291,7 +350,7 @@ impl PointStats {
             count,
             errors,
             ttft_ms: Summary::of(&mut ttft),
-            t2t_ms: Summary::of_weighted(&mut t2t),
+            t2t_ms: t2t.summary(),
             tpot_ms: Summary::of(&mut tpot),
             e2e_ms: Summary::of(&mut e2e),
             output_tokens: Summary::of(&mut osl),
@@ -437,6 +496,47 @@ pub(crate) mod tests {
             assert!((w.std - e.std).abs() <= 1e-6 * e.std.max(1.0), "{} vs {}", w.std, e.std);
         }
         assert!(Summary::of_weighted(&mut [(1.0, 0)]).is_none());
+    }
+
+    #[test]
+    fn token_gaps_summarise_as_their_weighted_samples() {
+        let mut state = 11u64;
+        for round in 0..200 {
+            let mut gaps = TokenGaps::default();
+            let mut weighted = Vec::new();
+            for _ in 0..1 + next(&mut state) % 6 {
+                let mut at = next(&mut state) % 1_000;
+                let responses: Vec<(u64, u32)> = (0..next(&mut state) % 30)
+                    .map(|_| {
+                        // Mostly one token a response, some several or none, a few gaps past 4.3 s.
+                        at += match next(&mut state) % 50 {
+                            0 => 5_000_000_000 + next(&mut state),
+                            _ if round % 4 == 0 => next(&mut state) % 5,
+                            _ => next(&mut state) % 40_000_000,
+                        };
+                        let tokens = match next(&mut state) % 10 {
+                            0 => 0,
+                            1 => 2 + next(&mut state) as u32 % 7,
+                            _ => 1,
+                        };
+                        (at, tokens)
+                    })
+                    .collect();
+                let r = record(0, &responses);
+                gaps.push_record(&r);
+                push_token_gaps(&r, &mut weighted);
+            }
+            weighted.iter_mut().for_each(|(ns, _)| *ns /= NS_PER_MS);
+            let (Some(g), Some(w)) = (gaps.summary(), Summary::of_weighted(&mut weighted)) else {
+                assert!(weighted.iter().all(|&(_, w)| w == 0), "round {round}");
+                continue;
+            };
+            // Exactly the same order statistics; the sums only in another order.
+            assert_eq!((g.count, g.min, g.max), (w.count, w.min, w.max), "round {round}");
+            assert_eq!((g.p50, g.p90, g.p95, g.p99, g.p999), (w.p50, w.p90, w.p95, w.p99, w.p999), "round {round}");
+            assert!((g.mean - w.mean).abs() <= 1e-12 * w.mean.abs(), "{} vs {}", g.mean, w.mean);
+            assert!((g.std - w.std).abs() <= 1e-9 * w.std, "{} vs {}", g.std, w.std);
+        }
     }
 
     #[test]

@@ -106,7 +106,7 @@ fn source_bits(source: TokenCountSource) -> u8 {
 }
 
 fn body(r: &RequestRecord, base: i64) -> Vec<u8> {
-    let text_len = r.responses.text().len();
+    let text_len = r.responses.text_len();
     let mut out = Vec::with_capacity(32 + r.id.len() + r.responses.len() * 8 + text_len);
     let mut flags = source_bits(r.token_source) << SOURCE_SHIFT;
     for (set, bit) in [

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use shared::api::RunSummary;
+use shared::record::Arena;
 use shared::{ModelInfo, PointStats, RequestRecord, RunReport, RunStatus, SweepSpec};
 use tokio::sync::oneshot;
 
@@ -387,13 +388,14 @@ impl Db {
             .prepare("SELECT stats FROM points WHERE run = ?1 ORDER BY point")?
             .query_map([key], |row| row.get(0))?
             .collect::<Result<_, _>>()?;
-        let mut requests = Vec::new();
+        let (mut requests, mut arena) = (Vec::new(), Arena::default());
         let mut statement = self.conn.prepare("SELECT record FROM requests WHERE run = ?1 ORDER BY rowid")?;
         let mut rows = statement.query([key])?;
         while let Some(row) = rows.next()? {
             let blob = row.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
-            let record = codec::decode(blob, started_unix_ns)
+            let mut record = codec::decode(blob, started_unix_ns)
                 .map_err(|source| StoreError::Damaged { run: id.into(), source })?;
+            record.responses.keep_in(&mut arena);
             requests.push(record);
         }
         Ok(RunReport {

@@ -92,8 +92,9 @@ pub struct SweepArgs {
     /// Start from one of the guide's benchmarks; other flags override it.
     #[arg(long, value_enum)]
     pub preset: Option<Preset>,
-    /// Prompt lengths in approximate tokens: a list (16,256,2048), a range (100..1000:100) or a
-    /// doubling range (16..4096:x2).
+    /// Prompt lengths: a list (16,256,2048), a range (100..1000:100) or a doubling range
+    /// (16..4096:x2). In approximate tokens (words of synthetic text), or with --tokenizer in
+    /// exact tokens.
     #[arg(long, default_value = "16,256,2048", value_parser = parse_lengths)]
     pub prompt_lengths: PromptLengths,
     /// Output tokens asked per request [default: 64, or the preset's].
@@ -161,6 +162,13 @@ pub struct SweepArgs {
     /// How requests are laid out for the model.
     #[arg(long, default_value = "auto")]
     pub input_style: InputStyle,
+    /// A Hugging Face tokenizer: its tokenizer.json, or a folder that holds one (a model's
+    /// folder, its entry in the Hugging Face cache, a Triton model's tokenizer folder). Each
+    /// prompt is then natural text of exactly the prompt length in tokens as it counts them,
+    /// its special tokens included (as a completions request's prompt is counted), and
+    /// different from every other prompt of the run.
+    #[arg(long, value_name = "PATH")]
+    pub tokenizer: Option<std::path::PathBuf>,
     /// Send each request with ModelInfer and time its one response, for models that are not
     /// decoupled. TTFT is then the whole request's latency; no token-to-token latency.
     #[arg(long)]
@@ -228,6 +236,10 @@ impl SweepArgs {
         spec.model = self.model.clone();
         spec.model_version = self.model_version.clone().filter(|v| !v.is_empty());
         spec.input_style = self.input_style;
+        spec.tokenizer = self
+            .tokenizer
+            .as_ref()
+            .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone()).display().to_string());
         spec.prompt_lengths = self.prompt_lengths.0.clone();
         spec.max_tokens = self.max_tokens.unwrap_or(spec.max_tokens);
         spec.ignore_eos |= self.ignore_eos;

@@ -7,6 +7,7 @@
 //! [`crate::arrival`]). The sweep loop issues requests (closed loop: a new
 //! one as soon as one finishes), collects finished records and settles each point's statistics.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -30,6 +31,7 @@ use crate::clock::RunClock;
 use crate::pb;
 use crate::response::Response;
 use crate::style::{RequestPlan, ResponseReader};
+use crate::tokenizer::{ExactPrompts, Tokenizer, prompt_number};
 use crate::triton::{Connection, Triton, status_text};
 
 /// Each request in flight has a gRPC stream of its own, as each of perf_analyzer's concurrent
@@ -104,6 +106,13 @@ async fn run_sweep_on(
         report.status = RunStatus::Failed { error: format!("the sweep is not valid: {}", problems.join("; ")) };
         return (report, waits, None);
     }
+    let prompts = match spec.tokenizer.as_deref().map(|path| exact_prompts(path, &spec)).transpose() {
+        Ok(prompts) => prompts,
+        Err(error) => {
+            report.status = RunStatus::Failed { error };
+            return (report, waits, None);
+        }
+    };
     let prepared = async {
         let triton = Triton::connect(&spec.target).await?;
         let (info, plan) = triton.prepare(&spec).await?;
@@ -126,15 +135,35 @@ async fn run_sweep_on(
     };
     observer.prepared(&info);
     report.model = Some(info);
-    let mut sweep = Sweep::new(&spec, connections, plan, clock, observer.token_tap(), cancel.child_token());
+    let mut sweep = Sweep::new(&spec, connections, plan, prompts, clock, observer.token_tap(), cancel.child_token());
     report.status = sweep.run(observer, &cancel, &mut report).await;
     for connection in &sweep.connections {
         waits.merge(connection.waits());
     }
     let pacing = sweep.pacing.report();
     sweep.shutdown();
-    report.prompt_lengths_approximate = !report.requests.iter().any(|r| r.num_input_tokens.is_some());
+    report.prompt_lengths_approximate = RunReport::lengths_approximate(&report.spec, &report.requests);
     (report, waits, pacing)
+}
+
+/// The tokenizer at `path` with the corpus encoded, once a prompt of each of `spec`'s lengths
+/// was made and checked, and the corpus found to hold a prompt of its own for every request.
+fn exact_prompts(path: &str, spec: &SweepSpec) -> Result<ExactPrompts, String> {
+    let prompts = ExactPrompts::new(Tokenizer::open(std::path::Path::new(path)).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    for &length in &spec.prompt_lengths {
+        prompts.prompt(0, length).map_err(|e| e.to_string())?;
+    }
+    let needed = spec.total_requests();
+    if needed > prompts.distinct() {
+        return Err(format!(
+            "this sweep can send {needed} requests, and the prompt corpus holds {} different prompts for the \
+             tokenizer {}: ask for fewer requests or fewer points (with --duration, give --requests to cap them)",
+            prompts.distinct(),
+            prompts.tokenizer().name()
+        ));
+    }
+    Ok(prompts)
 }
 
 /// The most records a point at `load` can make where the spec bounds it well: its request
@@ -144,7 +173,12 @@ fn most_records(spec: &SweepSpec, load: LoadLevel) -> usize {
     let (warmup, requests) = (u64::from(spec.warmup), u64::from(spec.requests));
     let bound = match load {
         LoadLevel::Rate(rate) => {
-            let within = |count: u64, seconds: Option<f64>| seconds.map_or(count, |s| count.min((rate * s) as u64 + 1));
+            // Random arrivals pass the mean about half the time: six standard deviations more.
+            let sent_in = |s: f64| {
+                let mean = rate * s;
+                (mean + 6.0 * mean.sqrt()) as u64 + 1
+            };
+            let within = |count: u64, seconds: Option<f64>| seconds.map_or(count, |s| count.min(sent_in(s)));
             within(warmup, spec.warmup_s) + within(requests, spec.duration_s)
         }
         LoadLevel::Concurrency(_) if spec.duration_s.is_some() || spec.warmup_s.is_some() => 0,
@@ -581,6 +615,10 @@ struct Sweep {
     spec: SweepSpec,
     target: String,
     plan: RequestPlan,
+    /// Prompts of exact lengths, with a tokenizer; else prompts are synthetic words.
+    prompts: Option<ExactPrompts>,
+    /// Whether a prompt could not be made, which ends the run.
+    prompts_failed: bool,
     clock: RunClock,
     streams: Vec<Stream>,
     done: mpsc::UnboundedReceiver<Done>,
@@ -609,6 +647,7 @@ impl Sweep {
         spec: &SweepSpec,
         connections: (String, Vec<Connection>),
         plan: RequestPlan,
+        prompts: Option<ExactPrompts>,
         clock: RunClock,
         tap: Option<TokenTap>,
         streams_cancel: CancellationToken,
@@ -619,6 +658,8 @@ impl Sweep {
             spec: spec.clone(),
             target,
             plan,
+            prompts,
+            prompts_failed: false,
             clock,
             streams: Vec::new(),
             done,
@@ -664,6 +705,12 @@ impl Sweep {
         cancel: &CancellationToken,
         report: &mut RunReport,
     ) -> RunStatus {
+        // Room for every point's records at once, where the spec bounds them.
+        let planned: usize = (0..self.spec.point_count())
+            .filter_map(|point| self.spec.point(point))
+            .map(|(_, load)| most_records(&self.spec, load))
+            .sum();
+        report.requests.reserve_exact(planned);
         for point in 0..self.spec.point_count() {
             if let Some(search) = self.spec.capacity {
                 // The next probe's rate follows from the goodput of those before it.
@@ -674,10 +721,10 @@ impl Sweep {
             }
             let Some((length, load)) = self.spec.point(point) else { break };
             observer.point_started(point, length, load);
-            // The point's records go straight after the run's, in room made for them at once:
-            // a list grown by doubling holds up to three times its records while it grows.
+            // The point's records go straight after the run's, in the room made for them: a list
+            // grown by doubling holds up to three times its records while it grows.
             let from = report.requests.len();
-            report.requests.reserve_exact(most_records(&self.spec, load));
+            report.requests.reserve(most_records(&self.spec, load));
             let status = self.point(point as u32, length, load, &mut report.requests, observer, cancel).await;
             if status.is_some() {
                 self.abandon(&mut report.requests, observer);
@@ -905,7 +952,20 @@ impl Sweep {
         intended: Option<u64>,
         observer: &mut dyn Observer,
     ) -> u64 {
-        let prompt = synthetic_prompt(point, seq, length);
+        let prompt: Cow<'static, str> = match &self.prompts {
+            None => synthetic_prompt(point, seq, length).into(),
+            // The run is ending: nothing more is sent.
+            Some(_) if self.prompts_failed => return self.clock.now_ns(),
+            Some(exact) => match exact.prompt(prompt_number(&self.spec, point, seq), length) {
+                Ok(prompt) => prompt.text.into(),
+                // The run ends with the reason, as when a stream is lost.
+                Err(err) => {
+                    self.prompts_failed = true;
+                    let _ = self.done_tx.send(Done::Fatal(err.to_string()));
+                    return self.clock.now_ns();
+                }
+            },
+        };
         let id = format!("{point}-{seq}");
         let request = self.plan.request(id.clone(), &prompt);
         self.sent += 1;
@@ -1032,9 +1092,10 @@ mod tests {
         let spec = SweepSpec { requests: 100, warmup: 10, ..SweepSpec::default() };
         assert_eq!(most_records(&spec, LoadLevel::Concurrency(4)), 110);
         assert_eq!(most_records(&spec, LoadLevel::Rate(5.0)), 110);
-        // By time: an open-loop point sends at most its rate times its seconds, and one more.
+        // By time: an open-loop point sends about its rate times its seconds; room is made for
+        // six standard deviations of random arrivals more.
         let timed = SweepSpec { duration_s: Some(2.0), warmup_s: Some(1.0), ..spec.clone() };
-        assert_eq!(most_records(&timed, LoadLevel::Rate(5.0)), 6 + 11);
+        assert_eq!(most_records(&timed, LoadLevel::Rate(5.0)), 10 + 29);
         assert_eq!(most_records(&timed, LoadLevel::Rate(1000.0)), 110);
         // A closed-loop point by time has only a cap, and no room is made for it.
         assert_eq!(most_records(&timed, LoadLevel::Concurrency(4)), 0);

@@ -9,9 +9,14 @@
 
 pub mod csv;
 
+use std::borrow::Cow;
+use std::path::Path;
+
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Value, json};
 use shared::prompt::synthetic_prompt;
+
+use crate::tokenizer::{ExactPrompts, Tokenizer, prompt_number};
 use shared::spec::LoadLevel;
 use shared::{InputStyle, RequestRecord, ResponseRecord, RunReport, SweepSpec};
 
@@ -66,6 +71,8 @@ impl Export {
     /// The file's bytes.
     pub fn render(self, report: &RunReport) -> Vec<u8> {
         let mut bytes = Vec::new();
+        // Writing to memory fails only where a profile export's prompts come from a tokenizer
+        // that cannot be read, which the dashboard refuses before it renders.
         self.write_to(report, &mut bytes).expect("writing to memory does not fail");
         bytes
     }
@@ -83,9 +90,10 @@ impl Export {
 }
 
 /// The profile export of a run as a JSON value. Warm-up requests are left out, as they are
-/// from statistics.
-pub fn profile_export(report: &RunReport) -> Value {
-    serde_json::to_value(ProfileExport::of(report)).expect("a profile export serializes")
+/// from statistics. Fails only when the run's prompts came from a tokenizer that can no
+/// longer be read.
+pub fn profile_export(report: &RunReport) -> serde_json::Result<Value> {
+    serde_json::to_value(ProfileExport::of(report))
 }
 
 /// perf_analyzer's profile export of a run, serialized straight from its records. Built as a
@@ -96,6 +104,9 @@ struct ProfileExport<'a> {
     /// The measured requests of each sweep point.
     points: Vec<Vec<&'a RequestRecord>>,
     style: InputStyle,
+    /// The run's prompts of exact lengths, when a tokenizer made them; why not, when it
+    /// cannot be read now.
+    prompts: Option<Result<ExactPrompts, String>>,
 }
 
 impl<'a> ProfileExport<'a> {
@@ -108,7 +119,12 @@ impl<'a> ProfileExport<'a> {
             }
         }
         let style = report.model.as_ref().map_or(spec.input_style, |m| m.input_style);
-        Self { report, points, style }
+        let prompts = spec.tokenizer.as_deref().map(|path| {
+            let prompts = Tokenizer::open(Path::new(path)).and_then(ExactPrompts::new);
+            prompts
+                .map_err(|err| format!("the prompts of this run came from a tokenizer that cannot be read now: {err}"))
+        });
+        Self { report, points, style, prompts }
     }
 
     fn unix(&self, offset: u64) -> i64 {
@@ -169,7 +185,15 @@ struct ProfileRequest<'a> {
 impl Serialize for ProfileRequest<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let (export, r) = (self.export, self.record);
-        let prompt = synthetic_prompt(r.point, r.seq, r.prompt_words);
+        let prompt: Cow<str> = match &export.prompts {
+            None => synthetic_prompt(r.point, r.seq, r.prompt_words).into(),
+            Some(Err(why)) => return Err(serde::ser::Error::custom(why)),
+            Some(Ok(prompts)) => prompts
+                .prompt(prompt_number(&export.report.spec, r.point, r.seq), r.prompt_words)
+                .map_err(serde::ser::Error::custom)?
+                .text
+                .into(),
+        };
         let mut map = serializer.serialize_map(Some(4))?;
         map.serialize_entry("timestamp", &export.unix(r.send_ns))?;
         map.serialize_entry("request_inputs", &request_inputs(export.style, &prompt, &export.report.spec))?;
@@ -267,7 +291,7 @@ mod tests {
             ..RunReport::new("tokenscope test".into(), spec, 1_700_000_000_000_000_000)
         };
         report.recompute_points();
-        let export = profile_export(&report);
+        let export = profile_export(&report).unwrap();
         let requests = export["experiments"][0]["requests"].as_array().unwrap();
         assert_eq!(requests.len(), 2, "warm-up is left out");
         // The guide's method: mean of (first response - send).

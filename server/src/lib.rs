@@ -16,6 +16,7 @@ pub mod store;
 pub mod style;
 pub mod sweep;
 pub mod tls;
+pub mod tokenizer;
 pub mod triton;
 
 /// Keeps this process off transparent huge pages; every program that runs the engine or the

@@ -240,15 +240,7 @@ pub fn format_table(report: &RunReport) -> String {
     for p in &report.points {
         let _ = writeln!(out, "{}", line(columns.iter().map(|(_, _, cell)| cell(p)).collect()));
     }
-    let _ = write!(
-        out,
-        "times in ms; prompt lengths in {}; T2T = token-to-token latency",
-        if report.prompt_lengths_approximate {
-            "approximate tokens (words)"
-        } else {
-            "tokens as the server counted them"
-        }
-    );
+    let _ = write!(out, "times in ms; prompt lengths in {}; T2T = token-to-token latency", report.prompt_length_unit());
     if spec.open_loop() {
         out.push_str(
             "\nopen loop: sent/s = requests sent per second; lag = actual minus intended send time; TTFT* = TTFT \

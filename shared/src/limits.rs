@@ -68,6 +68,7 @@ pub fn spec_problems(spec: &SweepSpec) -> Vec<String> {
         ("target", spec.target.as_str()),
         ("model name", spec.model.as_str()),
         ("model version", spec.model_version.as_deref().unwrap_or("")),
+        ("tokenizer path", spec.tokenizer.as_deref().unwrap_or("")),
     ] {
         if text.len() > MAX_NAME_BYTES {
             out.push(format!("the {what} has {} bytes; at most {MAX_NAME_BYTES}", text.len()));

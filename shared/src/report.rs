@@ -157,6 +157,21 @@ impl RunReport {
         }
     }
 
+    /// Whether the prompt lengths of `spec`'s run are approximate: words of synthetic text, with
+    /// no tokenizer to count them and no count from the server in `requests`.
+    pub fn lengths_approximate(spec: &SweepSpec, requests: &[RequestRecord]) -> bool {
+        spec.tokenizer.is_none() && !requests.iter().any(|r| r.num_input_tokens.is_some())
+    }
+
+    /// What the prompt lengths count.
+    pub fn prompt_length_unit(&self) -> String {
+        match self.spec.tokenizer_name() {
+            Some(name) => format!("tokens (tokenizer {name})"),
+            None if self.prompt_lengths_approximate => "approximate tokens (words)".into(),
+            None => "tokens as the server counted them".into(),
+        }
+    }
+
     /// Recomputes every point's statistics from the raw records.
     pub fn recompute_points(&mut self) {
         let spec = &self.spec;

@@ -68,7 +68,13 @@ pub struct SweepSpec {
     /// A model version; empty or absent means the server's choice.
     pub model_version: Option<String>,
     pub input_style: InputStyle,
-    /// Prompt lengths to visit, in approximate tokens (words of synthetic text).
+    /// A Hugging Face tokenizer on the proxy's machine (its `tokenizer.json`, or a folder that
+    /// holds one): prompt lengths are then exact tokens as it counts them, its special tokens
+    /// included, and prompts are natural text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<String>,
+    /// Prompt lengths to visit: tokens by the tokenizer when there is one, else approximate
+    /// tokens (words of synthetic text).
     pub prompt_lengths: Vec<u32>,
     pub max_tokens: u32,
     /// Ask the model to keep generating past its end-of-sequence token.
@@ -132,6 +138,7 @@ impl Default for SweepSpec {
             model: String::new(),
             model_version: None,
             input_style: InputStyle::Auto,
+            tokenizer: None,
             prompt_lengths: vec![16, 256, 2048],
             max_tokens: 64,
             ignore_eos: false,
@@ -236,6 +243,23 @@ impl SweepSpec {
         // The caps (see `limits`), each refusal naming its cap.
         out.extend(limits::spec_problems(self));
         out
+    }
+
+    /// What the tokenizer is called, if there is one: the folder of its `tokenizer.json`, or
+    /// the folder given.
+    pub fn tokenizer_name(&self) -> Option<&str> {
+        let path = self.tokenizer.as_deref()?.trim_end_matches(['/', '\\']);
+        let mut parts = path.rsplit(['/', '\\']).filter(|p| !p.is_empty());
+        let last = parts.next().unwrap_or(path);
+        Some(if last == "tokenizer.json" { parts.next().unwrap_or(last) } else { last })
+    }
+
+    /// The prompt-length axis of a chart of this sweep: what its lengths count.
+    pub fn prompt_length_axis(&self) -> String {
+        match self.tokenizer_name() {
+            Some(name) => format!("prompt length (tokens, tokenizer {name})"),
+            None => "prompt length (approx. tokens)".into(),
+        }
     }
 
     /// Requests sent per prompt length, warm-up included.
@@ -347,6 +371,7 @@ pub const SPEC_FIELDS: &[&str] = &[
     "model",
     "model_version",
     "input_style",
+    "tokenizer",
     "prompt_lengths",
     "max_tokens",
     "ignore_eos",
@@ -537,6 +562,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_tokenizer_is_named_after_its_folder() {
+        let name = |path: &str| {
+            SweepSpec { tokenizer: Some(path.into()), ..SweepSpec::default() }.tokenizer_name().map(String::from)
+        };
+        assert_eq!(name("/models/llama-3/tokenizer.json").as_deref(), Some("llama-3"));
+        assert_eq!(name("/models/llama-3/").as_deref(), Some("llama-3"));
+        assert_eq!(name(r"C:\models\gpt2\tokenizer.json").as_deref(), Some("gpt2"));
+        assert_eq!(name("tokenizer.json").as_deref(), Some("tokenizer.json"));
+        assert_eq!(SweepSpec::default().tokenizer_name(), None);
+    }
+
+    #[test]
     fn lists_ranges_and_doubling_mix() {
         assert_eq!(parse_prompt_lengths("2048, 16,256").unwrap(), vec![16, 256, 2048]);
         assert_eq!(parse_prompt_lengths("100..400:100").unwrap(), vec![100, 200, 300, 400]);
@@ -636,6 +673,7 @@ mod tests {
             warmup_s: Some(1.0),
             slo: Some(Slo::default()),
             capacity: Some(CapacitySearch::default()),
+            tokenizer: Some("tokenizer.json".into()),
             ..SweepSpec::default()
         };
         let serde_json::Value::Object(fields) = serde_json::to_value(full).unwrap() else { panic!("an object") };

@@ -191,6 +191,8 @@ pub struct Layer {
 
 /// A chart of one latency metric against prompt length, of one run or several overlaid.
 pub struct LatencyChart<'a> {
+    /// What the prompt lengths count ([`shared::SweepSpec::prompt_length_axis`]).
+    pub x_desc: String,
     pub y_desc: &'a str,
     pub scale: XScale,
     pub y_scale: YScale,
@@ -256,7 +258,7 @@ pub fn latency<DB: DrawingBackend>(
     let y_label = |v: &f64| y_scale.label(*v, y1 - y0);
     themed(
         ctx.configure_mesh()
-            .x_desc("prompt length (approx. tokens)")
+            .x_desc(&chart.x_desc)
             .y_desc(chart.y_desc)
             .x_label_formatter(&x_label)
             .y_label_formatter(&y_label)
@@ -634,6 +636,7 @@ pub fn histogram<DB: DrawingBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::SweepSpec;
 
     fn summary(mean: f64) -> Summary {
         Summary {
@@ -681,6 +684,7 @@ mod tests {
         let lengths = [16, 64, 256];
         let (a, b) = ((200, 10, 10), (10, 150, 20));
         let chart = LatencyChart {
+            x_desc: SweepSpec::default().prompt_length_axis(),
             y_desc: "TTFT (ms)",
             scale: XScale::for_lengths(&lengths),
             y_scale: YScale::Linear,
@@ -721,7 +725,10 @@ mod tests {
     #[test]
     fn one_run_has_no_legend_and_an_empty_chart_says_why() {
         let lengths = [16, 64];
+        let by_tokenizer =
+            SweepSpec { tokenizer: Some("/models/llama-3/tokenizer.json".into()), ..SweepSpec::default() };
         let mut chart = LatencyChart {
+            x_desc: by_tokenizer.prompt_length_axis(),
             y_desc: "token-to-token (ms)",
             scale: XScale::Linear,
             y_scale: YScale::Log10,
@@ -734,6 +741,7 @@ mod tests {
         let svg =
             to_svg(EXPORT_SIZE, &Palette::LIGHT, |root| latency(root, &chart, &Palette::LIGHT, 1.0).map(drop)).unwrap();
         assert!(!svg.contains(">\nonly\n<"), "a single run has no legend");
+        assert!(svg.contains(">\nprompt length (tokens, tokenizer llama-3)\n<"), "the axis says what lengths count");
         // The mean and the p99 line (in the band colour).
         assert_eq!(polylines(&svg, Palette::LIGHT.line).len(), 1);
         assert_eq!(polylines(&svg, Palette::LIGHT.band).len(), 1);

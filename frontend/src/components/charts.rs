@@ -5,7 +5,7 @@ use leptos::html::Canvas;
 use leptos::prelude::*;
 use shared::api::RunSummary;
 use shared::view::{Charts, RunViewState, Series, SeriesSet, XAxis, YAxis, run_title};
-use shared::{LiveRun, Summary};
+use shared::{LiveRun, Summary, SweepSpec};
 
 use crate::chart::{self, Palette, XScale, YScale, draw, fmt_length, fmt_ms};
 use crate::components::copy_link::CopyLink;
@@ -153,6 +153,7 @@ pub fn with_run_chart<T>(
         }]
     };
     f(&draw::LatencyChart {
+        x_desc: run.spec.prompt_length_axis(),
         y_desc: y_desc(metric),
         scale: XScale::chosen(x_axis, &run.spec.prompt_lengths),
         y_scale: YScale::chosen(y_axis),
@@ -196,7 +197,11 @@ pub fn with_compare_chart<T>(
             }
         })
         .collect();
+    // Runs whose lengths count differently share the axis of the first.
+    let x_desc =
+        runs.first().map_or_else(|| SweepSpec::default().prompt_length_axis(), |r| r.spec.prompt_length_axis());
     f(&draw::LatencyChart {
+        x_desc,
         y_desc: y_desc(metric),
         scale: XScale::chosen(x_axis, &lengths),
         y_scale: YScale::chosen(y_axis),

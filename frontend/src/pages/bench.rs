@@ -47,6 +47,7 @@ pub fn BenchPage() -> impl IntoView {
             .collect();
         let palette = palette();
         let chart = draw::LatencyChart {
+            x_desc: shared::SweepSpec::default().prompt_length_axis(),
             y_desc: "TTFT (ms)",
             scale: XScale::for_lengths(&lengths),
             y_scale: YScale::Linear,

@@ -256,6 +256,14 @@ pub async fn create_run(
             "fix these fields and retry",
         ));
     }
+    // A path on this machine, which the proxy would open for whoever can start a run.
+    if spec.tokenizer.is_some() {
+        return Err(HttpError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the dashboard does not open tokenizer files by their path on the proxy's machine",
+            "run `tokenscope sweep --tokenizer PATH` on that machine for exact prompt lengths",
+        ));
+    }
     // Refuse before touching a server that a run in progress is measuring.
     if let Some(id) = state.runs().busy() {
         return Err(busy(StartError::Busy(id)));
@@ -525,6 +533,16 @@ pub async fn export(State(state): State<AppState>, Path((id, file)): Path<(Strin
     );
     let _permit = export_permit(&state)?;
     let report = finished_report(&state, &run, hint).await?;
+    if export == Export::Profile
+        && let Some(path) = &report.spec.tokenizer
+    {
+        // Its prompts would be made again from a file of this machine.
+        return Err(HttpError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("this run's prompts came from the tokenizer at {path}, which the dashboard does not open"),
+            "write its profile export with `tokenscope sweep --profile-export FILE` as it runs",
+        ));
+    }
     let body = render(&id, &file, move || export.render(&report)).await?;
     let disposition = format!("attachment; filename=\"{}\"", export.download_name(&id));
     let headers =

@@ -275,7 +275,7 @@ impl Db {
                 if settled < report.spec.point_count() && !partial.is_empty() {
                     insert_point(&tx, key, settled as u32, &PointStats::of_point(&report.spec, settled, partial))?;
                 }
-                let approximate = !report.requests.iter().any(|r| r.num_input_tokens.is_some());
+                let approximate = RunReport::lengths_approximate(&report.spec, &report.requests);
                 tx.execute(
                     "UPDATE runs SET prompt_lengths_approximate = ?2 WHERE key = ?1",
                     params![key, approximate],

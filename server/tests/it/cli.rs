@@ -179,3 +179,61 @@ async fn a_signal_stops_a_sweep_keeping_what_finished() {
         assert!(!report.requests.is_empty() && report.requests.len() < 1000, "{}", report.requests.len());
     }
 }
+
+/// With a tokenizer, every prompt sent has exactly its length in tokens, no two are alike,
+/// and the run says what its lengths count; a tokenizer that cannot be read stops the sweep
+/// before it starts, naming the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tokenizer_makes_every_prompt_exactly_its_length() {
+    let _serial = timing_lock().await;
+    let sim = start_sim(SimConfig { prefill_base_ms: 1.0, decode_ms: 1.0, ..SimConfig::default() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tokenizer = server::tokenizer::fixture::bpe(dir.path());
+    let (out, profile) = (dir.path().join("run.json"), dir.path().join("pa.json"));
+    let sweep = |tokenizer: std::path::PathBuf| {
+        let (target, out, profile) = (sim.target.clone(), out.clone(), profile.clone());
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_tokenscope"))
+                .args(["sweep", "--target", &target, "--model", "sim-vllm", "--prompt-lengths", "16,256,1024"])
+                .args(["--max-tokens", "2", "--requests", "5", "--warmup", "1", "--tokenizer"])
+                .arg(tokenizer)
+                .arg("--out")
+                .arg(out)
+                .arg("--profile-export")
+                .arg(profile)
+                .output()
+                .unwrap()
+        })
+    };
+    let output = sweep(tokenizer.clone()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("prompt lengths in tokens (tokenizer bpe)"), "{stdout}");
+    let run: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert!(run["spec"]["tokenizer"].as_str().unwrap().ends_with("bpe/tokenizer.json"));
+    assert_eq!(run["prompt_lengths_approximate"], false);
+    let counter = server::tokenizer::Tokenizer::open(&tokenizer).unwrap();
+    let export: Value = serde_json::from_slice(&std::fs::read(&profile).unwrap()).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for (experiment, length) in export["experiments"].as_array().unwrap().iter().zip([16, 256, 1024]) {
+        let requests = experiment["requests"].as_array().unwrap();
+        assert_eq!(requests.len(), 5);
+        for request in requests {
+            let prompt = request["request_inputs"]["text_input"].as_str().unwrap();
+            assert_eq!(counter.count(prompt).unwrap(), length, "{prompt:?}");
+            assert!(seen.insert(prompt.to_string()), "a prompt sent twice: {prompt:?}");
+        }
+    }
+    // The simulator counts the words it was sent: natural text has fewer words than tokens.
+    let input = run["points"][2]["input_tokens"]["mean"].as_f64().unwrap();
+    assert!(input > 400.0 && input < 1024.0, "{input} words in prompts of 1,024 tokens");
+
+    for (bad, says) in [
+        (dir.path().join("nowhere.json"), "there is no tokenizer at"),
+        (dir.path().join("run.json"), "run.json is not a tokenizer tokenscope can read"),
+    ] {
+        let output = sweep(bad).await.unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success() && stderr.contains(says), "{stderr}");
+    }
+}

@@ -152,6 +152,14 @@ async fn bad_runs_are_refused_with_a_reason() {
     assert_eq!(status, 422, "{body}");
     assert!(body["error"].as_str().unwrap().contains("unknown field \"request\""), "{body}");
 
+    // A tokenizer path would have the proxy open files of its machine for any operator.
+    let mut tokenizer = spec_json(&dash.sim.target, "sim-vllm");
+    tokenizer["tokenizer"] = json!("/etc/passwd");
+    let (status, body) = post(&runs, &tokenizer).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("does not open tokenizer files by their path"), "{body}");
+    assert!(body["hint"].as_str().unwrap().contains("tokenscope sweep --tokenizer"), "{body}");
+
     // Another site's page may not start runs.
     let response = reqwest::Client::new()
         .post(&runs)
@@ -288,7 +296,7 @@ async fn a_perf_analyzer_export_becomes_a_finished_run() {
     let spec: SweepSpec = serde_json::from_value(spec_json(&dash.sim.target, "sim-vllm")).unwrap();
     let original = crate::support::sweep(spec).await;
     assert_eq!(original.status, RunStatus::Completed);
-    let export = server::export::profile_export(&original);
+    let export = server::export::profile_export(&original).unwrap();
     let runs = format!("{}/api/runs", dash.base);
     let (status, body) = post(&format!("{runs}/import"), &export).await;
     assert_eq!(status, 201, "{body}");

@@ -173,7 +173,7 @@ async fn an_imported_run_is_kept() {
     let dash = start_dashboard(fast_sim()).await;
     let spec = serde_json::from_value(spec_json(&dash.sim.target, "sim-vllm")).unwrap();
     let original = crate::support::sweep(spec).await;
-    let export = server::export::profile_export(&original);
+    let export = server::export::profile_export(&original).unwrap();
     let (status, body) = post(&format!("{}/api/runs/import", dash.base), &export).await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().unwrap().to_string();
@@ -202,7 +202,7 @@ async fn a_run_json_opens_as_the_same_run_and_large_files_are_taken() {
 
     // A profile export of 1,000 requests of 64 tokens: over 2 MB, the usual body limit.
     let big = crate::support::large_report(1000, 64);
-    let export = server::export::profile_export(&big);
+    let export = server::export::profile_export(&big).unwrap();
     assert!(serde_json::to_vec(&export).unwrap().len() > 2 << 20);
     let (status, body) = post(&format!("{}/api/runs/import", dash.base), &export).await;
     assert_eq!(status, 201, "{body}");

@@ -15,10 +15,10 @@ use std::path::Path;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Value, json};
 use shared::prompt::synthetic_prompt;
-
-use crate::tokenizer::{ExactPrompts, Tokenizer, prompt_number};
 use shared::spec::LoadLevel;
 use shared::{InputStyle, RequestRecord, ResponseRecord, RunReport, SweepSpec};
+
+use crate::tokenizer::{ExactPrompts, Tokenizer, prompt_number};
 
 use crate::style::{RECEIVE_TIME_KEY, SEND_TIME_KEY, sampling_json};
 

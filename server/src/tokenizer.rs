@@ -184,6 +184,8 @@ pub struct ExactPrompts {
     before: Vec<u32>,
     /// The words a prompt can start at: those after a single space.
     starts: Vec<u32>,
+    /// How far apart consecutive prompts' slots are ([`golden_stride`] of the slots).
+    stride: usize,
     /// Whether every prompt is checked, since one checked before the run was not as counted.
     check_all: bool,
 }
@@ -252,7 +254,8 @@ impl ExactPrompts {
                 ),
             });
         }
-        Ok(ExactPrompts { tokenizer, text, ends, before, starts, check_all: false })
+        let stride = golden_stride((starts.len() / WORDS_PER_START).max(1));
+        Ok(ExactPrompts { tokenizer, text, ends, before, starts, stride, check_all: false })
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {
@@ -291,7 +294,7 @@ impl ExactPrompts {
         }
         let slots = self.distinct().max(1) as usize;
         // Spread over the corpus: consecutive prompts start far apart.
-        let slot = ((n as u128 * golden_stride(slots) as u128) % slots as u128) as usize;
+        let slot = ((n as u128 * self.stride as u128) % slots as u128) as usize;
         let check = n.is_multiple_of(CHECK_EVERY) || self.check_all;
         let mut missed = 0;
         // Its own starts first, then the ones after.

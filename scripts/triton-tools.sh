@@ -6,7 +6,8 @@
 #   PATH="$(scripts/triton-tools.sh | tail -n1):$PATH"
 #
 # Installs into ${TOKENSCOPE_TOOLS:-$HOME/.cache/tokenscope}:
-#   venv/                 python venv with nvidia-pytriton, tritonclient, CUDA runtime, numpy
+#   venv/                 python venv with nvidia-pytriton, tritonclient, CUDA runtime, numpy,
+#                         tokenizers
 #   backends/python/      Triton python backend + the stub matching the venv's python minor
 #   bin/tritonserver      wrapper: sets PATH/LD_LIBRARY_PATH, adds --backend-directory
 #   bin/perf_analyzer     wrapper: puts libcudart.so.12 on LD_LIBRARY_PATH
@@ -25,7 +26,10 @@ PYTRITON_VERSION=0.7.0
 TRITONCLIENT_VERSION=2.51.0
 CUDA_RT_SPEC='nvidia-cuda-runtime-cu12==12.9.79'
 NUMPY_SPEC='numpy<2'
-STAMP_FORMAT=3
+# Hugging Face tokenizers for the test models that count tokens as a real server does; without
+# its dependencies, which only fetch tokenizers from the Hub.
+TOKENIZERS_SPEC='tokenizers==0.22.1'
+STAMP_FORMAT=4
 
 TOOLS="${TOKENSCOPE_TOOLS:-$HOME/.cache/tokenscope}"
 VENV="$TOOLS/venv"
@@ -75,7 +79,7 @@ EOF
 }
 
 stamp_text() {  # what the marker must say for the current install to count as complete
-    echo "format=$STAMP_FORMAT pytriton=$PYTRITON_VERSION tritonclient=$TRITONCLIENT_VERSION cudart=$CUDA_RT_SPEC python=$1"
+    echo "format=$STAMP_FORMAT pytriton=$PYTRITON_VERSION tritonclient=$TRITONCLIENT_VERSION cudart=$CUDA_RT_SPEC $TOKENIZERS_SPEC python=$1"
 }
 
 # ---------- fast path: everything present and the marker matches ----------
@@ -140,6 +144,7 @@ log "pip install (nvidia-pytriton $PYTRITON_VERSION, tritonclient $TRITONCLIENT_
 "$VENV/bin/python" -m pip install --disable-pip-version-check -q \
     "nvidia-pytriton==$PYTRITON_VERSION" "tritonclient[grpc,http]==$TRITONCLIENT_VERSION" \
     "$CUDA_RT_SPEC" "$NUMPY_SPEC" >&2
+"$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps "$TOKENIZERS_SPEC" >&2
 
 # ---------- locate the payloads ----------
 SITE=$("$VENV/bin/python" -c 'import sysconfig;print(sysconfig.get_paths()["purelib"])')

@@ -166,6 +166,24 @@ fn exact_prompts(path: &str, spec: &SweepSpec) -> Result<ExactPrompts, String> {
     Ok(prompts)
 }
 
+/// Counts a record's output tokens with `tokenizer`, each in the response its text starts
+/// in; a text the tokenizer cannot take keeps the count it had.
+fn count_output(record: &mut RequestRecord, tokenizer: &Tokenizer) {
+    let counts = match tokenizer.count_pieces(record.responses.iter().map(|r| r.text)) {
+        Ok(counts) => counts,
+        Err(error) => {
+            tracing::warn!(id = %record.id, cause = %error, "output left counted by responses");
+            return;
+        }
+    };
+    let mut counted = Responses::default();
+    for (response, tokens) in record.responses.iter().zip(counts) {
+        counted.push(ResponseRecord { tokens, ..response });
+    }
+    record.responses = counted;
+    record.token_source = TokenCountSource::Tokenizer;
+}
+
 /// The most records a point at `load` can make where the spec bounds it well: its request
 /// count, or fewer where an open-loop point ends by time first; 0 where a closed-loop point
 /// ends by time, since its count is only a cap then.
@@ -1070,8 +1088,14 @@ impl Sweep {
         }
     }
 
-    /// Keeps a finished request's record with the run's, its responses in the run's arena.
+    /// Keeps a finished request's record with the run's, its responses in the run's arena;
+    /// with a tokenizer, output the server did not count is counted by it.
     fn record(&mut self, mut record: RequestRecord, records: &mut Vec<RequestRecord>, observer: &mut dyn Observer) {
+        if let Some(prompts) = &self.prompts
+            && record.token_source != TokenCountSource::Server
+        {
+            count_output(&mut record, prompts.tokenizer());
+        }
         record.responses.keep_in(&mut self.arena);
         observer.request_done(&record);
         records.push(record);

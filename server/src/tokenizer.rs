@@ -142,6 +142,28 @@ impl Tokenizer {
         Ok(self.encode(text, false, "count output tokens")?.len() as u32)
     }
 
+    /// Output tokens of a text that arrived in pieces (a stream's responses), each put to the
+    /// piece its first byte is in: a token split across two responses counts in the first,
+    /// and a piece of only what the tokenizer drops (spaces, to a WordPiece) carries none. The
+    /// counts add up to [`Tokenizer::count_output`] of the whole text.
+    pub fn count_pieces<'a>(&self, pieces: impl Iterator<Item = &'a str>) -> Result<Vec<u32>, TokenizerError> {
+        let mut text = String::new();
+        let mut ends = Vec::new();
+        for piece in pieces {
+            text.push_str(piece);
+            ends.push(text.len());
+        }
+        let mut counts = vec![0u32; ends.len()];
+        if counts.is_empty() {
+            return Ok(counts);
+        }
+        let last = counts.len() - 1;
+        for &(start, _) in self.encode(&text, false, "count output tokens")?.get_offsets() {
+            counts[ends.partition_point(|&end| end <= start).min(last)] += 1;
+        }
+        Ok(counts)
+    }
+
     fn encode(&self, text: &str, specials: bool, what: &'static str) -> Result<tokenizers::Encoding, TokenizerError> {
         self.inner.encode(text, specials).map_err(|e| TokenizerError::Failed {
             name: self.name.clone(),
@@ -167,6 +189,24 @@ fn find_files(folder: &Path, name: &str, depth: u32, found: &mut Vec<PathBuf>) {
             // empty ones under `.no_exist`.
             find_files(&entry, name, depth - 1, found);
         }
+    }
+}
+
+/// A tokenizer read once and shared by whatever counts with it; two are equal when read from
+/// the same file. Read from a command line's path by [`SharedTokenizer::parse`].
+#[derive(Debug, Clone)]
+pub struct SharedTokenizer(pub std::sync::Arc<Tokenizer>);
+
+impl SharedTokenizer {
+    /// Reads the tokenizer at `path` (a file or a folder, as [`Tokenizer::open`] takes).
+    pub fn parse(path: &str) -> Result<SharedTokenizer, String> {
+        Tokenizer::open(Path::new(path)).map(|t| SharedTokenizer(t.into())).map_err(|e| e.to_string())
+    }
+}
+
+impl PartialEq for SharedTokenizer {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.path() == other.0.path()
     }
 }
 
@@ -518,6 +558,39 @@ mod tests {
         let text = " It is a capital mistake to theorize before one has data.";
         assert_eq!(tokenizer.count_output(text).unwrap() + 1, tokenizer.count(text).unwrap());
         assert_eq!(tokenizer.count_output("").unwrap(), 0);
+    }
+
+    #[test]
+    fn a_streamed_text_counts_each_token_in_the_response_it_starts_in() {
+        let scratch = tempfile::tempdir().unwrap();
+        for file in [bpe(scratch.path()), wordpiece(scratch.path())] {
+            let tokenizer = Tokenizer::open(&file).unwrap();
+            let text = " It is a capital mistake to theorize before one has data. Insensibly one begins";
+            // Pieces cut anywhere, words split and spaces alone included, add up to the whole.
+            for cut in [1, 2, 3, 5, 7, 11] {
+                let pieces: Vec<&str> = text.as_bytes().chunks(cut).map(|c| std::str::from_utf8(c).unwrap()).collect();
+                let counts = tokenizer.count_pieces(pieces.iter().copied()).unwrap();
+                assert_eq!(counts.len(), pieces.len());
+                assert_eq!(counts.iter().sum::<u32>(), tokenizer.count_output(text).unwrap(), "{file:?} by {cut}");
+                // The first token starts by the first piece of more than spaces (at its space
+                // before, to a byte-level BPE), so a stream's first token is where it was.
+                let first = pieces.iter().position(|p| !p.trim().is_empty()).unwrap();
+                assert!(counts[..=first].iter().sum::<u32>() >= 1, "{file:?}: {counts:?}");
+            }
+            let words: Vec<&str> = text.split_inclusive(' ').collect();
+            let counts = tokenizer.count_pieces(words.iter().copied()).unwrap();
+            for (word, count) in words.iter().zip(&counts) {
+                let alone = tokenizer.count_output(word).unwrap();
+                // A word and its space make the same tokens alone as in the text, but for a
+                // byte-level BPE's space, which goes with the next word's token.
+                assert!(count.abs_diff(alone) <= 1, "{file:?}: {word:?} {count} vs {alone}");
+            }
+            assert!(tokenizer.count_pieces(std::iter::empty()).unwrap().is_empty());
+            assert_eq!(
+                tokenizer.count_pieces(["", " ", ""].into_iter()).unwrap().iter().sum::<u32>(),
+                tokenizer.count_output(" ").unwrap()
+            );
+        }
     }
 
     #[test]

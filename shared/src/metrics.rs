@@ -39,7 +39,7 @@ pub const METRICS: &[MetricDefinition] = &[
         key: "osl",
         name: "Output tokens",
         unit: "tokens",
-        definition: "The server's count when it reports one (num_output_tokens or output_ids), else the number of token-bearing responses; each record says which.",
+        definition: "The server's count when it reports one (num_output_tokens or output_ids); else, in a run with a tokenizer, the tokenizer's count of the streamed text, each token put to the response its text starts in; else the number of token-bearing responses. Each record says which.",
     },
     MetricDefinition {
         key: "isl",

@@ -336,6 +336,9 @@ pub enum TokenCountSource {
     /// Estimated from the words of the text: a response that carries a whole answer (no
     /// streaming) from a server that reports no count.
     Words,
+    /// Counted by the run's tokenizer from the text each response carries, where the server
+    /// reports no count: a token goes to the response its text starts in.
+    Tokenizer,
 }
 
 /// Everything measured about one request.

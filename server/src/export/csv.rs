@@ -138,6 +138,7 @@ fn token_source(source: TokenCountSource) -> &'static str {
         TokenCountSource::Responses => "responses",
         TokenCountSource::Server => "server",
         TokenCountSource::Words => "words",
+        TokenCountSource::Tokenizer => "tokenizer",
     }
 }
 
@@ -378,7 +379,12 @@ mod tests {
 
     #[test]
     fn token_sources_are_named_as_in_run_json() {
-        for source in [TokenCountSource::Responses, TokenCountSource::Server, TokenCountSource::Words] {
+        for source in [
+            TokenCountSource::Responses,
+            TokenCountSource::Server,
+            TokenCountSource::Words,
+            TokenCountSource::Tokenizer,
+        ] {
             assert_eq!(json!(token_source(source)), serde_json::to_value(source).unwrap());
         }
     }

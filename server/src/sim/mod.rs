@@ -28,6 +28,7 @@ use scheduler::{Counters, Job, Sink};
 use crate::clock::unix_now_ns;
 use crate::pb;
 use crate::pb::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
+use crate::tokenizer::{SharedTokenizer, Tokenizer};
 use wire::Encoded;
 
 /// The simulated server's state; cheap to clone.
@@ -37,6 +38,8 @@ pub struct Sim {
     counters: Arc<HashMap<&'static str, Counters>>,
     /// Models reported as failed to load.
     unavailable: Arc<Vec<String>>,
+    /// What counts prompt tokens, if not words.
+    tokenizer: Option<SharedTokenizer>,
 }
 
 impl Sim {
@@ -47,11 +50,12 @@ impl Sim {
         let counters: Arc<HashMap<_, _>> = Arc::new(MODELS.iter().map(|m| (m.name, Counters::default())).collect());
         let thread_counters = counters.clone();
         let unavailable = Arc::new(config.unavailable.clone());
+        let tokenizer = config.tokenizer.clone();
         std::thread::Builder::new()
             .name("sim-scheduler".into())
             .spawn(move || scheduler::run(config, receiver, thread_counters))
             .expect("the scheduler thread starts");
-        Self { jobs, counters, unavailable }
+        Self { jobs, counters, unavailable, tokenizer }
     }
 
     fn is_available(&self, name: &str) -> bool {
@@ -63,6 +67,10 @@ impl Sim {
         self.find(name).map_err(|message| {
             if model::find(name).is_some() { Status::unavailable(message) } else { Status::not_found(message) }
         })
+    }
+
+    fn counter(&self) -> Option<&Tokenizer> {
+        self.tokenizer.as_ref().map(|t| &*t.0)
     }
 
     fn find(&self, name: &str) -> Result<&'static SimModel, String> {
@@ -182,8 +190,9 @@ impl tonic::server::StreamingService<pb::ModelInferRequest> for StreamInfer {
             // Errors about one request go on the stream, which stays open, as Triton does.
             while let Ok(Some(request)) = inbound.message().await {
                 let arrived = Instant::now();
-                let admitted =
-                    sim.find(&request.model_name).and_then(|model| model.ask(&request).map(|ask| (model, ask)));
+                let admitted = sim
+                    .find(&request.model_name)
+                    .and_then(|model| model.ask(&request, sim.counter()).map(|ask| (model, ask)));
                 match admitted {
                     Ok((model, ask)) => {
                         if sim.jobs.send(Job { model, ask, arrived, sink: Sink::Stream(tx.clone()) }).is_err() {
@@ -327,7 +336,7 @@ impl GrpcInferenceService for Sim {
                 "ModelInfer RPC doesn't support models with decoupled transaction policy",
             ));
         }
-        let ask = model.ask(&request).map_err(Status::invalid_argument)?;
+        let ask = model.ask(&request, self.counter()).map_err(Status::invalid_argument)?;
         let (tx, rx) = oneshot::channel();
         self.jobs
             .send(Job { model, ask, arrived, sink: Sink::Unary(tx) })

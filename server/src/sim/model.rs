@@ -10,6 +10,7 @@ use crate::bytes::{decode_raw, encode_raw_one};
 use crate::pb;
 use crate::pb::infer_parameter::ParameterChoice;
 use crate::pb::model_infer_response::InferOutputTensor;
+use crate::tokenizer::{SharedTokenizer, Tokenizer};
 
 /// The latency model, set from the command line.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
@@ -56,6 +57,11 @@ pub struct SimConfig {
     /// Report this model as failed to load (UNAVAILABLE), as a server with a broken model does; repeatable.
     #[arg(long = "unavailable", value_name = "MODEL")]
     pub unavailable: Vec<String>,
+    /// Count prompt tokens with this Hugging Face tokenizer.json (or a folder holding one), as
+    /// a real server counts them with its model's, for the prefill time and num_input_tokens;
+    /// without it a prompt has a token per word.
+    #[arg(long, value_name = "PATH", value_parser = SharedTokenizer::parse)]
+    pub tokenizer: Option<SharedTokenizer>,
 }
 
 impl Default for SimConfig {
@@ -74,6 +80,7 @@ impl Default for SimConfig {
             huge_count_every: 0,
             stamp_text: false,
             unavailable: Vec::new(),
+            tokenizer: None,
         }
     }
 }
@@ -304,8 +311,9 @@ impl SimModel {
         }
     }
 
-    /// Reads a request, with Triton's kind of message when it does not fit the model.
-    pub fn ask(&self, request: &pb::ModelInferRequest) -> Result<Ask, String> {
+    /// Reads a request, with Triton's kind of message when it does not fit the model; its
+    /// prompt's tokens are counted by `tokenizer`, or are its words.
+    pub fn ask(&self, request: &pb::ModelInferRequest, tokenizer: Option<&Tokenizer>) -> Result<Ask, String> {
         let id = request.id.clone();
         let expected: Vec<&str> = self.inputs().iter().filter(|t| !t.optional).map(|t| t.name).collect();
         let missing: Vec<&str> =
@@ -354,9 +362,13 @@ impl SimModel {
             request.parameters.get("triton_enable_empty_final_response").and_then(|p| p.parameter_choice.as_ref()),
             Some(ParameterChoice::BoolParam(true))
         );
+        let prompt_tokens = match tokenizer {
+            Some(tokenizer) => tokenizer.count(&prompt).map_err(|e| format!("[request id: {id}] {e}"))?,
+            None => shared::prompt::word_count(&prompt) as u32,
+        };
         Ok(Ask {
             id,
-            prompt_tokens: shared::prompt::word_count(&prompt) as u32,
+            prompt_tokens,
             prompt,
             max_tokens,
             want_input_count: input_bool(request, "return_num_input_tokens"),
@@ -576,7 +588,7 @@ mod tests {
     fn requests_missing_inputs_are_refused_like_triton() {
         let model = find("sim-tutorial").unwrap();
         let request = pb::ModelInferRequest { id: "x".into(), ..Default::default() };
-        let err = model.ask(&request).unwrap_err();
+        let err = model.ask(&request, None).unwrap_err();
         assert!(err.contains("missing required input(s) [PROMPT, STREAM, SAMPLING_PARAMETERS]"), "{err}");
     }
 }

@@ -52,8 +52,6 @@ pub enum CodecError {
     Truncated,
     #[error("the record has an unknown format {0}")]
     UnknownFormat(u8),
-    #[error("the record has an unknown token count source {0}")]
-    UnknownSource(u8),
     #[error("a number in the record is out of range")]
     OutOfRange,
     #[error("a text in the record is not UTF-8")]
@@ -102,6 +100,7 @@ fn source_bits(source: TokenCountSource) -> u8 {
         TokenCountSource::Responses => 0,
         TokenCountSource::Server => 1,
         TokenCountSource::Words => 2,
+        TokenCountSource::Tokenizer => 3,
     }
 }
 
@@ -168,7 +167,7 @@ fn read_body(bytes: &[u8], base: i64) -> Result<RequestRecord, CodecError> {
         0 => TokenCountSource::Responses,
         1 => TokenCountSource::Server,
         2 => TokenCountSource::Words,
-        other => return Err(CodecError::UnknownSource(other)),
+        _ => TokenCountSource::Tokenizer,
     };
     let point = input.u32()?;
     let seq = input.u32()?;
@@ -408,6 +407,10 @@ mod tests {
         let silent = ResponseRecord { at_ns: 7, tokens: 0, text: "", server_send_unix_ns: None };
         let zero_width = RequestRecord { send_ns: 7, responses: vec![silent; 40].into(), ..bare.clone() };
         assert_eq!(decode(&encode(&zero_width, BASE), BASE).unwrap(), zero_width);
+        for token_source in [TokenCountSource::Responses, TokenCountSource::Server, TokenCountSource::Tokenizer] {
+            let counted = RequestRecord { token_source, ..bare.clone() };
+            assert_eq!(decode(&encode(&counted, BASE), BASE).unwrap(), counted);
+        }
         let empty = RequestRecord {
             responses: Responses::default(),
             final_ns: None,
@@ -431,7 +434,7 @@ mod tests {
         }
         raw.push(0);
         assert_eq!(decode(&raw, BASE), Err(CodecError::Trailing(1)));
-        assert_eq!(decode(&[RAW, 0xff, 0xff], BASE), Err(CodecError::UnknownSource(3)));
+        assert_eq!(decode(&[RAW, 0xff, 0xff], BASE), Err(CodecError::Truncated));
         assert_eq!(decode(&[RAW, 0, 0xff, 0xff, 0xff, 0xff, 0x7f], BASE), Err(CodecError::OutOfRange));
     }
 }

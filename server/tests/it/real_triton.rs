@@ -354,3 +354,28 @@ async fn a_constant_rate_reaches_the_real_server_at_its_rate() {
     })
     .await;
 }
+
+/// A model whose server counts prompts with a tokenizer kept in its folder of the model
+/// repository: the same folder given as the run's tokenizer makes prompts the server counts
+/// as exactly their length, at every length of 16..4096:x2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_prompt_count_is_the_tokenizers() {
+    let _timing = timing_lock().await;
+    let folder = repo_root().join("server/tests/triton_models/vllm_tokenized");
+    let lengths = vec![16, 32, 64, 128, 256, 512, 1024, 2048, 4096];
+    let run = sweep(SweepSpec {
+        prompt_lengths: lengths.clone(),
+        max_tokens: 2,
+        requests: 2,
+        tokenizer: Some(folder.display().to_string()),
+        ..spec(triton(), "vllm_tokenized")
+    })
+    .await;
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(run.requests.len(), lengths.len() * 2);
+    assert!(!run.prompt_lengths_approximate);
+    for record in &run.requests {
+        assert_eq!(record.error, None, "{}", record.id);
+        assert_eq!(record.num_input_tokens, Some(lengths[record.point as usize]), "{}", record.id);
+    }
+}

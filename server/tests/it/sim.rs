@@ -30,8 +30,15 @@ async fn every_style_is_timed_against_the_schedule() {
             for point in &run.points {
                 assert_eq!((point.count, point.errors), (10, 0), "{model}");
                 let prefill_ms = config.prefill(point.prompt_length).as_secs_f64() * 1e3;
-                let what = format!("{model} TTFT at {} tokens", point.prompt_length);
-                assert_close(&what, point.ttft_ms.as_ref().unwrap().mean, prefill_ms, 1.0, 0.05);
+                // The simulator counts prefill from the request's arrival, so TTFT is never below
+                // it; above it by the way there and back through gRPC on loopback, which takes
+                // 0.4 to 0.8 ms on an idle two-core virtual machine and was seen at 1.3 on a busy one.
+                let ttft = point.ttft_ms.as_ref().unwrap().mean;
+                assert!(
+                    (prefill_ms - 0.05..=prefill_ms + 2.0).contains(&ttft),
+                    "{model} TTFT at {} tokens: measured {ttft:.3} ms, the schedule's prefill {prefill_ms:.3}",
+                    point.prompt_length
+                );
                 let what = format!("{model} token-to-token at {} tokens", point.prompt_length);
                 assert_close(&what, point.t2t_ms.as_ref().unwrap().mean, 2.0, 0.3, 0.05);
                 assert_eq!(point.output_tokens.as_ref().unwrap().mean, 20.0, "{model}: every token counted once");
@@ -236,4 +243,48 @@ async fn more_streams_than_slots_run_at_the_slots_capacity() {
         }
     })
     .await;
+}
+
+/// With one tokenizer on both sides, the simulator counts each prompt as long as it was made,
+/// and output the server does not count is counted by the tokenizer, response by response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tokenizer_counts_prompts_and_output_as_the_server_does() {
+    let _serial = timing_lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = server::tokenizer::fixture::bpe(dir.path());
+    let tokenizer = server::tokenizer::SharedTokenizer::parse(file.to_str().unwrap()).unwrap();
+    let counter = tokenizer.0.clone();
+    let config = SimConfig { prefill_base_ms: 1.0, decode_ms: 0.5, tokenizer: Some(tokenizer), ..SimConfig::default() };
+    let sim = start_sim(config).await;
+    let lengths = vec![16, 32, 64, 128, 256, 512, 1024, 2048, 4096];
+    for model in ["sim-vllm", "sim-tutorial"] {
+        let run = sweep(shared::SweepSpec {
+            prompt_lengths: lengths.clone(),
+            max_tokens: 24,
+            ignore_eos: true,
+            requests: 2,
+            tokenizer: Some(file.display().to_string()),
+            ..spec(&sim.target, model)
+        })
+        .await;
+        assert_eq!(run.status, RunStatus::Completed, "{model}");
+        assert_eq!(run.requests.len(), lengths.len() * 2);
+        assert!(!run.prompt_lengths_approximate);
+        for record in &run.requests {
+            let text = record.text();
+            assert_eq!(text.split_whitespace().count(), 24, "{model} {}", record.id);
+            if model == "sim-vllm" {
+                let length = lengths[record.point as usize];
+                assert_eq!(record.num_input_tokens, Some(length), "{}: the server counts the prompt", record.id);
+                assert_eq!(record.token_source, TokenCountSource::Server, "the server's count is kept");
+                assert_eq!(record.output_tokens(), 24);
+            } else {
+                assert_eq!(record.token_source, TokenCountSource::Tokenizer, "{model}: no count from the server");
+                assert_eq!(record.output_tokens(), u64::from(counter.count_output(text).unwrap()), "{text:?}");
+                let each: Vec<u32> = record.responses.iter().map(|r| r.tokens).collect();
+                let alone: Vec<u32> = record.responses.iter().map(|r| counter.count_output(r.text).unwrap()).collect();
+                assert_eq!(each, alone, "{model} {}: each response's word counts as it does alone", record.id);
+            }
+        }
+    }
 }

@@ -16,7 +16,10 @@ Latency schedule (config parameters, milliseconds, floats), measured from the mo
 ``execute`` receives the request:
   token 0 (first) is sent at   prefill_base_ms + prefill_per_token_ms * prompt_words
   token i is sent at           first + i * decode_ms
-where prompt_words = len(prompt.split()). Each response is sent at the deadline of the last
+where prompt_words = len(prompt.split()), or with the ``tokenizer`` parameter (a
+``tokenizer.json`` path relative to the model's folder) the prompt's tokens as Hugging Face
+``tokenizers`` counts them, special tokens included, as vLLM counts a completion's prompt; that
+count is also what ``num_input_tokens`` reports. Each response is sent at the deadline of the last
 token it carries (absolute deadlines, so sleep jitter does not accumulate). Each request runs
 on its own thread, so any number can be in flight at once.
 
@@ -29,6 +32,7 @@ no tensors. Each token is the text " tok".
 """
 
 import json
+import os
 import threading
 import time
 
@@ -71,6 +75,11 @@ class TritonPythonModel:
         self.prefill_base_s = float(params.get("prefill_base_ms", "7")) / 1e3
         self.prefill_per_token_s = float(params.get("prefill_per_token_ms", "0")) / 1e3
         self.decode_s = float(params.get("decode_ms", "3")) / 1e3
+        self.tokenizer = None
+        if params.get("tokenizer"):
+            from tokenizers import Tokenizer
+
+            self.tokenizer = Tokenizer.from_file(os.path.join(args["model_repository"], params["tokenizer"]))
         self.decoupled = pb_utils.using_decoupled_model_transaction_policy(self.config)
         self.batched = int(self.config.get("max_batch_size", 0)) > 0
         self.counter = 0
@@ -81,6 +90,11 @@ class TritonPythonModel:
         self.received = threading.local()
 
     # ---------------------------------------------------------------- scheduling
+    def _prompt_tokens(self, prompt):
+        if self.tokenizer is None:
+            return len(prompt.split())
+        return len(self.tokenizer.encode(prompt).ids)
+
     def _deadline(self, t0, n_prompt, i):
         """Absolute monotonic deadline of output token i (0-based)."""
         return t0 + self.prefill_base_s + self.prefill_per_token_s * n_prompt + i * self.decode_s
@@ -162,7 +176,7 @@ class TritonPythonModel:
         exclude = bool(_scalar(request, "exclude_input_in_output", False))
         ret_in = bool(_scalar(request, "return_num_input_tokens", False))
         ret_out = bool(_scalar(request, "return_num_output_tokens", False))
-        n_prompt = len(prompt.split())
+        n_prompt = self._prompt_tokens(prompt)
 
         def tensors(text, n_out):
             ts = [pb_utils.Tensor("text_output", np.array([text.encode()], dtype=np.object_))]
@@ -201,7 +215,7 @@ class TritonPythonModel:
         except ValueError as e:
             raise _BadRequest(f"{self.name}: SAMPLING_PARAMETERS is not JSON: {e}")
         max_tokens = max(int(sp.get("max_tokens", DEFAULT_MAX_TOKENS)), 0)
-        n_prompt = len(prompt.split())
+        n_prompt = self._prompt_tokens(prompt)
 
         def tensors(n):
             text = prompt + TOKEN * n
@@ -229,7 +243,7 @@ class TritonPythonModel:
         max_tokens = max(int(mt), 0)
         stream = bool(_scalar(request, "stream", False))
         # min_tokens is accepted and ignored: exactly max_tokens tokens are always produced.
-        n_prompt = len(prompt.split())
+        n_prompt = self._prompt_tokens(prompt)
 
         def tensors(first, count):
             ids = np.arange(first + 1, first + count + 1, dtype=np.int32).reshape(1, count)

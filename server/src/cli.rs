@@ -94,9 +94,10 @@ pub struct SweepArgs {
     pub preset: Option<Preset>,
     /// Prompt lengths: a list (16,256,2048), a range (100..1000:100) or a doubling range
     /// (16..4096:x2). In approximate tokens (words of synthetic text), or with --tokenizer in
-    /// exact tokens.
-    #[arg(long, default_value = "16,256,2048", value_parser = parse_lengths)]
-    pub prompt_lengths: PromptLengths,
+    /// exact tokens [default: 16,256,2048; with --prompts, one point at the median length of
+    /// the file's prompts, which takes them all].
+    #[arg(long, value_parser = parse_lengths)]
+    pub prompt_lengths: Option<PromptLengths>,
     /// Output tokens asked per request [default: 64, or the preset's].
     #[arg(long)]
     pub max_tokens: Option<u32>,
@@ -169,6 +170,13 @@ pub struct SweepArgs {
     /// different from every other prompt of the run.
     #[arg(long, value_name = "PATH")]
     pub tokenizer: Option<std::path::PathBuf>,
+    /// Send the prompts of this file as they are: JSONL with a "text" (or "prompt") per line,
+    /// JSONL with chat "messages" per line (what is asked up to the last user message), or a
+    /// ShareGPT JSON array (each first human turn). Each point sends, in file order and again
+    /// from the first once all were sent, the prompts whose length (by --tokenizer, else in
+    /// words) is nearest its own. A file with malformed lines is refused, naming them.
+    #[arg(long, value_name = "FILE")]
+    pub prompts: Option<std::path::PathBuf>,
     /// Send each request with ModelInfer and time its one response, for models that are not
     /// decoupled. TTFT is then the whole request's latency; no token-to-token latency.
     #[arg(long)]
@@ -236,11 +244,16 @@ impl SweepArgs {
         spec.model = self.model.clone();
         spec.model_version = self.model_version.clone().filter(|v| !v.is_empty());
         spec.input_style = self.input_style;
-        spec.tokenizer = self
-            .tokenizer
-            .as_ref()
-            .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone()).display().to_string());
-        spec.prompt_lengths = self.prompt_lengths.0.clone();
+        let absolute =
+            |path: &PathBuf| std::path::absolute(path).unwrap_or_else(|_| path.clone()).display().to_string();
+        spec.tokenizer = self.tokenizer.as_ref().map(absolute);
+        spec.prompts_file = self.prompts.as_ref().map(absolute);
+        spec.prompt_lengths = match &self.prompt_lengths {
+            Some(lengths) => lengths.0.clone(),
+            // Settled once the file is read: see `sweep::file_prompt_lengths`.
+            None if self.prompts.is_some() => Vec::new(),
+            None => vec![16, 256, 2048],
+        };
         spec.max_tokens = self.max_tokens.unwrap_or(spec.max_tokens);
         spec.ignore_eos |= self.ignore_eos;
         spec.duration_s = self.duration;

@@ -7,13 +7,11 @@
 //! [`crate::arrival`]). The sweep loop issues requests (closed loop: a new
 //! one as soon as one finishes), collects finished records and settles each point's statistics.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use shared::limits;
-use shared::prompt::synthetic_prompt;
 use shared::record::{Arena, Room};
 use shared::report::{EngineReport, PacingReport};
 use shared::schedule::Schedule;
@@ -29,9 +27,10 @@ use tracing::warn;
 use crate::arrival::Waits;
 use crate::clock::RunClock;
 use crate::pb;
+use crate::prompts::RunPrompts;
 use crate::response::Response;
 use crate::style::{RequestPlan, ResponseReader};
-use crate::tokenizer::{ExactPrompts, Tokenizer, prompt_number};
+use crate::tokenizer::Tokenizer;
 use crate::triton::{Connection, Triton, status_text};
 
 /// Each request in flight has a gRPC stream of its own, as each of perf_analyzer's concurrent
@@ -106,7 +105,7 @@ async fn run_sweep_on(
         report.status = RunStatus::Failed { error: format!("the sweep is not valid: {}", problems.join("; ")) };
         return (report, waits, None);
     }
-    let prompts = match spec.tokenizer.as_deref().map(|path| exact_prompts(path, &spec)).transpose() {
+    let prompts = match RunPrompts::open(&spec) {
         Ok(prompts) => prompts,
         Err(error) => {
             report.status = RunStatus::Failed { error };
@@ -146,34 +145,16 @@ async fn run_sweep_on(
     (report, waits, pacing)
 }
 
-/// The tokenizer at `path` with the corpus encoded, once a prompt of each of `spec`'s lengths
-/// was made and checked, and the corpus found to hold a prompt of its own for every request.
-fn exact_prompts(path: &str, spec: &SweepSpec) -> Result<ExactPrompts, String> {
-    let prompts = ExactPrompts::new(Tokenizer::open(std::path::Path::new(path)).map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
-    for &length in &spec.prompt_lengths {
-        prompts.prompt(0, length).map_err(|e| e.to_string())?;
-    }
-    let needed = spec.total_requests();
-    if needed > prompts.distinct() {
-        return Err(format!(
-            "this sweep can send {needed} requests, and the prompt corpus holds {} different prompts for the \
-             tokenizer {}: ask for fewer requests or fewer points (with --duration, give --requests to cap them)",
-            prompts.distinct(),
-            prompts.tokenizer().name()
-        ));
-    }
-    Ok(prompts)
-}
-
 /// Counts a record's output tokens with `tokenizer`, each in the response its text starts
-/// in; a text the tokenizer cannot take keeps the count it had.
-fn count_output(record: &mut RequestRecord, tokenizer: &Tokenizer) {
+/// in, and says whether it did; a text the tokenizer cannot take, or that would put more
+/// tokens in one response than a record may hold, keeps the count it had.
+fn count_output(record: &mut RequestRecord, tokenizer: &Tokenizer) -> bool {
     let counts = match tokenizer.count_pieces(record.responses.iter().map(|r| r.text)) {
-        Ok(counts) => counts,
+        Ok(counts) if counts.iter().all(|&c| c <= limits::MAX_TOKENS_PER_RESPONSE) => counts,
+        Ok(_) => return false,
         Err(error) => {
             tracing::warn!(id = %record.id, cause = %error, "output left counted by responses");
-            return;
+            return false;
         }
     };
     let mut counted = Responses::default();
@@ -182,6 +163,7 @@ fn count_output(record: &mut RequestRecord, tokenizer: &Tokenizer) {
     }
     record.responses = counted;
     record.token_source = TokenCountSource::Tokenizer;
+    true
 }
 
 /// The most records a point at `load` can make where the spec bounds it well: its request
@@ -633,8 +615,7 @@ struct Sweep {
     spec: SweepSpec,
     target: String,
     plan: RequestPlan,
-    /// Prompts of exact lengths, with a tokenizer; else prompts are synthetic words.
-    prompts: Option<ExactPrompts>,
+    prompts: RunPrompts,
     /// Whether a prompt could not be made, which ends the run.
     prompts_failed: bool,
     clock: RunClock,
@@ -665,7 +646,7 @@ impl Sweep {
         spec: &SweepSpec,
         connections: (String, Vec<Connection>),
         plan: RequestPlan,
-        prompts: Option<ExactPrompts>,
+        prompts: RunPrompts,
         clock: RunClock,
         tap: Option<TokenTap>,
         streams_cancel: CancellationToken,
@@ -746,6 +727,16 @@ impl Sweep {
             let status = self.point(point as u32, length, load, &mut report.requests, observer, cancel).await;
             if status.is_some() {
                 self.abandon(&mut report.requests, observer);
+            }
+            // With a tokenizer, output the server did not count is counted by it, once nothing
+            // of the point is in flight: encoding on this thread while responses arrive would
+            // stamp them late.
+            if let Some(tokenizer) = self.prompts.tokenizer() {
+                for record in &mut report.requests[from..] {
+                    if record.token_source != TokenCountSource::Server && count_output(record, tokenizer) {
+                        record.responses.keep_in(&mut self.arena);
+                    }
+                }
             }
             if report.requests.len() > from {
                 let stats = PointStats::of_point(&self.spec, point, &report.requests[from..]);
@@ -970,19 +961,18 @@ impl Sweep {
         intended: Option<u64>,
         observer: &mut dyn Observer,
     ) -> u64 {
-        let prompt: Cow<'static, str> = match &self.prompts {
-            None => synthetic_prompt(point, seq, length).into(),
-            // The run is ending: nothing more is sent.
-            Some(_) if self.prompts_failed => return self.clock.now_ns(),
-            Some(exact) => match exact.prompt(prompt_number(&self.spec, point, seq), length) {
-                Ok(prompt) => prompt.text.into(),
-                // The run ends with the reason, as when a stream is lost.
-                Err(err) => {
-                    self.prompts_failed = true;
-                    let _ = self.done_tx.send(Done::Fatal(err.to_string()));
-                    return self.clock.now_ns();
-                }
-            },
+        // The run is ending: nothing more is sent.
+        if self.prompts_failed {
+            return self.clock.now_ns();
+        }
+        let (prompt, prompt_words) = match self.prompts.prompt(&self.spec, point, seq, length) {
+            Ok(prompt) => (prompt.text, prompt.length),
+            // The run ends with the reason, as when a stream is lost.
+            Err(err) => {
+                self.prompts_failed = true;
+                let _ = self.done_tx.send(Done::Fatal(err));
+                return self.clock.now_ns();
+            }
         };
         let id = format!("{point}-{seq}");
         let request = self.plan.request(id.clone(), &prompt);
@@ -998,7 +988,7 @@ impl Sweep {
                 point,
                 seq,
                 warmup,
-                prompt_words: length,
+                prompt_words,
                 send_ns,
                 intended_ns: intended,
                 reader: self.plan.reader(&prompt),
@@ -1088,14 +1078,8 @@ impl Sweep {
         }
     }
 
-    /// Keeps a finished request's record with the run's, its responses in the run's arena;
-    /// with a tokenizer, output the server did not count is counted by it.
+    /// Keeps a finished request's record with the run's, its responses in the run's arena.
     fn record(&mut self, mut record: RequestRecord, records: &mut Vec<RequestRecord>, observer: &mut dyn Observer) {
-        if let Some(prompts) = &self.prompts
-            && record.token_source != TokenCountSource::Server
-        {
-            count_output(&mut record, prompts.tokenizer());
-        }
         record.responses.keep_in(&mut self.arena);
         observer.request_done(&record);
         records.push(record);

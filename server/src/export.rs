@@ -9,16 +9,12 @@
 
 pub mod csv;
 
-use std::borrow::Cow;
-use std::path::Path;
-
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Value, json};
-use shared::prompt::synthetic_prompt;
 use shared::spec::LoadLevel;
 use shared::{InputStyle, RequestRecord, ResponseRecord, RunReport, SweepSpec};
 
-use crate::tokenizer::{ExactPrompts, Tokenizer, prompt_number};
+use crate::prompts::RunPrompts;
 
 use crate::style::{RECEIVE_TIME_KEY, SEND_TIME_KEY, sampling_json};
 
@@ -104,9 +100,9 @@ struct ProfileExport<'a> {
     /// The measured requests of each sweep point.
     points: Vec<Vec<&'a RequestRecord>>,
     style: InputStyle,
-    /// The run's prompts of exact lengths, when a tokenizer made them; why not, when it
-    /// cannot be read now.
-    prompts: Option<Result<ExactPrompts, String>>,
+    /// The run's prompts, made again as they were sent; why not, when the tokenizer or
+    /// prompts file they came from cannot be read now.
+    prompts: Result<RunPrompts, String>,
 }
 
 impl<'a> ProfileExport<'a> {
@@ -119,11 +115,8 @@ impl<'a> ProfileExport<'a> {
             }
         }
         let style = report.model.as_ref().map_or(spec.input_style, |m| m.input_style);
-        let prompts = spec.tokenizer.as_deref().map(|path| {
-            let prompts = Tokenizer::open(Path::new(path)).and_then(ExactPrompts::new);
-            prompts
-                .map_err(|err| format!("the prompts of this run came from a tokenizer that cannot be read now: {err}"))
-        });
+        let prompts = RunPrompts::open(spec)
+            .map_err(|err| format!("the prompts of this run cannot be made again as they were sent: {err}"));
         Self { report, points, style, prompts }
     }
 
@@ -185,15 +178,11 @@ struct ProfileRequest<'a> {
 impl Serialize for ProfileRequest<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let (export, r) = (self.export, self.record);
-        let prompt: Cow<str> = match &export.prompts {
-            None => synthetic_prompt(r.point, r.seq, r.prompt_words).into(),
-            Some(Err(why)) => return Err(serde::ser::Error::custom(why)),
-            Some(Ok(prompts)) => prompts
-                .prompt(prompt_number(&export.report.spec, r.point, r.seq), r.prompt_words)
-                .map_err(serde::ser::Error::custom)?
-                .text
-                .into(),
-        };
+        let spec = &export.report.spec;
+        let prompts = export.prompts.as_ref().map_err(serde::ser::Error::custom)?;
+        // The point's length; a record from before points had loads has only its own.
+        let length = spec.point(r.point as usize).map_or(r.prompt_words, |(length, _)| length);
+        let prompt = prompts.prompt(spec, r.point, r.seq, length).map_err(serde::ser::Error::custom)?.text;
         let mut map = serializer.serialize_map(Some(4))?;
         map.serialize_entry("timestamp", &export.unix(r.send_ns))?;
         map.serialize_entry("request_inputs", &request_inputs(export.style, &prompt, &export.report.spec))?;

@@ -9,6 +9,8 @@ pub mod dashboard;
 pub mod engine;
 pub mod export;
 pub mod import;
+pub mod prompt_file;
+pub mod prompts;
 pub mod response;
 pub mod signals;
 pub mod sim;

@@ -15,6 +15,7 @@ use crate::cli::{CsvFiles, ImportArgs, SweepArgs};
 use crate::clock::{RunClock, utc_stamp};
 use crate::engine::{Observer, run_sweep_apart};
 use crate::export::Export;
+use crate::prompts::RunPrompts;
 
 /// The files a run is written to; each one given is written, through [`Export::render`], as
 /// the dashboard serves it.
@@ -47,13 +48,56 @@ impl RunFiles {
 /// Runs `tokenscope sweep`.
 pub async fn command(args: SweepArgs) -> anyhow::Result<ExitCode> {
     args.tls.apply()?;
-    let spec = args.spec();
+    let mut spec = args.spec();
+    if spec.prompts_file.is_some() {
+        match file_prompt_lengths(&mut spec, args.requests.is_some() || args.duration.is_some()) {
+            Ok(summary) => eprintln!("{summary}"),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
     let files = RunFiles {
         out: Some(args.out.clone().unwrap_or_else(|| default_out(&spec.model))),
         profile_export: args.profile_export,
         csv: args.csv,
     };
     run_and_report(spec, &files).await
+}
+
+/// Reads a sweep's prompts file before anything is sent, so a file that cannot be used runs
+/// nothing; a sweep without prompt lengths gets one, the median of the file's, whose point
+/// takes every prompt and, unless `counted` (a request count or a duration was given), sends
+/// each once. Answers what each point will send.
+fn file_prompt_lengths(spec: &mut SweepSpec, counted: bool) -> Result<String, String> {
+    let RunPrompts::File(mut file) = RunPrompts::open(spec)? else { unreachable!("the spec has a prompts file") };
+    if spec.prompt_lengths.is_empty() {
+        spec.prompt_lengths = vec![file.median_length()];
+        file = file.grouped(&spec.prompt_lengths)?;
+        if !counted {
+            let most = usize::try_from(shared::limits::MAX_REQUESTS_PER_POINT).unwrap_or(usize::MAX);
+            spec.requests = u32::try_from(file.count().min(most)).unwrap_or(u32::MAX);
+        }
+    }
+    let per_length = spec.point_count() as u64 / spec.prompt_lengths.len().max(1) as u64 * spec.requests_per_point();
+    let mut summary = format!(
+        "{}: {} prompts, lengths in {}",
+        spec.prompts_file.as_deref().unwrap_or_default(),
+        file.count(),
+        file.unit()
+    );
+    for (length, count, [least, median, most]) in file.groups() {
+        let _ = write!(summary, "\n  {length}: {count} prompts, {least} to {most} (median {median})");
+        if per_length > count as u64 {
+            let _ = write!(
+                summary,
+                "; {per_length} requests at this length send some more than once, which a prefix cache can answer \
+                 faster"
+            );
+        }
+    }
+    Ok(summary)
 }
 
 /// Runs a sweep with a progress bar, prints its table and writes its files. A run that

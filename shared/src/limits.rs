@@ -69,6 +69,7 @@ pub fn spec_problems(spec: &SweepSpec) -> Vec<String> {
         ("model name", spec.model.as_str()),
         ("model version", spec.model_version.as_deref().unwrap_or("")),
         ("tokenizer path", spec.tokenizer.as_deref().unwrap_or("")),
+        ("prompts file path", spec.prompts_file.as_deref().unwrap_or("")),
     ] {
         if text.len() > MAX_NAME_BYTES {
             out.push(format!("the {what} has {} bytes; at most {MAX_NAME_BYTES}", text.len()));

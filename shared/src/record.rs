@@ -13,7 +13,8 @@ use crate::varint;
 pub struct ResponseRecord<'a> {
     /// Arrival time.
     pub at_ns: u64,
-    /// Output tokens this response carries; 0 for an empty final response.
+    /// Output tokens this response carries; 0 for an empty final response, or for one whose
+    /// text starts no token as the run's tokenizer counts it.
     pub tokens: u32,
     /// The new text this response adds (cumulative outputs are reduced to their new part).
     #[serde(skip_serializing_if = "str::is_empty")]
@@ -352,7 +353,8 @@ pub struct RequestRecord {
     pub warmup: bool,
     /// The request id sent to the server.
     pub id: String,
-    /// Length of the prompt in words of synthetic text.
+    /// Length of the prompt as sent: tokens by the run's tokenizer when it has one, else words
+    /// (of synthetic text, or of a prompts file's prompt).
     pub prompt_words: u32,
     /// The prompt length in tokens as the server counted it, when it reports one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -73,6 +73,11 @@ pub struct SweepSpec {
     /// included, and prompts are natural text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokenizer: Option<String>,
+    /// A file of real prompts on the proxy's machine (JSONL of text or chat messages, or
+    /// ShareGPT), sent as they are instead of made ones: each point sends the prompts whose
+    /// length is nearest its own; one prompt length takes them all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompts_file: Option<String>,
     /// Prompt lengths to visit: tokens by the tokenizer when there is one, else approximate
     /// tokens (words of synthetic text).
     pub prompt_lengths: Vec<u32>,
@@ -139,6 +144,7 @@ impl Default for SweepSpec {
             model_version: None,
             input_style: InputStyle::Auto,
             tokenizer: None,
+            prompts_file: None,
             prompt_lengths: vec![16, 256, 2048],
             max_tokens: 64,
             ignore_eos: false,
@@ -294,6 +300,12 @@ impl SweepSpec {
         }
     }
 
+    /// Which of the points of its prompt length point `index` is: its load level's place, or
+    /// in a capacity search, its probe's.
+    pub fn level_of(&self, index: usize) -> usize {
+        if self.capacity.is_some() { index } else { index % self.level_count() }
+    }
+
     fn level_count(&self) -> usize {
         if !self.request_rates.is_empty() { self.request_rates.len() } else { self.concurrencies.len().max(1) }
     }
@@ -372,6 +384,7 @@ pub const SPEC_FIELDS: &[&str] = &[
     "model_version",
     "input_style",
     "tokenizer",
+    "prompts_file",
     "prompt_lengths",
     "max_tokens",
     "ignore_eos",
@@ -674,6 +687,7 @@ mod tests {
             slo: Some(Slo::default()),
             capacity: Some(CapacitySearch::default()),
             tokenizer: Some("tokenizer.json".into()),
+            prompts_file: Some("prompts.jsonl".into()),
             ..SweepSpec::default()
         };
         let serde_json::Value::Object(fields) = serde_json::to_value(full).unwrap() else { panic!("an object") };

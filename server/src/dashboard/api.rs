@@ -264,6 +264,13 @@ pub async fn create_run(
             "run `tokenscope sweep --tokenizer PATH` on that machine for exact prompt lengths",
         ));
     }
+    if spec.prompts_file.is_some() {
+        return Err(HttpError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the dashboard does not open prompts files by their path on the proxy's machine",
+            "run `tokenscope sweep --prompts FILE` on that machine to send a file's prompts",
+        ));
+    }
     // Refuse before touching a server that a run in progress is measuring.
     if let Some(id) = state.runs().busy() {
         return Err(busy(StartError::Busy(id)));
@@ -534,12 +541,12 @@ pub async fn export(State(state): State<AppState>, Path((id, file)): Path<(Strin
     let _permit = export_permit(&state)?;
     let report = finished_report(&state, &run, hint).await?;
     if export == Export::Profile
-        && let Some(path) = &report.spec.tokenizer
+        && let Some(path) = report.spec.prompts_file.as_ref().or(report.spec.tokenizer.as_ref())
     {
         // Its prompts would be made again from a file of this machine.
         return Err(HttpError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            format!("this run's prompts came from the tokenizer at {path}, which the dashboard does not open"),
+            format!("this run's prompts came from {path}, a file the dashboard does not open"),
             "write its profile export with `tokenscope sweep --profile-export FILE` as it runs",
         ));
     }

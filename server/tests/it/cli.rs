@@ -237,3 +237,83 @@ async fn a_tokenizer_makes_every_prompt_exactly_its_length() {
         assert!(!output.status.success() && stderr.contains(says), "{stderr}");
     }
 }
+
+/// A prompts file is sent as it is: one point at the median of its lengths takes every
+/// prompt, in file order; with prompt lengths, each point sends the prompts nearest it, and
+/// records keep each prompt's own length. A file with malformed lines runs nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompts_file_is_sent_as_it_is_and_a_malformed_one_runs_nothing() {
+    let _serial = timing_lock().await;
+    let sim = start_sim(SimConfig { prefill_base_ms: 1.0, decode_ms: 1.0, ..SimConfig::default() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let words = |n: usize| (0..n).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
+    let texts = [words(3), words(5), words(40), words(60), words(7)];
+    let file = dir.path().join("prompts.jsonl");
+    let lines: String = texts.iter().map(|t| format!("{}\n", serde_json::json!({ "text": t }))).collect();
+    std::fs::write(&file, lines).unwrap();
+    let sweep = |extra: &[&str], out: &std::path::Path, profile: &std::path::Path| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tokenscope"));
+        command.args(["sweep", "--target", &sim.target, "--model", "sim-vllm", "--max-tokens", "2"]);
+        command.args(extra).arg("--prompts").arg(&file).arg("--out").arg(out).arg("--profile-export").arg(profile);
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+    };
+    let (out, profile) = (dir.path().join("run.json"), dir.path().join("pa.json"));
+    let sent = |profile: &std::path::Path| -> Vec<Vec<String>> {
+        let export: Value = serde_json::from_slice(&std::fs::read(profile).unwrap()).unwrap();
+        let experiments = export["experiments"].as_array().unwrap();
+        let text = |r: &Value| r["request_inputs"]["text_input"].as_str().unwrap().to_string();
+        experiments.iter().map(|e| e["requests"].as_array().unwrap().iter().map(text).collect()).collect()
+    };
+
+    let output = sweep(&["--requests", "7"], &out, &profile).await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("5 prompts, lengths in words") && stderr.contains("  7: 5 prompts, 3 to 60"), "{stderr}");
+    assert!(stderr.contains("7 requests at this length send some more than once"), "{stderr}");
+    let order = [0, 1, 2, 3, 4, 0, 1].map(|i| texts[i].clone()).to_vec();
+    assert_eq!(sent(&profile), vec![order], "every prompt, in file order, then from the first again");
+    let run: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(run["spec"]["prompt_lengths"], serde_json::json!([7]));
+    for record in run["requests"].as_array().unwrap() {
+        assert_eq!(record["prompt_words"], record["num_input_tokens"], "a record keeps its prompt's own length");
+    }
+
+    let output = sweep(&["--requests", "3", "--prompt-lengths", "4,64"], &out, &profile).await.unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let short = [0, 1, 4, 0].map(|i| texts[i].clone());
+    assert_eq!(sent(&profile), vec![short[..3].to_vec(), vec![texts[2].clone(), texts[3].clone(), texts[2].clone()]]);
+
+    // Without a count, the one point sends every prompt once.
+    let output = sweep(&[], &out, &profile).await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && !stderr.contains("more than once"), "{stderr}");
+    assert_eq!(sent(&profile), vec![texts.to_vec()]);
+
+    // The points of one length go on through its prompts rather than sending the same again.
+    let output = sweep(&["--requests", "2", "--prompt-lengths", "4,64", "--concurrency", "1,2"], &out, &profile);
+    let output = output.await.unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let mut points = sent(&profile);
+    points.iter_mut().for_each(|point| point.sort());
+    let of = |i: &[usize]| {
+        let mut texts: Vec<String> = i.iter().map(|&i| texts[i].clone()).collect();
+        texts.sort();
+        texts
+    };
+    assert_eq!(points, vec![of(&[0, 1]), of(&[4, 0]), of(&[2, 3]), of(&[2, 3])]);
+
+    let output = sweep(&["--prompt-lengths", "4,4096"], &out, &profile).await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("nearer 4096 words"), "{stderr}");
+
+    let bad = "{\"text\": \"fine\"}\n{\"text\": \n\n{\"txt\": \"x\"}\n{\"text\": \"  \"}\n";
+    std::fs::write(&file, bad).unwrap();
+    let (out, profile) = (dir.path().join("bad.json"), dir.path().join("bad-pa.json"));
+    let output = sweep(&[], &out, &profile).await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    for line in ["line 2: not JSON", "line 4: no \"text\"", "line 5: the prompt is empty", "nothing was run"] {
+        assert!(stderr.contains(line), "{line}: {stderr}");
+    }
+    assert!(!out.exists() && !profile.exists(), "nothing was run, so nothing was written");
+}

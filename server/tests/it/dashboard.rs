@@ -159,6 +159,11 @@ async fn bad_runs_are_refused_with_a_reason() {
     assert_eq!(status, 422, "{body}");
     assert!(body["error"].as_str().unwrap().contains("does not open tokenizer files by their path"), "{body}");
     assert!(body["hint"].as_str().unwrap().contains("tokenscope sweep --tokenizer"), "{body}");
+    let mut prompts = spec_json(&dash.sim.target, "sim-vllm");
+    prompts["prompts_file"] = json!("/etc/shadow");
+    let (status, body) = post(&runs, &prompts).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("does not open prompts files by their path"), "{body}");
 
     // Another site's page may not start runs.
     let response = reqwest::Client::new()

@@ -72,13 +72,28 @@ pub fn spec_line(spec: &SweepSpec, model: Option<&ModelInfo>) -> String {
         None => format!("{} warm-up", spec.warmup),
     };
     format!(
-        "{model} at {} · {} · max_tokens {}{} · {measured} (+{warmup}) · {}{objectives}",
+        "{model} at {} · {} · {}max_tokens {}{}{} · {measured} (+{warmup}) · {}{objectives}",
         spec.target,
         if spec.streaming { "streaming" } else { "non-streaming" },
+        prompt_words(spec),
         spec.max_tokens,
+        spec.output_stddev.map(|s| format!(" ± {s} (drawn per request)")).unwrap_or_default(),
         if spec.ignore_eos { ", ignore_eos" } else { "" },
         load_words(spec)
     )
+}
+
+/// How a sweep's prompts are made, in words, when not the usual way.
+fn prompt_words(spec: &SweepSpec) -> String {
+    let mut parts = Vec::new();
+    if let Some(s) = spec.prompt_stddev {
+        parts.push(format!("prompt lengths ± {s} (drawn per request)"));
+    }
+    if let Some(prefix) = spec.shared_prefix {
+        let unit = if spec.tokenizer.is_some() { "tokens" } else { "words" };
+        parts.push(format!("a shared prefix of {prefix} {unit}"));
+    }
+    parts.into_iter().map(|p| p + " · ").collect()
 }
 
 /// How a sweep loads the server, in words.

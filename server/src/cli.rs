@@ -69,6 +69,23 @@ fn parse_slo(text: &str) -> Result<Slo, String> {
     Slo::parse(text)
 }
 
+/// Output tokens per request: a mean, and a standard deviation to draw them with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutputTokens {
+    pub mean: u32,
+    pub stddev: Option<f64>,
+}
+
+fn parse_output_tokens(text: &str) -> Result<OutputTokens, String> {
+    let (mean, stddev) = text.split_once(',').map_or((text, None), |(m, s)| (m, Some(s)));
+    let mean = mean.trim().parse().map_err(|_| format!("{mean:?} is not a whole number of tokens"))?;
+    let stddev = match stddev {
+        Some(s) => Some(s.trim().parse::<f64>().map_err(|_| format!("{s:?} is not a standard deviation"))?),
+        None => None,
+    };
+    Ok(OutputTokens { mean, stddev })
+}
+
 /// A parsed list of prompt lengths.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromptLengths(pub Vec<u32>);
@@ -101,6 +118,20 @@ pub struct SweepArgs {
     /// Output tokens asked per request [default: 64, or the preset's].
     #[arg(long)]
     pub max_tokens: Option<u32>,
+    /// Output tokens of each request, past end-of-sequence (sets --ignore-eos): MEAN, or
+    /// MEAN,STDDEV for lengths drawn per request from a normal distribution cut at three
+    /// standard deviations, seeded by --seed.
+    #[arg(long, value_name = "MEAN[,STDDEV]", value_parser = parse_output_tokens, conflicts_with = "max_tokens")]
+    pub output_tokens: Option<OutputTokens>,
+    /// Draw each request's prompt length around its point's from a normal distribution of this
+    /// standard deviation (cut at three), seeded by --seed; in the prompt lengths' unit.
+    #[arg(long, value_name = "STDDEV")]
+    pub prompt_stddev: Option<f64>,
+    /// Start every prompt with the same text of this many tokens (words without --tokenizer),
+    /// which a server's prefix cache can keep; prompt lengths include it. Compare a run with it
+    /// and one without to see what the cache saves.
+    #[arg(long, value_name = "TOKENS")]
+    pub shared_prefix: Option<u32>,
     /// Ask the model to keep generating past its end-of-sequence token.
     #[arg(long)]
     pub ignore_eos: bool,
@@ -134,8 +165,9 @@ pub struct SweepArgs {
     /// Open loop with --arrival gamma: the shape; 1 is Poisson, below 1 burstier, above more regular.
     #[arg(long, default_value_t = 1.0, requires = "open_loop")]
     pub burstiness: f64,
-    /// Open loop: the seed of random arrivals; the same seed sends at the same instants.
-    #[arg(long, default_value_t = 0, requires = "open_loop")]
+    /// The seed of random arrivals (open loop) and drawn lengths: the same seed sends at the
+    /// same instants, and prompts and outputs of the same lengths.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Open loop: the most requests in flight at once [default: 1024]. A request due while as
     /// many are in flight waits, and its schedule lag shows it.
@@ -256,6 +288,12 @@ impl SweepArgs {
         };
         spec.max_tokens = self.max_tokens.unwrap_or(spec.max_tokens);
         spec.ignore_eos |= self.ignore_eos;
+        if let Some(OutputTokens { mean, stddev }) = self.output_tokens {
+            (spec.max_tokens, spec.output_stddev, spec.ignore_eos) = (mean, stddev, true);
+        }
+        spec.prompt_stddev = self.prompt_stddev;
+        spec.shared_prefix = self.shared_prefix;
+        spec.seed = self.seed;
         spec.duration_s = self.duration;
         spec.warmup_s = self.warmup_duration;
         match self.concurrency.as_ref().map(|c| c.0.as_slice()) {
@@ -273,7 +311,6 @@ impl SweepArgs {
         if spec.open_loop() {
             spec.arrival = self.arrival;
             spec.burstiness = self.burstiness;
-            spec.seed = self.seed;
             spec.max_concurrency = self.max_concurrency;
         }
         spec.slo = self.slo;
@@ -576,6 +613,30 @@ mod tests {
         };
         let spec = args.spec();
         assert_eq!((spec.max_tokens, spec.prompt_lengths.clone()), (1, vec![8, 16, 32]));
+    }
+
+    #[test]
+    fn drawn_lengths_and_a_shared_prefix_are_asked_for() {
+        let sweep = |extra: &[&str]| {
+            let mut all = vec!["sweep", "-m", "llm"];
+            all.extend_from_slice(extra);
+            let Command::Sweep(args) = parse(&all).command else { panic!("a sweep") };
+            args.spec()
+        };
+        let spec =
+            sweep(&["--output-tokens", "128,16", "--prompt-stddev", "20", "--shared-prefix", "8", "--seed", "3"]);
+        assert_eq!((spec.max_tokens, spec.output_stddev, spec.ignore_eos), (128, Some(16.0), true));
+        assert_eq!((spec.prompt_stddev, spec.shared_prefix, spec.seed), (Some(20.0), Some(8), 3));
+        assert!(!spec.open_loop(), "a seed alone does not make the load open");
+        let spec = sweep(&["--output-tokens", "32"]);
+        assert_eq!((spec.max_tokens, spec.output_stddev, spec.ignore_eos), (32, None, true));
+        let bad = |args: &[&str]| {
+            let all: Vec<&str> = ["tokenscope", "sweep", "-m", "llm"].iter().chain(args).copied().collect();
+            Cli::try_parse_from(all).unwrap_err().to_string()
+        };
+        assert!(bad(&["--output-tokens", "x"]).contains("\"x\" is not a whole number"));
+        assert!(bad(&["--output-tokens", "8,wide"]).contains("is not a standard deviation"));
+        assert!(bad(&["--output-tokens", "8", "--max-tokens", "9"]).contains("cannot be used with"));
     }
 
     #[test]

@@ -94,6 +94,7 @@ impl Observer for () {}
 async fn run_sweep_on(
     clock: RunClock,
     spec: SweepSpec,
+    prompts: Option<Arc<RunPrompts>>,
     observer: &mut dyn Observer,
     cancel: CancellationToken,
 ) -> (RunReport, Waits, Option<PacingReport>) {
@@ -105,7 +106,7 @@ async fn run_sweep_on(
         report.status = RunStatus::Failed { error: format!("the sweep is not valid: {}", problems.join("; ")) };
         return (report, waits, None);
     }
-    let prompts = match RunPrompts::open(&spec) {
+    let prompts = match prompts.map_or_else(|| RunPrompts::open(&spec).map(Arc::new), Ok) {
         Ok(prompts) => prompts,
         Err(error) => {
             report.status = RunStatus::Failed { error };
@@ -201,6 +202,18 @@ fn most_records(spec: &SweepSpec, load: LoadLevel) -> usize {
 pub async fn run_sweep_apart<O: Observer + 'static>(
     clock: RunClock,
     spec: SweepSpec,
+    observer: O,
+    cancel: CancellationToken,
+) -> Result<(RunReport, O), EngineError> {
+    run_sweep_with(clock, spec, None, observer, cancel).await
+}
+
+/// [`run_sweep_apart`] with the run's prompts already open (see [`RunPrompts::open`]), so a
+/// prompts file or tokenizer read once to check it before the run is not read again.
+pub async fn run_sweep_with<O: Observer + 'static>(
+    clock: RunClock,
+    spec: SweepSpec,
+    prompts: Option<Arc<RunPrompts>>,
     mut observer: O,
     cancel: CancellationToken,
 ) -> Result<(RunReport, O), EngineError> {
@@ -211,7 +224,8 @@ pub async fn run_sweep_apart<O: Observer + 'static>(
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 let (cpu, started) = (thread_cpu(), std::time::Instant::now());
-                let (mut report, waits, pacing) = runtime.block_on(run_sweep_on(clock, spec, &mut observer, cancel));
+                let (mut report, waits, pacing) =
+                    runtime.block_on(run_sweep_on(clock, spec, prompts, &mut observer, cancel));
                 if let (Some(before), Some(after)) = (cpu, thread_cpu()) {
                     let ms = |d: Duration| d.as_secs_f64() * 1e3;
                     report.engine = Some(EngineReport {
@@ -615,7 +629,7 @@ struct Sweep {
     spec: SweepSpec,
     target: String,
     plan: RequestPlan,
-    prompts: RunPrompts,
+    prompts: Arc<RunPrompts>,
     /// Whether a prompt could not be made, which ends the run.
     prompts_failed: bool,
     clock: RunClock,
@@ -646,7 +660,7 @@ impl Sweep {
         spec: &SweepSpec,
         connections: (String, Vec<Connection>),
         plan: RequestPlan,
-        prompts: RunPrompts,
+        prompts: Arc<RunPrompts>,
         clock: RunClock,
         tap: Option<TokenTap>,
         streams_cancel: CancellationToken,
@@ -975,7 +989,7 @@ impl Sweep {
             }
         };
         let id = format!("{point}-{seq}");
-        let request = self.plan.request(id.clone(), &prompt);
+        let request = self.plan.request(id.clone(), &prompt, self.spec.max_tokens_of(point, seq));
         self.sent += 1;
         let (index, _) = self.loads.iter().enumerate().min_by_key(|&(_, load)| *load).expect("at least one stream");
         self.loads[index] += 1;

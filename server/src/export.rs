@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 use shared::spec::LoadLevel;
 use shared::{InputStyle, RequestRecord, ResponseRecord, RunReport, SweepSpec};
 
+use std::sync::Arc;
+
 use crate::prompts::RunPrompts;
 
 use crate::style::{RECEIVE_TIME_KEY, SEND_TIME_KEY, sampling_json};
@@ -76,11 +78,24 @@ impl Export {
     /// Writes the file to `out`. The JSON exports are written as they are serialized, so a
     /// large run is never held twice.
     pub fn write_to(self, report: &RunReport, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        self.write_with(report, None, out)
+    }
+
+    /// [`Export::write_to`], with the run's prompts when they are still open: a profile
+    /// export then lists them without reading their tokenizer or file again.
+    pub fn write_with(
+        self,
+        report: &RunReport,
+        prompts: Option<Arc<RunPrompts>>,
+        out: &mut dyn std::io::Write,
+    ) -> std::io::Result<()> {
         match self {
             Export::Run => serde_json::to_writer(out, report).map_err(std::io::Error::from),
             Export::Requests => out.write_all(csv::requests_csv(report).as_bytes()),
             Export::Points => out.write_all(csv::points_csv(&report.spec, &report.points).as_bytes()),
-            Export::Profile => serde_json::to_writer(out, &ProfileExport::of(report)).map_err(std::io::Error::from),
+            Export::Profile => {
+                serde_json::to_writer(out, &ProfileExport::of(report, prompts)).map_err(std::io::Error::from)
+            }
         }
     }
 }
@@ -89,7 +104,7 @@ impl Export {
 /// from statistics. Fails only when the run's prompts came from a tokenizer that can no
 /// longer be read.
 pub fn profile_export(report: &RunReport) -> serde_json::Result<Value> {
-    serde_json::to_value(ProfileExport::of(report))
+    serde_json::to_value(ProfileExport::of(report, None))
 }
 
 /// perf_analyzer's profile export of a run, serialized straight from its records. Built as a
@@ -102,11 +117,11 @@ struct ProfileExport<'a> {
     style: InputStyle,
     /// The run's prompts, made again as they were sent; why not, when the tokenizer or
     /// prompts file they came from cannot be read now.
-    prompts: Result<RunPrompts, String>,
+    prompts: Result<Arc<RunPrompts>, String>,
 }
 
 impl<'a> ProfileExport<'a> {
-    fn of(report: &'a RunReport) -> Self {
+    fn of(report: &'a RunReport, prompts: Option<Arc<RunPrompts>>) -> Self {
         let spec = &report.spec;
         let mut points = vec![Vec::new(); spec.point_count()];
         for record in report.requests.iter().filter(|r| !r.warmup) {
@@ -115,7 +130,8 @@ impl<'a> ProfileExport<'a> {
             }
         }
         let style = report.model.as_ref().map_or(spec.input_style, |m| m.input_style);
-        let prompts = RunPrompts::open(spec)
+        let prompts = prompts
+            .map_or_else(|| RunPrompts::open(spec).map(Arc::new), Ok)
             .map_err(|err| format!("the prompts of this run cannot be made again as they were sent: {err}"));
         Self { report, points, style, prompts }
     }
@@ -185,7 +201,8 @@ impl Serialize for ProfileRequest<'_> {
         let prompt = prompts.prompt(spec, r.point, r.seq, length).map_err(serde::ser::Error::custom)?.text;
         let mut map = serializer.serialize_map(Some(4))?;
         map.serialize_entry("timestamp", &export.unix(r.send_ns))?;
-        map.serialize_entry("request_inputs", &request_inputs(export.style, &prompt, &export.report.spec))?;
+        let max_tokens = spec.max_tokens_of(r.point, r.seq);
+        map.serialize_entry("request_inputs", &request_inputs(export.style, &prompt, max_tokens, spec))?;
         map.serialize_entry("response_timestamps", &Lazy(|| r.responses.iter().map(|c| export.unix(c.at_ns))))?;
         map.serialize_entry("response_outputs", &Lazy(|| r.responses.iter().map(|c| Outputs(r, c))))?;
         map.end()
@@ -225,9 +242,10 @@ where
     }
 }
 
-/// The inputs of a request as perf_analyzer lists them, by the model's own input names.
-fn request_inputs(style: InputStyle, prompt: &str, spec: &SweepSpec) -> Value {
-    let (stream, max_tokens) = (spec.streaming, spec.max_tokens);
+/// The inputs of a request asking for `max_tokens` as perf_analyzer lists them, by the
+/// model's own input names.
+fn request_inputs(style: InputStyle, prompt: &str, max_tokens: u32, spec: &SweepSpec) -> Value {
+    let stream = spec.streaming;
     let sampling = sampling_json(max_tokens, spec.ignore_eos);
     match style {
         InputStyle::Tutorial => json!({ "PROMPT": prompt, "STREAM": stream, "SAMPLING_PARAMETERS": sampling }),

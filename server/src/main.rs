@@ -145,11 +145,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         requests: 5,
         ..base.clone().prefill_preset()
     };
-    let code = sweep::run_and_report(prefill, &sweep::RunFiles::default()).await?;
+    let code = sweep::run_and_report(prefill, None, &sweep::RunFiles::default()).await?;
     if code != ExitCode::SUCCESS {
         return Ok(code);
     }
     eprintln!("\nGeneration benchmark (max_tokens 256, ignore_eos): token-to-token latency against prompt length");
     let generation = shared::SweepSpec { prompt_lengths: vec![16, 512, 2048], requests: 3, ..base.generation_preset() };
-    sweep::run_and_report(generation, &sweep::RunFiles::default()).await
+    sweep::run_and_report(generation, None, &sweep::RunFiles::default()).await
 }

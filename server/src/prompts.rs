@@ -18,8 +18,28 @@ pub struct SentPrompt<'a> {
     pub length: u32,
 }
 
-/// The prompts of one run.
-pub enum RunPrompts {
+/// The prompts of one run: where they come from, and the prefix they share, if any.
+pub struct RunPrompts {
+    source: Source,
+    /// The shared prefix's text, ending where a word does, and its length.
+    prefix: Option<(String, u32)>,
+}
+
+impl std::fmt::Debug for RunPrompts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let source = match &self.source {
+            Source::Synthetic => "synthetic".to_string(),
+            Source::Exact(exact) => format!("exact lengths by {}", exact.tokenizer().name()),
+            Source::File(file) => format!("{} prompts of {}", file.count(), file.path),
+        };
+        f.debug_struct("RunPrompts")
+            .field("source", &source)
+            .field("prefix", &self.prefix.as_ref().map(|p| p.1))
+            .finish()
+    }
+}
+
+enum Source {
     /// Synthetic English words, a different text for every request.
     Synthetic,
     Exact(ExactPrompts),
@@ -50,48 +70,100 @@ impl RunPrompts {
                     limits::MAX_PROMPT_BYTES_IN_FLIGHT >> 20
                 ));
             }
-            return Ok(RunPrompts::File(prompts));
+            return Ok(RunPrompts { source: Source::File(prompts), prefix: None });
         }
-        let Some(tokenizer) = tokenizer else { return Ok(RunPrompts::Synthetic) };
-        let prompts = ExactPrompts::new(tokenizer).map_err(|e| e.to_string())?;
+        let Some(tokenizer) = tokenizer else {
+            let prefix = spec.shared_prefix.map(|words| (synthetic_prompt(u32::MAX, u32::MAX, words), words));
+            return Ok(RunPrompts { source: Source::Synthetic, prefix });
+        };
+        let exact = ExactPrompts::new(tokenizer).map_err(|e| e.to_string())?;
+        let prefix = match spec.shared_prefix {
+            Some(tokens) => Some((exact.prefix(tokens).map_err(|e| e.to_string())?.to_string(), tokens)),
+            None => None,
+        };
+        let prompts = RunPrompts { source: Source::Exact(exact), prefix };
+        // Every length at both ends of its draws, so none fails once the run goes.
         for &length in &spec.prompt_lengths {
-            prompts.prompt(0, length).map_err(|e| e.to_string())?;
+            let least = prompts.least_length().max(shared::lengths::least(length, spec.prompt_stddev));
+            let most = shared::lengths::most(length, spec.prompt_stddev);
+            for length in [least, length, most] {
+                prompts.make(spec, 0, 0, length)?;
+            }
         }
         let needed = spec.total_requests();
-        if needed > prompts.distinct() {
+        let Source::Exact(exact) = &prompts.source else { unreachable!("made above") };
+        if needed > exact.distinct() {
             return Err(format!(
                 "this sweep can send {needed} requests, and the prompt corpus holds {} different prompts for the \
                  tokenizer {}: ask for fewer requests or fewer points (with --duration, give --requests to cap them)",
-                prompts.distinct(),
-                prompts.tokenizer().name()
+                exact.distinct(),
+                exact.tokenizer().name()
             ));
         }
-        Ok(RunPrompts::Exact(prompts))
+        Ok(prompts)
     }
 
-    /// The prompt of request `seq` of point `point`, which asks for prompts of `length`.
+    /// The prompt of request `seq` of point `point`, whose prompts are `length` long: of that
+    /// length, or of one drawn around it when the spec asks (a prompts file's keep their own).
     pub fn prompt(&self, spec: &SweepSpec, point: u32, seq: u32, length: u32) -> Result<SentPrompt<'_>, String> {
-        Ok(match self {
-            RunPrompts::Synthetic => SentPrompt { text: synthetic_prompt(point, seq, length).into(), length },
-            RunPrompts::Exact(exact) => {
-                let prompt = exact.prompt(prompt_number(spec, point, seq), length).map_err(|e| e.to_string())?;
-                SentPrompt { text: prompt.text.into(), length }
+        if let Source::File(file) = &self.source {
+            // The points of one length go on through its prompts, rather than each sending
+            // the same ones, which a prefix cache would answer faster.
+            let sent_before = spec.level_of(point as usize) as u64 * spec.requests_per_point();
+            return file.prompt(length, sent_before + u64::from(seq));
+        }
+        let length = spec.prompt_length_of(point, seq, length, self.least_length());
+        self.make(spec, point, seq, length)
+    }
+
+    /// The made prompt of request `seq` of point `point`, of exactly `length`.
+    fn make(&self, spec: &SweepSpec, point: u32, seq: u32, length: u32) -> Result<SentPrompt<'_>, String> {
+        let prefix = self.prefix.as_ref().map(|(text, length)| (text.as_str(), *length));
+        let text: Cow<'_, str> = match (&self.source, prefix) {
+            (Source::Exact(exact), None) => {
+                exact.prompt(prompt_number(spec, point, seq), length).map_err(|e| e.to_string())?.text.into()
             }
-            RunPrompts::File(file) => {
-                // The points of one length go on through its prompts, rather than each sending
-                // the same ones, which a prefix cache would answer faster.
-                let sent_before = spec.level_of(point as usize) as u64 * spec.requests_per_point();
-                file.prompt(length, sent_before + u64::from(seq))?
+            (Source::Exact(exact), Some((prefix, tokens))) => exact
+                .prompt_after(prefix, tokens, prompt_number(spec, point, seq), length)
+                .map_err(|e| e.to_string())?
+                .into(),
+            (_, None) => synthetic_prompt(point, seq, length).into(),
+            (_, Some((prefix, words))) => {
+                format!("{prefix} {}", synthetic_prompt(point, seq, length.saturating_sub(words))).into()
             }
-        })
+        };
+        Ok(SentPrompt { text, length })
+    }
+
+    /// The shortest prompt that can be made: one token or word, the tokenizer's special tokens
+    /// and the shared prefix besides.
+    fn least_length(&self) -> u32 {
+        let specials = self.tokenizer().map_or(0, Tokenizer::specials);
+        1 + specials + self.prefix.as_ref().map_or(0, |(_, length)| *length)
     }
 
     /// The tokenizer that counts the run's tokens, if it has one.
     pub fn tokenizer(&self) -> Option<&Tokenizer> {
-        match self {
-            RunPrompts::Synthetic => None,
-            RunPrompts::Exact(exact) => Some(exact.tokenizer()),
-            RunPrompts::File(file) => file.tokenizer.as_ref(),
+        match &self.source {
+            Source::Synthetic => None,
+            Source::Exact(exact) => Some(exact.tokenizer()),
+            Source::File(file) => file.tokenizer.as_ref(),
+        }
+    }
+
+    /// A prompts file's prompts, when they are the run's.
+    pub fn file(&self) -> Option<&FilePrompts> {
+        match &self.source {
+            Source::File(file) => Some(file),
+            _ => None,
+        }
+    }
+
+    /// The same prompts, a prompts file's grouped by `lengths` instead.
+    pub fn grouped(self, lengths: &[u32]) -> Result<RunPrompts, String> {
+        match self.source {
+            Source::File(file) => Ok(RunPrompts { source: Source::File(file.grouped(lengths)?), ..self }),
+            source => Ok(RunPrompts { source, ..self }),
         }
     }
 }
@@ -244,6 +316,45 @@ mod tests {
             error.contains("nearer 4096 words") && error.contains("p.jsonl") && error.contains("3 to 4"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn prompts_with_a_shared_prefix_start_alike_and_keep_their_lengths() {
+        let scratch = tempfile::tempdir().unwrap();
+        for file in
+            [crate::tokenizer::fixture::bpe(scratch.path()), crate::tokenizer::fixture::wordpiece(scratch.path())]
+        {
+            let spec = SweepSpec {
+                prompt_lengths: vec![100, 1000],
+                prompt_stddev: Some(40.0),
+                shared_prefix: Some(64),
+                requests: 50,
+                tokenizer: Some(file.display().to_string()),
+                ..SweepSpec::default()
+            };
+            let prompts = RunPrompts::open(&spec).unwrap();
+            let counter = Tokenizer::open(&file).unwrap();
+            let mut seen = std::collections::HashSet::new();
+            let first = prompts.prompt(&spec, 0, 0, 100).unwrap().text.into_owned();
+            for (point, length) in [(0, 100), (1, 1000)] {
+                for seq in 0..50 {
+                    let sent = prompts.prompt(&spec, point, seq, length).unwrap();
+                    assert_eq!(counter.count(&sent.text).unwrap(), sent.length, "{}: exact", file.display());
+                    assert_eq!(sent.length, spec.prompt_length_of(point, seq, length, 1 + counter.specials() + 64));
+                    let common = first.bytes().zip(sent.text.bytes()).take_while(|(a, b)| a == b).count();
+                    let prefix = counter.count(&first[..common]).unwrap() - counter.specials();
+                    assert!(prefix >= 64, "{}: the first 64 tokens are shared, not {prefix}", file.display());
+                    assert!(seen.insert(sent.text.into_owned()) || (point, seq) == (0, 0), "no two alike");
+                }
+            }
+        }
+        // Synthetic words share theirs too.
+        let spec = SweepSpec { prompt_lengths: vec![20], shared_prefix: Some(8), ..SweepSpec::default() };
+        let prompts = RunPrompts::open(&spec).unwrap();
+        let [a, b] = [0, 1].map(|seq| prompts.prompt(&spec, 0, seq, 20).unwrap().text.into_owned());
+        assert_eq!((word_count(&a), word_count(&b)), (20, 20));
+        assert_eq!(a.split(' ').take(8).collect::<Vec<_>>(), b.split(' ').take(8).collect::<Vec<_>>());
+        assert_ne!(a, b);
     }
 
     #[test]

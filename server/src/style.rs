@@ -146,6 +146,28 @@ pub struct RequestPlan {
     /// Name of the output carrying text.
     text_output: &'static str,
     streaming: bool,
+    /// The `max_tokens` the template asks for, and the inputs that carry it, each with how.
+    max_tokens: u32,
+    carries_max_tokens: Vec<(usize, Carrier)>,
+}
+
+/// How an input carries a request's `max_tokens`.
+#[derive(Debug, Clone, Copy)]
+enum Carrier {
+    /// In the sampling parameters' JSON, beside `ignore_eos`.
+    Sampling { ignore_eos: bool },
+    /// As an integer of its own (`max_tokens`, or TensorRT-LLM's `min_tokens` for ignore_eos).
+    Int { int64: bool },
+}
+
+impl Carrier {
+    fn bytes(self, max_tokens: u32) -> Vec<u8> {
+        match self {
+            Carrier::Sampling { ignore_eos } => encode_raw_one(sampling_json(max_tokens, ignore_eos).as_bytes()),
+            Carrier::Int { int64: true } => i64::from(max_tokens).to_le_bytes().to_vec(),
+            Carrier::Int { int64: false } => max_tokens.to_le_bytes().to_vec(),
+        }
+    }
 }
 
 impl RequestPlan {
@@ -158,7 +180,13 @@ impl RequestPlan {
         let shape = if batched { vec![1, 1] } else { vec![1] };
         let mut inputs = Vec::new();
         let mut raw = Vec::new();
-        let mut push = |name: &str, datatype: &str, bytes: Vec<u8>| {
+        let mut carries_max_tokens = Vec::new();
+        let sampling_carrier = Carrier::Sampling { ignore_eos };
+        let int_carrier = |name: &str| Carrier::Int { int64: int_type(sig, name) == "INT64" };
+        let mut push = |name: &str, datatype: &str, bytes: Vec<u8>, carrier: Option<Carrier>| {
+            if let Some(carrier) = carrier {
+                carries_max_tokens.push((raw.len(), carrier));
+            }
             inputs.push(InferInputTensor {
                 name: name.into(),
                 datatype: datatype.into(),
@@ -170,35 +198,36 @@ impl RequestPlan {
         let sampling = sampling_json(max_tokens, ignore_eos);
         let text_output = match style {
             InputStyle::Vllm | InputStyle::Auto => {
-                push("text_input", "BYTES", Vec::new());
+                push("text_input", "BYTES", Vec::new(), None);
                 if sig.has_input("stream") {
-                    push("stream", "BOOL", stream.clone());
+                    push("stream", "BOOL", stream.clone(), None);
                 }
-                push("sampling_parameters", "BYTES", encode_raw_one(sampling.as_bytes()));
+                push("sampling_parameters", "BYTES", encode_raw_one(sampling.as_bytes()), Some(sampling_carrier));
                 for flag in ["exclude_input_in_output", "return_num_input_tokens", "return_num_output_tokens"] {
                     if sig.has_input(flag) {
-                        push(flag, "BOOL", vec![1]);
+                        push(flag, "BOOL", vec![1], None);
                     }
                 }
                 "text_output"
             }
             InputStyle::Tutorial => {
-                push("PROMPT", "BYTES", Vec::new());
+                push("PROMPT", "BYTES", Vec::new(), None);
                 if sig.has_input("STREAM") {
-                    push("STREAM", "BOOL", stream.clone());
+                    push("STREAM", "BOOL", stream.clone(), None);
                 }
-                push("SAMPLING_PARAMETERS", "BYTES", encode_raw_one(sampling.as_bytes()));
+                push("SAMPLING_PARAMETERS", "BYTES", encode_raw_one(sampling.as_bytes()), Some(sampling_carrier));
                 "TEXT"
             }
             InputStyle::Trtllm => {
-                push("text_input", "BYTES", Vec::new());
-                push("max_tokens", int_type(sig, "max_tokens"), int_bytes(sig, "max_tokens", max_tokens));
+                push("text_input", "BYTES", Vec::new(), None);
+                let carrier = Some(int_carrier("max_tokens"));
+                push("max_tokens", int_type(sig, "max_tokens"), int_bytes(sig, "max_tokens", max_tokens), carrier);
                 if sig.has_input("stream") {
-                    push("stream", "BOOL", stream.clone());
+                    push("stream", "BOOL", stream.clone(), None);
                 }
                 // TensorRT-LLM has no ignore_eos: asking for at least max_tokens has the same effect.
                 if ignore_eos && let Some(name) = ["min_tokens", "min_length"].into_iter().find(|n| sig.has_input(n)) {
-                    push(name, int_type(sig, name), int_bytes(sig, name, max_tokens));
+                    push(name, int_type(sig, name), int_bytes(sig, name, max_tokens), Some(int_carrier(name)));
                 }
                 "text_output"
             }
@@ -218,14 +247,20 @@ impl RequestPlan {
             raw_input_contents: raw,
             ..Default::default()
         };
-        Self { style, template, text_output, streaming: spec.streaming }
+        Self { style, template, text_output, streaming: spec.streaming, max_tokens, carries_max_tokens }
     }
 
-    /// The request for one prompt; the prompt is always the first input.
-    pub fn request(&self, id: String, prompt: &str) -> pb::ModelInferRequest {
+    /// The request for one prompt asking for `max_tokens` (the prompt is always the first
+    /// input).
+    pub fn request(&self, id: String, prompt: &str, max_tokens: u32) -> pb::ModelInferRequest {
         let mut request = self.template.clone();
         request.id = id;
         request.raw_input_contents[0] = encode_raw_one(prompt.as_bytes());
+        if max_tokens != self.max_tokens {
+            for &(input, carrier) in &self.carries_max_tokens {
+                request.raw_input_contents[input] = carrier.bytes(max_tokens);
+            }
+        }
         request
     }
 
@@ -483,11 +518,11 @@ mod tests {
     #[test]
     fn non_streaming_requests_ask_for_one_response() {
         let spec = SweepSpec { streaming: false, ..asked(4, false) };
-        let req = RequestPlan::new(&vllm(), InputStyle::Vllm, &spec).request("1".into(), "x");
+        let req = RequestPlan::new(&vllm(), InputStyle::Vllm, &spec).request("1".into(), "x", 4);
         let i = req.inputs.iter().position(|i| i.name == "stream").unwrap();
         assert_eq!(req.raw_input_contents[i], [0]);
         assert!(req.parameters.is_empty(), "no empty final response is asked for");
-        let req = RequestPlan::new(&tutorial(), InputStyle::Tutorial, &spec).request("1".into(), "x");
+        let req = RequestPlan::new(&tutorial(), InputStyle::Tutorial, &spec).request("1".into(), "x", 4);
         let i = req.inputs.iter().position(|i| i.name == "STREAM").unwrap();
         assert_eq!(req.raw_input_contents[i], [0]);
     }
@@ -511,13 +546,20 @@ mod tests {
     #[test]
     fn trtllm_requests_carry_batch_dim_and_min_tokens() {
         let plan = RequestPlan::new(&trtllm(), InputStyle::Trtllm, &asked(256, true));
-        let req = plan.request("7".into(), "hi there");
+        let req = plan.request("7".into(), "hi there", 256);
         let names: Vec<&str> = req.inputs.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(names, ["text_input", "max_tokens", "stream", "min_tokens"]);
         assert!(req.inputs.iter().all(|i| i.shape == [1, 1]));
         assert_eq!(req.raw_input_contents[0], encode_raw_one(b"hi there"));
         assert_eq!(req.raw_input_contents[1], 256u32.to_le_bytes());
+        assert_eq!(req.raw_input_contents[3], 256u32.to_le_bytes());
         assert_eq!(req.id, "7");
+        // A request of its own length asks for it, at least and at most.
+        let req = plan.request("8".into(), "hi", 40);
+        assert_eq!(
+            (&req.raw_input_contents[1], &req.raw_input_contents[3]),
+            (&40u32.to_le_bytes().to_vec(), &40u32.to_le_bytes().to_vec())
+        );
         assert!(matches!(
             req.parameters["triton_enable_empty_final_response"].parameter_choice,
             Some(ParameterChoice::BoolParam(true))
@@ -531,10 +573,12 @@ mod tests {
             InputStyle::Vllm,
             &SweepSpec { model_version: Some("1".into()), ..asked(1, false) },
         );
-        let req = plan.request("a".into(), "x");
+        let req = plan.request("a".into(), "x", 1);
         let i = req.inputs.iter().position(|i| i.name == "sampling_parameters").unwrap();
         let json = decode_raw(&req.raw_input_contents[i]).unwrap()[0];
         assert_eq!(json, br#"{"max_tokens":1,"ignore_eos":false}"#);
+        let req = plan.request("b".into(), "x", 17);
+        assert_eq!(decode_raw(&req.raw_input_contents[i]).unwrap()[0], br#"{"max_tokens":17,"ignore_eos":false}"#);
         assert_eq!(req.model_version, "1");
         assert!(req.inputs.iter().all(|i| i.shape == [1]));
     }

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -13,9 +14,9 @@ use tokio::sync::mpsc;
 
 use crate::cli::{CsvFiles, ImportArgs, SweepArgs};
 use crate::clock::{RunClock, utc_stamp};
-use crate::engine::{Observer, run_sweep_apart};
+use crate::engine::{Observer, run_sweep_with};
 use crate::export::Export;
-use crate::prompts::RunPrompts;
+use crate::prompts::{FilePrompts, RunPrompts};
 
 /// The files a run is written to; each one given is written, through [`Export::render`], as
 /// the dashboard serves it.
@@ -26,6 +27,8 @@ pub struct RunFiles {
     /// perf_analyzer's profile-export JSON.
     pub profile_export: Option<PathBuf>,
     pub csv: CsvFiles,
+    /// The run's prompts, when they were opened before it: the profile export lists them.
+    pub prompts: Option<Arc<RunPrompts>>,
 }
 
 impl RunFiles {
@@ -38,7 +41,7 @@ impl RunFiles {
             (Export::Points, &self.csv.points_csv),
         ];
         for (export, path) in files.iter().filter_map(|(export, path)| Some((*export, path.as_deref()?))) {
-            write_file(path, |out| export.write_to(report, out))?;
+            write_file(path, |out| export.write_with(report, self.prompts.clone(), out))?;
             eprintln!("wrote {} ({})", path.display(), export.description());
         }
         Ok(())
@@ -49,37 +52,49 @@ impl RunFiles {
 pub async fn command(args: SweepArgs) -> anyhow::Result<ExitCode> {
     args.tls.apply()?;
     let mut spec = args.spec();
-    if spec.prompts_file.is_some() {
-        match file_prompt_lengths(&mut spec, args.requests.is_some() || args.duration.is_some()) {
-            Ok(summary) => eprintln!("{summary}"),
-            Err(error) => {
-                eprintln!("error: {error}");
-                return Ok(ExitCode::FAILURE);
-            }
+    let prompts = match open_prompts(&mut spec, args.requests.is_some() || args.duration.is_some()) {
+        Ok(prompts) => prompts.map(Arc::new),
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::FAILURE);
         }
-    }
+    };
     let files = RunFiles {
         out: Some(args.out.clone().unwrap_or_else(|| default_out(&spec.model))),
         profile_export: args.profile_export,
         csv: args.csv,
+        prompts: prompts.clone(),
     };
-    run_and_report(spec, &files).await
+    run_and_report(spec, prompts, &files).await
 }
 
-/// Reads a sweep's prompts file before anything is sent, so a file that cannot be used runs
-/// nothing; a sweep without prompt lengths gets one, the median of the file's, whose point
-/// takes every prompt and, unless `counted` (a request count or a duration was given), sends
-/// each once. Answers what each point will send.
-fn file_prompt_lengths(spec: &mut SweepSpec, counted: bool) -> Result<String, String> {
-    let RunPrompts::File(mut file) = RunPrompts::open(spec)? else { unreachable!("the spec has a prompts file") };
+/// Opens a sweep's tokenizer or prompts file once, before anything is sent, so one that
+/// cannot be used runs nothing and the run does not read it again; `None` when there is
+/// neither, or the spec has problems the run will name. A sweep of a prompts file without
+/// prompt lengths gets one, the median of the file's, whose point takes every prompt and,
+/// unless `counted` (a request count or a duration was given), sends each once; what each
+/// point will send is printed.
+fn open_prompts(spec: &mut SweepSpec, counted: bool) -> Result<Option<RunPrompts>, String> {
+    if spec.prompts_file.is_none() {
+        let opens = spec.tokenizer.is_some() && spec.problems().is_empty();
+        return if opens { RunPrompts::open(spec).map(Some) } else { Ok(None) };
+    }
+    let mut prompts = RunPrompts::open(spec)?;
     if spec.prompt_lengths.is_empty() {
+        let file = prompts.file().expect("the spec has a prompts file");
         spec.prompt_lengths = vec![file.median_length()];
-        file = file.grouped(&spec.prompt_lengths)?;
         if !counted {
             let most = usize::try_from(shared::limits::MAX_REQUESTS_PER_POINT).unwrap_or(usize::MAX);
             spec.requests = u32::try_from(file.count().min(most)).unwrap_or(u32::MAX);
         }
+        prompts = prompts.grouped(&spec.prompt_lengths)?;
     }
+    eprintln!("{}", file_summary(spec, prompts.file().expect("the spec has a prompts file")));
+    Ok(Some(prompts))
+}
+
+/// What each point of a sweep of a prompts file sends.
+fn file_summary(spec: &SweepSpec, file: &FilePrompts) -> String {
     let per_length = spec.point_count() as u64 / spec.prompt_lengths.len().max(1) as u64 * spec.requests_per_point();
     let mut summary = format!(
         "{}: {} prompts, lengths in {}",
@@ -97,17 +112,21 @@ fn file_prompt_lengths(spec: &mut SweepSpec, counted: bool) -> Result<String, St
             );
         }
     }
-    Ok(summary)
+    summary
 }
 
 /// Runs a sweep with a progress bar, prints its table and writes its files. A run that
 /// failed part-way still writes everything it measured.
-pub async fn run_and_report(spec: SweepSpec, files: &RunFiles) -> anyhow::Result<ExitCode> {
+pub async fn run_and_report(
+    spec: SweepSpec,
+    prompts: Option<Arc<RunPrompts>>,
+    files: &RunFiles,
+) -> anyhow::Result<ExitCode> {
     // SIGTERM, as a batch system or a container sends, stops the run as Ctrl-C does.
     let cancel = crate::signals::stop_token(|name| eprintln!("\n{name}: stopping and keeping what finished"));
-    let (progress, news) = Progress::new();
+    let (progress, news) = Progress::new(&spec);
     let bar = tokio::spawn(draw_progress(spec.total_requests(), news));
-    let (report, progress) = run_sweep_apart(RunClock::start(), spec, progress, cancel).await?;
+    let (report, progress) = run_sweep_with(RunClock::start(), spec, prompts, progress, cancel).await?;
     drop(progress);
     let _ = bar.await;
     if report.model.is_some() {
@@ -147,7 +166,7 @@ pub fn import_command(args: ImportArgs) -> anyhow::Result<ExitCode> {
         if counted { " (words of each request's text input)" } else { "" }
     );
     println!("{}", format_table(&report));
-    RunFiles { out: args.out, profile_export: None, csv: args.csv }.write(&report)?;
+    RunFiles { out: args.out, profile_export: None, csv: args.csv, prompts: None }.write(&report)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -155,6 +174,8 @@ pub fn import_command(args: ImportArgs) -> anyhow::Result<ExitCode> {
 /// thread, so that a slow terminal never delays a measurement.
 struct Progress {
     news: mpsc::UnboundedSender<News>,
+    /// What the sweep's prompt lengths count, in words.
+    unit: String,
 }
 
 enum News {
@@ -165,9 +186,15 @@ enum News {
 }
 
 impl Progress {
-    fn new() -> (Self, mpsc::UnboundedReceiver<News>) {
+    fn new(spec: &SweepSpec) -> (Self, mpsc::UnboundedReceiver<News>) {
         let (news, receiver) = mpsc::unbounded_channel();
-        (Self { news }, receiver)
+        let unit = match (spec.tokenizer_name(), &spec.prompts_file) {
+            (Some(name), None) => format!("exact tokens by the tokenizer {name}"),
+            (Some(name), Some(_)) => format!("tokens of the file's prompts by the tokenizer {name}"),
+            (None, Some(_)) => "words of the file's prompts".into(),
+            (None, None) => "approximate tokens (words of synthetic text)".into(),
+        };
+        (Self { news, unit }, receiver)
     }
 
     fn line(&self, line: String) {
@@ -178,10 +205,11 @@ impl Progress {
 impl Observer for Progress {
     fn prepared(&mut self, model: &ModelInfo) {
         self.line(format!(
-            "model {} ({} style{}); prompt lengths are approximate tokens (words of synthetic text)",
+            "model {} ({} style{}); prompt lengths are {}",
             model.name,
             model.input_style,
-            if model.batched { ", batched inputs" } else { "" }
+            if model.batched { ", batched inputs" } else { "" },
+            self.unit
         ));
     }
 
@@ -300,6 +328,16 @@ pub fn format_table(report: &RunReport) -> String {
             let _ = write!(out, "\nprompt {}{load}: {warning}", p.prompt_length);
         }
     }
+    if let Some(prefix) = spec.shared_prefix {
+        let unit = if spec.tokenizer.is_some() { "tokens" } else { "words" };
+        let _ = write!(out, "\nevery prompt starts with the same {prefix} {unit}, which a prefix cache can keep");
+    }
+    for p in &report.points {
+        if let Some(lengths) = lengths_sent(spec, p) {
+            let load = p.load.filter(|_| spec.load_levels().len() > 1).map(|l| format!(" at {l}")).unwrap_or_default();
+            let _ = write!(out, "\nprompt {}{load}: {lengths}", p.prompt_length);
+        }
+    }
     if let (Some(search), Some(capacity)) =
         (&spec.capacity, Capacity::of_run(spec, report.points.iter().map(Some), report.status.ended_early()))
     {
@@ -312,6 +350,20 @@ pub fn format_table(report: &RunReport) -> String {
         );
     }
     out
+}
+
+/// The lengths a point sent and got, when they were not all the same: prompts drawn or from
+/// a file, outputs drawn.
+fn lengths_sent(spec: &SweepSpec, p: &PointStats) -> Option<String> {
+    let range = |s: &Summary| format!("{} to {} (median {})", s.min, s.max, s.p50);
+    let mut parts = Vec::new();
+    if let Some(sent) = &p.prompt_lengths_sent {
+        parts.push(format!("prompts of {}", range(sent)));
+    }
+    if let Some(output) = p.output_tokens.as_ref().filter(|_| spec.output_stddev.is_some_and(|s| s > 0.0)) {
+        parts.push(format!("outputs of {} tokens", range(output)));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// Writes a file through a temporary one beside it, so a crash never leaves half a file.

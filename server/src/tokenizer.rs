@@ -362,6 +362,53 @@ impl ExactPrompts {
         })
     }
 
+    /// A run of the corpus's words of exactly `tokens` tokens (special tokens not counted),
+    /// the same every time: the text every prompt of a run with a shared prefix starts with.
+    pub fn prefix(&self, tokens: u32) -> Result<&'static str, TokenizerError> {
+        let most = self.most_tokens() - self.tokenizer.specials;
+        if tokens == 0 || tokens > most {
+            return Err(TokenizerError::TooLong { name: self.tokenizer.name.clone(), length: tokens, most });
+        }
+        for &start in self.starts.iter().take(1000) {
+            let start = start as usize;
+            let Some(end) = self.end_after(start, tokens) else { continue };
+            if let Some(text) = self.text.get(self.ends[start - 1] as usize..self.ends[end - 1] as usize) {
+                return Ok(text);
+            }
+        }
+        Err(TokenizerError::Failed {
+            name: self.tokenizer.name.clone(),
+            what: "make a shared prefix",
+            why: format!("no run of the corpus's words from 1,000 starts holds exactly {tokens} tokens"),
+        })
+    }
+
+    /// Prompt number `n` of `length` tokens, special tokens included, that starts with
+    /// `prefix` (from [`ExactPrompts::prefix`], of `prefix_tokens` tokens): the prefix, then
+    /// a prompt of its own of the tokens left. Checked as [`ExactPrompts::prompt`] checks.
+    pub fn prompt_after(
+        &self,
+        prefix: &str,
+        prefix_tokens: u32,
+        n: u64,
+        length: u32,
+    ) -> Result<String, TokenizerError> {
+        let rest = self.prompt(n, length.saturating_sub(prefix_tokens))?;
+        let text = format!("{prefix}{}", rest.text);
+        if (n.is_multiple_of(CHECK_EVERY) || self.check_all) && self.tokenizer.count(&text)? != length {
+            return Err(TokenizerError::Failed {
+                name: self.tokenizer.name.clone(),
+                what: "make prompts with a shared prefix",
+                why: format!(
+                    "a prefix of {prefix_tokens} tokens and a prompt of {} together held another number than {length}: \
+                     it does not count the two apart",
+                    rest.tokens
+                ),
+            });
+        }
+        Ok(text)
+    }
+
     /// The longest prompt, in tokens: the corpus once round, and the special tokens.
     pub fn most_tokens(&self) -> u32 {
         let once = self.before.last().copied().unwrap_or(0) / 2;

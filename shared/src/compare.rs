@@ -140,6 +140,7 @@ mod tests {
             e2e_ms: None,
             output_tokens: None,
             input_tokens: None,
+            prompt_lengths_sent: None,
             requests_per_s: 0.0,
             output_tokens_per_s: 0.0,
             ..PointStats::default()

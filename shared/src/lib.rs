@@ -8,6 +8,7 @@ pub mod capacity;
 pub mod civil;
 pub mod compare;
 pub mod goodput;
+pub mod lengths;
 pub mod limits;
 pub mod live;
 pub mod metrics;

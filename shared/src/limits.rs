@@ -91,7 +91,8 @@ pub fn spec_problems(spec: &SweepSpec) -> Vec<String> {
         out.push(format!("the request rate {rate} is above the limit of {MAX_REQUEST_RATE} requests/s"));
     }
     let in_flight = spec.most_in_flight();
-    let longest = spec.prompt_lengths.iter().copied().max().unwrap_or(0);
+    // Drawn lengths go up to three standard deviations above their point's.
+    let longest = crate::lengths::most(spec.prompt_lengths.iter().copied().max().unwrap_or(0), spec.prompt_stddev);
     if longest > MAX_PROMPT_WORDS {
         out.push(format!("the prompt length {longest} is above the limit of {MAX_PROMPT_WORDS} words"));
     } else if u64::from(in_flight.min(MAX_CONCURRENCY)) * prompt_bytes_bound(longest) > MAX_PROMPT_BYTES_IN_FLIGHT {
@@ -105,8 +106,9 @@ pub fn spec_problems(spec: &SweepSpec) -> Vec<String> {
             MAX_PROMPT_BYTES_IN_FLIGHT / u64::from(in_flight.max(1)) / 6,
         ));
     }
-    if spec.max_tokens > MAX_OUTPUT_TOKENS {
-        out.push(format!("max_tokens {} is above the limit of {MAX_OUTPUT_TOKENS}", spec.max_tokens));
+    let most_tokens = crate::lengths::most(spec.max_tokens, spec.output_stddev);
+    if most_tokens > MAX_OUTPUT_TOKENS {
+        out.push(format!("max_tokens up to {most_tokens} is above the limit of {MAX_OUTPUT_TOKENS}"));
     }
     let asked = spec.concurrencies.iter().copied().chain([spec.concurrency]).chain(spec.max_concurrency).max();
     if let Some(most) = asked.filter(|&c| c > MAX_CONCURRENCY) {

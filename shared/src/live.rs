@@ -114,6 +114,9 @@ pub struct RequestDone {
     /// Open loop: how late the request was sent against its schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag_ms: Option<f64>,
+    /// The prompt's length as sent, when it is not its point's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<u32>,
 }
 
 impl RequestDone {
@@ -125,6 +128,7 @@ impl RequestDone {
             tokens: record.output_tokens(),
             error: record.error.clone(),
             lag_ms: record.lag_ns().map(|ns| ns as f64 / 1e6),
+            prompt: Some(record.prompt_words).filter(|&l| l != spec.point_length(record.point as usize)),
         }
     }
 }
@@ -356,6 +360,17 @@ impl LiveRun {
             .collect()
     }
 
+    /// A point's measured requests' prompt lengths as sent and output tokens, of those that
+    /// finished without error.
+    pub fn length_samples(&self, point: u32) -> (Vec<f64>, Vec<f64>) {
+        let length = self.spec.point_length(point as usize);
+        self.measured(point)
+            .iter()
+            .filter_map(|r| r.done.as_ref().filter(|d| d.error.is_none()))
+            .map(|d| (f64::from(d.prompt.unwrap_or(length)), d.tokens as f64))
+            .unzip()
+    }
+
     /// A point's measured requests' schedule lag, in milliseconds (open loop).
     pub fn lag_samples(&self, point: u32) -> Vec<f64> {
         self.measured(point).iter().filter_map(|r| r.done.as_ref().and_then(|d| d.lag_ms)).collect()
@@ -405,6 +420,7 @@ mod tests {
             tokens: u64::from(ttft.is_some()),
             error: error.map(Into::into),
             lag_ms: (r == 1).then_some(0.5),
+            prompt: (r == 1).then_some(20),
         };
         let events = vec![
             started(),
@@ -426,6 +442,7 @@ mod tests {
         // The first measured request, its 0.5 ms lag in its TTFT from the intended send.
         assert_eq!(run.ttft_over_time(0), vec![(0.0, 2.5)]);
         assert_eq!(run.lag_samples(0), vec![0.5]);
+        assert_eq!(run.length_samples(0), (vec![20.0], vec![1.0]), "the length sent, else the point's");
         assert_eq!(run.requests[1].tokens, vec![(3200, 1)]);
         assert_eq!(run.requests[1].mean_gap_ms(), None);
         let request = LiveRequest { tokens: vec![(1000, 1), (3000, 1), (7000, 3)], ..LiveRequest::default() };

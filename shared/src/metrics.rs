@@ -45,7 +45,7 @@ pub const METRICS: &[MetricDefinition] = &[
         key: "isl",
         name: "Prompt length",
         unit: "tokens",
-        definition: "With a tokenizer (--tokenizer), exact tokens as it counts them, its special tokens included, of natural text; without one, requested as words of synthetic text (approximate tokens), exact when the server reports num_input_tokens.",
+        definition: "With a tokenizer (--tokenizer), exact tokens as it counts them, its special tokens included, of natural text; without one, requested as words of synthetic text (approximate tokens), exact when the server reports num_input_tokens. A shared prefix (--shared-prefix) is part of it. With --prompt-stddev each request's length is drawn around its point's, and a point is shown at the length asked; prompt_lengths_sent summarises what was sent.",
     },
     MetricDefinition {
         key: "throughput",

@@ -196,12 +196,12 @@ impl GammaSampler {
 
 /// xoshiro256** (Blackman and Vigna), seeded through SplitMix64 as its authors advise.
 #[derive(Debug, Clone)]
-struct Rng {
+pub(crate) struct Rng {
     s: [u64; 4],
 }
 
 impl Rng {
-    fn new(seed: u64) -> Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
         let mut state = seed;
         Rng { s: std::array::from_fn(|_| splitmix64(&mut state)) }
     }
@@ -226,7 +226,7 @@ impl Rng {
 
     /// A standard normal variate, by Marsaglia's polar method (no sine or cosine); the
     /// second variate of each pair is dropped.
-    fn normal(&mut self) -> f64 {
+    pub(crate) fn normal(&mut self) -> f64 {
         loop {
             let x = 2.0 * self.uniform() - 1.0;
             let y = 2.0 * self.uniform() - 1.0;
@@ -238,7 +238,7 @@ impl Rng {
     }
 }
 
-fn splitmix64(state: &mut u64) -> u64 {
+pub(crate) fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -52,6 +52,7 @@ impl std::str::FromStr for InputStyle {
 
 use crate::capacity::CapacitySearch;
 use crate::goodput::Slo;
+use crate::lengths::{self, Drawn};
 pub use crate::limits::MAX_REQUESTS;
 use crate::limits::{self, MAX_PROMPT_LENGTHS};
 use crate::schedule::{self, Arrival};
@@ -81,7 +82,20 @@ pub struct SweepSpec {
     /// Prompt lengths to visit: tokens by the tokenizer when there is one, else approximate
     /// tokens (words of synthetic text).
     pub prompt_lengths: Vec<u32>,
+    /// Each request's prompt length is drawn around its point's from a normal distribution
+    /// of this standard deviation (in the same unit), seeded by `seed`; see [`crate::lengths`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_stddev: Option<f64>,
+    /// Every prompt starts with the same text of this many tokens (words without a
+    /// tokenizer), which a server's prefix cache can keep; prompt lengths include it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_prefix: Option<u32>,
+    /// The output tokens asked of each request; with `output_stddev`, their mean.
     pub max_tokens: u32,
+    /// Each request's `max_tokens` is drawn around `max_tokens` from a normal distribution
+    /// of this standard deviation, seeded by `seed`; with `ignore_eos`, it is its output length.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_stddev: Option<f64>,
     /// Ask the model to keep generating past its end-of-sequence token.
     pub ignore_eos: bool,
     /// Measured requests per prompt length.
@@ -117,8 +131,8 @@ pub struct SweepSpec {
     /// Open loop with gamma arrivals: the shape (1 is Poisson, below 1 burstier, above more
     /// regular).
     pub burstiness: f64,
-    /// Open loop: the seed of random arrivals; a run with the same seed sends at the same
-    /// intended instants.
+    /// The seed of random arrivals (open loop) and drawn lengths: a run with the same seed
+    /// sends at the same intended instants, prompts and outputs of the same lengths.
     pub seed: u64,
     /// Service-level objectives: with them, each point reports its goodput.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -146,7 +160,10 @@ impl Default for SweepSpec {
             tokenizer: None,
             prompts_file: None,
             prompt_lengths: vec![16, 256, 2048],
+            prompt_stddev: None,
+            shared_prefix: None,
             max_tokens: 64,
+            output_stddev: None,
             ignore_eos: false,
             requests: 10,
             warmup: 0,
@@ -198,6 +215,28 @@ impl SweepSpec {
         }
         if self.max_tokens == 0 {
             out.push("max_tokens must be at least 1".into());
+        }
+        for (stddev, what) in [(self.prompt_stddev, "prompt_stddev"), (self.output_stddev, "output_stddev")] {
+            if let Some(s) = stddev.filter(|s| !s.is_finite() || *s < 0.0) {
+                out.push(format!("{what} is a standard deviation: a number of 0 or more, not {s}"));
+            }
+        }
+        if let Some(prefix) = self.shared_prefix {
+            if prefix == 0 {
+                out.push("the shared prefix must be at least 1 token long".into());
+            } else if let Some(short) = self.prompt_lengths.iter().find(|&&l| l <= prefix) {
+                out.push(format!(
+                    "prompt lengths include the shared prefix: each must be above its {prefix} tokens, and {short} is not"
+                ));
+            }
+        }
+        if self.prompts_file.is_some() {
+            if self.prompt_stddev.is_some() {
+                out.push("a prompts file's prompts keep their own lengths: give no prompt_stddev with it".into());
+            }
+            if self.shared_prefix.is_some() {
+                out.push("a prompts file's prompts are sent as they are: give no shared prefix with it".into());
+            }
         }
         if self.requests == 0 {
             out.push("requests per prompt length must be at least 1".into());
@@ -266,6 +305,25 @@ impl SweepSpec {
             Some(name) => format!("prompt length (tokens, tokenizer {name})"),
             None => "prompt length (approx. tokens)".into(),
         }
+    }
+
+    /// The prompt length of request `seq` of point `point`, whose prompts are `length` long:
+    /// that, or drawn around it with `prompt_stddev`, never below `least` (nor the shared
+    /// prefix and one more).
+    pub fn prompt_length_of(&self, point: u32, seq: u32, length: u32, least: u32) -> u32 {
+        let least = least.max(self.shared_prefix.map_or(1, |p| p.saturating_add(1)));
+        lengths::draw(length, self.prompt_stddev, least, self.seed, Drawn::Prompt, point, seq)
+    }
+
+    /// The `max_tokens` of request `seq` of point `point`: the spec's, or drawn around it with
+    /// `output_stddev`, at least 1.
+    pub fn max_tokens_of(&self, point: u32, seq: u32) -> u32 {
+        lengths::draw(self.max_tokens, self.output_stddev, 1, self.seed, Drawn::Output, point, seq)
+    }
+
+    /// Whether requests' lengths are drawn rather than all their point's.
+    pub fn draws_lengths(&self) -> bool {
+        self.prompt_stddev.is_some_and(|s| s > 0.0) || self.output_stddev.is_some_and(|s| s > 0.0)
     }
 
     /// Requests sent per prompt length, warm-up included.
@@ -386,7 +444,10 @@ pub const SPEC_FIELDS: &[&str] = &[
     "tokenizer",
     "prompts_file",
     "prompt_lengths",
+    "prompt_stddev",
+    "shared_prefix",
     "max_tokens",
+    "output_stddev",
     "ignore_eos",
     "requests",
     "warmup",
@@ -676,6 +737,47 @@ mod tests {
     }
 
     #[test]
+    fn requests_draw_their_lengths_and_a_shared_prefix_fits_inside_them() {
+        let spec = SweepSpec {
+            prompt_lengths: vec![100, 1000],
+            prompt_stddev: Some(50.0),
+            output_stddev: Some(8.0),
+            max_tokens: 32,
+            shared_prefix: Some(90),
+            seed: 5,
+            model: "m".into(),
+            ..SweepSpec::default()
+        };
+        assert!(spec.problems().is_empty(), "{:?}", spec.problems());
+        assert!(spec.draws_lengths());
+        let short: Vec<u32> = (0..200).map(|seq| spec.prompt_length_of(0, seq, 100, 1)).collect();
+        assert!(short.iter().all(|&l| (91..=250).contains(&l)), "above the prefix, within 3 sigma: {short:?}");
+        assert!(short.iter().any(|&l| l > 100) && short.contains(&91), "spread both ways, cut at the prefix");
+        let long: Vec<u32> = (0..200).map(|seq| spec.prompt_length_of(1, seq, 1000, 1)).collect();
+        assert!(long.iter().all(|&l| (850..=1150).contains(&l)) && long.iter().any(|&l| l != 1000));
+        let outputs: Vec<u32> = (0..200).map(|seq| spec.max_tokens_of(1, seq)).collect();
+        assert!(outputs.iter().all(|&t| (8..=56).contains(&t)) && outputs.iter().any(|&t| t != 32));
+        let plain = SweepSpec::default();
+        assert_eq!((plain.prompt_length_of(1, 3, 256, 1), plain.max_tokens_of(1, 3)), (256, 64));
+
+        let bad = SweepSpec {
+            prompt_stddev: Some(-1.0),
+            output_stddev: Some(f64::NAN),
+            shared_prefix: Some(16),
+            prompts_file: Some("p.jsonl".into()),
+            ..SweepSpec::default()
+        };
+        let problems = bad.problems().join("\n");
+        for expected in ["prompt_stddev is a standard deviation", "output_stddev is a standard deviation", "16 is not"]
+        {
+            assert!(problems.contains(expected), "{expected:?} in {problems}");
+        }
+        assert!(problems.contains("no prompt_stddev with it") && problems.contains("no shared prefix with it"));
+        let too_many = SweepSpec { max_tokens: limits::MAX_OUTPUT_TOKENS, output_stddev: Some(1.0), ..plain };
+        assert!(too_many.problems().iter().any(|p| p.contains("max_tokens up to")), "draws are capped too");
+    }
+
+    #[test]
     fn the_field_list_names_every_field() {
         let full = SweepSpec {
             model_version: Some("1".into()),
@@ -688,6 +790,9 @@ mod tests {
             capacity: Some(CapacitySearch::default()),
             tokenizer: Some("tokenizer.json".into()),
             prompts_file: Some("prompts.jsonl".into()),
+            prompt_stddev: Some(1.0),
+            output_stddev: Some(1.0),
+            shared_prefix: Some(1),
             ..SweepSpec::default()
         };
         let serde_json::Value::Object(fields) = serde_json::to_value(full).unwrap() else { panic!("an object") };

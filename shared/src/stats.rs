@@ -243,6 +243,10 @@ pub struct PointStats {
     /// Prompt tokens per request as the server counted them, when it reports them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_tokens: Option<Summary>,
+    /// Prompt lengths as sent, when they are not all the point's: drawn around it
+    /// (`prompt_stddev`), or a prompts file's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_lengths_sent: Option<Summary>,
     /// Requests completed per second, from the first send to the last token.
     pub requests_per_s: f64,
     /// Output tokens per second over the same span.
@@ -308,8 +312,8 @@ impl PointStats {
         // and a growing list would take up to three times their room.
         let gaps = records.iter().filter(|r| !r.warmup).map(|r| r.token_responses().count().saturating_sub(1)).sum();
         let mut t2t = TokenGaps::with_capacity(gaps);
-        let (mut ttft, mut tpot, mut e2e, mut osl, mut isl) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut ttft, mut tpot, mut e2e, mut osl, mut isl, mut sent) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut count, mut errors, mut tokens) = (0u64, 0u64, 0u64);
         let (mut first_send, mut last_token) = (u64::MAX, 0u64);
         let (mut lag, mut ttft_due, mut e2e_due) = (Vec::new(), Vec::new(), Vec::new());
@@ -321,6 +325,7 @@ impl PointStats {
             latest_send = latest_send.max(record.send_ns);
             let lag_ns = record.lag_ns();
             lag.extend(lag_ns.map(|ns| ns as f64 / NS_PER_MS));
+            sent.push(f64::from(record.prompt_words));
             let metrics = match (&record.error, RequestMetrics::of(record)) {
                 (None, Some(metrics)) => metrics,
                 _ => {
@@ -355,6 +360,11 @@ impl PointStats {
             e2e_ms: Summary::of(&mut e2e),
             output_tokens: Summary::of(&mut osl),
             input_tokens: Summary::of(&mut isl),
+            prompt_lengths_sent: if sent.iter().any(|&l| l != f64::from(prompt_length)) {
+                Summary::of(&mut sent)
+            } else {
+                None
+            },
             requests_per_s: rate(ok as f64),
             output_tokens_per_s: rate(tokens as f64),
             load: None,

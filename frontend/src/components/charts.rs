@@ -546,6 +546,14 @@ pub fn Inspector(
                 {move || open_loop().then_some(", from each request's intended send")}
                 <span class="legend">"a dot per request; a queue building up shows as a slope"</span>
             </PointFigure>
+            <PointFigure key="prompt-lengths" run=run version=version point=point stem=stem paint=prompt_length_histogram>
+                "Prompt lengths sent at prompt length " {at_length}
+                <span class="legend">"each request's, as drawn or read from a file; the shared prefix included"</span>
+            </PointFigure>
+            <PointFigure key="output-lengths" run=run version=version point=point stem=stem paint=output_length_histogram>
+                "Output tokens at prompt length " {at_length}
+                <span class="legend">"each finished request's"</span>
+            </PointFigure>
             <Show when=open_loop>
                 <PointFigure key="lag" run=run version=version point=point stem=stem paint=lag_histogram>
                     "Schedule lag at prompt length " {at_length}
@@ -563,6 +571,28 @@ type PointDrawing = fn(&draw::Area<'_>, &LiveRun, u32, &Palette, f64) -> Result<
 fn ttft_histogram(root: &draw::Area<'_>, run: &LiveRun, point: u32, palette: &Palette, dpr: f64) -> Result<(), String> {
     let bins = chart::histogram(&run.ttft_samples(point), 40);
     draw::histogram(root, &bins, "time to first token (ms)", palette, dpr)
+}
+
+fn prompt_length_histogram(
+    root: &draw::Area<'_>,
+    run: &LiveRun,
+    point: u32,
+    palette: &Palette,
+    dpr: f64,
+) -> Result<(), String> {
+    let bins = chart::histogram(&run.length_samples(point).0, 40);
+    draw::histogram(root, &bins, &run.spec.prompt_length_axis(), palette, dpr)
+}
+
+fn output_length_histogram(
+    root: &draw::Area<'_>,
+    run: &LiveRun,
+    point: u32,
+    palette: &Palette,
+    dpr: f64,
+) -> Result<(), String> {
+    let bins = chart::histogram(&run.length_samples(point).1, 40);
+    draw::histogram(root, &bins, "output tokens", palette, dpr)
 }
 
 fn lag_histogram(root: &draw::Area<'_>, run: &LiveRun, point: u32, palette: &Palette, dpr: f64) -> Result<(), String> {

@@ -289,6 +289,25 @@ async fn a_prompts_file_is_sent_as_it_is_and_a_malformed_one_runs_nothing() {
     assert!(output.status.success() && !stderr.contains("more than once"), "{stderr}");
     assert_eq!(sent(&profile), vec![texts.to_vec()]);
 
+    // Read once: prompts through a pipe are all sent, and the profile export lists them.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tokenscope"));
+    command.args(["sweep", "--target", &sim.target, "--model", "sim-vllm", "--max-tokens", "2"]);
+    command.args(["--prompts", "/dev/stdin", "--out"]).arg(&out).arg("--profile-export").arg(&profile);
+    command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let content = std::fs::read(&file).unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = command.spawn().unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), &content).unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(sent(&profile), vec![texts.to_vec()]);
+
     // The points of one length go on through its prompts rather than sending the same again.
     let output = sweep(&["--requests", "2", "--prompt-lengths", "4,64", "--concurrency", "1,2"], &out, &profile);
     let output = output.await.unwrap();

@@ -118,6 +118,7 @@ fn point_stats(row: &HashMap<String, String>) -> PointStats {
         e2e_ms: summary("e2e_ms"),
         output_tokens: summary("output_tokens"),
         input_tokens: summary("input_tokens"),
+        prompt_lengths_sent: summary("prompt_lengths_sent"),
         requests_per_s: float("requests_per_s"),
         output_tokens_per_s: float("output_tokens_per_s"),
         load: Some(match (field("concurrency"), field("request_rate")) {

@@ -288,3 +288,59 @@ async fn a_tokenizer_counts_prompts_and_output_as_the_server_does() {
         }
     }
 }
+
+#[tokio::test]
+async fn drawn_lengths_and_a_shared_prefix_reach_the_server_as_asked() {
+    let _serial = timing_lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = server::tokenizer::fixture::bpe(dir.path());
+    let tokenizer = server::tokenizer::SharedTokenizer::parse(file.to_str().unwrap()).unwrap();
+    let config = SimConfig { prefill_base_ms: 0.5, decode_ms: 0.2, ..SimConfig::default() };
+    let by_tokens = start_sim(SimConfig { tokenizer: Some(tokenizer), ..config.clone() }).await;
+    let by_words = start_sim(config).await;
+    for (tokenizer, sim) in [(Some(file.display().to_string()), &by_tokens), (None, &by_words)] {
+        let asked = shared::SweepSpec {
+            prompt_lengths: vec![64, 512],
+            prompt_stddev: Some(30.0),
+            shared_prefix: Some(40),
+            max_tokens: 24,
+            output_stddev: Some(6.0),
+            ignore_eos: true,
+            requests: 30,
+            concurrency: 4,
+            seed: 9,
+            tokenizer: tokenizer.clone(),
+            ..spec(&sim.target, "sim-vllm")
+        };
+        let run = sweep(asked.clone()).await;
+        assert_eq!(run.status, RunStatus::Completed);
+        for point in 0..2u32 {
+            let records: Vec<_> = run.requests.iter().filter(|r| r.point == point).collect();
+            let nominal = asked.prompt_lengths[point as usize];
+            let sent: std::collections::BTreeSet<u32> = records.iter().map(|r| r.prompt_words).collect();
+            assert!(sent.len() >= 10, "{tokenizer:?} point {point}: lengths are drawn, not all {nominal}: {sent:?}");
+            assert!(sent.iter().all(|&l| l > 40 && l <= nominal + 90), "above the prefix, within 3 sigma: {sent:?}");
+            for record in &records {
+                // The server counts what was sent: by the tokenizer, or words of synthetic text.
+                assert_eq!(record.num_input_tokens, Some(record.prompt_words), "{tokenizer:?} {}", record.id);
+                assert_eq!(record.output_tokens(), u64::from(asked.max_tokens_of(record.point, record.seq)));
+            }
+            let stats = &run.points[point as usize];
+            let summary = stats.prompt_lengths_sent.as_ref().expect("the lengths sent are summarised");
+            assert_eq!(
+                (summary.min, summary.max),
+                (f64::from(sent.first().copied().unwrap()), f64::from(*sent.last().unwrap()))
+            );
+        }
+        let outputs: std::collections::BTreeSet<u64> = run.requests.iter().map(|r| r.output_tokens()).collect();
+        assert!(outputs.len() >= 5, "outputs are drawn: {outputs:?}");
+        let again = sweep(asked).await;
+        let lengths = |run: &shared::RunReport| {
+            let mut all: Vec<_> =
+                run.requests.iter().map(|r| (r.id.clone(), r.prompt_words, r.output_tokens())).collect();
+            all.sort();
+            all
+        };
+        assert_eq!(lengths(&run), lengths(&again), "the same seed sends the same lengths");
+    }
+}

@@ -15,6 +15,7 @@ use shared::limits;
 use shared::record::{Arena, Room};
 use shared::report::{EngineReport, PacingReport};
 use shared::schedule::Schedule;
+use shared::server_stats::{ServerCounters, ServerPointStats};
 use shared::spec::LoadLevel;
 use shared::{
     ModelInfo, PointStats, RequestRecord, ResponseRecord, Responses, RunReport, RunStatus, SweepSpec, TokenCountSource,
@@ -738,6 +739,7 @@ impl Sweep {
             // grown by doubling holds up to three times its records while it grows.
             let from = report.requests.len();
             report.requests.reserve(most_records(&self.spec, load));
+            let before = self.server_counters().await;
             let status = self.point(point as u32, length, load, &mut report.requests, observer, cancel).await;
             if status.is_some() {
                 self.abandon(&mut report.requests, observer);
@@ -753,7 +755,12 @@ impl Sweep {
                 }
             }
             if report.requests.len() > from {
-                let stats = PointStats::of_point(&self.spec, point, &report.requests[from..]);
+                let mut stats = PointStats::of_point(&self.spec, point, &report.requests[from..]);
+                let finished = report.requests[from..].iter().filter(|r| r.error.is_none()).count() as u64;
+                match self.server_point(before, finished).await {
+                    Ok(server) => stats.server = Some(server),
+                    Err(why) => stats.server_missing = Some(why),
+                }
                 observer.point_done(point, &stats);
                 report.points.push(stats);
             }
@@ -762,6 +769,34 @@ impl Sweep {
             }
         }
         RunStatus::Completed
+    }
+
+    /// The server's statistics of the run's model now.
+    async fn server_counters(&self) -> Result<ServerCounters, String> {
+        let connection = self.connections.first().ok_or("no connection to the server")?;
+        connection.model_counters(&self.spec.model, self.spec.model_version.as_deref().unwrap_or_default()).await
+    }
+
+    /// The server's statistics of a point that began with `before` and in which `finished`
+    /// requests succeeded: read again (for up to 100 ms) until the server has counted them,
+    /// as it may count a request a moment after its last response went out.
+    async fn server_point(
+        &self,
+        before: Result<ServerCounters, String>,
+        finished: u64,
+    ) -> Result<ServerPointStats, String> {
+        let before = before?;
+        let mut tries = 0;
+        loop {
+            let point = self.server_counters().await?.since(&before).ok_or_else(|| {
+                "the server's statistics went back during the point: it or the model restarted".to_string()
+            })?;
+            tries += 1;
+            if point.requests >= finished || tries == 10 {
+                return Ok(point);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Sends one point's requests, warm-up first, at its load level.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use shared::capacity::Capacity;
+use shared::server_stats::ServerPointStats;
 use shared::spec::LoadLevel;
 use shared::{ModelInfo, PointStats, RequestRecord, RunReport, RunStatus, Summary, SweepSpec};
 use tokio::sync::mpsc;
@@ -302,6 +303,13 @@ pub fn format_table(report: &RunReport) -> String {
         columns.push(("good", 6, share));
         columns.push(("good/s", 8, rate));
     }
+    let server = report.points.iter().any(|p| p.server.is_some());
+    if server {
+        let server_ms =
+            |stat: fn(&ServerPointStats) -> f64| -> Cell { Box::new(move |p| ms(p.server.as_ref().map(stat))) };
+        columns.push(("srv queue", 9, server_ms(|s| s.queue_ms)));
+        columns.push(("compute", 9, server_ms(ServerPointStats::compute_ms)));
+    }
     let mut out = String::new();
     let line = |cells: Vec<String>| -> String {
         let widths = columns.iter().map(|(_, width, _)| *width);
@@ -318,6 +326,15 @@ pub fn format_table(report: &RunReport) -> String {
             "\nopen loop: sent/s = requests sent per second; lag = actual minus intended send time; TTFT* = TTFT \
              from the intended send time, which includes the lag",
         );
+    }
+    if server {
+        out.push_str(
+            "\nsrv queue, compute = the server's own mean time per request in its queue and computing (Triton's \
+             model statistics over the point, warm-up included)",
+        );
+    }
+    if let Some(missing) = report.points.iter().find_map(|p| p.server_missing.as_ref()) {
+        let _ = write!(out, "\nthe server's statistics are missing: {missing}");
     }
     if let Some(slo) = &spec.slo {
         let _ = write!(out, "\ngood = share of requests that met every objective ({slo}); good/s = their rate");

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shared::api::ModelChoice;
+use shared::server_stats::ServerCounters;
 use shared::{InputStyle, ModelInfo, SweepSpec};
 use thiserror::Error;
 use tonic::codegen::GrpcMethod;
@@ -126,6 +127,40 @@ impl Connection {
 }
 
 const STREAM_PATH: &str = "/inference.GRPCInferenceService/ModelStreamInfer";
+
+/// How long a read of the server's statistics may take before the point goes on without them.
+const STATISTICS_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Connection {
+    /// Triton's cumulative statistics of `model` (every version of it the server reports, or
+    /// `version`), or why they could not be read.
+    pub async fn model_counters(&self, model: &str, version: &str) -> Result<ServerCounters, String> {
+        let request = pb::ModelStatisticsRequest { name: model.into(), version: version.into() };
+        let response = match tokio::time::timeout(STATISTICS_TIMEOUT, self.client().model_statistics(request)).await {
+            Ok(Ok(response)) => response.into_inner(),
+            Ok(Err(status)) => return Err(format!("ModelStatistics failed: {}", status_text(&status))),
+            Err(_) => return Err(format!("ModelStatistics gave no answer within {} s", STATISTICS_TIMEOUT.as_secs())),
+        };
+        let pair = |d: Option<pb::StatisticDuration>| d.map_or((0, 0), |d| (d.count, d.ns));
+        let mut total = ServerCounters::default();
+        let mut found = false;
+        for stats in response.model_stats.into_iter().filter(|s| s.name == model) {
+            found = true;
+            let s = stats.inference_stats.unwrap_or_default();
+            for (sum, part) in [
+                (&mut total.success, pair(s.success)),
+                (&mut total.fail, pair(s.fail)),
+                (&mut total.queue, pair(s.queue)),
+                (&mut total.compute_input, pair(s.compute_input)),
+                (&mut total.compute_infer, pair(s.compute_infer)),
+                (&mut total.compute_output, pair(s.compute_output)),
+            ] {
+                *sum = (sum.0.saturating_add(part.0), sum.1.saturating_add(part.1));
+            }
+        }
+        if found { Ok(total) } else { Err(format!("ModelStatistics has no entry for the model {model:?}")) }
+    }
+}
 
 /// Adds `http://` when the user gave only `host:port`.
 pub fn normalize_target(target: &str) -> String {

@@ -16,6 +16,7 @@ pub mod prompt;
 pub mod record;
 pub mod report;
 pub mod schedule;
+pub mod server_stats;
 pub mod spec;
 pub mod stats;
 pub mod varint;

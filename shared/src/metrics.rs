@@ -48,6 +48,12 @@ pub const METRICS: &[MetricDefinition] = &[
         definition: "With a tokenizer (--tokenizer), exact tokens as it counts them, its special tokens included, of natural text; without one, requested as words of synthetic text (approximate tokens), exact when the server reports num_input_tokens. A shared prefix (--shared-prefix) is part of it. With --prompt-stddev each request's length is drawn around its point's, and a point is shown at the length asked; prompt_lengths_sent summarises what was sent.",
     },
     MetricDefinition {
+        key: "server",
+        name: "Server queue and compute time",
+        unit: "ms",
+        definition: "Triton's own statistics of the model (ModelStatistics), read just before and just after each point: the change in its cumulative queue and compute (input, infer, output) durations divided by the change in its request counts, warm-up requests included. What TTFT holds beyond them is the way in and out. For a decoupled (streaming) model they cover the model's execute call, which for some backends returns before the last token is sent. A point whose statistics could not be read says why.",
+    },
+    MetricDefinition {
         key: "throughput",
         name: "Throughput",
         unit: "1/s",

@@ -275,6 +275,13 @@ pub struct PointStats {
     /// were out, and so waited for one of them to finish.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub waited_for_cap: u64,
+    /// The server's own statistics of the point (Triton's `ModelStatistics`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<crate::server_stats::ServerPointStats>,
+    /// Why the server's statistics of the point are missing, when they were asked for and
+    /// could not be had.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_missing: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -378,6 +385,8 @@ impl PointStats {
             e2e_intended_ms: Summary::of(&mut e2e_due),
             goodput: None,
             waited_for_cap: 0,
+            server: None,
+            server_missing: None,
         };
         (stats, span_s)
     }

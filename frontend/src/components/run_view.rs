@@ -324,7 +324,8 @@ fn PointsTable(
         version.track();
         run.with_value(|run| {
             let spec = &run.spec;
-            (spec.load_levels().len() > 1 || spec.open_loop(), spec.open_loop(), spec.slo.is_some())
+            let server = run.points.iter().flatten().any(|p| p.server.is_some());
+            (spec.load_levels().len() > 1 || spec.open_loop(), spec.open_loop(), spec.slo.is_some(), server)
         })
     };
     let warnings = move || {
@@ -355,17 +356,22 @@ fn PointsTable(
                     {move || shape().2.then(|| view! {
                         <th colspan="2"><a href=format!("#{}", metric_anchor("goodput"))>"goodput"</a></th>
                     })}
+                    {move || shape().3.then(|| view! {
+                        <th colspan="2" title="Triton's own statistics of the model over the point, warm-up included">
+                            "server, per request (ms)"</th>
+                    })}
                 </tr>
                 <tr>
                     <th>"mean"</th><th>"p50"</th><th>"p90"</th><th>"p99"</th>
                     <th>"mean"</th><th>"p50"</th><th>"p90"</th><th>"p99"</th>
                     {move || shape().1.then(|| view! { <th>"p50"</th><th>"p99"</th><th>"p50"</th><th>"p99"</th> })}
                     {move || shape().2.then(|| view! { <th>"met"</th><th>"per s"</th> })}
+                    {move || shape().3.then(|| view! { <th>"queue"</th><th>"compute"</th> })}
                 </tr>
             </thead>
             <tbody>
                 {move || {
-                    let (levels, open, slo) = shape();
+                    let (levels, open, slo, server) = shape();
                     rows().into_iter().map(|p| {
                         let lag = p.schedule_lag_ms.as_ref().map(|s| [s.p50, s.p99]);
                         let due = p.ttft_intended_ms.as_ref().map(|s| [s.p50, s.p99]);
@@ -394,6 +400,11 @@ fn PointsTable(
                                             {rate.map_or("–".to_string(), |v| format!("{v:.2}"))}</td>
                                     }
                                 })}
+                                {server.then(|| stat_cells(
+                                    "server",
+                                    ["queue", "compute"],
+                                    p.server.map(|s| [s.queue_ms, s.compute_ms()]),
+                                ))}
                             </tr>
                         }
                     }).collect_view()

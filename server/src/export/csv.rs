@@ -74,6 +74,14 @@ pub fn point_columns() -> Vec<String> {
             "goodput_measured",
             "goodput_share",
             "goodput_requests_per_s",
+            "server_requests",
+            "server_failed",
+            "server_request_ms",
+            "server_queue_ms",
+            "server_compute_input_ms",
+            "server_compute_infer_ms",
+            "server_compute_output_ms",
+            "server_missing",
         ]
         .map(String::from),
     );
@@ -180,6 +188,17 @@ pub fn points_csv(spec: &SweepSpec, points: &[PointStats]) -> String {
             opt(goodput.map(|g| g.measured)),
             opt(goodput.map(|g| g.share)),
             opt(goodput.map(|g| g.requests_per_s)),
+        ]);
+        let server = p.server.as_ref();
+        row.extend([
+            opt(server.map(|s| s.requests)),
+            opt(server.map(|s| s.failed)),
+            opt(server.map(|s| s.request_ms)),
+            opt(server.map(|s| s.queue_ms)),
+            opt(server.map(|s| s.compute_input_ms)),
+            opt(server.map(|s| s.compute_infer_ms)),
+            opt(server.map(|s| s.compute_output_ms)),
+            p.server_missing.clone().unwrap_or_default(),
         ]);
         push_row(&mut out, row.iter().map(String::as_str));
     }

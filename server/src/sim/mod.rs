@@ -293,10 +293,13 @@ impl GrpcInferenceService for Sim {
                             ns: c.success_ns.load(Ordering::Relaxed),
                         }),
                         fail: Some(pb::StatisticDuration { count: c.fail.load(Ordering::Relaxed), ns: 0 }),
-                        queue: Some(pb::StatisticDuration::default()),
-                        compute_input: Some(pb::StatisticDuration::default()),
-                        compute_infer: Some(pb::StatisticDuration::default()),
-                        compute_output: Some(pb::StatisticDuration::default()),
+                        queue: Some(pb::StatisticDuration { count: success, ns: c.queue_ns.load(Ordering::Relaxed) }),
+                        compute_input: Some(pb::StatisticDuration { count: success, ns: 0 }),
+                        compute_infer: Some(pb::StatisticDuration {
+                            count: success,
+                            ns: c.compute_ns.load(Ordering::Relaxed),
+                        }),
+                        compute_output: Some(pb::StatisticDuration { count: success, ns: 0 }),
                     }),
                 }
             })

@@ -53,11 +53,15 @@ pub struct Job {
     pub sink: Sink,
 }
 
-/// Counters behind ModelStatistics.
+/// Counters behind ModelStatistics: requests that succeeded and their time from arrival to
+/// the last response, of it waiting for a slot (queue) and holding one (compute, from the
+/// prefill's start), and requests that failed.
 #[derive(Debug, Default)]
 pub struct Counters {
     pub success: AtomicU64,
     pub success_ns: AtomicU64,
+    pub queue_ns: AtomicU64,
+    pub compute_ns: AtomicU64,
     pub fail: AtomicU64,
 }
 
@@ -77,6 +81,8 @@ struct Running {
     /// The fields every streamed response shares, encoded once.
     head: Vec<u8>,
     deadline: Instant,
+    /// When its prefill started: when it took a slot.
+    started: Instant,
     rng: u64,
     fail: bool,
     /// The first response claims a huge token count (`--huge-count-every`).
@@ -96,6 +102,7 @@ impl Running {
         Running {
             engine: job.model.index(),
             deadline: job.arrived,
+            started: job.arrived,
             job,
             responses: 0,
             generated: 0,
@@ -131,6 +138,7 @@ impl Timeline {
     /// Starts a sequence's prefill at `at`.
     fn start(&mut self, config: &SimConfig, mut run: Running, at: Instant) {
         let prefill = jittered(config.prefill(run.job.ask.prompt_tokens), config.jitter, &mut run.rng);
+        run.started = at;
         run.deadline = at + prefill;
         self.heap.push(Reverse((run.deadline, self.next_key)));
         self.running.insert(self.next_key, run);
@@ -321,8 +329,11 @@ fn step(config: &SimConfig, run: &mut Running, active: usize, counters: &HashMap
     };
     if !alive || done {
         if done {
+            let (now, ns) = (Instant::now(), |d: Duration| d.as_nanos() as u64);
             counter.success.fetch_add(1, Ordering::Relaxed);
-            counter.success_ns.fetch_add(run.job.arrived.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            counter.success_ns.fetch_add(ns(now.saturating_duration_since(run.job.arrived)), Ordering::Relaxed);
+            counter.queue_ns.fetch_add(ns(run.started.saturating_duration_since(run.job.arrived)), Ordering::Relaxed);
+            counter.compute_ns.fetch_add(ns(now.saturating_duration_since(run.started)), Ordering::Relaxed);
         }
         return false;
     }

@@ -105,10 +105,16 @@ async fn a_prefill_sweep_by_clicking() {
 
         // The charts drew: axes and text, and the mean line in the TTFT chart and the bars.
         let line = [9, 105, 218];
-        for chart in ["chart-ttft", "chart-t2t", "chart-histogram", "chart-timeline"] {
+        for chart in ["chart-ttft", "chart-t2t", "chart-histogram", "chart-timeline", "chart-prompt-lengths"] {
             let (ink, _) = painted(&client, chart, line).await;
             assert!(ink > 2000, "{chart} looks blank: {ink} painted pixels");
         }
+        let (_, bars) = painted(&client, "chart-prompt-lengths", line).await;
+        assert!(bars > 200, "the prompt lengths have no bar: {bars} pixels of its colour");
+        let script = "return [...document.querySelectorAll('#points-table td[data-metric=server-queue]')]
+            .filter(td => td.dataset.value !== '').length;";
+        let queues = client.execute(script, vec![]).await.unwrap();
+        assert_eq!(queues, json!(3), "each point has the server's queue time");
         let (_, ttft_line) = painted(&client, "chart-ttft", line).await;
         assert!(ttft_line > 200, "the TTFT mean line is missing: {ttft_line} pixels of its colour");
         let (_, bars) = painted(&client, "chart-histogram", line).await;

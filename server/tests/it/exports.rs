@@ -137,6 +137,16 @@ fn point_stats(row: &HashMap<String, String>) -> PointStats {
             requests_per_s: float("goodput_requests_per_s"),
         }),
         waited_for_cap: field("waited_for_cap").parse().unwrap(),
+        server: (!field("server_requests").is_empty()).then(|| shared::server_stats::ServerPointStats {
+            requests: field("server_requests").parse().unwrap(),
+            failed: field("server_failed").parse().unwrap(),
+            request_ms: float("server_request_ms"),
+            queue_ms: float("server_queue_ms"),
+            compute_input_ms: float("server_compute_input_ms"),
+            compute_infer_ms: float("server_compute_infer_ms"),
+            compute_output_ms: float("server_compute_output_ms"),
+        }),
+        server_missing: Some(field("server_missing").to_string()).filter(|s| !s.is_empty()),
     }
 }
 

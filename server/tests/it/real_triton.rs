@@ -379,3 +379,70 @@ async fn the_servers_prompt_count_is_the_tokenizers() {
         assert_eq!(record.num_input_tokens, Some(lengths[record.point as usize]), "{}", record.id);
     }
 }
+
+/// Lengths drawn per request and a shared prefix: the server counts each prompt as sent, and
+/// each request's own max_tokens reaches the model, as sampling parameters (the vLLM backend)
+/// or as an input of its own (TensorRT-LLM).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drawn_lengths_and_a_shared_prefix_reach_a_real_triton_as_asked() {
+    let _timing = timing_lock().await;
+    let folder = repo_root().join("server/tests/triton_models/vllm_tokenized");
+    for (model, tokenizer) in [("vllm_tokenized", Some(folder.display().to_string())), ("trtllm_like", None)] {
+        let asked = SweepSpec {
+            prompt_lengths: vec![64, 1024],
+            prompt_stddev: Some(40.0),
+            shared_prefix: Some(32),
+            max_tokens: 8,
+            output_stddev: Some(3.0),
+            ignore_eos: true,
+            requests: 12,
+            seed: 4,
+            tokenizer,
+            ..spec(triton(), model)
+        };
+        let run = sweep(asked.clone()).await;
+        assert_eq!(run.status, RunStatus::Completed, "{model}");
+        let lengths: std::collections::BTreeSet<u32> = run.requests.iter().map(|r| r.prompt_words).collect();
+        let outputs: std::collections::BTreeSet<u64> = run.requests.iter().map(|r| r.output_tokens()).collect();
+        assert!(lengths.len() >= 8 && outputs.len() >= 3, "{model}: drawn, {lengths:?} {outputs:?}");
+        for record in &run.requests {
+            assert_eq!(record.error, None, "{model} {}", record.id);
+            // Each request's own max_tokens reached the model, which makes exactly that many.
+            assert_eq!(record.output_tokens(), u64::from(asked.max_tokens_of(record.point, record.seq)), "{model}");
+            if model == "vllm_tokenized" {
+                assert_eq!(record.num_input_tokens, Some(record.prompt_words), "{}: counted alike", record.id);
+            }
+        }
+    }
+}
+
+/// Triton's own statistics of each point count the point's requests, as the server saw them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_point_has_the_real_servers_statistics() {
+    let _timing = timing_lock().await;
+    for model in ["vllm_like", "trtllm_like"] {
+        let run = sweep(SweepSpec {
+            prompt_lengths: vec![16, 256],
+            max_tokens: 4,
+            requests: 5,
+            warmup: 1,
+            ..spec(triton(), model)
+        })
+        .await;
+        assert_eq!(run.status, RunStatus::Completed, "{model}");
+        for point in &run.points {
+            let server = point.server.unwrap_or_else(|| panic!("{model}: {:?}", point.server_missing));
+            assert_eq!(
+                (server.requests, server.failed),
+                (6, 0),
+                "{model}: each request of the point, warm-up included"
+            );
+            assert!(server.request_ms > 0.0, "{model}: {server:?}");
+            eprintln!(
+                "{model} {}: {server:?}, client TTFT {:?}",
+                point.prompt_length,
+                point.ttft_ms.as_ref().map(|s| s.mean)
+            );
+        }
+    }
+}

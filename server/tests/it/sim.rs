@@ -344,3 +344,36 @@ async fn drawn_lengths_and_a_shared_prefix_reach_the_server_as_asked() {
         assert_eq!(lengths(&run), lengths(&again), "the same seed sends the same lengths");
     }
 }
+
+/// The server's own statistics of each point: no queue at concurrency 1, and a queue that
+/// accounts for the wait once more requests are in flight than the simulator has slots.
+#[tokio::test]
+async fn each_point_has_the_servers_queue_and_compute_time() {
+    let _serial = timing_lock().await;
+    let config = SimConfig { prefill_base_ms: 10.0, decode_ms: 1.0, max_sequences: 2, ..SimConfig::default() };
+    let sim = start_sim(config).await;
+    let run = sweep(shared::SweepSpec {
+        prompt_lengths: vec![16],
+        concurrencies: vec![1, 8],
+        max_tokens: 8,
+        requests: 16,
+        warmup: 2,
+        ..spec(&sim.target, "sim-vllm")
+    })
+    .await;
+    assert_eq!(run.status, RunStatus::Completed);
+    let [alone, crowded] = [&run.points[0], &run.points[1]];
+    for point in [alone, crowded] {
+        let server = point.server.expect("the simulator answers ModelStatistics");
+        assert_eq!(server.requests, 18, "every request of the point, warm-up included");
+        // A request holds its slot for its prefill and 7 decode steps.
+        assert!((17.0..19.0).contains(&server.compute_infer_ms), "{server:?}");
+        assert!(server.request_ms >= server.queue_ms + server.compute_infer_ms - 0.01, "{server:?}");
+    }
+    assert!(alone.server.unwrap().queue_ms < 0.5, "{:?}", alone.server);
+    // Eight in flight on two slots: each waits about three sequences' time.
+    let queued = crowded.server.unwrap().queue_ms;
+    assert!(queued > 30.0, "{queued}");
+    let ttft = crowded.ttft_ms.as_ref().unwrap().mean;
+    assert!(ttft > queued, "the client's TTFT ({ttft}) includes the server's queue ({queued})");
+}

@@ -45,6 +45,11 @@ pub struct Fields {
     pub model: String,
     pub input_style: InputStyle,
     pub prompt_lengths: String,
+    /// Standard deviations of drawn prompt and output lengths, and the shared prefix's
+    /// length; each empty when not asked for.
+    pub prompt_stddev: String,
+    pub output_stddev: String,
+    pub shared_prefix: String,
     pub max_tokens: String,
     pub ignore_eos: bool,
     pub streaming: bool,
@@ -86,6 +91,9 @@ impl Fields {
             model: spec.model.clone(),
             input_style: spec.input_style,
             prompt_lengths: spec.prompt_lengths.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            prompt_stddev: spec.prompt_stddev.map(|s| s.to_string()).unwrap_or_default(),
+            output_stddev: spec.output_stddev.map(|s| s.to_string()).unwrap_or_default(),
+            shared_prefix: spec.shared_prefix.map(|p| p.to_string()).unwrap_or_default(),
             max_tokens: spec.max_tokens.to_string(),
             ignore_eos: spec.ignore_eos,
             streaming: spec.streaming,
@@ -166,15 +174,32 @@ impl Fields {
             });
             load.capacity = Some(CapacitySearch { goodput, start_rate, probes });
         }
+        // Drawn lengths use the seed in any load.
+        load.seed = self.seed.trim().parse().unwrap_or_else(|_| {
+            problems.push(format!("the seed must be a whole number, not {:?}", self.seed.trim()));
+            0
+        });
+        let mut optional = |text: &str, what: &str| match text.trim() {
+            "" => None,
+            text => text.parse::<f64>().map(Some).unwrap_or_else(|_| {
+                problems.push(format!("{what} must be a number, not {text:?}"));
+                None
+            }),
+        };
+        load.prompt_stddev = optional(&self.prompt_stddev, "the prompt length's standard deviation");
+        load.output_stddev = optional(&self.output_stddev, "the output length's standard deviation");
+        load.shared_prefix = match self.shared_prefix.trim() {
+            "" => None,
+            text => Some(text.parse().unwrap_or_else(|_| {
+                problems.push(format!("the shared prefix must be a whole number of tokens, not {text:?}"));
+                0
+            })),
+        };
         if self.load != LoadMode::Concurrency {
             load.arrival = self.arrival;
             load.burstiness = self.burstiness.trim().parse().unwrap_or_else(|_| {
                 problems.push(format!("burstiness must be a number, not {:?}", self.burstiness.trim()));
                 1.0
-            });
-            load.seed = self.seed.trim().parse().unwrap_or_else(|_| {
-                problems.push(format!("the seed must be a whole number, not {:?}", self.seed.trim()));
-                0
             });
             load.max_concurrency = match self.max_concurrency.trim() {
                 "" => None,
@@ -448,6 +473,18 @@ pub fn SweepForm(
                     on:input=set(|f, v| f.requests = v)/></label>
                 <label>"Warm-up per length"<input id="warmup" type="number" min="0" prop:value=field(|f| f.warmup.clone())
                     on:input=set(|f, v| f.warmup = v)/></label>
+                <label title="Draw each request's prompt length around its point's from a normal distribution of this standard deviation, cut at three">"Prompt length ±"
+                    <input id="prompt-stddev" type="text" placeholder="none" prop:value=field(|f| f.prompt_stddev.clone())
+                        on:input=set(|f, v| f.prompt_stddev = v)/></label>
+                <label title="Draw each request's max_tokens around max_tokens from a normal distribution of this standard deviation, cut at three; with ignore_eos it is the output length">"max_tokens ±"
+                    <input id="output-stddev" type="text" placeholder="none" prop:value=field(|f| f.output_stddev.clone())
+                        on:input=set(|f, v| f.output_stddev = v)/></label>
+                <label title="Start every prompt with the same text of this many tokens (words without a tokenizer), which a prefix cache can keep; prompt lengths include it">"Shared prefix"
+                    <input id="shared-prefix" type="text" placeholder="none" prop:value=field(|f| f.shared_prefix.clone())
+                        on:input=set(|f, v| f.shared_prefix = v)/></label>
+                <label title="The same seed sends at the same instants (open loop) and the same drawn lengths">"Seed"
+                    <input id="seed" type="number" min="0" prop:value=field(|f| f.seed.clone())
+                        on:input=set(|f, v| f.seed = v)/></label>
                 <label title="Measure each point for this long (from its first measured send); the request count still caps it">"Duration s"
                     <input id="duration" type="text" placeholder="by count" prop:value=field(|f| f.duration.clone())
                         on:input=set(|f, v| f.duration = v)/></label>
@@ -503,9 +540,6 @@ pub fn SweepForm(
                             <input id="burstiness" type="text" prop:value=field(|f| f.burstiness.clone())
                                 on:input=set(|f, v| f.burstiness = v)/></label>
                     </Show>
-                    <label title="The same seed sends at the same instants">"Seed"
-                        <input id="seed" type="number" min="0" prop:value=field(|f| f.seed.clone())
-                            on:input=set(|f, v| f.seed = v)/></label>
                     <label title="A request due while this many are in flight waits, and its schedule lag shows it">"Most in flight"
                         <input id="max-concurrency" type="number" min="1" placeholder="1024" prop:value=field(|f| f.max_concurrency.clone())
                             on:input=set(|f, v| f.max_concurrency = v)/></label>
@@ -549,6 +583,27 @@ mod tests {
         let mut fields = Fields::of(&spec);
         fields.model = "other".into();
         assert_eq!(fields.spec().unwrap().model_version, None, "a version belongs to its model");
+    }
+
+    #[test]
+    fn drawn_lengths_and_a_shared_prefix_round_trip() {
+        let spec = SweepSpec {
+            model: "m".into(),
+            prompt_stddev: Some(12.5),
+            output_stddev: Some(4.0),
+            shared_prefix: Some(8),
+            seed: 7,
+            ..SweepSpec::default()
+        };
+        assert_eq!(Fields::of(&spec).spec().unwrap(), spec, "a closed-loop run keeps its seed too");
+        let mut fields = Fields::of(&spec);
+        fields.prompt_stddev = "wide".into();
+        fields.shared_prefix = "-1".into();
+        let problems = fields.spec().unwrap_err().join("\n");
+        assert!(problems.contains("standard deviation must be a number") && problems.contains("shared prefix"));
+        fields.prompt_stddev = String::new();
+        fields.shared_prefix = "16".into();
+        assert!(fields.spec().unwrap_err().iter().any(|p| p.contains("above its 16 tokens")), "16 is a prompt length");
     }
 
     #[test]

@@ -83,6 +83,47 @@ async fn run_by_clicking(client: &Client, lengths: &str, requests: &str, parsed:
     }
 }
 
+/// Lengths drawn per request from the form reach the server, and the page draws them.
+#[tokio::test]
+async fn drawn_lengths_from_the_form_fill_their_histogram() {
+    need_frontend();
+    let _serial = timing_lock().await;
+    let dash = start_dashboard(fast_sim()).await;
+    let driver = start_driver().await;
+    let client = browser(&driver).await;
+    let result = std::panic::AssertUnwindSafe(async {
+        client.goto(&dash.base).await.unwrap();
+        wait_for_text(&client, "#model", "sim-vllm", Duration::from_secs(20)).await;
+        for (id, value) in [("#prompt-stddev", "30"), ("#shared-prefix", "8"), ("#seed", "3")] {
+            let field = client.find(Locator::Css(id)).await.unwrap();
+            field.clear().await.unwrap();
+            field.send_keys(value).await.unwrap();
+        }
+        run_by_clicking(&client, "64,256", "12", "2 lengths: [64, 256]").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let url = client.current_url().await.unwrap();
+        let id = url.path().strip_prefix("/runs/").expect("the address names the run").to_string();
+        let (_, bars) = painted(&client, "chart-prompt-lengths", [9, 105, 218]).await;
+        assert!(bars > 200, "the prompt lengths have no bars: {bars} pixels of their colour");
+        let summary: RunSummary =
+            reqwest::get(format!("{}/api/runs/{id}", dash.base)).await.unwrap().json().await.unwrap();
+        assert_eq!(
+            (summary.spec.prompt_stddev, summary.spec.shared_prefix, summary.spec.seed),
+            (Some(30.0), Some(8), 3)
+        );
+        for point in &summary.points {
+            let sent = point.prompt_lengths_sent.as_ref().expect("lengths were drawn");
+            assert!(sent.min < sent.max && sent.min > 8.0, "{sent:?}");
+        }
+    })
+    .catch_unwind()
+    .await;
+    client.close().await.unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 #[tokio::test]
 async fn a_prefill_sweep_by_clicking() {
     need_frontend();

@@ -22,6 +22,11 @@ fn js_text(value: &JsValue) -> String {
 }
 
 async fn call(method: &str, url: &str, body: Option<String>) -> Result<String, ApiError> {
+    send(method, url, body.map(|text| JsValue::from_str(&text))).await
+}
+
+/// Sends a request whose body, if any, is JSON: text, or a file's bytes as they are.
+async fn send(method: &str, url: &str, body: Option<JsValue>) -> Result<String, ApiError> {
     let unreachable = |err: JsValue| {
         failure(
             format!("the dashboard server did not answer: {}", js_text(&err)),
@@ -31,7 +36,7 @@ async fn call(method: &str, url: &str, body: Option<String>) -> Result<String, A
     let init = RequestInit::new();
     init.set_method(method);
     if let Some(body) = &body {
-        init.set_body(&JsValue::from_str(body));
+        init.set_body(body);
     }
     let request = Request::new_with_str_and_init(url, &init).map_err(unreachable)?;
     if body.is_some() {
@@ -89,6 +94,11 @@ pub async fn delete(url: &str) -> Result<(), ApiError> {
 /// Posts a body that is already JSON text, such as a file the user picked.
 pub async fn post_text<T: DeserializeOwned>(url: &str, body: String) -> Result<T, ApiError> {
     parse(&call("POST", url, Some(body)).await?)
+}
+
+/// Posts a file the user picked as the body, its bytes as they are (a JSON file).
+pub async fn post_file<T: DeserializeOwned>(url: &str, file: &web_sys::File) -> Result<T, ApiError> {
+    parse(&send("POST", url, Some(JsValue::from(file.clone()))).await?)
 }
 
 /// The text of a file the user picked.

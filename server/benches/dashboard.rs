@@ -45,6 +45,7 @@ async fn main() {
         simulator: Some(target.clone()),
         data_dir: data.path().into(),
         access: server::dashboard::access::Access::open(),
+        tokenizer_dirs: Vec::new(),
     };
     let state = AppState::open(config, stop.clone()).await.expect("the dashboard opens its store");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -144,6 +144,7 @@ async fn main() -> ExitCode {
         simulator: Some(target.clone()),
         data_dir: data.path().into(),
         access: dashboard::access::Access::open(),
+        tokenizer_dirs: Vec::new(),
     };
     let state = AppState::open(config, stop.clone()).await.expect("the dashboard opens its store");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");

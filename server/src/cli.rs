@@ -358,6 +358,12 @@ pub struct ServeArgs {
     /// finishes or is imported [default: never].
     #[arg(long, env = "TOKENSCOPE_KEEP_DAYS", value_name = "D", value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_days: Option<u32>,
+    /// A folder of this machine whose Hugging Face tokenizers (tokenizer.json files, or
+    /// folders holding one) sweeps may name by path (repeatable). Paths are resolved, links
+    /// included, and a tokenizer outside every such folder is refused; tokenizers uploaded in
+    /// the dashboard are kept in the data folder and need no folder of their own.
+    #[arg(long = "tokenizer-dir", value_name = "DIR")]
+    pub tokenizer_dirs: Vec<PathBuf>,
     #[command(flatten)]
     pub access: AccessArgs,
     #[command(flatten)]
@@ -537,6 +543,21 @@ impl AccessArgs {
 }
 
 impl ServeArgs {
+    /// The `--tokenizer-dir` folders, each checked to be a folder that exists.
+    pub fn tokenizer_dirs(&self) -> Result<Vec<PathBuf>, String> {
+        self.tokenizer_dirs
+            .iter()
+            .map(|dir| match dir.canonicalize() {
+                Ok(resolved) if resolved.is_dir() => Ok(resolved),
+                Ok(_) => Err(format!(
+                    "--tokenizer-dir {}: not a folder; give the folder that holds tokenizers",
+                    dir.display()
+                )),
+                Err(err) => Err(format!("--tokenizer-dir {}: {err}", dir.display())),
+            })
+            .collect()
+    }
+
     /// Where runs are kept: `--data-dir`, else the platform's data folder, else a folder in
     /// the current one (with a warning, since it moves with the working directory).
     pub fn data_dir(&self) -> PathBuf {
@@ -647,6 +668,25 @@ mod tests {
         assert_eq!(args.data_dir(), PathBuf::from("/tmp/runs"));
         let Command::Serve(args) = parse(&["serve"]).command else { panic!("the dashboard") };
         assert!(args.data_dir().ends_with("tokenscope") || args.data_dir().ends_with("tokenscope-data"));
+        assert_eq!(args.tokenizer_dirs(), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn tokenizer_folders_must_be_folders() {
+        let scratch = tempfile::tempdir().unwrap();
+        let file = scratch.path().join("tokenizer.json");
+        std::fs::write(&file, "{}").unwrap();
+        let dirs = |extra: &[&str]| {
+            let mut all = vec!["serve"];
+            all.extend_from_slice(extra);
+            let Command::Serve(args) = parse(&all).command else { panic!("the dashboard") };
+            args.tokenizer_dirs()
+        };
+        let folder = scratch.path().to_str().unwrap();
+        let found = dirs(&["--tokenizer-dir", folder, "--tokenizer-dir", folder]).unwrap();
+        assert_eq!(found, vec![scratch.path().canonicalize().unwrap(); 2]);
+        assert!(dirs(&["--tokenizer-dir", file.to_str().unwrap()]).unwrap_err().contains("not a folder"));
+        assert!(dirs(&["--tokenizer-dir", "/no/such/folder"]).unwrap_err().contains("/no/such/folder"));
     }
 
     fn access(args: &[&str], listen: &str) -> Result<StartAccess, String> {

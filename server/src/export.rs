@@ -70,7 +70,7 @@ impl Export {
     pub fn render(self, report: &RunReport) -> Vec<u8> {
         let mut bytes = Vec::new();
         // Writing to memory fails only where a profile export's prompts come from a tokenizer
-        // that cannot be read, which the dashboard refuses before it renders.
+        // that cannot be read; the dashboard writes with `write_to` and answers why.
         self.write_to(report, &mut bytes).expect("writing to memory does not fail");
         bytes
     }

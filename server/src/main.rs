@@ -45,6 +45,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Access rules that cannot work are refused before anything listens.
     let placeholder = args.target.clone().unwrap_or_else(|| "http://127.0.0.1:8001".into());
     args.access.access(&args.listen, &placeholder).map_err(anyhow::Error::msg)?;
+    let tokenizer_dirs = args.tokenizer_dirs().map_err(anyhow::Error::msg)?;
     args.tls.apply()?;
     let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| {
         anyhow::anyhow!(
@@ -72,7 +73,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let access = start.access;
     let retention = Retention { keep_runs: args.keep_runs, keep_days: args.keep_days };
     let limits = Limits { retention, ..Limits::default() };
-    let config = DashboardConfig { default_target, simulator, data_dir, access };
+    let config = DashboardConfig { default_target, simulator, data_dir, access, tokenizer_dirs };
     let state = AppState::open_with(config, limits, shutdown.clone()).await.map_err(store_error)?;
     let url = format!("http://{}/", listener.local_addr()?);
     if let Some(token) = &start.generated {

@@ -48,8 +48,9 @@ pub enum TokenizerError {
     NoneInFolder(PathBuf),
     #[error("{folder} holds more than one tokenizer.json ({}): give the one to use", .found.join(", "))]
     SeveralInFolder { folder: PathBuf, found: Vec<String> },
-    #[error("{path} is not a tokenizer tokenscope can read: {why}")]
-    Unreadable { path: PathBuf, why: String },
+    /// `file` names the file: its path, or how it came (an upload).
+    #[error("{file} is not a tokenizer tokenscope can read: {why}")]
+    Unreadable { file: String, why: String },
     #[error("the tokenizer {name} cannot {what}: {why}")]
     Failed { name: String, what: &'static str, why: String },
     #[error(
@@ -82,26 +83,47 @@ impl Tokenizer {
     /// three folders deep (a Hugging Face model folder or cache entry, a Triton model's
     /// tokenizer folder).
     pub fn open(path: &Path) -> Result<Tokenizer, TokenizerError> {
-        let file = if path.is_dir() {
+        let file = Tokenizer::locate(path)?;
+        let shown = file.display().to_string();
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| TokenizerError::Unreadable { file: shown.clone(), why: e.to_string() })?;
+        Tokenizer::from_json(&text, shown, file)
+    }
+
+    /// The `tokenizer.json` that [`Tokenizer::open`] reads for `path`, found without reading
+    /// any file: `path` itself, or the one file of that name in its folder.
+    pub fn locate(path: &Path) -> Result<PathBuf, TokenizerError> {
+        if path.is_dir() {
             let mut found = Vec::new();
             find_files(path, "tokenizer.json", 3, &mut found);
             match found.len() {
-                0 => return Err(TokenizerError::NoneInFolder(path.into())),
-                1 => found.remove(0),
-                _ => {
-                    return Err(TokenizerError::SeveralInFolder {
-                        folder: path.into(),
-                        found: found.iter().map(|f| f.display().to_string()).collect(),
-                    });
-                }
+                0 => Err(TokenizerError::NoneInFolder(path.into())),
+                1 => Ok(found.remove(0)),
+                _ => Err(TokenizerError::SeveralInFolder {
+                    folder: path.into(),
+                    found: found.iter().map(|f| f.display().to_string()).collect(),
+                }),
             }
         } else if path.is_file() {
-            path.to_path_buf()
+            Ok(path.to_path_buf())
         } else {
-            return Err(TokenizerError::Missing(path.into()));
-        };
-        let unreadable = |why: String| TokenizerError::Unreadable { path: file.clone(), why };
-        let text = std::fs::read_to_string(&file).map_err(|e| unreadable(e.to_string()))?;
+            Err(TokenizerError::Missing(path.into()))
+        }
+    }
+
+    /// Reads a tokenizer from the bytes of a `tokenizer.json` that came as `shown` (its
+    /// errors name it so) and is to be kept at `path`, which names it as [`Tokenizer::open`]
+    /// would.
+    pub fn from_bytes(bytes: &[u8], shown: &str, path: &Path) -> Result<Tokenizer, TokenizerError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| TokenizerError::Unreadable {
+            file: shown.to_string(),
+            why: format!("it is not UTF-8 text, as a tokenizer.json is ({e})"),
+        })?;
+        Tokenizer::from_json(text, shown.to_string(), path.to_path_buf())
+    }
+
+    fn from_json(text: &str, shown: String, file: PathBuf) -> Result<Tokenizer, TokenizerError> {
+        let unreadable = |why: String| TokenizerError::Unreadable { file: shown.clone(), why };
         let mut inner: tokenizers::Tokenizer =
             text.parse().map_err(|e: tokenizers::Error| unreadable(e.to_string()))?;
         // Counts are of the whole text: a file's truncation (BERT's keep 512) and padding are
@@ -595,6 +617,28 @@ mod tests {
             std::fs::write(&bad, body).unwrap();
             let error = Tokenizer::open(&bad).unwrap_err().to_string();
             assert!(error.contains(name) && error.contains("is not a tokenizer tokenscope can read: "), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_tokenizer_reads_from_bytes_as_from_its_file_and_a_bad_one_is_named_as_it_came() {
+        let scratch = tempfile::tempdir().unwrap();
+        let file = bpe(scratch.path());
+        let bytes = std::fs::read(&file).unwrap();
+        let kept = scratch.path().join("kept/my-bpe/tokenizer.json");
+        let read = Tokenizer::from_bytes(&bytes, "the upload my-bpe", &kept).unwrap();
+        let opened = Tokenizer::open(&file).unwrap();
+        assert_eq!((read.name(), read.path(), read.specials()), ("my-bpe", kept.as_path(), opened.specials()));
+        let text = " It is a capital mistake to theorize before one has data.";
+        assert_eq!(read.count(text).unwrap(), opened.count(text).unwrap());
+        for (body, why) in [
+            (&b"\xff\xfe{}"[..], "it is not UTF-8 text"),
+            (&b"{ not json"[..], "at line 1 column"),
+            (&br#"{"vocab": {}}"#[..], ""),
+        ] {
+            let error = Tokenizer::from_bytes(body, "the upload x", &kept).unwrap_err().to_string();
+            assert!(error.starts_with("the upload x is not a tokenizer tokenscope can read: "), "{error}");
+            assert!(error.contains(why), "{error}");
         }
     }
 

@@ -215,3 +215,30 @@ pub struct RunEdit {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
 }
+
+/// A tokenizer the dashboard keeps (uploaded with `POST /api/tokenizers?name=NAME`), as
+/// `GET /api/tokenizers` lists it and the upload answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeptTokenizer {
+    /// Its name: the folder it is kept in, and what charts call it.
+    pub name: String,
+    /// What a spec's `tokenizer` names it by: its `tokenizer.json` on the proxy's machine.
+    pub path: String,
+    /// The size of its `tokenizer.json`.
+    pub bytes: u64,
+    /// Special tokens it adds to every prompt.
+    pub specials: u32,
+}
+
+/// `GET /api/tokenizers`: the tokenizers a sweep may use.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tokenizers {
+    /// The uploaded ones, by name.
+    pub kept: Vec<KeptTokenizer>,
+    /// Folders on the proxy's machine (`serve --tokenizer-dir`) whose tokenizers a spec may
+    /// also name by path; empty when there are none.
+    #[serde(default)]
+    pub folders: Vec<String>,
+    /// The most tokenizers the dashboard keeps.
+    pub most: u32,
+}

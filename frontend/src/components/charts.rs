@@ -292,6 +292,7 @@ pub fn LatencyChart(
                 // What is drawn, for tools that read the chart.
                 let x = if chart.scale == XScale::Log2 { "log" } else { "linear" };
                 let _ = canvas.set_attribute("data-x-scale", x);
+                let _ = canvas.set_attribute("data-x-axis", &chart.x_desc);
                 let _ = canvas.set_attribute("data-y-scale", shape.1.key());
                 let _ = canvas.set_attribute("data-series", &shape.2.encode());
                 drawn

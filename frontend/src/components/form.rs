@@ -14,6 +14,7 @@ use crate::api;
 use crate::components::ErrorBox;
 use crate::components::copy_link::CopyLink;
 use crate::components::run_view::rerun_path;
+use crate::components::tokenizer::{TokenizerPicker, length_unit};
 
 /// How the form's load is given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +45,8 @@ pub struct Fields {
     pub target: String,
     pub model: String,
     pub input_style: InputStyle,
+    /// The tokenizer's path on the proxy's machine; empty for none.
+    pub tokenizer: String,
     pub prompt_lengths: String,
     /// Standard deviations of drawn prompt and output lengths, and the shared prefix's
     /// length; each empty when not asked for.
@@ -90,6 +93,7 @@ impl Fields {
             target: spec.target.clone(),
             model: spec.model.clone(),
             input_style: spec.input_style,
+            tokenizer: spec.tokenizer.clone().unwrap_or_default(),
             prompt_lengths: spec.prompt_lengths.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
             prompt_stddev: spec.prompt_stddev.map(|s| s.to_string()).unwrap_or_default(),
             output_stddev: spec.output_stddev.map(|s| s.to_string()).unwrap_or_default(),
@@ -244,6 +248,7 @@ impl Fields {
             // A version belongs to its model.
             model_version: self.rest.model_version.clone().filter(|_| self.model == self.rest.model),
             input_style: self.input_style,
+            tokenizer: Some(self.tokenizer.trim().to_string()).filter(|t| !t.is_empty()),
             prompt_lengths,
             max_tokens,
             ignore_eos: self.ignore_eos,
@@ -452,8 +457,11 @@ pub fn SweepForm(
                     <button type="button" id="preset-generation" on:click=move |_| preset(true)
                         title="max_tokens 256 with ignore_eos, one at a time: token-to-token latency against prompt length">"Generation"</button>
                 </div>
+                <TokenizerPicker chosen=Signal::derive(move || fields.with(|f| f.tokenizer.clone()))
+                    on_choose=Callback::new(move |path: String| fields.update(|f| f.tokenizer = path))/>
                 <label class="wide">
-                    "Prompt lengths (approx. tokens): a list, FROM..TO:STEP or FROM..TO:x2"
+                    {move || format!("Prompt lengths ({}): a list, FROM..TO:STEP or FROM..TO:x2",
+                        fields.with(|f| length_unit(&f.tokenizer)))}
                     <input id="prompt-lengths" type="text" spellcheck="false" prop:value=field(|f| f.prompt_lengths.clone())
                         on:input=set(|f, v| f.prompt_lengths = v)/>
                 </label>
@@ -604,6 +612,24 @@ mod tests {
         fields.prompt_stddev = String::new();
         fields.shared_prefix = "16".into();
         assert!(fields.spec().unwrap_err().iter().any(|p| p.contains("above its 16 tokens")), "16 is a prompt length");
+    }
+
+    #[test]
+    fn a_tokenizer_round_trips_and_an_empty_one_is_none() {
+        let spec = SweepSpec {
+            model: "m".into(),
+            tokenizer: Some("/data/tokenizers/llama-3/tokenizer.json".into()),
+            ..SweepSpec::default()
+        };
+        let fields = Fields::of(&spec);
+        assert_eq!(fields.tokenizer, "/data/tokenizers/llama-3/tokenizer.json");
+        assert_eq!(fields.spec().unwrap(), spec);
+        let mut fields = Fields::of(&spec);
+        fields.tokenizer = "  ".into();
+        assert_eq!(fields.spec().unwrap().tokenizer, None, "none chosen");
+        fields.tokenizer = " /models/gpt2 ".into();
+        assert_eq!(fields.spec().unwrap().tokenizer.as_deref(), Some("/models/gpt2"));
+        assert_eq!(Fields::of(&SweepSpec::default()).tokenizer, "");
     }
 
     #[test]

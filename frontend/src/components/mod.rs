@@ -9,6 +9,7 @@ pub mod run_details;
 pub mod run_view;
 pub mod runs_list;
 pub mod throughput;
+pub mod tokenizer;
 
 use leptos::prelude::*;
 use shared::api::ApiError;

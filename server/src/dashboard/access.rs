@@ -418,7 +418,7 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
             Some(Role::Viewer) if changes(&request) && !request.headers().contains_key(header::UPGRADE) => {
                 return HttpError::new(
                     StatusCode::FORBIDDEN,
-                    "viewers cannot start, cancel, change, delete or import runs",
+                    "viewers cannot start, cancel, change, delete or import runs, nor upload tokenizers",
                     "sign in with the operator token at /signin, or send it as Authorization: Bearer TOKEN",
                 )
                 .into_response();

@@ -51,14 +51,20 @@ impl HttpError {
     }
 
     /// The same failure, of a more precise kind than its status says.
-    fn code(mut self, code: ErrorCode) -> Self {
+    pub(crate) fn code(mut self, code: ErrorCode) -> Self {
         self.body.code = code;
         self
     }
 
     /// 503 for a limit reached, with a `Retry-After` of [`RETRY_AFTER_S`].
-    fn busy(error: String, hint: String) -> Self {
+    pub(crate) fn busy(error: String, hint: String) -> Self {
         Self { retry_after: Some(RETRY_AFTER_S), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, error, hint) }
+    }
+
+    /// What it says, error and hint, as a test reads it.
+    #[cfg(test)]
+    pub(crate) fn text(&self) -> String {
+        format!("{} ({})", self.body.error, self.body.hint.as_deref().unwrap_or_default())
     }
 
     fn no_run(id: &str) -> Self {
@@ -223,6 +229,7 @@ pub fn read_spec(mut value: serde_json::Value, default_target: &str) -> Result<S
     spec.target = normalize_target(&spec.target);
     spec.model = spec.model.trim().to_string();
     spec.model_version = spec.model_version.filter(|v| !v.trim().is_empty());
+    spec.tokenizer = spec.tokenizer.filter(|t| !t.trim().is_empty());
     spec.prompt_lengths.sort_unstable();
     spec.prompt_lengths.dedup();
     Ok(spec)
@@ -245,7 +252,7 @@ pub async fn create_run(
     body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<RunCreated>)> {
     let body = json_body(body, "the sweep spec", "send a JSON sweep spec with Content-Type: application/json")?;
-    let spec = read_spec(body, &state.config().default_target).map_err(|err| {
+    let mut spec = read_spec(body, &state.config().default_target).map_err(|err| {
         HttpError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("the sweep spec could not be read: {err}"), "")
     })?;
     let problems = spec.problems();
@@ -257,13 +264,6 @@ pub async fn create_run(
         ));
     }
     // A path on this machine, which the proxy would open for whoever can start a run.
-    if spec.tokenizer.is_some() {
-        return Err(HttpError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "the dashboard does not open tokenizer files by their path on the proxy's machine",
-            "run `tokenscope sweep --tokenizer PATH` on that machine for exact prompt lengths",
-        ));
-    }
     if spec.prompts_file.is_some() {
         return Err(HttpError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -276,6 +276,8 @@ pub async fn create_run(
         return Err(busy(StartError::Busy(id)));
     }
     allowed_target(&state, &spec.target)?;
+    // A tokenizer is opened only from an allowed place, and the run opens the file checked.
+    super::tokenizers::check_spec(&state, &mut spec).await?;
     // Check the model now, so the form can say what is wrong before a run exists.
     let triton = Triton::connect(&spec.target).await?;
     triton.prepare(&spec).await?;
@@ -502,7 +504,7 @@ fn export_permit(state: &AppState) -> ApiResult<tokio::sync::OwnedSemaphorePermi
 
 /// Renders a whole run on a blocking thread, so that a large one cannot delay the
 /// timestamps of a run in progress.
-async fn render(id: &str, what: &str, job: impl FnOnce() -> Vec<u8> + Send + 'static) -> ApiResult<Vec<u8>> {
+async fn render<T: Send + 'static>(id: &str, what: &str, job: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
     tokio::task::spawn_blocking(job).await.map_err(|err| {
         tracing::error!(run = %id, cause = %err, "rendering {what} failed");
         HttpError::new(
@@ -540,17 +542,36 @@ pub async fn export(State(state): State<AppState>, Path((id, file)): Path<(Strin
     );
     let _permit = export_permit(&state)?;
     let report = finished_report(&state, &run, hint).await?;
-    if export == Export::Profile
-        && let Some(path) = report.spec.prompts_file.as_ref().or(report.spec.tokenizer.as_ref())
-    {
-        // Its prompts would be made again from a file of this machine.
-        return Err(HttpError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("this run's prompts came from {path}, a file the dashboard does not open"),
-            "write its profile export with `tokenscope sweep --profile-export FILE` as it runs",
-        ));
+    // The profile export makes the run's prompts again, from a file of this machine when
+    // they came from one: a tokenizer in a place the dashboard opens, and nothing else.
+    if export == Export::Profile {
+        let elsewhere = |path: &String| {
+            HttpError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("this run's prompts came from {path}, a file the dashboard does not open"),
+                "write its profile export with `tokenscope sweep --profile-export FILE` as it runs",
+            )
+        };
+        if let Some(path) = &report.spec.prompts_file {
+            return Err(elsewhere(path));
+        }
+        if let Some(path) = &report.spec.tokenizer {
+            super::tokenizers::for_export(&state, path).map_err(|err| err.unwrap_or_else(|| elsewhere(path)))?;
+        }
     }
-    let body = render(&id, &file, move || export.render(&report)).await?;
+    let rendered = render(&id, &file, move || {
+        let mut bytes = Vec::new();
+        export.write_to(&report, &mut bytes).map(|()| bytes)
+    })
+    .await?;
+    // Only a tokenizer that can no longer be read fails a rendering.
+    let body = rendered.map_err(|err| {
+        HttpError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            err.to_string(),
+            "the profile export needs the run's tokenizer where it was when the run started",
+        )
+    })?;
     let disposition = format!("attachment; filename=\"{}\"", export.download_name(&id));
     let headers =
         [(header::CONTENT_TYPE, export.content_type().to_string()), (header::CONTENT_DISPOSITION, disposition)];
@@ -666,7 +687,8 @@ pub async fn wrong_method(method: Method) -> HttpError {
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{method} is not allowed here"),
         "POST /api/runs starts a run, POST /api/runs/{id}/cancel stops one, PATCH /api/runs/{id} \
-         renames it and DELETE /api/runs/{id} deletes it; everything else is GET",
+         renames it and DELETE /api/runs/{id} deletes it, POST /api/tokenizers?name=NAME uploads a tokenizer; \
+         everything else is GET",
     )
 }
 
@@ -675,7 +697,8 @@ pub async fn no_such_endpoint() -> HttpError {
     HttpError::new(
         StatusCode::NOT_FOUND,
         "no such API endpoint",
-        "the API has /api/info, /api/targets/models, /api/runs, /api/runs/{id}[/cancel|/events|/report] and \
+        "the API has /api/info, /api/targets/models, /api/tokenizers, /api/runs, \
+         /api/runs/{id}[/cancel|/events|/report] and \
          /api/runs/{id}/export/{run.json|requests.csv|points.csv|profile.json}",
     )
 }

@@ -9,6 +9,7 @@ pub mod api;
 mod assets;
 pub mod runs;
 mod signin;
+pub mod tokenizers;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use crate::store::{Store, StoreError};
 use crate::triton::normalize_target;
 use access::Access;
 use runs::{Retention, Runs};
+use tokenizers::TokenizerPlaces;
 
 /// What the dashboard serves and where it points by default.
 #[derive(Debug, Clone)]
@@ -37,6 +39,9 @@ pub struct DashboardConfig {
     pub data_dir: PathBuf,
     /// Who may view and operate, from which names and pages, and which targets they may measure.
     pub access: Access,
+    /// Folders of this machine whose tokenizers a sweep may name by path (`--tokenizer-dir`),
+    /// besides the data folder's uploaded ones.
+    pub tokenizer_dirs: Vec<PathBuf>,
 }
 
 /// How long a WebSocket may take to accept an event before it is closed: a client that
@@ -64,6 +69,10 @@ pub struct Limits {
     pub followers_per_run: usize,
     /// See [`EXPORTS_AT_ONCE`].
     pub exports_at_once: usize,
+    /// The largest tokenizer.json taken; see [`tokenizers::TOKENIZER_LIMIT`].
+    pub tokenizer_bytes: usize,
+    /// The most tokenizers kept; see [`tokenizers::MOST_KEPT`].
+    pub tokenizers_kept: usize,
 }
 
 impl Default for Limits {
@@ -73,6 +82,8 @@ impl Default for Limits {
             send_timeout: SEND_TIMEOUT,
             followers_per_run: FOLLOWERS_PER_RUN,
             exports_at_once: EXPORTS_AT_ONCE,
+            tokenizer_bytes: tokenizers::TOKENIZER_LIMIT,
+            tokenizers_kept: tokenizers::MOST_KEPT,
         }
     }
 }
@@ -91,6 +102,7 @@ struct Inner {
     exports: Arc<Semaphore>,
     /// One import is read at a time, so only one file's worth of memory is ever taken.
     imports: Arc<Semaphore>,
+    tokenizers: TokenizerPlaces,
 }
 
 impl AppState {
@@ -112,12 +124,15 @@ impl AppState {
             simulator: config.simulator.map(|s| normalize_target(&s)),
             data_dir: config.data_dir,
             access: config.access,
+            tokenizer_dirs: config.tokenizer_dirs,
         };
         let store = Store::open(&config.data_dir).await?;
+        let tokenizers = TokenizerPlaces::open(&config.data_dir, &config.tokenizer_dirs)
+            .map_err(|source| StoreError::CreateDir { path: config.data_dir.join(tokenizers::FOLDER), source })?;
         let runs = Runs::load(store, shutdown, limits.retention).await?;
         let exports = Arc::new(Semaphore::new(limits.exports_at_once));
         let imports = Arc::new(Semaphore::new(1));
-        Ok(Self { inner: Arc::new(Inner { config, runs, limits, exports, imports }) })
+        Ok(Self { inner: Arc::new(Inner { config, runs, limits, exports, imports, tokenizers }) })
     }
 
     /// Waits for the run in progress to record its end, then closes the store. Call after
@@ -153,6 +168,11 @@ impl AppState {
         self.inner.imports.clone().try_acquire_owned().ok()
     }
 
+    /// Where tokenizers may be opened from.
+    pub fn tokenizers(&self) -> &TokenizerPlaces {
+        &self.inner.tokenizers
+    }
+
     /// Whether a target is the built-in simulator.
     pub fn is_simulator(&self, target: &str) -> bool {
         self.inner.config.simulator.as_deref() == Some(normalize_target(target).as_str())
@@ -161,6 +181,7 @@ impl AppState {
 
 /// The router: the API under `/api`, the browser app everywhere else.
 pub fn app(state: AppState) -> Router {
+    let tokenizer_bytes = state.limits().tokenizer_bytes;
     Router::new()
         .route("/signin", get(signin::page).post(signin::sign_in))
         .route("/signout", post(signin::sign_out))
@@ -173,6 +194,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/runs/{id}/events", get(api::events))
         .route("/api/runs/{id}/report", get(api::report))
         .route("/api/runs/{id}/export/{file}", get(api::export))
+        .route(
+            "/api/tokenizers",
+            get(tokenizers::list).post(tokenizers::upload).layer(DefaultBodyLimit::max(tokenizer_bytes)),
+        )
         .route("/api", any(api::no_such_endpoint))
         .route("/api/{*rest}", any(api::no_such_endpoint))
         .method_not_allowed_fallback(api::wrong_method)

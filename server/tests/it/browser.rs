@@ -1193,3 +1193,81 @@ const VIEW_STATE_TABLE: &str = r#"
     const table = () => [...document.querySelectorAll('#points-table td[data-metric]')]
         .map(td => td.dataset.metric + '=' + (td.dataset.value ?? td.textContent.trim()));
 "#;
+
+/// A tokenizer uploaded through the form is chosen for the sweep: every prompt has its length
+/// in the tokenizer's tokens, the charts' prompt-length axis names it, and Rerun… reopens the
+/// form with it chosen.
+#[tokio::test]
+async fn a_tokenizer_uploaded_in_the_form_counts_the_sweeps_prompts() {
+    need_frontend();
+    let _serial = timing_lock().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let file = server::tokenizer::fixture::bpe(scratch.path());
+    let counter = server::tokenizer::SharedTokenizer::parse(file.to_str().unwrap()).unwrap();
+    let dash = start_dashboard(server::sim::SimConfig { tokenizer: Some(counter), ..fast_sim() }).await;
+    let driver = start_driver().await;
+    let client = browser(&driver).await;
+    let result = std::panic::AssertUnwindSafe(async {
+        client.goto(&dash.base).await.unwrap();
+        wait_for_text(&client, "#model", "sim-vllm", Duration::from_secs(20)).await;
+        wait_for_text(&client, "#tokenizer", "none (approximate tokens", Duration::from_secs(5)).await;
+        let chosen = "return document.getElementById('tokenizer').value;";
+        assert_eq!(client.execute(chosen, vec![]).await.unwrap(), json!(""));
+
+        // A file called tokenizer.json names no model: without a name, the server asks for one.
+        let picker = client.find(Locator::Css("#tokenizer-file")).await.unwrap();
+        picker.send_keys(file.to_str().unwrap()).await.unwrap();
+        client.find(Locator::Css("#tokenizer-upload")).await.unwrap().click().await.unwrap();
+        wait_for_text(&client, ".tokenizer .error", "needs a name", Duration::from_secs(20)).await;
+        client.find(Locator::Css("#tokenizer-name")).await.unwrap().send_keys("tiny-bpe").await.unwrap();
+        client.find(Locator::Css("#tokenizer-upload")).await.unwrap().click().await.unwrap();
+        let path = dash.data.path().canonicalize().unwrap().join("tokenizers/tiny-bpe/tokenizer.json");
+        let path = path.to_str().unwrap();
+        let value = wait_for_js(&client, chosen, &json!(path), Duration::from_secs(30)).await;
+        assert_eq!(value, json!(path), "the upload is chosen");
+        wait_for_text(&client, "#tokenizer", "tiny-bpe (1 special token", Duration::from_secs(10)).await;
+        let errors = client.execute("return document.querySelectorAll('.tokenizer .error').length;", vec![]).await;
+        assert_eq!(errors.unwrap(), json!(0), "the earlier refusal is gone");
+        let shot = client.screenshot().await.unwrap();
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("dashboard-tokenizer.png"), shot).unwrap();
+
+        wait_for_text(&client, ".sweep-form", "Prompt lengths (tokens, tokenizer tiny-bpe)", Duration::from_secs(5))
+            .await;
+        run_by_clicking(&client, "16,64", "4", "2 lengths: [16, 64]").await;
+        let axis = wait_for_js(
+            &client,
+            "return document.getElementById('chart-ttft')?.dataset.xAxis ?? null;",
+            &json!("prompt length (tokens, tokenizer tiny-bpe)"),
+            Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(axis, json!("prompt length (tokens, tokenizer tiny-bpe)"));
+
+        let url = client.current_url().await.unwrap();
+        let id = url.path().strip_prefix("/runs/").expect("the address names the run").to_string();
+        let report: shared::RunReport =
+            reqwest::get(format!("{}/api/runs/{id}/report", dash.base)).await.unwrap().json().await.unwrap();
+        assert_eq!(report.spec.tokenizer.as_deref(), Some(path));
+        assert_eq!(report.requests.len(), 2 * 4);
+        for record in &report.requests {
+            let length = [16, 64][record.point as usize];
+            assert_eq!(record.num_input_tokens, Some(length), "{}: the server counted the prompt", record.id);
+        }
+
+        // Rerun… opens the form with the tokenizer chosen.
+        let rerun = client.find(Locator::Id("rerun")).await.unwrap().attr("href").await.unwrap().unwrap();
+        client.goto(&format!("{}{rerun}", dash.base)).await.unwrap();
+        wait_for_text(&client, "#tokenizer", "tiny-bpe (1 special token", Duration::from_secs(20)).await;
+        assert_eq!(wait_for_js(&client, chosen, &json!(path), Duration::from_secs(5)).await, json!(path));
+        wait_for_text(&client, ".sweep-form", "Prompt lengths (tokens, tokenizer tiny-bpe)", Duration::from_secs(5))
+            .await;
+    })
+    .catch_unwind()
+    .await;
+    client.close().await.unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}

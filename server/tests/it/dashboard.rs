@@ -152,13 +152,14 @@ async fn bad_runs_are_refused_with_a_reason() {
     assert_eq!(status, 422, "{body}");
     assert!(body["error"].as_str().unwrap().contains("unknown field \"request\""), "{body}");
 
-    // A tokenizer path would have the proxy open files of its machine for any operator.
+    // A tokenizer path outside the dashboard's own and allowed folders would have the proxy
+    // open files of its machine for any operator.
     let mut tokenizer = spec_json(&dash.sim.target, "sim-vllm");
     tokenizer["tokenizer"] = json!("/etc/passwd");
     let (status, body) = post(&runs, &tokenizer).await;
     assert_eq!(status, 422, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("does not open tokenizer files by their path"), "{body}");
-    assert!(body["hint"].as_str().unwrap().contains("tokenscope sweep --tokenizer"), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("does not open the tokenizer /etc/passwd"), "{body}");
+    assert!(body["hint"].as_str().unwrap().contains("--tokenizer-dir"), "{body}");
     let mut prompts = spec_json(&dash.sim.target, "sim-vllm");
     prompts["prompts_file"] = json!("/etc/shadow");
     let (status, body) = post(&runs, &prompts).await;

@@ -16,4 +16,5 @@ mod staying_up;
 mod store;
 mod support;
 mod tls;
+mod tokenizers;
 mod webdriver;

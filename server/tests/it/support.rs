@@ -162,8 +162,9 @@ impl Dashboard {
     /// [`Dashboard::restart`] with other limits.
     pub async fn restart_with(self, limits: Limits) -> Dashboard {
         let access = self.state.access().clone();
+        let tokenizer_dirs = self.state.config().tokenizer_dirs.clone();
         let (sim, data) = self.stop().await;
-        serve_with(sim, data, limits, access).await
+        serve_with(sim, data, limits, access, tokenizer_dirs).await
     }
 
     /// Stops this dashboard and closes its store, handing back its simulator and data folder.
@@ -191,21 +192,38 @@ pub async fn start_dashboard_with_access(config: SimConfig, access: impl FnOnce(
     let data = Arc::new(tempfile::tempdir().expect("a temporary folder"));
     let sim = start_sim(config).await;
     let access = access(&sim.target);
-    serve_with(sim, data, Limits::default(), access).await
+    serve_with(sim, data, Limits::default(), access, Vec::new()).await
+}
+
+/// A dashboard whose sweeps may also name tokenizers in `tokenizer_dirs` by path.
+pub async fn start_dashboard_with_tokenizers(
+    config: SimConfig,
+    limits: Limits,
+    tokenizer_dirs: Vec<std::path::PathBuf>,
+) -> Dashboard {
+    let data = Arc::new(tempfile::tempdir().expect("a temporary folder"));
+    serve_with(start_sim(config).await, data, limits, Access::open(), tokenizer_dirs).await
 }
 
 /// A dashboard on `data` whose default target is `sim`.
 pub async fn serve_on(sim: SimServer, data: Arc<tempfile::TempDir>, limits: Limits) -> Dashboard {
-    serve_with(sim, data, limits, Access::open()).await
+    serve_with(sim, data, limits, Access::open(), Vec::new()).await
 }
 
-async fn serve_with(sim: SimServer, data: Arc<tempfile::TempDir>, limits: Limits, access: Access) -> Dashboard {
+async fn serve_with(
+    sim: SimServer,
+    data: Arc<tempfile::TempDir>,
+    limits: Limits,
+    access: Access,
+    tokenizer_dirs: Vec<std::path::PathBuf>,
+) -> Dashboard {
     let stop = CancellationToken::new();
     let config = DashboardConfig {
         default_target: sim.target.clone(),
         simulator: Some(sim.target.clone()),
         data_dir: data.path().to_path_buf(),
         access,
+        tokenizer_dirs,
     };
     let state = AppState::open_with(config, limits, stop.clone()).await.expect("the dashboard opens its store");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

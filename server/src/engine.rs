@@ -633,6 +633,9 @@ struct Sweep {
     prompts: Arc<RunPrompts>,
     /// Whether a prompt could not be made, which ends the run.
     prompts_failed: bool,
+    /// Why the server's statistics are no longer read: once a read failed, later points
+    /// would only wait for the same failure.
+    server_stats_gone: Option<String>,
     clock: RunClock,
     streams: Vec<Stream>,
     done: mpsc::UnboundedReceiver<Done>,
@@ -674,6 +677,7 @@ impl Sweep {
             plan,
             prompts,
             prompts_failed: false,
+            server_stats_gone: None,
             clock,
             streams: Vec::new(),
             done,
@@ -772,16 +776,24 @@ impl Sweep {
     }
 
     /// The server's statistics of the run's model now.
-    async fn server_counters(&self) -> Result<ServerCounters, String> {
+    async fn server_counters(&mut self) -> Result<ServerCounters, String> {
+        if let Some(why) = &self.server_stats_gone {
+            return Err(why.clone());
+        }
         let connection = self.connections.first().ok_or("no connection to the server")?;
-        connection.model_counters(&self.spec.model, self.spec.model_version.as_deref().unwrap_or_default()).await
+        let version = self.spec.model_version.as_deref().unwrap_or_default();
+        let read = connection.model_counters(&self.spec.model, version).await;
+        if let Err(why) = &read {
+            self.server_stats_gone = Some(format!("{why} (not asked again in this run)"));
+        }
+        read
     }
 
     /// The server's statistics of a point that began with `before` and in which `finished`
     /// requests succeeded: read again (for up to 100 ms) until the server has counted them,
     /// as it may count a request a moment after its last response went out.
     async fn server_point(
-        &self,
+        &mut self,
         before: Result<ServerCounters, String>,
         finished: u64,
     ) -> Result<ServerPointStats, String> {

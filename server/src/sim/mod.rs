@@ -40,6 +40,8 @@ pub struct Sim {
     unavailable: Arc<Vec<String>>,
     /// What counts prompt tokens, if not words.
     tokenizer: Option<SharedTokenizer>,
+    /// Whether ModelStatistics is refused (`--no-statistics`).
+    no_statistics: bool,
 }
 
 impl Sim {
@@ -51,11 +53,12 @@ impl Sim {
         let thread_counters = counters.clone();
         let unavailable = Arc::new(config.unavailable.clone());
         let tokenizer = config.tokenizer.clone();
+        let no_statistics = config.no_statistics;
         std::thread::Builder::new()
             .name("sim-scheduler".into())
             .spawn(move || scheduler::run(config, receiver, thread_counters))
             .expect("the scheduler thread starts");
-        Self { jobs, counters, unavailable, tokenizer }
+        Self { jobs, counters, unavailable, tokenizer, no_statistics }
     }
 
     fn is_available(&self, name: &str) -> bool {
@@ -271,6 +274,9 @@ impl GrpcInferenceService for Sim {
         &self,
         request: Request<pb::ModelStatisticsRequest>,
     ) -> Result<Response<pb::ModelStatisticsResponse>, Status> {
+        if self.no_statistics {
+            return Err(Status::unimplemented("ModelStatistics is not served here (--no-statistics)"));
+        }
         let name = &request.get_ref().name;
         if !name.is_empty() {
             self.model(name)?;

@@ -51,6 +51,9 @@ pub struct SimConfig {
     /// `num_output_tokens` (0: never), as a broken or hostile server might.
     #[arg(long, default_value_t = 0)]
     pub huge_count_every: u64,
+    /// Answer ModelStatistics with UNIMPLEMENTED, as a server or proxy without it does.
+    #[arg(long)]
+    pub no_statistics: bool,
     /// Make each token's text its send time (" @<unix ns>"), so any client's export shows its arrival delay.
     #[arg(long)]
     pub stamp_text: bool,
@@ -78,6 +81,7 @@ impl Default for SimConfig {
             seed: 1,
             fail_every: 0,
             huge_count_every: 0,
+            no_statistics: false,
             stamp_text: false,
             unavailable: Vec::new(),
             tokenizer: None,

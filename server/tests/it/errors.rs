@@ -6,7 +6,7 @@ use std::time::Duration;
 use server::clock::RunClock;
 use server::engine::{EngineError, Observer, run_sweep_apart};
 use server::sim::SimConfig;
-use shared::{InputStyle, RequestRecord, RunStatus};
+use shared::{InputStyle, RequestRecord, RunStatus, SweepSpec};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
@@ -261,4 +261,26 @@ async fn a_panic_on_the_engine_thread_is_an_error_that_says_what_happened() {
         Err(other) => panic!("expected a panic report, got {other}"),
         Ok((report, _)) => panic!("expected a panic report, got a run that ended {:?}", report.status),
     }
+}
+
+/// A server without ModelStatistics: every point says why its server statistics are missing,
+/// the run completes, and the statistics are asked for once.
+#[tokio::test]
+async fn a_server_without_statistics_leaves_the_run_complete_and_says_so() {
+    let sim = start_sim(SimConfig { no_statistics: true, ..SimConfig::default() }).await;
+    let run = sweep(SweepSpec {
+        prompt_lengths: vec![4, 8, 16],
+        max_tokens: 2,
+        requests: 2,
+        ..spec(&sim.target, "sim-vllm")
+    })
+    .await;
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(run.points.len(), 3);
+    for point in &run.points {
+        assert_eq!(point.server, None);
+        let why = point.server_missing.as_deref().unwrap_or_default();
+        assert!(why.contains("ModelStatistics failed") && why.contains("not served here"), "{why}");
+    }
+    assert!(run.points[2].server_missing.as_deref().unwrap().contains("not asked again"), "asked once");
 }

@@ -294,6 +294,48 @@ pub const IMPORT_LIMIT: usize = 512 << 20;
 /// How long an import's body may take to arrive.
 const IMPORT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// How an uploaded file's body is read: its most bytes and time, and what to say when it is
+/// too large, too slow or broken.
+pub struct BodyLimits {
+    pub most_bytes: usize,
+    pub timeout: std::time::Duration,
+    /// What the file is taken as, for the message when it is too large (`" as a tokenizer"`).
+    pub what: &'static str,
+    pub slow_hint: &'static str,
+    pub large_hint: &'static str,
+    /// What to send, when the body breaks off.
+    pub hint: &'static str,
+}
+
+/// Reads an uploaded file's whole body within `limits`: a body that trickles in would hold
+/// the one upload's turn, so it gets a while, not forever (408); one too large gets 413.
+pub async fn read_body(body: axum::body::Body, limits: &BodyLimits) -> ApiResult<axum::body::Bytes> {
+    let Ok(received) = tokio::time::timeout(limits.timeout, axum::body::to_bytes(body, limits.most_bytes)).await else {
+        return Err(HttpError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the file did not arrive within the limit of {} s", limits.timeout.as_secs()),
+            limits.slow_hint,
+        ));
+    };
+    received.map_err(|err| {
+        let too_large = std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source())
+            .any(|e| e.to_string().contains("length limit exceeded"));
+        if too_large {
+            HttpError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the file is larger than the {} MiB the dashboard takes{}",
+                    limits.most_bytes >> 20,
+                    limits.what
+                ),
+                limits.large_hint,
+            )
+        } else {
+            HttpError::new(StatusCode::BAD_REQUEST, format!("the file could not be received: {err}"), limits.hint)
+        }
+    })
+}
+
 /// `POST /api/runs/import`: a tokenscope run.json or a perf_analyzer profile export, shown
 /// as a finished run. The body is read only once no other import is being read (else 503
 /// with Retry-After), and parsed off the async runtime; a file beyond any of
@@ -311,29 +353,15 @@ pub async fn import_run(
         )
         .into_response());
     };
-    // A body that trickles in would hold the one import's turn: it gets a while, not forever.
-    let Ok(received) = tokio::time::timeout(IMPORT_READ_TIMEOUT, axum::body::to_bytes(body, IMPORT_LIMIT)).await else {
-        return Err(HttpError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            format!("the file did not arrive within the limit of {} s", IMPORT_READ_TIMEOUT.as_secs()),
-            "send it again over a faster link, or read it with tokenscope import FILE",
-        )
-        .into_response());
+    let limits = BodyLimits {
+        most_bytes: IMPORT_LIMIT,
+        timeout: IMPORT_READ_TIMEOUT,
+        what: "",
+        slow_hint: "send it again over a faster link, or read it with tokenscope import FILE",
+        large_hint: "tokenscope import FILE reads it in a terminal, and writes its statistics and CSV files",
+        hint: HINT,
     };
-    let bytes = received.map_err(|err| {
-        let too_large = std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source())
-            .any(|e| e.to_string().contains("length limit exceeded"));
-        if too_large {
-            HttpError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the file is larger than the {} MiB the dashboard takes", IMPORT_LIMIT >> 20),
-                "tokenscope import FILE reads it in a terminal, and writes its statistics and CSV files",
-            )
-        } else {
-            HttpError::new(StatusCode::BAD_REQUEST, format!("the file could not be received: {err}"), HINT)
-        }
-        .into_response()
-    })?;
+    let bytes = read_body(body, &limits).await.map_err(IntoResponse::into_response)?;
     let report = tokio::task::spawn_blocking(move || crate::import::bytes_to_report(bytes, "the file"))
         .await
         .map_err(|err| {

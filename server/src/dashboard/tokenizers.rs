@@ -21,7 +21,7 @@ use shared::api::{ErrorCode, KeptTokenizer, Tokenizers};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::AppState;
-use super::api::{HttpError, RETRY_AFTER_S};
+use super::api::{BodyLimits, HttpError, RETRY_AFTER_S, read_body};
 use crate::tokenizer::{ExactPrompts, Tokenizer, TokenizerError};
 
 /// The folder of the data folder that keeps uploaded tokenizers, one folder each, named as
@@ -478,26 +478,15 @@ pub async fn upload(
             HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("listing the tokenizers failed: {err}"), "")
         })??;
     }
-    let Ok(received) = tokio::time::timeout(READ_TIMEOUT, axum::body::to_bytes(body, most_bytes)).await else {
-        return Err(HttpError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            format!("the file did not arrive within the limit of {} s", READ_TIMEOUT.as_secs()),
-            "send it again over a faster link",
-        ));
+    let limits = BodyLimits {
+        most_bytes,
+        timeout: READ_TIMEOUT,
+        what: " as a tokenizer",
+        slow_hint: "send it again over a faster link",
+        large_hint: "a model's tokenizer.json has tens of MiB at most: check that it is the right file",
+        hint: UPLOAD_HINT,
     };
-    let bytes = received.map_err(|err| {
-        let too_large = std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source())
-            .any(|e| e.to_string().contains("length limit exceeded"));
-        if too_large {
-            HttpError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the file is larger than the {} MiB the dashboard takes as a tokenizer", most_bytes >> 20),
-                "a model's tokenizer.json has tens of MiB at most: check that it is the right file",
-            )
-        } else {
-            HttpError::new(StatusCode::BAD_REQUEST, format!("the file could not be received: {err}"), UPLOAD_HINT)
-        }
-    })?;
+    let bytes = read_body(body, &limits).await?;
     let kept = {
         let (state, name) = (state.clone(), name.clone());
         move || state.tokenizers().keep(&name, &bytes, most)

@@ -35,14 +35,17 @@ pub fn draw(mean: u32, stddev: Option<f64>, least: u32, seed: u64, what: Drawn, 
 
 /// The longest length [`draw`] gives around `mean`.
 pub fn most(mean: u32, stddev: Option<f64>) -> u32 {
-    let spread = stddev.filter(|s| s.is_finite() && *s > 0.0).map_or(0.0, |s| (s * SPREAD).ceil());
-    (f64::from(mean) + spread).min(f64::from(u32::MAX)) as u32
+    (f64::from(mean) + spread(stddev)).min(f64::from(u32::MAX)) as u32
+}
+
+/// How far from the mean a draw may go, rounded up to a whole length; 0 without a spread.
+fn spread(stddev: Option<f64>) -> f64 {
+    stddev.filter(|s| s.is_finite() && *s > 0.0).map_or(0.0, |s| (s * SPREAD).ceil())
 }
 
 /// The shortest length [`draw`] gives around `mean` with a least of 0.
 pub fn least(mean: u32, stddev: Option<f64>) -> u32 {
-    let spread = stddev.filter(|s| s.is_finite() && *s > 0.0).map_or(0.0, |s| (s * SPREAD).ceil());
-    (f64::from(mean) - spread).max(0.0) as u32
+    (f64::from(mean) - spread(stddev)).max(0.0) as u32
 }
 
 #[cfg(test)]

@@ -155,6 +155,30 @@ pub struct TargetModels {
     pub models: Vec<ModelChoice>,
 }
 
+/// `GET /api/targets/metrics?target=URL[&url=METRICS_URL]`: where a run on the target reads
+/// the server's metrics, and whether they answer now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsCheck {
+    /// The address a run reads, given or derived from the target.
+    pub url: String,
+    /// Whether one scrape answered with metrics.
+    pub answers: bool,
+    /// Series and families it held.
+    pub series: u32,
+    /// Family names, sorted, at most [`MetricsCheck::MAX_FAMILIES`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub families: Vec<String>,
+    /// How long the scrape took, milliseconds.
+    pub took_ms: f64,
+    /// Why it did not answer, with what to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl MetricsCheck {
+    pub const MAX_FAMILIES: usize = 512;
+}
+
 /// `POST /api/runs` answers `201` with this.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunCreated {

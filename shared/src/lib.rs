@@ -19,6 +19,7 @@ pub mod schedule;
 pub mod server_stats;
 pub mod spec;
 pub mod stats;
+pub mod telemetry;
 pub mod varint;
 pub mod view;
 

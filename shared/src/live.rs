@@ -13,6 +13,7 @@ use crate::report::{EngineReport, ModelInfo, RunReport, RunStatus};
 use crate::spec::{LoadLevel, MAX_REQUESTS, SweepSpec};
 use crate::stats::PointStats;
 use crate::stats::RequestMetrics;
+use crate::telemetry::{Telemetry, TelemetryUpdate};
 
 /// One entry of a run's event log, sent as one JSON text message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +42,8 @@ pub enum RunEvent {
     Batch(Batch),
     /// A prompt length's statistics have settled.
     PointDone { point: u32, stats: Box<PointStats> },
+    /// A scrape of the server's metrics: what it changed, or why it failed.
+    Telemetry(TelemetryUpdate),
     /// The run could not be written to the run store, so it is kept in the dashboard's memory
     /// only. Comes just before `Finished`.
     NotSaved { error: String },
@@ -174,6 +177,9 @@ pub fn events_from_report(id: &str, report: &RunReport, simulated: bool) -> Vec<
             events.push(RunEvent::PointDone { point, stats: Box::new(stats.clone()) });
         }
     }
+    if let Some(telemetry) = &report.telemetry {
+        events.extend(telemetry.updates().into_iter().map(RunEvent::Telemetry));
+    }
     events.push(RunEvent::Finished { status: report.status.clone(), engine: report.engine });
     events
 }
@@ -228,6 +234,8 @@ pub struct LiveRun {
     pub not_saved: Option<String>,
     /// What the run cost the engine, once it has ended.
     pub engine: Option<EngineReport>,
+    /// The server's metrics so far, once the first scrape is in.
+    pub telemetry: Option<Telemetry>,
 }
 
 impl LiveRun {
@@ -255,6 +263,12 @@ impl LiveRun {
                 if let Some(slot) = self.points.get_mut(*point as usize) {
                     *slot = Some(stats.as_ref().clone());
                 }
+            }
+            RunEvent::Telemetry(update) => {
+                let telemetry = self.telemetry.get_or_insert_with(|| {
+                    Telemetry::new(self.spec.metrics_address().unwrap_or_default(), self.spec.metrics_interval_ms())
+                });
+                telemetry.apply(update);
             }
             RunEvent::NotSaved { error } => self.not_saved = Some(error.clone()),
             RunEvent::Finished { status, engine } => {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::record::RequestRecord;
 use crate::spec::{InputStyle, SweepSpec};
 use crate::stats::PointStats;
+use crate::telemetry::Telemetry;
 
 /// What the proxy learned about the model before sending anything.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +68,9 @@ pub struct RunReport {
     /// before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<EngineReport>,
+    /// The server's own metrics, read while the run went; absent when none were read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<Telemetry>,
 }
 
 /// The engine's share of a core from which its timings are said to be at risk.
@@ -154,6 +158,7 @@ impl RunReport {
             points: Vec::new(),
             requests: Vec::new(),
             engine: None,
+            telemetry: None,
         }
     }
 

@@ -56,6 +56,7 @@ use crate::lengths::{self, Drawn};
 pub use crate::limits::MAX_REQUESTS;
 use crate::limits::{self, MAX_PROMPT_LENGTHS};
 use crate::schedule::{self, Arrival};
+use crate::telemetry;
 
 /// A sweep: for each prompt length and each load level, `warmup` then `requests` requests.
 /// A load level is a concurrency (closed loop) or a request rate (open loop); see
@@ -148,6 +149,16 @@ pub struct SweepSpec {
     pub streaming: bool,
     /// A request still unfinished this long after it was sent is abandoned and counted as an error.
     pub request_timeout_ms: u64,
+    /// Where the server's Prometheus metrics are read while the run goes; absent: the
+    /// target's host on Triton's metrics port ([`telemetry::default_url`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_url: Option<String>,
+    /// The time between scrapes of the metrics, milliseconds; absent: 250.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_interval_ms: Option<u32>,
+    /// Read no metrics from the server.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_metrics: bool,
 }
 
 impl Default for SweepSpec {
@@ -180,6 +191,9 @@ impl Default for SweepSpec {
             capacity: None,
             streaming: true,
             request_timeout_ms: 60_000,
+            metrics_url: None,
+            metrics_interval_ms: None,
+            no_metrics: false,
         }
     }
 }
@@ -285,9 +299,35 @@ impl SweepSpec {
         if self.request_timeout_ms == 0 {
             out.push("the request timeout must be above 0 ms".into());
         }
+        if !self.no_metrics {
+            if let Some(problem) = self.metrics_url.as_deref().and_then(telemetry::url_problem) {
+                out.push(problem);
+            }
+            if let Some(ms) = self.metrics_interval_ms.filter(|ms| !telemetry::INTERVAL_MS_RANGE.contains(ms)) {
+                let range = telemetry::INTERVAL_MS_RANGE;
+                out.push(format!(
+                    "the time between metrics scrapes must be from {} to {} ms, not {ms}",
+                    range.start(),
+                    range.end()
+                ));
+            }
+        }
         // The caps (see `limits`), each refusal naming its cap.
         out.extend(limits::spec_problems(self));
         out
+    }
+
+    /// Where the server's metrics are read during the run, if they are.
+    pub fn metrics_address(&self) -> Option<String> {
+        if self.no_metrics {
+            return None;
+        }
+        self.metrics_url.clone().or_else(|| telemetry::default_url(&self.target))
+    }
+
+    /// The time between metrics scrapes.
+    pub fn metrics_interval_ms(&self) -> u32 {
+        self.metrics_interval_ms.unwrap_or(telemetry::DEFAULT_INTERVAL_MS)
     }
 
     /// What the tokenizer is called, if there is one: the folder of its `tokenizer.json`, or
@@ -464,6 +504,9 @@ pub const SPEC_FIELDS: &[&str] = &[
     "capacity",
     "streaming",
     "request_timeout_ms",
+    "metrics_url",
+    "metrics_interval_ms",
+    "no_metrics",
 ];
 
 /// How hard a point loads the server.
@@ -793,6 +836,9 @@ mod tests {
             prompt_stddev: Some(1.0),
             output_stddev: Some(1.0),
             shared_prefix: Some(1),
+            metrics_url: Some("http://h:8002/metrics".into()),
+            metrics_interval_ms: Some(250),
+            no_metrics: true,
             ..SweepSpec::default()
         };
         let serde_json::Value::Object(fields) = serde_json::to_value(full).unwrap() else { panic!("an object") };
@@ -809,6 +855,22 @@ mod tests {
             assert_eq!(style.name().parse::<InputStyle>().unwrap(), style);
         }
         assert!("onnx".parse::<InputStyle>().unwrap_err().contains("unknown input style"));
+    }
+
+    #[test]
+    fn metrics_are_read_from_the_targets_host_unless_told_otherwise() {
+        let spec = SweepSpec { target: "http://10.1.2.3:8001".into(), model: "m".into(), ..SweepSpec::default() };
+        assert_eq!(spec.metrics_address().as_deref(), Some("http://10.1.2.3:8002/metrics"));
+        assert_eq!(spec.metrics_interval_ms(), telemetry::DEFAULT_INTERVAL_MS);
+        let elsewhere = SweepSpec { metrics_url: Some("http://m:9400/metrics".into()), ..spec.clone() };
+        assert_eq!(elsewhere.metrics_address().as_deref(), Some("http://m:9400/metrics"));
+        assert!(SweepSpec { no_metrics: true, ..elsewhere }.metrics_address().is_none());
+        let bad = SweepSpec { metrics_url: Some("https://m/metrics".into()), metrics_interval_ms: Some(10), ..spec };
+        let problems = bad.problems().join("; ");
+        assert!(problems.contains("must start with http://"), "{problems}");
+        assert!(problems.contains("from 50 to 60000 ms, not 10"), "{problems}");
+        // Turned off, its address and interval do not matter.
+        assert!(SweepSpec { no_metrics: true, ..bad }.problems().is_empty());
     }
 
     #[test]

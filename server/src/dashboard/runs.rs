@@ -504,7 +504,7 @@ impl RunHandle {
                 summary.total_requests = summary.spec.requests_sent_bound(Some(summary.finished_requests));
             }
             RunEvent::PointStarted { point, load, .. } => summary.spec.add_probe(*point, *load),
-            RunEvent::Started { .. } => {}
+            RunEvent::Started { .. } | RunEvent::Telemetry(_) => {}
         }
         state.log.push(text.into());
         let len = state.log.len();

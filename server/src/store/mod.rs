@@ -408,6 +408,7 @@ impl Db {
             points: parse_points(id, stats)?,
             requests,
             engine: engine.map(|e| serde_json::from_str(&e)).transpose().map_err(bad)?,
+            telemetry: None,
         })
     }
 

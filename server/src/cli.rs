@@ -588,6 +588,9 @@ pub struct SimArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "PATH", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Serve Triton's Prometheus metrics at http://ADDR/metrics, as Triton does on port 8002.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub config: SimConfig,
 }

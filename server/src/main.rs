@@ -122,6 +122,15 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}; is another server using that port?", args.listen))?;
+    let metrics = match args.metrics_listen {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {addr} for metrics: {e}; is another server using that port? \
+                 (--metrics-listen with port 0 picks a free one)"
+            )
+        })?),
+        None => None,
+    };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(server::tls::identity_files(cert, key)?),
         _ => None,
@@ -129,8 +138,15 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     let shutdown = interrupt_token();
     let names: Vec<&str> = sim::MODELS.iter().map(|m| m.name).collect();
     let protocol = if tls.is_some() { "gRPC over TLS" } else { "gRPC" };
-    tracing::info!(address = %listener.local_addr()?, models = names.join(", "), "simulated Triton listening ({protocol})");
-    sim::serve(listener, args.config, tls, shutdown).await?;
+    let address = listener.local_addr()?;
+    match &metrics {
+        Some(metrics) => {
+            let url = format!("http://{}/metrics", metrics.local_addr()?);
+            tracing::info!(%address, metrics = %url, models = names.join(", "), "simulated Triton listening ({protocol})");
+        }
+        None => tracing::info!(%address, models = names.join(", "), "simulated Triton listening ({protocol})"),
+    }
+    sim::serve_all(listener, metrics, args.config, tls, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 

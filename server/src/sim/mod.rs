@@ -1,11 +1,11 @@
 //! A simulated Triton: the same gRPC protocol, with LLMs of every convention whose latency
 //! follows a schedule set on the command line.
 
+mod metrics;
 pub mod model;
 mod scheduler;
 mod wire;
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -23,7 +23,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 
 pub use model::{MODELS, SimConfig, SimModel};
-use scheduler::{Counters, Job, Sink};
+use scheduler::{Job, Sink, Stats};
 
 use crate::clock::unix_now_ns;
 use crate::pb;
@@ -35,7 +35,10 @@ use wire::Encoded;
 #[derive(Clone)]
 pub struct Sim {
     jobs: std_mpsc::Sender<Job>,
-    counters: Arc<HashMap<&'static str, Counters>>,
+    /// The scheduler's counts, which ModelStatistics and the metrics report.
+    stats: Arc<Stats>,
+    /// When the scheduler started: the first scrape's utilisation is since then.
+    started: Instant,
     /// Models reported as failed to load.
     unavailable: Arc<Vec<String>>,
     /// What counts prompt tokens, if not words.
@@ -49,16 +52,16 @@ impl Sim {
     /// and every started request has finished.
     pub fn new(config: SimConfig) -> Self {
         let (jobs, receiver) = std_mpsc::channel();
-        let counters: Arc<HashMap<_, _>> = Arc::new(MODELS.iter().map(|m| (m.name, Counters::default())).collect());
-        let thread_counters = counters.clone();
+        let stats = Arc::new(Stats::default());
+        let thread_stats = stats.clone();
         let unavailable = Arc::new(config.unavailable.clone());
         let tokenizer = config.tokenizer.clone();
         let no_statistics = config.no_statistics;
         std::thread::Builder::new()
             .name("sim-scheduler".into())
-            .spawn(move || scheduler::run(config, receiver, thread_counters))
+            .spawn(move || scheduler::run(config, receiver, thread_stats))
             .expect("the scheduler thread starts");
-        Self { jobs, counters, unavailable, tokenizer, no_statistics }
+        Self { jobs, stats, started: Instant::now(), unavailable, tokenizer, no_statistics }
     }
 
     fn is_available(&self, name: &str) -> bool {
@@ -92,19 +95,48 @@ pub async fn serve(
     tls: Option<Identity>,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    serve_all(listener, None, config, tls, shutdown).await
+}
+
+/// [`serve`], and with `metrics` Triton's Prometheus metrics at `/metrics` on that listener,
+/// over plain HTTP as Triton serves them, from the same scheduler. Both stop when `shutdown`
+/// is cancelled, and the metrics also when the gRPC service ends.
+pub async fn serve_all(
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    config: SimConfig,
+    tls: Option<Identity>,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
     // Small responses must leave at once: no Nagle delay on accepted connections.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut builder = tonic::transport::Server::builder();
     if let Some(identity) = tls {
         builder = builder.tls_config(crate::tls::server_config(identity))?;
     }
-    builder
+    let sim = Sim::new(config);
+    let metrics_stop = shutdown.child_token();
+    let metrics = metrics.map(|listener| {
+        let app = self::metrics::router(&sim);
+        let stop = metrics_stop.clone().cancelled_owned();
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+                tracing::error!(cause = %err, "the simulated Triton's metrics stopped");
+            }
+        })
+    });
+    let served = builder
         .max_concurrent_streams(Some(4096))
         .initial_stream_window_size(Some(crate::triton::STREAM_WINDOW))
         .initial_connection_window_size(Some(crate::triton::CONNECTION_WINDOW))
-        .add_service(SimService::new(Sim::new(config)))
+        .add_service(SimService::new(sim))
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-        .await
+        .await;
+    metrics_stop.cancel();
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
+    served
 }
 
 /// Starts the simulator on a loopback port chosen by the system; for tests, demos and the
@@ -115,16 +147,34 @@ pub async fn spawn(config: SimConfig) -> std::io::Result<(SocketAddr, Cancellati
 
 /// [`spawn`], serving TLS with `tls`.
 pub async fn spawn_with(config: SimConfig, tls: Option<Identity>) -> std::io::Result<(SocketAddr, CancellationToken)> {
+    let (addr, _, shutdown) = spawn_all(config, tls, false).await?;
+    Ok((addr, shutdown))
+}
+
+/// [`spawn`], also serving Triton's Prometheus metrics at `http://METRICS/metrics`; returns
+/// the gRPC address, then the metrics one. The token stops both.
+pub async fn spawn_with_metrics(config: SimConfig) -> std::io::Result<(SocketAddr, SocketAddr, CancellationToken)> {
+    let (addr, metrics, shutdown) = spawn_all(config, None, true).await?;
+    Ok((addr, metrics.expect("a metrics listener was asked for"), shutdown))
+}
+
+async fn spawn_all(
+    config: SimConfig,
+    tls: Option<Identity>,
+    with_metrics: bool,
+) -> std::io::Result<(SocketAddr, Option<SocketAddr>, CancellationToken)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
+    let metrics = if with_metrics { Some(TcpListener::bind("127.0.0.1:0").await?) } else { None };
+    let metrics_addr = metrics.as_ref().map(TcpListener::local_addr).transpose()?;
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     tokio::spawn(async move {
-        if let Err(err) = serve(listener, config, tls, token).await {
+        if let Err(err) = serve_all(listener, metrics, config, tls, token).await {
             tracing::error!(cause = %err, "the simulated Triton stopped");
         }
     });
-    Ok((addr, shutdown))
+    Ok((addr, metrics_addr, shutdown))
 }
 
 /// Requests of up to this size are taken.
@@ -285,7 +335,7 @@ impl GrpcInferenceService for Sim {
             .iter()
             .filter(|m| name.is_empty() || m.name == name)
             .map(|m| {
-                let c = &self.counters[m.name];
+                let c = &self.stats.models[m.name];
                 let success = c.success.load(Ordering::Relaxed);
                 pb::ModelStatistics {
                     name: m.name.into(),

@@ -12,9 +12,9 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -53,9 +53,10 @@ pub struct Job {
     pub sink: Sink,
 }
 
-/// Counters behind ModelStatistics: requests that succeeded and their time from arrival to
-/// the last response, of it waiting for a slot (queue) and holding one (compute, from the
-/// prefill's start), and requests that failed.
+/// Counters behind ModelStatistics and the metrics: requests that succeeded and their time
+/// from arrival to the last response, of it waiting for a slot (queue) and holding one
+/// (compute, from the prefill's start), and requests that failed; and gauges of the model's
+/// queue and batch as they are now.
 #[derive(Debug, Default)]
 pub struct Counters {
     pub success: AtomicU64,
@@ -63,6 +64,80 @@ pub struct Counters {
     pub queue_ns: AtomicU64,
     pub compute_ns: AtomicU64,
     pub fail: AtomicU64,
+    /// Requests waiting for a slot. A request whose client left while it waited counts until
+    /// the slot it would have taken frees, as it stays in the queue until then.
+    pub pending: AtomicU64,
+    /// Sequences holding a slot: in prefill or decoding.
+    pub running: AtomicU64,
+}
+
+/// What the scheduler counts, shared with the services that report it.
+#[derive(Debug)]
+pub struct Stats {
+    /// Each model's counters, by name; every model in [`MODELS`] has them.
+    pub models: HashMap<&'static str, Counters>,
+    /// Time during which any model ran a sequence.
+    pub busy: BusyClock,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self { models: MODELS.iter().map(|m| (m.name, Counters::default())).collect(), busy: BusyClock::default() }
+    }
+}
+
+/// Time during which at least one sequence held a slot, on any model: the simulator's stand-in
+/// for a GPU's busy time. Its moments are the schedule's (a prefill's start, a last step's
+/// deadline), not when the scheduler thread got to them, as every other time it reports.
+#[derive(Debug, Default)]
+pub struct BusyClock(Mutex<Busy>);
+
+#[derive(Debug, Default)]
+struct Busy {
+    /// Sequences holding a slot, across models.
+    running: usize,
+    /// Length of the busy periods that have ended.
+    total: Duration,
+    /// When the period under way began.
+    since: Option<Instant>,
+    /// When the last period ended: a later one begins no earlier, so that no time counts twice
+    /// when a request stamped as arriving before it is received after it.
+    last_end: Option<Instant>,
+}
+
+impl BusyClock {
+    fn busy(&self) -> std::sync::MutexGuard<'_, Busy> {
+        // The lock guards plain numbers that every update leaves consistent.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A sequence took a slot at `at`.
+    pub fn started(&self, at: Instant) {
+        let mut busy = self.busy();
+        if busy.running == 0 {
+            busy.since = Some(busy.last_end.map_or(at, |end| end.max(at)));
+        }
+        busy.running += 1;
+    }
+
+    /// A sequence freed its slot at `at`.
+    pub fn ended(&self, at: Instant) {
+        let mut busy = self.busy();
+        busy.running = busy.running.saturating_sub(1);
+        if busy.running == 0
+            && let Some(since) = busy.since.take()
+        {
+            let end = at.max(since);
+            busy.total += end - since;
+            busy.last_end = Some(end);
+        }
+    }
+
+    /// Busy time from the start until `now`, the period under way included.
+    pub fn until(&self, now: Instant) -> Duration {
+        let busy = self.busy();
+        busy.total + busy.since.map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
+    }
 }
 
 /// With `--stamp-text`, a token's text until its response is sent: `@` and 19 digits, which
@@ -127,6 +202,15 @@ struct Engine {
     freed: Option<Instant>,
 }
 
+impl Engine {
+    /// Shows the batch and the queue as they are now in the model's gauges; the scheduler is
+    /// their only writer, so they are exact between its changes.
+    fn publish(&self, counters: &Counters) {
+        counters.running.store(self.active as u64, Ordering::Relaxed);
+        counters.pending.store(self.waiting.len() as u64, Ordering::Relaxed);
+    }
+}
+
 /// The sequences holding a slot, by deadline.
 struct Timeline {
     heap: BinaryHeap<Reverse<(Instant, u64)>>,
@@ -147,7 +231,7 @@ impl Timeline {
 }
 
 /// Runs until every sender of `jobs` is gone and every job has finished.
-pub fn run(config: SimConfig, jobs: Receiver<Job>, counters: Arc<HashMap<&'static str, Counters>>) {
+pub fn run(config: SimConfig, jobs: Receiver<Job>, stats: Arc<Stats>) {
     let mut timeline = Timeline { heap: BinaryHeap::new(), running: HashMap::new(), next_key: 0 };
     let mut engines: [Engine; MODELS.len()] = Default::default();
     let slots = if config.max_sequences == 0 { usize::MAX } else { config.max_sequences };
@@ -189,14 +273,17 @@ pub fn run(config: SimConfig, jobs: Receiver<Job>, counters: Arc<HashMap<&'stati
         if let Some(job) = received {
             received_count += 1;
             let run = Running::new(&config, job, received_count);
+            let counters = &stats.models[run.job.model.name];
             let engine = &mut engines[run.engine];
             if engine.active < slots {
                 engine.active += 1;
                 let at = engine.freed.map_or(run.job.arrived, |freed| freed.max(run.job.arrived));
+                stats.busy.started(at);
                 timeline.start(&config, run, at);
             } else {
                 engine.waiting.push_back(run);
             }
+            engine.publish(counters);
             continue;
         }
         while let Some(&Reverse((deadline, key))) = timeline.heap.peek() {
@@ -206,7 +293,7 @@ pub fn run(config: SimConfig, jobs: Receiver<Job>, counters: Arc<HashMap<&'stati
             timeline.heap.pop();
             let mut run = timeline.running.remove(&key).expect("scheduled jobs are running");
             let engine = &mut engines[run.engine];
-            if step(&config, &mut run, engine.active, &counters) {
+            if step(&config, &mut run, engine.active, &stats.models) {
                 timeline.heap.push(Reverse((run.deadline, key)));
                 timeline.running.insert(key, run);
                 continue;
@@ -217,6 +304,7 @@ pub fn run(config: SimConfig, jobs: Receiver<Job>, counters: Arc<HashMap<&'stati
                 engine.freed = Some(deadline);
             }
             engine.active -= 1;
+            stats.busy.ended(deadline);
             while engine.active < slots
                 && let Some(next) = engine.waiting.pop_front()
             {
@@ -225,8 +313,10 @@ pub fn run(config: SimConfig, jobs: Receiver<Job>, counters: Arc<HashMap<&'stati
                 }
                 engine.active += 1;
                 let at = deadline.max(next.job.arrived);
+                stats.busy.started(at);
                 timeline.start(&config, next, at);
             }
+            engine.publish(&stats.models[run.job.model.name]);
         }
     }
 }
@@ -429,10 +519,16 @@ mod tests {
 
     /// A scheduler on a thread of its own; it ends once the sender is dropped and its jobs are done.
     fn scheduler(config: SimConfig) -> std::sync::mpsc::Sender<Job> {
+        scheduler_counting(config).0
+    }
+
+    /// [`scheduler`], with what it counts.
+    fn scheduler_counting(config: SimConfig) -> (std::sync::mpsc::Sender<Job>, Arc<Stats>) {
         let (jobs, receiver) = std::sync::mpsc::channel();
-        let counters = Arc::new(MODELS.iter().map(|m| (m.name, Counters::default())).collect());
-        std::thread::spawn(move || run(config, receiver, counters));
-        jobs
+        let stats = Arc::new(Stats::default());
+        let counted = stats.clone();
+        std::thread::spawn(move || run(config, receiver, counted));
+        (jobs, stats)
     }
 
     fn ask(prompt_tokens: u32, max_tokens: u32) -> Ask {
@@ -592,5 +688,64 @@ mod tests {
         assert!(b[0] >= t0 + config.prefill(0));
         // Behind a, b's first token would come at 130 ms.
         assert!(b[0] < t0 + ms(100) && b[0] < a[9], "b: {:?} after the start", b[0] - t0);
+    }
+
+    #[test]
+    fn the_gauges_follow_the_queue_and_the_batch() {
+        let _one = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
+        let (jobs, stats) = scheduler_counting(slotted(1));
+        let vllm = &stats.models["sim-vllm"];
+        let gauges = || (vllm.running.load(Ordering::Relaxed), vllm.pending.load(Ordering::Relaxed));
+        let t0 = Instant::now();
+        let a = times(send(&jobs, "sim-vllm", ask(0, 20), t0));
+        let b = times(send(&jobs, "sim-vllm", ask(0, 2), t0));
+        let c = times(send(&jobs, "sim-vllm", ask(0, 2), t0));
+        // a holds the slot for 230 ms; b and c wait behind it.
+        let seen = Instant::now();
+        while gauges() != (1, 2) {
+            assert!(seen.elapsed() < ms(200), "the queue never showed: {:?}", gauges());
+            std::thread::yield_now();
+        }
+        drop(jobs);
+        let (a, b, c) = (a.join().unwrap(), b.join().unwrap(), c.join().unwrap());
+        assert!(a[19] < b[0] && b[1] < c[0]);
+        // The last sequence's end is published right after its last response is sent.
+        let seen = Instant::now();
+        while gauges() != (0, 0) {
+            assert!(seen.elapsed() < ms(1000), "the gauges stayed at {:?}", gauges());
+            std::thread::yield_now();
+        }
+        assert_eq!(stats.models["sim-tutorial"].running.load(Ordering::Relaxed), 0);
+        // One sequence ran at a time, back to back, from t0 to c's last step.
+        let busy = stats.busy.until(Instant::now());
+        let schedule = config_time(&slotted(1), &[(0, 20), (0, 2), (0, 2)]);
+        assert!(busy >= schedule && busy < schedule + ms(5), "busy {busy:?}, the schedule {schedule:?}");
+    }
+
+    /// How long sequences of `(prompt, max_tokens)` take one after another, alone on the model.
+    fn config_time(config: &SimConfig, sequences: &[(u32, u32)]) -> Duration {
+        sequences.iter().map(|&(p, t)| config.sequence_time(p, t, 1)).sum()
+    }
+
+    #[test]
+    fn busy_time_counts_overlapping_sequences_once() {
+        let clock = BusyClock::default();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert_eq!(clock.until(at(50)), Duration::ZERO);
+        clock.started(at(100));
+        assert_eq!(clock.until(at(150)), ms(50), "a period under way counts up to now");
+        clock.started(at(120));
+        clock.ended(at(200));
+        clock.ended(at(260));
+        assert_eq!(clock.until(at(1000)), ms(160));
+        // A request stamped as arriving before the last period ended starts no earlier than that end.
+        clock.started(at(240));
+        clock.ended(at(300));
+        assert_eq!(clock.until(at(1000)), ms(200));
+        // A sequence ended at its start takes no time.
+        clock.started(at(400));
+        clock.ended(at(400));
+        assert_eq!(clock.until(at(1000)), ms(200));
     }
 }

@@ -336,3 +336,44 @@ async fn a_prompts_file_is_sent_as_it_is_and_a_malformed_one_runs_nothing() {
     }
     assert!(!out.exists() && !profile.exists(), "nothing was run, so nothing was written");
 }
+
+/// `tokenscope sim --metrics-listen` serves Triton's Prometheus metrics beside the gRPC
+/// service, each on a port the system picks, and says where both are.
+#[tokio::test]
+async fn sim_serves_metrics_where_it_says() {
+    use tokio::io::AsyncBufReadExt;
+    let _serial = timing_lock().await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokenscope"))
+        .args(["sim", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        // Plain log lines, whose fields can be read.
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("a line saying where the simulator listens");
+            if line.contains("simulated Triton listening") {
+                return line;
+            }
+        }
+    })
+    .await
+    .expect("the addresses within 30 s");
+    let field = |name: &str| {
+        let value = line.split_whitespace().find_map(|w| w.strip_prefix(&format!("{name}=")));
+        value.unwrap_or_else(|| panic!("no {name} in {line:?}")).to_string()
+    };
+    let (address, metrics) = (field("address"), field("metrics"));
+    assert!(metrics.starts_with("http://127.0.0.1:") && metrics.ends_with("/metrics"), "{line}");
+    let triton = server::triton::Triton::connect(&address).await.expect("the gRPC service answers");
+    assert!(triton.models().await.unwrap().iter().any(|m| m.name == "sim-vllm"));
+    let scraped = crate::sim::scrape(&metrics).await;
+    assert_eq!(crate::sim::series(&scraped, "nv_inference_request_success", Some("sim-vllm")), 0.0);
+    let elsewhere = metrics.replace("/metrics", "/");
+    assert_eq!(reqwest::get(elsewhere).await.unwrap().status(), 404);
+    child.kill().await.unwrap();
+}

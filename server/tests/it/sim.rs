@@ -1,9 +1,10 @@
 //! The engine against the simulated Triton: timings match the simulator's schedule in every style.
 
-use server::sim::SimConfig;
+use prom_text_format_parser::{Metric, parse_scrape};
+use server::sim::{self, SimConfig};
 use shared::{InputStyle, RunStatus, TokenCountSource};
 
-use crate::support::{assert_close, spec, start_sim, sweep, timing_attempts, timing_lock};
+use crate::support::{SimServer, assert_close, spec, start_sim, sweep, timing_attempts, timing_lock};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_style_is_timed_against_the_schedule() {
@@ -376,4 +377,135 @@ async fn each_point_has_the_servers_queue_and_compute_time() {
     assert!(queued > 30.0, "{queued}");
     let ttft = crowded.ttft_ms.as_ref().unwrap().mean;
     assert!(ttft > queued, "the client's TTFT ({ttft}) includes the server's queue ({queued})");
+}
+
+/// Reads the simulator's Prometheus metrics at `url`, as a scraper does.
+pub async fn scrape(url: &str) -> Vec<Metric> {
+    let response = reqwest::get(url).await.expect("the metrics answer");
+    assert_eq!(response.status(), 200);
+    let kind = response.headers()["content-type"].to_str().unwrap().to_string();
+    assert_eq!(kind, "text/plain; version=0.0.4; charset=utf-8");
+    let text = response.text().await.unwrap();
+    let (metrics, error) = parse_scrape(&text);
+    assert!(error.is_none(), "{error:?}\n{text}");
+    metrics
+}
+
+/// The value of `name`'s series whose `model` label is `model` (or that has none, for `None`).
+pub fn series(metrics: &[Metric], name: &str, model: Option<&str>) -> f64 {
+    let metric = metrics.iter().find(|m| m.name == name).unwrap_or_else(|| panic!("no {name}"));
+    let sample = metric
+        .samples
+        .iter()
+        .find(|s| s.labels.iter().find(|l| l.key == "model").map(|l| l.value.as_str()) == model)
+        .unwrap_or_else(|| panic!("no {name} of {model:?}"));
+    sample.value.value.as_f64()
+}
+
+/// Triton's Prometheus metrics from the simulator count what a run sent as ModelStatistics
+/// does, with no queue at concurrency 1; with more requests in flight than slots the queue
+/// shows while the run goes on, and the simulated GPU is busy all the while.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_count_what_was_sent_and_show_the_queue() {
+    let _serial = timing_lock().await;
+    let config = SimConfig { prefill_base_ms: 2.0, prefill_per_token_ms: 0.0, decode_ms: 1.0, ..SimConfig::default() };
+    let (addr, metrics, stop) = sim::spawn_with_metrics(config).await.expect("the simulator starts");
+    let sim = SimServer::from_parts(format!("http://{addr}"), stop);
+    let url = format!("http://{metrics}/metrics");
+    let before = scrape(&url).await;
+    assert_eq!(series(&before, "nv_inference_request_success", Some("sim-vllm")), 0.0);
+    let run = sweep(shared::SweepSpec {
+        prompt_lengths: vec![16, 64],
+        max_tokens: 8,
+        requests: 5,
+        warmup: 2,
+        ..spec(&sim.target, "sim-vllm")
+    })
+    .await;
+    assert_eq!(run.status, RunStatus::Completed);
+    let sent = run.requests.len() as f64;
+    assert_eq!(sent, 14.0, "warm-up requests included");
+    // The server counts a request a moment after its last response went out.
+    let mut after = scrape(&url).await;
+    for _ in 0..100 {
+        if series(&after, "nv_inference_request_success", Some("sim-vllm")) == sent {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        after = scrape(&url).await;
+    }
+    let triton = server::triton::Triton::connect(&sim.target).await.unwrap();
+    let statistics = triton.connections(1).await.unwrap()[0].model_counters("sim-vllm", "").await.unwrap();
+    let vllm = |name| series(&after, name, Some("sim-vllm"));
+    assert_eq!(vllm("nv_inference_request_success"), sent);
+    assert_eq!(statistics.success.0 as f64, sent, "ModelStatistics counts the same requests");
+    assert_eq!(vllm("nv_inference_count"), sent);
+    assert_eq!(vllm("nv_inference_exec_count"), sent);
+    assert_eq!(vllm("nv_inference_request_failure"), statistics.fail.0 as f64);
+    for (name, (_, ns)) in [
+        ("nv_inference_request_duration_us", statistics.success),
+        ("nv_inference_queue_duration_us", statistics.queue),
+        ("nv_inference_compute_input_duration_us", statistics.compute_input),
+        ("nv_inference_compute_infer_duration_us", statistics.compute_infer),
+        ("nv_inference_compute_output_duration_us", statistics.compute_output),
+    ] {
+        assert_eq!(vllm(name), (ns / 1000) as f64, "{name}: ModelStatistics' {ns} ns");
+    }
+    // Each request holds its slot for its prefill and 7 decode steps, and waits for none.
+    let per_request_ms = |name| vllm(name) / sent / 1000.0;
+    assert!((9.0..10.0).contains(&per_request_ms("nv_inference_compute_infer_duration_us")), "{after:?}");
+    assert!(per_request_ms("nv_inference_queue_duration_us") < 0.5, "{after:?}");
+    assert_eq!(vllm("nv_inference_pending_request_count"), 0.0);
+    assert_eq!(vllm("nv_sim_running_sequences"), 0.0);
+    assert_eq!(series(&after, "nv_inference_request_success", Some("sim-tutorial")), 0.0);
+    let utilization = series(&after, "nv_gpu_utilization", None);
+    assert!(utilization > 0.0 && utilization <= 1.0, "{utilization}");
+    assert_eq!(reqwest::get(format!("http://{metrics}/other")).await.unwrap().status(), 404);
+
+    // One slot, four streams: three wait while one runs, about 100 ms a request.
+    let config = SimConfig { prefill_base_ms: 5.0, decode_ms: 5.0, max_sequences: 1, ..SimConfig::default() };
+    let (addr, metrics, stop) = sim::spawn_with_metrics(config).await.expect("the simulator starts");
+    let saturated = SimServer::from_parts(format!("http://{addr}"), stop);
+    let url = format!("http://{metrics}/metrics");
+    let running = tokio::spawn(sweep(shared::SweepSpec {
+        max_tokens: 20,
+        ignore_eos: true,
+        requests: 12,
+        concurrency: 4,
+        ..spec(&saturated.target, "sim-vllm")
+    }));
+    let (mut queued, mut busy, mut previous_queued) = (Vec::new(), Vec::new(), false);
+    while !running.is_finished() {
+        let now = scrape(&url).await;
+        let pending = series(&now, "nv_inference_pending_request_count", Some("sim-vllm"));
+        if pending > 0.0 {
+            queued.push(pending);
+            assert_eq!(series(&now, "nv_sim_running_sequences", Some("sim-vllm")), 1.0, "{now:?}");
+            // A slot idles only once no request waits: it was busy since the previous scrape.
+            if previous_queued {
+                busy.push(series(&now, "nv_gpu_utilization", None));
+            }
+        }
+        previous_queued = pending > 0.0;
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let run = running.await.unwrap();
+    assert_eq!(run.status, RunStatus::Completed);
+    assert!(queued.len() >= 5, "the queue showed in {} scrapes: {queued:?}", queued.len());
+    assert!(queued.iter().all(|&q| q <= 3.0), "never more waiting than the other streams: {queued:?}");
+    assert!(queued.contains(&3.0), "{queued:?}");
+    assert!(!busy.is_empty() && busy.iter().all(|&u| u > 0.9), "utilization while saturated: {busy:?}");
+    let mut last = scrape(&url).await;
+    for _ in 0..100 {
+        if series(&last, "nv_inference_request_success", Some("sim-vllm")) == 12.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        last = scrape(&url).await;
+    }
+    assert_eq!(series(&last, "nv_inference_request_success", Some("sim-vllm")), 12.0);
+    assert_eq!(series(&last, "nv_inference_pending_request_count", Some("sim-vllm")), 0.0);
+    // Every request but the first waited for the slot, most of them behind three others.
+    let queue_ms = series(&last, "nv_inference_queue_duration_us", Some("sim-vllm")) / 12e3;
+    assert!(queue_ms > 100.0, "{queue_ms}");
 }

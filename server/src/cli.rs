@@ -192,6 +192,17 @@ pub struct SweepArgs {
     /// With --find-capacity: the most probes to send (each a point of the run).
     #[arg(long, default_value_t = 12, requires = "find_capacity")]
     pub probes: u32,
+    /// Where to read the server's Prometheus metrics while the run goes [default: the target's
+    /// host on Triton's metrics port, http://HOST:8002/metrics]. A scrape that fails is a gap
+    /// with its reason and never stops the run.
+    #[arg(long, value_name = "URL", conflicts_with = "no_metrics")]
+    pub metrics_url: Option<String>,
+    /// The time between scrapes of the server's metrics, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = shared::telemetry::DEFAULT_INTERVAL_MS)]
+    pub metrics_interval_ms: u32,
+    /// Read no metrics from the server.
+    #[arg(long)]
+    pub no_metrics: bool,
     /// How requests are laid out for the model.
     #[arg(long, default_value = "auto")]
     pub input_style: InputStyle,
@@ -261,6 +272,10 @@ pub struct CsvFiles {
     /// run.json's points (counts, mean, min, max, std, percentiles; throughput).
     #[arg(long, value_name = "FILE")]
     pub points_csv: Option<PathBuf>,
+    /// Also write the server's metrics here: one CSV row per series per scrape (time since the
+    /// run's start, series, value), and one per failed scrape with its reason.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_csv: Option<PathBuf>,
 }
 
 impl SweepArgs {
@@ -294,6 +309,10 @@ impl SweepArgs {
         spec.prompt_stddev = self.prompt_stddev;
         spec.shared_prefix = self.shared_prefix;
         spec.seed = self.seed;
+        spec.metrics_url = self.metrics_url.clone();
+        spec.metrics_interval_ms =
+            Some(self.metrics_interval_ms).filter(|&ms| ms != shared::telemetry::DEFAULT_INTERVAL_MS);
+        spec.no_metrics = self.no_metrics;
         spec.duration_s = self.duration;
         spec.warmup_s = self.warmup_duration;
         match self.concurrency.as_ref().map(|c| c.0.as_slice()) {

@@ -14,6 +14,9 @@ use std::time::Duration;
 use shared::limits;
 use shared::record::{Arena, Room};
 use shared::report::{EngineReport, PacingReport};
+
+use crate::telemetry::Scraper;
+pub use crate::telemetry::TelemetryTap;
 use shared::schedule::Schedule;
 use shared::server_stats::{ServerCounters, ServerPointStats};
 use shared::spec::LoadLevel;
@@ -63,6 +66,11 @@ pub trait Observer: Send {
     /// sent from the streams' receiver tasks (or the unary calls' tasks), before their
     /// request is reported done.
     fn token_tap(&self) -> Option<TokenTap> {
+        None
+    }
+    /// Where to send each scrape of the server's metrics as it is recorded, if anywhere.
+    /// Scrapes are sent from the metrics thread.
+    fn telemetry_tap(&self) -> Option<TelemetryTap> {
         None
     }
 }
@@ -218,6 +226,7 @@ pub async fn run_sweep_with<O: Observer + 'static>(
     mut observer: O,
     cancel: CancellationToken,
 ) -> Result<(RunReport, O), EngineError> {
+    let scraper = read_metrics(&spec, clock, observer.telemetry_tap());
     let (report_tx, report_rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("tokenscope-engine".into())
@@ -247,7 +256,29 @@ pub async fn run_sweep_with<O: Observer + 'static>(
             });
         })
         .map_err(EngineError::Start)?;
-    report_rx.await.unwrap_or_else(|_| Err(EngineError::Panicked("the engine thread ended without a report".into())))
+    let mut outcome = report_rx
+        .await
+        .unwrap_or_else(|_| Err(EngineError::Panicked("the engine thread ended without a report".into())));
+    if let Some(scraper) = scraper {
+        let telemetry = tokio::task::spawn_blocking(move || scraper.finish()).await.ok().flatten();
+        if let Ok((report, _)) = &mut outcome {
+            report.telemetry = telemetry;
+        }
+    }
+    outcome
+}
+
+/// Starts reading the server's metrics for a run that will start, unless the spec turns
+/// them off or will be refused.
+fn read_metrics(spec: &SweepSpec, clock: RunClock, tap: Option<TelemetryTap>) -> Option<Scraper> {
+    let url = spec.metrics_address()?;
+    if !spec.problems().is_empty() {
+        return None;
+    }
+    let interval = Duration::from_millis(u64::from(spec.metrics_interval_ms()));
+    Scraper::start(url, interval, clock, tap)
+        .inspect_err(|err| tracing::warn!(cause = %err, "cannot start reading the server's metrics; the run goes on without them"))
+        .ok()
 }
 
 /// Why [`run_sweep_apart`] has no report: a fault in tokenscope, never in the target.

@@ -31,10 +31,12 @@ pub enum Export {
     Points,
     /// perf_analyzer's profile-export JSON, warm-up requests left out.
     Profile,
+    /// One CSV row per series per scrape of the server's metrics.
+    Metrics,
 }
 
 impl Export {
-    pub const ALL: [Export; 4] = [Export::Run, Export::Requests, Export::Points, Export::Profile];
+    pub const ALL: [Export; 5] = [Export::Run, Export::Requests, Export::Points, Export::Profile, Export::Metrics];
 
     /// Its name in `/api/runs/{id}/export/{file}`.
     pub fn file_name(self) -> &'static str {
@@ -54,7 +56,7 @@ impl Export {
     pub fn content_type(self) -> &'static str {
         match self {
             Export::Run | Export::Profile => "application/json",
-            Export::Requests | Export::Points => "text/csv; charset=utf-8; header=present",
+            Export::Requests | Export::Points | Export::Metrics => "text/csv; charset=utf-8; header=present",
         }
     }
 
@@ -92,7 +94,8 @@ impl Export {
         match self {
             Export::Run => serde_json::to_writer(out, report).map_err(std::io::Error::from),
             Export::Requests => out.write_all(csv::requests_csv(report).as_bytes()),
-            Export::Points => out.write_all(csv::points_csv(&report.spec, &report.points).as_bytes()),
+            Export::Points => out.write_all(csv::points_csv(report).as_bytes()),
+            Export::Metrics => csv::metrics_csv(report, out),
             Export::Profile => {
                 serde_json::to_writer(out, &ProfileExport::of(report, prompts)).map_err(std::io::Error::from)
             }

@@ -17,6 +17,7 @@ pub mod sim;
 pub mod store;
 pub mod style;
 pub mod sweep;
+pub mod telemetry;
 pub mod tls;
 pub mod tokenizer;
 pub mod triton;

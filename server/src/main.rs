@@ -55,10 +55,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     })?;
     let shutdown = interrupt_token();
     let data_dir = args.data_dir();
-    let (default_target, simulator) = match args.target {
-        Some(target) => (target, None),
+    let (default_target, simulator, simulator_metrics) = match args.target {
+        Some(target) => (target, None, None),
         None => {
-            let (addr, sim_shutdown) = sim::spawn(args.sim).await?;
+            let (addr, metrics, sim_shutdown) = sim::spawn_with_metrics(args.sim).await?;
             let stop_sim = shutdown.clone();
             tokio::spawn(async move {
                 stop_sim.cancelled().await;
@@ -66,14 +66,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             });
             let target = format!("http://{addr}");
             tracing::info!(target = %target, "no --target given: a simulated Triton runs in this process; its numbers measure the simulator, not a model");
-            (target.clone(), Some(target))
+            (target.clone(), Some(target), Some(format!("http://{metrics}/metrics")))
         }
     };
     let start = args.access.access(&args.listen, &default_target).map_err(anyhow::Error::msg)?;
     let access = start.access;
     let retention = Retention { keep_runs: args.keep_runs, keep_days: args.keep_days };
     let limits = Limits { retention, ..Limits::default() };
-    let config = DashboardConfig { default_target, simulator, data_dir, access, tokenizer_dirs };
+    let config = DashboardConfig { default_target, simulator, simulator_metrics, data_dir, access, tokenizer_dirs };
     let state = AppState::open_with(config, limits, shutdown.clone()).await.map_err(store_error)?;
     let url = format!("http://{}/", listener.local_addr()?);
     if let Some(token) = &start.generated {

@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use shared::capacity::Capacity;
 use shared::server_stats::ServerPointStats;
 use shared::spec::LoadLevel;
+use shared::telemetry::WindowSummary;
 use shared::{ModelInfo, PointStats, RequestRecord, RunReport, RunStatus, Summary, SweepSpec};
 use tokio::sync::mpsc;
 
@@ -40,6 +41,7 @@ impl RunFiles {
             (Export::Profile, &self.profile_export),
             (Export::Requests, &self.csv.requests_csv),
             (Export::Points, &self.csv.points_csv),
+            (Export::Metrics, &self.csv.metrics_csv),
         ];
         for (export, path) in files.iter().filter_map(|(export, path)| Some((*export, path.as_deref()?))) {
             write_file(path, |out| export.write_with(report, self.prompts.clone(), out))?;
@@ -135,6 +137,9 @@ pub async fn run_and_report(
     }
     if let Some(engine) = report.engine.filter(|e| e.responses > 0) {
         eprintln!("{}", engine.describe());
+    }
+    if let Some(telemetry) = &report.telemetry {
+        eprintln!("{}", telemetry.describe());
     }
     if !report.requests.is_empty() {
         files.write(&report)?;
@@ -263,23 +268,23 @@ fn ms(value: Option<f64>) -> String {
 /// send time; one with objectives its goodput. Points whose client fell behind its schedule
 /// are named below the table, in words.
 pub fn format_table(report: &RunReport) -> String {
-    type Cell = Box<dyn Fn(&PointStats) -> String>;
+    type Cell = Box<dyn Fn(usize, &PointStats) -> String>;
     let spec = &report.spec;
     let summary = |pick: fn(&PointStats) -> Option<&Summary>, stat: fn(&Summary) -> f64| -> Cell {
-        Box::new(move |p: &PointStats| ms(pick(p).map(stat)))
+        Box::new(move |_: usize, p: &PointStats| ms(pick(p).map(stat)))
     };
     let mut columns: Vec<(&str, usize, Cell)> = Vec::new();
     if spec.load_levels().len() > 1 || spec.open_loop() {
-        let load: Cell = Box::new(|p: &PointStats| match p.load {
+        let load: Cell = Box::new(|_: usize, p: &PointStats| match p.load {
             Some(LoadLevel::Concurrency(c)) => format!("c={c}"),
             Some(LoadLevel::Rate(rate)) => format!("{rate}/s"),
             None => String::new(),
         });
         columns.push(("load", 8, load));
     }
-    columns.push(("prompt", 7, Box::new(|p: &PointStats| p.prompt_length.to_string())));
-    columns.push(("count", 6, Box::new(|p: &PointStats| p.count.to_string())));
-    columns.push(("errors", 6, Box::new(|p: &PointStats| p.errors.to_string())));
+    columns.push(("prompt", 7, Box::new(|_: usize, p: &PointStats| p.prompt_length.to_string())));
+    columns.push(("count", 6, Box::new(|_: usize, p: &PointStats| p.count.to_string())));
+    columns.push(("errors", 6, Box::new(|_: usize, p: &PointStats| p.errors.to_string())));
     columns.push(("TTFT mean", 9, summary(|p| p.ttft_ms.as_ref(), |s| s.mean)));
     columns.push(("p50", 9, summary(|p| p.ttft_ms.as_ref(), |s| s.p50)));
     columns.push(("p90", 9, summary(|p| p.ttft_ms.as_ref(), |s| s.p90)));
@@ -288,27 +293,52 @@ pub fn format_table(report: &RunReport) -> String {
     columns.push(("p50", 8, summary(|p| p.t2t_ms.as_ref(), |s| s.p50)));
     columns.push(("p90", 8, summary(|p| p.t2t_ms.as_ref(), |s| s.p90)));
     columns.push(("p99", 8, summary(|p| p.t2t_ms.as_ref(), |s| s.p99)));
-    columns.push(("out tok/s", 10, Box::new(|p: &PointStats| format!("{:.1}", p.output_tokens_per_s))));
+    columns.push(("out tok/s", 10, Box::new(|_: usize, p: &PointStats| format!("{:.1}", p.output_tokens_per_s))));
     if spec.open_loop() {
-        columns.push(("sent/s", 8, Box::new(|p: &PointStats| format!("{:.2}", p.sent_per_s))));
+        columns.push(("sent/s", 8, Box::new(|_: usize, p: &PointStats| format!("{:.2}", p.sent_per_s))));
         columns.push(("lag p99", 8, summary(|p| p.schedule_lag_ms.as_ref(), |s| s.p99)));
         columns.push(("TTFT* p50", 9, summary(|p| p.ttft_intended_ms.as_ref(), |s| s.p50)));
         columns.push(("p99", 9, summary(|p| p.ttft_intended_ms.as_ref(), |s| s.p99)));
     }
     if spec.slo.is_some() {
-        let share: Cell =
-            Box::new(|p: &PointStats| p.goodput.map_or_else(|| "-".into(), |g| format!("{:.1}%", g.share * 100.0)));
-        let rate: Cell =
-            Box::new(|p: &PointStats| p.goodput.map_or_else(|| "-".into(), |g| format!("{:.2}", g.requests_per_s)));
+        let share: Cell = Box::new(|_: usize, p: &PointStats| {
+            p.goodput.map_or_else(|| "-".into(), |g| format!("{:.1}%", g.share * 100.0))
+        });
+        let rate: Cell = Box::new(|_: usize, p: &PointStats| {
+            p.goodput.map_or_else(|| "-".into(), |g| format!("{:.2}", g.requests_per_s))
+        });
         columns.push(("good", 6, share));
         columns.push(("good/s", 8, rate));
     }
     let server = report.points.iter().any(|p| p.server.is_some());
     if server {
-        let server_ms =
-            |stat: fn(&ServerPointStats) -> f64| -> Cell { Box::new(move |p| ms(p.server.as_ref().map(stat))) };
+        let server_ms = |stat: fn(&ServerPointStats) -> f64| -> Cell {
+            Box::new(move |_, p: &PointStats| ms(p.server.as_ref().map(stat)))
+        };
         columns.push(("srv queue", 9, server_ms(|s| s.queue_ms)));
         columns.push(("compute", 9, server_ms(ServerPointStats::compute_ms)));
+    }
+    // The server's metrics over each point's measured requests, where the run has them.
+    let windows = report.telemetry_by_point();
+    let has = |pick: fn(&WindowSummary) -> Option<f64>| windows.iter().flatten().any(|w| pick(w).is_some());
+    let window_cell = |pick: fn(&WindowSummary) -> Option<f64>, percent: bool| -> Cell {
+        let values: Vec<Option<f64>> = windows.iter().map(|w| w.as_ref().and_then(pick)).collect();
+        Box::new(move |point: usize, _: &PointStats| match values.get(point).copied().flatten() {
+            Some(v) if percent => format!("{:.0}%", v * 100.0),
+            Some(v) => format!("{v:.1}"),
+            None => "-".into(),
+        })
+    };
+    let metrics = [
+        ("gpu util", (|w: &WindowSummary| w.gpu_utilization) as fn(&WindowSummary) -> Option<f64>, true),
+        ("kv cache", |w: &WindowSummary| w.kv_cache_usage, true),
+        ("queue", |w: &WindowSummary| w.queue_depth, false),
+    ];
+    let shown: Vec<&str> = metrics.iter().filter(|m| has(m.1)).map(|m| m.0).collect();
+    for (name, pick, percent) in metrics {
+        if has(pick) {
+            columns.push((name, 8, window_cell(pick, percent)));
+        }
     }
     let mut out = String::new();
     let line = |cells: Vec<String>| -> String {
@@ -317,8 +347,8 @@ pub fn format_table(report: &RunReport) -> String {
         padded.join(" ").trim_end().to_string()
     };
     let _ = writeln!(out, "{}", line(columns.iter().map(|(name, _, _)| name.to_string()).collect()));
-    for p in &report.points {
-        let _ = writeln!(out, "{}", line(columns.iter().map(|(_, _, cell)| cell(p)).collect()));
+    for (i, p) in report.points.iter().enumerate() {
+        let _ = writeln!(out, "{}", line(columns.iter().map(|(_, _, cell)| cell(i, p)).collect()));
     }
     let _ = write!(out, "times in ms; prompt lengths in {}; T2T = token-to-token latency", report.prompt_length_unit());
     if spec.open_loop() {
@@ -331,6 +361,15 @@ pub fn format_table(report: &RunReport) -> String {
         out.push_str(
             "\nsrv queue, compute = the server's own mean time per request in its queue and computing (Triton's \
              model statistics over the point, warm-up included)",
+        );
+    }
+    if !shown.is_empty() {
+        let simulated = windows.iter().flatten().any(|w| w.gpu_simulated);
+        let _ = write!(
+            out,
+            "\n{} = the server's metrics, the mean over the scrapes during each point's measured requests{}",
+            shown.join(", "),
+            if simulated { " (the simulator's GPU utilisation is its busy time)" } else { "" }
         );
     }
     if let Some(missing) = report.points.iter().find_map(|p| p.server_missing.as_ref()) {

@@ -221,11 +221,12 @@ pub struct RunSummary {
 
 /// The files a finished run exports as, `GET /api/runs/{id}/export/{file}`, with what each
 /// holds, in the order the dashboard lists them.
-pub const EXPORTS: [(&str, &str); 4] = [
+pub const EXPORTS: [(&str, &str); 5] = [
     ("run.json", "the run"),
     ("requests.csv", "one CSV row per request"),
     ("points.csv", "one CSV row per prompt length"),
     ("profile.json", "perf_analyzer profile export"),
+    ("metrics.csv", "the server's metrics, one CSV row per series per scrape"),
 ];
 
 /// `PATCH /api/runs/{id}`: what to change of a run's name, notes and tags; an absent field

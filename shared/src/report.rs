@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::record::RequestRecord;
 use crate::spec::{InputStyle, SweepSpec};
 use crate::stats::PointStats;
-use crate::telemetry::Telemetry;
+use crate::telemetry::{Telemetry, WindowSummary};
 
 /// What the proxy learned about the model before sending anything.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,6 +185,27 @@ impl RunReport {
             .take_while(|&i| spec.point(i).is_some())
             .map(|i| PointStats::of_point(spec, i, self.requests.iter().filter(|r| r.point as usize == i)))
             .collect();
+    }
+
+    /// When a point's measured requests ran: from the first send to the last end,
+    /// microseconds since the run's start; warm-up left out.
+    pub fn measured_window_us(&self, point: u32) -> Option<(u64, u64)> {
+        let measured = self.requests.iter().filter(|r| r.point == point && !r.warmup);
+        let (from, to) = measured.fold((u64::MAX, 0), |(from, to), r| (from.min(r.send_ns), to.max(r.end_ns())));
+        (from <= to).then_some((from / 1000, to / 1000))
+    }
+
+    /// The server's metrics over each point's measured requests, by point: `None` where the
+    /// run read no metrics or the point has no measured request.
+    pub fn telemetry_by_point(&self) -> Vec<Option<WindowSummary>> {
+        let model = self.model.as_ref().map_or(self.spec.model.as_str(), |m| m.name.as_str());
+        (0..self.points.len() as u32)
+            .map(|point| {
+                let telemetry = self.telemetry.as_ref()?;
+                let (from, to) = self.measured_window_us(point)?;
+                Some(telemetry.summary(model, from, to))
+            })
+            .collect()
     }
 
     /// For every token-bearing response of a measured request whose server stamped its send

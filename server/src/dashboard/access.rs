@@ -231,6 +231,21 @@ impl Access {
         self.targets.iter().any(|pattern| pattern.matches(&host, &port))
     }
 
+    /// Whether a run on `target` may read metrics at `url`: an allowed address, or the
+    /// allowed target's own host on Triton's metrics port, which need not be allowed apart.
+    pub fn may_read_metrics(&self, target: &str, url: &str) -> bool {
+        if self.may_measure(url) {
+            return true;
+        }
+        let port = shared::telemetry::TRITON_METRICS_PORT.to_string();
+        match (target_host_port(target), target_host_port(url)) {
+            (Some((target_host, _)), Some((host, url_port))) => {
+                self.may_measure(target) && host == target_host && url_port == port
+            }
+            _ => false,
+        }
+    }
+
     /// The allowed targets as `GET /api/info` lists them.
     pub fn target_list(&self) -> Vec<String> {
         self.targets.iter().map(|p| p.to_string()).collect()
@@ -570,6 +585,17 @@ mod tests {
         assert_eq!(generated.reveal().len(), 64);
         assert_ne!(generated, Secret::generate().unwrap());
         assert_eq!(format!("{generated:?}"), "Secret(..)");
+    }
+
+    #[test]
+    fn an_allowed_targets_own_metrics_port_may_be_read_and_nothing_else_beyond_the_list() {
+        let access = Access { targets: vec![TargetPattern::parse("triton.lab:8001").unwrap()], ..Access::open() };
+        let target = "http://triton.lab:8001";
+        assert!(access.may_read_metrics(target, "http://triton.lab:8002/metrics"));
+        assert!(!access.may_read_metrics(target, "http://triton.lab:22/metrics"), "no other port of its host");
+        assert!(!access.may_read_metrics(target, "http://elsewhere:8002/metrics"));
+        assert!(!access.may_read_metrics("http://other:8001", "http://other:8002/metrics"), "nor a refused target's");
+        assert!(Access::open().may_read_metrics(target, "http://anywhere:9/metrics"));
     }
 
     #[test]

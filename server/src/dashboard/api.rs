@@ -11,7 +11,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use shared::api::{ApiError, ErrorCode, Role, RunCreated, RunEdit, RunSummary, ServerInfo, TargetModels};
+use shared::api::{ApiError, ErrorCode, MetricsCheck, Role, RunCreated, RunEdit, RunSummary, ServerInfo, TargetModels};
 use shared::spec::SPEC_FIELDS;
 use shared::{RunReport, SweepSpec};
 
@@ -193,6 +193,52 @@ pub struct TargetQuery {
     target: Option<String>,
 }
 
+/// The metrics address a run on `target` reads: `url`, or the default for the target; refused
+/// where this dashboard may not read.
+fn metrics_address(state: &AppState, target: &str, url: Option<&str>) -> ApiResult<String> {
+    let url = match url.map(str::trim).filter(|u| !u.is_empty()) {
+        Some(url) => url.to_string(),
+        None => state.default_metrics_url(target).ok_or_else(|| {
+            HttpError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("the target {target:?} has no host to read metrics from"),
+                "give the metrics address, or turn metrics off",
+            )
+        })?,
+    };
+    if let Some(problem) = shared::telemetry::url_problem(&url) {
+        return Err(HttpError::new(StatusCode::UNPROCESSABLE_ENTITY, problem, ""));
+    }
+    let simulators = state.config().simulator_metrics.as_deref() == Some(url.as_str()) && state.is_simulator(target);
+    if !simulators && !state.access().may_read_metrics(&normalize_target(target), &url) {
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            "this dashboard does not read metrics from that address",
+            "leave the metrics address empty to read the target's own (its host, port 8002), or its operator can \
+             allow the address with --allow-target HOST:PORT",
+        ));
+    }
+    Ok(url)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MetricsQuery {
+    target: Option<String>,
+    url: Option<String>,
+}
+
+/// `GET /api/targets/metrics?target=URL[&url=METRICS_URL]`: where a run reads the server's
+/// metrics, and whether they answer now.
+pub async fn target_metrics(
+    State(state): State<AppState>,
+    Query(query): Query<MetricsQuery>,
+) -> ApiResult<Json<MetricsCheck>> {
+    let target = query.target.filter(|t| !t.trim().is_empty()).unwrap_or_else(|| state.config().default_target.clone());
+    allowed_target(&state, &target)?;
+    let url = metrics_address(&state, &target, query.url.as_deref())?;
+    Ok(Json(crate::telemetry::check(&url).await))
+}
+
 /// `GET /api/targets/models?target=URL`: the target's models, for the form.
 pub async fn target_models(
     State(state): State<AppState>,
@@ -276,6 +322,10 @@ pub async fn create_run(
         return Err(busy(StartError::Busy(id)));
     }
     allowed_target(&state, &spec.target)?;
+    // The run's spec records where its metrics were read.
+    if !spec.no_metrics {
+        spec.metrics_url = Some(metrics_address(&state, &spec.target, spec.metrics_url.as_deref())?);
+    }
     // A tokenizer is opened only from an allowed place, and the run opens the file checked.
     super::tokenizers::check_spec(&state, &mut spec).await?;
     // Check the model now, so the form can say what is wrong before a run exists.

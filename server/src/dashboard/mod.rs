@@ -35,6 +35,8 @@ pub struct DashboardConfig {
     pub default_target: String,
     /// The address of the built-in simulated Triton, when one runs.
     pub simulator: Option<String>,
+    /// Where the built-in simulated Triton serves its Prometheus metrics.
+    pub simulator_metrics: Option<String>,
     /// The folder that keeps the runs.
     pub data_dir: PathBuf,
     /// Who may view and operate, from which names and pages, and which targets they may measure.
@@ -122,6 +124,7 @@ impl AppState {
         let config = DashboardConfig {
             default_target: normalize_target(&config.default_target),
             simulator: config.simulator.map(|s| normalize_target(&s)),
+            simulator_metrics: config.simulator_metrics,
             data_dir: config.data_dir,
             access: config.access,
             tokenizer_dirs: config.tokenizer_dirs,
@@ -177,6 +180,15 @@ impl AppState {
     pub fn is_simulator(&self, target: &str) -> bool {
         self.inner.config.simulator.as_deref() == Some(normalize_target(target).as_str())
     }
+
+    /// Where a run on `target` reads the server's metrics by default: the built-in
+    /// simulator's own address, or the target's host on Triton's metrics port.
+    pub fn default_metrics_url(&self, target: &str) -> Option<String> {
+        match &self.inner.config.simulator_metrics {
+            Some(url) if self.is_simulator(target) => Some(url.clone()),
+            _ => shared::telemetry::default_url(&normalize_target(target)),
+        }
+    }
 }
 
 /// The router: the API under `/api`, the browser app everywhere else.
@@ -187,6 +199,7 @@ pub fn app(state: AppState) -> Router {
         .route("/signout", post(signin::sign_out))
         .route("/api/info", get(api::info))
         .route("/api/targets/models", get(api::target_models))
+        .route("/api/targets/metrics", get(api::target_metrics))
         .route("/api/runs", get(api::list_runs).post(api::create_run))
         .route("/api/runs/import", post(api::import_run).layer(DefaultBodyLimit::max(api::IMPORT_LIMIT)))
         .route("/api/runs/{id}", get(api::get_run).patch(api::edit_run).delete(api::delete_run))

@@ -15,12 +15,13 @@ use axum::extract::ws::Utf8Bytes;
 use shared::api::RunSummary;
 use shared::live::request_index;
 use shared::spec::LoadLevel;
+use shared::telemetry::{Telemetry, TelemetryUpdate};
 use shared::{Batch, ModelInfo, PointStats, RequestDone, RequestRecord, RunEvent, RunReport, RunStatus, SweepSpec};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{RunClock, unix_now_ns, utc_stamp};
-use crate::engine::{Observer, TokenArrival, TokenTap, run_sweep_apart};
+use crate::engine::{Observer, TelemetryTap, TokenArrival, TokenTap, run_sweep_apart};
 use crate::store::{Db, NewRun, RunMeta, Store, StoreError};
 
 /// How long sends, tokens and finished requests are gathered before they go out as one event.
@@ -584,10 +585,12 @@ async fn drive(run: Arc<RunHandle>, spec: SweepSpec, clock: RunClock, keeper: Ke
     let store = keeper.store.clone();
     let (notes, notes_rx) = mpsc::unbounded_channel();
     let (tap, tap_rx) = mpsc::unbounded_channel();
-    let recorder = tokio::spawn(record(run.clone(), spec.clone(), store.clone(), notes_rx, tap_rx));
+    let (telemetry, telemetry_rx) = mpsc::unbounded_channel();
+    let taps = Taps { tokens: tap_rx, telemetry: telemetry_rx };
+    let recorder = tokio::spawn(record(run.clone(), spec.clone(), store.clone(), notes_rx, taps));
     let cancel = run.cancel.clone();
     let sweep_spec = spec.clone();
-    let observer = Forwarder { spec: sweep_spec.clone(), notes, tap };
+    let observer = Forwarder { spec: sweep_spec.clone(), notes, tap, telemetry };
     // Dropping the observer closes the recorder's queues.
     let outcome = run_sweep_apart(clock, sweep_spec, observer, cancel).await.map(|(report, _observer)| report);
     let _ = recorder.await;
@@ -626,6 +629,7 @@ struct Forwarder {
     spec: SweepSpec,
     notes: mpsc::UnboundedSender<Note>,
     tap: TokenTap,
+    telemetry: TelemetryTap,
 }
 
 impl Observer for Forwarder {
@@ -654,6 +658,17 @@ impl Observer for Forwarder {
     fn token_tap(&self) -> Option<TokenTap> {
         Some(self.tap.clone())
     }
+
+    fn telemetry_tap(&self) -> Option<TelemetryTap> {
+        Some(self.telemetry.clone())
+    }
+}
+
+/// What reaches the recorder apart from the engine's notes: token arrivals from the
+/// streams, and scrapes of the server's metrics from their thread.
+struct Taps {
+    tokens: mpsc::UnboundedReceiver<TokenArrival>,
+    telemetry: mpsc::UnboundedReceiver<TelemetryUpdate>,
 }
 
 #[derive(Default)]
@@ -701,8 +716,11 @@ async fn record(
     mut spec: SweepSpec,
     store: Store,
     mut notes: mpsc::UnboundedReceiver<Note>,
-    mut taps: mpsc::UnboundedReceiver<TokenArrival>,
+    taps: Taps,
 ) {
+    let Taps { tokens: mut taps, telemetry: mut scrapes } = taps;
+    // The metrics so far, stored as each point settles so a run cut short keeps them.
+    let mut telemetry: Option<Telemetry> = None;
     let mut pending = Pending::default();
     let mut tick = tokio::time::interval(BATCH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -731,18 +749,37 @@ async fn record(
                         }
                         RunEvent::PointStarted { point, prompt_length, load }
                     }
-                    Some(Note::PointDone(point, stats)) => RunEvent::PointDone { point, stats },
+                    Some(Note::PointDone(point, stats)) => {
+                        if let Some(telemetry) = telemetry.clone() {
+                            let id = run.id.clone();
+                            persist(&store, &run.id, "store the server's metrics", move |db| db.set_telemetry(&id, &telemetry)).await;
+                        }
+                        RunEvent::PointDone { point, stats }
+                    }
                 };
                 pending.flush(&run, &store).await;
                 store_event(&run, &store, &event).await;
                 run.push(&event);
             }
             Some(t) = taps.recv() => pending.token(&spec, t),
+            Some(update) = scrapes.recv() => scraped(&run, &spec, &mut telemetry, update),
             _ = tick.tick() => pending.flush(&run, &store).await,
         }
     }
     pending.drain(&spec, &mut taps);
     pending.flush(&run, &store).await;
+    // The last scrapes, recorded before the sweep handed back its report.
+    while let Ok(update) = scrapes.try_recv() {
+        scraped(&run, &spec, &mut telemetry, update);
+    }
+}
+
+/// Logs a scrape of the server's metrics and keeps it in the run's telemetry so far.
+fn scraped(run: &RunHandle, spec: &SweepSpec, telemetry: &mut Option<Telemetry>, update: TelemetryUpdate) {
+    let telemetry = telemetry
+        .get_or_insert_with(|| Telemetry::new(spec.metrics_address().unwrap_or_default(), spec.metrics_interval_ms()));
+    telemetry.apply(&update);
+    run.push(&RunEvent::Telemetry(update));
 }
 
 /// Writes what an event settles: the model, or a point's statistics.

@@ -11,7 +11,8 @@ use std::fmt::Display;
 
 use shared::spec::LoadLevel;
 use shared::stats::{RequestMetrics, push_token_gaps};
-use shared::{PointStats, RequestRecord, RunReport, Summary, SweepSpec, TokenCountSource};
+use shared::telemetry::MetricKind;
+use shared::{RequestRecord, RunReport, Summary, TokenCountSource};
 
 /// Nanoseconds in a millisecond, as `shared::stats` divides by.
 const NS_PER_MS: f64 = 1e6;
@@ -82,6 +83,11 @@ pub fn point_columns() -> Vec<String> {
             "server_compute_infer_ms",
             "server_compute_output_ms",
             "server_missing",
+            "metrics_scrapes",
+            "metrics_failed_scrapes",
+            "metrics_gpu_utilization",
+            "metrics_kv_cache_usage",
+            "metrics_queue_depth",
         ]
         .map(String::from),
     );
@@ -153,10 +159,12 @@ fn token_source(source: TokenCountSource) -> &'static str {
 
 /// `points.csv`: one row per settled point, with every number of its `PointStats`; a point of
 /// a run from before load levels has the spec's concurrency.
-pub fn points_csv(spec: &SweepSpec, points: &[PointStats]) -> String {
+pub fn points_csv(report: &RunReport) -> String {
+    let (spec, points) = (&report.spec, &report.points);
+    let windows = report.telemetry_by_point();
     let mut out = String::new();
     push_row(&mut out, point_columns().iter().map(String::as_str));
-    for p in points {
+    for (p, window) in points.iter().zip(windows) {
         let (concurrency, rate) = match p.load_level(spec) {
             LoadLevel::Concurrency(c) => (c.to_string(), String::new()),
             LoadLevel::Rate(rate) => (String::new(), rate.to_string()),
@@ -200,9 +208,71 @@ pub fn points_csv(spec: &SweepSpec, points: &[PointStats]) -> String {
             opt(server.map(|s| s.compute_output_ms)),
             p.server_missing.clone().unwrap_or_default(),
         ]);
+        row.extend([
+            opt(window.map(|w| w.scrapes)),
+            opt(window.map(|w| w.failed)),
+            opt(window.and_then(|w| w.gpu_utilization)),
+            opt(window.and_then(|w| w.kv_cache_usage)),
+            opt(window.and_then(|w| w.queue_depth)),
+        ]);
         push_row(&mut out, row.iter().map(String::as_str));
     }
     out
+}
+
+/// The columns of `metrics.csv`.
+pub const METRICS_COLUMNS: &[&str] = &["at_ms", "series", "family", "kind", "value", "error"];
+
+/// `metrics.csv`: the server's metrics over the run, one row per series per successful
+/// scrape where the series had a value (`at_ms` since the run's start, when the scrape was
+/// sent), and one row per failed scrape with its reason and no series. Counters are written
+/// as read; a rate is the difference of two rows over their time.
+pub fn metrics_csv(report: &RunReport, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut text = String::new();
+    push_row(&mut text, METRICS_COLUMNS.iter().copied());
+    let Some(telemetry) = &report.telemetry else { return out.write_all(text.as_bytes()) };
+    let heads: Vec<(String, &str)> =
+        telemetry.series.iter().map(|s| (s.head.display(), kind_name(s.head.kind))).collect();
+    let mut cursors = vec![0usize; telemetry.series.len()];
+    let mut values: Vec<Option<f64>> = vec![None; telemetry.series.len()];
+    for (i, scrape) in telemetry.scrapes.iter().enumerate() {
+        let at = (scrape.at_us as f64 / 1e3).to_string();
+        for (s, series) in telemetry.series.iter().enumerate() {
+            while let Some(&(at_scrape, value)) = series.changes.get(cursors[s]) {
+                if at_scrape as usize > i {
+                    break;
+                }
+                values[s] = value;
+                cursors[s] += 1;
+            }
+        }
+        if let Some(error) = &scrape.error {
+            push_row(&mut text, [at.as_str(), "", "", "", "", error.as_str()]);
+        } else {
+            for (s, series) in telemetry.series.iter().enumerate() {
+                if let Some(value) = values[s] {
+                    let value = value.to_string();
+                    let (name, kind) = (&heads[s].0, heads[s].1);
+                    push_row(&mut text, [at.as_str(), name, &series.head.family, kind, &value, ""]);
+                }
+            }
+        }
+        if text.len() > 1 << 20 {
+            out.write_all(text.as_bytes())?;
+            text.clear();
+        }
+    }
+    out.write_all(text.as_bytes())
+}
+
+fn kind_name(kind: MetricKind) -> &'static str {
+    match kind {
+        MetricKind::Counter => "counter",
+        MetricKind::Gauge => "gauge",
+        MetricKind::Histogram => "histogram",
+        MetricKind::Summary => "summary",
+        MetricKind::Untyped => "untyped",
+    }
 }
 
 /// A summary's fields in [`SUMMARY_FIELDS`] order; all empty when there is none.
@@ -241,7 +311,7 @@ fn field(value: &str) -> Cow<'_, str> {
 mod tests {
     use super::*;
     use serde_json::json;
-    use shared::{ResponseRecord, RunStatus};
+    use shared::{ResponseRecord, RunStatus, SweepSpec};
 
     /// Reads RFC 4180 text back into rows of fields.
     fn read(text: &str) -> Vec<Vec<String>> {
@@ -424,7 +494,7 @@ mod tests {
         let rows = read(&requests_csv(&report));
         // Sent at 0, tokens at 2 and 3 µs, an empty final at 3.5 µs; no prompt count.
         assert_eq!(rows[1].join(","), "0,3,,0,0-0,false,true,0,,1000,0.002,0.001,0.003,2,responses,3,,xy");
-        let points = read(&points_csv(&report.spec, &report.points));
+        let points = read(&points_csv(&report));
         let input_tokens = point_columns().iter().position(|c| c == "input_tokens_count").unwrap();
         assert_eq!(points[1][input_tokens], "", "no prompt counts from the server");
     }
@@ -446,7 +516,7 @@ mod tests {
             })
             .collect();
         let report = report(requests);
-        let rows = read(&points_csv(&report.spec, &report.points));
+        let rows = read(&points_csv(&report));
         let columns = point_columns();
         assert_eq!(rows[0], columns);
         assert_eq!(rows.len(), 2);

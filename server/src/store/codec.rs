@@ -26,6 +26,7 @@ use std::io::{Read, Write};
 use flate2::Compression;
 use flate2::read::DeflateDecoder;
 use flate2::write::DeflateEncoder;
+use shared::telemetry::Telemetry;
 use shared::varint::{put, unzigzag, zigzag};
 use shared::{RequestRecord, ResponseRecord, Responses, TokenCountSource};
 
@@ -93,6 +94,19 @@ pub fn decode(blob: &[u8], base_unix_ns: i64) -> Result<RequestRecord, CodecErro
         }
         other => Err(CodecError::UnknownFormat(other)),
     }
+}
+
+/// Deflates a run's server metrics (their JSON), which repeat names and times a great deal.
+pub fn encode_telemetry(telemetry: &Telemetry) -> Vec<u8> {
+    let mut deflater = DeflateEncoder::new(Vec::new(), Compression::fast());
+    serde_json::to_writer(&mut deflater, telemetry).expect("telemetry serializes");
+    deflater.finish().expect("deflating into memory does not fail")
+}
+
+/// Reads what [`encode_telemetry`] wrote.
+pub fn decode_telemetry(blob: &[u8]) -> Result<Telemetry, CodecError> {
+    let reader = DeflateDecoder::new(blob).take(MAX_BODY);
+    serde_json::from_reader(reader).map_err(|e| CodecError::Inflate(e.to_string()))
 }
 
 fn source_bits(source: TokenCountSource) -> u8 {

@@ -16,6 +16,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use shared::api::RunSummary;
 use shared::record::Arena;
+use shared::telemetry::Telemetry;
 use shared::{ModelInfo, PointStats, RequestRecord, RunReport, RunStatus, SweepSpec};
 use tokio::sync::oneshot;
 
@@ -60,6 +61,8 @@ const MIGRATIONS: &[&str] = &[
     UPDATE runs SET added_unix_ns = started_unix_ns;",
     // 3: what each run cost the engine (JSON), once it has ended.
     "ALTER TABLE runs ADD COLUMN engine TEXT;",
+    // 4: the server's metrics read during each run (deflated JSON), kept as points settle.
+    "ALTER TABLE runs ADD COLUMN telemetry BLOB;",
 ];
 
 /// SQLite's largest page: a page holds dozens of records, so the space left over at the end of
@@ -203,6 +206,17 @@ impl Db {
     }
 
     /// Keeps a point's settled statistics.
+    /// Keeps the server's metrics of a run so far, replacing what was kept.
+    pub fn set_telemetry(&mut self, id: &str, telemetry: &Telemetry) -> Result<()> {
+        let changed = self
+            .conn
+            .execute("UPDATE runs SET telemetry = ?2 WHERE id = ?1", params![id, codec::encode_telemetry(telemetry)])?;
+        if changed == 0 {
+            return Err(StoreError::NoRun(id.into()));
+        }
+        Ok(())
+    }
+
     pub fn set_point(&mut self, id: &str, point: u32, stats: &PointStats) -> Result<()> {
         let tx = self.conn.transaction()?;
         let (key, _) = run_key(&tx, id)?;
@@ -364,7 +378,7 @@ impl Db {
         let row = self
             .conn
             .query_row(
-                "SELECT key, started_unix_ns, spec, status, model, tool, prompt_lengths_approximate, engine
+                "SELECT key, started_unix_ns, spec, status, model, tool, prompt_lengths_approximate, engine, telemetry
                  FROM runs WHERE id = ?1",
                 [id],
                 |row| {
@@ -376,12 +390,13 @@ impl Db {
                         row.get::<_, String>(5)?,
                         row.get::<_, bool>(6)?,
                         row.get::<_, Option<String>>(7)?,
+                        row.get::<_, Option<Vec<u8>>>(8)?,
                     ))
                 },
             )
             .optional()?
             .ok_or_else(|| StoreError::NoRun(id.into()))?;
-        let (key, started_unix_ns, [spec, status], model, tool, prompt_lengths_approximate, engine) = row;
+        let (key, started_unix_ns, [spec, status], model, tool, prompt_lengths_approximate, engine, telemetry) = row;
         let bad = |source| StoreError::BadValue { run: id.into(), source };
         let stats: Vec<String> = self
             .conn
@@ -408,7 +423,10 @@ impl Db {
             points: parse_points(id, stats)?,
             requests,
             engine: engine.map(|e| serde_json::from_str(&e)).transpose().map_err(bad)?,
-            telemetry: None,
+            telemetry: telemetry
+                .map(|blob| codec::decode_telemetry(&blob))
+                .transpose()
+                .map_err(|source| StoreError::Damaged { run: id.into(), source })?,
         })
     }
 
@@ -519,6 +537,9 @@ fn write_outcome(tx: &Transaction<'_>, key: i64, report: &RunReport) -> Result<(
             report.engine.map(|e| serde_json::to_string(&e).expect("an engine report serializes")),
         ],
     )?;
+    if let Some(telemetry) = &report.telemetry {
+        tx.execute("UPDATE runs SET telemetry = ?2 WHERE key = ?1", params![key, codec::encode_telemetry(telemetry)])?;
+    }
     let points: i64 = tx.query_row("SELECT count(*) FROM points WHERE run = ?1", [key], |row| row.get(0))?;
     if report.points.len() >= points as usize {
         tx.execute("DELETE FROM points WHERE run = ?1", [key])?;
@@ -665,6 +686,29 @@ mod tests {
             token_source: TokenCountSource::Responses,
             error: error.map(Into::into),
         }
+    }
+
+    /// Two scrapes of a server: one with a counter and a gauge, one that failed.
+    fn telemetry() -> Telemetry {
+        use shared::telemetry::{MetricKind, Recorder, Sample};
+        let mut recorder = Recorder::new("http://127.0.0.1:8002/metrics", 250);
+        let sample = |name: &str, kind, value| Sample {
+            name: name.into(),
+            family: name.into(),
+            kind,
+            labels: vec![("model".into(), "m".into())],
+            value,
+        };
+        recorder.record(
+            1000,
+            300,
+            Ok(vec![
+                sample("nv_inference_request_success", MetricKind::Counter, 3.0),
+                sample("nv_inference_pending_request_count", MetricKind::Gauge, 0.5),
+            ]),
+        );
+        recorder.record(251_000, 1_000_000, Err("no answer within 1000 ms".into()));
+        recorder.into_telemetry()
     }
 
     fn new_run(id: &str) -> NewRun {
@@ -885,8 +929,12 @@ mod tests {
                     handoff_max_ms: 1.0,
                 }),
             }),
+            telemetry: Some(telemetry()),
         };
         report.recompute_points();
+        // Metrics kept while the run goes are read back before its end is written.
+        db.set_telemetry("r1", &telemetry()).unwrap();
+        assert_eq!(db.report("r1").unwrap().telemetry, Some(telemetry()));
         db.finish("r1", &report).unwrap();
         assert_eq!(db.report("r1").unwrap(), report);
         let summary = db.summaries().unwrap().remove(0);

@@ -343,7 +343,7 @@ async fn the_command_line_writes_the_same_csv() {
     assert!(stderr.contains(&format!("wrote {} (one CSV row per request)", requests.display())), "{stderr}");
     let report: RunReport = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(std::fs::read_to_string(&requests).unwrap(), requests_csv(&report));
-    assert_eq!(std::fs::read_to_string(&points).unwrap(), points_csv(&report.spec, &report.points));
+    assert_eq!(std::fs::read_to_string(&points).unwrap(), points_csv(&report));
     assert_eq!(csv_records(&std::fs::read_to_string(&requests).unwrap()).len(), 8);
 
     // perf_analyzer's own export, as `tokenscope import` reads it.

@@ -15,6 +15,7 @@ mod sim;
 mod staying_up;
 mod store;
 mod support;
+mod telemetry;
 mod tls;
 mod tokenizers;
 mod webdriver;

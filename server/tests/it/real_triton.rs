@@ -2,7 +2,8 @@
 //!
 //! One server is started per test process by `scripts/start-triton.sh` and stopped by a
 //! watchdog once the process exits; `TOKENSCOPE_TRITON_GRPC=HOST:PORT` points the tests at a
-//! server that is already running instead.
+//! server that is already running instead (and `TOKENSCOPE_TRITON_METRICS=HOST:PORT` at its
+//! metrics, when they are not on its host's port 8002).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,13 +20,35 @@ use crate::support::{assert_close, spec, sweep, timing_attempts, timing_lock};
 /// Every test here holds `timing_lock()` before calling this: the server's start-up and its
 /// Python stubs share the two cores with the simulator tests' timing assertions.
 fn triton() -> &'static str {
-    static SERVER: OnceLock<Result<String, String>> = OnceLock::new();
+    &server().grpc
+}
+
+/// The process-wide server's Prometheus metrics address.
+fn triton_metrics() -> &'static str {
+    &server().metrics
+}
+
+/// Where the test server answers.
+struct Server {
+    grpc: String,
+    metrics: String,
+}
+
+fn server() -> &'static Server {
+    static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
     let server = SERVER.get_or_init(|| match std::env::var("TOKENSCOPE_TRITON_GRPC") {
-        Ok(target) if !target.trim().is_empty() => Ok(grpc_url(target.trim())),
+        Ok(target) if !target.trim().is_empty() => {
+            let grpc = grpc_url(target.trim());
+            let metrics = match std::env::var("TOKENSCOPE_TRITON_METRICS") {
+                Ok(address) if !address.trim().is_empty() => format!("http://{}/metrics", address.trim()),
+                _ => shared::telemetry::default_url(&grpc).expect("the target names a host"),
+            };
+            Ok(Server { grpc, metrics })
+        }
         _ => tokio::task::block_in_place(start_server),
     });
     match server {
-        Ok(target) => target,
+        Ok(server) => server,
         Err(why) => panic!("{why}"),
     }
 }
@@ -40,7 +63,7 @@ fn repo_root() -> PathBuf {
 
 /// Starts a server with a state directory of its own and a watchdog that stops it when this
 /// process exits (Rust tests have no global teardown).
-fn start_server() -> Result<String, String> {
+fn start_server() -> Result<Server, String> {
     let root = repo_root();
     let pid = std::process::id();
     let state = std::env::temp_dir().join(format!("tokenscope-triton-it-{pid}"));
@@ -70,10 +93,11 @@ fn start_server() -> Result<String, String> {
         .map_err(|err| format!("cannot run scripts/start-triton.sh: {err}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let grpc = stdout.lines().find_map(|line| line.strip_prefix("TRITON_GRPC="));
-    match grpc {
-        Some(address) if output.status.success() => {
-            eprintln!("real_triton: Triton at {address}, state in {}", state.display());
-            Ok(grpc_url(address))
+    let metrics = stdout.lines().find_map(|line| line.strip_prefix("TRITON_METRICS="));
+    match (grpc, metrics) {
+        (Some(address), Some(metrics)) if output.status.success() => {
+            eprintln!("real_triton: Triton at {address}, metrics at {metrics}, state in {}", state.display());
+            Ok(Server { grpc: grpc_url(address), metrics: format!("http://{metrics}/metrics") })
         }
         _ => Err(format!(
             "the real Triton server did not start (scripts/start-triton.sh {}).\n\
@@ -444,5 +468,46 @@ async fn each_point_has_the_real_servers_statistics() {
                 point.ttft_ms.as_ref().map(|s| s.mean)
             );
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_servers_metrics_are_read_over_the_run_and_count_its_requests() {
+    let _timing = timing_lock().await;
+    let run = sweep(SweepSpec {
+        prompt_lengths: vec![16, 256],
+        max_tokens: 8,
+        requests: 6,
+        warmup: 1,
+        metrics_url: Some(triton_metrics().into()),
+        metrics_interval_ms: Some(100),
+        no_metrics: false,
+        ..spec(triton(), "vllm_like")
+    })
+    .await;
+    assert_eq!(run.status, RunStatus::Completed);
+    let telemetry = run.telemetry.as_ref().expect("the run read the server's metrics");
+    assert_eq!(telemetry.url, triton_metrics());
+    assert!(telemetry.scrapes.len() >= 2, "{}", telemetry.describe());
+    assert_eq!(telemetry.failures(), 0, "{}", telemetry.describe());
+    let families: Vec<String> = telemetry.families().into_iter().map(|f| f.name).collect();
+    for family in ["nv_inference_request_success", "nv_inference_queue_duration_us", "nv_inference_count"] {
+        assert!(families.iter().any(|f| f == family), "{family} missing from {families:?}");
+    }
+    // The server's count of the model's successes grew by the run's requests, warm-up
+    // included: from the first scrape (before any request) to the last (after the run).
+    let success = telemetry
+        .series
+        .iter()
+        .position(|s| s.head.name == "nv_inference_request_success" && s.head.label("model") == Some("vllm_like"))
+        .expect("a success counter for the model") as u32;
+    let values: Vec<f64> = telemetry.samples(success).into_iter().filter_map(|(_, v)| v).collect();
+    let grew = values.last().unwrap() - values.first().unwrap();
+    let sent = run.requests.len() as f64;
+    assert_eq!(grew, sent, "the server counted {grew} of {sent} requests: {values:?}");
+    // Each point's window has scrapes of its own.
+    for (point, window) in run.telemetry_by_point().into_iter().enumerate() {
+        let window = window.unwrap_or_else(|| panic!("point {point} has no window"));
+        assert!(window.scrapes >= 1, "point {point}: {window:?}");
     }
 }

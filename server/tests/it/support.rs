@@ -22,6 +22,8 @@ pub async fn timing_lock() -> tokio::sync::MutexGuard<'static, ()> {
 /// A simulator on a loopback port chosen by the system; it stops when the guard drops.
 pub struct SimServer {
     pub target: String,
+    /// Where it serves its Prometheus metrics, when it does.
+    pub metrics: Option<String>,
     stop: CancellationToken,
 }
 
@@ -34,13 +36,13 @@ impl Drop for SimServer {
 impl SimServer {
     /// A simulator at `target` that `stop` stops.
     pub fn from_parts(target: String, stop: CancellationToken) -> Self {
-        Self { target, stop }
+        Self { target, metrics: None, stop }
     }
 }
 
 pub async fn start_sim(config: SimConfig) -> SimServer {
-    let (addr, stop) = sim::spawn(config).await.expect("the simulator starts");
-    SimServer { target: format!("http://{addr}"), stop }
+    let (addr, metrics, stop) = sim::spawn_with_metrics(config).await.expect("the simulator starts");
+    SimServer { target: format!("http://{addr}"), metrics: Some(format!("http://{metrics}/metrics")), stop }
 }
 
 /// A spec with small defaults for tests.
@@ -52,6 +54,8 @@ pub fn spec(target: &str, model: &str) -> SweepSpec {
         max_tokens: 4,
         requests: 3,
         request_timeout_ms: 20_000,
+        // Tests of the server's metrics ask for them.
+        no_metrics: true,
         ..SweepSpec::default()
     }
 }
@@ -171,7 +175,10 @@ impl Dashboard {
     pub async fn stop(mut self) -> (SimServer, Arc<tempfile::TempDir>) {
         self.stop.cancel();
         self.state.close().await;
-        let sim = std::mem::replace(&mut self.sim, SimServer { target: String::new(), stop: CancellationToken::new() });
+        let sim = std::mem::replace(
+            &mut self.sim,
+            SimServer { target: String::new(), metrics: None, stop: CancellationToken::new() },
+        );
         (sim, self.data.clone())
     }
 }
@@ -221,6 +228,7 @@ async fn serve_with(
     let config = DashboardConfig {
         default_target: sim.target.clone(),
         simulator: Some(sim.target.clone()),
+        simulator_metrics: sim.metrics.clone(),
         data_dir: data.path().to_path_buf(),
         access,
         tokenizer_dirs,

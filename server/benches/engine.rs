@@ -15,6 +15,10 @@
 //! long responses waited for it after their arrival was stamped. `BENCH_BASELINE=PATH` also
 //! runs another build of tokenscope (say, one built from an earlier commit), alternating with
 //! this one, and prints the ratio of their median-p99 repeats.
+//!
+//! tokenscope reads the simulator's Prometheus metrics every 250 ms as it does by default;
+//! `BENCH_SCRAPE=both` also runs it with `--no-metrics`, alternating, and prints the ratio of
+//! their median-p99 repeats, so the cost of scraping shows beside the run-to-run spread.
 
 mod common;
 
@@ -37,6 +41,7 @@ fn main() {
     std::fs::create_dir_all(&work).expect("a scratch folder");
     let ours = PathBuf::from(env!("CARGO_BIN_EXE_tokenscope"));
     let baseline = std::env::var_os("BENCH_BASELINE").map(PathBuf::from);
+    let unscraped = std::env::var("BENCH_SCRAPE").is_ok_and(|v| v == "both");
     let perf_analyzer = common::find_perf_analyzer();
     if perf_analyzer.is_none() {
         eprintln!("perf_analyzer not found: run scripts/triton-tools.sh for the side-by-side figures");
@@ -69,19 +74,21 @@ fn main() {
         );
         // Tails on a shared virtual machine vary from run to run (host steal, first touches of
         // memory): every repeat is printed, and the comparison uses the one with the median p99.
-        let (mut runs, mut baseline_runs) = (Vec::new(), Vec::new());
+        let (mut runs, mut baseline_runs, mut unscraped_runs) = (Vec::new(), Vec::new(), Vec::new());
         for repeat in 0..repeats {
-            let mut builds: Vec<_> = std::iter::once((&ours, "tokenscope", &mut runs))
-                .chain(baseline.as_ref().map(|path| (path, "baseline", &mut baseline_runs)))
+            let mut builds: Vec<_> = std::iter::once((&ours, "tokenscope", &mut runs, true))
+                .chain(baseline.as_ref().map(|path| (path, "baseline", &mut baseline_runs, true)))
+                .chain(unscraped.then_some((&ours, "no metrics", &mut unscraped_runs, false)))
                 .collect();
             // Each build goes first in every other repeat, so neither always meets the machine
             // as the previous run left it.
             if repeat % 2 == 1 {
                 builds.reverse();
             }
-            for (binary, label, runs) in builds {
+            for (binary, label, runs, scrape) in builds {
                 let steal = common::Steal::start();
-                let (figures, engine) = sweep(binary, &work, decode_ms, concurrency, requests, repeat);
+                let row = Row { decode_ms, concurrency, requests, repeat, scrape };
+                let (figures, engine) = sweep(binary, &work, row);
                 figures.print(concurrency, label);
                 println!("{:>11} {:>14} {engine}", "", "");
                 steal.print();
@@ -91,6 +98,12 @@ fn main() {
         let ours = Figures::median_p99(runs);
         if baseline.is_some() {
             ours.print_ratio(&Figures::median_p99(baseline_runs), "tokenscope / baseline, their median-p99 repeats");
+        }
+        if unscraped {
+            ours.print_ratio(
+                &Figures::median_p99(unscraped_runs),
+                "reading metrics / not reading them, their median-p99 repeats",
+            );
         }
         if unfinished.contains(&concurrency) {
             println!(
@@ -131,24 +144,30 @@ fn main() {
     let _ = std::fs::remove_dir_all(&work);
 }
 
-/// One `tokenscope sweep` against a fresh simulator; what its profile export shows, and the
-/// line in which it tells what the run cost its engine.
-fn sweep(
-    binary: &Path,
-    work: &Path,
+/// One tokenscope run of a row.
+struct Row {
     decode_ms: f64,
     concurrency: u32,
     requests: u32,
     repeat: u32,
-) -> (Figures, String) {
+    /// Whether it reads the simulator's metrics.
+    scrape: bool,
+}
+
+/// One `tokenscope sweep` against a fresh simulator; what its profile export shows, and the
+/// line in which it tells what the run cost its engine.
+fn sweep(binary: &Path, work: &Path, row: Row) -> (Figures, String) {
+    let Row { decode_ms, concurrency, requests, repeat, scrape } = row;
     let sim = Sim::start(decode_ms);
-    let export = work.join(format!("ours-{concurrency}-{decode_ms}-{repeat}.json"));
+    let export = work.join(format!("ours-{concurrency}-{decode_ms}-{repeat}-{scrape}.json"));
+    let metrics = if scrape { vec!["--metrics-url", &sim.metrics] } else { vec!["--no-metrics"] };
     let output = common::on_tool_cores(binary)
         .args(["sweep", "--target", &sim.target, "--model", "sim-vllm", "--ignore-eos"])
+        .args(metrics)
         .args(["--prompt-lengths", &PROMPT_WORDS.to_string(), "--max-tokens", &MAX_TOKENS.to_string()])
         .args(["--requests", &requests.to_string(), "--concurrency", &concurrency.to_string()])
         .arg("--out")
-        .arg(work.join(format!("ours-{concurrency}-{decode_ms}-{repeat}-run.json")))
+        .arg(work.join(format!("ours-{concurrency}-{decode_ms}-{repeat}-{scrape}-run.json")))
         .arg("--profile-export")
         .arg(&export)
         .stdout(Stdio::null())
@@ -164,13 +183,17 @@ fn sweep(
 struct Sim {
     child: Child,
     target: String,
+    /// Where it serves its Prometheus metrics.
+    metrics: String,
 }
 
 impl Sim {
     fn start(decode_ms: f64) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let free = || TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let (port, metrics) = (free(), free());
         let child = common::on_server_cores(Path::new(env!("CARGO_BIN_EXE_tokenscope")))
             .args(["sim", "--listen", &format!("127.0.0.1:{port}"), "--stamp-text"])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
             .args(["--prefill-base-ms", "1", "--prefill-per-token-ms", "0", "--decode-ms", &decode_ms.to_string()])
             .stderr(Stdio::null())
             .spawn()
@@ -180,7 +203,11 @@ impl Sim {
             assert!(Instant::now() < deadline, "the simulator did not listen within 10 s");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self { child, target: format!("http://127.0.0.1:{port}") }
+        Self {
+            child,
+            target: format!("http://127.0.0.1:{port}"),
+            metrics: format!("http://127.0.0.1:{metrics}/metrics"),
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use shared::Summary;
 use shared::view::{Series, SeriesSet};
 use web_sys::HtmlCanvasElement;
 
+use super::telemetry::{TelemetryChart, value_range};
 use super::{Bin, Palette, Rgb, XScale, YScale, decimate, fmt_axis, fmt_length};
 
 fn rgb(c: Rgb) -> RGBColor {
@@ -494,32 +495,32 @@ pub fn throughput<DB: DrawingBackend>(
     Ok(positions)
 }
 
-/// Draws one dot per request: seconds into the point against a latency (ms), described on
+/// The description of every axis of seconds since the run's start.
+pub const RUN_TIME: &str = "seconds since the run's start";
+
+/// Draws one dot per request: seconds since the run's start (`x_range`, which the point's
+/// server-metrics chart shares so that the two line up) against a latency (ms), described on
 /// the vertical axis by `y_desc`.
 pub fn scatter<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     points: &[(f64, f64)],
+    x_range: (f64, f64),
     y_desc: &str,
     palette: &Palette,
     dpr: f64,
 ) -> Result<(), String> {
-    let end = points.iter().map(|p| p.0).fold(0.0_f64, f64::max);
-    let end = if end > 0.0 { end * 1.04 } else { 1.0 };
+    let (x0, x1) = x_range;
     let (y0, y1) = YScale::Linear.range(points.iter().map(|p| p.1));
     let mut ctx = ChartBuilder::on(root)
         .margin((12.0 * dpr) as u32)
         .x_label_area_size((38.0 * dpr) as u32)
         .y_label_area_size((58.0 * dpr) as u32)
-        .build_cartesian_2d(0.0..end, y0..y1)
+        .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(fail)?;
-    let x_label = |v: &f64| fmt_axis(*v, end);
+    let x_label = |v: &f64| fmt_axis(*v, x1 - x0);
     let y_label = |v: &f64| fmt_axis(*v, y1 - y0);
     themed(
-        ctx.configure_mesh()
-            .x_desc("seconds since the first measured send of the point")
-            .y_desc(y_desc)
-            .x_label_formatter(&x_label)
-            .y_label_formatter(&y_label),
+        ctx.configure_mesh().x_desc(RUN_TIME).y_desc(y_desc).x_label_formatter(&x_label).y_label_formatter(&y_label),
         palette,
         dpr,
     )
@@ -527,6 +528,107 @@ pub fn scatter<DB: DrawingBackend>(
     .map_err(fail)?;
     let radius = (2.5 * dpr).max(2.0) as i32;
     ctx.draw_series(points.iter().map(|&p| Circle::new(p, radius, rgb(palette.dots).filled()))).map_err(fail)?;
+    Ok(())
+}
+
+/// Draws server metrics over time: each line's segments in its colour (a lone value as a
+/// dot), failed scrapes as shaded spans with a mark along the bottom, a legend when the chart
+/// asks for one and its note in the top right corner. The plot's margins are those of
+/// [`scatter`], so a chart over the same seconds lines up with it.
+pub fn telemetry<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &TelemetryChart,
+    palette: &Palette,
+    dpr: f64,
+) -> Result<(), String> {
+    let (x0, x1) = chart.x_range;
+    let (y0, y1) = value_range(chart.lines.iter().flat_map(|l| l.segments.iter().flatten().map(|p| p.1)));
+    let mut ctx = ChartBuilder::on(root)
+        .margin((12.0 * dpr) as u32)
+        .x_label_area_size((38.0 * dpr) as u32)
+        .y_label_area_size((58.0 * dpr) as u32)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(fail)?;
+    let x_label = |v: &f64| fmt_axis(*v, x1 - x0);
+    let y_label = |v: &f64| fmt_axis(*v, y1 - y0);
+    themed(
+        ctx.configure_mesh()
+            .x_desc(RUN_TIME)
+            .y_desc(&chart.y_desc)
+            .x_label_formatter(&x_label)
+            .y_label_formatter(&y_label),
+        palette,
+        dpr,
+    )
+    .draw()
+    .map_err(fail)?;
+    // Failed scrapes: a pale span over the plot and a solid mark along its bottom, at least
+    // two pixels wide so that a single failure shows.
+    let mark = (4.0 * dpr).max(2.0) as i32;
+    let least = (2.0 * dpr).max(2.0) as i32;
+    for gap in &chart.gaps {
+        let (left, top) = ctx.backend_coord(&(gap.from, y1));
+        let (right, bottom) = ctx.backend_coord(&(gap.to, y0));
+        let right = right.max(left + least);
+        root.draw(&Rectangle::new([(left, top), (right, bottom)], rgb(gap.colour).mix(0.12).filled())).map_err(fail)?;
+        root.draw(&Rectangle::new([(left, bottom - mark), (right, bottom)], rgb(gap.colour).mix(0.85).filled()))
+            .map_err(fail)?;
+    }
+    let length = (18.0 * dpr) as i32;
+    let dot = (2.5 * dpr).max(2.0) as i32;
+    for line in &chart.lines {
+        let style = ShapeStyle { color: rgb(line.colour).to_rgba(), filled: false, stroke_width: (2.0 * dpr) as u32 };
+        // One point per pixel column and row: the picture is the same, and an hour of
+        // scrapes redraws within a frame.
+        let thinned: Vec<Vec<(f64, f64)>> = line
+            .segments
+            .iter()
+            .map(|segment| {
+                let mut last = None;
+                segment
+                    .iter()
+                    .copied()
+                    .filter(|p| {
+                        let at = Some(ctx.backend_coord(p));
+                        let new = at != last;
+                        last = at;
+                        new
+                    })
+                    .collect()
+            })
+            .collect();
+        let paths = thinned.iter().filter(|s| s.len() > 1).map(|s| PathElement::new(s.clone(), style));
+        let drawn = ctx.draw_series(paths).map_err(fail)?;
+        if chart.legend {
+            drawn
+                .label(line.label.clone())
+                .legend(move |(px, py)| PathElement::new(vec![(px, py), (px + length, py)], style));
+        }
+        let lone = thinned.iter().filter(|s| s.len() == 1).map(|s| Circle::new(s[0], dot, rgb(line.colour).filled()));
+        ctx.draw_series(lone).map_err(fail)?;
+    }
+    let (w, h) = root.dim_in_pixel();
+    if chart.lines.iter().all(|l| l.segments.is_empty()) {
+        let font = ("sans-serif", 13.0 * dpr).into_font().color(&rgb(palette.text).mix(0.7));
+        let at = ((w / 2) as i32, (h / 2) as i32);
+        root.draw(&Text::new(chart.empty_note.as_str(), at, font.pos(Pos::new(HPos::Center, VPos::Center))))
+            .map_err(fail)?;
+    }
+    if let Some(note) = &chart.note {
+        let font = ("sans-serif", 12.0 * dpr).into_font().color(&rgb(palette.text).mix(0.8));
+        let at = (w as i32 - (14.0 * dpr) as i32, (14.0 * dpr) as i32);
+        root.draw(&Text::new(note.as_str(), at, font.pos(Pos::new(HPos::Right, VPos::Top)))).map_err(fail)?;
+    }
+    if chart.legend {
+        ctx.configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .margin((8.0 * dpr) as u32)
+            .label_font(("sans-serif", 12.0 * dpr).into_font().color(&rgb(palette.text)))
+            .background_style(rgb(palette.background).mix(0.85))
+            .border_style(rgb(palette.grid))
+            .draw()
+            .map_err(fail)?;
+    }
     Ok(())
 }
 
@@ -753,6 +855,52 @@ mod tests {
     }
 
     #[test]
+    fn server_metrics_draw_lines_broken_at_gaps_and_line_up_with_the_scatter() {
+        use super::super::telemetry::{Gap, Line};
+        let (a, b) = (Palette::LIGHT.run(0), Palette::LIGHT.run(1));
+        let chart = TelemetryChart {
+            x_range: (1.9, 3.1),
+            y_desc: "nv_inference_count /s".into(),
+            lines: vec![
+                Line {
+                    label: "model=m".into(),
+                    colour: a,
+                    segments: vec![vec![(2.0, 1.0), (2.2, 3.0)], vec![(2.8, 2.0)]],
+                },
+                Line { label: "model=<n>".into(), colour: b, segments: vec![vec![(2.0, 0.0), (3.0, 1.0)]] },
+            ],
+            gaps: vec![Gap { from: 2.4, to: 2.6, colour: Palette::LIGHT.error }],
+            legend: true,
+            empty_note: "nothing".into(),
+            note: Some("simulated: the simulator's stand-in, not a GPU's".into()),
+            simulated: true,
+        };
+        let svg = to_svg(EXPORT_SIZE, &Palette::LIGHT, |root| telemetry(root, &chart, &Palette::LIGHT, 1.0)).unwrap();
+        // A line per segment of two values or more (and one in the legend), a dot for the lone one.
+        assert_eq!(polylines(&svg, a).len(), 2, "{svg}");
+        assert_eq!(polylines(&svg, b).len(), 2);
+        assert_eq!(svg.matches("<circle").count(), 1);
+        assert!(svg.contains(&format!("fill=\"{}\"", hex(Palette::LIGHT.error))), "the failed scrapes are marked");
+        for text in ["nv_inference_count /s", "model=m", "model=&lt;n&gt;", "stand-in"] {
+            assert!(svg.contains(text), "no {text:?} in the SVG");
+        }
+        assert!(!svg.contains(">\nnothing\n<"));
+        // The same seconds on both charts: the same tick labels at the same places.
+        let ticks = |svg: &str| -> Vec<String> {
+            svg.split("<text").filter(|t| t.contains(">\n2.")).map(|t| t[..t.find('>').unwrap()].to_string()).collect()
+        };
+        let scatter_svg = to_svg(EXPORT_SIZE, &Palette::LIGHT, |root| {
+            scatter(root, &[(2.0, 5.0), (2.5, 7.0)], (1.9, 3.1), "TTFT (ms)", &Palette::LIGHT, 1.0)
+        })
+        .unwrap();
+        let (mine, theirs) = (ticks(&svg), ticks(&scatter_svg));
+        assert!(mine.len() >= 3 && mine.iter().filter(|t| theirs.contains(t)).count() >= 3, "{mine:?} {theirs:?}");
+        let empty = TelemetryChart { lines: Vec::new(), gaps: Vec::new(), note: None, legend: false, ..chart };
+        let svg = to_svg(EXPORT_SIZE, &Palette::LIGHT, |root| telemetry(root, &empty, &Palette::LIGHT, 1.0)).unwrap();
+        assert!(svg.contains(">\nnothing\n<"));
+    }
+
+    #[test]
     fn the_inspector_charts_draw_as_svg_too() {
         let svg = to_svg((400, 120), &Palette::DARK, |root| {
             timeline(root, &[(5.0, 1), (6.0, 2), (9.0, 1)], &Palette::DARK, 1.0)
@@ -766,10 +914,10 @@ mod tests {
         .unwrap();
         assert!(svg.contains(">\ntime to first token (ms)\n<") && svg.contains(">\nrequests\n<"));
         let svg = to_svg((400, 300), &Palette::LIGHT, |root| {
-            scatter(root, &[(0.0, 5.0), (0.5, 7.0), (1.0, 12.0)], "TTFT (ms)", &Palette::LIGHT, 1.0)
+            scatter(root, &[(2.0, 5.0), (2.5, 7.0), (3.0, 12.0)], (1.9, 3.1), "TTFT (ms)", &Palette::LIGHT, 1.0)
         })
         .unwrap();
         assert_eq!(svg.matches("<circle").count(), 3, "a dot per request");
-        assert!(svg.contains(">\nseconds since the first measured send of the point\n<"));
+        assert!(svg.contains(">\nseconds since the run&apos;s start\n<"), "the dots are on the run's time");
     }
 }

@@ -1,7 +1,8 @@
 //! Charts: pure geometry (scales, decimation, histogram bins, hit-testing) tested natively,
-//! and the plotters drawing in [`draw`].
+//! the server's metrics as lines in [`telemetry`], and the plotters drawing in [`draw`].
 
 pub mod draw;
+pub mod telemetry;
 
 use shared::view::{XAxis, YAxis};
 

@@ -7,9 +7,10 @@ use shared::api::RunSummary;
 use shared::view::{Charts, RunViewState, Series, SeriesSet, XAxis, YAxis, run_title};
 use shared::{LiveRun, Summary, SweepSpec};
 
-use crate::chart::{self, Palette, XScale, YScale, draw, fmt_length, fmt_ms};
+use crate::chart::{self, Palette, XScale, YScale, draw, fmt_length, fmt_ms, telemetry};
 use crate::components::copy_link::CopyLink;
 use crate::components::glossary::metric_anchor;
+use crate::components::telemetry::TelemetryFigure;
 use crate::download;
 
 /// The colours of the page's current scheme.
@@ -373,6 +374,8 @@ pub fn Inspector(
     /// The stem of the charts' file names.
     #[prop(into)]
     stem: Signal<String>,
+    /// The server metric the page shows (its list value; `None` follows the default).
+    telemetry: RwSignal<Option<String>>,
 ) -> impl IntoView {
     let resized = use_context::<Resized>().map(|r| r.0);
     let length = Memo::new(move |_| view.with(|v| v.length));
@@ -547,6 +550,8 @@ pub fn Inspector(
                 {move || open_loop().then_some(", from each request's intended send")}
                 <span class="legend">"a dot per request; a queue building up shows as a slope"</span>
             </PointFigure>
+            <TelemetryFigure key="telemetry-point" run=run version=version point=point choice=telemetry stem=stem
+                caption=Signal::derive(move || format!("Server metrics through the point at prompt length {}, over the same seconds as the chart above", at_length()))/>
             <PointFigure key="prompt-lengths" run=run version=version point=point stem=stem paint=prompt_length_histogram>
                 "Prompt lengths sent at prompt length " {at_length}
                 <span class="legend">"each request's, as drawn or read from a file; the shared prefix included"</span>
@@ -566,44 +571,42 @@ pub fn Inspector(
 }
 
 /// Draws a chart of one point of a run: the surface, the run, the point, the colours and the
-/// device pixel ratio.
-type PointDrawing = fn(&draw::Area<'_>, &LiveRun, u32, &Palette, f64) -> Result<(), String>;
+/// device pixel ratio. Returns the seconds its time axis spans, if it has one.
+type PointDrawing = fn(&draw::Area<'_>, &LiveRun, u32, &Palette, f64) -> Result<Option<(f64, f64)>, String>;
 
-fn ttft_histogram(root: &draw::Area<'_>, run: &LiveRun, point: u32, palette: &Palette, dpr: f64) -> Result<(), String> {
+/// What a histogram of a point returns: no time axis.
+type Untimed = Result<Option<(f64, f64)>, String>;
+
+fn ttft_histogram(root: &draw::Area<'_>, run: &LiveRun, point: u32, palette: &Palette, dpr: f64) -> Untimed {
     let bins = chart::histogram(&run.ttft_samples(point), 40);
-    draw::histogram(root, &bins, "time to first token (ms)", palette, dpr)
+    draw::histogram(root, &bins, "time to first token (ms)", palette, dpr).map(|()| None)
 }
 
-fn prompt_length_histogram(
-    root: &draw::Area<'_>,
-    run: &LiveRun,
-    point: u32,
-    palette: &Palette,
-    dpr: f64,
-) -> Result<(), String> {
+fn prompt_length_histogram(root: &draw::Area<'_>, run: &LiveRun, point: u32, palette: &Palette, dpr: f64) -> Untimed {
     let bins = chart::histogram(&run.length_samples(point).0, 40);
-    draw::histogram(root, &bins, &run.spec.prompt_length_axis(), palette, dpr)
+    draw::histogram(root, &bins, &run.spec.prompt_length_axis(), palette, dpr).map(|()| None)
 }
 
-fn output_length_histogram(
-    root: &draw::Area<'_>,
-    run: &LiveRun,
-    point: u32,
-    palette: &Palette,
-    dpr: f64,
-) -> Result<(), String> {
+fn output_length_histogram(root: &draw::Area<'_>, run: &LiveRun, point: u32, palette: &Palette, dpr: f64) -> Untimed {
     let bins = chart::histogram(&run.length_samples(point).1, 40);
-    draw::histogram(root, &bins, "output tokens", palette, dpr)
+    draw::histogram(root, &bins, "output tokens", palette, dpr).map(|()| None)
 }
 
-fn lag_histogram(root: &draw::Area<'_>, run: &LiveRun, point: u32, palette: &Palette, dpr: f64) -> Result<(), String> {
+fn lag_histogram(root: &draw::Area<'_>, run: &LiveRun, point: u32, palette: &Palette, dpr: f64) -> Untimed {
     let bins = chart::histogram(&run.lag_samples(point), 40);
-    draw::histogram(root, &bins, "schedule lag (ms)", palette, dpr)
+    draw::histogram(root, &bins, "schedule lag (ms)", palette, dpr).map(|()| None)
 }
 
-fn ttft_over_time(root: &draw::Area<'_>, run: &LiveRun, point: u32, palette: &Palette, dpr: f64) -> Result<(), String> {
+/// The point's requests by when they were sent, in seconds since the run's start over the
+/// point's measured time, which its server-metrics chart below shares.
+fn ttft_over_time(root: &draw::Area<'_>, run: &LiveRun, point: u32, palette: &Palette, dpr: f64) -> Untimed {
     let y_desc = if run.spec.open_loop() { "TTFT from the intended send (ms)" } else { "TTFT (ms)" };
-    draw::scatter(root, &run.ttft_over_time(point), y_desc, palette, dpr)
+    let window = telemetry::measured_window(run, point);
+    let range = telemetry::time_range(window.unwrap_or_default());
+    // The run's own samples count from the point's first measured send, the window's start.
+    let first = window.map_or(0.0, |w| w.0 as f64 / 1e6);
+    let dots: Vec<(f64, f64)> = run.ttft_over_time(point).into_iter().map(|(at, ttft)| (first + at, ttft)).collect();
+    draw::scatter(root, &dots, range, y_desc, palette, dpr).map(|()| Some(range))
 }
 
 /// A chart of the point the inspector shows, redrawn as the run goes, with its export buttons.
@@ -632,14 +635,21 @@ fn PointFigure(
         let palette = palette();
         let drawn =
             run.with_value(|run| draw::on_canvas(&canvas, &palette, |root, dpr| paint(root, run, p, &palette, dpr)));
-        if let Err(err) = drawn {
-            leptos::logging::warn!("{err}");
+        match drawn {
+            // The seconds a time axis spans, for tools that check that charts line up.
+            Ok(Some(Some((from, to)))) => {
+                let _ = canvas.set_attribute("data-x-range", &format!("{from:.3},{to:.3}"));
+            }
+            Ok(_) => {}
+            Err(err) => leptos::logging::warn!("{err}"),
         }
     });
     let svg = Callback::new(move |()| {
         let palette = palette();
         let p = point.get_untracked();
-        run.with_value(|run| draw::to_svg(draw::EXPORT_SIZE, &palette, |root| paint(root, run, p, &palette, 1.0)))
+        run.with_value(|run| {
+            draw::to_svg(draw::EXPORT_SIZE, &palette, |root| paint(root, run, p, &palette, 1.0).map(drop))
+        })
     });
     view! {
         <figure class="chart" data-chart=key>

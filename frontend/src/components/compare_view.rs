@@ -1,20 +1,28 @@
-//! Runs side by side: their latency charts overlaid, one colour per run, and each run's
-//! statistics against the first run's (the baseline), from their settled points.
+//! Runs side by side: their latency charts overlaid, one colour per run, each run's
+//! statistics against the first run's (the baseline), from their settled points, and the
+//! server's metrics they read, overlaid on each run's own clock.
+
+use std::cell::Cell;
+use std::rc::Rc;
 
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use shared::RunEvent;
 use shared::api::{ApiError, ErrorCode, RunSummary};
+use shared::telemetry::Telemetry;
 use shared::view::{RunViewState, run_title};
 
-use crate::api;
-use crate::chart::draw;
+use crate::api::{self, EventStream};
+use crate::chart::telemetry::{MetricOption, TelemetryChart, compare_chart, default_family, shared_families};
+use crate::chart::{Palette, draw};
 use crate::components::ErrorBox;
 use crate::components::charts::{
     self, ExportButtons, Metric, Resized, ViewControls, palette, shows, title, with_compare_chart,
 };
 use crate::components::glossary::metric_anchor;
 use crate::components::runs_list::status_name;
+use crate::components::telemetry::{self as server_metrics, options_html};
 use crate::components::throughput::{self, ThroughputChart};
 use crate::report::{self, ReportChart};
 
@@ -28,6 +36,74 @@ pub fn unknown_runs_message(unknown: &[String]) -> Option<String> {
             Some(format!("There are no runs {} and {last}: the other runs are compared without them.", rest.join(", ")))
         }
     }
+}
+
+/// A compared run's server metrics, as its event log brings them in.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Followed {
+    pub id: String,
+    /// Where the run read its metrics and how often, from its spec.
+    address: String,
+    interval_ms: u32,
+    /// Its metrics so far; `None` before the first scrape, and for a run that read none.
+    pub telemetry: Option<Telemetry>,
+    /// Whether its log has been read to its end.
+    pub ended: bool,
+}
+
+impl Followed {
+    pub fn new(id: &str) -> Followed {
+        Followed { id: id.to_string(), ..Followed::default() }
+    }
+
+    /// Takes in one event of the run's log, as [`shared::LiveRun::apply`] does for what the
+    /// server's metrics need; the rest is the run page's.
+    pub fn apply(&mut self, event: &RunEvent) {
+        match event {
+            RunEvent::Started { spec, .. } => {
+                *self = Followed {
+                    id: std::mem::take(&mut self.id),
+                    address: spec.metrics_address().unwrap_or_default(),
+                    interval_ms: spec.metrics_interval_ms(),
+                    ..Followed::default()
+                };
+            }
+            RunEvent::Telemetry(update) => {
+                let (address, interval) = (&self.address, self.interval_ms);
+                self.telemetry.get_or_insert_with(|| Telemetry::new(address.clone(), interval)).apply(update);
+            }
+            RunEvent::Finished { .. } => self.ended = true,
+            _ => {}
+        }
+    }
+}
+
+/// The compared runs' server metrics as a chart of `family` (the default one when it is
+/// `None` or no run has it), each run in its colour; `None` when no run read metrics.
+pub fn telemetry_chart(
+    runs: &[RunSummary],
+    followed: &[Followed],
+    family: Option<&str>,
+    palette: &Palette,
+) -> Option<(String, TelemetryChart)> {
+    let read: Vec<(usize, String, &Telemetry)> = runs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, run)| {
+            let telemetry = followed.iter().find(|f| f.id == run.id)?.telemetry.as_ref()?;
+            Some((i, run_title(run), telemetry))
+        })
+        .collect();
+    if read.is_empty() {
+        return None;
+    }
+    let families = shared_families(read.iter().map(|r| r.2));
+    let name = family
+        .filter(|f| families.iter().any(|known| known.name == *f))
+        .map(str::to_string)
+        .or_else(|| default_family(&families).map(|f| f.name.clone()))?;
+    let chart = compare_chart(&read, &name, palette);
+    Some((name, chart))
 }
 
 /// The charts a comparison shows, as SVG for its report.
@@ -68,6 +144,35 @@ pub fn CompareView(
             answers.set(Some(out));
         });
     }
+    // Each run's server metrics come with its event log, as on its own page, live while it
+    // goes; the page redraws once per frame.
+    let followed = StoredValue::new_local(ids.iter().map(|id| Followed::new(id)).collect::<Vec<_>>());
+    let metrics_version = RwSignal::new(0u64);
+    let telemetry_family = RwSignal::new(None::<String>);
+    let scheduled = Rc::new(Cell::new(false));
+    let streams: Vec<EventStream> = ids
+        .iter()
+        .enumerate()
+        .map(|(k, id)| {
+            let scheduled = scheduled.clone();
+            EventStream::open(
+                id,
+                move |event| {
+                    followed.update_value(|f| f[k].apply(&event));
+                    if !scheduled.replace(true) {
+                        let scheduled = scheduled.clone();
+                        request_animation_frame(move || {
+                            scheduled.set(false);
+                            metrics_version.update(|v| *v += 1);
+                        });
+                    }
+                },
+                |_| {},
+            )
+        })
+        .collect();
+    // Owned by this view: the sockets close when the view goes away.
+    StoredValue::new_local(streams);
     let runs = Memo::new(move |_| {
         answers.with(|a| a.iter().flatten().filter_map(|(_, r)| r.as_ref().ok().cloned()).collect::<Vec<_>>())
     });
@@ -164,6 +269,7 @@ pub fn CompareView(
                     }).collect_view()}
                 </div>
             </Show>
+            <CompareTelemetry runs=runs followed=followed version=metrics_version family=telemetry_family stem=stem/>
             <div class="differences" id="differences" inner_html=move || runs.with(|r| report::differences_tables(r))></div>
         </section>
     }
@@ -236,9 +342,212 @@ fn CompareChart(
     }
 }
 
+/// Why compared runs have no line in the server-metrics chart, one sentence per run.
+fn telemetry_notes(runs: &[RunSummary], followed: &[Followed]) -> Vec<String> {
+    runs.iter()
+        .filter_map(|run| {
+            let name = run_title(run);
+            if run.spec.no_metrics {
+                return Some(format!("{name} read no server metrics."));
+            }
+            let f = followed.iter().find(|f| f.id == run.id)?;
+            (f.ended && f.telemetry.is_none()).then(|| format!("{name} holds no server metrics."))
+        })
+        .collect()
+}
+
+/// One server metric of every run that read it, overlaid on each run's own clock.
+#[component]
+fn CompareTelemetry(
+    /// The runs, the baseline first.
+    #[prop(into)]
+    runs: Signal<Vec<RunSummary>>,
+    /// Each run's metrics as its events bring them.
+    followed: StoredValue<Vec<Followed>, LocalStorage>,
+    /// Bumped when `followed` changes.
+    version: RwSignal<u64>,
+    /// The chosen family; `None` follows the default.
+    family: RwSignal<Option<String>>,
+    /// The stem of the chart's file names.
+    #[prop(into)]
+    stem: Signal<String>,
+) -> impl IntoView {
+    let canvas = NodeRef::<Canvas>::new();
+    let resized = use_context::<Resized>().map(|r| r.0);
+    // Set by the drawing, in signal types the page already has, which keeps it lighter.
+    let failure = RwSignal::new(None::<String>);
+    let absent = RwSignal::new(true);
+    let list = RwSignal::new(String::new());
+    let notes = RwSignal::new(String::new());
+    let tries = RwSignal::new(0u32);
+    Effect::new(move |_| {
+        version.track();
+        if let Some(r) = resized {
+            r.track();
+        }
+        let chosen = family.get();
+        let tried = tries.get();
+        let palette = palette();
+        let shown = runs.with(|runs| {
+            followed.with_value(|f| {
+                let words = telemetry_notes(runs, f).join(" ");
+                if notes.with_untracked(|n| *n != words) {
+                    notes.set(words);
+                }
+                telemetry_chart(runs, f, chosen.as_deref(), &palette).inspect(|shown| {
+                    let read = f.iter().filter_map(|f| f.telemetry.as_ref());
+                    let options: Vec<MetricOption> = shared_families(read)
+                        .into_iter()
+                        .map(|f| MetricOption { key: f.name.clone(), text: f.name })
+                        .collect();
+                    let html = options_html(&options, Some(&shown.0));
+                    if list.with_untracked(|l| *l != html) {
+                        list.set(html);
+                    }
+                })
+            })
+        });
+        if absent.get_untracked() != shown.is_none() {
+            absent.set(shown.is_none());
+        }
+        let (Some((name, chart)), Some(canvas)) = (shown, canvas.get()) else { return };
+        // What is drawn, for tools that read the chart.
+        let counts: Vec<String> = chart.point_counts().iter().map(ToString::to_string).collect();
+        let colours: Vec<String> =
+            chart.lines.iter().map(|l| format!("{},{},{}", l.colour.0, l.colour.1, l.colour.2)).collect();
+        for (attribute, value) in [
+            ("data-metric", name),
+            ("data-lines", chart.lines.len().to_string()),
+            ("data-points", counts.join(",")),
+            ("data-colours", colours.join(";")),
+            ("data-gaps", chart.gaps.len().to_string()),
+            ("data-x-range", format!("{:.3},{:.3}", chart.x_range.0, chart.x_range.1)),
+        ] {
+            let _ = canvas.set_attribute(attribute, &value);
+        }
+        let drawn = server_metrics::paint(&canvas, &chart, &palette);
+        match &drawn {
+            // The figure is shown with the first run's metrics, maybe after this drawing: the
+            // next frames try again, a few times.
+            Ok(None) if tried < 8 => request_animation_frame(move || tries.set(tried + 1)),
+            Ok(Some(())) if tried > 0 => tries.update_untracked(|n| *n = 0),
+            _ => {}
+        }
+        failure.set(drawn.err());
+    });
+    let svg = Callback::new(move |()| {
+        let palette = palette();
+        let chosen = family.get_untracked();
+        runs.with_untracked(|runs| {
+            followed.with_value(|f| {
+                let (_, chart) = telemetry_chart(runs, f, chosen.as_deref(), &palette)
+                    .ok_or("no compared run read server metrics")?;
+                server_metrics::svg(&chart, &palette)
+            })
+        })
+    });
+    view! {
+        <figure class="chart" data-chart="compare-telemetry" hidden=move || absent.get()>
+            <figcaption>
+                "Server metrics over each run's time "
+                <select id="compare-telemetry-metric" aria-label="The server metric to compare" inner_html=move || list.get()
+                    on:change=move |ev| family.set(Some(event_target_value(&ev)))></select>
+                <ExportButtons key="compare-telemetry" canvas=canvas stem=stem svg=svg/>
+                <span class="legend">"one colour per run; a run's several series added up (averaged for shares) · counters as a rate per second · shaded: failed scrapes"</span>
+            </figcaption>
+            <div class="canvas-box"><canvas node_ref=canvas id="chart-compare-telemetry"/></div>
+            {move || failure.get().map(|f| view! { <p class="error">{f}</p> })}
+        </figure>
+        <p class="note" id="compare-telemetry-notes" hidden=move || notes.with(String::is_empty)>{move || notes.get()}</p>
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use shared::RunStatus;
+
     use super::*;
+
+    fn summary(id: &str, status: RunStatus, no_metrics: bool) -> RunSummary {
+        RunSummary {
+            id: id.into(),
+            spec: shared::SweepSpec { no_metrics, ..shared::SweepSpec::default() },
+            started_unix_ns: 0,
+            simulated: true,
+            status,
+            model: None,
+            total_requests: 0,
+            finished_requests: 0,
+            errors: 0,
+            points: Vec::new(),
+            name: String::new(),
+            notes: String::new(),
+            tags: Vec::new(),
+            not_saved: None,
+        }
+    }
+
+    #[test]
+    fn each_run_that_read_metrics_has_a_line_and_the_others_a_reason() {
+        use shared::telemetry::{MetricKind, Scrape, SeriesHead, TelemetryUpdate};
+        let started = |no_metrics: bool| RunEvent::Started {
+            id: "x".into(),
+            spec: Box::new(shared::SweepSpec { no_metrics, ..shared::SweepSpec::default() }),
+            started_unix_ns: 0,
+            simulated: true,
+        };
+        let scrape = |at_us: u64, value: f64, first: bool| {
+            RunEvent::Telemetry(TelemetryUpdate {
+                scrape: Some(Scrape { at_us, took_us: 1, error: None }),
+                new_series: if first {
+                    vec![SeriesHead {
+                        name: "vllm:num_requests_waiting".into(),
+                        family: "vllm:num_requests_waiting".into(),
+                        kind: MetricKind::Gauge,
+                        labels: Vec::new(),
+                    }]
+                } else {
+                    Vec::new()
+                },
+                values: vec![(0, Some(value))],
+                dropped_series: 0,
+            })
+        };
+        let finished = RunEvent::Finished { status: RunStatus::Completed, engine: None };
+        let follow = |id: &str, events: &[RunEvent]| {
+            let mut f = Followed::new(id);
+            for event in events {
+                f.apply(event);
+            }
+            f
+        };
+        let followed = [
+            follow("a", &[started(false), scrape(0, 1.0, true), scrape(250_000, 4.0, false), finished.clone()]),
+            follow("off", &[started(true), finished.clone()]),
+            follow("going", &[started(false)]),
+            follow("old", &[started(false), finished.clone()]),
+        ];
+        assert_eq!(followed[0].id, "a", "a run keeps its id through its start");
+        assert_eq!(followed[0].telemetry.as_ref().unwrap().url, "http://127.0.0.1:8002/metrics");
+        let runs = [
+            summary("a", RunStatus::Completed, false),
+            summary("off", RunStatus::Completed, true),
+            summary("going", RunStatus::Running, false),
+            summary("old", RunStatus::Completed, false),
+        ];
+        let (name, chart) = telemetry_chart(&runs, &followed, None, &Palette::LIGHT).unwrap();
+        assert_eq!(name, "vllm:num_requests_waiting");
+        assert_eq!(chart.lines.len(), 1);
+        assert_eq!(chart.lines[0].colour, Palette::LIGHT.run(0));
+        assert_eq!(chart.point_counts(), vec![2]);
+        let (name, _) = telemetry_chart(&runs, &followed, Some("gone"), &Palette::LIGHT).unwrap();
+        assert_eq!(name, "vllm:num_requests_waiting", "a family no run has falls back to the default");
+        assert!(telemetry_chart(&runs[1..], &followed, None, &Palette::LIGHT).is_none());
+        assert_eq!(
+            telemetry_notes(&runs, &followed),
+            vec!["off read no server metrics.", "old holds no server metrics."]
+        );
+    }
 
     #[test]
     fn unknown_runs_are_named() {

@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use shared::api::{ApiError, ModelChoice, RunCreated, TargetModels};
+use shared::api::{ApiError, MetricsCheck, ModelChoice, RunCreated, TargetModels};
 use shared::capacity::CapacitySearch;
 use shared::goodput::Slo;
 use shared::schedule::Arrival;
@@ -76,6 +76,11 @@ pub struct Fields {
     pub goodput: String,
     pub start_rate: String,
     pub probes: String,
+    /// Where the server's metrics are read, empty for the target's host on Triton's metrics
+    /// port; the time between scrapes in ms, empty for the default; and whether to read none.
+    pub metrics_url: String,
+    pub metrics_interval: String,
+    pub no_metrics: bool,
     /// Objectives in ms, each empty when not asked for.
     pub slo_ttft: String,
     pub slo_t2t: String,
@@ -123,6 +128,9 @@ impl Fields {
             goodput: search.goodput.to_string(),
             start_rate: search.start_rate.to_string(),
             probes: search.probes.to_string(),
+            metrics_url: spec.metrics_url.clone().unwrap_or_default(),
+            metrics_interval: spec.metrics_interval_ms.map(|ms| ms.to_string()).unwrap_or_default(),
+            no_metrics: spec.no_metrics,
             slo_ttft: objective(spec.slo.and_then(|s| s.ttft_ms)),
             slo_t2t: objective(spec.slo.and_then(|s| s.t2t_ms)),
             slo_e2e: objective(spec.slo.and_then(|s| s.e2e_ms)),
@@ -238,6 +246,13 @@ impl Fields {
         };
         let duration_s = seconds(&self.duration, "the duration");
         let warmup_s = seconds(&self.warmup_duration, "the warm-up time");
+        let metrics_interval_ms = match self.metrics_interval.trim() {
+            "" => None,
+            text => text.parse().map(Some).unwrap_or_else(|_| {
+                problems.push(format!("the time between metrics scrapes must be a whole number of ms, not {text:?}"));
+                None
+            }),
+        };
         let prompt_lengths = parse_prompt_lengths(&self.prompt_lengths).unwrap_or_else(|err| {
             problems.push(format!("prompt lengths: {err}"));
             Vec::new()
@@ -258,6 +273,9 @@ impl Fields {
             warmup_s,
             streaming: self.streaming,
             slo: (!slo.is_empty()).then_some(slo),
+            metrics_url: Some(self.metrics_url.trim().to_string()).filter(|u| !u.is_empty()),
+            metrics_interval_ms,
+            no_metrics: self.no_metrics,
             ..load
         };
         if problems.is_empty() {
@@ -291,6 +309,37 @@ pub fn model_mismatch(spec: &SweepSpec, models: &[ModelChoice]) -> Option<String
             Some(format!("{} is decoupled, and Triton serves it only by streaming: tick Streaming", model.name))
         }
         _ => None,
+    }
+}
+
+/// The metrics check in words, and a short name for its state: `off` when the run reads no
+/// metrics, `checking` until the answer, `answers` with what the server exposes, `silent` with
+/// why it does not answer, or `failed` with why the check could not be made.
+pub fn metrics_status(no_metrics: bool, check: Option<&Result<MetricsCheck, ApiError>>) -> (&'static str, String) {
+    match check {
+        _ if no_metrics => ("off", "off: the run reads no metrics from the server".into()),
+        None => ("checking", "checking the metrics address…".into()),
+        Some(Ok(check)) if check.answers => (
+            "answers",
+            format!(
+                "answers: {} series in {} families (took {} ms)",
+                check.series,
+                check.families.len(),
+                crate::chart::fmt_ms(check.took_ms)
+            ),
+        ),
+        Some(Ok(check)) => (
+            "silent",
+            format!(
+                "{} does not answer: {}; the run goes on without metrics (its charts then show gaps)",
+                check.url,
+                check.error.as_deref().unwrap_or("no metrics in its answer")
+            ),
+        ),
+        Some(Err(err)) => {
+            let hint = err.hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default();
+            ("failed", format!("the metrics address could not be checked: {}{hint}", err.error))
+        }
     }
 }
 
@@ -365,6 +414,40 @@ pub fn SweepForm(
     };
     load_models();
 
+    // The metrics address is checked as the target's models are: on a change, and only the
+    // latest question's answer counts. Its words are kept as text, in signal types the page
+    // already has, which keeps it lighter; the address it read is the field's placeholder.
+    let metrics_state = RwSignal::new(String::new());
+    let metrics_words = RwSignal::new(String::new());
+    let metrics_address = RwSignal::new(String::new());
+    let metrics_asked = StoredValue::new(0u64);
+    let check_metrics = move || {
+        let (target, address, off) =
+            fields.with_untracked(|f| (f.target.trim().to_string(), f.metrics_url.trim().to_string(), f.no_metrics));
+        metrics_asked.update_value(|n| *n += 1);
+        let show = move |(state, words): (&str, String)| {
+            metrics_state.set(state.to_string());
+            metrics_words.set(words);
+        };
+        show(metrics_status(off, None));
+        metrics_address.set(String::new());
+        if off {
+            return;
+        }
+        let question = metrics_asked.get_value();
+        spawn_local(async move {
+            let mut url = format!("/api/targets/metrics?target={}", api::encode(&target));
+            if !address.is_empty() {
+                url.push_str(&format!("&url={}", api::encode(&address)));
+            }
+            let result = api::get_json::<MetricsCheck>(&url).await;
+            if metrics_asked.get_value() == question {
+                show(metrics_status(false, Some(&result)));
+                metrics_address.set(result.map(|c| c.url).unwrap_or_default());
+            }
+        });
+    };
+    check_metrics();
     let checked = Memo::new(move |_| {
         let spec = fields.with(Fields::spec)?;
         let mismatch = models.with(|m| match m {
@@ -410,9 +493,9 @@ pub fn SweepForm(
                 <label>
                     "Triton gRPC address"
                     <input id="target" type="text" spellcheck="false" prop:value=field(|f| f.target.clone())
-                        on:input=set(|f, v| f.target = v) on:change=move |_| load_models()/>
+                        on:input=set(|f, v| f.target = v) on:change=move |_| { load_models(); check_metrics(); }/>
                 </label>
-                <button type="button" on:click=move |_| load_models()>"Load models"</button>
+                <button type="button" on:click=move |_| { load_models(); check_metrics(); }>"Load models"</button>
                 <label>
                     "Model"
                     <select id="model" on:change=set(|f, v| f.model = v)>
@@ -447,6 +530,20 @@ pub fn SweepForm(
                     }.into_any(),
                     Ok(_) => ().into_any(),
                 })}
+            </fieldset>
+            <fieldset class="metrics">
+                <legend>"Server metrics"</legend>
+                <label title="Where the server's Prometheus metrics are read during the run, over plain HTTP; empty: the target's host on Triton's metrics port">"Metrics address"
+                    <input id="metrics-url" type="text" spellcheck="false" placeholder=move || metrics_address.get()
+                        prop:value=field(|f| f.metrics_url.clone())
+                        on:input=set(|f, v| f.metrics_url = v) on:change=move |_| check_metrics()/></label>
+                <label title="The time between scrapes, from 50 to 60000 ms">"Every ms"
+                    <input id="metrics-interval" type="number" min="50" max="60000" placeholder="250"
+                        prop:value=field(|f| f.metrics_interval.clone()) on:input=set(|f, v| f.metrics_interval = v)/></label>
+                <label class="check" title="Measure without reading the server's metrics">
+                    <input id="no-metrics" type="checkbox" prop:checked=move || fields.with(|f| f.no_metrics)
+                        on:change=move |ev| { fields.update(|f| f.no_metrics = event_target_checked(&ev)); check_metrics(); }/>"read no metrics"</label>
+                <p class="hint" id="metrics-status" role="status" data-state=move || metrics_state.get()>{move || metrics_words.get()}</p>
             </fieldset>
             <fieldset class="load">
                 <legend>"Sweep"</legend>
@@ -612,6 +709,65 @@ mod tests {
         fields.prompt_stddev = String::new();
         fields.shared_prefix = "16".into();
         assert!(fields.spec().unwrap_err().iter().any(|p| p.contains("above its 16 tokens")), "16 is a prompt length");
+    }
+
+    #[test]
+    fn the_server_metrics_fields_round_trip() {
+        let base = SweepSpec { model: "m".into(), ..SweepSpec::default() };
+        assert_eq!(Fields::of(&base).spec().unwrap(), base, "empty fields: the derived address, the default pace");
+        let fields = Fields::of(&base);
+        assert_eq!((fields.metrics_url.as_str(), fields.metrics_interval.as_str(), fields.no_metrics), ("", "", false));
+        let elsewhere = SweepSpec {
+            metrics_url: Some("http://gpu-box:9400/metrics".into()),
+            metrics_interval_ms: Some(1000),
+            ..base.clone()
+        };
+        assert_eq!(Fields::of(&elsewhere).spec().unwrap(), elsewhere);
+        let off = SweepSpec { no_metrics: true, ..base.clone() };
+        assert_eq!(Fields::of(&off).spec().unwrap(), off);
+        let mut fields = Fields::of(&base);
+        fields.metrics_url = "  ".into();
+        fields.metrics_interval = " 500 ".into();
+        assert_eq!(fields.spec().unwrap().metrics_url, None, "blank is the derived address");
+        assert_eq!(fields.spec().unwrap().metrics_interval_ms, Some(500));
+        fields.metrics_interval = "often".into();
+        fields.metrics_url = "https://gpu-box/metrics".into();
+        let problems = fields.spec().unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("metrics scrapes must be a whole number of ms"), "{problems:?}");
+        fields.metrics_interval = "10".into();
+        let problems = fields.spec().unwrap_err().join("\n");
+        assert!(problems.contains("http://") && problems.contains("50 to 60000 ms"), "{problems}");
+        fields.no_metrics = true;
+        assert!(fields.spec().is_ok(), "nothing to check when no metrics are read");
+        // The interval field's hints, written out in the page.
+        use shared::telemetry::{DEFAULT_INTERVAL_MS, INTERVAL_MS_RANGE};
+        assert_eq!((DEFAULT_INTERVAL_MS, INTERVAL_MS_RANGE), (250, 50..=60_000));
+    }
+
+    #[test]
+    fn the_metrics_check_reads_as_words() {
+        let check = |answers: bool, error: Option<&str>| MetricsCheck {
+            url: "http://h:8002/metrics".into(),
+            answers,
+            series: 120,
+            families: vec!["a".into(), "b".into(), "c".into()],
+            took_ms: 4.25,
+            error: error.map(Into::into),
+        };
+        assert_eq!(
+            metrics_status(false, Some(&Ok(check(true, None)))),
+            ("answers", "answers: 120 series in 3 families (took 4.25 ms)".to_string())
+        );
+        let (state, text) = metrics_status(false, Some(&Ok(check(false, Some("connection refused")))));
+        assert_eq!(state, "silent");
+        assert!(text.starts_with("http://h:8002/metrics does not answer: connection refused"), "{text}");
+        assert_eq!(metrics_status(true, Some(&Ok(check(true, None)))).0, "off");
+        assert_eq!(metrics_status(false, None).0, "checking");
+        let err = ApiError::new(shared::api::ErrorCode::Other, "no such endpoint", Some("update the dashboard"));
+        let (state, text) = metrics_status(false, Some(&Err(err)));
+        assert_eq!(state, "failed");
+        assert_eq!(text, "the metrics address could not be checked: no such endpoint (update the dashboard)");
     }
 
     #[test]

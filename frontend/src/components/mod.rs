@@ -8,6 +8,7 @@ pub mod glossary;
 pub mod run_details;
 pub mod run_view;
 pub mod runs_list;
+pub mod telemetry;
 pub mod throughput;
 pub mod tokenizer;
 

@@ -8,7 +8,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::api::{ApiError, RunSummary};
 use shared::view::{Charts, RunViewState, spec_query};
-use shared::{LiveRun, PointStats, RunStatus, Summary, SweepSpec};
+use shared::{LiveRun, RunStatus, Summary, SweepSpec};
 
 use crate::api::{self, EventStream, Link};
 use crate::chart::fmt_ms;
@@ -16,6 +16,7 @@ use crate::components::ErrorBox;
 use crate::components::charts::{self, Inspector, LatencyChart, Metric, ViewControls, with_run_chart};
 use crate::components::glossary::metric_anchor;
 use crate::components::run_details::RunDetails;
+use crate::components::telemetry::{self as server_metrics, TelemetryFigure};
 use crate::components::throughput::{self, ThroughputChart};
 use crate::report::{self, ReportChart};
 
@@ -106,6 +107,8 @@ pub fn RunView(
     }
     let run = StoredValue::new_local(LiveRun::default());
     let version = RwSignal::new(0u64);
+    // The server metric both of the page's metric charts show; `None` follows the default.
+    let telemetry = RwSignal::new(None::<String>);
     let link = RwSignal::new(Link::Connecting);
     let cancel_error = RwSignal::new(None::<ApiError>);
     let operator = crate::components::can_operate();
@@ -162,7 +165,8 @@ pub fn RunView(
                     report_error.set(Some("the run's description has not arrived yet; try again".into()));
                     return;
                 };
-                let charts = run.with_value(|run| report_charts(run, view.get_untracked()));
+                let charts = run
+                    .with_value(|run| report_charts(run, view.get_untracked(), telemetry.get_untracked().as_deref()));
                 let now = js_sys::Date::now() as i64 * 1_000_000;
                 let html = charts.map(|charts| report::html(std::slice::from_ref(&summary), &charts, now));
                 let saved =
@@ -257,7 +261,9 @@ pub fn RunView(
                     <LatencyChart metric=Metric::T2t run=run version=version view=view stem=files/>
                 </Show>
             </div>
-            <Inspector run=run version=version view=view stem=files/>
+            <TelemetryFigure key="telemetry" caption="Server metrics over the run" run=run version=version
+                choice=telemetry run_wide=true stem=files/>
+            <Inspector run=run version=version view=view stem=files telemetry=telemetry/>
             <PointsTable run=run version=version/>
         </section>
     }
@@ -267,8 +273,9 @@ fn describe_spec(run: &LiveRun) -> String {
     report::spec_line(&run.spec, run.model.as_ref())
 }
 
-/// The charts a run's page shows, as SVG for its report.
-pub fn report_charts(run: &LiveRun, view: RunViewState) -> Result<Vec<ReportChart>, String> {
+/// The charts a run's page shows, as SVG for its report: with server metrics, the run-wide
+/// chart of `telemetry` (a metric's list value), else of the default metric.
+pub fn report_charts(run: &LiveRun, view: RunViewState, telemetry: Option<&str>) -> Result<Vec<ReportChart>, String> {
     let mut out =
         charts::report_charts(view, &|metric, shape, palette, draw| with_run_chart(run, metric, shape, palette, draw))?;
     if throughput::shows(&run.spec) {
@@ -276,6 +283,18 @@ pub fn report_charts(run: &LiveRun, view: RunViewState) -> Result<Vec<ReportChar
         out.extend(throughput::report_charts(view.charts, |metric, palette| {
             throughput::run_chart(run, metric, y, palette)
         })?);
+    }
+    let palette = crate::chart::Palette::LIGHT;
+    if let (Some(shown), Some(telemetry)) = (server_metrics::build(run, telemetry, None, &palette), &run.telemetry) {
+        out.push(ReportChart {
+            key: "telemetry".into(),
+            caption: format!(
+                "Server metrics over the run: {}. The {}.",
+                shown.chart.y_desc,
+                server_metrics::describe(telemetry)
+            ),
+            svg: server_metrics::svg(&shown.chart, &palette)?,
+        });
     }
     Ok(out)
 }
@@ -305,9 +324,20 @@ fn stat_cells<const N: usize>(
         .collect_view()
 }
 
+/// A server metric's mean over a point, with `decimals`, or a dash; the cell carries its exact
+/// value (percentages as percent) for tools to read.
+fn metric_cell(metric: &'static str, value: Option<f64>, decimals: usize) -> impl IntoView {
+    view! {
+        <td data-metric=metric data-value=value.map(|v| v.to_string()).unwrap_or_default()>
+            {value.map_or("–".to_string(), |v| format!("{v:.decimals$}"))}
+        </td>
+    }
+}
+
 /// Every number the charts show, one row per settled point. A sweep over load levels shows
 /// each point's load; an open-loop one the rate it sent at, its schedule lag and TTFT from
-/// the intended send time; one with objectives its goodput. Points whose client fell behind
+/// the intended send time; one with objectives its goodput; one that read the server's
+/// metrics their means over the point's measured requests. Points whose client fell behind
 /// its schedule are named under the table, in words.
 #[component]
 fn PointsTable(
@@ -318,7 +348,20 @@ fn PointsTable(
 ) -> impl IntoView {
     let rows = move || {
         version.track();
-        run.with_value(|run| run.points.iter().flatten().cloned().collect::<Vec<PointStats>>())
+        run.with_value(|run| {
+            run.points.iter().enumerate().filter_map(|(i, p)| p.clone().map(|p| (i as u32, p))).collect::<Vec<_>>()
+        })
+    };
+    // The server-metric columns the run's metrics can fill, and whether its GPU figure is
+    // the simulator's.
+    let metric_columns = move || {
+        version.track();
+        run.with_value(|run| {
+            run.telemetry.as_ref().map_or(([false; 3], false), |t| {
+                let simulated = t.series.iter().any(|s| s.head.label("simulated") == Some("true"));
+                (server_metrics::table_columns(t), simulated)
+            })
+        })
     };
     let shape = move || {
         version.track();
@@ -331,7 +374,7 @@ fn PointsTable(
     let warnings = move || {
         rows()
             .into_iter()
-            .filter_map(|p| {
+            .filter_map(|(_, p)| {
                 let load = p.load.map(|l| format!(" at {l}")).unwrap_or_default();
                 p.lag_warning().map(|w| format!("Prompt length {}{load}: {w}.", p.prompt_length))
             })
@@ -360,6 +403,13 @@ fn PointsTable(
                         <th colspan="2" title="Triton's own statistics of the model over the point, warm-up included">
                             "server, per request (ms)"</th>
                     })}
+                    {move || {
+                        let shown = metric_columns().0.iter().filter(|c| **c).count();
+                        (shown > 0).then(|| view! {
+                            <th colspan=shown.to_string() title="Means over the scrapes of the server's metrics during each point's measured requests, warm-up left out">
+                                "server metrics (mean)"</th>
+                        })
+                    }}
                 </tr>
                 <tr>
                     <th>"mean"</th><th>"p50"</th><th>"p90"</th><th>"p99"</th>
@@ -367,12 +417,24 @@ fn PointsTable(
                     {move || shape().1.then(|| view! { <th>"p50"</th><th>"p99"</th><th>"p50"</th><th>"p99"</th> })}
                     {move || shape().2.then(|| view! { <th>"met"</th><th>"per s"</th> })}
                     {move || shape().3.then(|| view! { <th>"queue"</th><th>"compute"</th> })}
+                    {move || {
+                        let ([gpu, kv, queue], simulated) = metric_columns();
+                        let gpu_title = if simulated { "the simulator's stand-in for a GPU's utilisation" } else { "nv_gpu_utilization, the mean over GPUs" };
+                        view! {
+                            {gpu.then(|| view! { <th title=gpu_title>{if simulated { "GPU util (%, simulated)" } else { "GPU util (%)" }}</th> })}
+                            {kv.then(|| view! { <th title="vLLM's share of KV-cache in use">"KV cache (%)"</th> })}
+                            {queue.then(|| view! { <th title="Requests waiting at the server: Triton's pending requests of the model, else vLLM's waiting requests">"queue depth"</th> })}
+                        }
+                    }}
                 </tr>
             </thead>
             <tbody>
                 {move || {
                     let (levels, open, slo, server) = shape();
-                    rows().into_iter().map(|p| {
+                    let ([gpu, kv, queue], _) = metric_columns();
+                    let with_metrics = gpu || kv || queue;
+                    rows().into_iter().map(|(i, p)| {
+                        let metrics = with_metrics.then(|| run.with_value(|run| server_metrics::point_summary(run, i))).flatten();
                         let lag = p.schedule_lag_ms.as_ref().map(|s| [s.p50, s.p99]);
                         let due = p.ttft_intended_ms.as_ref().map(|s| [s.p50, s.p99]);
                         let flagged = p.lag_warning().is_some();
@@ -405,6 +467,9 @@ fn PointsTable(
                                     ["queue", "compute"],
                                     p.server.map(|s| [s.queue_ms, s.compute_ms()]),
                                 ))}
+                                {gpu.then(|| metric_cell("gpu-util", metrics.and_then(|m| m.gpu_utilization).map(|v| v * 100.0), 1))}
+                                {kv.then(|| metric_cell("kv-cache", metrics.and_then(|m| m.kv_cache_usage).map(|v| v * 100.0), 1))}
+                                {queue.then(|| metric_cell("queue-depth", metrics.and_then(|m| m.queue_depth), 2))}
                             </tr>
                         }
                     }).collect_view()

@@ -1271,3 +1271,53 @@ async fn a_tokenizer_uploaded_in_the_form_counts_the_sweeps_prompts() {
         std::panic::resume_unwind(panic);
     }
 }
+
+#[tokio::test]
+async fn the_servers_metrics_fill_their_chart_under_the_run_and_its_link_reopens_it() {
+    need_frontend();
+    let _serial = timing_lock().await;
+    // One slot for four streams: a queue builds, and the pending-requests gauge shows it.
+    let dash = start_dashboard(server::sim::SimConfig { max_sequences: 1, ..fast_sim() }).await;
+    let driver = start_driver().await;
+    let client = browser(&driver).await;
+    let result = std::panic::AssertUnwindSafe(async {
+        client.goto(&dash.base).await.unwrap();
+        wait_for_text(&client, "#model", "sim-vllm", Duration::from_secs(20)).await;
+        // The form says the built-in simulator's metrics answer.
+        wait_for_text(&client, "#metrics-status", "answers", Duration::from_secs(20)).await;
+        let field = client.find(Locator::Css("#concurrency")).await.unwrap();
+        field.clear().await.unwrap();
+        field.send_keys("4").await.unwrap();
+        run_by_clicking(&client, "16,64", "16", "2 lengths: [16, 64]").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let url = client.current_url().await.unwrap();
+        let (ink, _) = painted(&client, "chart-telemetry", [9, 105, 218]).await;
+        assert!(ink > 2000, "the server metrics chart looks blank: {ink} painted pixels");
+        let options: Value = client
+            .execute(
+                "return [...document.querySelectorAll('#telemetry-metric option')].map(o => o.textContent);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let options = options.to_string();
+        assert!(options.contains("nv_inference_pending_request_count"), "{options}");
+        let script = "return [...document.querySelectorAll('#points-table td[data-metric=queue-depth]')]
+            .map(td => td.textContent);";
+        let depths = client.execute(script, vec![]).await.unwrap();
+        assert_eq!(depths.as_array().map(Vec::len), Some(2), "each point has its queue depth: {depths}");
+        wait_for_text(&client, "#telemetry-describe", "server metrics:", Duration::from_secs(5)).await;
+        // The link opens the same chart.
+        client.goto(url.as_str()).await.unwrap();
+        wait_for_text(&client, "#telemetry-describe", "server metrics:", Duration::from_secs(20)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (again, _) = painted(&client, "chart-telemetry", [9, 105, 218]).await;
+        assert!(again > 2000, "the reopened chart looks blank: {again} painted pixels");
+    })
+    .catch_unwind()
+    .await;
+    client.close().await.unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}

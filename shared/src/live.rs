@@ -265,10 +265,7 @@ impl LiveRun {
                 }
             }
             RunEvent::Telemetry(update) => {
-                let telemetry = self.telemetry.get_or_insert_with(|| {
-                    Telemetry::new(self.spec.metrics_address().unwrap_or_default(), self.spec.metrics_interval_ms())
-                });
-                telemetry.apply(update);
+                self.telemetry.get_or_insert_with(|| Telemetry::of_spec(&self.spec)).apply(update);
             }
             RunEvent::NotSaved { error } => self.not_saved = Some(error.clone()),
             RunEvent::Finished { status, engine } => {

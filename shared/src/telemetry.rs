@@ -193,6 +193,11 @@ impl Telemetry {
         Telemetry { url: url.into(), interval_ms, ..Telemetry::default() }
     }
 
+    /// The empty telemetry of a run of `spec`: its metrics address and interval.
+    pub fn of_spec(spec: &crate::SweepSpec) -> Telemetry {
+        Telemetry::new(spec.metrics_address().unwrap_or_default(), spec.metrics_interval_ms())
+    }
+
     /// Takes in one scrape's update.
     pub fn apply(&mut self, update: &TelemetryUpdate) {
         let Some(scrape) = &update.scrape else { return };

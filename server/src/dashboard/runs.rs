@@ -776,9 +776,7 @@ async fn record(
 
 /// Logs a scrape of the server's metrics and keeps it in the run's telemetry so far.
 fn scraped(run: &RunHandle, spec: &SweepSpec, telemetry: &mut Option<Telemetry>, update: TelemetryUpdate) {
-    let telemetry = telemetry
-        .get_or_insert_with(|| Telemetry::new(spec.metrics_address().unwrap_or_default(), spec.metrics_interval_ms()));
-    telemetry.apply(&update);
+    telemetry.get_or_insert_with(|| Telemetry::of_spec(spec)).apply(&update);
     run.push(&RunEvent::Telemetry(update));
 }
 

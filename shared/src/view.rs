@@ -218,8 +218,12 @@ impl SeriesSet {
     }
 }
 
+/// The longest `server=` value a view keeps: a metric family's name or a series' number,
+/// with its prefix.
+pub const MAX_SERVER_METRIC_BYTES: usize = 200;
+
 /// Everything that changes what a run's page shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RunViewState {
     /// `metric=ttft|t2t`: one latency chart only; both by default.
     pub charts: Charts,
@@ -237,6 +241,9 @@ pub struct RunViewState {
     /// `req=3`: the request (1-based) the inspector's timeline shows; by default the latest
     /// finished one.
     pub request: Option<u32>,
+    /// `server=family:nv_gpu_utilization` or `server=series:3`: the server metric the
+    /// telemetry charts show; by default the most telling one the run read.
+    pub server_metric: Option<String>,
 }
 
 impl RunViewState {
@@ -264,6 +271,9 @@ impl RunViewState {
         if let Some(request) = self.request {
             pairs.push(("req", request.to_string()));
         }
+        if let Some(metric) = &self.server_metric {
+            pairs.push(("server", metric.clone()));
+        }
         pairs
     }
 
@@ -279,6 +289,7 @@ impl RunViewState {
             length: get("len").and_then(|v| v.parse().ok()),
             point: get("pt").and_then(|v| v.parse().ok()),
             request: get("req").and_then(|v| v.parse().ok()).filter(|&n: &u32| n >= 1),
+            server_metric: last(pairs, "server").and_then(server_metric),
         }
     }
 
@@ -289,6 +300,20 @@ impl RunViewState {
     pub fn from_query(query: &str) -> Self {
         Self::from_pairs(&query_pairs(query))
     }
+}
+
+/// A `server=` value the telemetry charts can use: `family:NAME` (a metric name's characters)
+/// or `series:N`, and not longer than [`MAX_SERVER_METRIC_BYTES`].
+fn server_metric(value: &str) -> Option<String> {
+    let value = value.trim();
+    let fits = |name: &str| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+    let good = value.len() <= MAX_SERVER_METRIC_BYTES
+        && match (value.strip_prefix("family:"), value.strip_prefix("series:")) {
+            (Some(name), _) => fits(name),
+            (_, Some(n)) => n.parse::<u32>().is_ok(),
+            _ => false,
+        };
+    good.then(|| value.to_string())
 }
 
 /// The runs list's filters: a run is listed when each non-empty filter matches.
@@ -363,7 +388,7 @@ impl CompareState {
         if !self.runs.is_empty() {
             pairs.push(("runs", self.runs.join(",")));
         }
-        pairs.extend(RunViewState { length: None, point: None, request: None, ..self.view }.pairs());
+        pairs.extend(RunViewState { length: None, point: None, request: None, ..self.view.clone() }.pairs());
         pairs
     }
 
@@ -446,12 +471,16 @@ mod tests {
                 length: Some(256),
                 point: Some(2),
                 request: Some(3),
+                server_metric: None,
             },
+            RunViewState { server_metric: Some("family:nv_gpu_utilization".into()), ..Default::default() },
+            RunViewState { y: YAxis::Log, server_metric: Some("series:12".into()), ..Default::default() },
         ];
-        for view in views {
-            assert_eq!(RunViewState::from_query(&view.to_query()), view, "{}", view.to_query());
+        for view in &views {
+            assert_eq!(&RunViewState::from_query(&view.to_query()), view, "{}", view.to_query());
         }
-        let view = views[3];
+        assert_eq!(views[4].to_query(), "?server=family%3Anv_gpu_utilization");
+        let view = views[3].clone();
         assert_eq!(view.to_query(), "?metric=ttft&x=linear&y=log&series=mean%2Cp50%2Cp99&len=256&pt=2&req=3");
         // Hand-written links may leave the commas unencoded.
         assert_eq!(
@@ -470,6 +499,22 @@ mod tests {
         assert_eq!(view.series, SeriesSet::of(&[Series::P99]));
         assert_eq!(view.x, XAxis::Log);
         assert_eq!(RunViewState::from_query("?x=log&x=linear").x, XAxis::Linear, "the last one wins");
+    }
+
+    #[test]
+    fn a_server_metric_is_kept_only_when_it_names_a_family_or_a_series() {
+        let kept = |query: &str| RunViewState::from_query(query).server_metric;
+        assert_eq!(kept("?server=family:nv_Inference_count"), Some("family:nv_Inference_count".into()));
+        assert_eq!(kept("?server=series:0"), Some("series:0".into()));
+        for bad in
+            ["nv_gpu_utilization", "family:", "family:a b", "family:<script>", "series:-1", "series:x", "other:1"]
+        {
+            assert_eq!(kept(&format!("?server={}", percent_encode(bad))), None, "{bad}");
+        }
+        let long = format!("family:{}", "a".repeat(MAX_SERVER_METRIC_BYTES));
+        assert_eq!(kept(&format!("?server={long}")), None, "too long");
+        let most = format!("family:{}", "a".repeat(MAX_SERVER_METRIC_BYTES - "family:".len()));
+        assert_eq!(kept(&format!("?server={most}")), Some(most));
     }
 
     #[test]

@@ -84,7 +84,7 @@ pub fn shows(charts: Charts, metric: Metric) -> bool {
 
 /// The latency charts `view` shows, as SVG for a report (light, whatever the page's
 /// scheme), each built by `build`.
-pub fn report_charts(view: RunViewState, build: &ChartBuilder<'_>) -> Result<Vec<crate::report::ReportChart>, String> {
+pub fn report_charts(view: &RunViewState, build: &ChartBuilder<'_>) -> Result<Vec<crate::report::ReportChart>, String> {
     let palette = Palette::LIGHT;
     let svg = |chart: &draw::LatencyChart<'_>| {
         draw::to_svg(draw::EXPORT_SIZE, &palette, |root| draw::latency(root, chart, &palette, 1.0).map(drop))
@@ -374,8 +374,6 @@ pub fn Inspector(
     /// The stem of the charts' file names.
     #[prop(into)]
     stem: Signal<String>,
-    /// The server metric the page shows (its list value; `None` follows the default).
-    telemetry: RwSignal<Option<String>>,
 ) -> impl IntoView {
     let resized = use_context::<Resized>().map(|r| r.0);
     let length = Memo::new(move |_| view.with(|v| v.length));
@@ -550,7 +548,7 @@ pub fn Inspector(
                 {move || open_loop().then_some(", from each request's intended send")}
                 <span class="legend">"a dot per request; a queue building up shows as a slope"</span>
             </PointFigure>
-            <TelemetryFigure key="telemetry-point" run=run version=version point=point choice=telemetry stem=stem
+            <TelemetryFigure key="telemetry-point" run=run version=version point=point view=view stem=stem
                 caption=Signal::derive(move || format!("Server metrics through the point at prompt length {}, over the same seconds as the chart above", at_length()))/>
             <PointFigure key="prompt-lengths" run=run version=version point=point stem=stem paint=prompt_length_histogram>
                 "Prompt lengths sent at prompt length " {at_length}

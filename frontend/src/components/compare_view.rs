@@ -78,8 +78,9 @@ impl Followed {
     }
 }
 
-/// The compared runs' server metrics as a chart of `family` (the default one when it is
-/// `None` or no run has it), each run in its colour; `None` when no run read metrics.
+/// The compared runs' server metrics as a chart of `family` (a list value, `family:NAME`, or
+/// a name; the default family when it is `None`, names a single series, or no run has it),
+/// each run in its colour; `None` when no run read metrics.
 pub fn telemetry_chart(
     runs: &[RunSummary],
     followed: &[Followed],
@@ -99,6 +100,7 @@ pub fn telemetry_chart(
     }
     let families = shared_families(read.iter().map(|r| r.2));
     let name = family
+        .map(|f| f.strip_prefix("family:").unwrap_or(f))
         .filter(|f| families.iter().any(|known| known.name == *f))
         .map(str::to_string)
         .or_else(|| default_family(&families).map(|f| f.name.clone()))?;
@@ -108,7 +110,7 @@ pub fn telemetry_chart(
 
 /// The charts a comparison shows, as SVG for its report.
 pub fn report_charts(runs: &[RunSummary], view: RunViewState) -> Result<Vec<ReportChart>, String> {
-    let mut out = charts::report_charts(view, &|metric, shape, palette, draw| {
+    let mut out = charts::report_charts(&view, &|metric, shape, palette, draw| {
         with_compare_chart(runs, metric, shape, palette, draw)
     })?;
     if runs.iter().any(|r| throughput::shows(&r.spec)) {
@@ -148,7 +150,6 @@ pub fn CompareView(
     // goes; the page redraws once per frame.
     let followed = StoredValue::new_local(ids.iter().map(|id| Followed::new(id)).collect::<Vec<_>>());
     let metrics_version = RwSignal::new(0u64);
-    let telemetry_family = RwSignal::new(None::<String>);
     let scheduled = Rc::new(Cell::new(false));
     let streams: Vec<EventStream> = ids
         .iter()
@@ -269,7 +270,7 @@ pub fn CompareView(
                     }).collect_view()}
                 </div>
             </Show>
-            <CompareTelemetry runs=runs followed=followed version=metrics_version family=telemetry_family stem=stem/>
+            <CompareTelemetry runs=runs followed=followed version=metrics_version view=view stem=stem/>
             <div class="differences" id="differences" inner_html=move || runs.with(|r| report::differences_tables(r))></div>
         </section>
     }
@@ -366,14 +367,16 @@ fn CompareTelemetry(
     followed: StoredValue<Vec<Followed>, LocalStorage>,
     /// Bumped when `followed` changes.
     version: RwSignal<u64>,
-    /// The chosen family; `None` follows the default.
-    family: RwSignal<Option<String>>,
+    /// The page's view, whose `server_metric` names the chosen family (`None` follows the
+    /// default); choosing one from the list sets it.
+    view: RwSignal<RunViewState>,
     /// The stem of the chart's file names.
     #[prop(into)]
     stem: Signal<String>,
 ) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
     let resized = use_context::<Resized>().map(|r| r.0);
+    let family = Memo::new(move |_| view.with(|v| v.server_metric.clone()));
     // Set by the drawing, in signal types the page already has, which keeps it lighter.
     let failure = RwSignal::new(None::<String>);
     let absent = RwSignal::new(true);
@@ -398,9 +401,9 @@ fn CompareTelemetry(
                     let read = f.iter().filter_map(|f| f.telemetry.as_ref());
                     let options: Vec<MetricOption> = shared_families(read)
                         .into_iter()
-                        .map(|f| MetricOption { key: f.name.clone(), text: f.name })
+                        .map(|f| MetricOption { key: format!("family:{}", f.name), text: f.name })
                         .collect();
-                    let html = options_html(&options, Some(&shown.0));
+                    let html = options_html(&options, Some(&format!("family:{}", shown.0)));
                     if list.with_untracked(|l| *l != html) {
                         list.set(html);
                     }
@@ -451,7 +454,7 @@ fn CompareTelemetry(
             <figcaption>
                 "Server metrics over each run's time "
                 <select id="compare-telemetry-metric" aria-label="The server metric to compare" inner_html=move || list.get()
-                    on:change=move |ev| family.set(Some(event_target_value(&ev)))></select>
+                    on:change=move |ev| view.update(|v| v.server_metric = Some(event_target_value(&ev)))></select>
                 <ExportButtons key="compare-telemetry" canvas=canvas stem=stem svg=svg/>
                 <span class="legend">"one colour per run; a run's several series added up (averaged for shares) · counters as a rate per second · shaded: failed scrapes"</span>
             </figcaption>

@@ -107,8 +107,6 @@ pub fn RunView(
     }
     let run = StoredValue::new_local(LiveRun::default());
     let version = RwSignal::new(0u64);
-    // The server metric both of the page's metric charts show; `None` follows the default.
-    let telemetry = RwSignal::new(None::<String>);
     let link = RwSignal::new(Link::Connecting);
     let cancel_error = RwSignal::new(None::<ApiError>);
     let operator = crate::components::can_operate();
@@ -165,8 +163,7 @@ pub fn RunView(
                     report_error.set(Some("the run's description has not arrived yet; try again".into()));
                     return;
                 };
-                let charts = run
-                    .with_value(|run| report_charts(run, view.get_untracked(), telemetry.get_untracked().as_deref()));
+                let charts = run.with_value(|run| report_charts(run, view.get_untracked()));
                 let now = js_sys::Date::now() as i64 * 1_000_000;
                 let html = charts.map(|charts| report::html(std::slice::from_ref(&summary), &charts, now));
                 let saved =
@@ -262,8 +259,8 @@ pub fn RunView(
                 </Show>
             </div>
             <TelemetryFigure key="telemetry" caption="Server metrics over the run" run=run version=version
-                choice=telemetry run_wide=true stem=files/>
-            <Inspector run=run version=version view=view stem=files telemetry=telemetry/>
+                view=view run_wide=true stem=files/>
+            <Inspector run=run version=version view=view stem=files/>
             <PointsTable run=run version=version/>
         </section>
     }
@@ -274,10 +271,12 @@ fn describe_spec(run: &LiveRun) -> String {
 }
 
 /// The charts a run's page shows, as SVG for its report: with server metrics, the run-wide
-/// chart of `telemetry` (a metric's list value), else of the default metric.
-pub fn report_charts(run: &LiveRun, view: RunViewState, telemetry: Option<&str>) -> Result<Vec<ReportChart>, String> {
-    let mut out =
-        charts::report_charts(view, &|metric, shape, palette, draw| with_run_chart(run, metric, shape, palette, draw))?;
+/// chart of the view's server metric, else of the default metric.
+pub fn report_charts(run: &LiveRun, view: RunViewState) -> Result<Vec<ReportChart>, String> {
+    let telemetry = view.server_metric.as_deref();
+    let mut out = charts::report_charts(&view, &|metric, shape, palette, draw| {
+        with_run_chart(run, metric, shape, palette, draw)
+    })?;
     if throughput::shows(&run.spec) {
         let y = crate::chart::YScale::chosen(view.y);
         out.extend(throughput::report_charts(view.charts, |metric, palette| {

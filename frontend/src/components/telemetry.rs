@@ -6,6 +6,7 @@ use leptos::html::Canvas;
 use leptos::prelude::*;
 use shared::LiveRun;
 use shared::telemetry::{Telemetry, WindowSummary};
+use shared::view::RunViewState;
 
 use crate::chart::telemetry::{
     MetricOption, TelemetryChart, chosen_pick, failures_within, gaps_text, measured_window, options, run_chart,
@@ -117,8 +118,9 @@ pub fn TelemetryFigure(
     /// The point whose measured requests' time it spans; the whole run without one.
     #[prop(optional, into)]
     point: Option<Signal<u32>>,
-    /// The chosen metric's list value; `None` follows the default.
-    choice: RwSignal<Option<String>>,
+    /// The page's view, whose `server_metric` is the chosen metric's list value (`None`
+    /// follows the default); choosing one from the list sets it.
+    view: RwSignal<RunViewState>,
     /// Whether the figure holds the metric list (`#telemetry-metric`) and the run's scraping
     /// in words (`#telemetry-describe`).
     #[prop(optional)]
@@ -129,6 +131,7 @@ pub fn TelemetryFigure(
 ) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
     let resized = use_context::<Resized>().map(|r| r.0);
+    let choice = Memo::new(move |_| view.with(|v| v.server_metric.clone()));
     // Set by the drawing, in signal types the page already has, which keeps it lighter.
     let failure = RwSignal::new(None::<String>);
     let gaps = RwSignal::new(String::new());
@@ -209,7 +212,7 @@ pub fn TelemetryFigure(
                 {move || caption.get()}
                 {run_wide.then(|| view! {
                     " " <select id="telemetry-metric" aria-label="The server metric to show" inner_html=move || list.get()
-                        on:change=move |ev| choice.set(Some(event_target_value(&ev)))></select>
+                        on:change=move |ev| view.update(|v| v.server_metric = Some(event_target_value(&ev)))></select>
                     <span class="legend" id="telemetry-describe">{move || line.get()}</span>
                 })}
                 <ExportButtons key=key canvas=canvas stem=stem svg=export/>

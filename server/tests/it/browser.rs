@@ -53,6 +53,26 @@ async fn wait_for_text(client: &Client, css: &str, text: &str, within: Duration)
     }
 }
 
+/// Waits for an element to be on the page. A look that fails while the page is navigating
+/// ("aborted by navigation", a stale document) is tried again until `within` has passed.
+async fn wait_for_element(
+    client: &Client,
+    css: &str,
+    within: Duration,
+) -> Result<fantoccini::elements::Element, String> {
+    let start = std::time::Instant::now();
+    loop {
+        let last = match client.find(Locator::Css(css)).await {
+            Ok(element) => return Ok(element),
+            Err(err) => err,
+        };
+        if start.elapsed() >= within {
+            return Err(format!("{css} was not on the page within {within:?}: {last}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Types the prompt lengths and the requests per length, waits for the form to show `parsed`,
 /// clicks Run and waits until the run has completed.
 async fn run_by_clicking(client: &Client, lengths: &str, requests: &str, parsed: &str) {
@@ -64,11 +84,7 @@ async fn run_by_clicking(client: &Client, lengths: &str, requests: &str, parsed:
     field.send_keys(requests).await.unwrap();
     wait_for_text(client, ".sweep-form", parsed, Duration::from_secs(5)).await;
     client.find(Locator::Css("#run")).await.unwrap().click().await.unwrap();
-    let completed = client
-        .wait()
-        .at_most(Duration::from_secs(60))
-        .for_element(Locator::Css("#run-status[data-state='completed']"))
-        .await;
+    let completed = wait_for_element(client, "#run-status[data-state='completed']", Duration::from_secs(60)).await;
     if let Err(err) = completed {
         // Say what the page shows instead: the form's problems, or the run's status.
         let shown = client
@@ -217,11 +233,7 @@ async fn a_prefill_sweep_by_clicking() {
 
         // A shared link opens the same run, rebuilt from the server's log.
         client.goto(url.as_str()).await.unwrap();
-        client
-            .wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::Css("#run-status[data-state='completed']"))
-            .await
+        wait_for_element(&client, "#run-status[data-state='completed']", Duration::from_secs(20)).await
             .unwrap();
         let rows =
             client.execute("return document.querySelectorAll('#points-table tbody tr').length;", vec![]).await.unwrap();
@@ -233,7 +245,7 @@ async fn a_prefill_sweep_by_clicking() {
         let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pa-triton-tutorial.json");
         client.goto(&dash.base).await.unwrap();
         let picker =
-            client.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css("#import-file")).await.unwrap();
+            wait_for_element(&client, "#import-file", Duration::from_secs(20)).await.unwrap();
         picker.send_keys(file.to_str().unwrap()).await.unwrap();
         let start = std::time::Instant::now();
         let imported = loop {
@@ -244,11 +256,7 @@ async fn a_prefill_sweep_by_clicking() {
             assert!(start.elapsed() < Duration::from_secs(20), "the import did not open a run");
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        client
-            .wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::Css("#run-status[data-state='completed']"))
-            .await
+        wait_for_element(&client, "#run-status[data-state='completed']", Duration::from_secs(20)).await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         let (_, line_pixels) = painted(&client, "chart-ttft", line).await;
@@ -329,10 +337,7 @@ async fn run_via_api(base: &str, spec: &Value) -> String {
 
 async fn open_run(client: &Client, url: &str) {
     client.goto(url).await.unwrap();
-    client
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("#run-status[data-state='completed']"))
+    wait_for_element(client, "#run-status[data-state='completed']", Duration::from_secs(20))
         .await
         .expect("the run page shows the completed run");
     // The last frame has been drawn.
@@ -491,7 +496,7 @@ async fn a_link_reproduces_a_runs_view() {
         client.find(Locator::Id("delete")).await.unwrap().click().await.unwrap();
         wait_for_text(&client, "#delete-confirm", "Delete run baseline?", Duration::from_secs(5)).await;
         client.find(Locator::Id("delete-no")).await.unwrap().click().await.unwrap();
-        client.wait().at_most(Duration::from_secs(5)).for_element(Locator::Id("delete")).await.unwrap();
+        wait_for_element(&client, "#delete", Duration::from_secs(5)).await.unwrap();
         client.find(Locator::Id("delete")).await.unwrap().click().await.unwrap();
         client.find(Locator::Id("delete-yes")).await.unwrap().click().await.unwrap();
         let start = std::time::Instant::now();
@@ -931,10 +936,7 @@ async fn comparing_runs_and_exporting_them() {
 
 /// Signs in on the sign-in page the dashboard sent the browser to, and waits to be back.
 async fn sign_in(client: &Client, token: &str) {
-    client
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("input#token"))
+    wait_for_element(client, "input#token", Duration::from_secs(20))
         .await
         .expect("a page that needs a sign-in opens the sign-in page");
     let field = client.find(Locator::Css("input#token")).await.unwrap();
@@ -979,10 +981,7 @@ async fn an_operator_shares_a_run_that_a_viewer_only_looks_at() {
             sign_in(&colleague, "not-the-viewer-token-0000").await;
             wait_for_text(&colleague, "#signin-error", "refused", Duration::from_secs(10)).await;
             sign_in(&colleague, viewer).await;
-            colleague
-                .wait()
-                .at_most(Duration::from_secs(20))
-                .for_element(Locator::Css("#run-status[data-state='completed']"))
+            wait_for_element(&colleague, "#run-status[data-state='completed']", Duration::from_secs(20))
                 .await
                 .expect("the viewer is back on the shared run");
             assert_eq!(colleague.current_url().await.unwrap().path(), link.path(), "the sign-in returns to the link");
@@ -1123,11 +1122,7 @@ const WATCH_THROUGHPUT: &str = r#"
 /// What the TTFT-throughput chart drew: its points per curve, its capacity mark, and whether
 /// its canvas has anything but the background on it.
 async fn throughput_chart(client: &Client) -> (String, String, bool) {
-    let found = client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("#chart-ttft-throughput[data-points]"))
-        .await;
+    let found = wait_for_element(client, "#chart-ttft-throughput[data-points]", Duration::from_secs(10)).await;
     found.expect("the latency-throughput chart is drawn");
     let drawn = client
         .execute(
@@ -1290,7 +1285,6 @@ async fn the_servers_metrics_fill_their_chart_under_the_run_and_its_link_reopens
         field.send_keys("4").await.unwrap();
         run_by_clicking(&client, "16,64", "16", "2 lengths: [16, 64]").await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let url = client.current_url().await.unwrap();
         let (ink, _) = painted(&client, "chart-telemetry", [9, 105, 218]).await;
         assert!(ink > 2000, "the server metrics chart looks blank: {ink} painted pixels");
         let options: Value = client
@@ -1307,12 +1301,30 @@ async fn the_servers_metrics_fill_their_chart_under_the_run_and_its_link_reopens
         let depths = client.execute(script, vec![]).await.unwrap();
         assert_eq!(depths.as_array().map(Vec::len), Some(2), "each point has its queue depth: {depths}");
         wait_for_text(&client, "#telemetry-describe", "server metrics:", Duration::from_secs(5)).await;
+        // Choosing a metric draws it in both charts and puts it in the page's link.
+        let chosen = "family:nv_gpu_utilization";
+        let drawn = "return ['chart-telemetry', 'chart-telemetry-point']
+            .map(id => document.getElementById(id)?.getAttribute('data-metric') ?? null);";
+        let before = client.execute(drawn, vec![]).await.unwrap();
+        assert_ne!(before, json!([chosen, chosen]), "the default is another metric");
+        let list = client.find(Locator::Css("#telemetry-metric")).await.unwrap();
+        list.select_by_value(chosen).await.unwrap();
+        let shown = wait_for_js(&client, drawn, &json!([chosen, chosen]), Duration::from_secs(5)).await;
+        assert_eq!(shown, json!([chosen, chosen]), "both charts show the chosen metric");
+        let url = client.current_url().await.unwrap();
+        let server = url.query_pairs().find(|(k, _)| k == "server").map(|(_, v)| v.into_owned());
+        assert_eq!(server.as_deref(), Some(chosen), "the link names the metric: {url}");
         // The link opens the same chart.
         client.goto(url.as_str()).await.unwrap();
         wait_for_text(&client, "#telemetry-describe", "server metrics:", Duration::from_secs(20)).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let (again, _) = painted(&client, "chart-telemetry", [9, 105, 218]).await;
         assert!(again > 2000, "the reopened chart looks blank: {again} painted pixels");
+        let reopened = wait_for_js(&client, drawn, &json!([chosen, chosen]), Duration::from_secs(5)).await;
+        assert_eq!(reopened, json!([chosen, chosen]), "the link reopens the chosen metric");
+        let selected =
+            client.execute("return document.getElementById('telemetry-metric').value;", vec![]).await.unwrap();
+        assert_eq!(selected, json!(chosen), "the list shows the chosen metric");
     })
     .catch_unwind()
     .await;

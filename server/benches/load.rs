@@ -19,6 +19,10 @@
 //! still sends at within 1%), and at most 32 bytes of memory per recorded token while a run
 //! is going. The figures are printed, not asserted.
 //!
+//! The engine's threads ask for real-time priority, as by default; each row says whether they
+//! got it. With `BENCH_PRIORITY=both`, each rate is run again with `--normal-priority`, and the
+//! ratio of the two runs' lag p99 is printed.
+//!
 //! Run with `cargo bench -p server --bench load`; `BENCH_RATES=250,500` picks the rates,
 //! `BENCH_SECONDS=5` the length of each point, `BENCH_QUICK=1` runs 250 and 500 requests/s
 //! for 3 s.
@@ -46,6 +50,7 @@ fn main() {
         .ok()
         .map(|text| shared::spec::parse_request_rates(&text).expect("BENCH_RATES: a list of rates"))
         .unwrap_or_else(|| if quick { vec![250.0, 500.0] } else { vec![250.0, 500.0, 1000.0, 1500.0, 2000.0] });
+    let both_priorities = std::env::var("BENCH_PRIORITY").is_ok_and(|v| v == "both");
     let work = tempfile::tempdir().expect("a scratch folder");
     let ours = Path::new(env!("CARGO_BIN_EXE_tokenscope"));
     println!(
@@ -70,12 +75,13 @@ fn main() {
     for rate in rates {
         let requests = ((rate * seconds).round() as u32).max(10);
         let warmup = (rate.round() as u32).max(1);
-        let run = |requests: u32, warmup: u32, name: &str| {
+        let run_with = |requests: u32, warmup: u32, name: &str, extra: &[&str]| {
             let sim = Simulator::start(ours);
             let out = work.path().join(format!("{name}-{rate}.json"));
-            let memory = sweep(ours, &sim.target, rate, requests, warmup, &out);
+            let memory = sweep(ours, &sim.target, rate, requests, warmup, extra, &out);
             (memory, common::read_json(&out))
         };
+        let run = |requests: u32, warmup: u32, name: &str| run_with(requests, warmup, name, &[]);
         let tokens_of = |report: &RunReport| -> u64 { report.requests.iter().map(|r| r.output_tokens()).sum() };
         let (base_memory, base) = run((requests / 4).max(10), warmup, "base");
         let base: RunReport = serde_json::from_value(base).expect("a run.json");
@@ -103,19 +109,47 @@ fn main() {
             growth_per_token(&report, &memory.samples).map_or("-".into(), |b| format!("{b:.1}")),
             if point.errors > 0 { format!("  ({} errors)", point.errors) } else { String::new() }
         );
-        if let Some(pacing) = report.engine.and_then(|e| e.pacing) {
-            println!(
-                "{:>27}pacing thread woke late p99 {:.3} ms (max {:.3}); sent after it woke p99 {:.3} ms (max {:.3})",
-                "", pacing.woke_late_p99_ms, pacing.woke_late_max_ms, pacing.handoff_p99_ms, pacing.handoff_max_ms
-            );
-        }
+        print_engine(&report);
         steal.print();
+        if both_priorities {
+            let steal = common::Steal::start();
+            let (_, normal) = run_with(requests, warmup, "normal", &["--normal-priority"]);
+            let normal: RunReport = serde_json::from_value(normal).expect("a run.json");
+            let (point, lag_rt) = (&normal.points[0], lag.p99);
+            let lag = point.schedule_lag_ms.as_ref().expect("open loop has a lag");
+            println!(
+                "{:>27}at normal priority: sent/s {:.2}, lag p50 {:.3} p99 {:.3} max {:.3} ms; lag p99 normal / \
+                 real-time = {:.1}",
+                "",
+                point.sent_per_s,
+                lag.p50,
+                lag.p99,
+                lag.max,
+                lag.p99 / lag_rt.max(1e-6)
+            );
+            print_engine(&normal);
+            steal.print();
+        }
     }
     println!(
         "sent/s: one less than the measured requests over the time from the first send to the last; lag: actual \
          minus intended send time, ms; B/token: peak resident memory above a run a quarter as long, per token recorded \
          beyond it; in-run B/t: resident memory's growth per token recorded while the run went"
     );
+}
+
+/// Where a run's schedule lag came from, and how its engine's threads were scheduled.
+fn print_engine(report: &RunReport) {
+    let Some(engine) = &report.engine else { return };
+    if let Some(pacing) = engine.pacing {
+        println!(
+            "{:>27}pacing thread woke late p99 {:.3} ms (max {:.3}); sent after it woke p99 {:.3} ms (max {:.3})",
+            "", pacing.woke_late_p99_ms, pacing.woke_late_max_ms, pacing.handoff_p99_ms, pacing.handoff_max_ms
+        );
+    }
+    if let Some(scheduling) = &engine.scheduling {
+        println!("{:>27}{}", "", scheduling.describe());
+    }
 }
 
 /// A `tokenscope sim` process on a free loopback port, stopped when dropped.
@@ -161,13 +195,15 @@ struct Memory {
 }
 
 /// Runs one open-loop sweep to its end, reading its memory from /proc while it runs.
-fn sweep(ours: &Path, target: &str, rate: f64, requests: u32, warmup: u32, out: &Path) -> Memory {
+fn sweep(ours: &Path, target: &str, rate: f64, requests: u32, warmup: u32, extra: &[&str], out: &Path) -> Memory {
     let mut command: Command = common::on_tool_cores(ours);
     command
         .args(["sweep", "--target", target, "--model", "sim-vllm", "--prompt-lengths", PROMPT_WORDS])
         .args(["--max-tokens", MAX_TOKENS, "--ignore-eos", "--request-rate", &rate.to_string()])
         .args(["--max-concurrency", MOST_IN_FLIGHT, "--requests", &requests.to_string()])
-        .args(["--warmup", &warmup.to_string(), "--timeout-ms", "60000", "--out"])
+        .args(["--warmup", &warmup.to_string(), "--timeout-ms", "60000"])
+        .args(extra)
+        .arg("--out")
         .arg(out)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

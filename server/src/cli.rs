@@ -203,6 +203,11 @@ pub struct SweepArgs {
     /// Read no metrics from the server.
     #[arg(long)]
     pub no_metrics: bool,
+    /// Run the engine at normal priority. By default its threads ask for real-time priority
+    /// (granted to root or with CAP_SYS_NICE), so a busy machine does not make sends late; the
+    /// engine's line says which it got.
+    #[arg(long)]
+    pub normal_priority: bool,
     /// How requests are laid out for the model.
     #[arg(long, default_value = "auto")]
     pub input_style: InputStyle,
@@ -313,6 +318,7 @@ impl SweepArgs {
         spec.metrics_interval_ms =
             Some(self.metrics_interval_ms).filter(|&ms| ms != shared::telemetry::DEFAULT_INTERVAL_MS);
         spec.no_metrics = self.no_metrics;
+        spec.normal_priority |= self.normal_priority;
         spec.duration_s = self.duration;
         spec.warmup_s = self.warmup_duration;
         match self.concurrency.as_ref().map(|c| c.0.as_slice()) {
@@ -680,6 +686,8 @@ mod tests {
         assert!(bad(&["--output-tokens", "x"]).contains("\"x\" is not a whole number"));
         assert!(bad(&["--output-tokens", "8,wide"]).contains("is not a standard deviation"));
         assert!(bad(&["--output-tokens", "8", "--max-tokens", "9"]).contains("cannot be used with"));
+        assert!(!sweep(&[]).normal_priority, "real-time priority is asked for by default");
+        assert!(sweep(&["--normal-priority"]).normal_priority);
     }
 
     #[test]

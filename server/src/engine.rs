@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use shared::limits;
 use shared::record::{Arena, Room};
-use shared::report::{EngineReport, PacingReport};
+use shared::report::{EngineReport, PacingReport, Scheduling};
 
 use crate::telemetry::Scraper;
 pub use crate::telemetry::TelemetryTap;
@@ -76,6 +76,35 @@ pub trait Observer: Send {
 }
 
 /// The CPU time of the calling thread, where the system tells it.
+/// Asks for real-time scheduling (first in first out, the lowest real-time priority) for the
+/// calling thread, unless `normal` says not to, and answers how it runs. Threads it starts
+/// inherit it: the pacing thread, and the runtime's blocking threads. A real-time thread runs
+/// as soon as it wakes, so sends are not held back by a busy machine; the engine sleeps
+/// whenever it waits for the network, and the system keeps a share of every second for
+/// ordinary threads whatever real-time threads do.
+fn raise_priority(normal: bool) -> Scheduling {
+    if normal {
+        return Scheduling::Normal;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::{
+            RealtimeThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy, set_thread_priority_and_policy,
+            thread_native_id, thread_schedule_policy,
+        };
+        let fifo = ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo);
+        let reason = match set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, fifo) {
+            Ok(()) if thread_schedule_policy().is_ok_and(|p| p == fifo) => return Scheduling::Realtime,
+            Ok(()) => "the thread's policy did not change".to_string(),
+            Err(thread_priority::Error::OS(code)) => std::io::Error::from_raw_os_error(code).to_string(),
+            Err(err) => format!("{err:?}"),
+        };
+        Scheduling::Refused { reason }
+    }
+    #[cfg(not(target_os = "linux"))]
+    Scheduling::Refused { reason: "real-time priority is asked for on Linux only".into() }
+}
+
 fn thread_cpu() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
     stat.split_whitespace().next()?.parse().ok().map(Duration::from_nanos)
@@ -232,6 +261,7 @@ pub async fn run_sweep_with<O: Observer + 'static>(
         .name("tokenscope-engine".into())
         .spawn(move || {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let scheduling = raise_priority(spec.normal_priority);
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 let (cpu, started) = (thread_cpu(), std::time::Instant::now());
                 let (mut report, waits, pacing) =
@@ -245,6 +275,7 @@ pub async fn run_sweep_with<O: Observer + 'static>(
                         waited_p99_ms: ms(waits.quantile(0.99).unwrap_or_default()),
                         waited_max_ms: ms(waits.max()),
                         pacing,
+                        scheduling: Some(scheduling),
                     });
                 }
                 Ok(report)
@@ -608,6 +639,10 @@ fn pace(
     /// The longest sleep between checks that the sweep still listens.
     const CHECK: Duration = Duration::from_millis(100);
     std::thread::Builder::new().name("tokenscope-pacer".into()).spawn(move || {
+        // Its sleeps end as close to their time as the system allows; it has the engine's
+        // scheduling, which its thread was started with.
+        #[cfg(target_os = "linux")]
+        let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1));
         for _ in 0..count {
             let at = start_ns.saturating_add(schedule.next_ns());
             let moment = clock.instant_at(at);

@@ -135,7 +135,7 @@ pub async fn run_and_report(
     if report.model.is_some() {
         println!("{}", format_table(&report));
     }
-    if let Some(engine) = report.engine.filter(|e| e.responses > 0) {
+    if let Some(engine) = report.engine.as_ref().filter(|e| e.responses > 0) {
         eprintln!("{}", engine.describe());
     }
     if let Some(telemetry) = &report.telemetry {

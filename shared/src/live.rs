@@ -180,7 +180,7 @@ pub fn events_from_report(id: &str, report: &RunReport, simulated: bool) -> Vec<
     if let Some(telemetry) = &report.telemetry {
         events.extend(telemetry.updates().into_iter().map(RunEvent::Telemetry));
     }
-    events.push(RunEvent::Finished { status: report.status.clone(), engine: report.engine });
+    events.push(RunEvent::Finished { status: report.status.clone(), engine: report.engine.clone() });
     events
 }
 
@@ -270,7 +270,7 @@ impl LiveRun {
             RunEvent::NotSaved { error } => self.not_saved = Some(error.clone()),
             RunEvent::Finished { status, engine } => {
                 self.status = Some(status.clone());
-                self.engine = *engine;
+                self.engine.clone_from(engine);
                 self.current_point = None;
             }
         }

@@ -78,7 +78,7 @@ pub const BUSY_WARNING: f64 = 0.8;
 
 /// What a run cost the engine's thread. A thread near a full core reads its sockets late, and
 /// so stamps arrivals late.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EngineReport {
     /// CPU time the engine's thread used, seconds.
     pub cpu_s: f64,
@@ -95,6 +95,40 @@ pub struct EngineReport {
     /// from before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pacing: Option<PacingReport>,
+    /// How the engine's and the pacing thread's threads were scheduled; absent for runs from
+    /// before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduling: Option<Scheduling>,
+}
+
+/// How the threads that send and receive were scheduled. Real-time threads run as soon as
+/// they wake, ahead of every ordinary thread of the machine, so a busy machine (a server or
+/// simulator beside the client, other work) delays sends by microseconds, not by the
+/// milliseconds of an ordinary thread's turn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Scheduling {
+    /// Real-time, first in first out, at the lowest real-time priority.
+    Realtime,
+    /// Ordinary, as the spec asked (`normal_priority`).
+    Normal,
+    /// Ordinary, because the system refused real-time scheduling, for `reason`.
+    Refused { reason: String },
+}
+
+impl Scheduling {
+    /// How the threads ran, in words, with what to do when the system refused.
+    pub fn describe(&self) -> String {
+        match self {
+            Scheduling::Realtime => "its threads ran at real-time priority".into(),
+            Scheduling::Normal => "its threads ran at normal priority, as asked".into(),
+            Scheduling::Refused { reason } => format!(
+                "its threads ran at normal priority: the system refused real-time priority ({reason}); on a busy \
+                 machine sends can then come milliseconds late: run tokenscope as root or grant it CAP_SYS_NICE \
+                 (or an rtprio limit) for sends within a fraction of a millisecond"
+            ),
+        }
+    }
 }
 
 /// Where an open-loop run's schedule lag came from: a request's lag is the time its pacing
@@ -134,6 +168,9 @@ impl EngineReport {
                  after it woke at p99 ({:.3} ms at most)",
                 pacing.woke_late_p99_ms, pacing.woke_late_max_ms, pacing.handoff_p99_ms, pacing.handoff_max_ms
             );
+        }
+        if let Some(scheduling) = &self.scheduling {
+            let _ = write!(line, "; {}", scheduling.describe());
         }
         if self.busy() >= BUSY_WARNING {
             line.push_str(
@@ -247,13 +284,14 @@ mod tests {
             waited_p99_ms: 0.42,
             waited_max_ms: 1.95,
             pacing: None,
+            scheduling: None,
         };
         assert_eq!(
             load.describe(),
             "engine: 0.50 s of CPU in 1.00 s (50% of one core), 5.0 µs per response; after their arrival was \
              stamped, responses waited for it 0.420 ms at p99, 1.950 ms at most"
         );
-        let busy = EngineReport { cpu_s: 0.85, responses: 1, ..load };
+        let busy = EngineReport { cpu_s: 0.85, responses: 1, ..load.clone() };
         let paced = EngineReport {
             pacing: Some(PacingReport {
                 woke_late_p99_ms: 0.08,
@@ -261,7 +299,7 @@ mod tests {
                 handoff_p99_ms: 0.3,
                 handoff_max_ms: 4.0,
             }),
-            ..load
+            ..load.clone()
         };
         assert!(
             paced.describe().ends_with(
@@ -272,6 +310,21 @@ mod tests {
             paced.describe()
         );
         assert!(busy.describe().contains("(85% of one core)") && busy.describe().contains("come late"));
+        let scheduled = |scheduling| EngineReport { scheduling: Some(scheduling), ..load.clone() }.describe();
+        assert!(scheduled(Scheduling::Realtime).ends_with("; its threads ran at real-time priority"));
+        assert!(scheduled(Scheduling::Normal).ends_with("; its threads ran at normal priority, as asked"));
+        let refused = scheduled(Scheduling::Refused { reason: "not permitted".into() });
+        assert!(refused.contains("refused real-time priority (not permitted)"), "{refused}");
+        assert!(refused.contains("CAP_SYS_NICE"), "what to do: {refused}");
+    }
+
+    #[test]
+    fn scheduling_is_kept_tagged_and_older_reports_have_none() {
+        let json = serde_json::to_string(&Scheduling::Refused { reason: "no".into() }).unwrap();
+        assert_eq!(json, r#"{"kind":"refused","reason":"no"}"#);
+        assert_eq!(serde_json::from_str::<Scheduling>(r#"{"kind":"realtime"}"#).unwrap(), Scheduling::Realtime);
+        let old = r#"{"cpu_s":1.0,"wall_s":2.0,"responses":3,"waited_p99_ms":0.1,"waited_max_ms":0.2}"#;
+        assert_eq!(serde_json::from_str::<EngineReport>(old).unwrap().scheduling, None);
     }
 
     #[test]

@@ -159,6 +159,10 @@ pub struct SweepSpec {
     /// Read no metrics from the server.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_metrics: bool,
+    /// Run the engine's threads at normal priority; by default they ask for real-time
+    /// priority, so a busy machine does not delay sends (see [`crate::report::Scheduling`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub normal_priority: bool,
 }
 
 impl Default for SweepSpec {
@@ -194,6 +198,7 @@ impl Default for SweepSpec {
             metrics_url: None,
             metrics_interval_ms: None,
             no_metrics: false,
+            normal_priority: false,
         }
     }
 }
@@ -507,6 +512,7 @@ pub const SPEC_FIELDS: &[&str] = &[
     "metrics_url",
     "metrics_interval_ms",
     "no_metrics",
+    "normal_priority",
 ];
 
 /// How hard a point loads the server.

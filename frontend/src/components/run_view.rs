@@ -206,7 +206,7 @@ pub fn RunView(
                 </Show>
             </div>
             <p id="run-status" class="status" data-state=move || snapshot().state>{move || snapshot().text}</p>
-            {move || { version.track(); run.with_value(|run| run.engine) }.filter(|e| e.responses > 0).map(|engine| view! {
+            {move || { version.track(); run.with_value(|run| run.engine.clone()) }.filter(|e| e.responses > 0).map(|engine| view! {
                 <p id="engine-load" class="note" data-busy=engine.busy() title="The thread that sends requests and stamps responses: near a full core, it stamps arrivals late">
                     {engine.describe()}
                 </p>

@@ -573,7 +573,7 @@ impl RunHandle {
     }
 
     fn finish(&self, report: Arc<RunReport>) {
-        let (status, engine) = (report.status.clone(), report.engine);
+        let (status, engine) = (report.status.clone(), report.engine.clone());
         lock(&self.state).report = Some(report);
         self.push(&RunEvent::Finished { status, engine });
     }

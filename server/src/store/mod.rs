@@ -534,7 +534,7 @@ fn write_outcome(tx: &Transaction<'_>, key: i64, report: &RunReport) -> Result<(
             report.tool,
             report.prompt_lengths_approximate,
             serde_json::to_string(&report.spec).expect("a spec serializes"),
-            report.engine.map(|e| serde_json::to_string(&e).expect("an engine report serializes")),
+            report.engine.as_ref().map(|e| serde_json::to_string(e).expect("an engine report serializes")),
         ],
     )?;
     if let Some(telemetry) = &report.telemetry {
@@ -928,6 +928,7 @@ mod tests {
                     handoff_p99_ms: 0.2,
                     handoff_max_ms: 1.0,
                 }),
+                scheduling: Some(shared::report::Scheduling::Refused { reason: "not permitted".into() }),
             }),
             telemetry: Some(telemetry()),
         };

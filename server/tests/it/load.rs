@@ -402,3 +402,54 @@ async fn the_command_line_measures_for_a_duration() {
     assert_eq!((run.spec.duration_s, run.spec.requests), (Some(0.5), 41), "1.25 x 40/s x 0.5 s + 16");
     assert_eq!(run.points[0].count, 20, "40 requests/s for half a second");
 }
+
+/// The scheduling policy of this process's threads named `name` (as the system truncates
+/// it), read from /proc: 0 is ordinary, 1 first in first out (real-time).
+fn thread_policies(name: &str) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+    tasks
+        .filter_map(|task| {
+            let path = task.ok()?.path();
+            let comm = std::fs::read_to_string(path.join("comm")).ok()?;
+            if comm.trim() != name {
+                return None;
+            }
+            let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+            // Fields after the name's closing parenthesis start at the third; the policy is
+            // the 41st.
+            stat.rsplit_once(')')?.1.split_whitespace().nth(41 - 3)?.parse().ok()
+        })
+        .collect()
+}
+
+/// The engine asks for real-time priority unless told not to, says in its report what it
+/// got, and its pacing thread runs as the engine does.
+#[tokio::test]
+async fn the_engine_says_how_its_threads_were_scheduled() {
+    use shared::report::Scheduling;
+    let _serial = timing_lock().await;
+    let sim = start_sim(fast_sim()).await;
+    let run = tokio::spawn(sweep(open_loop(&sim.target, 100.0, 100)));
+    let mut pacer = Vec::new();
+    while pacer.is_empty() && !run.is_finished() {
+        pacer = thread_policies("tokenscope-pace");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let report = run.await.unwrap();
+    assert_eq!(report.status, RunStatus::Completed, "{:?}", report.status);
+    let engine = report.engine.expect("the engine reports");
+    let scheduling = engine.scheduling.clone().expect("how its threads ran");
+    assert!(!pacer.is_empty(), "the pacing thread was seen while the point ran");
+    match &scheduling {
+        Scheduling::Realtime => assert_eq!(pacer, vec![1], "the pacer runs first in first out, as the engine"),
+        Scheduling::Refused { reason } => {
+            assert!(!reason.is_empty());
+            assert_eq!(pacer, vec![0], "an ordinary pacer");
+        }
+        Scheduling::Normal => panic!("real-time was not asked for"),
+    }
+    println!("{}", engine.describe());
+
+    let normal = sweep(SweepSpec { normal_priority: true, ..open_loop(&sim.target, 100.0, 10) }).await;
+    assert_eq!(normal.engine.and_then(|e| e.scheduling), Some(Scheduling::Normal));
+}

@@ -845,6 +845,7 @@ mod tests {
             metrics_url: Some("http://h:8002/metrics".into()),
             metrics_interval_ms: Some(250),
             no_metrics: true,
+            normal_priority: true,
             ..SweepSpec::default()
         };
         let serde_json::Value::Object(fields) = serde_json::to_value(full).unwrap() else { panic!("an object") };

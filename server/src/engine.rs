@@ -75,7 +75,6 @@ pub trait Observer: Send {
     }
 }
 
-/// The CPU time of the calling thread, where the system tells it.
 /// Asks for real-time scheduling (first in first out, the lowest real-time priority) for the
 /// calling thread, unless `normal` says not to, and answers how it runs. Threads it starts
 /// inherit it: the pacing thread, and the runtime's blocking threads. A real-time thread runs
@@ -105,6 +104,7 @@ fn raise_priority(normal: bool) -> Scheduling {
     Scheduling::Refused { reason: "real-time priority is asked for on Linux only".into() }
 }
 
+/// The CPU time of the calling thread, where the system tells it.
 fn thread_cpu() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
     stat.split_whitespace().next()?.parse().ok().map(Duration::from_nanos)

@@ -440,11 +440,12 @@ async fn the_engine_says_how_its_threads_were_scheduled() {
     let engine = report.engine.expect("the engine reports");
     let scheduling = engine.scheduling.clone().expect("how its threads ran");
     assert!(!pacer.is_empty(), "the pacing thread was seen while the point ran");
+    // Other tests' pacers, if any are running, were started by engines with the same rights.
     match &scheduling {
-        Scheduling::Realtime => assert_eq!(pacer, vec![1], "the pacer runs first in first out, as the engine"),
+        Scheduling::Realtime => assert!(pacer.iter().all(|&p| p == 1), "first in first out, as the engine: {pacer:?}"),
         Scheduling::Refused { reason } => {
             assert!(!reason.is_empty());
-            assert_eq!(pacer, vec![0], "an ordinary pacer");
+            assert!(pacer.iter().all(|&p| p == 0), "an ordinary pacer: {pacer:?}");
         }
         Scheduling::Normal => panic!("real-time was not asked for"),
     }

@@ -14,7 +14,7 @@ use shared::telemetry::Telemetry;
 use shared::view::{RunViewState, run_title};
 
 use crate::api::{self, EventStream};
-use crate::chart::telemetry::{MetricOption, TelemetryChart, compare_chart, default_family, shared_families};
+use crate::chart::telemetry::{MetricOption, Pick, TelemetryChart, compare_chart, default_family, shared_families};
 use crate::chart::{Palette, draw};
 use crate::components::ErrorBox;
 use crate::components::charts::{
@@ -100,9 +100,11 @@ pub fn telemetry_chart(
     }
     let families = shared_families(read.iter().map(|r| r.2));
     let name = family
-        .map(|f| f.strip_prefix("family:").unwrap_or(f))
+        .map(|f| match Pick::parse(f) {
+            Some(Pick::Family(name)) => name,
+            _ => f.to_string(),
+        })
         .filter(|f| families.iter().any(|known| known.name == *f))
-        .map(str::to_string)
         .or_else(|| default_family(&families).map(|f| f.name.clone()))?;
     let chart = compare_chart(&read, &name, palette);
     Some((name, chart))
@@ -401,9 +403,9 @@ fn CompareTelemetry(
                     let read = f.iter().filter_map(|f| f.telemetry.as_ref());
                     let options: Vec<MetricOption> = shared_families(read)
                         .into_iter()
-                        .map(|f| MetricOption { key: format!("family:{}", f.name), text: f.name })
+                        .map(|f| MetricOption { key: Pick::Family(f.name.clone()).key(), text: f.name })
                         .collect();
-                    let html = options_html(&options, Some(&format!("family:{}", shown.0)));
+                    let html = options_html(&options, Some(&Pick::Family(shown.0.clone()).key()));
                     if list.with_untracked(|l| *l != html) {
                         list.set(html);
                     }

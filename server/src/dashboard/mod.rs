@@ -7,6 +7,7 @@
 pub mod access;
 pub mod api;
 mod assets;
+mod recorder;
 pub mod runs;
 mod signin;
 pub mod tokenizers;

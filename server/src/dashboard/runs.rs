@@ -2,30 +2,23 @@
 //! append-only event log that any number of WebSockets replay and follow.
 //!
 //! Every run is also written to the [`Store`] as its results settle: the run when it starts,
-//! finished requests with each batch, a point's statistics when it settles and the outcome
-//! at the end. A batch or a point enters the log only once the store has it, so whatever a
-//! viewer saw outlives the process. Runs of earlier sessions are listed from their summaries
-//! and read in full only when asked for.
+//! what the run's recorder (`recorder`) settles as it goes and the outcome at the end.
+//! Runs of earlier sessions are listed from their summaries and read in full only when
+//! asked for.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use shared::api::RunSummary;
-use shared::live::request_index;
-use shared::spec::LoadLevel;
-use shared::telemetry::{Telemetry, TelemetryUpdate};
-use shared::{Batch, ModelInfo, PointStats, RequestDone, RequestRecord, RunEvent, RunReport, RunStatus, SweepSpec};
-use tokio::sync::{mpsc, watch};
+use shared::{RunEvent, RunReport, RunStatus, SweepSpec};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::recorder;
 use crate::clock::{RunClock, unix_now_ns, utc_stamp};
-use crate::engine::{Observer, TelemetryTap, TokenArrival, TokenTap, run_sweep_apart};
-use crate::store::{Db, NewRun, RunMeta, Store, StoreError};
-
-/// How long sends, tokens and finished requests are gathered before they go out as one event.
-pub const BATCH_INTERVAL: Duration = Duration::from_millis(50);
+use crate::engine::run_sweep_apart;
+use crate::store::{NewRun, RunMeta, Store, StoreError};
 
 /// The most events a WebSocket takes from a run's log at a time: the run's lock is held
 /// while they are copied, so a follower that joins a long log never holds it for long.
@@ -336,18 +329,6 @@ impl Drop for Keeper {
     }
 }
 
-/// Waits for a write and logs its failure: the run goes on in memory whatever the disk does.
-async fn persist(
-    store: &Store,
-    run: &str,
-    what: &str,
-    job: impl FnOnce(&mut Db) -> Result<(), StoreError> + Send + 'static,
-) {
-    if let Err(err) = store.call(job).await {
-        tracing::error!(run = %run, cause = %err, store = %store.path().display(), "could not {what}; the run is kept in memory only");
-    }
-}
-
 /// Lets go of the records of every finished run the store has, before another run comes in,
 /// and of its event log unless a WebSocket is following it: a long-lived dashboard holds one
 /// run in memory, not every run it ever ran. Both are read back from the store when asked
@@ -452,7 +433,13 @@ impl RunHandle {
         }
     }
 
-    fn new(id: String, spec: &SweepSpec, clock: RunClock, simulated: bool, cancel: CancellationToken) -> Self {
+    pub(super) fn new(
+        id: String,
+        spec: &SweepSpec,
+        clock: RunClock,
+        simulated: bool,
+        cancel: CancellationToken,
+    ) -> Self {
         let run = Self::empty(id.clone(), spec, clock.start_unix_ns(), simulated, cancel, None);
         run.push(&RunEvent::Started {
             id,
@@ -488,7 +475,7 @@ impl RunHandle {
     }
 
     /// Appends an event to the log and wakes every follower.
-    fn push(&self, event: &RunEvent) {
+    pub(super) fn push(&self, event: &RunEvent) {
         let text = serde_json::to_string(event).expect("events serialize");
         let mut state = lock(&self.state);
         let summary = &mut state.summary;
@@ -583,16 +570,10 @@ impl RunHandle {
 /// message instead of leaving it running forever.
 async fn drive(run: Arc<RunHandle>, spec: SweepSpec, clock: RunClock, keeper: Keeper) {
     let store = keeper.store.clone();
-    let (notes, notes_rx) = mpsc::unbounded_channel();
-    let (tap, tap_rx) = mpsc::unbounded_channel();
-    let (telemetry, telemetry_rx) = mpsc::unbounded_channel();
-    let taps = Taps { tokens: tap_rx, telemetry: telemetry_rx };
-    let recorder = tokio::spawn(record(run.clone(), spec.clone(), store.clone(), notes_rx, taps));
+    let (observer, recorder) = recorder::start(run.clone(), &spec, store.clone());
     let cancel = run.cancel.clone();
-    let sweep_spec = spec.clone();
-    let observer = Forwarder { spec: sweep_spec.clone(), notes, tap, telemetry };
     // Dropping the observer closes the recorder's queues.
-    let outcome = run_sweep_apart(clock, sweep_spec, observer, cancel).await.map(|(report, _observer)| report);
+    let outcome = run_sweep_apart(clock, spec, observer, cancel).await.map(|(report, _observer)| report);
     let _ = recorder.await;
     let report = outcome.unwrap_or_else(|err| {
         tracing::error!(run = %run.id, cause = %err, "the sweep died");
@@ -615,193 +596,12 @@ async fn drive(run: Arc<RunHandle>, spec: SweepSpec, clock: RunClock, keeper: Ke
     expire(&keeper.list, &keeper.store, keeper.retention).await;
 }
 
-/// What the sweep's observer hands to the recorder.
-enum Note {
-    Prepared(ModelInfo),
-    PointStarted { point: u32, prompt_length: u32, load: Option<LoadLevel> },
-    Sent(u32, u64),
-    Done(RequestDone, Box<RequestRecord>),
-    PointDone(u32, Box<PointStats>),
-}
-
-/// Passes the engine's news to the recorder without blocking the sweep loop.
-struct Forwarder {
-    spec: SweepSpec,
-    notes: mpsc::UnboundedSender<Note>,
-    tap: TokenTap,
-    telemetry: TelemetryTap,
-}
-
-impl Observer for Forwarder {
-    fn prepared(&mut self, model: &ModelInfo) {
-        let _ = self.notes.send(Note::Prepared(model.clone()));
-    }
-
-    fn point_started(&mut self, point: usize, prompt_length: u32, load: LoadLevel) {
-        // A capacity search's probes are not in the spec the run started with.
-        let load = self.spec.capacity.is_some().then_some(load);
-        let _ = self.notes.send(Note::PointStarted { point: point as u32, prompt_length, load });
-    }
-
-    fn request_sent(&mut self, point: u32, seq: u32, send_ns: u64) {
-        let _ = self.notes.send(Note::Sent(request_index(&self.spec, point, seq), send_ns / 1000));
-    }
-
-    fn request_done(&mut self, record: &RequestRecord) {
-        let _ = self.notes.send(Note::Done(RequestDone::of(&self.spec, record), Box::new(record.clone())));
-    }
-
-    fn point_done(&mut self, point: usize, stats: &PointStats) {
-        let _ = self.notes.send(Note::PointDone(point as u32, Box::new(stats.clone())));
-    }
-
-    fn token_tap(&self) -> Option<TokenTap> {
-        Some(self.tap.clone())
-    }
-
-    fn telemetry_tap(&self) -> Option<TelemetryTap> {
-        Some(self.telemetry.clone())
-    }
-}
-
-/// What reaches the recorder apart from the engine's notes: token arrivals from the
-/// streams, and scrapes of the server's metrics from their thread.
-struct Taps {
-    tokens: mpsc::UnboundedReceiver<TokenArrival>,
-    telemetry: mpsc::UnboundedReceiver<TelemetryUpdate>,
-}
-
-#[derive(Default)]
-struct Pending {
-    sent: Vec<(u32, u64)>,
-    tokens: Vec<(u32, u64, u32)>,
-    done: Vec<RequestDone>,
-    /// The finished requests' records, written to the store in one transaction per batch.
-    records: Vec<RequestRecord>,
-}
-
-impl Pending {
-    /// Stores the batch's finished requests, then logs the batch.
-    async fn flush(&mut self, run: &RunHandle, store: &Store) {
-        if self.sent.is_empty() && self.tokens.is_empty() && self.done.is_empty() {
-            return;
-        }
-        if !self.records.is_empty() {
-            let records = std::mem::take(&mut self.records);
-            let id = run.id.clone();
-            persist(store, &run.id, "store finished requests", move |db| db.add_requests(&id, &records)).await;
-        }
-        let batch = Batch::from_absolute(&self.sent, &self.tokens, std::mem::take(&mut self.done));
-        self.sent.clear();
-        self.tokens.clear();
-        run.push(&RunEvent::Batch(batch));
-    }
-
-    fn token(&mut self, spec: &SweepSpec, t: TokenArrival) {
-        self.tokens.push((request_index(spec, t.point, t.seq), t.at_ns / 1000, t.tokens));
-    }
-
-    /// Takes every token that already arrived. A request's tokens are tapped before it is
-    /// reported done, so draining before each note keeps a request's tokens ahead of its end.
-    fn drain(&mut self, spec: &SweepSpec, taps: &mut mpsc::UnboundedReceiver<TokenArrival>) {
-        while let Ok(t) = taps.try_recv() {
-            self.token(spec, t);
-        }
-    }
-}
-
-/// Turns the engine's news into the run's event log, batching the frequent kinds.
-async fn record(
-    run: Arc<RunHandle>,
-    mut spec: SweepSpec,
-    store: Store,
-    mut notes: mpsc::UnboundedReceiver<Note>,
-    taps: Taps,
-) {
-    let Taps { tokens: mut taps, telemetry: mut scrapes } = taps;
-    // The metrics so far, stored as each point settles so a run cut short keeps them.
-    let mut telemetry: Option<Telemetry> = None;
-    let mut pending = Pending::default();
-    let mut tick = tokio::time::interval(BATCH_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        // Notes first: a request's send is noted before it is written, so before its tokens.
-        tokio::select! {
-            biased;
-            note = notes.recv() => {
-                pending.drain(&spec, &mut taps);
-                let event = match note {
-                    None => break,
-                    Some(Note::Sent(r, at)) => { pending.sent.push((r, at)); continue; }
-                    Some(Note::Done(done, record)) => {
-                        pending.done.push(done);
-                        pending.records.push(*record);
-                        continue;
-                    }
-                    Some(Note::Prepared(model)) => RunEvent::Prepared { model },
-                    Some(Note::PointStarted { point, prompt_length, load }) => {
-                        if load.is_some() {
-                            // A probe's rate is stored as it starts, so that a run cut short
-                            // by a crash still knows the load of each point it has.
-                            spec.add_probe(point, load);
-                            let (id, spec) = (run.id.clone(), spec.clone());
-                            persist(&store, &run.id, "store a probe's rate", move |db| db.set_spec(&id, &spec)).await;
-                        }
-                        RunEvent::PointStarted { point, prompt_length, load }
-                    }
-                    Some(Note::PointDone(point, stats)) => {
-                        if let Some(telemetry) = telemetry.clone() {
-                            let id = run.id.clone();
-                            persist(&store, &run.id, "store the server's metrics", move |db| db.set_telemetry(&id, &telemetry)).await;
-                        }
-                        RunEvent::PointDone { point, stats }
-                    }
-                };
-                pending.flush(&run, &store).await;
-                store_event(&run, &store, &event).await;
-                run.push(&event);
-            }
-            Some(t) = taps.recv() => pending.token(&spec, t),
-            Some(update) = scrapes.recv() => scraped(&run, &spec, &mut telemetry, update),
-            _ = tick.tick() => pending.flush(&run, &store).await,
-        }
-    }
-    pending.drain(&spec, &mut taps);
-    pending.flush(&run, &store).await;
-    // The last scrapes, recorded before the sweep handed back its report.
-    while let Ok(update) = scrapes.try_recv() {
-        scraped(&run, &spec, &mut telemetry, update);
-    }
-}
-
-/// Logs a scrape of the server's metrics and keeps it in the run's telemetry so far.
-fn scraped(run: &RunHandle, spec: &SweepSpec, telemetry: &mut Option<Telemetry>, update: TelemetryUpdate) {
-    telemetry.get_or_insert_with(|| Telemetry::of_spec(spec)).apply(&update);
-    run.push(&RunEvent::Telemetry(update));
-}
-
-/// Writes what an event settles: the model, or a point's statistics.
-async fn store_event(run: &RunHandle, store: &Store, event: &RunEvent) {
-    let id = run.id.clone();
-    match event {
-        RunEvent::Prepared { model } => {
-            let model = model.clone();
-            persist(store, &run.id, "store the model", move |db| db.set_model(&id, &model)).await;
-        }
-        RunEvent::PointDone { point, stats } => {
-            let (point, stats) = (*point, stats.clone());
-            persist(store, &run.id, "store a point's statistics", move |db| db.set_point(&id, point, &stats)).await;
-        }
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
-    use shared::{ResponseRecord, Responses, TokenCountSource};
+    use shared::{RequestRecord, ResponseRecord, Responses, TokenCountSource};
 
     use super::*;
 

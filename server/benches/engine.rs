@@ -115,7 +115,7 @@ fn main() {
             let sim = Sim::start(decode_ms);
             let export = work.join(format!("pa-{concurrency}-{decode_ms}.json"));
             let prompt = shared::prompt::synthetic_prompt(0, 0, PROMPT_WORDS);
-            let sampling = server::style::sampling_json(MAX_TOKENS, true);
+            let sampling = server::convention::sampling_json(MAX_TOKENS, true);
             let data = serde_json::json!({"data": [{"text_input": [prompt], "stream": [true], "sampling_parameters": [sampling]}]});
             // The version is named: without it perf_analyzer 2.51 finds no server-side
             // statistics for the simulator's model ("failed to find the requested model version").

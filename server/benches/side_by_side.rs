@@ -137,7 +137,7 @@ fn main() {
 /// tokenscope sets (leave the prompt out, report token counts) are set too, so both tools
 /// ask the model for the same work: under load, each extra output costs the model time.
 fn prompts(preset: Preset, words: u32) -> Value {
-    let sampling = server::style::sampling_json(preset.max_tokens, preset.ignore_eos);
+    let sampling = server::convention::sampling_json(preset.max_tokens, preset.ignore_eos);
     let data: Vec<Value> = (0..64)
         .map(|seq| {
             let prompt = shared::prompt::synthetic_prompt(0, seq, words);

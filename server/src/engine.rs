@@ -30,10 +30,10 @@ use tracing::warn;
 
 use crate::arrival::Waits;
 use crate::clock::RunClock;
+use crate::convention::{RequestPlan, ResponseReader};
 use crate::pb;
 use crate::prompts::RunPrompts;
 use crate::response::Response;
-use crate::style::{RequestPlan, ResponseReader};
 use crate::tokenizer::Tokenizer;
 use crate::triton::{Connection, Triton, status_text};
 
@@ -349,7 +349,7 @@ struct InFlight {
 impl InFlight {
     /// Why a response would take this request past a cap, if it would: the request then
     /// fails with that reason, and the run goes on.
-    fn over_cap(&self, parsed: &crate::style::Parsed) -> Option<String> {
+    fn over_cap(&self, parsed: &crate::convention::Parsed) -> Option<String> {
         if parsed.tokens > limits::MAX_TOKENS_PER_RESPONSE {
             return Some(format!(
                 "the server reported {} output tokens in one response, above the limit of {} tokens per response",
@@ -578,7 +578,7 @@ fn receive(
     // A request failed by a cap keeps nothing more: its later responses are only watched
     // for its final one.
     if request.error.is_some() {
-        if crate::style::is_final(&response) {
+        if crate::convention::is_final(&response) {
             let (id, request) = map.remove_entry(key).expect("present above");
             let _ = done.send(Done::Record(request.finish(id, Some(now)), stream));
         }

@@ -8,17 +8,20 @@
 //! single clock anchor.
 
 pub mod csv;
+pub mod profile;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::{Value, json};
+use serde_json::Value;
 use shared::spec::LoadLevel;
 use shared::{InputStyle, RequestRecord, ResponseRecord, RunReport, SweepSpec};
 
 use std::sync::Arc;
 
+use crate::convention::{
+    Convention, DELTA_TEXT_OUTPUT, MaxTokensInput, RECEIVE_TIME_KEY, SEND_TIME_KEY, sampling_json,
+};
 use crate::prompts::RunPrompts;
-
-use crate::style::{RECEIVE_TIME_KEY, SEND_TIME_KEY, sampling_json};
+use profile::{Load, LoadMode, TensorValue, Tensors};
 
 /// A file a finished run is exported as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +100,7 @@ impl Export {
             Export::Points => out.write_all(csv::points_csv(report).as_bytes()),
             Export::Metrics => csv::metrics_csv(report, out),
             Export::Profile => {
-                serde_json::to_writer(out, &ProfileExport::of(report, prompts)).map_err(std::io::Error::from)
+                serde_json::to_writer(out, &ProfileWriter::of(report, prompts)).map_err(std::io::Error::from)
             }
         }
     }
@@ -107,13 +110,14 @@ impl Export {
 /// from statistics. Fails only when the run's prompts came from a tokenizer that can no
 /// longer be read.
 pub fn profile_export(report: &RunReport) -> serde_json::Result<Value> {
-    serde_json::to_value(ProfileExport::of(report, None))
+    serde_json::to_value(ProfileWriter::of(report, None))
 }
 
-/// perf_analyzer's profile export of a run, serialized straight from its records. Built as a
-/// JSON value first, it took 14 to 23 times as long as run.json to write; this way, 1.1 to 1.6
-/// times (store benchmark, 2.56M responses).
-struct ProfileExport<'a> {
+/// perf_analyzer's profile export of a run, serialized straight from its records into the
+/// [`profile`] types, its lists as they are iterated. Built as a JSON value first, it took 14
+/// to 23 times as long as run.json to write; this way, 1.1 to 1.6 times (store benchmark,
+/// 2.56M responses).
+struct ProfileWriter<'a> {
     report: &'a RunReport,
     /// The measured requests of each sweep point.
     points: Vec<Vec<&'a RequestRecord>>,
@@ -123,7 +127,7 @@ struct ProfileExport<'a> {
     prompts: Result<Arc<RunPrompts>, String>,
 }
 
-impl<'a> ProfileExport<'a> {
+impl<'a> ProfileWriter<'a> {
     fn of(report: &'a RunReport, prompts: Option<Arc<RunPrompts>>) -> Self {
         let spec = &report.spec;
         let mut points = vec![Vec::new(); spec.point_count()];
@@ -144,57 +148,59 @@ impl<'a> ProfileExport<'a> {
     }
 }
 
-impl Serialize for ProfileExport<'_> {
+impl Serialize for ProfileWriter<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let experiments =
             self.points.iter().enumerate().filter(|(_, records)| !records.is_empty()).map(|(point, records)| {
                 let start = records.iter().map(|r| r.send_ns).min().unwrap_or(0);
                 let end =
                     records.iter().map(|r| r.responses.last().map_or(r.send_ns, |c| c.at_ns)).max().unwrap_or(start);
-                Experiment { export: self, point, records, window: [self.unix(start), self.unix(end)] }
+                ExperimentWriter { export: self, point, records, window: [self.unix(start), self.unix(end)] }
             });
-        let mut map = serializer.serialize_map(Some(4))?;
-        map.serialize_entry("experiments", &Lazy(|| experiments.clone()))?;
-        map.serialize_entry("version", &self.report.tool)?;
-        map.serialize_entry("service_kind", "triton")?;
-        map.serialize_entry("endpoint", "")?;
-        map.end()
+        profile::ProfileFile {
+            experiments: Lazy(|| experiments.clone()),
+            version: Some(self.report.tool.clone()),
+            service_kind: Some("triton".into()),
+            endpoint: Some(String::new()),
+        }
+        .serialize(serializer)
     }
 }
 
 /// One sweep point's measured requests.
-struct Experiment<'a> {
-    export: &'a ProfileExport<'a>,
+struct ExperimentWriter<'a> {
+    export: &'a ProfileWriter<'a>,
     point: usize,
     records: &'a [&'a RequestRecord],
     window: [i64; 2],
 }
 
-impl Serialize for Experiment<'_> {
+impl Serialize for ExperimentWriter<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let export = self.export;
         let spec = &export.report.spec;
-        let requests = self.records.iter().map(|&record| ProfileRequest { export, record });
-        let mut map = serializer.serialize_map(Some(3))?;
+        let requests = self.records.iter().map(|&record| RequestWriter { export, record });
         // perf_analyzer's two modes: a concurrency, or a request rate.
-        let experiment = match spec.point(self.point).map(|(_, load)| load) {
-            Some(LoadLevel::Rate(rate)) => json!({ "mode": "request_rate", "value": rate }),
-            Some(LoadLevel::Concurrency(c)) => json!({ "mode": "concurrency", "value": c }),
-            None => json!({ "mode": "concurrency", "value": spec.concurrency }),
+        let (mode, value) = match spec.point(self.point).map(|(_, load)| load) {
+            Some(LoadLevel::Rate(rate)) => (LoadMode::RequestRate, serde_json::Number::from_f64(rate)),
+            Some(LoadLevel::Concurrency(c)) => (LoadMode::Concurrency, Some(c.into())),
+            None => (LoadMode::Concurrency, Some(spec.concurrency.into())),
         };
-        map.serialize_entry("experiment", &experiment)?;
-        map.serialize_entry("requests", &Lazy(|| requests.clone()))?;
-        map.serialize_entry("window_boundaries", &self.window)?;
-        map.end()
+        profile::Experiment {
+            experiment: Some(Load { mode: Some(mode), value }),
+            requests: Lazy(|| requests.clone()),
+            window_boundaries: Some(self.window.to_vec()),
+        }
+        .serialize(serializer)
     }
 }
 
-struct ProfileRequest<'a> {
-    export: &'a ProfileExport<'a>,
+struct RequestWriter<'a> {
+    export: &'a ProfileWriter<'a>,
     record: &'a RequestRecord,
 }
 
-impl Serialize for ProfileRequest<'_> {
+impl Serialize for RequestWriter<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let (export, r) = (self.export, self.record);
         let spec = &export.report.spec;
@@ -202,25 +208,27 @@ impl Serialize for ProfileRequest<'_> {
         // The point's length; a record from before points had loads has only its own.
         let length = spec.point(r.point as usize).map_or(r.prompt_words, |(length, _)| length);
         let prompt = prompts.prompt(spec, r.point, r.seq, length).map_err(serde::ser::Error::custom)?.text;
-        let mut map = serializer.serialize_map(Some(4))?;
-        map.serialize_entry("timestamp", &export.unix(r.send_ns))?;
         let max_tokens = spec.max_tokens_of(r.point, r.seq);
-        map.serialize_entry("request_inputs", &request_inputs(export.style, &prompt, max_tokens, spec))?;
-        map.serialize_entry("response_timestamps", &Lazy(|| r.responses.iter().map(|c| export.unix(c.at_ns))))?;
-        map.serialize_entry("response_outputs", &Lazy(|| r.responses.iter().map(|c| Outputs(r, c))))?;
-        map.end()
+        profile::Request {
+            timestamp: Some(export.unix(r.send_ns)),
+            request_inputs: Some(request_inputs(export.style, prompt.into_owned(), max_tokens, spec)),
+            response_timestamps: Lazy(|| r.responses.iter().map(|c| export.unix(c.at_ns))),
+            response_outputs: Lazy(|| r.responses.iter().map(|c| Outputs(r, c))),
+        }
+        .serialize(serializer)
     }
 }
 
-/// A response's outputs as perf_analyzer lists them: its text, and the server's send and
-/// receive times under the output names the test models use, when the server gave them.
+/// A response's outputs as perf_analyzer lists them: its text (new text, whatever the run's
+/// style), and the server's send and receive times under the output names the test models
+/// use, when the server gave them.
 struct Outputs<'a>(&'a RequestRecord, ResponseRecord<'a>);
 
 impl Serialize for Outputs<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let Outputs(request, response) = self;
         let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("text_output", &response.text)?;
+        map.serialize_entry(DELTA_TEXT_OUTPUT, &response.text)?;
         if let Some(sent) = response.server_send_unix_ns {
             map.serialize_entry(SEND_TIME_KEY, &sent)?;
             if let Some(received) = request.server_recv_unix_ns {
@@ -247,19 +255,23 @@ where
 
 /// The inputs of a request asking for `max_tokens` as perf_analyzer lists them, by the
 /// model's own input names.
-fn request_inputs(style: InputStyle, prompt: &str, max_tokens: u32, spec: &SweepSpec) -> Value {
-    let stream = spec.streaming;
-    let sampling = sampling_json(max_tokens, spec.ignore_eos);
-    match style {
-        InputStyle::Tutorial => json!({ "PROMPT": prompt, "STREAM": stream, "SAMPLING_PARAMETERS": sampling }),
-        InputStyle::Trtllm => json!({ "text_input": prompt, "max_tokens": max_tokens, "stream": stream }),
-        _ => json!({ "text_input": prompt, "stream": stream, "sampling_parameters": sampling }),
-    }
+fn request_inputs(style: InputStyle, prompt: String, max_tokens: u32, spec: &SweepSpec) -> Tensors {
+    let convention = Convention::of(style);
+    let asked = match convention.max_tokens {
+        MaxTokensInput::Sampling(_) => TensorValue::Text(sampling_json(max_tokens, spec.ignore_eos)),
+        MaxTokensInput::Int(_) => TensorValue::Number(max_tokens.into()),
+    };
+    Tensors::from([
+        (convention.prompt.into(), TensorValue::Text(prompt)),
+        (convention.stream.into(), TensorValue::Bool(spec.streaming)),
+        (convention.max_tokens.name().into(), asked),
+    ])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use shared::{RunStatus, TokenCountSource};
 
     #[test]

@@ -9,7 +9,10 @@ use shared::{
     InputStyle, RequestRecord, ResponseRecord, Responses, RunReport, RunStatus, SweepSpec, TokenCountSource, limits,
 };
 
-use crate::style::{RECEIVE_TIME_KEY, SEND_TIME_KEY};
+use crate::convention::{
+    Convention, MaxTokensInput, NewText, RECEIVE_TIME_KEY, SEND_TIME_KEY, TextForm, read_sampling, tokens_without_count,
+};
+use crate::export::profile::{self, ProfileFile, Tensors};
 
 /// Why a file could not be read as a run.
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +46,7 @@ pub fn file_to_report(file: Value, source_name: &str) -> Result<RunReport, Impor
 }
 
 /// [`file_to_report`] of a file's bytes, which it takes and drops as soon as it can: a
-/// run.json is read straight into its types, a profile export into a JSON tree, and only
-/// then converted.
+/// run.json or a profile export is read straight into its types, and only then converted.
 pub fn bytes_to_report(bytes: impl AsRef<[u8]>, source_name: &str) -> Result<RunReport, ImportError> {
     /// Which kind of file it is, found without building anything.
     #[derive(serde::Deserialize)]
@@ -64,9 +66,9 @@ pub fn bytes_to_report(bytes: impl AsRef<[u8]>, source_name: &str) -> Result<Run
         }
         (None, None) => Err(neither(source_name)),
         _ => {
-            let file: Value = serde_json::from_slice(bytes.as_ref()).map_err(not_json)?;
+            let file = read_profile(&mut serde_json::Deserializer::from_slice(bytes.as_ref()), source_name)?;
             drop(bytes);
-            profile_to_report(&file, source_name)
+            profile_file_to_report(file, source_name)
         }
     }
 }
@@ -92,52 +94,79 @@ fn run_json_read(mut report: RunReport, source_name: &str) -> Result<RunReport, 
     Ok(report)
 }
 
-/// The prompt of a request, by whichever input name its model uses.
-fn prompt(inputs: &Value) -> Option<(&str, InputStyle)> {
-    [("text_input", InputStyle::Vllm), ("PROMPT", InputStyle::Tutorial)].into_iter().find_map(|(name, style)| {
-        let value = inputs.get(name)?;
-        // Either the string itself or a one-element list of it.
-        let text = value.as_str().or_else(|| value.as_array()?.first()?.as_str())?;
-        let style =
-            if style == InputStyle::Vllm && inputs.get("max_tokens").is_some() { InputStyle::Trtllm } else { style };
-        Some((text, style))
+/// Reads a profile export into its types; a value of the wrong type is named by its place
+/// in the file.
+fn read_profile<'de, D: serde::Deserializer<'de>>(file: D, source_name: &str) -> Result<ProfileFile, ImportError> {
+    serde_path_to_error::deserialize(file).map_err(|err| {
+        let why = match err.path().to_string() {
+            path if path == "." => err.inner().to_string(),
+            path => format!("{path}: {}", err.inner()),
+        };
+        ImportError { source_name: source_name.into(), kind: PROFILE, why }
     })
+}
+
+/// The prompt of a request and the style its inputs are named in: the convention whose prompt
+/// input it has; between conventions naming their prompt alike, the one whose integer
+/// max-tokens input it has.
+fn prompt(inputs: &Tensors) -> Option<(&str, InputStyle)> {
+    Convention::ALL
+        .iter()
+        .filter_map(|c| {
+            let text = inputs.get(c.prompt)?.first_str()?;
+            match c.max_tokens {
+                MaxTokensInput::Int(name) if !inputs.contains_key(name) => None,
+                MaxTokensInput::Int(_) => Some((0, text, c.style)),
+                MaxTokensInput::Sampling(_) => Some((1, text, c.style)),
+            }
+        })
+        .min_by_key(|&(rank, ..)| rank)
+        .map(|(_, text, style)| (text, style))
+}
+
+/// The prompt inputs a request may have, for messages: "a or b".
+fn prompt_inputs() -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for c in Convention::ALL {
+        if !names.contains(&c.prompt) {
+            names.push(c.prompt);
+        }
+    }
+    names.join(" or ")
 }
 
 /// `max_tokens` and `ignore_eos` as the request asked for them: an input of their own, or
 /// inside the sampling-parameters JSON.
-fn asked_limits(inputs: &Value) -> (Option<u32>, bool) {
-    let number = |v: &Value| v.as_u64().or_else(|| v.as_array()?.first()?.as_u64()).map(|n| n as u32);
-    let sampling = ["sampling_parameters", "SAMPLING_PARAMETERS"]
-        .into_iter()
-        .find_map(|name| {
-            let v = inputs.get(name)?;
-            v.as_str().or_else(|| v.as_array()?.first()?.as_str())
+fn asked_limits(inputs: &Tensors) -> (Option<u32>, bool) {
+    let sampling = Convention::ALL
+        .iter()
+        .find_map(|c| match c.max_tokens {
+            MaxTokensInput::Sampling(name) => inputs.get(name)?.first_str(),
+            MaxTokensInput::Int(_) => None,
         })
-        .and_then(|text| serde_json::from_str::<Value>(text).ok());
-    let max_tokens =
-        inputs.get("max_tokens").and_then(number).or_else(|| sampling.as_ref()?.get("max_tokens").and_then(number));
-    let ignore_eos = sampling.as_ref().and_then(|s| s.get("ignore_eos")?.as_bool()).unwrap_or(false);
+        .and_then(|text| read_sampling(text.as_bytes()).ok());
+    let own = Convention::ALL.iter().find_map(|c| match c.max_tokens {
+        MaxTokensInput::Int(name) => inputs.get(name)?.first_u64(),
+        MaxTokensInput::Sampling(_) => None,
+    });
+    let max_tokens = own.or_else(|| sampling.as_ref()?.max_tokens.as_ref()?.first_u64()).map(|n| n as u32);
+    let ignore_eos = sampling.as_ref().and_then(|s| s.ignore_eos.as_ref()?.as_bool()).unwrap_or(false);
     (max_tokens, ignore_eos)
 }
 
-/// Whether the request asked to stream (`stream` or `STREAM`); true when it does not say.
-fn asked_streaming(inputs: &Value) -> bool {
-    ["stream", "STREAM"]
-        .into_iter()
-        .find_map(|name| {
-            let v = inputs.get(name)?;
-            v.as_bool().or_else(|| v.as_array()?.first()?.as_bool())
-        })
-        .unwrap_or(true)
+/// Whether the request asked to stream, by any convention's stream input; true when it does
+/// not say.
+fn asked_streaming(inputs: &Tensors) -> bool {
+    Convention::ALL.iter().find_map(|c| inputs.get(c.stream)?.first_bool()).unwrap_or(true)
 }
 
-/// The text a response carries, if the export kept it, and whether it is cumulative (the
-/// 2023 tutorial model's `TEXT` repeats everything so far, prompt included).
-fn output_text(output: &Value) -> Option<(&str, bool)> {
-    [("text_output", false), ("TEXT", true)]
-        .into_iter()
-        .find_map(|(name, cumulative)| Some((output.get(name)?.as_str()?, cumulative)))
+/// The text a response carries, if the export kept it, and how it runs, by the convention
+/// whose text output holds it.
+fn output_text(outputs: &mut Tensors) -> Option<(String, TextForm)> {
+    Convention::ALL.iter().find_map(|c| match outputs.remove(c.text_output)? {
+        profile::TensorValue::Text(text) => Some((text, c.text_form)),
+        _ => None,
+    })
 }
 
 /// How far from its request's send time a server time may lie and still be believed.
@@ -147,182 +176,210 @@ const PLAUSIBLE_NS: i64 = 3_600 * 1_000_000_000;
 /// test models do), for a request sent at `sent`. For a response that lacks the output,
 /// perf_analyzer 2.51 writes whatever its buffer held (seen: 0, and numbers decades away), so
 /// only a time within an hour of the request counts.
-fn server_time(output: &Value, key: &str, sent: i64) -> Option<i64> {
-    let value = output.get(key)?;
-    let ns = value.as_i64().or_else(|| value.as_array()?.first()?.as_i64())?;
+fn server_time(outputs: &Tensors, key: &str, sent: i64) -> Option<i64> {
+    let ns = outputs.get(key)?.first_i64()?;
     (ns > 0 && ns.abs_diff(sent) < PLAUSIBLE_NS as u64).then_some(ns)
+}
+
+/// One request as read from the file.
+struct RawRequest {
+    words: u32,
+    send: i64,
+    responses: Vec<RawResponse>,
+}
+
+struct RawResponse {
+    at: i64,
+    /// The text, and how it runs.
+    text: Option<(String, TextForm)>,
+    /// The server's send time, and when it says it received the request.
+    sent: Option<i64>,
+    received: Option<i64>,
+}
+
+/// What the requests asked for, as the last one read says, and the highest concurrency.
+struct Asked {
+    style: InputStyle,
+    concurrency: u32,
+    limits: (Option<u32>, bool),
+    streaming: bool,
+}
+
+/// The errors of one file.
+struct Errors<'a> {
+    source_name: &'a str,
+}
+
+impl Errors<'_> {
+    /// Not a profile export: `why`.
+    fn fail(&self, why: String) -> ImportError {
+        ImportError { source_name: self.source_name.into(), kind: PROFILE, why }
+    }
+
+    /// Beyond one of tokenscope's caps: `why`.
+    fn over(&self, why: String) -> ImportError {
+        ImportError { source_name: self.source_name.into(), kind: PROFILE_WITHIN_LIMITS, why }
+    }
 }
 
 /// Converts a profile export into a run. `source_name` names the file in messages and as the
 /// run's target. Times keep perf_analyzer's nanoseconds, counted from its first send.
 pub fn profile_to_report(export: &Value, source_name: &str) -> Result<RunReport, ImportError> {
-    let fail = |why: String| ImportError { source_name: source_name.into(), kind: PROFILE, why };
-    let over = |why: String| ImportError { source_name: source_name.into(), kind: PROFILE_WITHIN_LIMITS, why };
-    let experiments = export
-        .get("experiments")
-        .and_then(Value::as_array)
-        .ok_or_else(|| fail("it has no \"experiments\" list".into()))?;
-    struct Raw {
-        words: u32,
-        send: i64,
-        responses: Vec<RawResponse>,
-    }
-    struct RawResponse {
-        at: i64,
-        /// The text, and whether it is cumulative.
-        text: Option<(String, bool)>,
-        /// The server's send time, and when it says it received the request.
-        sent: Option<i64>,
-        received: Option<i64>,
-    }
-    let mut raw = Vec::new();
-    let mut style = InputStyle::Vllm;
-    let mut concurrency = 1;
-    let mut limits = (None, false);
-    let mut streaming = true;
-    for (e, experiment) in experiments.iter().enumerate() {
-        if let Some(value) = experiment.pointer("/experiment/value").and_then(Value::as_u64) {
-            concurrency = concurrency.max(value as u32);
-        }
-        let requests = experiment
-            .get("requests")
-            .and_then(Value::as_array)
-            .ok_or_else(|| fail(format!("experiment {e} has no \"requests\" list")))?;
-        for (i, request) in requests.iter().enumerate() {
-            let at = |what: &str| fail(format!("request {i} of experiment {e} has no {what}"));
-            let send = request.get("timestamp").and_then(Value::as_i64).ok_or_else(|| at("\"timestamp\""))?;
-            let inputs = request.get("request_inputs").ok_or_else(|| at("\"request_inputs\""))?;
-            let (text, found) = prompt(inputs).ok_or_else(|| at("text_input or PROMPT input"))?;
-            if text.len() as u64 > limits::MAX_PROMPT_BYTES {
-                return Err(over(format!(
-                    "request {i} of experiment {e} has a prompt of {} bytes, above the limit of {} bytes",
-                    text.len(),
-                    limits::MAX_PROMPT_BYTES
-                )));
-            }
-            style = found;
-            limits = asked_limits(inputs);
-            streaming = asked_streaming(inputs);
-            let times = request
-                .get("response_timestamps")
-                .and_then(Value::as_array)
-                .ok_or_else(|| at("\"response_timestamps\""))?;
-            if times.len() > limits::MAX_RESPONSES_PER_REQUEST {
-                return Err(over(format!(
-                    "request {i} of experiment {e} has {} responses, above the limit of {}",
-                    times.len(),
-                    limits::MAX_RESPONSES_PER_REQUEST
-                )));
-            }
-            if raw.len() as u64 >= limits::MAX_REQUESTS {
-                return Err(over(format!("it holds more than the limit of {} requests", limits::MAX_REQUESTS)));
-            }
-            let outputs = request.get("response_outputs").and_then(Value::as_array);
-            let responses = times
-                .iter()
-                .enumerate()
-                .map(|(k, t)| {
-                    let output = outputs.and_then(|o| o.get(k));
-                    let text = output.and_then(output_text).map(|(t, c)| (t.to_string(), c));
-                    let sent = output.and_then(|o| server_time(o, SEND_TIME_KEY, send));
-                    let received = output.and_then(|o| server_time(o, RECEIVE_TIME_KEY, send));
-                    t.as_i64()
-                        .map(|at| RawResponse { at, text, sent, received })
-                        .ok_or_else(|| at("numeric response timestamps"))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            raw.push(Raw { words: word_count(text) as u32, send, responses });
-        }
-    }
+    profile_file_to_report(read_profile(export, source_name)?, source_name)
+}
+
+/// [`profile_to_report`] of a file read into its types.
+fn profile_file_to_report(file: ProfileFile, source_name: &str) -> Result<RunReport, ImportError> {
+    let errors = Errors { source_name };
+    let ProfileFile { experiments, version, endpoint, .. } = file;
+    let experiments = experiments.ok_or_else(|| errors.fail("it has no \"experiments\" list".into()))?;
+    let (raw, asked) = read_requests(experiments, &errors)?;
     if raw.is_empty() {
-        return Err(fail("it holds no requests".into()));
+        return Err(errors.fail("it holds no requests".into()));
     }
     let base = raw.iter().map(|r| r.send).min().expect("requests");
     let mut lengths: Vec<u32> = raw.iter().map(|r| r.words).collect();
     lengths.sort_unstable();
     lengths.dedup();
+    let (requests, seqs) = records(raw, &lengths, base, asked.streaming);
+    let spec = SweepSpec {
+        target: source_name.into(),
+        model: endpoint.filter(|e| !e.is_empty()).unwrap_or_else(|| "perf_analyzer import".into()),
+        input_style: asked.style,
+        max_tokens: asked.limits.0.unwrap_or(SweepSpec::default().max_tokens),
+        ignore_eos: asked.limits.1,
+        streaming: asked.streaming,
+        prompt_lengths: lengths,
+        requests: seqs.iter().copied().max().unwrap_or(0),
+        concurrency: asked.concurrency,
+        ..SweepSpec::default()
+    };
+    let tool = version.map_or("perf_analyzer".into(), |v| format!("imported from {v}"));
+    let mut report = RunReport { status: RunStatus::Completed, requests, ..RunReport::new(tool, spec, base) };
+    // Checked before any statistic is computed from it.
+    if let Some(why) = limits::report_problem(&report) {
+        return Err(errors.over(why));
+    }
+    report.recompute_points();
+    Ok(report)
+}
+
+/// Every request of every experiment, with what they asked for.
+fn read_requests(
+    experiments: Vec<profile::Experiment>,
+    errors: &Errors,
+) -> Result<(Vec<RawRequest>, Asked), ImportError> {
+    let mut raw = Vec::new();
+    let mut asked = Asked { style: InputStyle::Vllm, concurrency: 1, limits: (None, false), streaming: true };
+    for (e, experiment) in experiments.into_iter().enumerate() {
+        if let Some(value) = experiment.experiment.and_then(|load| load.value?.as_u64()) {
+            asked.concurrency = asked.concurrency.max(value as u32);
+        }
+        let requests =
+            experiment.requests.ok_or_else(|| errors.fail(format!("experiment {e} has no \"requests\" list")))?;
+        for (i, request) in requests.into_iter().enumerate() {
+            let request = read_request(request, raw.len(), &mut asked, errors, &|what| {
+                format!("request {i} of experiment {e} {what}")
+            })?;
+            raw.push(request);
+        }
+    }
+    Ok((raw, asked))
+}
+
+/// One request, checked against the caps with `held` requests read before it; what it asked
+/// for goes to `asked`. `at` puts the request's place in front of a complaint.
+fn read_request(
+    request: profile::Request,
+    held: usize,
+    asked: &mut Asked,
+    errors: &Errors,
+    at: &dyn Fn(&str) -> String,
+) -> Result<RawRequest, ImportError> {
+    let lacks = |what: &str| errors.fail(at(&format!("has no {what}")));
+    let profile::Request { timestamp, request_inputs, response_timestamps, response_outputs } = request;
+    let send = timestamp.ok_or_else(|| lacks("\"timestamp\""))?;
+    let inputs = request_inputs.ok_or_else(|| lacks("\"request_inputs\""))?;
+    let (text, style) = prompt(&inputs).ok_or_else(|| lacks(&format!("{} input", prompt_inputs())))?;
+    if text.len() as u64 > limits::MAX_PROMPT_BYTES {
+        let why =
+            format!("has a prompt of {} bytes, above the limit of {} bytes", text.len(), limits::MAX_PROMPT_BYTES);
+        return Err(errors.over(at(&why)));
+    }
+    (asked.style, asked.limits, asked.streaming) = (style, asked_limits(&inputs), asked_streaming(&inputs));
+    let times = response_timestamps.ok_or_else(|| lacks("\"response_timestamps\""))?;
+    if times.len() > limits::MAX_RESPONSES_PER_REQUEST {
+        let why = format!("has {} responses, above the limit of {}", times.len(), limits::MAX_RESPONSES_PER_REQUEST);
+        return Err(errors.over(at(&why)));
+    }
+    if held as u64 >= limits::MAX_REQUESTS {
+        return Err(errors.over(format!("it holds more than the limit of {} requests", limits::MAX_REQUESTS)));
+    }
+    let mut outputs = response_outputs.unwrap_or_default().into_iter();
+    let responses = times
+        .into_iter()
+        .map(|at| {
+            let mut output = outputs.next();
+            let text = output.as_mut().and_then(output_text);
+            let sent = output.as_ref().and_then(|o| server_time(o, SEND_TIME_KEY, send));
+            let received = output.as_ref().and_then(|o| server_time(o, RECEIVE_TIME_KEY, send));
+            RawResponse { at, text, sent, received }
+        })
+        .collect();
+    Ok(RawRequest { words: word_count(text) as u32, send, responses })
+}
+
+/// The requests' records in order of sending, each numbered within its prompt length (one
+/// of `lengths`), and how many each length has.
+fn records(mut raw: Vec<RawRequest>, lengths: &[u32], base: i64, streaming: bool) -> (Vec<RequestRecord>, Vec<u32>) {
     let mut seqs = vec![0u32; lengths.len()];
     raw.sort_by_key(|r| r.send);
     let mut arena = Arena::default();
-    let requests: Vec<RequestRecord> = raw
+    let requests = raw
         .into_iter()
         .map(|r| {
             let point = lengths.binary_search(&r.words).expect("listed") as u32;
             let seq = seqs[point as usize];
             seqs[point as usize] += 1;
-            let offset = |t: i64| t.saturating_sub(base).max(0) as u64;
-            let mut previous = String::new();
-            let mut responses = Responses::default();
-            for RawResponse { at, text, sent, .. } in &r.responses {
-                // Cumulative text: only what is new counts.
-                let text = match text {
-                    Some((text, true)) => {
-                        let new = text.strip_prefix(previous.as_str()).unwrap_or(text);
-                        previous.clone_from(text);
-                        Some(new)
-                    }
-                    Some((text, false)) => Some(text.as_str()),
-                    None => None,
-                };
-                // Without outputs, every response counts as a token, as perf_analyzer counts
-                // them; without streaming, the one response's words are the count.
-                let tokens = match text {
-                    None => 1,
-                    Some(t) if !streaming && !t.is_empty() => (t.split_whitespace().count() as u32).max(1),
-                    Some(t) => u32::from(!t.is_empty()),
-                };
-                responses.push(ResponseRecord {
-                    at_ns: offset(*at),
-                    tokens,
-                    text: text.unwrap_or_default(),
-                    server_send_unix_ns: *sent,
-                });
-            }
-            responses.keep_in(&mut arena);
-            let last = responses.last().map(|c| c.at_ns);
-            RequestRecord {
-                point,
-                seq,
-                warmup: false,
-                id: format!("{point}-{seq}"),
-                prompt_words: r.words,
-                num_input_tokens: None,
-                send_ns: offset(r.send),
-                intended_ns: None,
-                server_recv_unix_ns: r.responses.iter().find_map(|c| c.received),
-                responses,
-                final_ns: last,
-                token_source: if streaming { TokenCountSource::Responses } else { TokenCountSource::Words },
-                error: None,
-            }
+            record(r, point, seq, base, streaming, &mut arena)
         })
         .collect();
-    let spec = SweepSpec {
-        target: source_name.into(),
-        model: export
-            .get("endpoint")
-            .and_then(Value::as_str)
-            .filter(|e| !e.is_empty())
-            .unwrap_or("perf_analyzer import")
-            .into(),
-        input_style: style,
-        max_tokens: limits.0.unwrap_or(SweepSpec::default().max_tokens),
-        ignore_eos: limits.1,
-        streaming,
-        prompt_lengths: lengths,
-        requests: seqs.iter().copied().max().unwrap_or(0),
-        concurrency,
-        ..SweepSpec::default()
-    };
-    let tool =
-        export.get("version").and_then(Value::as_str).map_or("perf_analyzer".into(), |v| format!("imported from {v}"));
-    let mut report = RunReport { status: RunStatus::Completed, requests, ..RunReport::new(tool, spec, base) };
-    // Checked before any statistic is computed from it.
-    if let Some(why) = limits::report_problem(&report) {
-        return Err(over(why));
+    (requests, seqs)
+}
+
+/// A request's record, its times counted from `base`.
+fn record(r: RawRequest, point: u32, seq: u32, base: i64, streaming: bool, arena: &mut Arena) -> RequestRecord {
+    let offset = |t: i64| t.saturating_sub(base).max(0) as u64;
+    let received = r.responses.iter().find_map(|c| c.received);
+    // The texts as the server sent them, prompt and all: only cumulative text is cut to
+    // what is new.
+    let mut new_text = NewText::new(None);
+    let mut responses = Responses::default();
+    for RawResponse { at, text, sent, .. } in r.responses {
+        let text = text.map(|(text, form)| new_text.take(text, form));
+        // Without outputs, every response counts as a token, as perf_analyzer counts them;
+        // with them, as a response without a server count does.
+        let tokens = text.as_deref().map_or(1, |t| tokens_without_count(t, !streaming).0);
+        let text = text.as_deref().unwrap_or_default();
+        responses.push(ResponseRecord { at_ns: offset(at), tokens, text, server_send_unix_ns: sent });
     }
-    report.recompute_points();
-    Ok(report)
+    responses.keep_in(arena);
+    let last = responses.last().map(|c| c.at_ns);
+    RequestRecord {
+        point,
+        seq,
+        warmup: false,
+        id: format!("{point}-{seq}"),
+        prompt_words: r.words,
+        num_input_tokens: None,
+        send_ns: offset(r.send),
+        intended_ns: None,
+        server_recv_unix_ns: received,
+        responses,
+        final_ns: last,
+        token_source: if streaming { TokenCountSource::Responses } else { TokenCountSource::Words },
+        error: None,
+    }
 }
 
 #[cfg(test)]
@@ -375,11 +432,12 @@ mod tests {
         ]}]});
         let report = profile_to_report(&export, "f").unwrap();
         assert_eq!(report.spec.input_style, InputStyle::Tutorial);
+        let inputs = |value: Value| -> Tensors { serde_json::from_value(value).unwrap() };
         assert_eq!(
-            asked_limits(&json!({ "sampling_parameters": "{\"max_tokens\": 256, \"ignore_eos\": true}" })),
+            asked_limits(&inputs(json!({ "sampling_parameters": "{\"max_tokens\": 256, \"ignore_eos\": true}" }))),
             (Some(256), true)
         );
-        assert_eq!(asked_limits(&json!({ "max_tokens": [8] })), (Some(8), false));
+        assert_eq!(asked_limits(&inputs(json!({ "max_tokens": [8] }))), (Some(8), false));
         let tokens: Vec<u32> = report.requests[0].responses.iter().map(|r| r.tokens).collect();
         assert_eq!(tokens, vec![1, 0, 1]);
     }
@@ -516,6 +574,9 @@ mod tests {
         let err =
             profile_to_report(&json!({ "experiments": [{ "requests": [{ "timestamp": 1 }] }] }), "x").unwrap_err();
         assert!(err.to_string().contains("request 0 of experiment 0 has no \"request_inputs\""), "{err}");
+        let file = json!({ "experiments": [{ "requests": [{ "timestamp": "soon" }] }] });
+        let err = profile_to_report(&file, "x").unwrap_err().to_string();
+        assert!(err.contains("experiments[0].requests[0].timestamp: invalid type: string \"soon\""), "{err}");
     }
 
     #[test]

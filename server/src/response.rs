@@ -463,8 +463,8 @@ mod tests {
         for style in [shared::InputStyle::Vllm, shared::InputStyle::Tutorial, shared::InputStyle::Trtllm] {
             for streaming in [true, false] {
                 let spec = shared::SweepSpec { streaming, ..shared::SweepSpec::default() };
-                let sig = crate::style::ModelSignature::default();
-                let mut reader = crate::style::RequestPlan::new(&sig, style, &spec).reader("p q");
+                let sig = crate::convention::ModelSignature::default();
+                let mut reader = crate::convention::RequestPlan::new(&sig, style, &spec).reader("p q");
                 let parsed = reader.read(response);
                 assert!(parsed.text.len() <= 3 * len);
                 assert!(parsed.error.is_none_or(|e| e.len() <= 3 * len + 64));

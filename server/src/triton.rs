@@ -12,11 +12,11 @@ use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::arrival::{ReadStamp, StampingConnector, Waits};
+use crate::convention::{ModelSignature, RequestPlan, StyleError, resolve_style};
 use crate::pb;
 use crate::pb::grpc_inference_service_client::GrpcInferenceServiceClient;
 use crate::pb::grpc_inference_service_server::SERVICE_NAME;
 use crate::response::{Response, StreamCodec};
-use crate::style::{ModelSignature, RequestPlan, StyleError, resolve_style};
 
 /// How long to wait for a TCP connection and for each discovery call.
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);

@@ -7,6 +7,10 @@ use shared::InputStyle;
 
 use super::wire::{self, Encoded, Output, Raw};
 use crate::bytes::{decode_raw, encode_raw_one};
+use crate::convention::{
+    Convention, DataType, Declared, MAX_OUTPUTS, MaxTokensInput, NUM_INPUT_TOKENS, NUM_OUTPUT_TOKENS, OUTPUT_IDS,
+    RETURN_NUM_INPUT_TOKENS, RETURN_NUM_OUTPUT_TOKENS, TextForm, read_sampling,
+};
 use crate::pb;
 use crate::pb::infer_parameter::ParameterChoice;
 use crate::pb::model_infer_response::InferOutputTensor;
@@ -207,68 +211,22 @@ pub struct Ask {
     pub empty_final: bool,
 }
 
-struct Tensor {
-    name: &'static str,
-    datatype: &'static str,
-    data_type: pb::DataType,
-    dims: &'static [i64],
-    optional: bool,
-}
-
-const fn tensor(
-    name: &'static str,
-    datatype: &'static str,
-    data_type: pb::DataType,
-    dims: &'static [i64],
-    optional: bool,
-) -> Tensor {
-    Tensor { name, datatype, data_type, dims, optional }
-}
-
 impl SimModel {
+    /// The convention the model speaks: its tensors are the ones the convention declares.
+    pub fn convention(&self) -> &'static Convention {
+        Convention::of(self.style)
+    }
+
     fn batched(&self) -> bool {
-        self.style == InputStyle::Trtllm
+        self.convention().batched
     }
 
-    fn inputs(&self) -> Vec<Tensor> {
-        use pb::DataType::{TypeBool as Bool, TypeInt32 as Int32, TypeString as Bytes};
-        match self.style {
-            InputStyle::Tutorial => vec![
-                tensor("PROMPT", "BYTES", Bytes, &[1], false),
-                tensor("STREAM", "BOOL", Bool, &[1], false),
-                tensor("SAMPLING_PARAMETERS", "BYTES", Bytes, &[1], false),
-            ],
-            InputStyle::Trtllm => vec![
-                tensor("text_input", "BYTES", Bytes, &[1], false),
-                tensor("max_tokens", "INT32", Int32, &[1], false),
-                tensor("stream", "BOOL", Bool, &[1], true),
-                tensor("min_tokens", "INT32", Int32, &[1], true),
-            ],
-            _ => vec![
-                tensor("text_input", "BYTES", Bytes, &[1], false),
-                tensor("stream", "BOOL", Bool, &[1], true),
-                tensor("sampling_parameters", "BYTES", Bytes, &[1], true),
-                tensor("exclude_input_in_output", "BOOL", Bool, &[1], true),
-                tensor("return_num_input_tokens", "BOOL", Bool, &[1], true),
-                tensor("return_num_output_tokens", "BOOL", Bool, &[1], true),
-            ],
-        }
+    fn inputs(&self) -> &'static [Declared] {
+        self.convention().inputs
     }
 
-    fn outputs(&self) -> Vec<Tensor> {
-        use pb::DataType::{TypeInt32 as Int32, TypeString as Bytes, TypeUint32 as Uint32};
-        match self.style {
-            InputStyle::Tutorial => vec![tensor("TEXT", "BYTES", Bytes, &[-1], false)],
-            InputStyle::Trtllm => vec![
-                tensor("text_output", "BYTES", Bytes, &[-1], false),
-                tensor("output_ids", "INT32", Int32, &[-1], false),
-            ],
-            _ => vec![
-                tensor("text_output", "BYTES", Bytes, &[-1], false),
-                tensor("num_input_tokens", "UINT32", Uint32, &[1], false),
-                tensor("num_output_tokens", "UINT32", Uint32, &[1], false),
-            ],
-        }
+    fn outputs(&self) -> &'static [Declared] {
+        self.convention().outputs
     }
 
     fn shape(&self, dims: &[i64]) -> Vec<i64> {
@@ -276,17 +234,17 @@ impl SimModel {
     }
 
     pub fn metadata(&self) -> pb::ModelMetadataResponse {
-        let meta = |t: Tensor| pb::model_metadata_response::TensorMetadata {
+        let meta = |t: &Declared| pb::model_metadata_response::TensorMetadata {
             name: t.name.into(),
-            datatype: t.datatype.into(),
+            datatype: t.datatype.name().into(),
             shape: self.shape(t.dims),
         };
         pb::ModelMetadataResponse {
             name: self.name.into(),
             versions: vec!["1".into()],
             platform: if self.batched() { "ensemble".into() } else { "python".into() },
-            inputs: self.inputs().into_iter().map(meta).collect(),
-            outputs: self.outputs().into_iter().map(meta).collect(),
+            inputs: self.inputs().iter().map(meta).collect(),
+            outputs: self.outputs().iter().map(meta).collect(),
         }
     }
 
@@ -298,18 +256,22 @@ impl SimModel {
             max_batch_size: if self.batched() { 8 } else { 0 },
             input: self
                 .inputs()
-                .into_iter()
+                .iter()
                 .map(|t| pb::ModelInput {
                     name: t.name.into(),
-                    data_type: t.data_type as i32,
+                    data_type: t.datatype.config_code() as i32,
                     dims: t.dims.to_vec(),
                     optional: t.optional,
                 })
                 .collect(),
             output: self
                 .outputs()
-                .into_iter()
-                .map(|t| pb::ModelOutput { name: t.name.into(), data_type: t.data_type as i32, dims: t.dims.to_vec() })
+                .iter()
+                .map(|t| pb::ModelOutput {
+                    name: t.name.into(),
+                    data_type: t.datatype.config_code() as i32,
+                    dims: t.dims.to_vec(),
+                })
                 .collect(),
             model_transaction_policy: Some(pb::ModelTransactionPolicy { decoupled: self.decoupled }),
         }
@@ -338,25 +300,24 @@ impl SimModel {
                 unknown.name, self.name
             ));
         }
-        let prompt_name = if self.style == InputStyle::Tutorial { "PROMPT" } else { "text_input" };
-        let prompt = input_bytes(request, prompt_name)
-            .ok_or_else(|| format!("[request id: {id}] input '{prompt_name}' holds no BYTES element"))?;
+        let convention = self.convention();
+        let prompt_name = convention.prompt;
+        let prompt = input_bytes(request, prompt_name).ok_or_else(|| {
+            format!("[request id: {id}] input '{prompt_name}' holds no {} element", DataType::Bytes.name())
+        })?;
         let prompt = String::from_utf8_lossy(&prompt).into_owned();
-        let max_tokens = match self.style {
-            InputStyle::Trtllm => input_int(request, "max_tokens")
-                .ok_or_else(|| format!("[request id: {id}] input 'max_tokens' holds no INT32 element"))?,
-            _ => {
-                let name =
-                    if self.style == InputStyle::Tutorial { "SAMPLING_PARAMETERS" } else { "sampling_parameters" };
-                match input_bytes(request, name) {
-                    None => 16,
-                    Some(json) => serde_json::from_slice::<serde_json::Value>(&json)
-                        .map_err(|e| format!("[request id: {id}] {name} is not JSON: {e}"))?
-                        .get("max_tokens")
-                        .and_then(serde_json::Value::as_u64)
-                        .unwrap_or(16) as i64,
-                }
-            }
+        let max_tokens = match convention.max_tokens {
+            MaxTokensInput::Int(name) => input_int(request, name).ok_or_else(|| {
+                format!("[request id: {id}] input '{name}' holds no {} element", DataType::Int32.name())
+            })?,
+            MaxTokensInput::Sampling(name) => match input_bytes(request, name) {
+                None => 16,
+                Some(json) => read_sampling(&json)
+                    .map_err(|e| format!("[request id: {id}] {name} is not JSON: {e}"))?
+                    .max_tokens
+                    .and_then(|n| n.as_u64())
+                    .unwrap_or(16) as i64,
+            },
         };
         let max_tokens = u32::try_from(max_tokens)
             .ok()
@@ -375,57 +336,61 @@ impl SimModel {
             prompt_tokens,
             prompt,
             max_tokens,
-            want_input_count: input_bool(request, "return_num_input_tokens"),
-            want_output_count: input_bool(request, "return_num_output_tokens"),
+            want_input_count: input_bool(request, RETURN_NUM_INPUT_TOKENS),
+            want_output_count: input_bool(request, RETURN_NUM_OUTPUT_TOKENS),
             empty_final,
         })
     }
 
     /// Tokens the `n`th content response (from 0) carries: TensorRT-LLM's now and then carry two.
     pub fn tokens_in_response(&self, n: u32, left: u32) -> u32 {
-        if self.style == InputStyle::Trtllm && n % 5 == 4 { left.min(2) } else { left.min(1) }
+        if self.convention().several_tokens_per_response && n % 5 == 4 { left.min(2) } else { left.min(1) }
     }
 
     /// Whether this model sends its final flag as a separate empty response.
     pub fn separate_final(&self) -> bool {
-        self.decoupled && self.style != InputStyle::Vllm
+        self.decoupled && self.convention().separate_final
     }
 
-    /// Calls `f` with the outputs of a content response carrying `step`'s tokens.
+    /// Calls `f` with the outputs of a content response carrying `step`'s tokens: the ones
+    /// the convention declares, counts only where the request asked for them.
     fn with_outputs<R>(&self, ask: &Ask, step: &Step, f: impl FnOnce(&[Output]) -> R) -> R {
         let Step { generated, first, count, text, claimed, .. } = *step;
+        let convention = self.convention();
         let shape: &[i64] = if self.batched() { &[1, 1] } else { &[1] };
-        let output = |name, datatype, shape, raw| Output { name, datatype, shape, raw };
-        match self.style {
-            InputStyle::Tutorial => {
-                let full = format!("{}{generated}", ask.prompt);
-                f(&[output("TEXT", "BYTES", shape, Raw::Element(full.as_bytes()))])
+        let full;
+        let text = match convention.text_form {
+            TextForm::Cumulative => {
+                full = format!("{}{generated}", ask.prompt);
+                full.as_str()
             }
-            InputStyle::Trtllm => {
-                let mut ids = Vec::with_capacity(4 * count as usize);
-                for i in first..first + count {
-                    ids.extend_from_slice(&(1000 + i as i32).to_le_bytes());
-                }
-                let ids_shape = [1, i64::from(count)];
-                f(&[
-                    output("text_output", "BYTES", shape, Raw::Element(text.as_bytes())),
-                    output("output_ids", "INT32", &ids_shape, Raw::Plain(&ids)),
-                ])
-            }
-            _ => {
-                let input_count = ask.prompt_tokens.to_le_bytes();
-                let output_count = claimed.unwrap_or(count).to_le_bytes();
-                let text = output("text_output", "BYTES", shape, Raw::Element(text.as_bytes()));
-                let input = output("num_input_tokens", "UINT32", shape, Raw::Plain(&input_count));
-                let output = output("num_output_tokens", "UINT32", shape, Raw::Plain(&output_count));
-                match (ask.want_input_count, ask.want_output_count) {
-                    (false, false) => f(&[text]),
-                    (true, false) => f(&[text, input]),
-                    (false, true) => f(&[text, output]),
-                    (true, true) => f(&[text, input, output]),
-                }
+            TextForm::Delta => text,
+        };
+        let mut ids = Vec::new();
+        if convention.outputs.iter().any(|o| o.name == OUTPUT_IDS) {
+            ids.reserve(4 * count as usize);
+            for i in first..first + count {
+                ids.extend_from_slice(&(1000 + i as i32).to_le_bytes());
             }
         }
+        let ids_shape = [1, i64::from(count)];
+        let input_count = ask.prompt_tokens.to_le_bytes();
+        let output_count = claimed.unwrap_or(count).to_le_bytes();
+        let mut outputs: [Output; MAX_OUTPUTS] =
+            std::array::from_fn(|_| Output { name: "", datatype: "", shape: &[], raw: Raw::Plain(&[]) });
+        let mut n = 0;
+        for declared in convention.outputs {
+            let (shape, raw) = match declared.name {
+                name if name == convention.text_output => (shape, Raw::Element(text.as_bytes())),
+                OUTPUT_IDS => (&ids_shape[..], Raw::Plain(&ids)),
+                NUM_INPUT_TOKENS if ask.want_input_count => (shape, Raw::Plain(&input_count)),
+                NUM_OUTPUT_TOKENS if ask.want_output_count => (shape, Raw::Plain(&output_count)),
+                _ => continue,
+            };
+            outputs[n] = Output { name: declared.name, datatype: declared.datatype.name(), shape, raw };
+            n += 1;
+        }
+        f(&outputs[..n])
     }
 
     /// A content response as a message.

@@ -20,14 +20,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
 
-use shared::InputStyle;
-
 use super::model::{Ask, MODELS, SimConfig, SimModel, Step, token_text};
 use super::wire::Encoded;
 use crate::clock::unix_now_ns;
+use crate::convention::{SEND_TIME_KEY, TextForm};
 use crate::pb;
 use crate::pb::infer_parameter::ParameterChoice;
-use crate::style::SEND_TIME_KEY;
 
 /// Where a job's responses go.
 pub enum Sink {
@@ -347,8 +345,10 @@ fn step(config: &SimConfig, run: &mut Running, active: usize, counters: &HashMap
     if config.stamp_text {
         // Cumulative text repeats earlier tokens in every later response, so their stamps must
         // not change after the fact: there the step's time is written at once.
-        text =
-            if model.style == InputStyle::Tutorial { format!(" @{:019}", unix_now_ns()) } else { format!(" {STAMP}") };
+        text = match model.convention().text_form {
+            TextForm::Cumulative => format!(" @{:019}", unix_now_ns()),
+            TextForm::Delta => format!(" {STAMP}"),
+        };
         if count > 1 {
             text.push_str(&" @".repeat(count as usize - 1));
         }

@@ -15,8 +15,8 @@ use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 use super::scheduler::STAMP;
+use crate::convention::SEND_TIME_KEY;
 use crate::pb;
-use crate::style::SEND_TIME_KEY;
 
 const LEN: u8 = 2;
 const VARINT: u8 = 0;

@@ -1,12 +1,17 @@
-//! Model conventions: which style a model speaks, how to build its requests and how to
-//! read its streamed responses.
+//! Model conventions: how the models of each input style name and type their tensors and how
+//! their outputs read ([`Convention`], one per style), and with them detecting a model's
+//! style, building its requests and reading its streamed responses. Building requests, reading
+//! responses, the profile export and import and the simulator all take their tensor names and
+//! rules from here.
 
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
 use shared::{InputStyle, SweepSpec, limits};
 use thiserror::Error;
 
 use crate::bytes::encode_raw_one;
+use crate::export::profile::TensorValue;
 use crate::pb;
 use crate::pb::infer_parameter::ParameterChoice;
 use crate::pb::model_infer_request::InferInputTensor;
@@ -19,6 +24,331 @@ pub const SEND_TIME_KEY: &str = "send_ns";
 /// as a response parameter or an INT64 output (tokenscope's test models do).
 pub const RECEIVE_TIME_KEY: &str = "recv_ns";
 
+/// The vLLM backend's and TensorRT-LLM's prompt input.
+const TEXT_INPUT: &str = "text_input";
+/// The tutorial model's prompt input.
+const PROMPT: &str = "PROMPT";
+const STREAM: &str = "stream";
+const TUTORIAL_STREAM: &str = "STREAM";
+const SAMPLING_PARAMETERS: &str = "sampling_parameters";
+const TUTORIAL_SAMPLING_PARAMETERS: &str = "SAMPLING_PARAMETERS";
+/// TensorRT-LLM's output-length input; sampling parameters name theirs the same.
+const MAX_TOKENS: &str = "max_tokens";
+const MIN_TOKENS: &str = "min_tokens";
+const MIN_LENGTH: &str = "min_length";
+const EXCLUDE_INPUT_IN_OUTPUT: &str = "exclude_input_in_output";
+/// vLLM's flags asking for the counts of input and output tokens.
+pub const RETURN_NUM_INPUT_TOKENS: &str = "return_num_input_tokens";
+pub const RETURN_NUM_OUTPUT_TOKENS: &str = "return_num_output_tokens";
+const TEXT_OUTPUT: &str = "text_output";
+/// The tutorial model's cumulative text output.
+const TEXT: &str = "TEXT";
+/// The output under which exports list a response's text whatever the run's style: records
+/// hold each response's new text, which is how this output runs.
+pub const DELTA_TEXT_OUTPUT: &str = TEXT_OUTPUT;
+/// Outputs in which a server of any style may count tokens: the prompt's, the response's, and
+/// the response's token ids (their number is its count).
+pub const NUM_INPUT_TOKENS: &str = "num_input_tokens";
+pub const NUM_OUTPUT_TOKENS: &str = "num_output_tokens";
+pub const OUTPUT_IDS: &str = "output_ids";
+
+/// A tensor datatype the conventions use, as the KServe protocol names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataType {
+    Bool,
+    Bytes,
+    Int32,
+    Int64,
+    Uint32,
+}
+
+impl DataType {
+    const ALL: [DataType; 5] = [Self::Bool, Self::Bytes, Self::Int32, Self::Int64, Self::Uint32];
+
+    /// Its name in model metadata and requests.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Bool => "BOOL",
+            Self::Bytes => "BYTES",
+            Self::Int32 => "INT32",
+            Self::Int64 => "INT64",
+            Self::Uint32 => "UINT32",
+        }
+    }
+
+    /// The datatype of that name, if it is one of these.
+    pub fn of_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    /// Its code in a model configuration.
+    pub const fn config_code(self) -> pb::DataType {
+        match self {
+            Self::Bool => pb::DataType::TypeBool,
+            Self::Bytes => pb::DataType::TypeString,
+            Self::Int32 => pb::DataType::TypeInt32,
+            Self::Int64 => pb::DataType::TypeInt64,
+            Self::Uint32 => pb::DataType::TypeUint32,
+        }
+    }
+}
+
+/// A tensor as a convention's models declare it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Declared {
+    pub name: &'static str,
+    pub datatype: DataType,
+    /// Its dimensions, without a batch dimension.
+    pub dims: &'static [i64],
+    /// Whether a request may leave the input out.
+    pub optional: bool,
+}
+
+const fn declared(name: &'static str, datatype: DataType, dims: &'static [i64], optional: bool) -> Declared {
+    Declared { name, datatype, dims, optional }
+}
+
+/// Where a convention's requests ask for their number of output tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxTokensInput {
+    /// In a BYTES input holding sampling parameters as JSON ([`sampling_json`]).
+    Sampling(&'static str),
+    /// As an integer input of its own (INT32, or the INT64 or UINT32 a model declares).
+    Int(&'static str),
+}
+
+impl MaxTokensInput {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sampling(name) | Self::Int(name) => name,
+        }
+    }
+}
+
+/// How a convention's text output runs over one request's responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextForm {
+    /// Each response carries only its new text; the first may echo the prompt.
+    Delta,
+    /// Each response repeats all the text so far, prompt in front.
+    Cumulative,
+}
+
+/// How the models of one input style are spoken to and read.
+///
+/// Tokens are counted the same way in every style: a server's count when it gives one
+/// ([`NUM_OUTPUT_TOKENS`], else the number of [`OUTPUT_IDS`]), else [`tokens_without_count`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct Convention {
+    pub style: InputStyle,
+    /// The BYTES input holding the prompt; a request's first input.
+    pub prompt: &'static str,
+    /// The BOOL input asking to stream, sent where the model declares it.
+    pub stream: &'static str,
+    pub max_tokens: MaxTokensInput,
+    /// Integer inputs asking for at least `max_tokens` tokens, which stand in for ignore_eos:
+    /// the first the model declares is sent.
+    pub min_tokens: &'static [&'static str],
+    /// BOOL inputs sent true where the model declares them.
+    pub flags: &'static [&'static str],
+    /// The BYTES output carrying the text, and how it runs.
+    pub text_output: &'static str,
+    pub text_form: TextForm,
+    /// Whether the stack's models take a leading batch dimension.
+    pub batched: bool,
+    /// Whether a streaming model flags its last response in an empty response of its own.
+    pub separate_final: bool,
+    /// Whether one response may carry several tokens.
+    pub several_tokens_per_response: bool,
+    /// The inputs and outputs a model of the stack declares, in its order.
+    pub inputs: &'static [Declared],
+    pub outputs: &'static [Declared],
+}
+
+use DataType::{Bool, Bytes, Int32, Uint32};
+
+const VLLM: Convention = Convention {
+    style: InputStyle::Vllm,
+    prompt: TEXT_INPUT,
+    stream: STREAM,
+    max_tokens: MaxTokensInput::Sampling(SAMPLING_PARAMETERS),
+    min_tokens: &[],
+    flags: &[EXCLUDE_INPUT_IN_OUTPUT, RETURN_NUM_INPUT_TOKENS, RETURN_NUM_OUTPUT_TOKENS],
+    text_output: TEXT_OUTPUT,
+    text_form: TextForm::Delta,
+    batched: false,
+    separate_final: false,
+    several_tokens_per_response: false,
+    inputs: &[
+        declared(TEXT_INPUT, Bytes, &[1], false),
+        declared(STREAM, Bool, &[1], true),
+        declared(SAMPLING_PARAMETERS, Bytes, &[1], true),
+        declared(EXCLUDE_INPUT_IN_OUTPUT, Bool, &[1], true),
+        declared(RETURN_NUM_INPUT_TOKENS, Bool, &[1], true),
+        declared(RETURN_NUM_OUTPUT_TOKENS, Bool, &[1], true),
+    ],
+    outputs: &[
+        declared(TEXT_OUTPUT, Bytes, &[-1], false),
+        declared(NUM_INPUT_TOKENS, Uint32, &[1], false),
+        declared(NUM_OUTPUT_TOKENS, Uint32, &[1], false),
+    ],
+};
+
+const TUTORIAL: Convention = Convention {
+    style: InputStyle::Tutorial,
+    prompt: PROMPT,
+    stream: TUTORIAL_STREAM,
+    max_tokens: MaxTokensInput::Sampling(TUTORIAL_SAMPLING_PARAMETERS),
+    min_tokens: &[],
+    flags: &[],
+    text_output: TEXT,
+    text_form: TextForm::Cumulative,
+    batched: false,
+    separate_final: true,
+    several_tokens_per_response: false,
+    inputs: &[
+        declared(PROMPT, Bytes, &[1], false),
+        declared(TUTORIAL_STREAM, Bool, &[1], false),
+        declared(TUTORIAL_SAMPLING_PARAMETERS, Bytes, &[1], false),
+    ],
+    outputs: &[declared(TEXT, Bytes, &[-1], false)],
+};
+
+const TRTLLM: Convention = Convention {
+    style: InputStyle::Trtllm,
+    prompt: TEXT_INPUT,
+    stream: STREAM,
+    max_tokens: MaxTokensInput::Int(MAX_TOKENS),
+    min_tokens: &[MIN_TOKENS, MIN_LENGTH],
+    flags: &[],
+    text_output: TEXT_OUTPUT,
+    text_form: TextForm::Delta,
+    batched: true,
+    separate_final: true,
+    several_tokens_per_response: true,
+    inputs: &[
+        declared(TEXT_INPUT, Bytes, &[1], false),
+        declared(MAX_TOKENS, Int32, &[1], false),
+        declared(STREAM, Bool, &[1], true),
+        declared(MIN_TOKENS, Int32, &[1], true),
+    ],
+    outputs: &[declared(TEXT_OUTPUT, Bytes, &[-1], false), declared(OUTPUT_IDS, Int32, &[-1], false)],
+};
+
+/// The most outputs a convention declares.
+pub const MAX_OUTPUTS: usize = 3;
+
+const _: () = {
+    let mut i = 0;
+    while i < Convention::ALL.len() {
+        assert!(Convention::ALL[i].outputs.len() <= MAX_OUTPUTS);
+        i += 1;
+    }
+};
+
+impl Convention {
+    /// Every convention, in the order of [`InputStyle::ALL`].
+    pub const ALL: [&'static Convention; 3] = [&VLLM, &TUTORIAL, &TRTLLM];
+
+    /// The convention of `style`. `auto`, before it is resolved, speaks vLLM's.
+    pub fn of(style: InputStyle) -> &'static Convention {
+        match style {
+            InputStyle::Auto | InputStyle::Vllm => &VLLM,
+            InputStyle::Tutorial => &TUTORIAL,
+            InputStyle::Trtllm => &TRTLLM,
+        }
+    }
+
+    /// The inputs a model must declare to be spoken to in this convention.
+    pub fn required_inputs(&self) -> [&'static str; 2] {
+        [self.prompt, self.max_tokens.name()]
+    }
+
+    /// The input of that name.
+    pub fn input(&self, name: &str) -> Option<&'static Declared> {
+        self.inputs.iter().find(|t| t.name == name)
+    }
+}
+
+/// Sampling parameters as vLLM-style models take them, in JSON: written with a count and a
+/// flag, read with whatever each field holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SamplingParameters<N = u32, B = bool> {
+    #[serde(default)]
+    pub max_tokens: N,
+    #[serde(default)]
+    pub ignore_eos: B,
+}
+
+/// Sampling parameters as a request may hold them: JSON whose fields may be of any type.
+pub type AskedSampling = SamplingParameters<Option<TensorValue>, Option<TensorValue>>;
+
+/// The sampling parameters vLLM-style models take, as JSON.
+pub fn sampling_json(max_tokens: u32, ignore_eos: bool) -> String {
+    serde_json::to_string(&SamplingParameters { max_tokens, ignore_eos }).expect("two plain fields serialize")
+}
+
+/// Reads sampling parameters: what their JSON holds (nothing, where it is not an object), or
+/// why the text is not JSON.
+pub fn read_sampling(json: &[u8]) -> Result<AskedSampling, serde_json::Error> {
+    serde_json::from_slice(json)
+        .or_else(|_| serde_json::from_slice::<serde::de::IgnoredAny>(json).map(|_| AskedSampling::default()))
+}
+
+/// What is new in each of one request's texts: a delta text less the prompt its first may
+/// echo, a cumulative text less the prompt in front and what came before.
+#[derive(Debug, Clone, Default)]
+pub struct NewText {
+    /// The prompt, where it is to be taken off; a delta text's is dropped after the first.
+    prompt: Option<String>,
+    /// Cumulative texts: the whole text so far, prompt removed.
+    seen: String,
+}
+
+impl NewText {
+    /// Taking the prompt (where given) off the texts that repeat it.
+    pub fn new(prompt: Option<String>) -> Self {
+        Self { prompt, seen: String::new() }
+    }
+
+    /// The new part of the next text, which runs as `form` says.
+    pub fn take(&mut self, mut text: String, form: TextForm) -> String {
+        if text.is_empty() {
+            return text;
+        }
+        if form == TextForm::Delta {
+            // Delta outputs: only the first text may echo the prompt.
+            return match self.prompt.take() {
+                Some(prompt) if text.starts_with(&prompt) => text.split_off(prompt.len()),
+                _ => text,
+            };
+        }
+        if let Some(prompt) = &self.prompt
+            && text.starts_with(prompt.as_str())
+        {
+            text.drain(..prompt.len());
+        }
+        if text.starts_with(&self.seen) {
+            let new = text.split_off(self.seen.len());
+            self.seen.push_str(&new);
+            return new;
+        }
+        // Not an extension of what came before: take it whole.
+        self.seen.clone_from(&text);
+        text
+    }
+}
+
+/// The tokens of a response whose server gave no count, from its new text, and whether they
+/// are its words: a whole answer (no streaming) counts its words, at least one; a streamed
+/// response counts one when it has text.
+pub fn tokens_without_count(text: &str, whole_answer: bool) -> (u32, bool) {
+    if whole_answer && !text.is_empty() {
+        ((text.split_whitespace().count() as u32).max(1), true)
+    } else {
+        (u32::from(!text.is_empty()), false)
+    }
+}
 /// A tensor as a model declares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorSig {
@@ -76,11 +406,11 @@ impl ModelSignature {
     pub fn batched(&self) -> bool {
         match self.max_batch_size {
             Some(n) => n > 0,
-            None => self
-                .inputs
-                .iter()
-                .find(|t| t.name == "text_input")
-                .is_some_and(|t| t.shape.len() >= 2 && t.shape[0] == -1),
+            None => self.inputs.iter().any(|t| {
+                Convention::ALL.iter().any(|c| c.batched && c.prompt == t.name)
+                    && t.shape.len() >= 2
+                    && t.shape[0] == -1
+            }),
         }
     }
 
@@ -91,37 +421,49 @@ impl ModelSignature {
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum StyleError {
-    #[error(
-        "model '{model}' has inputs {inputs}, which match no known LLM convention; tokenscope speaks \
-         vllm (text_input, stream, sampling_parameters), tutorial (PROMPT, STREAM, SAMPLING_PARAMETERS) \
-         and trtllm (text_input, max_tokens)"
-    )]
-    NoMatch { model: String, inputs: String },
+    #[error("model '{model}' has inputs {inputs}, which match no known LLM convention; tokenscope speaks {known}")]
+    NoMatch { model: String, inputs: String, known: String },
     #[error("model '{model}' lacks input(s) {missing} needed by the {style} style; its inputs are {inputs}")]
     Missing { model: String, style: InputStyle, missing: String, inputs: String },
 }
 
-/// The inputs each style needs.
-fn required_inputs(style: InputStyle) -> &'static [&'static str] {
-    match style {
-        InputStyle::Auto => &[],
-        InputStyle::Vllm => &["text_input", "sampling_parameters"],
-        InputStyle::Tutorial => &["PROMPT", "SAMPLING_PARAMETERS"],
-        InputStyle::Trtllm => &["text_input", "max_tokens"],
-    }
+/// Every convention with the inputs its requests carry, for messages: "vllm (a, b), ... and trtllm (c, d)".
+fn known_conventions() -> String {
+    let each: Vec<String> = Convention::ALL
+        .iter()
+        .map(|c| {
+            let mut names = vec![c.prompt];
+            if let MaxTokensInput::Int(name) = c.max_tokens {
+                names.push(name);
+            }
+            names.push(c.stream);
+            if let MaxTokensInput::Sampling(name) = c.max_tokens {
+                names.push(name);
+            }
+            format!("{} ({})", c.style, names.join(", "))
+        })
+        .collect();
+    let (last, rest) = each.split_last().expect("conventions");
+    format!("{} and {last}", rest.join(", "))
 }
 
 /// Picks the style for a model: the asked one after checking the model has its inputs, or,
 /// for `auto`, the one its inputs match.
 pub fn resolve_style(sig: &ModelSignature, asked: InputStyle) -> Result<InputStyle, StyleError> {
     let style = match asked {
-        InputStyle::Auto => [InputStyle::Tutorial, InputStyle::Vllm, InputStyle::Trtllm]
+        InputStyle::Auto => [&TUTORIAL, &VLLM, &TRTLLM]
             .into_iter()
-            .find(|&s| required_inputs(s).iter().all(|name| sig.has_input(name)))
-            .ok_or_else(|| StyleError::NoMatch { model: sig.name.clone(), inputs: sig.input_list() })?,
-        other => other,
+            .find(|c| c.required_inputs().iter().all(|name| sig.has_input(name)))
+            .map(|c| c.style)
+            .ok_or_else(|| StyleError::NoMatch {
+                model: sig.name.clone(),
+                inputs: sig.input_list(),
+                known: known_conventions(),
+            })?,
+        InputStyle::Vllm | InputStyle::Tutorial | InputStyle::Trtllm => asked,
     };
-    let missing: Vec<&str> = required_inputs(style).iter().copied().filter(|n| !sig.has_input(n)).collect();
+    let missing: Vec<&str> =
+        Convention::of(style).required_inputs().into_iter().filter(|n| !sig.has_input(n)).collect();
     if !missing.is_empty() {
         return Err(StyleError::Missing {
             model: sig.name.clone(),
@@ -133,18 +475,12 @@ pub fn resolve_style(sig: &ModelSignature, asked: InputStyle) -> Result<InputSty
     Ok(style)
 }
 
-/// The sampling parameters vLLM-style models take, as JSON.
-pub fn sampling_json(max_tokens: u32, ignore_eos: bool) -> String {
-    format!(r#"{{"max_tokens":{max_tokens},"ignore_eos":{ignore_eos}}}"#)
-}
-
 /// Everything needed to build a model's requests, worked out once per run.
 #[derive(Debug, Clone)]
 pub struct RequestPlan {
     pub style: InputStyle,
     template: pb::ModelInferRequest,
-    /// Name of the output carrying text.
-    text_output: &'static str,
+    convention: &'static Convention,
     streaming: bool,
     /// The `max_tokens` the template asks for, and the inputs that carry it, each with how.
     max_tokens: u32,
@@ -182,56 +518,38 @@ impl RequestPlan {
         let mut raw = Vec::new();
         let mut carries_max_tokens = Vec::new();
         let sampling_carrier = Carrier::Sampling { ignore_eos };
-        let int_carrier = |name: &str| Carrier::Int { int64: int_type(sig, name) == "INT64" };
-        let mut push = |name: &str, datatype: &str, bytes: Vec<u8>, carrier: Option<Carrier>| {
+        let int_carrier = |name: &str| Carrier::Int { int64: int_type(sig, name) == DataType::Int64 };
+        let mut push = |name: &str, datatype: DataType, bytes: Vec<u8>, carrier: Option<Carrier>| {
             if let Some(carrier) = carrier {
                 carries_max_tokens.push((raw.len(), carrier));
             }
             inputs.push(InferInputTensor {
                 name: name.into(),
-                datatype: datatype.into(),
+                datatype: datatype.name().into(),
                 shape: shape.clone(),
                 ..Default::default()
             });
             raw.push(bytes);
         };
-        let sampling = sampling_json(max_tokens, ignore_eos);
-        let text_output = match style {
-            InputStyle::Vllm | InputStyle::Auto => {
-                push("text_input", "BYTES", Vec::new(), None);
-                if sig.has_input("stream") {
-                    push("stream", "BOOL", stream.clone(), None);
-                }
-                push("sampling_parameters", "BYTES", encode_raw_one(sampling.as_bytes()), Some(sampling_carrier));
-                for flag in ["exclude_input_in_output", "return_num_input_tokens", "return_num_output_tokens"] {
-                    if sig.has_input(flag) {
-                        push(flag, "BOOL", vec![1], None);
-                    }
-                }
-                "text_output"
-            }
-            InputStyle::Tutorial => {
-                push("PROMPT", "BYTES", Vec::new(), None);
-                if sig.has_input("STREAM") {
-                    push("STREAM", "BOOL", stream.clone(), None);
-                }
-                push("SAMPLING_PARAMETERS", "BYTES", encode_raw_one(sampling.as_bytes()), Some(sampling_carrier));
-                "TEXT"
-            }
-            InputStyle::Trtllm => {
-                push("text_input", "BYTES", Vec::new(), None);
-                let carrier = Some(int_carrier("max_tokens"));
-                push("max_tokens", int_type(sig, "max_tokens"), int_bytes(sig, "max_tokens", max_tokens), carrier);
-                if sig.has_input("stream") {
-                    push("stream", "BOOL", stream.clone(), None);
-                }
-                // TensorRT-LLM has no ignore_eos: asking for at least max_tokens has the same effect.
-                if ignore_eos && let Some(name) = ["min_tokens", "min_length"].into_iter().find(|n| sig.has_input(n)) {
-                    push(name, int_type(sig, name), int_bytes(sig, name, max_tokens), Some(int_carrier(name)));
-                }
-                "text_output"
-            }
-        };
+        let convention = Convention::of(style);
+        push(convention.prompt, DataType::Bytes, Vec::new(), None);
+        if let MaxTokensInput::Int(name) = convention.max_tokens {
+            push(name, int_type(sig, name), int_bytes(sig, name, max_tokens), Some(int_carrier(name)));
+        }
+        if sig.has_input(convention.stream) {
+            push(convention.stream, DataType::Bool, stream, None);
+        }
+        if let MaxTokensInput::Sampling(name) = convention.max_tokens {
+            let sampling = sampling_json(max_tokens, ignore_eos);
+            push(name, DataType::Bytes, encode_raw_one(sampling.as_bytes()), Some(sampling_carrier));
+        }
+        for &flag in convention.flags.iter().filter(|flag| sig.has_input(flag)) {
+            push(flag, DataType::Bool, vec![1], None);
+        }
+        // Without an ignore_eos of its own, asking for at least max_tokens has the same effect.
+        if ignore_eos && let Some(&name) = convention.min_tokens.iter().find(|n| sig.has_input(n)) {
+            push(name, int_type(sig, name), int_bytes(sig, name, max_tokens), Some(int_carrier(name)));
+        }
         let mut parameters = HashMap::new();
         if spec.streaming {
             parameters.insert(
@@ -247,7 +565,7 @@ impl RequestPlan {
             raw_input_contents: raw,
             ..Default::default()
         };
-        Self { style, template, text_output, streaming: spec.streaming, max_tokens, carries_max_tokens }
+        Self { style, template, convention, streaming: spec.streaming, max_tokens, carries_max_tokens }
     }
 
     /// The request for one prompt asking for `max_tokens` (the prompt is always the first
@@ -269,26 +587,25 @@ impl RequestPlan {
         ResponseReader {
             whole_answers: !self.streaming,
             first: true,
-            cumulative: self.style == InputStyle::Tutorial,
-            text_output: self.text_output,
-            prompt: Some(prompt.to_string()),
-            seen: String::new(),
+            text_output: self.convention.text_output,
+            text_form: self.convention.text_form,
+            new_text: NewText::new(Some(prompt.to_string())),
         }
     }
 }
 
-fn int_type(sig: &ModelSignature, name: &str) -> &'static str {
-    match sig.input(name).map(|t| t.datatype.as_str()) {
-        Some("INT64") => "INT64",
-        Some("UINT32") => "UINT32",
-        _ => "INT32",
+/// The datatype of a model's integer input: the INT64 or UINT32 it declares, else INT32.
+fn int_type(sig: &ModelSignature, name: &str) -> DataType {
+    match sig.input(name).and_then(|t| DataType::of_name(&t.datatype)) {
+        Some(datatype @ (DataType::Int64 | DataType::Uint32)) => datatype,
+        Some(DataType::Bool | DataType::Bytes | DataType::Int32) | None => DataType::Int32,
     }
 }
 
 fn int_bytes(sig: &ModelSignature, name: &str, value: u32) -> Vec<u8> {
     match int_type(sig, name) {
-        "INT64" => i64::from(value).to_le_bytes().to_vec(),
-        _ => value.to_le_bytes().to_vec(),
+        DataType::Int64 => i64::from(value).to_le_bytes().to_vec(),
+        DataType::Bool | DataType::Bytes | DataType::Int32 | DataType::Uint32 => value.to_le_bytes().to_vec(),
     }
 }
 
@@ -325,13 +642,11 @@ pub struct ResponseReader {
     whole_answers: bool,
     /// The server's receive time is a request's, so only its first response is searched for it.
     first: bool,
-    cumulative: bool,
     text_output: &'static str,
-    /// The prompt: cumulative outputs may repeat it in front of every text, delta outputs in
-    /// front of the first (then it is dropped).
-    prompt: Option<String>,
-    /// Cumulative styles: the whole text so far, prompt removed.
-    seen: String,
+    text_form: TextForm,
+    /// Takes off the prompt, which cumulative outputs may repeat in front of every text and
+    /// delta outputs in front of the first, and cumulative outputs' text so far.
+    new_text: NewText,
 }
 
 impl ResponseReader {
@@ -353,53 +668,22 @@ impl ResponseReader {
             parsed.server_recv_unix_ns = server_time(response, RECEIVE_TIME_KEY);
         }
         let text = response.output_text(self.text_output).unwrap_or_default();
-        parsed.text = self.new_text(text);
+        parsed.text = self.new_text.take(text, self.text_form);
         parsed.num_input_tokens =
-            response.output_ints("num_input_tokens").and_then(|v| v.first().copied()).map(|n| n as u32);
+            response.output_ints(NUM_INPUT_TOKENS).and_then(|v| v.first().copied()).map(|n| n as u32);
         let server_count = response
-            .output_ints("num_output_tokens")
+            .output_ints(NUM_OUTPUT_TOKENS)
             .and_then(|v| v.first().copied())
-            .or_else(|| response.output_ints("output_ids").map(|ids| ids.len() as i64));
+            .or_else(|| response.output_ints(OUTPUT_IDS).map(|ids| ids.len() as i64));
         match server_count {
             Some(n) => {
                 // A count past u32 reads as u32::MAX, which is past the cap, never as a wrapped one.
                 parsed.tokens = n.clamp(0, i64::from(u32::MAX)) as u32;
                 parsed.server_counted = true;
             }
-            // One response with the whole answer: its words are the best count there is.
-            None if self.whole_answers && !parsed.text.is_empty() => {
-                parsed.tokens = (parsed.text.split_whitespace().count() as u32).max(1);
-                parsed.words_counted = true;
-            }
-            None => parsed.tokens = u32::from(!parsed.text.is_empty()),
+            None => (parsed.tokens, parsed.words_counted) = tokens_without_count(&parsed.text, self.whole_answers),
         }
         parsed
-    }
-
-    fn new_text(&mut self, mut text: String) -> String {
-        if text.is_empty() {
-            return text;
-        }
-        if !self.cumulative {
-            // Delta outputs: only the first text may echo the prompt.
-            return match self.prompt.take() {
-                Some(prompt) if text.starts_with(&prompt) => text.split_off(prompt.len()),
-                _ => text,
-            };
-        }
-        if let Some(prompt) = &self.prompt
-            && text.starts_with(prompt.as_str())
-        {
-            text.drain(..prompt.len());
-        }
-        if text.starts_with(&self.seen) {
-            let new = text.split_off(self.seen.len());
-            self.seen.push_str(&new);
-            return new;
-        }
-        // Not an extension of what came before: take it whole.
-        self.seen.clone_from(&text);
-        text
     }
 }
 
@@ -486,6 +770,18 @@ mod tests {
             max_batch_size: None,
             decoupled: None,
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn each_convention_is_its_styles_and_declares_what_it_needs() {
+        for style in InputStyle::ALL {
+            let convention = Convention::of(style);
+            assert!(convention.style == style || style == InputStyle::Auto, "{style}");
+            for name in convention.required_inputs().into_iter().chain([convention.stream]) {
+                assert!(convention.input(name).is_some(), "{style} {name}");
+            }
+            assert!(convention.outputs.iter().any(|o| o.name == convention.text_output), "{style}");
         }
     }
 

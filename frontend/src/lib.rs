@@ -6,11 +6,13 @@
 
 pub mod api;
 pub mod chart;
+pub mod compare;
 pub mod components;
 pub mod download;
 pub mod nav;
 pub mod pages;
 pub mod report;
+pub mod view;
 
 use leptos::prelude::*;
 

@@ -71,11 +71,6 @@ pub fn origin() -> String {
     location().and_then(|l| l.origin().ok()).unwrap_or_default()
 }
 
-/// The page's full address.
-pub fn current_url() -> String {
-    location().and_then(|l| l.href().ok()).unwrap_or_default()
-}
-
 /// Opens the sign-in page, which comes back to this page once signed in.
 pub fn sign_in() {
     let here = format!("{}{}", current_path(), current_query());

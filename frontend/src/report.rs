@@ -10,9 +10,9 @@ use std::fmt::Write;
 
 use shared::api::RunSummary;
 use shared::capacity::Capacity;
-use shared::compare::{Metric, Stat, differences, prompt_lengths};
+use crate::compare::{Metric, Stat, differences, prompt_lengths};
 use shared::metrics::{METRICS, STATISTICS_NOTE};
-use shared::view::run_title;
+use crate::view::run_title;
 use shared::{ModelInfo, PointStats, RunStatus, Summary, SweepSpec};
 
 use crate::chart::fmt_ms;

@@ -35,11 +35,6 @@ impl RunClock {
     pub fn start_unix_ns(&self) -> i64 {
         self.start_unix_ns
     }
-
-    /// Converts an offset from the run's start to nanoseconds since the Unix epoch.
-    pub fn to_unix_ns(&self, offset_ns: u64) -> i64 {
-        self.start_unix_ns + offset_ns as i64
-    }
 }
 
 /// The wall clock now, nanoseconds since the Unix epoch.

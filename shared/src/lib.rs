@@ -6,7 +6,6 @@
 pub mod api;
 pub mod capacity;
 pub mod civil;
-pub mod compare;
 pub mod goodput;
 pub mod lengths;
 pub mod limits;
@@ -21,7 +20,6 @@ pub mod spec;
 pub mod stats;
 pub mod telemetry;
 pub mod varint;
-pub mod view;
 
 pub use live::{Batch, LiveRun, RequestDone, RunEvent};
 pub use record::{RequestRecord, ResponseRecord, Responses, TokenCountSource};

@@ -10,7 +10,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters_backend::{BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingErrorKind};
 use plotters_canvas::CanvasBackend;
 use shared::Summary;
-use shared::view::{Series, SeriesSet};
+use crate::view::{Series, SeriesSet};
 use web_sys::HtmlCanvasElement;
 
 use super::telemetry::{TelemetryChart, value_range};

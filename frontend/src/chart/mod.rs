@@ -4,7 +4,7 @@
 pub mod draw;
 pub mod telemetry;
 
-use shared::view::{XAxis, YAxis};
+use crate::view::{XAxis, YAxis};
 
 /// How prompt lengths map onto the horizontal axis.
 #[derive(Debug, Clone, Copy, PartialEq)]

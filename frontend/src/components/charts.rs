@@ -4,7 +4,7 @@
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use shared::api::RunSummary;
-use shared::view::{Charts, RunViewState, Series, SeriesSet, XAxis, YAxis, run_title};
+use crate::view::{Charts, RunViewState, Series, SeriesSet, XAxis, YAxis, run_title};
 use shared::{LiveRun, Summary, SweepSpec};
 
 use crate::chart::{self, Palette, XScale, YScale, draw, fmt_length, fmt_ms, telemetry};
@@ -25,7 +25,7 @@ pub fn palette() -> Palette {
 #[derive(Clone, Copy)]
 pub struct Resized(pub RwSignal<u32>);
 
-pub use shared::compare::Metric;
+pub use crate::compare::Metric;
 
 /// A chart's title.
 pub fn title(metric: Metric) -> &'static str {

@@ -11,7 +11,7 @@ use leptos::task::spawn_local;
 use shared::RunEvent;
 use shared::api::{ApiError, ErrorCode, RunSummary};
 use shared::telemetry::Telemetry;
-use shared::view::{RunViewState, run_title};
+use crate::view::{RunViewState, run_title};
 
 use crate::api::{self, EventStream};
 use crate::chart::telemetry::{MetricOption, Pick, TelemetryChart, compare_chart, default_family, shared_families};

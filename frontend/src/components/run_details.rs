@@ -90,7 +90,7 @@ pub fn RunDetails(
     };
     let title = {
         let id = id.clone();
-        Signal::derive(move || summary.with(|s| s.as_ref().map_or(id.clone(), shared::view::run_title)))
+        Signal::derive(move || summary.with(|s| s.as_ref().map_or(id.clone(), crate::view::run_title)))
     };
     view! {
         <div class="run-details">

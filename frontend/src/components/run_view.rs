@@ -7,7 +7,7 @@ use std::rc::Rc;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::api::{ApiError, RunSummary};
-use shared::view::{Charts, RunViewState, spec_query};
+use crate::view::{Charts, RunViewState, spec_query};
 use shared::{LiveRun, RunStatus, Summary, SweepSpec};
 
 use crate::api::{self, EventStream, Link};

@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use shared::RunStatus;
 use shared::api::RunSummary;
-use shared::view::{ListFilter, list_runs, run_title};
+use crate::view::{ListFilter, list_runs, run_title};
 
 /// A status's short name, as the list shows it.
 pub fn status_name(status: &RunStatus) -> &'static str {

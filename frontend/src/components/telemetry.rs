@@ -6,7 +6,7 @@ use leptos::html::Canvas;
 use leptos::prelude::*;
 use shared::LiveRun;
 use shared::telemetry::{Telemetry, WindowSummary};
-use shared::view::RunViewState;
+use crate::view::RunViewState;
 
 use crate::chart::telemetry::{
     MetricOption, TelemetryChart, chosen_pick, failures_within, gaps_text, measured_window, options, run_chart,

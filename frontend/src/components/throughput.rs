@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use shared::api::RunSummary;
 use shared::capacity::Capacity;
 use shared::spec::LoadLevel;
-use shared::view::run_title;
+use crate::view::run_title;
 use shared::{LiveRun, PointStats, Summary, SweepSpec};
 
 use crate::chart::{Palette, YScale, draw};
@@ -191,7 +191,7 @@ pub fn ThroughputChart(
 
 /// The latency-throughput charts as SVG for a report, for the metrics `charts` shows.
 pub fn report_charts(
-    charts: shared::view::Charts,
+    charts: crate::view::Charts,
     build: impl Fn(Metric, &Palette) -> draw::ThroughputChart,
 ) -> Result<Vec<crate::report::ReportChart>, String> {
     let palette = Palette::LIGHT;

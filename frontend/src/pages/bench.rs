@@ -4,7 +4,7 @@
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use shared::Summary;
-use shared::view::SeriesSet;
+use crate::view::SeriesSet;
 
 use crate::chart::{XScale, YScale, draw};
 use crate::components::charts::palette;

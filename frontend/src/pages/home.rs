@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::api::{ApiError, Role, RunCreated, RunSummary, ServerInfo};
-use shared::view::{CompareState, ListFilter, RunViewState, query_pairs, spec_in_query, to_query};
+use crate::view::{CompareState, ListFilter, RunViewState, query_pairs, spec_in_query, to_query};
 use shared::{RunStatus, SweepSpec};
 
 use crate::api;

@@ -543,8 +543,9 @@ async fn sweep_links_and_the_runs_list() {
             concurrency: 2,
             ..SweepSpec::default()
         };
-        let query = shared::view::spec_query(&serde_json::to_string(&spec).unwrap());
-        client.goto(&format!("{}/new{query}", dash.base)).await.unwrap();
+        let spec_json = serde_json::to_string(&spec).unwrap();
+        let link = reqwest::Url::parse_with_params(&format!("{}/new", dash.base), [("spec", spec_json)]).unwrap();
+        client.goto(link.as_str()).await.unwrap();
         wait_for_text(&client, "#model", "sim-trtllm", Duration::from_secs(20)).await;
         let fields = "return ['target', 'model', 'prompt-lengths', 'max-tokens', 'requests', 'concurrency']
             .map(id => document.getElementById(id).value);";

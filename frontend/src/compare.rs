@@ -1,7 +1,7 @@
 //! Comparing runs: each run's settled statistics against the first run's (the baseline),
 //! prompt length by prompt length, as differences in milliseconds and in percent.
 
-use crate::stats::{PointStats, Summary};
+use shared::stats::{PointStats, Summary};
 
 /// A latency metric that a comparison sets side by side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! filters and a sweep spec to open in the form. Encoding leaves defaults out; decoding
 //! never fails, it falls back to the default for anything unknown or malformed.
 
-use crate::api::RunSummary;
+use shared::api::RunSummary;
 
 /// Percent-encodes a query value: every byte outside `A-Z a-z 0-9 - . _ ~` becomes `%XX`.
 pub fn percent_encode(value: &str) -> String {
@@ -404,7 +404,7 @@ impl CompareState {
 }
 
 /// `spec=<the spec's JSON, percent-encoded>`, the query of `/new` that opens the form
-/// filled with a spec. The caller serialises the spec (this crate has no JSON writer).
+/// filled with a spec, serialised by the caller.
 pub fn spec_query(spec_json: &str) -> String {
     to_query(&[("spec", spec_json.to_string())])
 }
@@ -424,8 +424,8 @@ pub fn run_title(run: &RunSummary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::RunStatus;
-    use crate::spec::SweepSpec;
+    use shared::report::RunStatus;
+    use shared::spec::SweepSpec;
 
     #[test]
     fn percent_encoding_round_trips_anything() {

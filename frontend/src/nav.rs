@@ -44,13 +44,6 @@ impl Route {
             Route::Compare => "/compare".into(),
         }
     }
-
-    pub fn run_id(&self) -> Option<String> {
-        match self {
-            Route::Run(id) => Some(id.clone()),
-            _ => None,
-        }
-    }
 }
 
 fn location() -> Option<web_sys::Location> {

@@ -8,11 +8,11 @@
 
 use std::fmt::Write;
 
+use crate::compare::{Metric, Stat, differences, prompt_lengths};
+use crate::view::run_title;
 use shared::api::RunSummary;
 use shared::capacity::Capacity;
-use crate::compare::{Metric, Stat, differences, prompt_lengths};
 use shared::metrics::{METRICS, STATISTICS_NOTE};
-use crate::view::run_title;
 use shared::{ModelInfo, PointStats, RunStatus, Summary, SweepSpec};
 
 use crate::chart::fmt_ms;

@@ -2,6 +2,7 @@
 //! on a `<canvas>` (sized to the element times the device pixel ratio, crisp on high-DPI
 //! screens, redrawn whole on every change) and into an SVG string for downloads and reports.
 
+use crate::view::{Series, SeriesSet};
 use plotters::chart::MeshStyle;
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::Ranged;
@@ -10,7 +11,6 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters_backend::{BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingErrorKind};
 use plotters_canvas::CanvasBackend;
 use shared::Summary;
-use crate::view::{Series, SeriesSet};
 use web_sys::HtmlCanvasElement;
 
 use super::telemetry::{TelemetryChart, value_range};

@@ -1,10 +1,10 @@
 //! Chart components: a canvas each, redrawn when the run's data, the window's size or the
 //! selection changes; a tooltip follows the pointer over the latency charts.
 
+use crate::view::{Charts, RunViewState, Series, SeriesSet, XAxis, YAxis, run_title};
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use shared::api::RunSummary;
-use crate::view::{Charts, RunViewState, Series, SeriesSet, XAxis, YAxis, run_title};
 use shared::{LiveRun, Summary, SweepSpec};
 
 use crate::chart::{self, Palette, XScale, YScale, draw, fmt_length, fmt_ms, telemetry};

@@ -5,13 +5,13 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
+use crate::view::{RunViewState, run_title};
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::RunEvent;
 use shared::api::{ApiError, ErrorCode, RunSummary};
 use shared::telemetry::Telemetry;
-use crate::view::{RunViewState, run_title};
 
 use crate::api::{self, EventStream};
 use crate::chart::telemetry::{MetricOption, Pick, TelemetryChart, compare_chart, default_family, shared_families};

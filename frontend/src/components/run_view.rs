@@ -4,10 +4,10 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
+use crate::view::{Charts, RunViewState, spec_query};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::api::{ApiError, RunSummary};
-use crate::view::{Charts, RunViewState, spec_query};
 use shared::{LiveRun, RunStatus, Summary, SweepSpec};
 
 use crate::api::{self, EventStream, Link};

@@ -1,9 +1,9 @@
 //! The runs list: newest first, filtered by model, target and tag.
 
+use crate::view::{ListFilter, list_runs, run_title};
 use leptos::prelude::*;
 use shared::RunStatus;
 use shared::api::RunSummary;
-use crate::view::{ListFilter, list_runs, run_title};
 
 /// A status's short name, as the list shows it.
 pub fn status_name(status: &RunStatus) -> &'static str {

@@ -1,12 +1,12 @@
 //! Latency against achieved throughput across a run's load levels, with a capacity search's
 //! answer marked: where latency turns up as the load grows.
 
+use crate::view::run_title;
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use shared::api::RunSummary;
 use shared::capacity::Capacity;
 use shared::spec::LoadLevel;
-use crate::view::run_title;
 use shared::{LiveRun, PointStats, Summary, SweepSpec};
 
 use crate::chart::{Palette, YScale, draw};

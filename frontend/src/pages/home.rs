@@ -2,10 +2,10 @@
 //! Everything a page shows is in its address: the path names the page, the query holds
 //! the run's view, the list's filters or the sweep to fill the form with.
 
+use crate::view::{CompareState, ListFilter, RunViewState, query_pairs, spec_in_query, to_query};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::api::{ApiError, Role, RunCreated, RunSummary, ServerInfo};
-use crate::view::{CompareState, ListFilter, RunViewState, query_pairs, spec_in_query, to_query};
 use shared::{RunStatus, SweepSpec};
 
 use crate::api;
@@ -33,80 +33,93 @@ pub fn spec_from_query(query: &str) -> Option<(Option<String>, Result<SweepSpec,
     })
 }
 
-/// The pages at `/`, `/new`, `/runs`, `/runs/ID` and `/compare`.
-#[component]
-pub fn HomePage() -> impl IntoView {
-    let info = RwSignal::new(None::<Result<ServerInfo, ApiError>>);
-    let runs = RwSignal::new(Vec::<RunSummary>::new());
-    let import_error = RwSignal::new(None::<ApiError>);
-    let route = RwSignal::new(Route::of(&nav::current_path()));
-    let query = nav::current_query();
-    let pairs = query_pairs(&query);
-    let view = RwSignal::new(RunViewState::from_pairs(&pairs));
-    let filter = RwSignal::new(ListFilter::from_pairs(&pairs));
-    // The runs a comparison shows, the baseline first.
-    let compared = RwSignal::new(CompareState::from_pairs(&pairs).runs);
-    let (spec_json, link_spec) = match route.get_untracked() {
-        Route::New => spec_from_query(&query).map_or((None, None), |(json, spec)| (json, Some(spec))),
-        _ => (None, None),
-    };
-    let current = Memo::new(move |_| route.with(Route::run_id));
+/// What the page shows, all of it in its address: the route, a run's or comparison's chart
+/// controls, the runs list's filters and the runs compared (the baseline first).
+#[derive(Clone, Copy)]
+struct Address {
+    route: RwSignal<Route>,
+    view: RwSignal<RunViewState>,
+    filter: RwSignal<ListFilter>,
+    compared: RwSignal<Vec<String>>,
+    /// The path and query of what the page shows; the address bar follows it.
+    link: Memo<String>,
+}
 
-    // The address of what the page shows; the address bar follows it without a reload.
-    let link = Memo::new(move |_| {
-        let route = route.get();
-        let mut pairs = match &route {
-            Route::Run(_) => view.get().pairs(),
-            Route::Compare => CompareState::new(compared.get(), view.get()).pairs(),
-            Route::New => spec_json.iter().map(|json| ("spec", json.clone())).collect(),
-            _ => Vec::new(),
-        };
-        pairs.extend(filter.get().pairs());
-        format!("{}{}", route.path(), to_query(&pairs))
-    });
-    Effect::new(move |_| {
-        let url = link.get();
-        if url != format!("{}{}", nav::current_path(), nav::current_query()) {
-            nav::set_url(&url, false);
-        }
-    });
-    let go = move |to: Route| {
-        view.set(RunViewState::default());
-        nav::set_url(&format!("{}{}", to.path(), to_query(&filter.get_untracked().pairs())), true);
-        route.set(to);
-    };
-    let compare = move |ids: Vec<String>| {
-        view.set(RunViewState::default());
-        compared.set(ids.clone());
-        let state = CompareState::new(ids, RunViewState::default());
-        let mut pairs = state.pairs();
-        pairs.extend(filter.get_untracked().pairs());
-        nav::set_url(&format!("/compare{}", to_query(&pairs)), true);
-        route.set(Route::Compare);
-    };
-    let _ = window_event_listener(leptos::ev::popstate, move |_| {
+impl Address {
+    /// The address the page was opened at; `spec_json` is the sweep a `/new` link carries.
+    fn opened(spec_json: Option<String>) -> Address {
         let pairs = query_pairs(&nav::current_query());
-        view.set(RunViewState::from_pairs(&pairs));
-        filter.set(ListFilter::from_pairs(&pairs));
-        compared.set(CompareState::from_pairs(&pairs).runs);
-        route.set(Route::of(&nav::current_path()));
-    });
+        let route = RwSignal::new(Route::of(&nav::current_path()));
+        let view = RwSignal::new(RunViewState::from_pairs(&pairs));
+        let filter = RwSignal::new(ListFilter::from_pairs(&pairs));
+        let compared = RwSignal::new(CompareState::from_pairs(&pairs).runs);
+        let link = Memo::new(move |_| {
+            let route = route.get();
+            let mut pairs = match &route {
+                Route::Run(_) => view.get().pairs(),
+                Route::Compare => CompareState::new(compared.get(), view.get()).pairs(),
+                Route::New => spec_json.iter().map(|json| ("spec", json.clone())).collect(),
+                _ => Vec::new(),
+            };
+            pairs.extend(filter.get().pairs());
+            format!("{}{}", route.path(), to_query(&pairs))
+        });
+        Address { route, view, filter, compared, link }
+    }
 
-    let refresh_runs = move || {
+    /// Keeps the address bar on `link` without a reload, and the page on the address when
+    /// the browser goes back or forward.
+    fn follow(self) {
+        Effect::new(move |_| {
+            let url = self.link.get();
+            if url != format!("{}{}", nav::current_path(), nav::current_query()) {
+                nav::set_url(&url, false);
+            }
+        });
+        let _ = window_event_listener(leptos::ev::popstate, move |_| {
+            let pairs = query_pairs(&nav::current_query());
+            self.view.set(RunViewState::from_pairs(&pairs));
+            self.filter.set(ListFilter::from_pairs(&pairs));
+            self.compared.set(CompareState::from_pairs(&pairs).runs);
+            self.route.set(Route::of(&nav::current_path()));
+        });
+    }
+
+    /// Opens another page as a new history entry, keeping the list's filters.
+    fn go(self, to: Route) {
+        self.view.set(RunViewState::default());
+        nav::set_url(&format!("{}{}", to.path(), to_query(&self.filter.get_untracked().pairs())), true);
+        self.route.set(to);
+    }
+
+    /// Opens the comparison of `ids`, the first as the baseline.
+    fn compare(self, ids: Vec<String>) {
+        self.view.set(RunViewState::default());
+        self.compared.set(ids.clone());
+        let mut pairs = CompareState::new(ids, RunViewState::default()).pairs();
+        pairs.extend(self.filter.get_untracked().pairs());
+        nav::set_url(&format!("/compare{}", to_query(&pairs)), true);
+        self.route.set(Route::Compare);
+    }
+}
+
+/// The runs list, fetched now and each second while a run goes on (so the Run button
+/// knows); with whether one does, and a way to fetch it again.
+fn runs_kept_current() -> (RwSignal<Vec<RunSummary>>, Signal<bool>, impl Fn() + Copy + 'static) {
+    let runs = RwSignal::new(Vec::<RunSummary>::new());
+    let refresh = move || {
         spawn_local(async move {
             if let Ok(list) = api::get_json::<Vec<RunSummary>>("/api/runs").await {
                 runs.set(list);
             }
         })
     };
-    spawn_local(async move { info.set(Some(api::get_json::<ServerInfo>("/api/info").await)) });
-    refresh_runs();
+    refresh();
     let running = Signal::derive(move || runs.with(|r| r.iter().any(|r| r.status == RunStatus::Running)));
-    // Keep the list (and so the Run button) current while a run goes on.
     let poll = set_interval_with_handle(
         move || {
             if running.get_untracked() {
-                refresh_runs();
+                refresh();
             }
         },
         std::time::Duration::from_secs(1),
@@ -116,14 +129,68 @@ pub fn HomePage() -> impl IntoView {
             poll.clear();
         }
     });
+    (runs, running, refresh)
+}
+
+/// The pages at `/`, `/new`, `/runs`, `/runs/ID` and `/compare`.
+#[component]
+pub fn HomePage() -> impl IntoView {
+    let info = RwSignal::new(None::<Result<ServerInfo, ApiError>>);
+    spawn_local(async move { info.set(Some(api::get_json::<ServerInfo>("/api/info").await)) });
+    let (spec_json, link_spec) = match Route::of(&nav::current_path()) {
+        Route::New => spec_from_query(&nav::current_query()).map_or((None, None), |(json, spec)| (json, Some(spec))),
+        _ => (None, None),
+    };
+    let address = Address::opened(spec_json);
+    address.follow();
+    let Address { route, view, filter, compared, link } = address;
+    let go = move |to: Route| address.go(to);
+    let (runs, running, refresh_runs) = runs_kept_current();
     let open_run = Callback::new(move |id: String| go(Route::Run(id)));
-    let open_compare = Callback::new(compare);
+    let open_compare = Callback::new(move |ids| address.compare(ids));
     let listing = move || route.with(|r| matches!(r, Route::Runs | Route::Compare));
     let role =
         Signal::derive(move || info.with(|i| i.as_ref().and_then(|i| i.as_ref().ok()).map(|i| (i.role, i.sign_in))));
     // Until the server has said, nothing that changes runs is offered.
     let operator = Signal::derive(move || role.get().is_some_and(|(role, _)| role == Role::Operator));
     provide_context(CanOperate(operator));
+    // The page below the form; a memo, so that setting the same route keeps its view.
+    let page = Memo::new(move |_| route.get());
+    view! {
+        <PageHeader role=role on_runs=Callback::new(move |()| go(Route::Runs))/>
+        <main>
+            {link_spec.clone().and_then(Result::err).map(|err| view! { <div id="spec-error"><ErrorBox error=err/></div> })}
+            <Show when=move || !listing()>
+                <FormOrNote info=info running=running initial=link_spec.clone().and_then(Result::ok)
+                    on_started=Callback::new(move |id: String| { go(Route::Run(id)); refresh_runs(); })/>
+            </Show>
+            {move || match page.get() {
+                Route::Compare => view! { <CompareView ids=compared.get() view=view address=link/> }.into_any(),
+                Route::Run(id) => view! {
+                    <RunView id=id view=view address=link
+                        on_changed=Callback::new(move |_| refresh_runs())
+                        on_deleted=Callback::new(move |()| { go(Route::Runs); refresh_runs(); })/>
+                }.into_any(),
+                Route::Home | Route::New => view! {
+                    <p class="placeholder">"Pick a preset, set prompt lengths and press Run: the charts fill in as responses arrive."</p>
+                }.into_any(),
+                Route::Runs => ().into_any(),
+            }}
+            <section class="runs" id="runs">
+                <h2>"Runs"</h2>
+                <Show when=move || operator.get()>
+                    <ImportRun on_imported=Callback::new(move |id: String| { go(Route::Run(id)); refresh_runs(); })/>
+                </Show>
+                <RunsList runs=runs filter=filter on_open=open_run on_compare=open_compare/>
+            </section>
+            <Glossary/>
+        </main>
+    }
+}
+
+/// The page's title, its navigation and the visitor's role (with signing in or out).
+#[component]
+fn PageHeader(role: Signal<Option<(Role, bool)>>, on_runs: Callback<()>) -> impl IntoView {
     view! {
         <header class="page-header">
             <h1><a href="/">"tokenscope"</a></h1>
@@ -132,7 +199,7 @@ pub fn HomePage() -> impl IntoView {
             </p>
             <nav class="page-nav">
                 <a href="/" id="nav-new">"New sweep"</a>
-                <a href="/runs" id="nav-runs" on:click=move |ev| { ev.prevent_default(); go(Route::Runs); }>"Runs"</a>
+                <a href="/runs" id="nav-runs" on:click=move |ev| { ev.prevent_default(); on_runs.run(()); }>"Runs"</a>
                 {move || role.get().map(|(role, sign_in)| view! {
                     <span class="role" id="role" data-role=role.name()
                         title=match role { Role::Operator => "You may start, cancel, change, delete and import runs", Role::Viewer => "You may open runs, compare and export them" }>
@@ -145,62 +212,60 @@ pub fn HomePage() -> impl IntoView {
                 })}
             </nav>
         </header>
-        <main>
-            {link_spec.clone().and_then(Result::err).map(|err| view! { <div id="spec-error"><ErrorBox error=err/></div> })}
-            <Show when=move || !listing()>
-                {let link_spec = link_spec.clone();
-                move || match info.get() {
-                    None => view! { <p>"Connecting to the dashboard server…"</p> }.into_any(),
-                    Some(Err(err)) => view! { <ErrorBox error=err/> }.into_any(),
-                    Some(Ok(info)) if info.role == Role::Viewer => view! {
-                        <p class="note" id="viewer-note">"You are a viewer here: you can open runs, compare and export them. Starting, cancelling, changing, deleting and importing runs needs the operator's token."</p>
-                    }.into_any(),
-                    Some(Ok(info)) => view! {
-                        <SweepForm default_target=info.default_target running=running
-                            initial=link_spec.clone().and_then(Result::ok)
-                            on_started=Callback::new(move |id: String| { go(Route::Run(id)); refresh_runs(); })/>
-                    }.into_any(),
-                }}
-            </Show>
-            {move || match (current.get(), listing()) {
-                (None, true) if route.with(|r| *r == Route::Compare) => view! {
-                    <CompareView ids=compared.get() view=view address=link/>
-                }.into_any(),
-                (Some(id), _) => view! {
-                    <RunView id=id view=view address=link
-                        on_changed=Callback::new(move |_| refresh_runs())
-                        on_deleted=Callback::new(move |()| { go(Route::Runs); refresh_runs(); })/>
-                }.into_any(),
-                (None, false) => view! { <p class="placeholder">"Pick a preset, set prompt lengths and press Run: the charts fill in as responses arrive."</p> }.into_any(),
-                (None, true) => ().into_any(),
-            }}
-            <section class="runs" id="runs">
-                <h2>"Runs"</h2>
-                <Show when=move || operator.get()>
-                <label class="import">
-                    "Open a run.json (tokenscope sweep --out, or a run's export) or a perf_analyzer profile export as a run: "
-                    <input type="file" id="import-file" accept=".json,application/json" on:change=move |ev| {
-                        let input: web_sys::HtmlInputElement = event_target(&ev);
-                        let Some(file) = input.files().and_then(|files| files.get(0)) else { return };
-                        import_error.set(None);
-                        spawn_local(async move {
-                            let created = match api::file_text(&file).await {
-                                Ok(text) => api::post_text::<RunCreated>("/api/runs/import", text).await,
-                                Err(err) => Err(err),
-                            };
-                            match created {
-                                Ok(created) => { go(Route::Run(created.id)); refresh_runs(); }
-                                Err(err) => import_error.set(Some(err)),
-                            }
-                        });
-                    }/>
-                </label>
-                {move || import_error.get().map(|err| view! { <ErrorBox error=err/> })}
-                </Show>
-                <RunsList runs=runs filter=filter on_open=open_run on_compare=open_compare/>
-            </section>
-            <Glossary/>
-        </main>
+    }
+}
+
+/// The sweep form for an operator; for a viewer, a note on what they may do; until the
+/// server has answered, what the page waits for.
+#[component]
+fn FormOrNote(
+    info: RwSignal<Option<Result<ServerInfo, ApiError>>>,
+    running: Signal<bool>,
+    initial: Option<SweepSpec>,
+    on_started: Callback<String>,
+) -> impl IntoView {
+    move || {
+        match info.get() {
+        None => view! { <p>"Connecting to the dashboard server…"</p> }.into_any(),
+        Some(Err(err)) => view! { <ErrorBox error=err/> }.into_any(),
+        Some(Ok(info)) if info.role == Role::Viewer => view! {
+            <p class="note" id="viewer-note">"You are a viewer here: you can open runs, compare and export them. Starting, cancelling, changing, deleting and importing runs needs the operator's token."</p>
+        }.into_any(),
+        Some(Ok(info)) => view! {
+            <SweepForm default_target=info.default_target running=running initial=initial.clone() on_started=on_started/>
+        }.into_any(),
+    }
+    }
+}
+
+/// Opens a run.json or a perf_analyzer profile export as a run; `on_imported` gets its id.
+#[component]
+fn ImportRun(on_imported: Callback<String>) -> impl IntoView {
+    let import_error = RwSignal::new(None::<ApiError>);
+    let import = move |file: web_sys::File| {
+        import_error.set(None);
+        spawn_local(async move {
+            let created = match api::file_text(&file).await {
+                Ok(text) => api::post_text::<RunCreated>("/api/runs/import", text).await,
+                Err(err) => Err(err),
+            };
+            match created {
+                Ok(created) => on_imported.run(created.id),
+                Err(err) => import_error.set(Some(err)),
+            }
+        });
+    };
+    view! {
+        <label class="import">
+            "Open a run.json (tokenscope sweep --out, or a run's export) or a perf_analyzer profile export as a run: "
+            <input type="file" id="import-file" accept=".json,application/json" on:change=move |ev| {
+                let input: web_sys::HtmlInputElement = event_target(&ev);
+                if let Some(file) = input.files().and_then(|files| files.get(0)) {
+                    import(file);
+                }
+            }/>
+        </label>
+        {move || import_error.get().map(|err| view! { <ErrorBox error=err/> })}
     }
 }
 

@@ -2,11 +2,11 @@
 //! inspected point's measured requests, redrawn as scrapes arrive, with failed scrapes marked
 //! and their reasons in words; and the window means the points table shows.
 
+use crate::view::RunViewState;
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use shared::LiveRun;
 use shared::telemetry::{Telemetry, WindowSummary};
-use crate::view::RunViewState;
 
 use crate::chart::telemetry::{
     MetricOption, TelemetryChart, chosen_pick, failures_within, gaps_text, measured_window, options, run_chart,

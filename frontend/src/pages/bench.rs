@@ -1,10 +1,10 @@
 //! `/bench`: times redrawing the latency chart with 10,000 samples, with the same code the
 //! dashboard uses, and writes the figures into the page for a benchmark to read.
 
+use crate::view::SeriesSet;
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use shared::Summary;
-use crate::view::SeriesSet;
 
 use crate::chart::{XScale, YScale, draw};
 use crate::components::charts::palette;

@@ -21,6 +21,22 @@ impl Metric {
         }
     }
 
+    /// The metric's name, as a chart's or a table's title begins.
+    pub fn title(self) -> &'static str {
+        match self {
+            Metric::Ttft => "Time to first token",
+            Metric::T2t => "Token-to-token latency",
+        }
+    }
+
+    /// The metric with its unit, as an axis or a column heading names it.
+    pub fn axis(self) -> &'static str {
+        match self {
+            Metric::Ttft => "TTFT (ms)",
+            Metric::T2t => "token-to-token (ms)",
+        }
+    }
+
     /// The metric's settled summary at a point, if it has one.
     pub fn summary(self, point: &PointStats) -> Option<&Summary> {
         match self {

@@ -48,15 +48,37 @@ pub fn file_stem(ids: &[String]) -> String {
     }
 }
 
-/// A status in words.
-pub fn status_text(status: &RunStatus) -> String {
-    match status {
-        RunStatus::Running => "running (the report holds what had settled)".into(),
-        RunStatus::Completed => "completed".into(),
-        RunStatus::Cancelled => "cancelled: what finished before is kept".into(),
-        RunStatus::Failed { error } => format!("stopped by a fault: {error}. What finished before is kept"),
-        RunStatus::Interrupted => "interrupted: the dashboard stopped before the run ended".into(),
+/// A run's status in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusWords {
+    /// Its short name: `running`, `completed`, `cancelled`, `failed` or `interrupted`, as
+    /// lists show it and pages' `data-state` holds it.
+    pub name: &'static str,
+    /// A sentence, lower case, that says also what a run that stopped early kept, and why.
+    pub sentence: String,
+}
+
+impl StatusWords {
+    /// The sentence with a capital first letter, as a heading shows it.
+    pub fn capitalised(&self) -> String {
+        let mut chars = self.sentence.chars();
+        chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
     }
+}
+
+/// A run's status in words, as every page and the report show it.
+pub fn status_words(status: &RunStatus) -> StatusWords {
+    const KEPT: &str = "What finished before is kept";
+    let (name, sentence) = match status {
+        RunStatus::Running => ("running", "running".into()),
+        RunStatus::Completed => ("completed", "completed".into()),
+        RunStatus::Cancelled => ("cancelled", "cancelled: what finished before is kept".into()),
+        RunStatus::Failed { error } => ("failed", format!("stopped by a fault: {error}. {KEPT}")),
+        RunStatus::Interrupted => {
+            ("interrupted", format!("interrupted: the dashboard stopped before the run ended. {KEPT}"))
+        }
+    };
+    StatusWords { name, sentence }
 }
 
 /// The sweep in one line: model, target, streaming, tokens, requests, load, objectives.
@@ -154,64 +176,8 @@ fn signed(value: f64, magnitude: String) -> String {
     format!("{sign}{magnitude}")
 }
 
-const MISSING: &str = "—";
-
-fn summary_cells(out: &mut String, metric: &str, summary: Option<&Summary>) {
-    for stat in Stat::ALL {
-        let value = summary.map(|s| stat.of(s));
-        let _ = write!(
-            out,
-            "<td data-metric=\"{metric}-{}\" data-value=\"{}\">{}</td>",
-            stat.key(),
-            value.map(|v| v.to_string()).unwrap_or_default(),
-            value.map_or(MISSING.to_string(), fmt_ms)
-        );
-    }
-}
-
-/// A run's settled points: one row per prompt length, the latencies' mean and percentiles.
-pub fn points_table(run: &RunSummary) -> String {
-    let mut out = format!(
-        "<table class=\"points\" data-run=\"{}\"><thead><tr><th rowspan=\"2\">prompt length</th>\
-         <th rowspan=\"2\">requests</th><th rowspan=\"2\">errors</th><th colspan=\"4\">TTFT (ms)</th>\
-         <th colspan=\"4\">token-to-token (ms)</th><th rowspan=\"2\">output tokens/s</th></tr><tr>{}{}</tr></thead><tbody>",
-        escape(&run.id),
-        stat_heads(),
-        stat_heads()
-    );
-    for p in &run.points {
-        let _ = write!(
-            out,
-            "<tr data-prompt-length=\"{0}\"><td>{0}</td><td data-metric=\"count\" data-value=\"{1}\">{1}</td>\
-             <td data-metric=\"errors\" data-value=\"{2}\">{2}</td>",
-            p.prompt_length, p.count, p.errors
-        );
-        summary_cells(&mut out, "ttft", p.ttft_ms.as_ref());
-        summary_cells(&mut out, "t2t", p.t2t_ms.as_ref());
-        let _ = write!(
-            out,
-            "<td data-metric=\"tokens-per-s\" data-value=\"{}\">{:.1}</td></tr>",
-            p.output_tokens_per_s, p.output_tokens_per_s
-        );
-    }
-    if run.points.is_empty() {
-        out.push_str("<tr><td colspan=\"12\" class=\"none\">no prompt length settled</td></tr>");
-    }
-    out.push_str("</tbody></table>");
-    out
-}
-
-fn stat_heads() -> String {
-    Stat::ALL.iter().map(|s| format!("<th>{}</th>", s.key())).collect()
-}
-
-/// The metric's name in a table's caption.
-fn metric_caption(metric: Metric) -> &'static str {
-    match metric {
-        Metric::Ttft => "Time to first token",
-        Metric::T2t => "Token-to-token latency",
-    }
-}
+/// What a table shows where a value is missing.
+pub const MISSING: &str = "—";
 
 /// One table per metric: every run after the first against the first (the baseline), per
 /// prompt length of any run, each statistic's difference in ms and in percent; "—" where
@@ -226,7 +192,7 @@ pub fn differences_tables(runs: &[RunSummary]) -> String {
             "<table class=\"differences\" id=\"differences-{key}\" data-metric=\"{key}\">\
              <caption>{} against the baseline, {}</caption><thead><tr><th rowspan=\"2\">prompt length</th>\
              <th rowspan=\"2\">run</th>",
-            metric_caption(metric),
+            metric.title(),
             escape(&run_title(baseline)),
             key = metric.key()
         );
@@ -350,7 +316,11 @@ pub fn html(runs: &[RunSummary], charts: &[ReportChart], generated_unix_ns: i64)
         };
         fact("model", escape(&run.model.as_ref().map_or(run.spec.model.clone(), |m| m.name.clone())));
         fact("target", escape(&run.spec.target));
-        fact("status", escape(&status_text(&run.status)));
+        let mut status = status_words(&run.status).sentence;
+        if run.status == RunStatus::Running {
+            status.push_str(" (the report holds what had settled)");
+        }
+        fact("status", escape(&status));
         fact("started", fmt_utc(run.started_unix_ns));
         if let (Some(search), Some(capacity)) =
             (&run.spec.capacity, Capacity::of_run(&run.spec, run.points.iter().map(Some), run.status.ended_early()))
@@ -373,7 +343,7 @@ pub fn html(runs: &[RunSummary], charts: &[ReportChart], generated_unix_ns: i64)
             fact("notes", format!("<span class=\"notes\">{}</span>", escape(&run.notes)));
         }
         out.push_str("</dl>");
-        out.push_str(&points_table(run));
+        out.push_str(&crate::components::points_table::html(run));
         out.push_str("</section>\n");
     }
     if !charts.is_empty() {
@@ -452,7 +422,6 @@ mod tests {
 
     fn run(id: &str, name: &str, points: Vec<PointStats>) -> RunSummary {
         RunSummary {
-            id: id.into(),
             spec: SweepSpec {
                 model: "m<odel>".into(),
                 target: "http://127.0.0.1:8001".into(),
@@ -461,16 +430,13 @@ mod tests {
             },
             started_unix_ns: 1_764_338_700_000_000_000,
             simulated: true,
-            status: RunStatus::Completed,
-            model: None,
             total_requests: 10,
             finished_requests: 10,
-            errors: 0,
             points,
             name: name.into(),
             notes: "a <script>alert(1)</script> & 'quotes'".into(),
             tags: vec!["fp8\"><b>x</b>".into()],
-            not_saved: None,
+            ..crate::view::blank_run(id)
         }
     }
 
@@ -519,6 +485,17 @@ mod tests {
             (fmt_percent(-0.04), fmt_percent(0.04), fmt_percent(0.05)),
             ("±0.0 %".into(), "±0.0 %".into(), "+0.1 %".into())
         );
+    }
+
+    #[test]
+    fn a_status_reads_the_same_everywhere() {
+        let failed = status_words(&RunStatus::Failed { error: "no route".into() });
+        assert_eq!(failed.name, "failed");
+        assert_eq!(failed.capitalised(), "Stopped by a fault: no route. What finished before is kept");
+        assert_eq!(status_words(&RunStatus::Completed).capitalised(), "Completed");
+        let running = run("r", "", Vec::new());
+        let html = html(&[RunSummary { status: RunStatus::Running, ..running }], &[], 0);
+        assert!(html.contains("<dd>running (the report holds what had settled)</dd>"), "{html}");
     }
 
     #[test]

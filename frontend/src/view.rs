@@ -421,10 +421,30 @@ pub fn run_title(run: &RunSummary) -> String {
     if run.name.trim().is_empty() { run.id.clone() } else { run.name.clone() }
 }
 
+/// A completed run of the default spec with nothing measured and no name, for tests.
+#[cfg(test)]
+pub fn blank_run(id: &str) -> RunSummary {
+    RunSummary {
+        id: id.into(),
+        spec: shared::SweepSpec::default(),
+        started_unix_ns: 0,
+        simulated: false,
+        status: shared::RunStatus::Completed,
+        model: None,
+        total_requests: 0,
+        finished_requests: 0,
+        errors: 0,
+        points: Vec::new(),
+        name: String::new(),
+        notes: String::new(),
+        tags: Vec::new(),
+        not_saved: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::report::RunStatus;
     use shared::spec::SweepSpec;
 
     #[test]
@@ -532,20 +552,10 @@ mod tests {
 
     fn run(id: &str, started: i64, model: &str, target: &str, tags: &[&str]) -> RunSummary {
         RunSummary {
-            id: id.into(),
             spec: SweepSpec { model: model.into(), target: target.into(), ..SweepSpec::default() },
             started_unix_ns: started,
-            simulated: false,
-            status: RunStatus::Completed,
-            model: None,
-            total_requests: 0,
-            finished_requests: 0,
-            errors: 0,
-            points: Vec::new(),
-            name: String::new(),
-            notes: String::new(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
-            not_saved: None,
+            ..blank_run(id)
         }
     }
 

@@ -6,6 +6,7 @@ use crate::view::{Series, SeriesSet};
 use plotters::chart::MeshStyle;
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::Ranged;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters_backend::{BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingErrorKind};
@@ -217,9 +218,43 @@ pub fn latency<DB: DrawingBackend>(
     palette: &Palette,
     dpr: f64,
 ) -> Result<Vec<Vec<(f64, f64)>>, String> {
-    let shown = |s: Series| chart.series.contains(s);
     let (x0, x1) = chart.scale.range(chart.lengths);
-    // The axis fits what is drawn; with nothing drawn, it still fits the data.
+    let y_scale = chart.y_scale;
+    let (y0, y1) = y_scale.range(latency_values(chart));
+    let mut ctx = plot(root, x0..x1, y0..y1, 58.0, dpr)?;
+    let scale = chart.scale;
+    let x_label = |v: &f64| fmt_length(scale.from_axis(*v));
+    let y_label = |v: &f64| y_scale.label(*v, y1 - y0);
+    themed(
+        ctx.configure_mesh()
+            .x_desc(&chart.x_desc)
+            .y_desc(chart.y_desc)
+            .x_label_formatter(&x_label)
+            .y_label_formatter(&y_label)
+            .x_labels(if scale == XScale::Log2 { ((x1 - x0).ceil() as usize + 1).clamp(2, 12) } else { 8 }),
+        palette,
+        dpr,
+    )
+    .draw()
+    .map_err(fail)?;
+    if chart.layers.iter().all(|l| l.points.is_empty() && l.samples.is_empty()) {
+        centre_note(root, chart.empty_note, palette, dpr)?;
+    }
+    let positions = chart
+        .layers
+        .iter()
+        .map(|layer| latency_layer(root, &mut ctx, chart, layer, dpr))
+        .collect::<Result<Vec<_>, String>>()?;
+    if chart.layers.len() > 1 && chart.series.contains(Series::Mean) {
+        legend(&mut ctx, palette, dpr)?;
+    }
+    Ok(positions)
+}
+
+/// The values a latency chart's vertical axis fits: those drawn, or with nothing drawn, the
+/// data's.
+fn latency_values(chart: &LatencyChart<'_>) -> Vec<f64> {
+    let shown = |s: Series| chart.series.contains(s);
     let mut values: Vec<f64> = Vec::new();
     for layer in &chart.layers {
         if shown(Series::Dots) {
@@ -246,111 +281,69 @@ pub fn latency<DB: DrawingBackend>(
             values.extend(layer.samples.iter().map(|s| s.1).chain(layer.points.iter().map(|(_, s)| s.mean)));
         }
     }
-    let y_scale = chart.y_scale;
-    let (y0, y1) = y_scale.range(values);
-    let mut ctx = ChartBuilder::on(root)
-        .margin((12.0 * dpr) as u32)
-        .x_label_area_size((38.0 * dpr) as u32)
-        .y_label_area_size((58.0 * dpr) as u32)
-        .build_cartesian_2d(x0..x1, y0..y1)
-        .map_err(fail)?;
-    let scale = chart.scale;
-    let x_label = |v: &f64| fmt_length(scale.from_axis(*v));
-    let y_label = |v: &f64| y_scale.label(*v, y1 - y0);
-    themed(
-        ctx.configure_mesh()
-            .x_desc(&chart.x_desc)
-            .y_desc(chart.y_desc)
-            .x_label_formatter(&x_label)
-            .y_label_formatter(&y_label)
-            .x_labels(if scale == XScale::Log2 { ((x1 - x0).ceil() as usize + 1).clamp(2, 12) } else { 8 }),
-        palette,
-        dpr,
-    )
-    .draw()
-    .map_err(fail)?;
-    let x = |length: u32| scale.to_axis(f64::from(length));
-    let y = |value: f64| y_scale.to_axis(value);
-    let empty = chart.layers.iter().all(|l| l.points.is_empty() && l.samples.is_empty());
-    if empty {
-        let (w, h) = root.dim_in_pixel();
-        let font = ("sans-serif", 13.0 * dpr).into_font().color(&rgb(palette.text).mix(0.7));
-        root.draw(&Text::new(
-            chart.empty_note,
-            ((w / 2) as i32, (h / 2) as i32),
-            font.pos(Pos::new(HPos::Center, VPos::Center)),
-        ))
-        .map_err(fail)?;
-    }
+    values
+}
+
+/// Draws one layer of a latency chart, the parts its series ask for, in the layer's colours.
+/// Returns its means' positions in CSS pixels.
+fn latency_layer<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    ctx: &mut Plot<'_, DB>,
+    chart: &LatencyChart<'_>,
+    layer: &Layer,
+    dpr: f64,
+) -> Result<Vec<(f64, f64)>, String> {
+    let shown = |s: Series| chart.series.contains(s);
+    let (scale, y_scale) = (chart.scale, chart.y_scale);
+    let at = |length: u32, value: f64| (scale.to_axis(f64::from(length)), y_scale.to_axis(value));
+    let path =
+        |pick: fn(&Summary) -> f64| -> Vec<(f64, f64)> { layer.points.iter().map(|(l, s)| at(*l, pick(s))).collect() };
     let several = chart.layers.len() > 1;
-    let mut positions = Vec::with_capacity(chart.layers.len());
-    for layer in &chart.layers {
-        if layer.points.len() > 1 && shown(Series::Band) {
-            let mut band: Vec<(f64, f64)> = layer.points.iter().map(|(l, s)| (x(*l), y(s.p50))).collect();
-            band.extend(layer.points.iter().rev().map(|(l, s)| (x(*l), y(s.p99))));
-            let alpha = if several { 0.14 } else { 0.22 };
-            ctx.draw_series(std::iter::once(Polygon::new(band, rgb(layer.band).mix(alpha)))).map_err(fail)?;
-        }
-        // Samples: one square per distinct pixel.
-        if shown(Series::Dots) {
-            let dots = decimate(layer.samples.iter().map(|&(l, v)| ctx.backend_coord(&(x(l), y(v)))));
-            let size = (3.0 * dpr).round().max(2.0) as i32;
-            let style = rgb(layer.dots).mix(0.6).filled();
-            for (px, py) in dots {
-                let corner = (px - size / 2, py - size / 2);
-                root.draw(&Rectangle::new([corner, (corner.0 + size, corner.1 + size)], style)).map_err(fail)?;
-            }
-        }
-        // Percentile lines: thin, in the band's colour, darker the higher the percentile.
-        for (series, alpha, pick) in [
-            (Series::P50, 0.55, (|s: &Summary| s.p50) as fn(&Summary) -> f64),
-            (Series::P90, 0.75, |s: &Summary| s.p90),
-            (Series::P99, 1.0, |s: &Summary| s.p99),
-        ] {
-            if shown(series) {
-                let style = ShapeStyle {
-                    color: rgb(layer.band).mix(alpha),
-                    filled: false,
-                    stroke_width: (1.5 * dpr).max(1.0) as u32,
-                };
-                let path: Vec<(f64, f64)> = layer.points.iter().map(|(l, s)| (x(*l), y(pick(s)))).collect();
-                ctx.draw_series(std::iter::once(PathElement::new(path, style))).map_err(fail)?;
-            }
-        }
-        let means: Vec<(f64, f64)> = layer.points.iter().map(|(l, s)| (x(*l), y(s.mean))).collect();
-        if shown(Series::Mean) {
-            let line = ShapeStyle { color: rgb(layer.line).to_rgba(), filled: false, stroke_width: (2.0 * dpr) as u32 };
-            let drawn = ctx.draw_series(std::iter::once(PathElement::new(means.clone(), line))).map_err(fail)?;
-            if several {
-                let length = (18.0 * dpr) as i32;
-                drawn
-                    .label(layer.label.clone())
-                    .legend(move |(px, py)| PathElement::new(vec![(px, py), (px + length, py)], line));
-            }
-            let marker = (4.0 * dpr) as i32;
-            ctx.draw_series(means.iter().map(|&p| Circle::new(p, marker, rgb(layer.line).filled()))).map_err(fail)?;
-        }
-        positions.push(
-            means
-                .iter()
-                .map(|p| {
-                    let (px, py) = ctx.backend_coord(p);
-                    (f64::from(px) / dpr, f64::from(py) / dpr)
-                })
-                .collect(),
-        );
+    if layer.points.len() > 1 && shown(Series::Band) {
+        let mut band = path(|s| s.p50);
+        band.extend(path(|s| s.p99).into_iter().rev());
+        let alpha = if several { 0.14 } else { 0.22 };
+        ctx.draw_series(std::iter::once(Polygon::new(band, rgb(layer.band).mix(alpha)))).map_err(fail)?;
     }
-    if several && shown(Series::Mean) {
-        ctx.configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .margin((8.0 * dpr) as u32)
-            .label_font(("sans-serif", 12.0 * dpr).into_font().color(&rgb(palette.text)))
-            .background_style(rgb(palette.background).mix(0.85))
-            .border_style(rgb(palette.grid))
-            .draw()
-            .map_err(fail)?;
+    // Samples: one square per distinct pixel.
+    if shown(Series::Dots) {
+        let dots = decimate(layer.samples.iter().map(|&(l, v)| ctx.backend_coord(&at(l, v))));
+        let size = (3.0 * dpr).round().max(2.0) as i32;
+        let style = rgb(layer.dots).mix(0.6).filled();
+        for (px, py) in dots {
+            let corner = (px - size / 2, py - size / 2);
+            root.draw(&Rectangle::new([corner, (corner.0 + size, corner.1 + size)], style)).map_err(fail)?;
+        }
     }
-    Ok(positions)
+    // Percentile lines: thin, in the band's colour, darker the higher the percentile.
+    for (series, alpha, pick) in [
+        (Series::P50, 0.55, (|s: &Summary| s.p50) as fn(&Summary) -> f64),
+        (Series::P90, 0.75, |s: &Summary| s.p90),
+        (Series::P99, 1.0, |s: &Summary| s.p99),
+    ] {
+        if shown(series) {
+            let style = ShapeStyle {
+                color: rgb(layer.band).mix(alpha),
+                filled: false,
+                stroke_width: (1.5 * dpr).max(1.0) as u32,
+            };
+            ctx.draw_series(std::iter::once(PathElement::new(path(pick), style))).map_err(fail)?;
+        }
+    }
+    let means = path(|s| s.mean);
+    if shown(Series::Mean) {
+        let line = ShapeStyle { color: rgb(layer.line).to_rgba(), filled: false, stroke_width: (2.0 * dpr) as u32 };
+        let drawn = ctx.draw_series(std::iter::once(PathElement::new(means.clone(), line))).map_err(fail)?;
+        if several {
+            let length = (18.0 * dpr) as i32;
+            drawn
+                .label(layer.label.clone())
+                .legend(move |(px, py)| PathElement::new(vec![(px, py), (px + length, py)], line));
+        }
+        let marker = (4.0 * dpr) as i32;
+        ctx.draw_series(means.iter().map(|&p| Circle::new(p, marker, rgb(layer.line).filled()))).map_err(fail)?;
+    }
+    Ok(css_pixels(ctx, &means, dpr))
 }
 
 /// One curve of a latency-throughput chart: a prompt length's points in load order.
@@ -390,35 +383,13 @@ pub fn throughput<DB: DrawingBackend>(
     let x1 = if x1 > 0.0 { x1 * 1.08 } else { 1.0 };
     let y_scale = chart.y_scale;
     let (y0, y1) = y_scale.range(chart.curves.iter().flat_map(|c| c.points.iter().flat_map(|p| [p.1, p.2])));
-    let mut ctx = ChartBuilder::on(root)
-        .margin((12.0 * dpr) as u32)
-        .x_label_area_size((38.0 * dpr) as u32)
-        .y_label_area_size((58.0 * dpr) as u32)
-        .build_cartesian_2d(0.0..x1, y0..y1)
-        .map_err(fail)?;
+    let mut ctx = plot(root, 0.0..x1, y0..y1, 58.0, dpr)?;
     let x_label = |v: &f64| fmt_axis(*v, x1);
     let y_label = |v: &f64| y_scale.label(*v, y1 - y0);
-    themed(
-        ctx.configure_mesh()
-            .x_desc("achieved output tokens/s")
-            .y_desc(chart.y_desc)
-            .x_label_formatter(&x_label)
-            .y_label_formatter(&y_label),
-        palette,
-        dpr,
-    )
-    .draw()
-    .map_err(fail)?;
+    axes(&mut ctx, ("achieved output tokens/s", &x_label), (chart.y_desc, &y_label), palette, dpr)?;
     let y = |value: f64| y_scale.to_axis(value);
     if chart.curves.iter().all(|c| c.points.is_empty()) {
-        let (w, h) = root.dim_in_pixel();
-        let font = ("sans-serif", 13.0 * dpr).into_font().color(&rgb(palette.text).mix(0.7));
-        root.draw(&Text::new(
-            chart.empty_note,
-            ((w / 2) as i32, (h / 2) as i32),
-            font.pos(Pos::new(HPos::Center, VPos::Center)),
-        ))
-        .map_err(fail)?;
+        centre_note(root, chart.empty_note, palette, dpr)?;
     }
     for (k, (at, words)) in chart.capacity.iter().enumerate() {
         let style = ShapeStyle {
@@ -470,27 +441,13 @@ pub fn throughput<DB: DrawingBackend>(
             p99.iter().map(|&p| EmptyElement::at(p) + Rectangle::new([(-marker, -marker), (marker, marker)], fill)),
         )
         .map_err(fail)?;
-        positions.extend(p50.iter().map(|p| {
-            let (px, py) = ctx.backend_coord(p);
-            (f64::from(px) / dpr, f64::from(py) / dpr)
-        }));
+        positions.extend(css_pixels(&ctx, &p50, dpr));
     }
     if chart.curves.iter().any(|c| c.behind.contains(&true)) {
-        let (w, _) = root.dim_in_pixel();
-        let font = ("sans-serif", 12.0 * dpr).into_font().color(&rgb(palette.error));
-        let at = (w as i32 - (14.0 * dpr) as i32, (14.0 * dpr) as i32);
-        let note = "ringed: the client fell behind its schedule";
-        root.draw(&Text::new(note, at, font.pos(Pos::new(HPos::Right, VPos::Top)))).map_err(fail)?;
+        corner_note(root, "ringed: the client fell behind its schedule", &rgb(palette.error), dpr)?;
     }
     if !chart.curves.is_empty() {
-        ctx.configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .margin((8.0 * dpr) as u32)
-            .label_font(("sans-serif", 12.0 * dpr).into_font().color(&rgb(palette.text)))
-            .background_style(rgb(palette.background).mix(0.85))
-            .border_style(rgb(palette.grid))
-            .draw()
-            .map_err(fail)?;
+        legend(&mut ctx, palette, dpr)?;
     }
     Ok(positions)
 }
@@ -511,21 +468,10 @@ pub fn scatter<DB: DrawingBackend>(
 ) -> Result<(), String> {
     let (x0, x1) = x_range;
     let (y0, y1) = YScale::Linear.range(points.iter().map(|p| p.1));
-    let mut ctx = ChartBuilder::on(root)
-        .margin((12.0 * dpr) as u32)
-        .x_label_area_size((38.0 * dpr) as u32)
-        .y_label_area_size((58.0 * dpr) as u32)
-        .build_cartesian_2d(x0..x1, y0..y1)
-        .map_err(fail)?;
+    let mut ctx = plot(root, x0..x1, y0..y1, 58.0, dpr)?;
     let x_label = |v: &f64| fmt_axis(*v, x1 - x0);
     let y_label = |v: &f64| fmt_axis(*v, y1 - y0);
-    themed(
-        ctx.configure_mesh().x_desc(RUN_TIME).y_desc(y_desc).x_label_formatter(&x_label).y_label_formatter(&y_label),
-        palette,
-        dpr,
-    )
-    .draw()
-    .map_err(fail)?;
+    axes(&mut ctx, (RUN_TIME, &x_label), (y_desc, &y_label), palette, dpr)?;
     let radius = (2.5 * dpr).max(2.0) as i32;
     ctx.draw_series(points.iter().map(|&p| Circle::new(p, radius, rgb(palette.dots).filled()))).map_err(fail)?;
     Ok(())
@@ -543,25 +489,10 @@ pub fn telemetry<DB: DrawingBackend>(
 ) -> Result<(), String> {
     let (x0, x1) = chart.x_range;
     let (y0, y1) = value_range(chart.lines.iter().flat_map(|l| l.segments.iter().flatten().map(|p| p.1)));
-    let mut ctx = ChartBuilder::on(root)
-        .margin((12.0 * dpr) as u32)
-        .x_label_area_size((38.0 * dpr) as u32)
-        .y_label_area_size((58.0 * dpr) as u32)
-        .build_cartesian_2d(x0..x1, y0..y1)
-        .map_err(fail)?;
+    let mut ctx = plot(root, x0..x1, y0..y1, 58.0, dpr)?;
     let x_label = |v: &f64| fmt_axis(*v, x1 - x0);
     let y_label = |v: &f64| fmt_axis(*v, y1 - y0);
-    themed(
-        ctx.configure_mesh()
-            .x_desc(RUN_TIME)
-            .y_desc(&chart.y_desc)
-            .x_label_formatter(&x_label)
-            .y_label_formatter(&y_label),
-        palette,
-        dpr,
-    )
-    .draw()
-    .map_err(fail)?;
+    axes(&mut ctx, (RUN_TIME, &x_label), (&chart.y_desc, &y_label), palette, dpr)?;
     // Failed scrapes: a pale span over the plot and a solid mark along its bottom, at least
     // two pixels wide so that a single failure shows.
     let mark = (4.0 * dpr).max(2.0) as i32;
@@ -607,29 +538,109 @@ pub fn telemetry<DB: DrawingBackend>(
         let lone = thinned.iter().filter(|s| s.len() == 1).map(|s| Circle::new(s[0], dot, rgb(line.colour).filled()));
         ctx.draw_series(lone).map_err(fail)?;
     }
-    let (w, h) = root.dim_in_pixel();
     if chart.lines.iter().all(|l| l.segments.is_empty()) {
-        let font = ("sans-serif", 13.0 * dpr).into_font().color(&rgb(palette.text).mix(0.7));
-        let at = ((w / 2) as i32, (h / 2) as i32);
-        root.draw(&Text::new(chart.empty_note.as_str(), at, font.pos(Pos::new(HPos::Center, VPos::Center))))
-            .map_err(fail)?;
+        centre_note(root, &chart.empty_note, palette, dpr)?;
     }
     if let Some(note) = &chart.note {
-        let font = ("sans-serif", 12.0 * dpr).into_font().color(&rgb(palette.text).mix(0.8));
-        let at = (w as i32 - (14.0 * dpr) as i32, (14.0 * dpr) as i32);
-        root.draw(&Text::new(note.as_str(), at, font.pos(Pos::new(HPos::Right, VPos::Top)))).map_err(fail)?;
+        corner_note(root, note, &rgb(palette.text).mix(0.8), dpr)?;
     }
     if chart.legend {
-        ctx.configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .margin((8.0 * dpr) as u32)
-            .label_font(("sans-serif", 12.0 * dpr).into_font().color(&rgb(palette.text)))
-            .background_style(rgb(palette.background).mix(0.85))
-            .border_style(rgb(palette.grid))
-            .draw()
-            .map_err(fail)?;
+        legend(&mut ctx, palette, dpr)?;
     }
     Ok(())
+}
+
+/// The plotting context of every chart: numbers against numbers.
+type Plot<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A plot of `x` against `y` on `root`, with the margins every chart shares and `y_labels`
+/// CSS pixels left of it for the vertical axis's labels.
+fn plot<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+    y_labels: f64,
+    dpr: f64,
+) -> Result<Plot<'_, DB>, String> {
+    ChartBuilder::on(root)
+        .margin((12.0 * dpr) as u32)
+        .x_label_area_size((38.0 * dpr) as u32)
+        .y_label_area_size((y_labels * dpr) as u32)
+        .build_cartesian_2d(x, y)
+        .map_err(fail)
+}
+
+/// Writes `note` in the middle of a chart that has nothing to draw.
+fn centre_note<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    note: &str,
+    palette: &Palette,
+    dpr: f64,
+) -> Result<(), String> {
+    let (w, h) = root.dim_in_pixel();
+    let font = ("sans-serif", 13.0 * dpr).into_font().color(&rgb(palette.text).mix(0.7));
+    let at = ((w / 2) as i32, (h / 2) as i32);
+    root.draw(&Text::new(note, at, font.pos(Pos::new(HPos::Center, VPos::Center)))).map_err(fail)
+}
+
+/// Writes `note` in a chart's top right corner, in `colour`.
+fn corner_note<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    note: &str,
+    colour: &impl Color,
+    dpr: f64,
+) -> Result<(), String> {
+    let (w, _) = root.dim_in_pixel();
+    let font = ("sans-serif", 12.0 * dpr).into_font().color(colour);
+    let at = (w as i32 - (14.0 * dpr) as i32, (14.0 * dpr) as i32);
+    root.draw(&Text::new(note, at, font.pos(Pos::new(HPos::Right, VPos::Top)))).map_err(fail)
+}
+
+/// Draws the legend of the series labelled so far, in the plot's top left corner.
+fn legend<'a, DB: DrawingBackend + 'a>(ctx: &mut Plot<'a, DB>, palette: &Palette, dpr: f64) -> Result<(), String> {
+    ctx.configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .margin((8.0 * dpr) as u32)
+        .label_font(("sans-serif", 12.0 * dpr).into_font().color(&rgb(palette.text)))
+        .background_style(rgb(palette.background).mix(0.85))
+        .border_style(rgb(palette.grid))
+        .draw()
+        .map_err(fail)
+}
+
+/// Where plotted points lie, in CSS pixels.
+fn css_pixels<DB: DrawingBackend>(ctx: &Plot<'_, DB>, points: &[(f64, f64)], dpr: f64) -> Vec<(f64, f64)> {
+    points
+        .iter()
+        .map(|p| {
+            let (px, py) = ctx.backend_coord(p);
+            (f64::from(px) / dpr, f64::from(py) / dpr)
+        })
+        .collect()
+}
+
+/// A latency chart as a standalone SVG document of [`EXPORT_SIZE`].
+pub fn latency_svg(chart: &LatencyChart<'_>, palette: &Palette) -> Result<String, String> {
+    to_svg(EXPORT_SIZE, palette, |root| latency(root, chart, palette, 1.0).map(drop))
+}
+
+/// A latency-throughput chart as a standalone SVG document of [`EXPORT_SIZE`].
+pub fn throughput_svg(chart: &ThroughputChart, palette: &Palette) -> Result<String, String> {
+    to_svg(EXPORT_SIZE, palette, |root| throughput(root, chart, palette, 1.0).map(drop))
+}
+
+/// Draws a plot's axes and grid in the look every chart shares: each axis's description and
+/// how its labels read.
+fn axes<DB: DrawingBackend>(
+    ctx: &mut Plot<'_, DB>,
+    (x_desc, x_label): (&str, &dyn Fn(&f64) -> String),
+    (y_desc, y_label): (&str, &dyn Fn(&f64) -> String),
+    palette: &Palette,
+    dpr: f64,
+) -> Result<(), String> {
+    let mut mesh = ctx.configure_mesh();
+    mesh.x_desc(x_desc).y_desc(y_desc).x_label_formatter(x_label).y_label_formatter(y_label);
+    themed(&mut mesh, palette, dpr).draw().map_err(fail)
 }
 
 /// The look every chart's axes share: fonts scaled to the device, grid colours of the scheme.
@@ -656,12 +667,7 @@ pub fn timeline<DB: DrawingBackend>(
 ) -> Result<(), String> {
     let end = tokens.iter().map(|t| t.0).fold(0.0_f64, f64::max);
     let end = if end > 0.0 { end * 1.04 } else { 1.0 };
-    let mut ctx = ChartBuilder::on(root)
-        .margin((12.0 * dpr) as u32)
-        .x_label_area_size((38.0 * dpr) as u32)
-        .y_label_area_size((12.0 * dpr) as u32)
-        .build_cartesian_2d(0.0..end, 0.0..1.0)
-        .map_err(fail)?;
+    let mut ctx = plot(root, 0.0..end, 0.0..1.0, 12.0, dpr)?;
     let x_label = |v: &f64| fmt_axis(*v, end);
     themed(
         ctx.configure_mesh()
@@ -706,12 +712,7 @@ pub fn histogram<DB: DrawingBackend>(
         _ => (0.0, 1.0),
     };
     let top = f64::from(bins.iter().map(|b| b.count).max().unwrap_or(1)) * 1.1;
-    let mut ctx = ChartBuilder::on(root)
-        .margin((12.0 * dpr) as u32)
-        .x_label_area_size((38.0 * dpr) as u32)
-        .y_label_area_size((46.0 * dpr) as u32)
-        .build_cartesian_2d(lo..hi, 0.0..top)
-        .map_err(fail)?;
+    let mut ctx = plot(root, lo..hi, 0.0..top, 46.0, dpr)?;
     let x_label = |v: &f64| fmt_axis(*v, hi - lo);
     // Whole requests only.
     let y_label = |v: &f64| if v.fract() == 0.0 { format!("{v:.0}") } else { String::new() };
@@ -840,8 +841,7 @@ mod tests {
             empty_note: "no results",
         };
         chart.layers[0].band = Palette::LIGHT.band;
-        let svg =
-            to_svg(EXPORT_SIZE, &Palette::LIGHT, |root| latency(root, &chart, &Palette::LIGHT, 1.0).map(drop)).unwrap();
+        let svg = latency_svg(&chart, &Palette::LIGHT).unwrap();
         assert!(!svg.contains(">\nonly\n<"), "a single run has no legend");
         assert!(svg.contains(">\nprompt length (tokens, tokenizer llama-3)\n<"), "the axis says what lengths count");
         // The mean and the p99 line (in the band colour).
@@ -849,8 +849,7 @@ mod tests {
         assert_eq!(polylines(&svg, Palette::LIGHT.band).len(), 1);
         chart.layers[0].points.clear();
         chart.layers[0].samples.clear();
-        let svg =
-            to_svg(EXPORT_SIZE, &Palette::LIGHT, |root| latency(root, &chart, &Palette::LIGHT, 1.0).map(drop)).unwrap();
+        let svg = latency_svg(&chart, &Palette::LIGHT).unwrap();
         assert!(svg.contains(">\nno results\n<"));
     }
 

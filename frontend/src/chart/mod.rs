@@ -247,26 +247,20 @@ pub struct Palette {
 }
 
 impl Palette {
-    pub const LIGHT: Palette = Palette {
-        background: (253, 253, 252),
-        text: (31, 35, 40),
-        grid: (216, 222, 228),
-        line: (9, 105, 218),
-        band: (84, 174, 255),
-        dots: (130, 80, 223),
-        error: (207, 34, 46),
-        runs: [(9, 105, 218), (213, 94, 0), (0, 140, 100), (204, 121, 167), (120, 94, 0), (86, 60, 160)],
-    };
-    pub const DARK: Palette = Palette {
-        background: (21, 23, 27),
-        text: (230, 237, 243),
-        grid: (48, 54, 61),
-        line: (88, 166, 255),
-        band: (56, 139, 253),
-        dots: (210, 168, 255),
-        error: (248, 81, 73),
-        runs: [(88, 166, 255), (240, 150, 60), (60, 200, 150), (230, 150, 200), (220, 190, 60), (180, 150, 255)],
-    };
+    pub const LIGHT: Palette = Palette::of(
+        [(253, 253, 252), (31, 35, 40), (216, 222, 228), (84, 174, 255), (130, 80, 223), (207, 34, 46)],
+        [(9, 105, 218), (213, 94, 0), (0, 140, 100), (204, 121, 167), (120, 94, 0), (86, 60, 160)],
+    );
+    pub const DARK: Palette = Palette::of(
+        [(21, 23, 27), (230, 237, 243), (48, 54, 61), (56, 139, 253), (210, 168, 255), (248, 81, 73)],
+        [(88, 166, 255), (240, 150, 60), (60, 200, 150), (230, 150, 200), (220, 190, 60), (180, 150, 255)],
+    );
+
+    /// A scheme of its background, text, grid, band, dots and error colours, and its runs'
+    /// colours, the first of which is also its line's.
+    const fn of([background, text, grid, band, dots, error]: [Rgb; 6], runs: [Rgb; 6]) -> Palette {
+        Palette { background, text, grid, line: runs[0], band, dots, error, runs }
+    }
 
     /// The colour of the `i`th of several overlaid runs; after six they repeat.
     pub fn run(&self, i: usize) -> Rgb {

@@ -6,6 +6,9 @@ use leptos::html::Canvas;
 use leptos::prelude::*;
 use shared::api::RunSummary;
 use shared::{LiveRun, Summary, SweepSpec};
+use web_sys::HtmlCanvasElement;
+
+use crate::report::ReportChart;
 
 use crate::chart::{self, Palette, XScale, YScale, draw, fmt_length, fmt_ms, telemetry};
 use crate::components::copy_link::CopyLink;
@@ -27,20 +30,15 @@ pub struct Resized(pub RwSignal<u32>);
 
 pub use crate::compare::Metric;
 
-/// A chart's title.
-pub fn title(metric: Metric) -> &'static str {
-    match metric {
-        Metric::Ttft => "Time to first token",
-        Metric::T2t => "Token-to-token latency",
-    }
-}
-
-/// The vertical axis's description.
-pub fn y_desc(metric: Metric) -> &'static str {
-    match metric {
-        Metric::Ttft => "TTFT (ms)",
-        Metric::T2t => "token-to-token (ms)",
-    }
+/// Runs `draw` now, and again whenever what it reads changes or the window is resized.
+pub fn redrawn(draw: impl Fn() + 'static) {
+    let resized = use_context::<Resized>().map(|r| r.0);
+    Effect::new(move |_| {
+        if let Some(r) = resized {
+            r.track();
+        }
+        draw();
+    });
 }
 
 /// One sample per finished measured request of the points `keep` lets through: its TTFT,
@@ -68,11 +66,6 @@ fn samples(metric: Metric, run: &LiveRun, keep: impl Fn(usize) -> bool) -> Vec<(
 /// What a latency chart shows: its axes and series.
 pub type Shape = (XAxis, YAxis, SeriesSet);
 
-/// Draws one metric's latency chart: a chart builder such as [`with_run_chart`], given the
-/// metric, the shape, the palette and what to do with the chart.
-pub type ChartBuilder<'a> = dyn Fn(Metric, Shape, &Palette, &dyn Fn(&draw::LatencyChart<'_>) -> Result<String, String>) -> Result<String, String>
-    + 'a;
-
 /// Whether `charts` includes `metric`'s chart.
 pub fn shows(charts: Charts, metric: Metric) -> bool {
     match charts {
@@ -82,28 +75,53 @@ pub fn shows(charts: Charts, metric: Metric) -> bool {
     }
 }
 
-/// The latency charts `view` shows, as SVG for a report (light, whatever the page's
-/// scheme), each built by `build`.
-pub fn report_charts(view: &RunViewState, build: &ChartBuilder<'_>) -> Result<Vec<crate::report::ReportChart>, String> {
+/// The runs a latency chart is drawn from.
+#[derive(Clone, Copy)]
+pub enum LatencyData<'a> {
+    /// One run as it goes: its settled points and its single requests, a line per load
+    /// level.
+    Run(&'a LiveRun),
+    /// Several runs' settled points overlaid, one colour each, the baseline first.
+    Compared(&'a [RunSummary]),
+}
+
+impl LatencyData<'_> {
+    /// Calls `f` with the chart of `metric` in `shape` and `palette`.
+    pub fn with_chart<T>(
+        self,
+        metric: Metric,
+        shape: Shape,
+        palette: &Palette,
+        f: impl FnOnce(&draw::LatencyChart<'_>) -> T,
+    ) -> T {
+        match self {
+            LatencyData::Run(run) => with_run_chart(run, metric, shape, palette, f),
+            LatencyData::Compared(runs) => with_compare_chart(runs, metric, shape, palette, f),
+        }
+    }
+}
+
+/// The latency charts `view` shows of `data`, as SVG for a report (light, whatever the
+/// page's scheme).
+pub fn report_charts(view: &RunViewState, data: LatencyData<'_>) -> Result<Vec<ReportChart>, String> {
     let palette = Palette::LIGHT;
-    let svg = |chart: &draw::LatencyChart<'_>| {
-        draw::to_svg(draw::EXPORT_SIZE, &palette, |root| draw::latency(root, chart, &palette, 1.0).map(drop))
-    };
     Metric::ALL
         .into_iter()
         .filter(|&metric| shows(view.charts, metric))
         .map(|metric| {
-            Ok(crate::report::ReportChart {
+            Ok(ReportChart {
                 key: metric.key().into(),
-                caption: format!("{} against prompt length", title(metric)),
-                svg: build(metric, (view.x, view.y, view.series), &palette, &svg)?,
+                caption: format!("{} against prompt length", metric.title()),
+                svg: data.with_chart(metric, (view.x, view.y, view.series), &palette, |chart| {
+                    draw::latency_svg(chart, &palette)
+                })?,
             })
         })
         .collect()
 }
 
 /// Calls `f` with the chart of one run's metric, as its page shows it.
-pub fn with_run_chart<T>(
+fn with_run_chart<T>(
     run: &LiveRun,
     metric: Metric,
     (x_axis, y_axis, series): Shape,
@@ -155,7 +173,7 @@ pub fn with_run_chart<T>(
     };
     f(&draw::LatencyChart {
         x_desc: run.spec.prompt_length_axis(),
-        y_desc: y_desc(metric),
+        y_desc: metric.axis(),
         scale: XScale::chosen(x_axis, &run.spec.prompt_lengths),
         y_scale: YScale::chosen(y_axis),
         series,
@@ -173,7 +191,7 @@ pub fn with_run_chart<T>(
 
 /// Calls `f` with the chart of several runs' metric overlaid, one colour each, from their
 /// settled statistics (a comparison draws no single requests).
-pub fn with_compare_chart<T>(
+fn with_compare_chart<T>(
     runs: &[RunSummary],
     metric: Metric,
     (x_axis, y_axis, series): Shape,
@@ -203,7 +221,7 @@ pub fn with_compare_chart<T>(
         runs.first().map_or_else(|| SweepSpec::default().prompt_length_axis(), |r| r.spec.prompt_length_axis());
     f(&draw::LatencyChart {
         x_desc,
-        y_desc: y_desc(metric),
+        y_desc: metric.axis(),
         scale: XScale::chosen(x_axis, &lengths),
         y_scale: YScale::chosen(y_axis),
         series: series.with(Series::Dots, false),
@@ -253,15 +271,104 @@ pub fn ExportButtons(
     }
 }
 
-/// A latency metric against prompt length, with its definition one click away.
+/// Where the data of a latency figure lives on the page.
+#[derive(Clone, Copy)]
+pub enum Latencies {
+    /// A run rebuilt from its events, and the signal bumped when it changes.
+    Run(StoredValue<LiveRun, LocalStorage>, RwSignal<u64>),
+    /// The compared runs, the baseline first.
+    Compared(Signal<Vec<RunSummary>>),
+}
+
+impl Latencies {
+    /// Subscribes the running effect to changes of the data.
+    fn track(self) {
+        match self {
+            Latencies::Run(_, version) => version.track(),
+            Latencies::Compared(runs) => runs.track(),
+        }
+    }
+
+    /// Calls `f` with the data as it is now.
+    fn with<T>(self, f: impl FnOnce(LatencyData<'_>) -> T) -> T {
+        match self {
+            Latencies::Run(run, _) => run.with_value(|run| f(LatencyData::Run(run))),
+            Latencies::Compared(runs) => runs.with_untracked(|runs| f(LatencyData::Compared(runs))),
+        }
+    }
+
+    /// Whether pointing at a mean of the chart's first line tells its statistics: for a
+    /// single run's chart.
+    fn tooltips(self) -> bool {
+        matches!(self, Latencies::Run(..))
+    }
+
+    /// The caption's words on what is drawn.
+    fn legend(self, series: SeriesSet) -> String {
+        match self {
+            Latencies::Run(..) => legend(series),
+            Latencies::Compared(_) => {
+                "one colour per run: line, the mean; the legend in the chart names the runs".into()
+            }
+        }
+    }
+}
+
+/// Writes what a latency chart draws on its canvas, for tools that read the chart: its
+/// scales and series, and each line's colour.
+fn describe_latency(canvas: &HtmlCanvasElement, chart: &draw::LatencyChart<'_>, (_, y_axis, series): Shape) {
+    let x = if chart.scale == XScale::Log2 { "log" } else { "linear" };
+    let colours: Vec<String> = chart.layers.iter().map(|l| format!("{},{},{}", l.line.0, l.line.1, l.line.2)).collect();
+    for (attribute, value) in [
+        ("data-x-scale", x.to_string()),
+        ("data-x-axis", chart.x_desc.clone()),
+        ("data-y-scale", y_axis.key().to_string()),
+        ("data-series", series.encode()),
+        ("data-colours", colours.join(";")),
+    ] {
+        let _ = canvas.set_attribute(attribute, &value);
+    }
+}
+
+/// Each line's means' positions in CSS pixels, `x,y;x,y|x,y;...`, for tools that point at
+/// them.
+fn markers(layers: &[Vec<(f64, f64)>]) -> String {
+    let lines: Vec<String> = layers
+        .iter()
+        .map(|at| at.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect::<Vec<_>>().join(";"))
+        .collect();
+    lines.join("|")
+}
+
+/// The tooltip of a mean pointed at, at `(x, y)` on a chart `width` wide: where it goes (a
+/// CSS position, kept inside the chart) and what it says.
+fn tooltip((length, s): &(u32, Summary), x: f64, y: f64, width: f64) -> (String, String) {
+    let text = format!(
+        "prompt length {length}: mean {} ms · p50 {} · p90 {} · p99 {} · n {}",
+        fmt_ms(s.mean),
+        fmt_ms(s.p50),
+        fmt_ms(s.p90),
+        fmt_ms(s.p99),
+        s.count
+    );
+    // Right of the pointer in the chart's left half, left of it in the right half.
+    let place = if x > width / 2.0 {
+        format!("right:{:.0}px;top:{:.0}px", width - x + 12.0, y + 12.0)
+    } else {
+        format!("left:{:.0}px;top:{:.0}px", x + 12.0, y + 12.0)
+    };
+    (place, text)
+}
+
+/// A latency metric against prompt length, of one run or several overlaid, with its
+/// definition one click away; over a single run's chart, a tooltip tells of the mean
+/// pointed at.
 #[component]
-pub fn LatencyChart(
+pub fn LatencyFigure(
     /// Which metric.
     metric: Metric,
-    /// The run, rebuilt from its events.
-    run: StoredValue<LiveRun, LocalStorage>,
-    /// Bumped when `run` changes.
-    version: RwSignal<u64>,
+    /// The runs drawn.
+    data: Latencies,
     /// The axes and series the page asks for.
     #[prop(into)]
     view: Signal<RunViewState>,
@@ -270,42 +377,33 @@ pub fn LatencyChart(
     stem: Signal<String>,
 ) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
-    let resized = use_context::<Resized>().map(|r| r.0);
+    // The means the tooltip tells of: where they are drawn, and their statistics.
     let targets = StoredValue::new(Vec::<(f64, f64)>::new());
     let points = StoredValue::new(Vec::<(u32, Summary)>::new());
-    // Where the tooltip goes (a CSS position, kept inside the chart) and what it says.
-    let tooltip = RwSignal::new(None::<(String, String)>);
+    let tooltip_shown = RwSignal::new(None::<(String, String)>);
     let failure = RwSignal::new(None::<String>);
     // Only the axes and series redraw the chart, not the inspector's choices.
     let shape = Memo::new(move |_| view.with(|v| (v.x, v.y, v.series)));
-    Effect::new(move |_| {
-        version.track();
-        if let Some(r) = resized {
-            r.track();
-        }
+    redrawn(move || {
+        data.track();
         let shape = shape.get();
         let Some(canvas) = canvas.get() else { return };
         let palette = palette();
-        let drawn = run.with_value(|run| {
-            with_run_chart(run, metric, shape, &palette, |chart| {
-                points.set_value(chart.layers[0].points.clone());
-                let drawn = draw::on_canvas(&canvas, &palette, |root, dpr| draw::latency(root, chart, &palette, dpr));
-                // What is drawn, for tools that read the chart.
-                let x = if chart.scale == XScale::Log2 { "log" } else { "linear" };
-                let _ = canvas.set_attribute("data-x-scale", x);
-                let _ = canvas.set_attribute("data-x-axis", &chart.x_desc);
-                let _ = canvas.set_attribute("data-y-scale", shape.1.key());
-                let _ = canvas.set_attribute("data-series", &shape.2.encode());
-                drawn
+        let drawn = data.with(|data_now| {
+            data_now.with_chart(metric, shape, &palette, |chart| {
+                if data.tooltips() {
+                    points.set_value(chart.layers.first().map(|l| l.points.clone()).unwrap_or_default());
+                }
+                describe_latency(&canvas, chart, shape);
+                draw::on_canvas(&canvas, &palette, |root, dpr| draw::latency(root, chart, &palette, dpr))
             })
         });
         match drawn {
-            Ok(Some(at)) => {
-                let at = at.into_iter().next().unwrap_or_default();
-                // The means' positions (CSS pixels), for tools that point at them.
-                let markers: Vec<String> = at.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
-                let _ = canvas.set_attribute("data-markers", &markers.join(";"));
-                targets.set_value(at);
+            Ok(Some(layers)) => {
+                let _ = canvas.set_attribute("data-markers", &markers(&layers));
+                if data.tooltips() {
+                    targets.set_value(layers.into_iter().next().unwrap_or_default());
+                }
                 failure.set(None);
             }
             Ok(None) => {}
@@ -315,54 +413,126 @@ pub fn LatencyChart(
     let hover = move |ev: leptos::ev::MouseEvent| {
         let (x, y) = (f64::from(ev.offset_x()), f64::from(ev.offset_y()));
         let hit = targets.with_value(|t| chart::nearest(t, x, y, 14.0));
-        tooltip.set(hit.and_then(|i| {
-            points.with_value(|p| p.get(i).cloned()).map(|(length, s)| {
-                let text = format!(
-                    "prompt length {length}: mean {} ms · p50 {} · p90 {} · p99 {} · n {}",
-                    fmt_ms(s.mean),
-                    fmt_ms(s.p50),
-                    fmt_ms(s.p90),
-                    fmt_ms(s.p99),
-                    s.count
-                );
-                let width = canvas.get_untracked().map_or(0.0, |c| f64::from(c.client_width()));
-                // Right of the pointer in the chart's left half, left of it in the right half.
-                let place = if x > width / 2.0 {
-                    format!("right:{:.0}px;top:{:.0}px", width - x + 12.0, y + 12.0)
-                } else {
-                    format!("left:{:.0}px;top:{:.0}px", x + 12.0, y + 12.0)
-                };
-                (place, text)
-            })
-        }));
+        let width = canvas.get_untracked().map_or(0.0, |c| f64::from(c.client_width()));
+        tooltip_shown.set(hit.and_then(|i| points.with_value(|p| p.get(i).map(|point| tooltip(point, x, y, width)))));
     };
     let key = metric.key();
     let svg = Callback::new(move |()| {
         let palette = palette();
-        run.with_value(|run| {
-            with_run_chart(run, metric, shape.get_untracked(), &palette, |chart| {
-                draw::to_svg(draw::EXPORT_SIZE, &palette, |root| draw::latency(root, chart, &palette, 1.0).map(drop))
-            })
-        })
+        data.with(|data| data.with_chart(metric, shape.get_untracked(), &palette, |c| draw::latency_svg(c, &palette)))
     });
     view! {
         <figure class="chart" data-chart=key>
             <figcaption>
-                {title(metric)} " against prompt length "
+                {metric.title()} " against prompt length "
                 <a class="define" href=format!("#{}", metric_anchor(key)) title="What this metric means">"definition"</a>
                 <ExportButtons key=key canvas=canvas stem=stem svg=svg/>
-                <span class="legend">{move || legend(shape.get().2)}</span>
+                <span class="legend">{move || data.legend(shape.get().2)}</span>
             </figcaption>
             <div class="canvas-box">
-                <canvas node_ref=canvas id=format!("chart-{key}") on:mousemove=hover on:mouseleave=move |_| tooltip.set(None)/>
-                {move || tooltip.get().map(|(place, text)| view! { <div class="tooltip" style=place>{text}</div> })}
+                <canvas node_ref=canvas id=format!("chart-{key}") on:mousemove=hover on:mouseleave=move |_| tooltip_shown.set(None)/>
+                {move || tooltip_shown.get().map(|(place, text)| view! { <div class="tooltip" style=place>{text}</div> })}
             </div>
             {move || failure.get().map(|f| view! { <p class="error">{f}</p> })}
         </figure>
     }
 }
 
-/// The token timeline of one request and the TTFT histogram of one prompt length.
+/// The point the inspector shows: the point `picked`, else the first at prompt length
+/// `length`, when the run has it; else the run's current point, or its latest settled one.
+fn inspected_point(run: &LiveRun, picked: Option<u32>, length: Option<u32>) -> u32 {
+    let started = |i: usize| run.spec.point(i).is_some();
+    picked
+        .map(|p| p as usize)
+        .filter(|&p| started(p))
+        .or_else(|| length.and_then(|l| (0..run.spec.point_count()).position(|i| run.spec.point_length(i) == l)))
+        .map_or_else(
+            || run.current_point.unwrap_or_else(|| run.points.iter().rposition(Option::is_some).unwrap_or(0) as u32),
+            |i| i as u32,
+        )
+}
+
+/// The request the inspector shows at point `p`: the `request`th (1-based), else the point's
+/// latest finished one. Returns its place in the point (0-based) and its index in the run.
+fn inspected_request(run: &LiveRun, p: u32, request: Option<u32>) -> (u32, u32) {
+    let per_point = run.spec.requests_per_point() as u32;
+    let seq = request.map(|n| n - 1).unwrap_or_else(|| {
+        (0..per_point)
+            .rev()
+            .find(|&s| run.requests.get((p * per_point + s) as usize).is_some_and(|r| r.done.is_some()))
+            .unwrap_or(0)
+    });
+    let seq = seq.min(per_point.saturating_sub(1));
+    (seq, p * per_point + seq)
+}
+
+/// One request's tokens: (ms since its send, tokens in the response).
+fn timeline_tokens(run: &LiveRun, r: u32) -> Vec<(f64, u32)> {
+    run.requests.get(r as usize).map_or_else(Vec::new, |req| {
+        let sent = req.sent_us.unwrap_or(0);
+        req.tokens.iter().map(|&(at, n)| (at.saturating_sub(sent) as f64 / 1000.0, n)).collect()
+    })
+}
+
+/// A request in words: where it is, the `seq`th (0-based) of point `p`, and how it went.
+fn describe_request(run: &LiveRun, p: u32, seq: u32, r: u32) -> String {
+    let length = run.spec.point_length(p as usize);
+    let warmup = if run.is_warmup(r) { " (warm-up)" } else { "" };
+    let request = run.requests.get(r as usize);
+    let state = match request.and_then(|q| q.done.as_ref()) {
+        Some(done) => match (&done.error, done.ttft_ms) {
+            (Some(err), _) => format!("failed: {err}"),
+            (None, Some(ttft)) => format!("{} tokens, TTFT {} ms", done.tokens, fmt_ms(ttft)),
+            (None, None) => "no tokens".into(),
+        },
+        None if request.is_some_and(|q| q.sent_us.is_some()) => "in flight".into(),
+        None => "not sent yet".into(),
+    };
+    format!("prompt length {length}, request {}{warmup}: {state}", seq + 1)
+}
+
+/// A point in words: its prompt length, and its load level in a sweep over them.
+fn point_words(run: &LiveRun, p: u32) -> String {
+    match run.spec.point(p as usize) {
+        Some((length, load)) if crate::components::throughput::shows(&run.spec) => {
+            format!("{} at {load}", fmt_length(f64::from(length)))
+        }
+        _ => fmt_length(f64::from(run.spec.point_length(p as usize))),
+    }
+}
+
+/// Every point of the run as the point picker lists it: its index and its words.
+fn point_options(run: &LiveRun) -> Vec<(u32, String)> {
+    (0..run.spec.point_count())
+        .map_while(|i| run.spec.point(i).map(|(l, load)| (i as u32, format!("{} · {load}", fmt_length(f64::from(l))))))
+        .collect()
+}
+
+/// The latency charts the view shows, one per metric.
+#[component]
+pub fn LatencyFigures(
+    /// The runs drawn.
+    data: Latencies,
+    /// The charts, axes and series the page asks for.
+    view: RwSignal<RunViewState>,
+    /// The stem of the charts' file names.
+    #[prop(into)]
+    stem: Signal<String>,
+) -> impl IntoView {
+    view! {
+        <div class="charts">
+            {Metric::ALL.into_iter().map(|metric| view! {
+                <Show when=move || view.with(|v| shows(v.charts, metric))>
+                    <LatencyFigure metric=metric data=data view=view stem=stem/>
+                </Show>
+            }).collect_view()}
+        </div>
+    }
+}
+
+/// The token timeline of one request and the charts of one point: its TTFT, its requests
+/// through time, the server's metrics over it, the lengths sent and received and, open loop,
+/// the schedule's lag.
 #[component]
 pub fn Inspector(
     /// The run, rebuilt from its events.
@@ -375,170 +545,38 @@ pub fn Inspector(
     #[prop(into)]
     stem: Signal<String>,
 ) -> impl IntoView {
-    let resized = use_context::<Resized>().map(|r| r.0);
-    let length = Memo::new(move |_| view.with(|v| v.length));
-    let picked = Memo::new(move |_| view.with(|v| v.point));
+    let picked = Memo::new(move |_| view.with(|v| (v.point, v.length)));
     let request = Memo::new(move |_| view.with(|v| v.request));
     // A point or length the run does not have follows the run too: the latest point, and
     // its latest finished request.
     let chosen_point = move || {
         version.track();
-        run.with_value(|run| {
-            let started = |i: usize| run.spec.point(i).is_some();
-            picked
-                .get()
-                .map(|p| p as usize)
-                .filter(|&p| started(p))
-                .or_else(|| {
-                    length.get().and_then(|l| (0..run.spec.point_count()).position(|i| run.spec.point_length(i) == l))
-                })
-                .map_or_else(
-                    || {
-                        run.current_point
-                            .unwrap_or_else(|| run.points.iter().rposition(Option::is_some).unwrap_or(0) as u32)
-                    },
-                    |i| i as u32,
-                )
-        })
+        let (point, length) = picked.get();
+        run.with_value(|run| inspected_point(run, point, length))
     };
     let chosen_request = move || {
         let p = chosen_point();
-        run.with_value(|run| {
-            let per_point = run.spec.requests_per_point() as u32;
-            let seq = request.get().map(|n| n - 1).unwrap_or_else(|| {
-                (0..per_point)
-                    .rev()
-                    .find(|&s| run.requests.get((p * per_point + s) as usize).is_some_and(|r| r.done.is_some()))
-                    .unwrap_or(0)
-            });
-            (p, seq.min(per_point.saturating_sub(1)), p * per_point + seq.min(per_point.saturating_sub(1)))
-        })
+        let request = request.get();
+        let (seq, r) = run.with_value(|run| inspected_request(run, p, request));
+        (p, seq, r)
     };
-    // One request's tokens: (ms since its send, tokens in the response).
-    let timeline_tokens = move |r: u32| -> Vec<(f64, u32)> {
-        run.with_value(|run| {
-            run.requests.get(r as usize).map_or_else(Vec::new, |req| {
-                let sent = req.sent_us.unwrap_or(0);
-                req.tokens.iter().map(|&(at, n)| (at.saturating_sub(sent) as f64 / 1000.0, n)).collect()
-            })
-        })
-    };
-    let timeline = NodeRef::<Canvas>::new();
-    Effect::new(move |_| {
-        if let Some(r) = resized {
-            r.track();
-        }
-        let (_, _, r) = chosen_request();
-        let Some(canvas) = timeline.get() else { return };
-        let tokens = timeline_tokens(r);
-        let palette = palette();
-        if let Err(err) = draw::on_canvas(&canvas, &palette, |root, dpr| draw::timeline(root, &tokens, &palette, dpr)) {
-            leptos::logging::warn!("{err}");
-        }
-    });
-    let timeline_svg = Callback::new(move |()| {
-        let tokens = timeline_tokens(chosen_request().2);
-        let palette = palette();
-        draw::to_svg((draw::EXPORT_SIZE.0, 160), &palette, |root| draw::timeline(root, &tokens, &palette, 1.0))
-    });
     let point = Signal::derive(chosen_point);
     let open_loop = move || {
         version.track();
         run.with_value(|run| run.spec.open_loop())
     };
-    // The chosen point in words: its prompt length, and its load level in a sweep over them.
     let at_length = move || {
-        let p = chosen_point() as usize;
-        run.with_value(|run| match run.spec.point(p) {
-            Some((length, load)) if crate::components::throughput::shows(&run.spec) => {
-                format!("{} at {load}", fmt_length(f64::from(length)))
-            }
-            _ => fmt_length(f64::from(run.spec.point_length(p))),
-        })
-    };
-    let lengths = move || {
-        version.track();
-        run.with_value(|run| run.spec.prompt_lengths.clone())
-    };
-    // A sweep over load levels picks a point: a prompt length at a load level.
-    let by_point = move || {
-        version.track();
-        run.with_value(|run| crate::components::throughput::shows(&run.spec))
-    };
-    let points = move || {
-        version.track();
-        run.with_value(|run| {
-            (0..run.spec.point_count())
-                .map_while(|i| {
-                    run.spec.point(i).map(|(l, load)| (i as u32, format!("{} · {load}", fmt_length(f64::from(l)))))
-                })
-                .collect::<Vec<_>>()
-        })
+        let p = chosen_point();
+        run.with_value(|run| point_words(run, p))
     };
     let describe = move || {
-        let (p, s, r) = chosen_request();
-        run.with_value(|run| {
-            let length = run.spec.point_length(p as usize);
-            let warmup = if run.is_warmup(r) { " (warm-up)" } else { "" };
-            let request = run.requests.get(r as usize);
-            let state = match request.and_then(|q| q.done.as_ref()) {
-                Some(done) => match (&done.error, done.ttft_ms) {
-                    (Some(err), _) => format!("failed: {err}"),
-                    (None, Some(ttft)) => format!("{} tokens, TTFT {} ms", done.tokens, fmt_ms(ttft)),
-                    (None, None) => "no tokens".into(),
-                },
-                None if request.is_some_and(|q| q.sent_us.is_some()) => "in flight".into(),
-                None => "not sent yet".into(),
-            };
-            format!("prompt length {length}, request {}{warmup}: {state}", s + 1)
-        })
+        let (p, seq, r) = chosen_request();
+        run.with_value(|run| describe_request(run, p, seq, r))
     };
     view! {
         <section class="inspector">
-            <div class="pickers">
-                <Show when=move || !by_point()>
-                    <label>"Prompt length "
-                        <select id="inspect-point" on:change=move |ev| {
-                            let chosen = event_target_value(&ev).parse().ok();
-                            view.update(|v| { v.length = chosen; v.point = None; v.request = None; });
-                        }>
-                            <option value="" selected=move || length.get().is_none()>"follow the run"</option>
-                            {move || lengths().into_iter().map(|l| view! {
-                                <option value=l.to_string() selected=move || length.get() == Some(l)>{fmt_length(f64::from(l))}</option>
-                            }).collect_view()}
-                        </select>
-                    </label>
-                </Show>
-                <Show when=by_point>
-                    <label>"Point "
-                        <select id="inspect-load-point" on:change=move |ev| {
-                            let chosen = event_target_value(&ev).parse().ok();
-                            view.update(|v| { v.point = chosen; v.length = None; v.request = None; });
-                        }>
-                            <option value="" selected=move || picked.get().is_none()>"follow the run"</option>
-                            {move || points().into_iter().map(|(i, text)| view! {
-                                <option value=i.to_string() selected=move || picked.get() == Some(i)>{text}</option>
-                            }).collect_view()}
-                        </select>
-                    </label>
-                </Show>
-                <label>"Request # "
-                    <input id="inspect-request" type="number" min="1" prop:value=move || (chosen_request().1 + 1).to_string()
-                        on:input=move |ev| {
-                            // A field emptied to type another number keeps the request until then.
-                            if let Some(n) = event_target_value(&ev).trim().parse::<u32>().ok().filter(|&n| n >= 1) {
-                                view.update(|v| v.request = Some(n));
-                            }
-                        }/>
-                </label>
-            </div>
-            <figure class="chart" data-chart="timeline">
-                <figcaption>"Token timeline: " {describe}
-                    <ExportButtons key="timeline" canvas=timeline stem=stem svg=timeline_svg/>
-                    <span class="legend">"each tick a response (taller: several tokens) · shaded: time to first token"</span>
-                </figcaption>
-                <div class="canvas-box short"><canvas node_ref=timeline id="chart-timeline"/></div>
-            </figure>
+            <InspectorPickers run=run version=version view=view shown=Signal::derive(move || chosen_request().1 + 1)/>
+            <TimelineFigure run=run request=Signal::derive(move || chosen_request().2) stem=stem caption=Signal::derive(describe)/>
             <PointFigure key="histogram" run=run version=version point=point stem=stem paint=ttft_histogram>
                 "Time to first token at prompt length " {at_length}
                 " " <a class="define" href=format!("#{}", metric_anchor("ttft"))>"definition"</a>
@@ -565,6 +603,109 @@ pub fn Inspector(
                 </PointFigure>
             </Show>
         </section>
+    }
+}
+
+/// The inspector's choice of a prompt length (or, in a sweep over load levels, a point) and
+/// of a request, each written to the view.
+#[component]
+fn InspectorPickers(
+    run: StoredValue<LiveRun, LocalStorage>,
+    version: RwSignal<u64>,
+    view: RwSignal<RunViewState>,
+    /// The request shown, 1-based.
+    #[prop(into)]
+    shown: Signal<u32>,
+) -> impl IntoView {
+    let length = Memo::new(move |_| view.with(|v| v.length));
+    let picked = Memo::new(move |_| view.with(|v| v.point));
+    let lengths = move || {
+        version.track();
+        run.with_value(|run| run.spec.prompt_lengths.clone())
+    };
+    // A sweep over load levels picks a point: a prompt length at a load level.
+    let by_point = move || {
+        version.track();
+        run.with_value(|run| crate::components::throughput::shows(&run.spec))
+    };
+    let points = move || {
+        version.track();
+        run.with_value(point_options)
+    };
+    view! {
+        <div class="pickers">
+            <Show when=move || !by_point()>
+                <label>"Prompt length "
+                    <select id="inspect-point" on:change=move |ev| {
+                        let chosen = event_target_value(&ev).parse().ok();
+                        view.update(|v| { v.length = chosen; v.point = None; v.request = None; });
+                    }>
+                        <option value="" selected=move || length.get().is_none()>"follow the run"</option>
+                        {move || lengths().into_iter().map(|l| view! {
+                            <option value=l.to_string() selected=move || length.get() == Some(l)>{fmt_length(f64::from(l))}</option>
+                        }).collect_view()}
+                    </select>
+                </label>
+            </Show>
+            <Show when=by_point>
+                <label>"Point "
+                    <select id="inspect-load-point" on:change=move |ev| {
+                        let chosen = event_target_value(&ev).parse().ok();
+                        view.update(|v| { v.point = chosen; v.length = None; v.request = None; });
+                    }>
+                        <option value="" selected=move || picked.get().is_none()>"follow the run"</option>
+                        {move || points().into_iter().map(|(i, text)| view! {
+                            <option value=i.to_string() selected=move || picked.get() == Some(i)>{text}</option>
+                        }).collect_view()}
+                    </select>
+                </label>
+            </Show>
+            <label>"Request # "
+                <input id="inspect-request" type="number" min="1" prop:value=move || shown.get().to_string()
+                    on:input=move |ev| {
+                        // A field emptied to type another number keeps the request until then.
+                        if let Some(n) = event_target_value(&ev).trim().parse::<u32>().ok().filter(|&n| n >= 1) {
+                            view.update(|v| v.request = Some(n));
+                        }
+                    }/>
+            </label>
+        </div>
+    }
+}
+
+/// One request's tokens as ticks on its time, with `caption` saying which request.
+#[component]
+fn TimelineFigure(
+    run: StoredValue<LiveRun, LocalStorage>,
+    /// The request's index in the run.
+    #[prop(into)]
+    request: Signal<u32>,
+    #[prop(into)] stem: Signal<String>,
+    #[prop(into)] caption: Signal<String>,
+) -> impl IntoView {
+    let canvas = NodeRef::<Canvas>::new();
+    redrawn(move || {
+        let r = request.get();
+        let Some(canvas) = canvas.get() else { return };
+        let tokens = run.with_value(|run| timeline_tokens(run, r));
+        let palette = palette();
+        if let Err(err) = draw::on_canvas(&canvas, &palette, |root, dpr| draw::timeline(root, &tokens, &palette, dpr)) {
+            leptos::logging::warn!("{err}");
+        }
+    });
+    let svg = Callback::new(move |()| {
+        let tokens = run.with_value(|run| timeline_tokens(run, request.get_untracked()));
+        let palette = palette();
+        draw::to_svg((draw::EXPORT_SIZE.0, 160), &palette, |root| draw::timeline(root, &tokens, &palette, 1.0))
+    });
+    view! {
+        <figure class="chart" data-chart="timeline">
+            <figcaption>"Token timeline: " {move || caption.get()}
+                <ExportButtons key="timeline" canvas=canvas stem=stem svg=svg/>
+                <span class="legend">"each tick a response (taller: several tokens) · shaded: time to first token"</span>
+            </figcaption>
+            <div class="canvas-box short"><canvas node_ref=canvas id="chart-timeline"/></div>
+        </figure>
     }
 }
 
@@ -598,7 +739,7 @@ fn lag_histogram(root: &draw::Area<'_>, run: &LiveRun, point: u32, palette: &Pal
 /// The point's requests by when they were sent, in seconds since the run's start over the
 /// point's measured time, which its server-metrics chart below shares.
 fn ttft_over_time(root: &draw::Area<'_>, run: &LiveRun, point: u32, palette: &Palette, dpr: f64) -> Untimed {
-    let y_desc = if run.spec.open_loop() { "TTFT from the intended send (ms)" } else { "TTFT (ms)" };
+    let y_desc = if run.spec.open_loop() { "TTFT from the intended send (ms)" } else { Metric::Ttft.axis() };
     let window = telemetry::measured_window(run, point);
     let range = telemetry::time_range(window.unwrap_or_default());
     // The run's own samples count from the point's first measured send, the window's start.
@@ -622,12 +763,8 @@ fn PointFigure(
     children: Children,
 ) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
-    let resized = use_context::<Resized>().map(|r| r.0);
-    Effect::new(move |_| {
+    redrawn(move || {
         version.track();
-        if let Some(r) = resized {
-            r.track();
-        }
         let p = point.get();
         let Some(canvas) = canvas.get() else { return };
         let palette = palette();

@@ -14,16 +14,15 @@ use shared::api::{ApiError, ErrorCode, RunSummary};
 use shared::telemetry::Telemetry;
 
 use crate::api::{self, EventStream};
+use crate::chart::Palette;
 use crate::chart::telemetry::{MetricOption, Pick, TelemetryChart, compare_chart, default_family, shared_families};
-use crate::chart::{Palette, draw};
 use crate::components::ErrorBox;
 use crate::components::charts::{
-    self, ExportButtons, Metric, Resized, ViewControls, palette, shows, title, with_compare_chart,
+    self, ExportButtons, Latencies, LatencyData, LatencyFigures, Metric, ViewControls, palette, redrawn, shows,
 };
-use crate::components::glossary::metric_anchor;
-use crate::components::runs_list::status_name;
 use crate::components::telemetry::{self as server_metrics, options_html};
 use crate::components::throughput::{self, ThroughputChart};
+use crate::report::status_words;
 use crate::report::{self, ReportChart};
 
 /// What the link names that the server does not have, in words.
@@ -112,9 +111,7 @@ pub fn telemetry_chart(
 
 /// The charts a comparison shows, as SVG for its report.
 pub fn report_charts(runs: &[RunSummary], view: RunViewState) -> Result<Vec<ReportChart>, String> {
-    let mut out = charts::report_charts(&view, &|metric, shape, palette, draw| {
-        with_compare_chart(runs, metric, shape, palette, draw)
-    })?;
+    let mut out = charts::report_charts(&view, LatencyData::Compared(runs))?;
     if runs.iter().any(|r| throughput::shows(&r.spec)) {
         let y = crate::chart::YScale::chosen(view.y);
         out.extend(throughput::report_charts(view.charts, |metric, palette| {
@@ -243,20 +240,14 @@ pub fn CompareView(
                             {(!run.name.trim().is_empty()).then(|| view! { " " <code class="id">{run.id.clone()}</code> })}
                             " · " <span class="model">{model}</span>
                             " · " <span class="target">{run.spec.target.clone()}</span>
-                            " · " <span class="status">{status_name(&run.status)}</span>
+                            " · " <span class="status">{status_words(&run.status).name}</span>
                             {(i == 0).then(|| view! { " · " <strong>"baseline"</strong> })}
                         </li>
                     }
                 }).collect_view()}
             </ul>
             <ViewControls view=view address=address without_dots=true/>
-            <div class="charts">
-                {Metric::ALL.into_iter().map(|metric| view! {
-                    <Show when=move || view.with(|v| shows(v.charts, metric))>
-                        <CompareChart metric=metric runs=runs view=view stem=stem/>
-                    </Show>
-                }).collect_view()}
-            </div>
+            <LatencyFigures data=Latencies::Compared(runs.into()) view=view stem=stem/>
             <Show when=move || runs.with(|r| r.iter().any(|r| throughput::shows(&r.spec)))>
                 <div class="charts" id="throughput-charts">
                     {Metric::ALL.into_iter().map(|metric| {
@@ -275,73 +266,6 @@ pub fn CompareView(
             <CompareTelemetry runs=runs followed=followed version=metrics_version view=view stem=stem/>
             <div class="differences" id="differences" inner_html=move || runs.with(|r| report::differences_tables(r))></div>
         </section>
-    }
-}
-
-/// One metric of every run, overlaid.
-#[component]
-fn CompareChart(
-    /// Which metric.
-    metric: Metric,
-    /// The runs, the baseline first.
-    #[prop(into)]
-    runs: Signal<Vec<RunSummary>>,
-    /// The axes and series.
-    view: RwSignal<RunViewState>,
-    /// The stem of the chart's file names.
-    #[prop(into)]
-    stem: Signal<String>,
-) -> impl IntoView {
-    let canvas = NodeRef::<Canvas>::new();
-    let resized = use_context::<Resized>().map(|r| r.0);
-    let failure = RwSignal::new(None::<String>);
-    let shape = Memo::new(move |_| view.with(|v| (v.x, v.y, v.series)));
-    Effect::new(move |_| {
-        if let Some(r) = resized {
-            r.track();
-        }
-        let shape = shape.get();
-        let Some(canvas) = canvas.get() else { return };
-        let palette = palette();
-        let drawn = runs.with(|runs| {
-            with_compare_chart(runs, metric, shape, &palette, |chart| {
-                // Each run's means (CSS pixels), for tools that read the chart.
-                let drawn = draw::on_canvas(&canvas, &palette, |root, dpr| draw::latency(root, chart, &palette, dpr));
-                if let Ok(Some(layers)) = &drawn {
-                    let lines: Vec<String> = layers
-                        .iter()
-                        .map(|at| at.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect::<Vec<_>>().join(";"))
-                        .collect();
-                    let _ = canvas.set_attribute("data-markers", &lines.join("|"));
-                    let colours: Vec<String> =
-                        (0..layers.len()).map(|i| palette.run(i)).map(|(r, g, b)| format!("{r},{g},{b}")).collect();
-                    let _ = canvas.set_attribute("data-colours", &colours.join(";"));
-                }
-                drawn
-            })
-        });
-        failure.set(drawn.err());
-    });
-    let svg = Callback::new(move |()| {
-        let palette = palette();
-        runs.with_untracked(|runs| {
-            with_compare_chart(runs, metric, shape.get_untracked(), &palette, |chart| {
-                draw::to_svg(draw::EXPORT_SIZE, &palette, |root| draw::latency(root, chart, &palette, 1.0).map(drop))
-            })
-        })
-    });
-    let key = metric.key();
-    view! {
-        <figure class="chart" data-chart=key>
-            <figcaption>
-                {title(metric)} " against prompt length "
-                <a class="define" href=format!("#{}", metric_anchor(key)) title="What this metric means">"definition"</a>
-                <ExportButtons key=key canvas=canvas stem=stem svg=svg/>
-                <span class="legend">"one colour per run: line, the mean; the legend in the chart names the runs"</span>
-            </figcaption>
-            <div class="canvas-box"><canvas node_ref=canvas id=format!("chart-{key}")/></div>
-            {move || failure.get().map(|f| view! { <p class="error">{f}</p> })}
-        </figure>
     }
 }
 
@@ -377,7 +301,6 @@ fn CompareTelemetry(
     stem: Signal<String>,
 ) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
-    let resized = use_context::<Resized>().map(|r| r.0);
     let family = Memo::new(move |_| view.with(|v| v.server_metric.clone()));
     // Set by the drawing, in signal types the page already has, which keeps it lighter.
     let failure = RwSignal::new(None::<String>);
@@ -385,11 +308,8 @@ fn CompareTelemetry(
     let list = RwSignal::new(String::new());
     let notes = RwSignal::new(String::new());
     let tries = RwSignal::new(0u32);
-    Effect::new(move |_| {
+    redrawn(move || {
         version.track();
-        if let Some(r) = resized {
-            r.track();
-        }
         let chosen = family.get();
         let tried = tries.get();
         let palette = palette();
@@ -475,20 +395,10 @@ mod tests {
 
     fn summary(id: &str, status: RunStatus, no_metrics: bool) -> RunSummary {
         RunSummary {
-            id: id.into(),
             spec: shared::SweepSpec { no_metrics, ..shared::SweepSpec::default() },
-            started_unix_ns: 0,
             simulated: true,
             status,
-            model: None,
-            total_requests: 0,
-            finished_requests: 0,
-            errors: 0,
-            points: Vec::new(),
-            name: String::new(),
-            notes: String::new(),
-            tags: Vec::new(),
-            not_saved: None,
+            ..crate::view::blank_run(id)
         }
     }
 

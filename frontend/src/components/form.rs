@@ -349,6 +349,19 @@ pub fn default_spec(target: String) -> SweepSpec {
     SweepSpec { prompt_lengths: vec![16, 64, 256, 1024], requests: 10, ..base }
 }
 
+/// The model to choose instead of `current` when the server has no usable model of that
+/// name: the first usable one that can be measured as the form asks (`streaming` or not),
+/// else the first usable one, else none (empty). `None` keeps `current`.
+fn replacement_model(models: &[ModelChoice], current: &str, streaming: bool) -> Option<String> {
+    let usable = |m: &&ModelChoice| m.ready && m.problem.is_none();
+    if models.iter().filter(usable).any(|m| m.name == current) {
+        return None;
+    }
+    let mut candidates = models.iter().filter(usable);
+    let fits = candidates.clone().find(|m| m.streaming.unwrap_or(true) == streaming);
+    Some(fits.or_else(|| candidates.next()).map(|m| m.name.clone()).unwrap_or_default())
+}
+
 /// One model as the dropdown shows it.
 fn model_label(model: &ModelChoice) -> String {
     let mut label = model.name.clone();
@@ -363,6 +376,281 @@ fn model_label(model: &ModelChoice) -> String {
         label.push_str(" [no streaming]");
     }
     label
+}
+
+/// A labelled input bound to one of the form's fields.
+#[derive(Clone, Copy)]
+struct Input {
+    id: &'static str,
+    label: &'static str,
+    /// The label's tooltip.
+    title: Option<&'static str>,
+    /// A number's least value; without one, the input takes text.
+    min: Option<&'static str>,
+    placeholder: Option<&'static str>,
+    get: fn(&Fields) -> String,
+    set: fn(&mut Fields, String),
+}
+
+impl Input {
+    fn view(self, fields: RwSignal<Fields>) -> impl IntoView {
+        let kind = if self.min.is_some() { "number" } else { "text" };
+        view! {
+            <label title=self.title>{self.label}
+                <input id=self.id type=kind min=self.min placeholder=self.placeholder
+                    prop:value=value_of(fields, self.get) on:input=write_to(fields, self.set)/>
+            </label>
+        }
+    }
+}
+
+/// A labelled select of every value of a choice, each by its name, bound to one field.
+fn select_of<T: Copy + PartialEq + std::str::FromStr + Send + Sync + 'static>(
+    fields: RwSignal<Fields>,
+    id: &'static str,
+    label: &'static str,
+    all: &'static [T],
+    name: fn(T) -> &'static str,
+    get: fn(&Fields) -> T,
+    set: fn(&mut Fields, T),
+) -> impl IntoView {
+    view! {
+        <label>{label}
+            <select id=id on:change=move |ev| {
+                if let Ok(value) = event_target_value(&ev).parse() { fields.update(|f| set(f, value)) }
+            }>
+                {all.iter().map(|&value| view! {
+                    <option value=name(value) selected=move || fields.with(|f| get(f) == value)>{name(value)}</option>
+                }).collect_view()}
+            </select>
+        </label>
+    }
+}
+
+/// What a field holds, for an input's value.
+fn value_of(fields: RwSignal<Fields>, get: fn(&Fields) -> String) -> impl Fn() -> String + Copy + 'static {
+    move || fields.with(get)
+}
+
+/// Writes an input's value to a field.
+fn write_to(fields: RwSignal<Fields>, apply: fn(&mut Fields, String)) -> impl Fn(leptos::ev::Event) + Copy + 'static {
+    move |ev| fields.update(|f| apply(f, event_target_value(&ev)))
+}
+
+#[rustfmt::skip]
+const MAX_TOKENS: Input = Input { id: "max-tokens", label: "max_tokens", title: None, min: Some("1"), placeholder: None, get: |f| f.max_tokens.clone(), set: |f, v| f.max_tokens = v };
+
+/// The sweep's counts, drawn lengths, seed and durations.
+#[rustfmt::skip]
+const SWEEP_INPUTS: [Input; 8] = [
+    Input { id: "requests", label: "Requests per length", title: None, min: Some("1"), placeholder: None, get: |f| f.requests.clone(), set: |f, v| f.requests = v },
+    Input { id: "warmup", label: "Warm-up per length", title: None, min: Some("0"), placeholder: None, get: |f| f.warmup.clone(), set: |f, v| f.warmup = v },
+    Input { id: "prompt-stddev", label: "Prompt length ±", title: Some("Draw each request's prompt length around its point's from a normal distribution of this standard deviation, cut at three"), min: None, placeholder: Some("none"), get: |f| f.prompt_stddev.clone(), set: |f, v| f.prompt_stddev = v },
+    Input { id: "output-stddev", label: "max_tokens ±", title: Some("Draw each request's max_tokens around max_tokens from a normal distribution of this standard deviation, cut at three; with ignore_eos it is the output length"), min: None, placeholder: Some("none"), get: |f| f.output_stddev.clone(), set: |f, v| f.output_stddev = v },
+    Input { id: "shared-prefix", label: "Shared prefix", title: Some("Start every prompt with the same text of this many tokens (words without a tokenizer), which a prefix cache can keep; prompt lengths include it"), min: None, placeholder: Some("none"), get: |f| f.shared_prefix.clone(), set: |f, v| f.shared_prefix = v },
+    Input { id: "seed", label: "Seed", title: Some("The same seed sends at the same instants (open loop) and the same drawn lengths"), min: Some("0"), placeholder: None, get: |f| f.seed.clone(), set: |f, v| f.seed = v },
+    Input { id: "duration", label: "Duration s", title: Some("Measure each point for this long (from its first measured send); the request count still caps it"), min: None, placeholder: Some("by count"), get: |f| f.duration.clone(), set: |f, v| f.duration = v },
+    Input { id: "warmup-duration", label: "Warm-up s", title: Some("Warm each point up for this long; the warm-up count still caps it"), min: None, placeholder: Some("by count"), get: |f| f.warmup_duration.clone(), set: |f, v| f.warmup_duration = v },
+];
+
+/// A capacity search's goodput target, first rate and most probes.
+#[rustfmt::skip]
+const CAPACITY_INPUTS: [Input; 3] = [
+    Input { id: "capacity-goodput", label: "Goodput target", title: Some("The share of a probe's requests that must meet every objective: 0.99 is 99%"), min: None, placeholder: None, get: |f| f.goodput.clone(), set: |f, v| f.goodput = v },
+    Input { id: "capacity-start", label: "First rate /s", title: Some("The first probe's rate, requests per second"), min: None, placeholder: None, get: |f| f.start_rate.clone(), set: |f, v| f.start_rate = v },
+    Input { id: "capacity-probes", label: "Most probes", title: Some("The most probes the search sends"), min: Some("2"), placeholder: None, get: |f| f.probes.clone(), set: |f, v| f.probes = v },
+];
+
+#[rustfmt::skip]
+const BURSTINESS: Input = Input { id: "burstiness", label: "Burstiness", title: Some("The gamma shape: 1 is Poisson, below 1 burstier, above more regular"), min: None, placeholder: None, get: |f| f.burstiness.clone(), set: |f, v| f.burstiness = v };
+
+#[rustfmt::skip]
+const MAX_IN_FLIGHT: Input = Input { id: "max-concurrency", label: "Most in flight", title: Some("A request due while this many are in flight waits, and its schedule lag shows it"), min: Some("1"), placeholder: Some("1024"), get: |f| f.max_concurrency.clone(), set: |f, v| f.max_concurrency = v };
+
+/// The objectives, in ms.
+#[rustfmt::skip]
+const OBJECTIVE_INPUTS: [Input; 3] = [
+    Input { id: "slo-ttft", label: "TTFT ≤", title: None, min: None, placeholder: None, get: |f| f.slo_ttft.clone(), set: |f, v| f.slo_ttft = v },
+    Input { id: "slo-t2t", label: "token-to-token ≤", title: None, min: None, placeholder: None, get: |f| f.slo_t2t.clone(), set: |f, v| f.slo_t2t = v },
+    Input { id: "slo-e2e", label: "end-to-end ≤", title: None, min: None, placeholder: None, get: |f| f.slo_e2e.clone(), set: |f, v| f.slo_e2e = v },
+];
+
+/// The metrics check's answer, as the form shows it.
+#[derive(Clone, Copy)]
+struct CheckState {
+    /// A short name of its state (see [`metrics_status`]).
+    state: RwSignal<String>,
+    /// The answer in words.
+    words: RwSignal<String>,
+    /// The address the check read, the address field's placeholder.
+    address: RwSignal<String>,
+}
+
+/// The target, its models and the input style.
+#[component]
+fn ServerFieldset(
+    fields: RwSignal<Fields>,
+    /// The target's models, once they have come.
+    models: RwSignal<Option<Result<TargetModels, ApiError>>>,
+    /// Asks the target again for its models and its metrics.
+    reload: Callback<()>,
+) -> impl IntoView {
+    view! {
+    <fieldset class="target">
+        <legend>"Server"</legend>
+        <label>
+            "Triton gRPC address"
+            <input id="target" type="text" spellcheck="false" prop:value=value_of(fields, |f| f.target.clone())
+                on:input=write_to(fields, |f, v| f.target = v) on:change=move |_| reload.run(())/>
+        </label>
+        <button type="button" on:click=move |_| reload.run(())>"Load models"</button>
+        <label>
+            "Model"
+            <select id="model" on:change=write_to(fields, |f, v| f.model = v)>
+                {move || match models.get() {
+                    None => view! { <option value="">"loading…"</option> }.into_any(),
+                    Some(Err(_)) => view! { <option value="">"no models"</option> }.into_any(),
+                    Some(Ok(list)) => list.models.into_iter().map(|m| {
+                        let selected = fields.with_untracked(|f| f.model == m.name);
+                        let usable = m.ready && m.problem.is_none();
+                        view! {
+                            <option value=m.name.clone() selected=selected disabled=!usable
+                                title=m.problem.clone().unwrap_or_default()>{model_label(&m)}</option>
+                        }
+                    }).collect_view().into_any(),
+                }}
+            </select>
+        </label>
+        {select_of(fields, "input-style", "Input style", &InputStyle::ALL, InputStyle::name, |f| f.input_style, |f, v| f.input_style = v)}
+        {move || models.get().map(|result| match result {
+            Err(err) => view! { <ErrorBox error=err/> }.into_any(),
+            Ok(list) if list.simulated => view! {
+                <p class="note">"This is tokenscope's built-in simulated Triton: its numbers measure the simulator, not a model."</p>
+            }.into_any(),
+            Ok(_) => ().into_any(),
+        })}
+    </fieldset>
+    }
+}
+
+/// Where and how often the server's metrics are read, and whether they answer.
+#[component]
+fn MetricsFieldset(
+    fields: RwSignal<Fields>,
+    check_state: CheckState,
+    /// Checks the metrics address again.
+    check: Callback<()>,
+) -> impl IntoView {
+    view! {
+    <fieldset class="metrics">
+        <legend>"Server metrics"</legend>
+        <label title="Where the server's Prometheus metrics are read during the run, over plain HTTP; empty: the target's host on Triton's metrics port">"Metrics address"
+            <input id="metrics-url" type="text" spellcheck="false" placeholder=move || check_state.address.get()
+                prop:value=value_of(fields, |f| f.metrics_url.clone())
+                on:input=write_to(fields, |f, v| f.metrics_url = v) on:change=move |_| check.run(())/></label>
+        <label title="The time between scrapes, from 50 to 60000 ms">"Every ms"
+            <input id="metrics-interval" type="number" min="50" max="60000" placeholder="250"
+                prop:value=value_of(fields, |f| f.metrics_interval.clone()) on:input=write_to(fields, |f, v| f.metrics_interval = v)/></label>
+        <label class="check" title="Measure without reading the server's metrics">
+            <input id="no-metrics" type="checkbox" prop:checked=move || fields.with(|f| f.no_metrics)
+                on:change=move |ev| { fields.update(|f| f.no_metrics = event_target_checked(&ev)); check.run(()); }/>"read no metrics"</label>
+        <p class="hint" id="metrics-status" role="status" data-state=move || check_state.state.get()>{move || check_state.words.get()}</p>
+    </fieldset>
+    }
+}
+
+/// The presets, the tokenizer, the prompt lengths and the requests of each point.
+#[component]
+fn SweepFieldset(fields: RwSignal<Fields>) -> impl IntoView {
+    let preset = move |generation: bool| {
+        fields.update(|f| {
+            let spec = if generation {
+                SweepSpec::default().generation_preset()
+            } else {
+                SweepSpec::default().prefill_preset()
+            };
+            f.max_tokens = spec.max_tokens.to_string();
+            f.ignore_eos = spec.ignore_eos;
+            f.concurrency = spec.concurrency.to_string();
+            f.load = LoadMode::Concurrency;
+        });
+    };
+    view! {
+    <fieldset class="load">
+        <legend>"Sweep"</legend>
+        <div class="presets">
+            "Presets: "
+            <button type="button" id="preset-prefill" on:click=move |_| preset(false)
+                title="max_tokens 1, one request at a time: time to first token against prompt length">"Prefill"</button>
+            <button type="button" id="preset-generation" on:click=move |_| preset(true)
+                title="max_tokens 256 with ignore_eos, one at a time: token-to-token latency against prompt length">"Generation"</button>
+        </div>
+        <TokenizerPicker chosen=Signal::derive(move || fields.with(|f| f.tokenizer.clone()))
+            on_choose=Callback::new(move |path: String| fields.update(|f| f.tokenizer = path))/>
+        <label class="wide">
+            {move || format!("Prompt lengths ({}): a list, FROM..TO:STEP or FROM..TO:x2",
+                fields.with(|f| length_unit(&f.tokenizer)))}
+            <input id="prompt-lengths" type="text" spellcheck="false" prop:value=value_of(fields, |f| f.prompt_lengths.clone())
+                on:input=write_to(fields, |f, v| f.prompt_lengths = v)/>
+        </label>
+        <p class="hint">{move || match parse_prompt_lengths(&fields.with(|f| f.prompt_lengths.clone())) {
+            Ok(lengths) if lengths.len() <= 12 => format!("{} lengths: {lengths:?}", lengths.len()),
+            Ok(lengths) => format!("{} lengths, {} to {}", lengths.len(), lengths[0], lengths[lengths.len() - 1]),
+            Err(_) => String::new(),
+        }}</p>
+        {MAX_TOKENS.view(fields)}
+        <label class="check"><input id="ignore-eos" type="checkbox" prop:checked=move || fields.with(|f| f.ignore_eos)
+            on:change=move |ev| fields.update(|f| f.ignore_eos = event_target_checked(&ev))/>"ignore_eos"</label>
+        <label class="check" title="Streaming (ModelStreamInfer) times every token and needs a decoupled model. Without it, each request is one ModelInfer call: TTFT is its whole latency.">
+            <input id="streaming" type="checkbox" prop:checked=move || fields.with(|f| f.streaming)
+                on:change=move |ev| fields.update(|f| f.streaming = event_target_checked(&ev))/>"Streaming"</label>
+        {SWEEP_INPUTS.into_iter().map(|input| input.view(fields)).collect_view()}
+    </fieldset>
+    }
+}
+
+/// How the load is given: concurrencies, request rates or a capacity search, with the
+/// arrivals of an open loop and the objectives.
+#[component]
+fn LoadFieldset(fields: RwSignal<Fields>) -> impl IntoView {
+    let mode = move || fields.with(|f| f.load);
+    view! {
+    <fieldset class="load-levels">
+        <legend>"Load"</legend>
+        <label class="check" title="Keep a number of requests in flight: each is sent as one finishes (closed loop)">
+            <input id="load-closed" type="radio" name="load" prop:checked=move || mode() == LoadMode::Concurrency
+                on:change=move |_| fields.update(|f| f.load = LoadMode::Concurrency)/>"Concurrency"</label>
+        <label class="check" title="Send requests on a schedule at a rate, whatever the server's pace (open loop)">
+            <input id="load-open" type="radio" name="load" prop:checked=move || mode() == LoadMode::Rates
+                on:change=move |_| fields.update(|f| f.load = LoadMode::Rates)/>"Request rate"</label>
+        <label class="check" title="Search for the highest request rate at which enough requests meet the objectives: doubling while probes pass, then bisecting to within 5%">
+            <input id="load-capacity" type="radio" name="load" prop:checked=move || mode() == LoadMode::Capacity
+                on:change=move |_| fields.update(|f| f.load = LoadMode::Capacity)/>"Find capacity"</label>
+        <Show when=move || mode() == LoadMode::Concurrency>
+            <label class="wide">"Concurrency: one, a list or a range (1,2,4..64:x2), each measured in turn"
+                <input id="concurrency" type="text" spellcheck="false" prop:value=value_of(fields, |f| f.concurrency.clone())
+                    on:input=write_to(fields, |f, v| f.concurrency = v)/></label>
+        </Show>
+        <Show when=move || mode() == LoadMode::Rates>
+            <label class="wide">"Request rates per second: a list or a range (0.5..16:x2), each measured in turn"
+                <input id="request-rates" type="text" spellcheck="false" prop:value=value_of(fields, |f| f.rates.clone())
+                    on:input=write_to(fields, |f, v| f.rates = v)/></label>
+        </Show>
+        <Show when=move || mode() == LoadMode::Capacity>
+            <p class="hint">"Each probe is a point at one rate; the answer is the highest rate whose goodput met the target. Needs at least one objective and one prompt length."</p>
+            {CAPACITY_INPUTS.into_iter().map(|input| input.view(fields)).collect_view()}
+        </Show>
+        <Show when=move || mode() != LoadMode::Concurrency>
+            {select_of(fields, "arrival", "Arrivals", &Arrival::ALL, Arrival::name, |f| f.arrival, |f, v| f.arrival = v)}
+            <Show when=move || fields.with(|f| f.arrival == Arrival::Gamma)>
+                {BURSTINESS.view(fields)}
+            </Show>
+            {MAX_IN_FLIGHT.view(fields)}
+        </Show>
+        <p class="hint">"Objectives (ms, optional): each point then reports its goodput, the requests that met them all."</p>
+        {OBJECTIVE_INPUTS.into_iter().map(|input| input.view(fields)).collect_view()}
+    </fieldset>
+    }
 }
 
 /// The sweep form.
@@ -398,15 +686,9 @@ pub fn SweepForm(
                 return;
             }
             if let Ok(list) = &result {
-                // Keep the chosen model if the server has it, else take the first one that can be
-                // measured as the form asks (streaming or not), else the first usable one.
                 let (current, streaming) = fields.with_untracked(|f| (f.model.clone(), f.streaming));
-                let usable = |m: &&ModelChoice| m.ready && m.problem.is_none();
-                if !list.models.iter().filter(usable).any(|m| m.name == current) {
-                    let mut candidates = list.models.iter().filter(usable);
-                    let fits = candidates.clone().find(|m| m.streaming.unwrap_or(true) == streaming);
-                    let first = fits.or_else(|| candidates.next()).map(|m| m.name.clone()).unwrap_or_default();
-                    fields.update(|f| f.model = first);
+                if let Some(model) = replacement_model(&list.models, &current, streaming) {
+                    fields.update(|f| f.model = model);
                 }
             }
             models.set(Some(result));
@@ -417,20 +699,22 @@ pub fn SweepForm(
     // The metrics address is checked as the target's models are: on a change, and only the
     // latest question's answer counts. Its words are kept as text, in signal types the page
     // already has, which keeps it lighter; the address it read is the field's placeholder.
-    let metrics_state = RwSignal::new(String::new());
-    let metrics_words = RwSignal::new(String::new());
-    let metrics_address = RwSignal::new(String::new());
+    let check_state = CheckState {
+        state: RwSignal::new(String::new()),
+        words: RwSignal::new(String::new()),
+        address: RwSignal::new(String::new()),
+    };
     let metrics_asked = StoredValue::new(0u64);
     let check_metrics = move || {
         let (target, address, off) =
             fields.with_untracked(|f| (f.target.trim().to_string(), f.metrics_url.trim().to_string(), f.no_metrics));
         metrics_asked.update_value(|n| *n += 1);
         let show = move |(state, words): (&str, String)| {
-            metrics_state.set(state.to_string());
-            metrics_words.set(words);
+            check_state.state.set(state.to_string());
+            check_state.words.set(words);
         };
         show(metrics_status(off, None));
-        metrics_address.set(String::new());
+        check_state.address.set(String::new());
         if off {
             return;
         }
@@ -443,7 +727,7 @@ pub fn SweepForm(
             let result = api::get_json::<MetricsCheck>(&url).await;
             if metrics_asked.get_value() == question {
                 show(metrics_status(false, Some(&result)));
-                metrics_address.set(result.map(|c| c.url).unwrap_or_default());
+                check_state.address.set(result.map(|c| c.url).unwrap_or_default());
             }
         });
     };
@@ -456,20 +740,6 @@ pub fn SweepForm(
         });
         mismatch.map_or(Ok(spec), |problem| Err(vec![problem]))
     });
-    let set = move |apply: fn(&mut Fields, String)| move |ev| fields.update(|f| apply(f, event_target_value(&ev)));
-    let preset = move |generation: bool| {
-        fields.update(|f| {
-            let spec = if generation {
-                SweepSpec::default().generation_preset()
-            } else {
-                SweepSpec::default().prefill_preset()
-            };
-            f.max_tokens = spec.max_tokens.to_string();
-            f.ignore_eos = spec.ignore_eos;
-            f.concurrency = spec.concurrency.to_string();
-            f.load = LoadMode::Concurrency;
-        });
-    };
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let Ok(spec) = checked.get_untracked() else { return };
@@ -483,180 +753,13 @@ pub fn SweepForm(
             submitting.set(false);
         });
     };
-    let field = move |get: fn(&Fields) -> String| move || fields.with(get);
-    let mode = move || fields.with(|f| f.load);
 
     view! {
         <form class="sweep-form" on:submit=submit novalidate>
-            <fieldset class="target">
-                <legend>"Server"</legend>
-                <label>
-                    "Triton gRPC address"
-                    <input id="target" type="text" spellcheck="false" prop:value=field(|f| f.target.clone())
-                        on:input=set(|f, v| f.target = v) on:change=move |_| { load_models(); check_metrics(); }/>
-                </label>
-                <button type="button" on:click=move |_| { load_models(); check_metrics(); }>"Load models"</button>
-                <label>
-                    "Model"
-                    <select id="model" on:change=set(|f, v| f.model = v)>
-                        {move || match models.get() {
-                            None => view! { <option value="">"loading…"</option> }.into_any(),
-                            Some(Err(_)) => view! { <option value="">"no models"</option> }.into_any(),
-                            Some(Ok(list)) => list.models.into_iter().map(|m| {
-                                let selected = fields.with_untracked(|f| f.model == m.name);
-                                let usable = m.ready && m.problem.is_none();
-                                view! {
-                                    <option value=m.name.clone() selected=selected disabled=!usable
-                                        title=m.problem.clone().unwrap_or_default()>{model_label(&m)}</option>
-                                }
-                            }).collect_view().into_any(),
-                        }}
-                    </select>
-                </label>
-                <label>
-                    "Input style"
-                    <select id="input-style" on:change=move |ev| {
-                        if let Ok(style) = event_target_value(&ev).parse() { fields.update(|f| f.input_style = style) }
-                    }>
-                        {InputStyle::ALL.into_iter().map(|s| view! {
-                            <option value=s.name() selected=move || fields.with(|f| f.input_style == s)>{s.name()}</option>
-                        }).collect_view()}
-                    </select>
-                </label>
-                {move || models.get().map(|result| match result {
-                    Err(err) => view! { <ErrorBox error=err/> }.into_any(),
-                    Ok(list) if list.simulated => view! {
-                        <p class="note">"This is tokenscope's built-in simulated Triton: its numbers measure the simulator, not a model."</p>
-                    }.into_any(),
-                    Ok(_) => ().into_any(),
-                })}
-            </fieldset>
-            <fieldset class="metrics">
-                <legend>"Server metrics"</legend>
-                <label title="Where the server's Prometheus metrics are read during the run, over plain HTTP; empty: the target's host on Triton's metrics port">"Metrics address"
-                    <input id="metrics-url" type="text" spellcheck="false" placeholder=move || metrics_address.get()
-                        prop:value=field(|f| f.metrics_url.clone())
-                        on:input=set(|f, v| f.metrics_url = v) on:change=move |_| check_metrics()/></label>
-                <label title="The time between scrapes, from 50 to 60000 ms">"Every ms"
-                    <input id="metrics-interval" type="number" min="50" max="60000" placeholder="250"
-                        prop:value=field(|f| f.metrics_interval.clone()) on:input=set(|f, v| f.metrics_interval = v)/></label>
-                <label class="check" title="Measure without reading the server's metrics">
-                    <input id="no-metrics" type="checkbox" prop:checked=move || fields.with(|f| f.no_metrics)
-                        on:change=move |ev| { fields.update(|f| f.no_metrics = event_target_checked(&ev)); check_metrics(); }/>"read no metrics"</label>
-                <p class="hint" id="metrics-status" role="status" data-state=move || metrics_state.get()>{move || metrics_words.get()}</p>
-            </fieldset>
-            <fieldset class="load">
-                <legend>"Sweep"</legend>
-                <div class="presets">
-                    "Presets: "
-                    <button type="button" id="preset-prefill" on:click=move |_| preset(false)
-                        title="max_tokens 1, one request at a time: time to first token against prompt length">"Prefill"</button>
-                    <button type="button" id="preset-generation" on:click=move |_| preset(true)
-                        title="max_tokens 256 with ignore_eos, one at a time: token-to-token latency against prompt length">"Generation"</button>
-                </div>
-                <TokenizerPicker chosen=Signal::derive(move || fields.with(|f| f.tokenizer.clone()))
-                    on_choose=Callback::new(move |path: String| fields.update(|f| f.tokenizer = path))/>
-                <label class="wide">
-                    {move || format!("Prompt lengths ({}): a list, FROM..TO:STEP or FROM..TO:x2",
-                        fields.with(|f| length_unit(&f.tokenizer)))}
-                    <input id="prompt-lengths" type="text" spellcheck="false" prop:value=field(|f| f.prompt_lengths.clone())
-                        on:input=set(|f, v| f.prompt_lengths = v)/>
-                </label>
-                <p class="hint">{move || match parse_prompt_lengths(&fields.with(|f| f.prompt_lengths.clone())) {
-                    Ok(lengths) if lengths.len() <= 12 => format!("{} lengths: {lengths:?}", lengths.len()),
-                    Ok(lengths) => format!("{} lengths, {} to {}", lengths.len(), lengths[0], lengths[lengths.len() - 1]),
-                    Err(_) => String::new(),
-                }}</p>
-                <label>"max_tokens"<input id="max-tokens" type="number" min="1" prop:value=field(|f| f.max_tokens.clone())
-                    on:input=set(|f, v| f.max_tokens = v)/></label>
-                <label class="check"><input id="ignore-eos" type="checkbox" prop:checked=move || fields.with(|f| f.ignore_eos)
-                    on:change=move |ev| fields.update(|f| f.ignore_eos = event_target_checked(&ev))/>"ignore_eos"</label>
-                <label class="check" title="Streaming (ModelStreamInfer) times every token and needs a decoupled model. Without it, each request is one ModelInfer call: TTFT is its whole latency.">
-                    <input id="streaming" type="checkbox" prop:checked=move || fields.with(|f| f.streaming)
-                        on:change=move |ev| fields.update(|f| f.streaming = event_target_checked(&ev))/>"Streaming"</label>
-                <label>"Requests per length"<input id="requests" type="number" min="1" prop:value=field(|f| f.requests.clone())
-                    on:input=set(|f, v| f.requests = v)/></label>
-                <label>"Warm-up per length"<input id="warmup" type="number" min="0" prop:value=field(|f| f.warmup.clone())
-                    on:input=set(|f, v| f.warmup = v)/></label>
-                <label title="Draw each request's prompt length around its point's from a normal distribution of this standard deviation, cut at three">"Prompt length ±"
-                    <input id="prompt-stddev" type="text" placeholder="none" prop:value=field(|f| f.prompt_stddev.clone())
-                        on:input=set(|f, v| f.prompt_stddev = v)/></label>
-                <label title="Draw each request's max_tokens around max_tokens from a normal distribution of this standard deviation, cut at three; with ignore_eos it is the output length">"max_tokens ±"
-                    <input id="output-stddev" type="text" placeholder="none" prop:value=field(|f| f.output_stddev.clone())
-                        on:input=set(|f, v| f.output_stddev = v)/></label>
-                <label title="Start every prompt with the same text of this many tokens (words without a tokenizer), which a prefix cache can keep; prompt lengths include it">"Shared prefix"
-                    <input id="shared-prefix" type="text" placeholder="none" prop:value=field(|f| f.shared_prefix.clone())
-                        on:input=set(|f, v| f.shared_prefix = v)/></label>
-                <label title="The same seed sends at the same instants (open loop) and the same drawn lengths">"Seed"
-                    <input id="seed" type="number" min="0" prop:value=field(|f| f.seed.clone())
-                        on:input=set(|f, v| f.seed = v)/></label>
-                <label title="Measure each point for this long (from its first measured send); the request count still caps it">"Duration s"
-                    <input id="duration" type="text" placeholder="by count" prop:value=field(|f| f.duration.clone())
-                        on:input=set(|f, v| f.duration = v)/></label>
-                <label title="Warm each point up for this long; the warm-up count still caps it">"Warm-up s"
-                    <input id="warmup-duration" type="text" placeholder="by count" prop:value=field(|f| f.warmup_duration.clone())
-                        on:input=set(|f, v| f.warmup_duration = v)/></label>
-            </fieldset>
-            <fieldset class="load-levels">
-                <legend>"Load"</legend>
-                <label class="check" title="Keep a number of requests in flight: each is sent as one finishes (closed loop)">
-                    <input id="load-closed" type="radio" name="load" prop:checked=move || mode() == LoadMode::Concurrency
-                        on:change=move |_| fields.update(|f| f.load = LoadMode::Concurrency)/>"Concurrency"</label>
-                <label class="check" title="Send requests on a schedule at a rate, whatever the server's pace (open loop)">
-                    <input id="load-open" type="radio" name="load" prop:checked=move || mode() == LoadMode::Rates
-                        on:change=move |_| fields.update(|f| f.load = LoadMode::Rates)/>"Request rate"</label>
-                <label class="check" title="Search for the highest request rate at which enough requests meet the objectives: doubling while probes pass, then bisecting to within 5%">
-                    <input id="load-capacity" type="radio" name="load" prop:checked=move || mode() == LoadMode::Capacity
-                        on:change=move |_| fields.update(|f| f.load = LoadMode::Capacity)/>"Find capacity"</label>
-                <Show when=move || mode() == LoadMode::Concurrency>
-                    <label class="wide">"Concurrency: one, a list or a range (1,2,4..64:x2), each measured in turn"
-                        <input id="concurrency" type="text" spellcheck="false" prop:value=field(|f| f.concurrency.clone())
-                            on:input=set(|f, v| f.concurrency = v)/></label>
-                </Show>
-                <Show when=move || mode() == LoadMode::Rates>
-                    <label class="wide">"Request rates per second: a list or a range (0.5..16:x2), each measured in turn"
-                        <input id="request-rates" type="text" spellcheck="false" prop:value=field(|f| f.rates.clone())
-                            on:input=set(|f, v| f.rates = v)/></label>
-                </Show>
-                <Show when=move || mode() == LoadMode::Capacity>
-                    <p class="hint">"Each probe is a point at one rate; the answer is the highest rate whose goodput met the target. Needs at least one objective and one prompt length."</p>
-                    <label title="The share of a probe's requests that must meet every objective: 0.99 is 99%">"Goodput target"
-                        <input id="capacity-goodput" type="text" prop:value=field(|f| f.goodput.clone())
-                            on:input=set(|f, v| f.goodput = v)/></label>
-                    <label title="The first probe's rate, requests per second">"First rate /s"
-                        <input id="capacity-start" type="text" prop:value=field(|f| f.start_rate.clone())
-                            on:input=set(|f, v| f.start_rate = v)/></label>
-                    <label title="The most probes the search sends">"Most probes"
-                        <input id="capacity-probes" type="number" min="2" prop:value=field(|f| f.probes.clone())
-                            on:input=set(|f, v| f.probes = v)/></label>
-                </Show>
-                <Show when=move || mode() != LoadMode::Concurrency>
-                    <label>"Arrivals"
-                        <select id="arrival" on:change=move |ev| {
-                            if let Ok(arrival) = event_target_value(&ev).parse() { fields.update(|f| f.arrival = arrival) }
-                        }>
-                            {Arrival::ALL.into_iter().map(|a| view! {
-                                <option value=a.name() selected=move || fields.with(|f| f.arrival == a)>{a.name()}</option>
-                            }).collect_view()}
-                        </select>
-                    </label>
-                    <Show when=move || fields.with(|f| f.arrival == Arrival::Gamma)>
-                        <label title="The gamma shape: 1 is Poisson, below 1 burstier, above more regular">"Burstiness"
-                            <input id="burstiness" type="text" prop:value=field(|f| f.burstiness.clone())
-                                on:input=set(|f, v| f.burstiness = v)/></label>
-                    </Show>
-                    <label title="A request due while this many are in flight waits, and its schedule lag shows it">"Most in flight"
-                        <input id="max-concurrency" type="number" min="1" placeholder="1024" prop:value=field(|f| f.max_concurrency.clone())
-                            on:input=set(|f, v| f.max_concurrency = v)/></label>
-                </Show>
-                <p class="hint">"Objectives (ms, optional): each point then reports its goodput, the requests that met them all."</p>
-                <label>"TTFT ≤"<input id="slo-ttft" type="text" prop:value=field(|f| f.slo_ttft.clone())
-                    on:input=set(|f, v| f.slo_ttft = v)/></label>
-                <label>"token-to-token ≤"<input id="slo-t2t" type="text" prop:value=field(|f| f.slo_t2t.clone())
-                    on:input=set(|f, v| f.slo_t2t = v)/></label>
-                <label>"end-to-end ≤"<input id="slo-e2e" type="text" prop:value=field(|f| f.slo_e2e.clone())
-                    on:input=set(|f, v| f.slo_e2e = v)/></label>
-            </fieldset>
+            <ServerFieldset fields=fields models=models reload=Callback::new(move |()| { load_models(); check_metrics(); })/>
+            <MetricsFieldset fields=fields check_state=check_state check=Callback::new(move |()| check_metrics())/>
+            <SweepFieldset fields=fields/>
+            <LoadFieldset fields=fields/>
             {move || checked.get().err().map(|problems| view! {
                 <ul class="problems" id="form-problems">{problems.into_iter().map(|p| view! { <li>{p}</li> }).collect_view()}</ul>
             })}

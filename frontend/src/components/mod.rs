@@ -5,6 +5,7 @@ pub mod compare_view;
 pub mod copy_link;
 pub mod form;
 pub mod glossary;
+pub mod points_table;
 pub mod run_details;
 pub mod run_view;
 pub mod runs_list;

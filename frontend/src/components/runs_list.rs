@@ -1,20 +1,9 @@
 //! The runs list: newest first, filtered by model, target and tag.
 
+use crate::report::status_words;
 use crate::view::{ListFilter, list_runs, run_title};
 use leptos::prelude::*;
-use shared::RunStatus;
 use shared::api::RunSummary;
-
-/// A status's short name, as the list shows it.
-pub fn status_name(status: &RunStatus) -> &'static str {
-    match status {
-        RunStatus::Running => "running",
-        RunStatus::Completed => "completed",
-        RunStatus::Cancelled => "cancelled",
-        RunStatus::Failed { .. } => "failed",
-        RunStatus::Interrupted => "interrupted",
-    }
-}
 
 /// `2026-11-28 14:05`, in the browser's time zone.
 fn started(unix_ns: i64) -> String {
@@ -93,7 +82,7 @@ pub fn RunsList(
                 {move || listed.get().into_iter().map(|r| {
                     let id = r.id.clone();
                     let title = run_title(&r);
-                    let state = status_name(&r.status);
+                    let state = status_words(&r.status).name;
                     let pick = r.id.clone();
                     let ticked = r.id.clone();
                     view! {

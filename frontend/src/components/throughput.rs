@@ -10,7 +10,7 @@ use shared::spec::LoadLevel;
 use shared::{LiveRun, PointStats, Summary, SweepSpec};
 
 use crate::chart::{Palette, YScale, draw};
-use crate::components::charts::{ExportButtons, Metric, Resized, palette, title};
+use crate::components::charts::{ExportButtons, Metric, palette, redrawn};
 use crate::components::glossary::metric_anchor;
 
 /// Whether a run's spec has load levels to draw latency against throughput for.
@@ -31,8 +31,7 @@ fn latency(metric: Metric, point: &PointStats) -> Option<&Summary> {
 fn y_desc(metric: Metric, open_loop: bool) -> &'static str {
     match metric {
         Metric::Ttft if open_loop => "TTFT from the intended send (ms)",
-        Metric::Ttft => "TTFT (ms)",
-        Metric::T2t => "token-to-token (ms)",
+        _ => metric.axis(),
     }
 }
 
@@ -143,12 +142,8 @@ pub fn ThroughputChart(
     stem: Signal<String>,
 ) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
-    let resized = use_context::<Resized>().map(|r| r.0);
     let failure = RwSignal::new(None::<String>);
-    Effect::new(move |_| {
-        if let Some(r) = resized {
-            r.track();
-        }
+    redrawn(move || {
         let Some(canvas) = canvas.get() else { return };
         let palette = palette();
         let drawn = chart.with(|chart| {
@@ -169,14 +164,12 @@ pub fn ThroughputChart(
     };
     let svg = Callback::new(move |()| {
         let palette = palette();
-        chart.with_untracked(|chart| {
-            draw::to_svg(draw::EXPORT_SIZE, &palette, |root| draw::throughput(root, chart, &palette, 1.0).map(drop))
-        })
+        chart.with_untracked(|chart| draw::throughput_svg(chart, &palette))
     });
     view! {
         <figure class="chart" data-chart=key>
             <figcaption>
-                {title(metric)} " against throughput "
+                {metric.title()} " against throughput "
                 <a class="define" href=format!("#{}", metric_anchor(metric.key())) title="What this metric means">"definition"</a>
                 <ExportButtons key=key canvas=canvas stem=stem svg=svg/>
                 <span class="legend">"p50 ● · p99 ■ · one line per prompt length, in load order"</span>
@@ -200,12 +193,10 @@ pub fn report_charts(
         .filter(|&metric| crate::components::charts::shows(charts, metric))
         .map(|metric| {
             let chart = build(metric, &palette);
-            let svg = draw::to_svg(draw::EXPORT_SIZE, &palette, |root| {
-                draw::throughput(root, &chart, &palette, 1.0).map(drop)
-            })?;
+            let svg = draw::throughput_svg(&chart, &palette)?;
             Ok(crate::report::ReportChart {
                 key: format!("{}-throughput", metric.key()),
-                caption: format!("{} against achieved throughput, one line per prompt length", title(metric)),
+                caption: format!("{} against achieved throughput, one line per prompt length", metric.title()),
                 svg,
             })
         })
@@ -260,9 +251,7 @@ mod tests {
             capacity: Vec::new(),
             empty_note: "none",
         };
-        let svg =
-            draw::to_svg(draw::EXPORT_SIZE, &palette, |root| draw::throughput(root, &chart, &palette, 1.0).map(drop))
-                .unwrap();
+        let svg = draw::throughput_svg(&chart, &palette).unwrap();
         assert!(svg.contains("ringed: the client fell behind its schedule"), "the chart says what the ring means");
         assert!(curves(&spec, &points, Metric::T2t, |i| palette.run(i), None).is_empty(), "no token-to-token samples");
         assert!(shows(&spec) && !shows(&SweepSpec::default()));
@@ -271,21 +260,11 @@ mod tests {
     #[test]
     fn a_comparison_draws_each_runs_curves_in_its_colour() {
         let summary = |id: &str, spec: SweepSpec, points: Vec<PointStats>| RunSummary {
-            id: id.into(),
             spec,
-            started_unix_ns: 0,
-            simulated: false,
-            status: shared::RunStatus::Completed,
-            model: None,
-            total_requests: 0,
-            finished_requests: 0,
-            errors: 0,
             points,
-            name: String::new(),
-            notes: String::new(),
-            tags: Vec::new(),
-            not_saved: None,
+            ..crate::view::blank_run(id)
         };
+
         let rates = SweepSpec { prompt_lengths: vec![16], request_rates: vec![1.0, 2.0], ..SweepSpec::default() };
         let rate = LoadLevel::Rate;
         let runs = [

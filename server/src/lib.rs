@@ -15,6 +15,7 @@ pub mod prompts;
 pub mod response;
 pub mod signals;
 pub mod sim;
+pub mod sse;
 pub mod store;
 pub mod sweep;
 pub mod telemetry;

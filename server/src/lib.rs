@@ -12,6 +12,7 @@ pub mod export;
 pub mod import;
 pub mod prompt_file;
 pub mod prompts;
+pub mod protocol;
 pub mod response;
 pub mod signals;
 pub mod sim;

@@ -654,7 +654,7 @@ impl ResponseReader {
     pub fn read(&mut self, response: &Response) -> Parsed {
         let mut parsed = Parsed::default();
         if !response.has_infer_response() || !response.error_message().is_empty() {
-            parsed.error = Some(nonempty(&response.error_message()));
+            parsed.error = Some(server_error(&response.error_message()));
             parsed.is_final = true;
             return parsed;
         }
@@ -697,7 +697,7 @@ pub fn is_final(response: &Response) -> bool {
 }
 
 /// A server's error message, cut to [`limits::MAX_ERROR_BYTES`] (at a character's start).
-fn nonempty(message: &str) -> String {
+pub fn server_error(message: &str) -> String {
     if message.is_empty() {
         return "the server reported an error without a message".into();
     }

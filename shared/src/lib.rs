@@ -12,6 +12,7 @@ pub mod limits;
 pub mod live;
 pub mod metrics;
 pub mod prompt;
+pub mod protocol;
 pub mod record;
 pub mod report;
 pub mod schedule;
@@ -22,6 +23,7 @@ pub mod telemetry;
 pub mod varint;
 
 pub use live::{Batch, LiveRun, RequestDone, RunEvent};
+pub use protocol::Protocol;
 pub use record::{RequestRecord, ResponseRecord, Responses, TokenCountSource};
 pub use report::{ModelInfo, RunReport, RunStatus};
 pub use spec::{InputStyle, SweepSpec};

@@ -49,6 +49,10 @@ pub const MAX_TOKENS_PER_RESPONSE: u32 = 1 << 20;
 pub const MAX_RESPONSES_PER_REQUEST: usize = 2 << 20;
 /// The most bytes of output text kept for one request; beyond, the request fails.
 pub const MAX_TEXT_BYTES_PER_REQUEST: usize = 64 << 20;
+/// The most bytes of one Server-Sent Event (Triton's HTTP generate stream, an OpenAI
+/// stream): as much as one gRPC response may hold, which a cumulative text with its prompt in
+/// front needs; a larger event fails its request, and no more is ever buffered for one.
+pub const MAX_EVENT_BYTES: usize = 64 << 20;
 /// The most bytes of a request's error message that are kept.
 pub const MAX_ERROR_BYTES: usize = 64 << 10;
 

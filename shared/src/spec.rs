@@ -55,6 +55,7 @@ use crate::goodput::Slo;
 use crate::lengths::{self, Drawn};
 pub use crate::limits::MAX_REQUESTS;
 use crate::limits::{self, MAX_PROMPT_LENGTHS};
+use crate::protocol::{self, Endpoint, Protocol};
 use crate::schedule::{self, Arrival};
 use crate::telemetry;
 
@@ -64,8 +65,18 @@ use crate::telemetry;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SweepSpec {
-    /// The Triton gRPC endpoint, such as `http://127.0.0.1:8001`.
+    /// The server's address, such as `http://127.0.0.1:8001` (Triton gRPC),
+    /// `triton-http://127.0.0.1:8000` or `openai://127.0.0.1:8000`: a scheme that names a
+    /// protocol sets it; plain `http://` and `https://` leave it to `protocol`
+    /// ([`crate::protocol::read_target`]).
     pub target: String,
+    /// The protocol spoken to the server when the target's scheme does not name one.
+    #[serde(skip_serializing_if = "Protocol::is_default")]
+    pub protocol: Protocol,
+    /// OpenAI protocol: ask `/v1/chat/completions` with the prompt as one user message
+    /// instead of `/v1/completions`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub chat: bool,
     pub model: String,
     /// A model version; empty or absent means the server's choice.
     pub model_version: Option<String>,
@@ -169,6 +180,8 @@ impl Default for SweepSpec {
     fn default() -> Self {
         Self {
             target: "http://127.0.0.1:8001".into(),
+            protocol: Protocol::TritonGrpc,
+            chat: false,
             model: String::new(),
             model_version: None,
             input_style: InputStyle::Auto,
@@ -220,8 +233,16 @@ impl SweepSpec {
         let target = self.target.trim();
         if target.is_empty() {
             out.push("the target is empty; give the server's gRPC address, such as http://127.0.0.1:8001".into());
-        } else if !(target.starts_with("http://") || target.starts_with("https://")) && target.contains("://") {
-            out.push(format!("the target {target:?} is not an http:// or https:// address"));
+        } else {
+            match self.endpoint() {
+                Ok(endpoint) if self.chat && endpoint.protocol != Protocol::OpenAi => out.push(format!(
+                    "chat completions are asked of an OpenAI-compatible server, and this target speaks {}; write \
+                     the target as openai://HOST:PORT, or leave chat off",
+                    endpoint.protocol
+                )),
+                Ok(_) => {}
+                Err(problem) => out.push(problem),
+            }
         }
         if self.model.trim().is_empty() {
             out.push("the model name is empty".into());
@@ -320,6 +341,12 @@ impl SweepSpec {
         // The caps (see `limits`), each refusal naming its cap.
         out.extend(limits::spec_problems(self));
         out
+    }
+
+    /// The protocol, address and TLS the target and `protocol` ask for; the error is a
+    /// sentence for a user.
+    pub fn endpoint(&self) -> Result<Endpoint, String> {
+        protocol::read_target(&self.target, self.protocol)
     }
 
     /// Where the server's metrics are read during the run, if they are.
@@ -483,6 +510,8 @@ impl SweepSpec {
 /// from a client may name.
 pub const SPEC_FIELDS: &[&str] = &[
     "target",
+    "protocol",
+    "chat",
     "model",
     "model_version",
     "input_style",
@@ -829,6 +858,8 @@ mod tests {
     #[test]
     fn the_field_list_names_every_field() {
         let full = SweepSpec {
+            protocol: Protocol::OpenAi,
+            chat: true,
             model_version: Some("1".into()),
             concurrencies: vec![1],
             request_rates: vec![1.0],
@@ -888,6 +919,35 @@ mod tests {
         assert!(problems.iter().any(|p| p.contains("requests per prompt length")));
         let ok = SweepSpec { model: "m".into(), ..SweepSpec::default() };
         assert!(ok.problems().is_empty());
+    }
+
+    #[test]
+    fn the_protocol_comes_from_the_target_or_the_spec() {
+        let spec = SweepSpec { model: "m".into(), ..SweepSpec::default() };
+        assert_eq!(spec.endpoint().unwrap().protocol, Protocol::TritonGrpc);
+        let openai = SweepSpec { target: "openai://h:9000".into(), chat: true, ..spec.clone() };
+        assert!(openai.problems().is_empty(), "{:?}", openai.problems());
+        assert_eq!(openai.endpoint().unwrap().base_url, "http://h:9000");
+        let asked = SweepSpec { target: "https://h".into(), protocol: Protocol::TritonHttp, ..spec.clone() };
+        assert_eq!(asked.endpoint().unwrap().protocol, Protocol::TritonHttp);
+        let chat = SweepSpec { chat: true, ..asked.clone() };
+        let problems = chat.problems().join("; ");
+        assert!(problems.contains("this target speaks triton-http; write the target as openai://"), "{problems}");
+        let contradiction = SweepSpec { target: "openai://h".into(), ..asked };
+        let problems = contradiction.problems().join("; ");
+        assert!(problems.contains("write triton-http://h to speak triton-http"), "{problems}");
+        let unknown = SweepSpec { target: "ftp://h".into(), ..spec };
+        assert!(unknown.problems().iter().any(|p| p.contains("names no protocol")), "{:?}", unknown.problems());
+    }
+
+    #[test]
+    fn a_grpc_spec_reads_and_writes_as_before_the_protocol_was_added() {
+        let json = serde_json::to_value(SweepSpec::default()).unwrap();
+        assert!(json.get("protocol").is_none() && json.get("chat").is_none(), "{json}");
+        let spec: SweepSpec = serde_json::from_str(r#"{"model":"m","target":"http://h:8001"}"#).unwrap();
+        assert_eq!((spec.protocol, spec.chat), (Protocol::TritonGrpc, false));
+        let spec: SweepSpec = serde_json::from_str(r#"{"model":"m","protocol":"openai","chat":true}"#).unwrap();
+        assert_eq!((spec.protocol, spec.chat), (Protocol::OpenAi, true));
     }
 
     #[test]

@@ -240,6 +240,11 @@ impl SweepSpec {
                      the target as openai://HOST:PORT, or leave chat off",
                     endpoint.protocol
                 )),
+                Ok(endpoint) if endpoint.protocol != Protocol::TritonGrpc => out.push(format!(
+                    "the target {target:?} asks for the {} protocol, which this version does not measure; give \
+                     the server's Triton gRPC address, such as http://127.0.0.1:8001",
+                    endpoint.protocol
+                )),
                 Ok(_) => {}
                 Err(problem) => out.push(problem),
             }
@@ -926,7 +931,11 @@ mod tests {
         let spec = SweepSpec { model: "m".into(), ..SweepSpec::default() };
         assert_eq!(spec.endpoint().unwrap().protocol, Protocol::TritonGrpc);
         let openai = SweepSpec { target: "openai://h:9000".into(), chat: true, ..spec.clone() };
-        assert!(openai.problems().is_empty(), "{:?}", openai.problems());
+        assert_eq!(
+            openai.problems(),
+            ["the target \"openai://h:9000\" asks for the openai protocol, which this version does not measure; \
+              give the server's Triton gRPC address, such as http://127.0.0.1:8001"]
+        );
         assert_eq!(openai.endpoint().unwrap().base_url, "http://h:9000");
         let asked = SweepSpec { target: "https://h".into(), protocol: Protocol::TritonHttp, ..spec.clone() };
         assert_eq!(asked.endpoint().unwrap().protocol, Protocol::TritonHttp);

@@ -653,28 +653,15 @@ fn LoadFieldset(fields: RwSignal<Fields>) -> impl IntoView {
     }
 }
 
-/// The sweep form.
-#[component]
-pub fn SweepForm(
-    /// The target to start with.
-    default_target: String,
-    /// Whether a run is in progress; Run waits until it ends.
-    #[prop(into)]
-    running: Signal<bool>,
-    /// Called with the new run's id once the server has started it.
-    on_started: Callback<String>,
-    /// A spec to start from instead of the defaults, such as one from a link.
-    initial: Option<SweepSpec>,
-) -> impl IntoView {
-    let base = initial.unwrap_or_else(|| default_spec(default_target));
-    let fields = RwSignal::new(Fields::of(&base));
-    let models = RwSignal::new(None::<Result<TargetModels, ApiError>>);
-    let submit_error = RwSignal::new(None::<ApiError>);
-    let submitting = RwSignal::new(false);
-
-    // Answers may come back out of order; only the latest question's answer counts.
+/// Asks the server for the target's models (into `models`), keeping the chosen model when
+/// the target has it and else picking one; answers may come back out of order, and only the
+/// latest question's answer counts.
+fn model_loader(
+    fields: RwSignal<Fields>,
+    models: RwSignal<Option<Result<TargetModels, ApiError>>>,
+) -> impl Fn() + Copy + 'static {
     let asked = StoredValue::new(0u64);
-    let load_models = move || {
+    move || {
         let target = fields.with_untracked(|f| f.target.clone());
         models.set(None);
         asked.update_value(|n| *n += 1);
@@ -693,19 +680,21 @@ pub fn SweepForm(
             }
             models.set(Some(result));
         });
-    };
-    load_models();
+    }
+}
 
-    // The metrics address is checked as the target's models are: on a change, and only the
-    // latest question's answer counts. Its words are kept as text, in signal types the page
-    // already has, which keeps it lighter; the address it read is the field's placeholder.
+/// Checks where the server's metrics are read, as the target's models are loaded: on a
+/// change, and only the latest question's answer counts. Its words are kept as text, in
+/// signal types the page already has, which keeps it lighter; the address it read is the
+/// field's placeholder.
+fn metrics_checker(fields: RwSignal<Fields>) -> (CheckState, impl Fn() + Copy + 'static) {
     let check_state = CheckState {
         state: RwSignal::new(String::new()),
         words: RwSignal::new(String::new()),
         address: RwSignal::new(String::new()),
     };
     let metrics_asked = StoredValue::new(0u64);
-    let check_metrics = move || {
+    let check = move || {
         let (target, address, off) =
             fields.with_untracked(|f| (f.target.trim().to_string(), f.metrics_url.trim().to_string(), f.no_metrics));
         metrics_asked.update_value(|n| *n += 1);
@@ -731,6 +720,31 @@ pub fn SweepForm(
             }
         });
     };
+    (check_state, check)
+}
+
+/// The sweep form.
+#[component]
+pub fn SweepForm(
+    /// The target to start with.
+    default_target: String,
+    /// Whether a run is in progress; Run waits until it ends.
+    #[prop(into)]
+    running: Signal<bool>,
+    /// Called with the new run's id once the server has started it.
+    on_started: Callback<String>,
+    /// A spec to start from instead of the defaults, such as one from a link.
+    initial: Option<SweepSpec>,
+) -> impl IntoView {
+    let base = initial.unwrap_or_else(|| default_spec(default_target));
+    let fields = RwSignal::new(Fields::of(&base));
+    let models = RwSignal::new(None::<Result<TargetModels, ApiError>>);
+    let submit_error = RwSignal::new(None::<ApiError>);
+    let submitting = RwSignal::new(false);
+
+    let load_models = model_loader(fields, models);
+    load_models();
+    let (check_state, check_metrics) = metrics_checker(fields);
     check_metrics();
     let checked = Memo::new(move |_| {
         let spec = fields.with(Fields::spec)?;

@@ -102,24 +102,7 @@ pub fn RunView(
     let version = RwSignal::new(0u64);
     let link = RwSignal::new(Link::Connecting);
     let cancel_error = RwSignal::new(None::<ApiError>);
-    // Events arrive in bursts (a whole log on connect); the page redraws once per frame.
-    let scheduled = Rc::new(Cell::new(false));
-    let stream = EventStream::open(
-        &id,
-        move |event| {
-            run.update_value(|run| run.apply(&event));
-            if !scheduled.replace(true) {
-                let scheduled = scheduled.clone();
-                request_animation_frame(move || {
-                    scheduled.set(false);
-                    version.update(|v| *v += 1);
-                });
-            }
-        },
-        move |state| link.set(state),
-    );
-    // Owned by this view: the socket closes when the view goes away.
-    StoredValue::new_local(stream);
+    follow_events(&id, run, version, link);
 
     let snapshot = move || {
         version.track();
@@ -159,28 +142,63 @@ pub fn RunView(
                 <p id="capacity" class="headline">{words}</p>
             })}
             <ViewControls view=view address=address/>
-            <Show when=move || { version.track(); run.with_value(|run| throughput::shows(&run.spec)) }>
-                <div class="charts" id="throughput-charts">
-                    {Metric::ALL.into_iter().map(|metric| {
-                        let chart = Signal::derive(move || {
-                            version.track();
-                            let y = crate::chart::YScale::chosen(view.with(|v| v.y));
-                            run.with_value(|run| throughput::run_chart(run, metric, y, &charts::palette()))
-                        });
-                        view! {
-                            <Show when=move || view.with(|v| charts::shows(v.charts, metric))>
-                                <ThroughputChart metric=metric chart=chart stem=files/>
-                            </Show>
-                        }
-                    }).collect_view()}
-                </div>
-            </Show>
+            <ThroughputCharts run=run version=version view=view stem=files/>
             <LatencyFigures data=Latencies::Run(run, version) view=view stem=files/>
             <TelemetryFigure key="telemetry" caption="Server metrics over the run" run=run version=version
                 view=view run_wide=true stem=files/>
             <Inspector run=run version=version view=view stem=files/>
             <PointsTable run=run version=version/>
         </section>
+    }
+}
+
+/// Follows the run's events into `run`, bumping `version` at most once per animation frame
+/// (events arrive in bursts, a whole log on connect), and the socket's state into `link`. The
+/// socket belongs to the calling view and closes when it goes away.
+fn follow_events(id: &str, run: StoredValue<LiveRun, LocalStorage>, version: RwSignal<u64>, link: RwSignal<Link>) {
+    let scheduled = Rc::new(Cell::new(false));
+    let stream = EventStream::open(
+        id,
+        move |event| {
+            run.update_value(|run| run.apply(&event));
+            if !scheduled.replace(true) {
+                let scheduled = scheduled.clone();
+                request_animation_frame(move || {
+                    scheduled.set(false);
+                    version.update(|v| *v += 1);
+                });
+            }
+        },
+        move |state| link.set(state),
+    );
+    StoredValue::new_local(stream);
+}
+
+/// The run's throughput charts, when its sweep has load levels to chart them over.
+#[component]
+fn ThroughputCharts(
+    run: StoredValue<LiveRun, LocalStorage>,
+    version: RwSignal<u64>,
+    view: RwSignal<RunViewState>,
+    stem: Signal<String>,
+) -> impl IntoView {
+    view! {
+        <Show when=move || { version.track(); run.with_value(|run| throughput::shows(&run.spec)) }>
+            <div class="charts" id="throughput-charts">
+                {Metric::ALL.into_iter().map(|metric| {
+                    let chart = Signal::derive(move || {
+                        version.track();
+                        let y = crate::chart::YScale::chosen(view.with(|v| v.y));
+                        run.with_value(|run| throughput::run_chart(run, metric, y, &charts::palette()))
+                    });
+                    view! {
+                        <Show when=move || view.with(|v| charts::shows(v.charts, metric))>
+                            <ThroughputChart metric=metric chart=chart stem=stem/>
+                        </Show>
+                    }
+                }).collect_view()}
+            </div>
+        </Show>
     }
 }
 

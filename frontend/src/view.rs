@@ -425,20 +425,9 @@ pub fn run_title(run: &RunSummary) -> String {
 #[cfg(test)]
 pub fn blank_run(id: &str) -> RunSummary {
     RunSummary {
-        id: id.into(),
-        spec: shared::SweepSpec::default(),
-        started_unix_ns: 0,
-        simulated: false,
         status: shared::RunStatus::Completed,
-        model: None,
         total_requests: 0,
-        finished_requests: 0,
-        errors: 0,
-        points: Vec::new(),
-        name: String::new(),
-        notes: String::new(),
-        tags: Vec::new(),
-        not_saved: None,
+        ..RunSummary::starting(id.into(), shared::SweepSpec::default(), 0, false)
     }
 }
 

@@ -219,6 +219,28 @@ pub struct RunSummary {
     pub not_saved: Option<String>,
 }
 
+impl RunSummary {
+    /// A run that is starting: nothing finished, no model read, no name, notes or tags yet.
+    pub fn starting(id: String, spec: SweepSpec, started_unix_ns: i64, simulated: bool) -> RunSummary {
+        RunSummary {
+            id,
+            total_requests: spec.total_requests(),
+            spec,
+            started_unix_ns,
+            simulated,
+            status: RunStatus::Running,
+            model: None,
+            finished_requests: 0,
+            errors: 0,
+            points: Vec::new(),
+            name: String::new(),
+            notes: String::new(),
+            tags: Vec::new(),
+            not_saved: None,
+        }
+    }
+}
+
 /// The files a finished run exports as, `GET /api/runs/{id}/export/{file}`, with what each
 /// holds, in the order the dashboard lists them.
 pub const EXPORTS: [(&str, &str); 5] = [

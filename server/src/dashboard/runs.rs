@@ -407,22 +407,7 @@ impl RunHandle {
         cancel: CancellationToken,
         report: Option<Arc<RunReport>>,
     ) -> Self {
-        let summary = RunSummary {
-            id: id.clone(),
-            spec: spec.clone(),
-            started_unix_ns,
-            simulated,
-            status: RunStatus::Running,
-            model: None,
-            total_requests: spec.total_requests(),
-            finished_requests: 0,
-            errors: 0,
-            points: Vec::new(),
-            name: String::new(),
-            notes: String::new(),
-            tags: Vec::new(),
-            not_saved: None,
-        };
+        let summary = RunSummary::starting(id.clone(), spec.clone(), started_unix_ns, simulated);
         Self {
             id,
             cancel,

@@ -83,7 +83,11 @@ pub fn status_words(status: &RunStatus) -> StatusWords {
 
 /// The sweep in one line: model, target, streaming, tokens, requests, load, objectives.
 pub fn spec_line(spec: &SweepSpec, model: Option<&ModelInfo>) -> String {
-    let model = model.map_or(spec.model.clone(), |m| format!("{} ({} style)", m.name, m.input_style));
+    let model = match model {
+        Some(m) if m.inputs.is_empty() => m.name.clone(),
+        Some(m) => format!("{} ({} style)", m.name, m.input_style),
+        None => spec.model.clone(),
+    };
     let objectives = spec.slo.map(|slo| format!(" · objectives {slo}")).unwrap_or_default();
     let measured = match spec.duration_s {
         Some(s) => format!("{s} s per point (at most {} requests)", spec.requests),
@@ -94,8 +98,9 @@ pub fn spec_line(spec: &SweepSpec, model: Option<&ModelInfo>) -> String {
         None => format!("{} warm-up", spec.warmup),
     };
     format!(
-        "{model} at {} · {} · {}max_tokens {}{}{} · {measured} (+{warmup}) · {}{objectives}",
+        "{model} at {} over {} · {} · {}max_tokens {}{}{} · {measured} (+{warmup}) · {}{objectives}",
         spec.target,
+        spec.protocol_words(),
         if spec.streaming { "streaming" } else { "non-streaming" },
         prompt_words(spec),
         spec.max_tokens,
@@ -316,6 +321,7 @@ pub fn html(runs: &[RunSummary], charts: &[ReportChart], generated_unix_ns: i64)
         };
         fact("model", escape(&run.model.as_ref().map_or(run.spec.model.clone(), |m| m.name.clone())));
         fact("target", escape(&run.spec.target));
+        fact("protocol", escape(&run.spec.protocol_words()));
         let mut status = status_words(&run.status).sentence;
         if run.status == RunStatus::Running {
             status.push_str(" (the report holds what had settled)");

@@ -209,15 +209,27 @@ impl tonic::codegen::Service<Uri> for StampingConnector {
             };
             let host =
                 uri.host().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the address has no host"))?;
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let connecting = TcpStream::connect((host, uri.port_u16().unwrap_or(default_port)));
-            let stream = tokio::time::timeout(timeout, connecting).await.map_err(|_| {
-                io::Error::new(io::ErrorKind::TimedOut, format!("no connection within {} s", timeout.as_secs()))
-            })??;
-            stream.set_nodelay(true)?;
-            Ok(TokioIo::new(Stamped { inner: stream, stamp }))
+            let stream = connect(host, uri.port_u16().unwrap_or(default_port), timeout, stamp).await?;
+            Ok(TokioIo::new(stream))
         })
     }
+}
+
+/// Opens a TCP connection (Nagle off) to `host` (a name, an IPv4 address or a bracketed IPv6
+/// one) and `port` within `timeout`, whose reads stamp `stamp`.
+pub async fn connect(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    stamp: Arc<ReadStamp>,
+) -> io::Result<Stamped<TcpStream>> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let connecting = TcpStream::connect((host, port));
+    let stream = tokio::time::timeout(timeout, connecting).await.map_err(|_| {
+        io::Error::new(io::ErrorKind::TimedOut, format!("no connection within {} s", timeout.as_secs()))
+    })??;
+    stream.set_nodelay(true)?;
+    Ok(Stamped { inner: stream, stamp })
 }
 
 #[cfg(test)]

@@ -97,9 +97,19 @@ fn parse_lengths(text: &str) -> Result<PromptLengths, String> {
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("open_loop").args(["request_rate", "find_capacity"])))]
 pub struct SweepArgs {
-    /// Triton's gRPC address.
+    /// The server's address. http://HOST:8001 (or https://) is Triton's gRPC;
+    /// triton-http://HOST:8000 is Triton's HTTP generate stream; openai://HOST:PORT an
+    /// OpenAI-compatible server (vLLM, SGLang, llama.cpp, TGI, Triton's OpenAI frontend);
+    /// triton-https:// and openai-https:// add TLS.
     #[arg(long, env = "TOKENSCOPE_TARGET", default_value = "http://127.0.0.1:8001")]
     pub target: String,
+    /// The protocol of a plain http:// or https:// target: triton-grpc, triton-http or openai.
+    #[arg(long, default_value = "triton-grpc")]
+    pub protocol: shared::protocol::Protocol,
+    /// OpenAI protocol: ask /v1/chat/completions, the prompt as one user message (default:
+    /// /v1/completions).
+    #[arg(long)]
+    pub chat: bool,
     /// The model to measure.
     #[arg(long, short)]
     pub model: String,
@@ -293,6 +303,8 @@ impl SweepArgs {
             None => base,
         };
         spec.target = self.target.clone();
+        spec.protocol = self.protocol;
+        spec.chat = self.chat;
         spec.model = self.model.clone();
         spec.model_version = self.model_version.clone().filter(|v| !v.is_empty());
         spec.input_style = self.input_style;

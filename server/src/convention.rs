@@ -582,6 +582,11 @@ impl RequestPlan {
         request
     }
 
+    /// The convention the requests follow.
+    pub fn convention(&self) -> &'static Convention {
+        self.convention
+    }
+
     /// A fresh reader for one request's responses.
     pub fn reader(&self, prompt: &str) -> ResponseReader {
         ResponseReader {

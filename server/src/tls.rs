@@ -11,6 +11,7 @@ use std::sync::{PoisonError, RwLock};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
+use tokio_rustls::rustls;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 /// CAs trusted beyond the built-in roots, in PEM.
@@ -48,6 +49,26 @@ pub fn trust_ca_pem(pem: &[u8], name: &str) -> Result<usize, TlsError> {
 pub fn client_config(timeout: std::time::Duration) -> ClientTlsConfig {
     let extra = EXTRA_ROOTS.read().unwrap_or_else(PoisonError::into_inner).clone();
     ClientTlsConfig::new().with_webpki_roots().ca_certificates(extra).timeout(timeout)
+}
+
+/// The TLS a connection to an HTTP protocol's `https` target uses, offering `alpn` (the
+/// application protocols, most wanted first): the same roots as [`client_config`].
+pub fn rustls_client(alpn: &[&[u8]]) -> std::sync::Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    for ca in EXTRA_ROOTS.read().unwrap_or_else(PoisonError::into_inner).iter() {
+        // Each was read as PEM certificates when it was trusted.
+        for der in CertificateDer::pem_slice_iter(ca.get_ref()).flatten() {
+            let _ = roots.add(der);
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    std::sync::Arc::new(config)
 }
 
 /// A server identity from a PEM certificate chain and its PEM private key, both checked.

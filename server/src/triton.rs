@@ -162,6 +162,30 @@ impl Connection {
     }
 }
 
+/// Checks that a model whose signature is `sig` can be measured the way `spec` asks
+/// (streaming needs a decoupled model; ModelInfer needs one that is not), and plans its
+/// requests: the same for each of Triton's protocols.
+pub fn plan_model(sig: &ModelSignature, spec: &SweepSpec) -> Result<(ModelInfo, RequestPlan), TritonError> {
+    let (model, version) = (spec.model.as_str(), spec.model_version.as_deref().unwrap_or_default());
+    match sig.decoupled {
+        Some(false) if spec.streaming => return Err(TritonError::NotDecoupled { model: model.into() }),
+        Some(true) if !spec.streaming => return Err(TritonError::Decoupled { model: model.into() }),
+        _ => {}
+    }
+    let style = resolve_style(sig, spec.input_style)?;
+    let plan = RequestPlan::new(sig, style, spec);
+    let info = ModelInfo {
+        name: sig.name.clone(),
+        version: (!version.is_empty()).then(|| version.to_string()).or_else(|| sig.versions.last().cloned()),
+        input_style: style,
+        decoupled: sig.decoupled.unwrap_or(true),
+        batched: sig.batched(),
+        inputs: sig.inputs.iter().map(ToString::to_string).collect(),
+        outputs: sig.outputs.iter().map(ToString::to_string).collect(),
+    };
+    Ok((info, plan))
+}
+
 /// Adds `http://` when the user gave only `host:port`.
 pub fn normalize_target(target: &str) -> String {
     let target = target.trim().trim_end_matches('/');
@@ -228,24 +252,7 @@ impl Triton {
     /// plans its requests.
     pub async fn prepare(&self, spec: &SweepSpec) -> Result<(ModelInfo, RequestPlan), TritonError> {
         let (model, version) = (spec.model.as_str(), spec.model_version.as_deref().unwrap_or_default());
-        let sig = self.signature(model, version).await?;
-        match sig.decoupled {
-            Some(false) if spec.streaming => return Err(TritonError::NotDecoupled { model: model.into() }),
-            Some(true) if !spec.streaming => return Err(TritonError::Decoupled { model: model.into() }),
-            _ => {}
-        }
-        let style = resolve_style(&sig, spec.input_style)?;
-        let plan = RequestPlan::new(&sig, style, spec);
-        let info = ModelInfo {
-            name: sig.name.clone(),
-            version: (!version.is_empty()).then(|| version.to_string()).or_else(|| sig.versions.last().cloned()),
-            input_style: style,
-            decoupled: sig.decoupled.unwrap_or(true),
-            batched: sig.batched(),
-            inputs: sig.inputs.iter().map(ToString::to_string).collect(),
-            outputs: sig.outputs.iter().map(ToString::to_string).collect(),
-        };
-        Ok((info, plan))
+        plan_model(&self.signature(model, version).await?, spec)
     }
 
     /// Reads a model's metadata and, where the server serves it, its configuration.

@@ -150,6 +150,9 @@ pub struct ModelChoice {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TargetModels {
     pub target: String,
+    /// The protocol the target's address names, which the models were asked over.
+    #[serde(default)]
+    pub protocol: crate::protocol::Protocol,
     /// The target is the built-in simulated Triton.
     pub simulated: bool,
     pub models: Vec<ModelChoice>,

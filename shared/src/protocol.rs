@@ -34,6 +34,15 @@ impl Protocol {
         }
     }
 
+    /// The protocol as a user reads it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::TritonGrpc => "Triton gRPC",
+            Self::TritonHttp => "Triton HTTP/SSE",
+            Self::OpenAi => "OpenAI/SSE",
+        }
+    }
+
     /// The scheme of a target address that names this protocol, plain and with TLS; the
     /// gRPC protocol's are plain `http` and `https`.
     pub fn schemes(self) -> [&'static str; 2] {

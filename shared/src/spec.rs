@@ -240,9 +240,9 @@ impl SweepSpec {
                      the target as openai://HOST:PORT, or leave chat off",
                     endpoint.protocol
                 )),
-                Ok(endpoint) if endpoint.protocol != Protocol::TritonGrpc => out.push(format!(
-                    "the target {target:?} asks for the {} protocol, which this version does not measure; give \
-                     the server's Triton gRPC address, such as http://127.0.0.1:8001",
+                Ok(endpoint) if endpoint.protocol != Protocol::TritonGrpc && !self.streaming => out.push(format!(
+                    "the {} protocol is measured streaming only; turn streaming on, or give the server's Triton \
+                     gRPC address, such as http://127.0.0.1:8001, to time whole answers",
                     endpoint.protocol
                 )),
                 Ok(_) => {}
@@ -346,6 +346,17 @@ impl SweepSpec {
         // The caps (see `limits`), each refusal naming its cap.
         out.extend(limits::spec_problems(self));
         out
+    }
+
+    /// The protocol a run speaks, as a user reads it: the target's (or the spec's, where the
+    /// target cannot be read), and for OpenAI which endpoint.
+    pub fn protocol_words(&self) -> String {
+        let protocol = self.endpoint().map_or(self.protocol, |e| e.protocol);
+        match protocol {
+            Protocol::OpenAi if self.chat => format!("{} chat completions", protocol.label()),
+            Protocol::OpenAi => format!("{} completions", protocol.label()),
+            protocol => protocol.label().to_string(),
+        }
     }
 
     /// The protocol, address and TLS the target and `protocol` ask for; the error is a
@@ -931,10 +942,12 @@ mod tests {
         let spec = SweepSpec { model: "m".into(), ..SweepSpec::default() };
         assert_eq!(spec.endpoint().unwrap().protocol, Protocol::TritonGrpc);
         let openai = SweepSpec { target: "openai://h:9000".into(), chat: true, ..spec.clone() };
+        assert_eq!(openai.problems(), Vec::<String>::new());
+        let whole = SweepSpec { streaming: false, ..openai.clone() };
         assert_eq!(
-            openai.problems(),
-            ["the target \"openai://h:9000\" asks for the openai protocol, which this version does not measure; \
-              give the server's Triton gRPC address, such as http://127.0.0.1:8001"]
+            whole.problems(),
+            ["the openai protocol is measured streaming only; turn streaming on, or give the server's Triton gRPC \
+              address, such as http://127.0.0.1:8001, to time whole answers"]
         );
         assert_eq!(openai.endpoint().unwrap().base_url, "http://h:9000");
         let asked = SweepSpec { target: "https://h".into(), protocol: Protocol::TritonHttp, ..spec.clone() };
@@ -945,6 +958,9 @@ mod tests {
         let contradiction = SweepSpec { target: "openai://h".into(), ..asked };
         let problems = contradiction.problems().join("; ");
         assert!(problems.contains("write triton-http://h to speak triton-http"), "{problems}");
+        assert_eq!(spec.protocol_words(), "Triton gRPC");
+        assert_eq!(openai.protocol_words(), "OpenAI/SSE chat completions");
+        assert_eq!(SweepSpec { chat: false, ..openai }.protocol_words(), "OpenAI/SSE completions");
         let unknown = SweepSpec { target: "ftp://h".into(), ..spec };
         assert!(unknown.problems().iter().any(|p| p.contains("names no protocol")), "{:?}", unknown.problems());
     }

@@ -516,8 +516,12 @@ fn clip(mut reason: String) -> String {
 /// The metrics address of a Triton whose gRPC endpoint is `target`: the same host, on
 /// Triton's metrics port, over plain HTTP (Triton serves its metrics without TLS).
 pub fn default_url(target: &str) -> Option<String> {
-    let rest = target.split_once("://").map_or(target, |(_, rest)| rest);
+    let (scheme, rest) = target.split_once("://").unwrap_or(("http", target));
     let authority = rest.split(['/', '?', '#']).next()?;
+    // OpenAI-compatible servers (vLLM, SGLang, llama.cpp) serve their metrics beside the API.
+    if scheme.eq_ignore_ascii_case("openai") && !authority.is_empty() && !authority.starts_with(':') {
+        return Some(format!("http://{authority}/metrics"));
+    }
     let host = match authority.strip_prefix('[') {
         Some(v6) => format!("[{}]", v6.split(']').next()?),
         None => authority.rsplit_once(':').map_or(authority, |(host, _)| host).to_string(),
@@ -673,6 +677,8 @@ mod tests {
         assert_eq!(default_url("https://triton.example:443/x").as_deref(), Some("http://triton.example:8002/metrics"));
         assert_eq!(default_url("[::1]:8001").as_deref(), Some("http://[::1]:8002/metrics"));
         assert_eq!(default_url("http://:8001"), None);
+        assert_eq!(default_url("triton-http://h:8000").as_deref(), Some("http://h:8002/metrics"));
+        assert_eq!(default_url("openai://h:9000/v1").as_deref(), Some("http://h:9000/metrics"));
         assert_eq!(url_problem("http://h:8002/metrics"), None);
         assert!(url_problem("https://h/metrics").unwrap().contains("http://"));
         assert!(url_problem("http:///metrics").unwrap().contains("no host"));

@@ -240,6 +240,7 @@ pub fn CompareView(
                             {(!run.name.trim().is_empty()).then(|| view! { " " <code class="id">{run.id.clone()}</code> })}
                             " · " <span class="model">{model}</span>
                             " · " <span class="target">{run.spec.target.clone()}</span>
+                            " · " <span class="protocol">{run.spec.protocol_words()}</span>
                             " · " <span class="status">{status_words(&run.status).name}</span>
                             {(i == 0).then(|| view! { " · " <strong>"baseline"</strong> })}
                         </li>

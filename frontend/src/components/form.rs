@@ -6,6 +6,7 @@ use leptos::task::spawn_local;
 use shared::api::{ApiError, MetricsCheck, ModelChoice, RunCreated, TargetModels};
 use shared::capacity::CapacitySearch;
 use shared::goodput::Slo;
+use shared::protocol::Protocol;
 use shared::schedule::Arrival;
 use shared::spec::{parse_concurrencies, parse_prompt_lengths, parse_request_rates};
 use shared::{InputStyle, SweepSpec};
@@ -43,6 +44,8 @@ impl LoadMode {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fields {
     pub target: String,
+    /// OpenAI protocol: chat completions rather than completions.
+    pub chat: bool,
     pub model: String,
     pub input_style: InputStyle,
     /// The tokenizer's path on the proxy's machine; empty for none.
@@ -96,6 +99,7 @@ impl Fields {
         let search = spec.capacity.unwrap_or_default();
         Fields {
             target: spec.target.clone(),
+            chat: spec.chat,
             model: spec.model.clone(),
             input_style: spec.input_style,
             tokenizer: spec.tokenizer.clone().unwrap_or_default(),
@@ -259,6 +263,7 @@ impl Fields {
         });
         let spec = SweepSpec {
             target: self.target.trim().to_string(),
+            chat: self.chat,
             model: self.model.clone(),
             // A version belongs to its model.
             model_version: self.rest.model_version.clone().filter(|_| self.model == self.rest.model),
@@ -498,11 +503,19 @@ fn ServerFieldset(
     view! {
     <fieldset class="target">
         <legend>"Server"</legend>
-        <label>
-            "Triton gRPC address"
+        <label title="http://HOST:8001 is Triton's gRPC; triton-http://HOST:8000 Triton's HTTP generate stream; openai://HOST:PORT an OpenAI-compatible server; https, triton-https and openai-https add TLS">
+            "Server address"
             <input id="target" type="text" spellcheck="false" prop:value=value_of(fields, |f| f.target.clone())
                 on:input=write_to(fields, |f, v| f.target = v) on:change=move |_| reload.run(())/>
         </label>
+        <span class="protocol" id="target-protocol">{move || fields.with(|f| {
+            shared::protocol::read_target(&f.target, f.rest.protocol).map_or_else(|problem| problem, |e| e.protocol.label().to_string())
+        })}</span>
+        <Show when=move || fields.with(|f| shared::protocol::read_target(&f.target, f.rest.protocol).is_ok_and(|e| e.protocol == Protocol::OpenAi))>
+            <label title="Ask /v1/chat/completions with the prompt as one user message, rather than /v1/completions">
+                <input id="chat" type="checkbox" prop:checked=move || fields.with(|f| f.chat)
+                    on:change=move |ev| fields.update(|f| f.chat = event_target_checked(&ev))/>"chat"</label>
+        </Show>
         <button type="button" on:click=move |_| reload.run(())>"Load models"</button>
         <label>
             "Model"

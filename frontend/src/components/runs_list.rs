@@ -75,7 +75,7 @@ pub fn RunsList(
             <thead>
                 <tr>
                     <th class="select" title="Runs to compare">"compare"</th>
-                    <th>"run"</th><th>"started"</th><th>"model"</th><th>"target"</th><th>"status"</th><th>"tags"</th>
+                    <th>"run"</th><th>"started"</th><th>"model"</th><th>"target"</th><th>"protocol"</th><th>"status"</th><th>"tags"</th>
                 </tr>
             </thead>
             <tbody>
@@ -105,6 +105,7 @@ pub fn RunsList(
                             <td class="started">{started(r.started_unix_ns)}</td>
                             <td class="model">{r.spec.model.clone()}</td>
                             <td class="target">{r.spec.target.clone()}</td>
+                            <td class="protocol">{r.spec.protocol_words()}</td>
                             <td class="status" data-state=state>{state}
                                 {r.not_saved.clone().map(|why| view! { " " <span class="not-saved" title=format!("not in the run store: {why}")>"not saved"</span> })}
                             </td>

@@ -352,10 +352,8 @@ impl std::fmt::Display for TargetPattern {
 fn target_host_port(target: &str) -> Option<(String, String)> {
     let uri: axum::http::Uri = target.parse().ok()?;
     let host = uri.host()?.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-    let port = uri.port_u16().or(match uri.scheme_str() {
-        Some("https") => Some(443),
-        _ => Some(80),
-    })?;
+    let tls = uri.scheme_str().is_some_and(|scheme| scheme.ends_with("https"));
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     Some((host, port.to_string()))
 }
 

@@ -18,8 +18,10 @@ use shared::{RunReport, SweepSpec};
 use super::AppState;
 use super::runs::{ChangeError, EVENTS_PER_SEND, RunHandle, StartError, Watching};
 use crate::export::Export;
+use crate::protocol::server::HttpServer;
 use crate::store::{RunMeta, StoreError};
 use crate::triton::{Triton, TritonError, normalize_target};
+use shared::protocol::{Protocol, read_target};
 
 /// The longest run name, in characters.
 pub const MAX_NAME: usize = 200;
@@ -246,9 +248,33 @@ pub async fn target_models(
 ) -> ApiResult<Json<TargetModels>> {
     let target = query.target.filter(|t| !t.trim().is_empty()).unwrap_or_else(|| state.config().default_target.clone());
     allowed_target(&state, &target)?;
-    let triton = Triton::connect(&target).await?;
-    let models = triton.model_choices().await?;
-    Ok(Json(TargetModels { simulated: state.is_simulator(&target), target: normalize_target(&target), models }))
+    let endpoint = read_target(&target, Protocol::TritonGrpc)
+        .map_err(|problem| HttpError::new(StatusCode::BAD_REQUEST, problem, ""))?;
+    let models = if endpoint.protocol == Protocol::TritonGrpc {
+        Triton::connect(&target).await?.model_choices().await?
+    } else {
+        let server = HttpServer::connect(&endpoint).await.map_err(unreachable_http)?;
+        server
+            .model_choices()
+            .await
+            .map_err(|err| HttpError::new(StatusCode::BAD_GATEWAY, err, "check the server's log"))?
+    };
+    Ok(Json(TargetModels {
+        simulated: state.is_simulator(&target),
+        target: normalize_target(&target),
+        protocol: endpoint.protocol,
+        models,
+    }))
+}
+
+/// A server of an HTTP protocol that could not be reached.
+fn unreachable_http(err: String) -> HttpError {
+    HttpError::new(
+        StatusCode::BAD_GATEWAY,
+        err,
+        "start the server, or check the target: triton-http://HOST:8000 for Triton's HTTP port, openai://HOST:PORT \
+         for an OpenAI-compatible server, http://HOST:8001 for Triton's gRPC",
+    )
 }
 
 fn busy(err: StartError) -> HttpError {
@@ -329,8 +355,17 @@ pub async fn create_run(
     // A tokenizer is opened only from an allowed place, and the run opens the file checked.
     super::tokenizers::check_spec(&state, &mut spec).await?;
     // Check the model now, so the form can say what is wrong before a run exists.
-    let triton = Triton::connect(&spec.target).await?;
-    triton.prepare(&spec).await?;
+    match spec.endpoint() {
+        Ok(endpoint) if endpoint.protocol != Protocol::TritonGrpc => {
+            let server = HttpServer::connect(&endpoint).await.map_err(unreachable_http)?;
+            server.prepare(&spec).await.map_err(|err| {
+                HttpError::new(StatusCode::UNPROCESSABLE_ENTITY, err, "pick one of the server's models")
+            })?;
+        }
+        _ => {
+            Triton::connect(&spec.target).await?.prepare(&spec).await?;
+        }
+    }
     let simulated = state.is_simulator(&spec.target);
     let run = state.runs().start(spec, simulated).map_err(busy)?;
     tracing::info!(run = %run.id, "run started");

@@ -10,16 +10,37 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{Chunk, ErrorJson, Piece, Usage, count, unreadable};
 use crate::bytes::decode_raw;
-use crate::convention::{Convention, DataType, NUM_INPUT_TOKENS, NUM_OUTPUT_TOKENS, NewText, OUTPUT_IDS, TextForm};
+use crate::convention::{
+    Convention, DataType, NUM_INPUT_TOKENS, NUM_OUTPUT_TOKENS, NewText, OUTPUT_IDS, SEND_TIME_KEY, TextForm,
+};
 use crate::export::profile::{TensorValue, Tensors};
 use crate::pb;
 
+/// The path of a model (of one version, when given) on Triton's HTTP API, its name and
+/// version percent-encoded.
+pub fn model_path(model: &str, version: Option<&str>) -> String {
+    match version.filter(|v| !v.is_empty()) {
+        Some(version) => format!("/v2/models/{}/versions/{}", encode(model), encode(version)),
+        None => format!("/v2/models/{}", encode(model)),
+    }
+}
+
 /// The path of a streamed generate request, from the server's base address.
 pub fn path(model: &str, version: Option<&str>) -> String {
-    match version.filter(|v| !v.is_empty()) {
-        Some(version) => format!("/v2/models/{model}/versions/{version}/generate_stream"),
-        None => format!("/v2/models/{model}/generate_stream"),
+    format!("{}/generate_stream", model_path(model, version))
+}
+
+/// A path segment with every byte but the unreserved ones percent-encoded.
+fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
     }
+    out
 }
 
 /// The JSON body of a generate request holding the inputs of `request`, as built for gRPC
@@ -94,7 +115,12 @@ impl Reader {
             Some(0) | None if text.is_empty() => Piece::Nothing,
             tokens => Piece::Text { text, tokens },
         };
-        Chunk { piece, usage: Usage::of(event.num_input_tokens, None), finish_reason: None }
+        Chunk {
+            piece,
+            usage: Usage::of(event.num_input_tokens, None),
+            finish_reason: None,
+            send_unix_ns: event.send_ns,
+        }
     }
 }
 
@@ -106,6 +132,8 @@ struct Event {
     num_output_tokens: Option<u64>,
     /// How many token ids the response carries.
     output_ids: Option<u64>,
+    /// When the server sent the event, where it says (the simulator does).
+    send_ns: Option<i64>,
     error: Option<ErrorJson>,
 }
 
@@ -138,6 +166,7 @@ impl<'de> Visitor<'de> for Outputs {
                 NUM_OUTPUT_TOKENS => event.num_output_tokens = Some(map.next_value::<Element<u64>>()?.0),
                 OUTPUT_IDS => event.output_ids = Some(map.next_value::<Length>()?.0),
                 "error" => event.error = Some(map.next_value()?),
+                SEND_TIME_KEY => event.send_ns = i64::try_from(map.next_value::<Element<u64>>()?.0).ok(),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -282,6 +311,7 @@ mod tests {
         assert_eq!(body["SAMPLING_PARAMETERS"], "{\"max_tokens\":32,\"ignore_eos\":false}");
         assert_eq!(path("vllm_model", None), "/v2/models/vllm_model/generate_stream");
         assert_eq!(path("m", Some("2")), "/v2/models/m/versions/2/generate_stream");
+        assert_eq!(path("team/llama 3", Some("")), "/v2/models/team%2Fllama%203/generate_stream");
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! [`openai`] OpenAI-compatible completions and chat completions; both stream Server-Sent
 //! Events ([`crate::sse`]) whose data [`Chunk`] reads into what the engine counts.
 
+pub mod client;
 pub mod generate;
 pub mod openai;
+pub mod server;
 
 use serde::Deserialize;
 
@@ -16,11 +18,13 @@ pub struct Chunk {
     pub usage: Option<Usage>,
     /// Why the server stopped generating, when the event says.
     pub finish_reason: Option<String>,
+    /// When the server sent the event (nanoseconds since the Unix epoch), where it says.
+    pub send_unix_ns: Option<i64>,
 }
 
 impl Chunk {
     fn of(piece: Piece) -> Self {
-        Self { piece, usage: None, finish_reason: None }
+        Self { piece, usage: None, finish_reason: None, send_unix_ns: None }
     }
 }
 

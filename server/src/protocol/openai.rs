@@ -86,6 +86,9 @@ struct ChunkJson {
     message: Option<String>,
     #[serde(default, rename = "type")]
     kind: Option<String>,
+    /// When the server sent the chunk, where it says (the simulator does).
+    #[serde(default)]
+    send_ns: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -138,7 +141,7 @@ pub fn read(data: &str) -> Chunk {
     let usage = json.usage.and_then(|u| Usage::of(u.prompt_tokens, u.completion_tokens));
     // One choice is asked for; its index is 0.
     let Some(choice) = json.choices.into_iter().find(|c| c.index == 0) else {
-        return Chunk { piece: Piece::Nothing, usage, finish_reason: None };
+        return Chunk { piece: Piece::Nothing, usage, finish_reason: None, send_unix_ns: json.send_ns };
     };
     let text = match (choice.text, choice.delta) {
         (Some(text), _) => text,
@@ -152,7 +155,7 @@ pub fn read(data: &str) -> Chunk {
         (None, None) => String::new(),
     };
     let piece = if text.is_empty() { Piece::Nothing } else { Piece::Text { text, tokens: None } };
-    Chunk { piece, usage, finish_reason: choice.finish_reason }
+    Chunk { piece, usage, finish_reason: choice.finish_reason, send_unix_ns: json.send_ns }
 }
 
 #[cfg(test)]
@@ -209,7 +212,10 @@ mod tests {
             r#"{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":5,"total_tokens":21,"completion_tokens":16}}"#,
         );
         let counts = Usage { prompt_tokens: Some(5), completion_tokens: Some(16) };
-        assert_eq!(usage, Chunk { piece: Piece::Nothing, usage: Some(counts), finish_reason: None });
+        assert_eq!(
+            usage,
+            Chunk { piece: Piece::Nothing, usage: Some(counts), finish_reason: None, send_unix_ns: None }
+        );
         assert_eq!(read("[DONE]").piece, Piece::Done);
     }
 

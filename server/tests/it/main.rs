@@ -9,6 +9,7 @@ mod exports;
 mod import;
 mod limits;
 mod load;
+mod protocols;
 mod real_triton;
 mod schedule;
 mod sim;

@@ -28,9 +28,16 @@ fn triton_metrics() -> &'static str {
     &server().metrics
 }
 
+/// The process-wide server's HTTP address (`triton-http://HOST:PORT`).
+fn triton_http() -> &'static str {
+    &server().http
+}
+
 /// Where the test server answers.
 struct Server {
     grpc: String,
+    /// Its HTTP port, as a target of the HTTP generate protocol.
+    http: String,
     metrics: String,
 }
 
@@ -43,7 +50,11 @@ fn server() -> &'static Server {
                 Ok(address) if !address.trim().is_empty() => format!("http://{}/metrics", address.trim()),
                 _ => shared::telemetry::default_url(&grpc).expect("the target names a host"),
             };
-            Ok(Server { grpc, metrics })
+            let http = match std::env::var("TOKENSCOPE_TRITON_HTTP") {
+                Ok(address) if !address.trim().is_empty() => format!("triton-http://{}", address.trim()),
+                _ => http_url(&grpc),
+            };
+            Ok(Server { grpc, http, metrics })
         }
         _ => tokio::task::block_in_place(start_server),
     });
@@ -51,6 +62,13 @@ fn server() -> &'static Server {
         Ok(server) => server,
         Err(why) => panic!("{why}"),
     }
+}
+
+/// Triton's HTTP address beside a gRPC one on its default ports (8001 → 8000).
+fn http_url(grpc: &str) -> String {
+    let authority = grpc.split_once("://").map_or(grpc, |(_, rest)| rest);
+    let host = authority.rsplit_once(':').map_or(authority, |(host, _)| host);
+    format!("triton-http://{host}:8000")
 }
 
 fn grpc_url(address: &str) -> String {
@@ -94,10 +112,18 @@ fn start_server() -> Result<Server, String> {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let grpc = stdout.lines().find_map(|line| line.strip_prefix("TRITON_GRPC="));
     let metrics = stdout.lines().find_map(|line| line.strip_prefix("TRITON_METRICS="));
-    match (grpc, metrics) {
-        (Some(address), Some(metrics)) if output.status.success() => {
-            eprintln!("real_triton: Triton at {address}, metrics at {metrics}, state in {}", state.display());
-            Ok(Server { grpc: grpc_url(address), metrics: format!("http://{metrics}/metrics") })
+    let http = stdout.lines().find_map(|line| line.strip_prefix("TRITON_HTTP="));
+    match (grpc, http, metrics) {
+        (Some(address), Some(http), Some(metrics)) if output.status.success() => {
+            eprintln!(
+                "real_triton: Triton at {address}, HTTP at {http}, metrics at {metrics}, state in {}",
+                state.display()
+            );
+            Ok(Server {
+                grpc: grpc_url(address),
+                http: format!("triton-http://{http}"),
+                metrics: format!("http://{metrics}/metrics"),
+            })
         }
         _ => Err(format!(
             "the real Triton server did not start (scripts/start-triton.sh {}).\n\
@@ -510,4 +536,58 @@ async fn the_real_servers_metrics_are_read_over_the_run_and_count_its_requests()
         let window = window.unwrap_or_else(|| panic!("point {point} has no window"));
         assert!(window.scrapes >= 1, "point {point}: {window:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_generate_stream_times_the_same_models_as_grpc() {
+    let _timing = timing_lock().await;
+    let target = triton_http();
+    const MAX_TOKENS: u32 = 16;
+    timing_attempts(|| async move {
+        for (model, style) in [("vllm_like", InputStyle::Vllm), ("tutorial_like", InputStyle::Tutorial)] {
+            let schedule = Schedule::of(model);
+            let run = sweep(SweepSpec {
+                prompt_lengths: vec![16],
+                max_tokens: MAX_TOKENS,
+                ignore_eos: true,
+                requests: 5,
+                warmup: 1,
+                ..spec(target, model)
+            })
+            .await;
+            assert_eq!(run.status, RunStatus::Completed, "{model} over {target}");
+            assert_eq!(run.model.as_ref().unwrap().input_style, style, "{model}: the same signature over HTTP");
+            for record in &run.requests {
+                assert_eq!(record.error, None, "{model} {}", record.id);
+                assert_eq!(record.output_tokens(), u64::from(MAX_TOKENS), "{model} {}", record.id);
+                assert_eq!(record.text(), " tok".repeat(MAX_TOKENS as usize), "{model} {}: new text only", record.id);
+            }
+            let point = &run.points[0];
+            let (ttft, t2t) = (point.ttft_ms.as_ref().unwrap(), point.t2t_ms.as_ref().unwrap());
+            let prefill = schedule.prefill_ms(16);
+            eprintln!(
+                "real_triton: {model} over HTTP: TTFT p50 {:.3} ms (schedule {prefill:.3}), T2T p50 {:.3} ms (schedule {:.3})",
+                ttft.p50, t2t.p50, schedule.decode_ms
+            );
+            let over = ttft.p50 - prefill;
+            assert!((-0.5..=4.0_f64.max(0.10 * prefill)).contains(&over), "{model} TTFT median {:.3} ms", ttft.p50);
+            assert_close(&format!("{model} token-to-token over HTTP"), t2t.p50, schedule.decode_ms, 0.5, 0.10);
+            let delays = run.arrival_delays_ms();
+            assert_eq!(delays.len(), 5 * MAX_TOKENS as usize, "{model}: every event carries the model's send time");
+            let p50 = percentile(&delays, 50.0);
+            eprintln!("real_triton: {model} over HTTP: arrival - send p50 {p50:.3} ms");
+            assert!((-1.0..=3.0).contains(&p50), "{model}: the way from the model to the engine takes {p50:.3} ms");
+        }
+    })
+    .await;
+    // A model's error ends its request alone, and an unknown model is named with the real ones.
+    // failing_like fails every third request since the server started.
+    let run = sweep(SweepSpec { requests: 6, ..spec(target, "failing_like") }).await;
+    assert_eq!(run.status, RunStatus::Completed, "{:?}", run.status);
+    let errors: Vec<&String> = run.requests.iter().filter_map(|r| r.error.as_ref()).collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors.iter().all(|e| e.contains("failing_like: simulated failure")), "the model's words: {errors:?}");
+    let run = sweep(spec(target, "no_such_model")).await;
+    let error = failure(&run.status);
+    assert!(error.contains("'no_such_model' is not on") && error.contains("vllm_like"), "{error}");
 }

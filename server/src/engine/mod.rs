@@ -17,6 +17,7 @@ use shared::report::{EngineReport, PacingReport, Scheduling};
 
 use crate::telemetry::Scraper;
 pub use crate::telemetry::TelemetryTap;
+use shared::protocol::Protocol;
 use shared::schedule::Schedule;
 use shared::server_stats::{ServerCounters, ServerPointStats};
 use shared::spec::LoadLevel;
@@ -36,6 +37,8 @@ use crate::prompts::RunPrompts;
 use crate::response::Response;
 use crate::tokenizer::Tokenizer;
 use crate::triton::{Connection, Triton, status_text};
+
+mod http;
 
 /// Each request in flight has a gRPC stream of its own, as each of perf_analyzer's concurrent
 /// contexts has, up to this many streams; beyond, requests share the least busy streams.
@@ -151,18 +154,11 @@ async fn run_sweep_on(
             return (report, waits, None);
         }
     };
-    let prepared = async {
-        let triton = Triton::connect(&spec.target).await?;
-        let (info, plan) = triton.prepare(&spec).await?;
-        let streams = spec.most_in_flight().clamp(1, MAX_STREAMS);
-        let connections = triton.connections(streams.div_ceil(STREAMS_PER_CONNECTION).max(1) as usize).await?;
-        Ok::<_, crate::triton::TritonError>(((triton.target().to_string(), connections), info, plan))
-    };
-    let (connections, info, plan) = tokio::select! {
-        prepared = prepared => match prepared {
+    let (target, wire, info) = tokio::select! {
+        prepared = Wire::prepare(&spec) => match prepared {
             Ok(prepared) => prepared,
             Err(err) => {
-                report.status = RunStatus::Failed { error: err.to_string() };
+                report.status = RunStatus::Failed { error: err };
                 return (report, waits, None);
             }
         },
@@ -173,11 +169,9 @@ async fn run_sweep_on(
     };
     observer.prepared(&info);
     report.model = Some(info);
-    let mut sweep = Sweep::new(&spec, connections, plan, prompts, clock, observer.token_tap(), cancel.child_token());
+    let mut sweep = Sweep::new(&spec, (target, wire), prompts, clock, observer.token_tap(), cancel.child_token());
     report.status = sweep.run(observer, &cancel, &mut report).await;
-    for connection in &sweep.connections {
-        waits.merge(connection.waits());
-    }
+    sweep.wire.add_waits(&waits);
     let pacing = sweep.pacing.report();
     sweep.shutdown();
     report.prompt_lengths_approximate = RunReport::lengths_approximate(&report.spec, &report.requests);
@@ -337,7 +331,8 @@ struct InFlight {
     prompt_words: u32,
     send_ns: u64,
     intended_ns: Option<u64>,
-    reader: ResponseReader,
+    /// Reads a gRPC request's responses; an HTTP request's events are read by its task.
+    reader: Option<ResponseReader>,
     responses: Responses,
     num_input_tokens: Option<u32>,
     server_recv_unix_ns: Option<i64>,
@@ -419,6 +414,49 @@ struct Stream {
 enum Outlet {
     Stream(mpsc::UnboundedSender<pb::ModelInferRequest>),
     Unary(Box<UnaryCalls>),
+    /// An HTTP protocol: a connection per request in flight.
+    Http(Box<http::HttpCalls>),
+}
+
+/// Where a run's requests go, by the protocol its spec asks for.
+enum Wire {
+    /// Triton's gRPC: the connections streams and calls take turns over, and how requests
+    /// are built.
+    Grpc { connections: Vec<Connection>, plan: Box<RequestPlan> },
+    /// Triton's HTTP generate stream, or an OpenAI-compatible server.
+    Http(Arc<http::HttpWire>),
+}
+
+impl Wire {
+    /// Finds the spec's model on its server and connects as its requests need: answers the
+    /// target's address as messages name it, the wire and the model.
+    async fn prepare(spec: &SweepSpec) -> Result<(String, Self, ModelInfo), String> {
+        let endpoint = spec.endpoint()?;
+        let streams = spec.most_in_flight().clamp(1, MAX_STREAMS);
+        if endpoint.protocol != Protocol::TritonGrpc {
+            let (wire, info) = http::HttpWire::prepare(spec, &endpoint, streams as usize).await?;
+            return Ok((endpoint.base_url, Wire::Http(Arc::new(wire)), info));
+        }
+        let grpc = async {
+            let triton = Triton::connect(&spec.target).await?;
+            let (info, plan) = triton.prepare(spec).await?;
+            let connections = triton.connections(streams.div_ceil(STREAMS_PER_CONNECTION).max(1) as usize).await?;
+            Ok::<_, crate::triton::TritonError>((
+                triton.target().to_string(),
+                Wire::Grpc { connections, plan: Box::new(plan) },
+                info,
+            ))
+        };
+        grpc.await.map_err(|err| err.to_string())
+    }
+
+    /// Adds how long responses waited on every connection to `waits`.
+    fn add_waits(&self, waits: &Waits) {
+        match self {
+            Wire::Grpc { connections, .. } => connections.iter().for_each(|c| waits.merge(c.waits())),
+            Wire::Http(wire) => waits.merge(&wire.waits()),
+        }
+    }
 }
 
 /// Sends each request as its own `ModelInfer` call and times its single response.
@@ -491,6 +529,11 @@ impl Stream {
     fn unary(calls: UnaryCalls) -> Self {
         let cancel = calls.reply.cancel.clone();
         Self { out: Outlet::Unary(Box::new(calls)), inflight: InFlightMap::default(), cancel }
+    }
+
+    fn http(calls: http::HttpCalls) -> Self {
+        let cancel = calls.reply.cancel.clone();
+        Self { out: Outlet::Http(Box::new(calls)), inflight: InFlightMap::default(), cancel }
     }
 
     fn open(
@@ -584,7 +627,24 @@ fn receive(
         }
         return true;
     }
-    let parsed = request.reader.read(&response);
+    let Some(reader) = request.reader.as_mut() else { return false };
+    let parsed = reader.read(&response);
+    record_response(&mut map, key, parsed, now, done, stream, tap);
+    true
+}
+
+/// Records a read response against the unfinished request `key` of `map`, whose error is not
+/// yet set; a final response completes the request.
+fn record_response(
+    map: &mut HashMap<String, InFlight>,
+    key: &str,
+    parsed: crate::convention::Parsed,
+    now: u64,
+    done: &mpsc::UnboundedSender<Done>,
+    stream: usize,
+    tap: Option<&TokenTap>,
+) {
+    let Some(request) = map.get_mut(key) else { return };
     if let Some(error) = parsed.error {
         request.error = Some(error);
     } else if let Some(problem) = request.over_cap(&parsed) {
@@ -613,7 +673,12 @@ fn receive(
         let (id, request) = map.remove_entry(key).expect("present above");
         let _ = done.send(Done::Record(request.finish(id, Some(now)), stream));
     }
-    true
+}
+
+/// A request built for its protocol.
+enum Outgoing {
+    Grpc(pb::ModelInferRequest),
+    Http(Result<http::Call, String>),
 }
 
 /// Fails every unfinished request of a broken stream, then reports the fault.
@@ -695,7 +760,7 @@ impl Pacing {
 struct Sweep {
     spec: SweepSpec,
     target: String,
-    plan: RequestPlan,
+    wire: Wire,
     prompts: Arc<RunPrompts>,
     /// Whether a prompt could not be made, which ends the run.
     prompts_failed: bool,
@@ -708,8 +773,7 @@ struct Sweep {
     /// Kept so the done queue never closes, and for requests that could not be sent.
     done_tx: mpsc::UnboundedSender<Done>,
     streams_cancel: CancellationToken,
-    /// The connections streams are opened on, and where their tokens go.
-    connections: Vec<Connection>,
+    /// Where the run's tokens go.
     tap: Option<TokenTap>,
     /// Requests in flight on each stream.
     loads: Vec<u32>,
@@ -725,22 +789,20 @@ struct Sweep {
 }
 
 impl Sweep {
-    /// A sweep over `connections`: the target's address and its connections.
+    /// A sweep over `wire`, to the target at the address given with it.
     fn new(
         spec: &SweepSpec,
-        connections: (String, Vec<Connection>),
-        plan: RequestPlan,
+        (target, wire): (String, Wire),
         prompts: Arc<RunPrompts>,
         clock: RunClock,
         tap: Option<TokenTap>,
         streams_cancel: CancellationToken,
     ) -> Self {
-        let (target, connections) = connections;
         let (done_tx, done) = mpsc::unbounded_channel();
         let mut sweep = Self {
             spec: spec.clone(),
             target,
-            plan,
+            wire,
             prompts,
             prompts_failed: false,
             server_stats_gone: None,
@@ -749,7 +811,6 @@ impl Sweep {
             done,
             done_tx,
             streams_cancel,
-            connections,
             tap,
             loads: Vec::new(),
             sent: 0,
@@ -758,19 +819,23 @@ impl Sweep {
             arena: Arena::default(),
             pacing: Pacing::default(),
         };
-        sweep.streams = if spec.streaming {
-            (0..spec.most_in_flight().clamp(1, MAX_STREAMS) as usize).map(|index| sweep.open_stream(index)).collect()
-        } else {
-            let reply = UnaryReply {
-                index: 0,
-                timeout: Duration::from_millis(spec.request_timeout_ms),
-                target: sweep.target.clone(),
-                clock,
-                done: sweep.done_tx.clone(),
-                tap: sweep.tap.clone(),
-                cancel: sweep.streams_cancel.clone(),
-            };
-            vec![Stream::unary(UnaryCalls { connections: sweep.connections.clone(), reply })]
+        let reply = UnaryReply {
+            index: 0,
+            timeout: Duration::from_millis(spec.request_timeout_ms),
+            target: sweep.target.clone(),
+            clock,
+            done: sweep.done_tx.clone(),
+            tap: sweep.tap.clone(),
+            cancel: sweep.streams_cancel.clone(),
+        };
+        sweep.streams = match &sweep.wire {
+            Wire::Grpc { .. } if spec.streaming => (0..spec.most_in_flight().clamp(1, MAX_STREAMS) as usize)
+                .map(|index| sweep.open_stream(index))
+                .collect(),
+            Wire::Grpc { connections, .. } => {
+                vec![Stream::unary(UnaryCalls { connections: connections.clone(), reply })]
+            }
+            Wire::Http(wire) => vec![Stream::http(http::HttpCalls { wire: wire.clone(), reply })],
         };
         sweep.loads = vec![0; sweep.streams.len()];
         sweep
@@ -778,7 +843,8 @@ impl Sweep {
 
     /// Opens the stream at `index`, on the connection whose turn it is.
     fn open_stream(&self, index: usize) -> Stream {
-        let connection = self.connections[index % self.connections.len()].clone();
+        let Wire::Grpc { connections, .. } = &self.wire else { unreachable!("streams are gRPC's") };
+        let connection = connections[index % connections.len()].clone();
         let (done, tap, cancel) = (self.done_tx.clone(), self.tap.clone(), self.streams_cancel.child_token());
         Stream::open(index, connection, self.target.clone(), self.clock, done, tap, cancel)
     }
@@ -846,9 +912,14 @@ impl Sweep {
         if let Some(why) = &self.server_stats_gone {
             return Err(why.clone());
         }
-        let connection = self.connections.first().ok_or("no connection to the server")?;
         let version = self.spec.model_version.as_deref().unwrap_or_default();
-        let read = connection.model_counters(&self.spec.model, version).await;
+        let read = match &self.wire {
+            Wire::Grpc { connections, .. } => {
+                let connection = connections.first().ok_or("no connection to the server")?;
+                connection.model_counters(&self.spec.model, version).await
+            }
+            Wire::Http(wire) => wire.counters(&self.spec.model, version).await,
+        };
         if let Err(why) = &read {
             self.server_stats_gone = Some(format!("{why} (not asked again in this run)"));
         }
@@ -1102,7 +1173,13 @@ impl Sweep {
             }
         };
         let id = format!("{point}-{seq}");
-        let request = self.plan.request(id.clone(), &prompt, self.spec.max_tokens_of(point, seq));
+        let max_tokens = self.spec.max_tokens_of(point, seq);
+        let (request, reader) = match &self.wire {
+            Wire::Grpc { plan, .. } => {
+                (Outgoing::Grpc(plan.request(id.clone(), &prompt, max_tokens)), Some(plan.reader(&prompt)))
+            }
+            Wire::Http(wire) => (Outgoing::Http(wire.call(&id, &prompt, max_tokens)), None),
+        };
         self.sent += 1;
         let (index, _) = self.loads.iter().enumerate().min_by_key(|&(_, load)| *load).expect("at least one stream");
         self.loads[index] += 1;
@@ -1118,7 +1195,7 @@ impl Sweep {
                 prompt_words,
                 send_ns,
                 intended_ns: intended,
-                reader: self.plan.reader(&prompt),
+                reader,
                 responses: Responses::with_room(self.room),
                 num_input_tokens: None,
                 server_recv_unix_ns: None,
@@ -1129,12 +1206,26 @@ impl Sweep {
         );
         drop(map);
         observer.request_sent(point, seq, send_ns);
-        let out = match &stream.out {
-            Outlet::Stream(out) => out,
-            Outlet::Unary(calls) => {
+        let (out, request) = match (&stream.out, request) {
+            (Outlet::Stream(out), Outgoing::Grpc(request)) => (out, request),
+            (Outlet::Unary(calls), Outgoing::Grpc(request)) => {
                 calls.send(stream.inflight.clone(), request, self.sent);
                 return send_ns;
             }
+            (Outlet::Http(calls), Outgoing::Http(Ok(call))) => {
+                calls.send(stream.inflight.clone(), call);
+                return send_ns;
+            }
+            // A request that cannot be written fails alone.
+            (_, Outgoing::Http(Err(why))) => {
+                let id = format!("{point}-{seq}");
+                if let Some(mut lost) = lock(&stream.inflight).remove(&id) {
+                    lost.error = Some(format!("the request could not be written: {why}"));
+                    let _ = self.done_tx.send(Done::Record(lost.finish(id, Some(send_ns)), index));
+                }
+                return send_ns;
+            }
+            _ => unreachable!("requests are built for the run's outlet"),
         };
         // The stream's receiver is gone: the server ended the stream. The request fails, and
         // so does the run, since every later request would meet the same end.

@@ -628,6 +628,14 @@ pub struct SimArgs {
     /// Serve Triton's Prometheus metrics at http://ADDR/metrics, as Triton does on port 8002.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve Triton's HTTP/REST protocol at http://ADDR/v2/..., with the generate extension's
+    /// generate_stream, as Triton does on port 8000; plain HTTP even with --tls-cert.
+    #[arg(long, value_name = "ADDR")]
+    pub http_listen: Option<SocketAddr>,
+    /// Serve OpenAI-compatible completions and chat completions at http://ADDR/v1/..., as
+    /// vLLM's server answers them, from the same models and schedule; plain HTTP.
+    #[arg(long, value_name = "ADDR")]
+    pub openai_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub config: SimConfig,
 }

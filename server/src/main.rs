@@ -122,14 +122,10 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}; is another server using that port?", args.listen))?;
-    let metrics = match args.metrics_listen {
-        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            anyhow::anyhow!(
-                "cannot listen on {addr} for metrics: {e}; is another server using that port? \
-                 (--metrics-listen with port 0 picks a free one)"
-            )
-        })?),
-        None => None,
+    let others = sim::Listeners {
+        metrics: bind_side(args.metrics_listen, "metrics", "--metrics-listen").await?,
+        http: bind_side(args.http_listen, "Triton's HTTP protocol", "--http-listen").await?,
+        openai: bind_side(args.openai_listen, "OpenAI-compatible completions", "--openai-listen").await?,
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(server::tls::identity_files(cert, key)?),
@@ -139,15 +135,38 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     let names: Vec<&str> = sim::MODELS.iter().map(|m| m.name).collect();
     let protocol = if tls.is_some() { "gRPC over TLS" } else { "gRPC" };
     let address = listener.local_addr()?;
-    match &metrics {
+    match &others.metrics {
         Some(metrics) => {
             let url = format!("http://{}/metrics", metrics.local_addr()?);
             tracing::info!(%address, metrics = %url, models = names.join(", "), "simulated Triton listening ({protocol})");
         }
         None => tracing::info!(%address, models = names.join(", "), "simulated Triton listening ({protocol})"),
     }
-    sim::serve_all(listener, metrics, args.config, tls, shutdown).await?;
+    if let Some(http) = &others.http {
+        let url = format!("http://{}/v2", http.local_addr()?);
+        tracing::info!(address = %url, "simulated Triton listening (HTTP/REST with generate_stream)");
+    }
+    if let Some(openai) = &others.openai {
+        let url = format!("http://{}/v1", openai.local_addr()?);
+        tracing::info!(address = %url, "simulated OpenAI-compatible server listening (completions, chat completions)");
+    }
+    sim::serve_listeners(listener, others, args.config, tls, shutdown).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Binds the simulator's listener for `what` where `addr` (from `flag`) asks for one.
+async fn bind_side(
+    addr: Option<std::net::SocketAddr>,
+    what: &str,
+    flag: &str,
+) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let Some(addr) = addr else { return Ok(None) };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {addr} for {what}: {e}; is another server using that port? ({flag} with port 0 picks a free one)"
+        )
+    })?;
+    Ok(Some(listener))
 }
 
 /// Starts a simulator in-process and runs the guide's two benchmarks against it.

@@ -1,9 +1,16 @@
 //! A simulated Triton: the same gRPC protocol, with LLMs of every convention whose latency
-//! follows a schedule set on the command line.
+//! follows a schedule set on the command line; on listeners of their own, Triton's HTTP
+//! protocol with the generate extension ([`http`]) and OpenAI-compatible completions
+//! ([`openai`]), whose requests go through the same scheduler.
 
+mod chunks;
+mod events;
+mod http;
 mod metrics;
 pub mod model;
+mod openai;
 mod scheduler;
+mod tensors;
 mod wire;
 
 use std::convert::Infallible;
@@ -12,18 +19,21 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc as std_mpsc};
 use std::time::Instant;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::codegen::{BoxFuture, Context, Poll, Service, StdError, http};
+use tonic::codegen::http as hyper_http;
+use tonic::codegen::{BoxFuture, Context, Poll, Service, StdError};
 use tonic::server::NamedService;
 use tonic::transport::Identity;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 
+use model::Ask;
 pub use model::{MODELS, SimConfig, SimModel};
-use scheduler::{Job, Sink, Stats};
+use scheduler::{HttpItem, Job, Sink, Stats};
 
 use crate::clock::unix_now_ns;
 use crate::pb;
@@ -86,6 +96,36 @@ impl Sim {
             None => Err(format!("Request for unknown model: '{name}' is not found")),
         }
     }
+
+    /// Hands a request received over HTTP to the scheduler, as ModelStreamInfer hands its
+    /// own: its responses come on the returned channel, which ends with the request. Refused
+    /// with Triton's message when it does not fit the model.
+    fn submit(
+        &self,
+        model: &'static SimModel,
+        request: &pb::ModelInferRequest,
+        arrived: Instant,
+    ) -> Result<(Ask, mpsc::UnboundedReceiver<HttpItem>), String> {
+        let ask = model.ask(request, self.counter())?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let job = Job { model, ask: ask.clone(), arrived, sink: Sink::Http(tx) };
+        self.jobs.send(job).map_err(|_| "the simulator is shutting down; start it again".to_string())?;
+        Ok((ask, rx))
+    }
+}
+
+/// Why a model given with `--unavailable` is not ready.
+const UNAVAILABLE_REASON: &str = "simulated load failure (tokenscope sim --unavailable)";
+
+/// Where the simulator serves besides gRPC, each over plain HTTP/1.1 with its own listener.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// Triton's Prometheus metrics at `/metrics`, as Triton serves them on port 8002.
+    pub metrics: Option<TcpListener>,
+    /// Triton's HTTP/REST protocol with the generate extension, as on Triton's port 8000.
+    pub http: Option<TcpListener>,
+    /// OpenAI-compatible completions and chat completions, as vLLM's server answers them.
+    pub openai: Option<TcpListener>,
 }
 
 /// Serves the simulator on `listener` until `shutdown` is cancelled; over TLS with `tls`.
@@ -108,6 +148,19 @@ pub async fn serve_all(
     tls: Option<Identity>,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    serve_listeners(listener, Listeners { metrics, ..Listeners::default() }, config, tls, shutdown).await
+}
+
+/// [`serve`], and beside it on each of `others` what [`Listeners`] says, from the same
+/// scheduler. All stop when `shutdown` is cancelled, and the others also when the gRPC
+/// service ends. TLS is for gRPC only.
+pub async fn serve_listeners(
+    listener: TcpListener,
+    others: Listeners,
+    config: SimConfig,
+    tls: Option<Identity>,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
     // Small responses must leave at once: no Nagle delay on accepted connections.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut builder = tonic::transport::Server::builder();
@@ -115,16 +168,16 @@ pub async fn serve_all(
         builder = builder.tls_config(crate::tls::server_config(identity))?;
     }
     let sim = Sim::new(config);
-    let metrics_stop = shutdown.child_token();
-    let metrics = metrics.map(|listener| {
-        let app = self::metrics::router(&sim);
-        let stop = metrics_stop.clone().cancelled_owned();
-        tokio::spawn(async move {
-            if let Err(err) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
-                tracing::error!(cause = %err, "the simulated Triton's metrics stopped");
-            }
-        })
-    });
+    let others_stop = shutdown.child_token();
+    let routers = [
+        (others.metrics, metrics::router as fn(&Sim) -> axum::Router, "metrics"),
+        (others.http, http::router, "HTTP protocol"),
+        (others.openai, openai::router, "OpenAI-compatible server"),
+    ];
+    let others: Vec<_> = routers
+        .into_iter()
+        .filter_map(|(listener, router, what)| Some(serve_http(listener?, router(&sim), others_stop.clone(), what)))
+        .collect();
     let served = builder
         .max_concurrent_streams(Some(4096))
         .initial_stream_window_size(Some(crate::triton::STREAM_WINDOW))
@@ -132,11 +185,31 @@ pub async fn serve_all(
         .add_service(SimService::new(sim))
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await;
-    metrics_stop.cancel();
-    if let Some(metrics) = metrics {
-        let _ = metrics.await;
+    others_stop.cancel();
+    for other in others {
+        let _ = other.await;
     }
     served
+}
+
+/// Serves `app` on `listener` until `stop` is cancelled; `what` names it in an error.
+fn serve_http(
+    listener: TcpListener,
+    app: axum::Router,
+    stop: CancellationToken,
+    what: &'static str,
+) -> tokio::task::JoinHandle<()> {
+    // Each event must leave as it is written: no Nagle delay on accepted connections.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(cause = %err, "TCP_NODELAY could not be set on an accepted connection");
+        }
+    });
+    tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
+            tracing::error!(cause = %err, "the simulated Triton's {what} stopped");
+        }
+    })
 }
 
 /// Starts the simulator on a loopback port chosen by the system; for tests, demos and the
@@ -147,34 +220,60 @@ pub async fn spawn(config: SimConfig) -> std::io::Result<(SocketAddr, Cancellati
 
 /// [`spawn`], serving TLS with `tls`.
 pub async fn spawn_with(config: SimConfig, tls: Option<Identity>) -> std::io::Result<(SocketAddr, CancellationToken)> {
-    let (addr, _, shutdown) = spawn_all(config, tls, false).await?;
+    let (addr, _, shutdown) = spawn_all(config, tls, [false; 3]).await?;
     Ok((addr, shutdown))
 }
 
 /// [`spawn`], also serving Triton's Prometheus metrics at `http://METRICS/metrics`; returns
 /// the gRPC address, then the metrics one. The token stops both.
 pub async fn spawn_with_metrics(config: SimConfig) -> std::io::Result<(SocketAddr, SocketAddr, CancellationToken)> {
-    let (addr, metrics, shutdown) = spawn_all(config, None, true).await?;
+    let (addr, [metrics, _, _], shutdown) = spawn_all(config, None, [true, false, false]).await?;
     Ok((addr, metrics.expect("a metrics listener was asked for"), shutdown))
 }
 
+/// [`spawn`], also serving Triton's HTTP protocol with the generate extension
+/// (`http://HTTP/v2/...`) and OpenAI-compatible completions (`http://OPENAI/v1/...`) on
+/// loopback ports of their own; returns the gRPC, HTTP and OpenAI addresses. The token
+/// stops all three.
+pub async fn spawn_protocols(
+    config: SimConfig,
+) -> std::io::Result<(SocketAddr, SocketAddr, SocketAddr, CancellationToken)> {
+    let (addr, [_, http, openai], shutdown) = spawn_all(config, None, [false, true, true]).await?;
+    Ok((
+        addr,
+        http.expect("an HTTP listener was asked for"),
+        openai.expect("an OpenAI listener was asked for"),
+        shutdown,
+    ))
+}
+
+/// Starts the simulator on loopback ports, with the metrics, HTTP and OpenAI listeners
+/// `wanted` says; returns the gRPC address and those of the others.
 async fn spawn_all(
     config: SimConfig,
     tls: Option<Identity>,
-    with_metrics: bool,
-) -> std::io::Result<(SocketAddr, Option<SocketAddr>, CancellationToken)> {
+    wanted: [bool; 3],
+) -> std::io::Result<(SocketAddr, [Option<SocketAddr>; 3], CancellationToken)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let metrics = if with_metrics { Some(TcpListener::bind("127.0.0.1:0").await?) } else { None };
-    let metrics_addr = metrics.as_ref().map(TcpListener::local_addr).transpose()?;
+    let mut bound = Vec::with_capacity(3);
+    for wanted in wanted {
+        bound.push(if wanted { Some(TcpListener::bind("127.0.0.1:0").await?) } else { None });
+    }
+    let mut addrs = [None; 3];
+    for (addr, listener) in addrs.iter_mut().zip(&bound) {
+        *addr = listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    }
+    let [metrics, http, openai]: [Option<TcpListener>; 3] = bound.try_into().expect("three listeners");
+    let others = Listeners { metrics, http, openai };
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     tokio::spawn(async move {
-        if let Err(err) = serve_all(listener, metrics, config, tls, token).await {
+        if let Err(err) = serve_listeners(listener, others, config, tls, token).await {
             tracing::error!(cause = %err, "the simulated Triton stopped");
         }
     });
-    Ok((addr, metrics_addr, shutdown))
+    Ok((addr, addrs, shutdown))
 }
 
 /// Requests of up to this size are taken.
@@ -201,12 +300,12 @@ impl NamedService for SimService {
     const NAME: &'static str = pb::grpc_inference_service_server::SERVICE_NAME;
 }
 
-impl<B> Service<http::Request<B>> for SimService
+impl<B> Service<hyper_http::Request<B>> for SimService
 where
     B: tonic::codegen::Body + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,
 {
-    type Response = http::Response<tonic::body::Body>;
+    type Response = hyper_http::Response<tonic::body::Body>;
     type Error = Infallible;
     type Future = BoxFuture<Self::Response, Self::Error>;
 
@@ -214,7 +313,7 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, request: hyper_http::Request<B>) -> Self::Future {
         if request.uri().path() != STREAM_PATH {
             return self.generated.call(request);
         }
@@ -373,11 +472,7 @@ impl GrpcInferenceService for Sim {
                 name: m.name.into(),
                 version: "1".into(),
                 state: if self.is_available(m.name) { "READY" } else { "UNAVAILABLE" }.into(),
-                reason: if self.is_available(m.name) {
-                    String::new()
-                } else {
-                    "simulated load failure (tokenscope sim --unavailable)".into()
-                },
+                reason: if self.is_available(m.name) { String::new() } else { UNAVAILABLE_REASON.into() },
             })
             .collect();
         Ok(Response::new(pb::RepositoryIndexResponse { models }))

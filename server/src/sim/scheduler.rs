@@ -27,10 +27,19 @@ use crate::convention::{SEND_TIME_KEY, TextForm};
 use crate::pb;
 use crate::pb::infer_parameter::ParameterChoice;
 
+/// A streamed response as the HTTP protocols take it: the message, or the error that ends
+/// the request. Its sender is dropped once the request has ended.
+pub type HttpItem = Result<pb::ModelInferResponse, String>;
+
 /// Where a job's responses go.
 pub enum Sink {
+    /// ModelStreamInfer: responses encoded for the wire, stamped as tonic sends them.
     Stream(mpsc::UnboundedSender<Result<Encoded, Status>>),
     Unary(oneshot::Sender<Result<pb::ModelInferResponse, Status>>),
+    /// The HTTP protocols (`super::http`, `super::openai`): responses as messages, which
+    /// the connection renders as events and stamps as it writes them. An empty final
+    /// response is never sent: the channel's end ends the request.
+    Http(mpsc::UnboundedSender<HttpItem>),
 }
 
 impl Sink {
@@ -39,6 +48,40 @@ impl Sink {
         match self {
             Sink::Stream(tx) => tx.is_closed(),
             Sink::Unary(tx) => tx.is_closed(),
+            Sink::Http(tx) => tx.is_closed(),
+        }
+    }
+
+    /// Sends a streamed content response of `model` carrying `step`; whether the client is
+    /// still there. `head` is the model's [`SimModel::head`] for a gRPC stream.
+    fn content(&self, model: &SimModel, head: &[u8], ask: &Ask, step: &Step) -> bool {
+        match self {
+            Sink::Stream(tx) => tx.send(Ok(model.encoded_content(head, ask, step))).is_ok(),
+            Sink::Http(tx) => tx.send(Ok(model.content(ask, step))).is_ok(),
+            Sink::Unary(_) => unreachable!("a unary call's one response is sent by `step` itself"),
+        }
+    }
+
+    /// Sends the error that ends a streamed request.
+    fn error(&self, ask: &Ask, message: String) {
+        match self {
+            Sink::Stream(tx) => {
+                let _ = tx.send(Ok(Encoded::plain(&pb::ModelStreamInferResponse {
+                    error_message: message,
+                    infer_response: Some(pb::ModelInferResponse { id: ask.id.clone(), ..Default::default() }),
+                })));
+            }
+            Sink::Http(tx) => {
+                let _ = tx.send(Err(message));
+            }
+            Sink::Unary(_) => unreachable!("a unary call never fails mid-way"),
+        }
+    }
+
+    /// Sends the empty response that flags a streamed request's end, where the protocol has one.
+    fn empty_final(&self, head: &[u8]) {
+        if let Sink::Stream(tx) = self {
+            let _ = tx.send(Ok(super::wire::response(head, true, &[])));
         }
     }
 }
@@ -170,7 +213,7 @@ impl Running {
         let huge = config.huge_count_every > 0 && number.is_multiple_of(config.huge_count_every);
         let head = match job.sink {
             Sink::Stream(_) => job.model.head(&job.ask),
-            Sink::Unary(_) => Vec::new(),
+            Sink::Unary(_) | Sink::Http(_) => Vec::new(),
         };
         Running {
             engine: job.model.index(),
@@ -370,7 +413,8 @@ fn step(config: &SimConfig, run: &mut Running, active: usize, counters: &HashMap
             let _ = tx.send(Ok(response));
             false
         }
-        Sink::Stream(tx) => {
+        Sink::Stream(_) | Sink::Http(_) => {
+            let sink = &run.job.sink;
             if !model.decoupled {
                 // A non-decoupled model answers once, with everything.
                 if done {
@@ -382,36 +426,27 @@ fn step(config: &SimConfig, run: &mut Running, active: usize, counters: &HashMap
                         is_final: true,
                         claimed: None,
                     };
-                    let _ = tx.send(Ok(model.encoded_content(&run.head, ask, &step)));
+                    sink.content(model, &run.head, ask, &step);
                 }
                 !done
             } else if run.fail && run.responses == 2 {
-                let _ = tx.send(Ok(Encoded::plain(&pb::ModelStreamInferResponse {
-                    error_message: format!(
-                        "simulated failure of request '{}' (--fail-every {})",
-                        ask.id, config.fail_every
-                    ),
-                    infer_response: Some(pb::ModelInferResponse { id: ask.id.clone(), ..Default::default() }),
-                })));
+                let message = format!("simulated failure of request '{}' (--fail-every {})", ask.id, config.fail_every);
+                sink.error(ask, message);
                 counter.fail.fetch_add(1, Ordering::Relaxed);
                 return false;
             } else {
                 let last_content_final = done && !model.separate_final();
-                let response = model.encoded_content(
-                    &run.head,
-                    ask,
-                    &Step {
-                        generated: &run.text,
-                        first,
-                        count,
-                        text: &text,
-                        is_final: last_content_final,
-                        claimed: (run.huge && run.responses == 1).then_some(u32::MAX),
-                    },
-                );
-                let ok = tx.send(Ok(response)).is_ok();
+                let step = Step {
+                    generated: &run.text,
+                    first,
+                    count,
+                    text: &text,
+                    is_final: last_content_final,
+                    claimed: (run.huge && run.responses == 1).then_some(u32::MAX),
+                };
+                let ok = sink.content(model, &run.head, ask, &step);
                 if ok && done && model.separate_final() && ask.empty_final {
-                    let _ = tx.send(Ok(super::wire::response(&run.head, true, &[])));
+                    sink.empty_final(&run.head);
                 }
                 ok
             }

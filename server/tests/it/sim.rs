@@ -509,3 +509,319 @@ async fn the_metrics_count_what_was_sent_and_show_the_queue() {
     let queue_ms = series(&last, "nv_inference_queue_duration_us", Some("sim-vllm")) / 12e3;
     assert!(queue_ms > 100.0, "{queue_ms}");
 }
+
+/// The simulator on every protocol: gRPC, Triton's HTTP and OpenAI-compatible; stops on drop.
+struct Protocols {
+    grpc: String,
+    http: String,
+    openai: String,
+    _sim: SimServer,
+}
+
+async fn start_protocols(config: SimConfig) -> Protocols {
+    let (grpc, http, openai, stop) = sim::spawn_protocols(config).await.expect("the simulator starts");
+    let grpc = format!("http://{grpc}");
+    Protocols {
+        grpc: grpc.clone(),
+        http: format!("http://{http}"),
+        openai: format!("http://{openai}"),
+        _sim: SimServer::from_parts(grpc, stop),
+    }
+}
+
+/// One event as the client read it: its data, and the wall-clock time of the read that
+/// brought it, in Unix nanoseconds.
+struct Event {
+    data: String,
+    read_ns: i64,
+}
+
+impl Event {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.data).unwrap_or_else(|e| panic!("{e}: {}", self.data))
+    }
+
+    /// The simulator's send time.
+    fn send_ns(&self) -> i64 {
+        self.json()[server::convention::SEND_TIME_KEY].as_i64().unwrap_or_else(|| panic!("no send_ns: {}", self.data))
+    }
+}
+
+async fn post(url: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("the simulator answers")
+}
+
+/// Reads a streamed answer's events as they come, checking it is an event stream.
+async fn read_events(mut response: reqwest::Response) -> Vec<Event> {
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut decoder = server::sse::SseDecoder::new();
+    let mut events = Vec::new();
+    while let Some(bytes) = response.chunk().await.expect("the stream reads") {
+        let read_ns = server::clock::unix_now_ns();
+        decoder.push(&bytes, 0).expect("well-formed events");
+        while let Some(event) = decoder.next_event() {
+            events.push(Event { data: event.data, read_ns });
+        }
+    }
+    decoder.finish().expect("the stream ends between events");
+    events
+}
+
+/// The body of a generate request to `model` as the engine writes it from its gRPC request.
+fn generate_body(model: &str, prompt: &str, max_tokens: u32) -> Vec<u8> {
+    use server::convention::{ModelSignature, RequestPlan};
+    let model = sim::model::find(model).unwrap();
+    let sig = ModelSignature::from_pb(&model.metadata(), Some(&model.config()));
+    let spec = shared::SweepSpec { max_tokens, ignore_eos: true, ..shared::SweepSpec::default() };
+    let request = RequestPlan::new(&sig, model.style, &spec).request("r1".into(), prompt, max_tokens);
+    server::protocol::generate::body(&request).unwrap()
+}
+
+async fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::get(url).await.expect("the simulator answers");
+    (response.status().as_u16(), response.json().await.expect("a JSON answer"))
+}
+
+/// Triton's HTTP protocol and the OpenAI-compatible server describe the same models as gRPC,
+/// and refuse unknown and unavailable ones as Triton and vLLM do.
+#[tokio::test]
+async fn the_http_protocols_describe_the_models() {
+    let config = SimConfig { unavailable: vec!["sim-trtllm".into()], ..SimConfig::default() };
+    let sim = start_protocols(config).await;
+    let http = &sim.http;
+    assert_eq!(reqwest::get(format!("{http}/v2/health/ready")).await.unwrap().status(), 200);
+    let (status, metadata) = get_json(&format!("{http}/v2/models/sim-vllm")).await;
+    assert_eq!(status, 200);
+    assert_eq!(metadata["name"], "sim-vllm");
+    assert_eq!(metadata["versions"], serde_json::json!(["1"]));
+    assert_eq!(metadata["platform"], "python");
+    assert_eq!(metadata["inputs"][0], serde_json::json!({"name": "text_input", "datatype": "BYTES", "shape": [1]}));
+    assert_eq!(metadata["outputs"][0]["name"], "text_output");
+    assert_eq!(get_json(&format!("{http}/v2/models/sim-vllm/versions/1")).await, (200, metadata));
+    let (_, config) = get_json(&format!("{http}/v2/models/sim-unary/config")).await;
+    assert_eq!((config["name"].as_str(), config["max_batch_size"].as_i64()), (Some("sim-unary"), Some(0)));
+    assert_eq!(config["model_transaction_policy"], serde_json::json!({"decoupled": false}));
+    let (_, config) = get_json(&format!("{http}/v2/models/sim-tutorial/config")).await;
+    assert_eq!(config["model_transaction_policy"]["decoupled"], true);
+
+    let index: serde_json::Value =
+        reqwest::Client::new().post(format!("{http}/v2/repository/index")).send().await.unwrap().json().await.unwrap();
+    let states: Vec<(&str, &str)> =
+        index.as_array().unwrap().iter().map(|m| (m["name"].as_str().unwrap(), m["state"].as_str().unwrap())).collect();
+    assert_eq!(
+        states,
+        [("sim-vllm", "READY"), ("sim-tutorial", "READY"), ("sim-trtllm", "UNAVAILABLE"), ("sim-unary", "READY")]
+    );
+    assert!(index[2]["reason"].as_str().unwrap().contains("--unavailable"));
+
+    let (status, unknown) = get_json(&format!("{http}/v2/models/nope")).await;
+    assert_eq!(
+        (status, unknown),
+        (404, serde_json::json!({"error": "Request for unknown model: 'nope' is not found"}))
+    );
+    let (status, failed) = get_json(&format!("{http}/v2/models/sim-trtllm/config")).await;
+    assert_eq!(status, 503);
+    assert_eq!(failed["error"], "Request for unknown model: 'sim-trtllm' has no available versions");
+    let refused = post(&format!("{http}/v2/models/nope/generate_stream"), generate_body("sim-vllm", "hi", 2)).await;
+    assert_eq!(refused.status(), 404);
+
+    let (status, models) = get_json(&format!("{}/v1/models", sim.openai)).await;
+    assert_eq!(status, 200);
+    assert_eq!(models["object"], "list");
+    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["sim-vllm", "sim-tutorial", "sim-unary"], "available models only");
+    assert_eq!(models["data"][0]["owned_by"], "tokenscope-sim");
+}
+
+/// generate_stream answers with one event per response, each stamped with its send time,
+/// spaced as the schedule says: the prefill, then a decode step per token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_stream_sends_each_token_on_schedule() {
+    let _timing = timing_lock().await;
+    let config = SimConfig { prefill_base_ms: 8.0, prefill_per_token_ms: 0.0, decode_ms: 4.0, ..SimConfig::default() };
+    let sim = start_protocols(config).await;
+    let url = format!("{}/v2/models/sim-vllm/generate_stream", sim.http);
+    let url = &url;
+    timing_attempts(|| async move {
+        let asked_ns = server::clock::unix_now_ns();
+        let events = read_events(post(url, generate_body("sim-vllm", "say hello", 6)).await).await;
+        assert_eq!(events.len(), 6, "one event per token, no empty final");
+        let mut reader = server::protocol::generate::Reader::new(
+            server::convention::Convention::of(shared::InputStyle::Vllm),
+            Some("say hello".into()),
+        );
+        let sent: Vec<i64> = events.iter().map(Event::send_ns).collect();
+        for (i, event) in events.iter().enumerate() {
+            let json = event.json();
+            assert_eq!((json["model_name"].as_str(), json["model_version"].as_str()), (Some("sim-vllm"), Some("1")));
+            assert_eq!(json.get("id"), None, "the engine's body gives no id");
+            assert_eq!(json["num_output_tokens"], 1, "the request asked for counts");
+            let expected = format!(" {}", sim::model::token_text(i as u32));
+            let chunk = reader.read(&event.data);
+            assert_eq!(chunk.piece, server::protocol::Piece::Text { text: expected, tokens: Some(1) });
+            assert!(event.read_ns >= event.send_ns() - 50_000, "event {i} read before it was sent");
+        }
+        let ms = |ns: i64| ns as f64 / 1e6;
+        let first = ms(sent[0] - asked_ns);
+        assert!((7.95..=10.0).contains(&first), "the first token {first:.3} ms after the request; prefill 8 ms");
+        for (i, pair) in sent.windows(2).enumerate() {
+            assert_close(&format!("send time {i} to {}", i + 1), ms(pair[1] - pair[0]), 4.0, 1.0, 0.0);
+        }
+    })
+    .await;
+}
+
+/// Every convention streams over generate_stream: cumulative text, several tokens in one
+/// response, a separate final flag that sends no event; errors end the stream.
+#[tokio::test]
+async fn generate_stream_speaks_every_convention_and_reports_errors() {
+    let config = SimConfig { prefill_base_ms: 1.0, decode_ms: 0.5, ..SimConfig::default() };
+    let sim = start_protocols(config).await;
+    let url = |model: &str| format!("{}/v2/models/{model}/versions/1/generate_stream", sim.http);
+    for (model, style, responses) in [
+        ("sim-tutorial", shared::InputStyle::Tutorial, 6),
+        ("sim-trtllm", shared::InputStyle::Trtllm, 5),
+        ("sim-unary", shared::InputStyle::Vllm, 1),
+    ] {
+        let events = read_events(post(&url(model), generate_body(model, "a prompt", 6)).await).await;
+        assert_eq!(events.len(), responses, "{model}");
+        let mut reader =
+            server::protocol::generate::Reader::new(server::convention::Convention::of(style), Some("a prompt".into()));
+        let mut text = String::new();
+        for event in &events {
+            event.send_ns();
+            match reader.read(&event.data).piece {
+                server::protocol::Piece::Text { text: new, .. } => text.push_str(&new),
+                other => panic!("{model}: {other:?} in {}", event.data),
+            }
+        }
+        assert_eq!(text, " lorem ipsum dolor sit amet consectetur", "{model}: the new text of each event");
+    }
+    let trtllm = read_events(post(&url("sim-trtllm"), generate_body("sim-trtllm", "p", 6)).await).await;
+    assert_eq!(trtllm[4].json()["output_ids"], serde_json::json!([1004, 1005]), "two tokens in the fifth");
+
+    let generate = format!("{}/v2/models/sim-vllm/generate_stream", sim.http);
+    let refused = post(&generate, "not json").await;
+    assert_eq!(refused.status(), 400);
+    let error: serde_json::Value = refused.json().await.unwrap();
+    assert!(error["error"].as_str().unwrap().contains("is not a JSON object"), "{error}");
+    let missing: serde_json::Value = post(&generate, r#"{"stream": true}"#).await.json().await.unwrap();
+    assert!(missing["error"].as_str().unwrap().contains("missing required input(s) [text_input]"), "{missing}");
+
+    let failing = start_protocols(SimConfig { fail_every: 1, decode_ms: 0.5, ..SimConfig::default() }).await;
+    let url = format!("{}/v2/models/sim-vllm/generate_stream", failing.http);
+    let events = read_events(post(&url, generate_body("sim-vllm", "p", 6)).await).await;
+    assert_eq!(events.len(), 2, "a token, then the error");
+    assert_eq!(events[1].json(), serde_json::json!({"error": "simulated failure of request '' (--fail-every 1)"}));
+}
+
+/// An OpenAI-compatible chat stream as vLLM sends it: a role chunk, a chunk per token, the
+/// finish on the last, the usage when asked, then [DONE]; completions alike.
+#[tokio::test]
+async fn openai_streams_are_chunked_as_vllm_chunks_them() {
+    let config = SimConfig { prefill_base_ms: 2.0, decode_ms: 1.0, ..SimConfig::default() };
+    let sim = start_protocols(config).await;
+    let chat = serde_json::json!({"model": "sim-vllm", "messages": [{"role": "user", "content": "Hi there"}],
+                                  "max_tokens": 4, "stream": true, "stream_options": {"include_usage": true},
+                                  "ignore_eos": true, "min_tokens": 4});
+    let events = read_events(post(&format!("{}/v1/chat/completions", sim.openai), chat.to_string()).await).await;
+    assert_eq!(events.len(), 7, "role, 4 tokens, usage, [DONE]");
+    assert_eq!(events[6].data, "[DONE]");
+    let chunks: Vec<serde_json::Value> = events[..6].iter().map(Event::json).collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"], serde_json::json!({"role": "assistant", "content": ""}));
+    let texts: Vec<&str> = chunks[1..5].iter().map(|c| c["choices"][0]["delta"]["content"].as_str().unwrap()).collect();
+    assert_eq!(texts, [" lorem", " ipsum", " dolor", " sit"]);
+    let finishes: Vec<&serde_json::Value> = chunks[1..5].iter().map(|c| &c["choices"][0]["finish_reason"]).collect();
+    assert_eq!(
+        finishes,
+        [&serde_json::Value::Null, &serde_json::Value::Null, &serde_json::Value::Null, &"length".into()]
+    );
+    assert_eq!(chunks[5]["choices"], serde_json::json!([]));
+    assert_eq!(chunks[5]["usage"], serde_json::json!({"prompt_tokens": 2, "completion_tokens": 4, "total_tokens": 6}));
+    for (chunk, event) in chunks.iter().zip(&events) {
+        assert_eq!(
+            (chunk["object"].as_str(), chunk["model"].as_str()),
+            (Some("chat.completion.chunk"), Some("sim-vllm"))
+        );
+        assert_eq!(chunk["id"], chunks[0]["id"]);
+        assert!(chunk["created"].is_u64());
+        assert!(event.send_ns() <= event.read_ns + 50_000);
+    }
+    let sent: Vec<i64> = events[1..5].iter().map(Event::send_ns).collect();
+    assert!(sent.windows(2).all(|w| w[1] - w[0] >= 900_000), "a decode step between tokens: {sent:?}");
+    let pieces: Vec<_> = events.iter().map(|e| server::protocol::openai::read(&e.data).piece).collect();
+    assert_eq!(pieces.iter().filter(|p| matches!(p, server::protocol::Piece::Text { .. })).count(), 4);
+    assert_eq!(pieces.last(), Some(&server::protocol::Piece::Done));
+
+    // Completions of the cumulative model: new text only, no usage unless asked.
+    let completion = serde_json::json!({"model": "sim-tutorial", "prompt": "Hi", "max_tokens": 3, "stream": true});
+    let events = read_events(post(&format!("{}/v1/completions", sim.openai), completion.to_string()).await).await;
+    assert_eq!(events.len(), 4, "3 tokens, [DONE]");
+    let texts: Vec<serde_json::Value> = events[..3].iter().map(|e| e.json()["choices"][0].clone()).collect();
+    assert_eq!(texts[0], serde_json::json!({"index": 0, "text": " lorem", "logprobs": null, "finish_reason": null}));
+    assert_eq!(texts[2]["finish_reason"], "length");
+    assert_eq!(events[0].json()["object"], "text_completion");
+
+    // A whole answer.
+    let whole = serde_json::json!({"model": "sim-trtllm", "prompt": ["Hi"], "max_tokens": 6});
+    let answer: serde_json::Value =
+        post(&format!("{}/v1/completions", sim.openai), whole.to_string()).await.json().await.unwrap();
+    assert_eq!(answer["choices"][0]["text"], " lorem ipsum dolor sit amet consectetur");
+    assert_eq!(answer["usage"]["completion_tokens"], 6);
+
+    let unknown = serde_json::json!({"model": "gpt-4", "prompt": "Hi", "stream": true});
+    let refused = post(&format!("{}/v1/completions", sim.openai), unknown.to_string()).await;
+    assert_eq!(refused.status(), 404);
+    let error: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "NotFoundError");
+    assert_eq!(error["error"]["code"], 404);
+    assert_eq!(error["error"]["message"], "The model `gpt-4` does not exist; GET /v1/models lists the models served.");
+    let bad = post(&format!("{}/v1/chat/completions", sim.openai), r#"{"model": "sim-vllm"}"#).await;
+    assert_eq!(bad.status(), 400);
+
+    // The statistics count HTTP requests as gRPC ones.
+    let triton = server::triton::Triton::connect(&sim.grpc).await.unwrap();
+    let connection = &triton.connections(1).await.unwrap()[0];
+    for (model, requests) in [("sim-vllm", 1), ("sim-tutorial", 1), ("sim-trtllm", 1)] {
+        let mut success = 0;
+        for _ in 0..100 {
+            success = connection.model_counters(model, "").await.unwrap().success.0;
+            if success == requests {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(success, requests, "{model}");
+    }
+}
+
+/// A client that leaves mid-stream frees its slot at the sequence's next step, as a dropped
+/// gRPC stream does, on either HTTP protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_an_http_stream_frees_its_slot() {
+    let config = SimConfig { prefill_base_ms: 5.0, decode_ms: 2.0, max_sequences: 1, ..SimConfig::default() };
+    let sim = start_protocols(config).await;
+    let generate = format!("{}/v2/models/sim-vllm/generate_stream", sim.http);
+    let chat = format!("{}/v1/chat/completions", sim.openai);
+    let long_chat = serde_json::json!({"model": "sim-vllm", "messages": [{"role": "user", "content": "Hi"}],
+                                       "max_tokens": 1000, "stream": true});
+    for (url, body) in [(&generate, generate_body("sim-vllm", "p", 1000)), (&chat, long_chat.to_string().into_bytes())]
+    {
+        // The sequence would hold the one slot for 2 s.
+        let mut long = post(url, body).await;
+        assert!(long.chunk().await.unwrap().is_some());
+        drop(long);
+        let started = std::time::Instant::now();
+        let next = read_events(post(&generate, generate_body("sim-vllm", "p", 2)).await).await;
+        assert_eq!(next.len(), 2);
+        let waited = started.elapsed();
+        assert!(waited < std::time::Duration::from_millis(500), "the next request waited {waited:?} for the slot");
+    }
+}

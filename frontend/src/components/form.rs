@@ -516,7 +516,7 @@ fn ServerFieldset(
                 <input id="chat" type="checkbox" prop:checked=move || fields.with(|f| f.chat)
                     on:change=move |ev| fields.update(|f| f.chat = event_target_checked(&ev))/>"chat"</label>
         </Show>
-        <button type="button" on:click=move |_| reload.run(())>"Load models"</button>
+        <button type="button" id="load-models" on:click=move |_| reload.run(())>"Load models"</button>
         <label>
             "Model"
             <select id="model" on:change=write_to(fields, |f, v| f.model = v)>

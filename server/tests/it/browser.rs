@@ -1334,3 +1334,49 @@ async fn the_servers_metrics_fill_their_chart_under_the_run_and_its_link_reopens
         std::panic::resume_unwind(panic);
     }
 }
+
+/// An OpenAI-compatible server is measured from the form: the address field says which
+/// protocol it read, chat is offered, and the runs list names the protocol of each run.
+#[tokio::test]
+async fn an_openai_server_is_measured_from_the_form() {
+    need_frontend();
+    let _serial = timing_lock().await;
+    let dash = start_dashboard(fast_sim()).await;
+    let (_, http, openai, stop) = server::sim::spawn_protocols(fast_sim()).await.expect("the simulator starts");
+    let _sim = crate::support::SimServer::from_parts(format!("openai://{openai}"), stop);
+    let driver = start_driver().await;
+    let client = browser(&driver).await;
+    let result = std::panic::AssertUnwindSafe(async {
+        client.goto(&dash.base).await.unwrap();
+        wait_for_text(&client, "#model", "sim-vllm", Duration::from_secs(20)).await;
+        wait_for_text(&client, "#target-protocol", "Triton gRPC", Duration::from_secs(5)).await;
+        let field = client.find(Locator::Css("#target")).await.unwrap();
+        field.clear().await.unwrap();
+        field.send_keys(&format!("triton-http://{http}")).await.unwrap();
+        wait_for_text(&client, "#target-protocol", "Triton HTTP/SSE", Duration::from_secs(5)).await;
+        assert!(client.find(Locator::Css("#chat")).await.is_err(), "chat is offered for OpenAI servers only");
+        field.clear().await.unwrap();
+        field.send_keys(&format!("openai://{openai}")).await.unwrap();
+        wait_for_text(&client, "#target-protocol", "OpenAI/SSE", Duration::from_secs(5)).await;
+        client.find(Locator::Css("#load-models")).await.unwrap().click().await.unwrap();
+        wait_for_text(&client, "#model", "sim-vllm", Duration::from_secs(20)).await;
+        client.find(Locator::Css("#chat")).await.unwrap().click().await.unwrap();
+        client.find(Locator::Css("#no-metrics")).await.unwrap().click().await.unwrap();
+        run_by_clicking(&client, "16", "3", "1 lengths: [16]").await;
+        let id = client.current_url().await.unwrap().path().strip_prefix("/runs/").unwrap().to_string();
+        let summary: RunSummary =
+            reqwest::get(format!("{}/api/runs/{id}", dash.base)).await.unwrap().json().await.unwrap();
+        assert!(summary.spec.chat, "{:?}", summary.spec);
+        assert_eq!(summary.spec.target, format!("openai://{openai}"));
+        assert_eq!(summary.errors, 0);
+        client.goto(&dash.base).await.unwrap();
+        let row = format!("#runs-list tr[data-run='{id}'] td.protocol");
+        wait_for_text(&client, &row, "OpenAI/SSE chat completions", Duration::from_secs(10)).await;
+    })
+    .catch_unwind()
+    .await;
+    client.close().await.ok();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}

@@ -142,3 +142,116 @@ async fn malformed_streams_fail_their_request_with_a_clear_error_and_the_run_goe
         }
     }
 }
+
+/// A simulator serving all three protocols: their targets, as a sweep names them.
+struct Sims {
+    grpc: String,
+    http: String,
+    openai: String,
+    _stop: crate::support::SimServer,
+}
+
+async fn start_protocols(config: server::sim::SimConfig) -> Sims {
+    let (grpc, http, openai, stop) = server::sim::spawn_protocols(config).await.expect("the simulator starts");
+    Sims {
+        grpc: format!("http://{grpc}"),
+        http: format!("triton-http://{http}"),
+        openai: format!("openai://{openai}"),
+        _stop: crate::support::SimServer::from_parts(format!("http://{grpc}"), stop),
+    }
+}
+
+/// What a protocol's run must show against the simulator's schedule: every token counted
+/// once, TTFT from the prefill up by at most the way there and back, gaps at the decode step.
+fn check_schedule(what: &str, run: &shared::RunReport, config: &server::sim::SimConfig, tokens: u32) {
+    assert_eq!(run.status, RunStatus::Completed, "{what}: {:?}", run.status);
+    for record in &run.requests {
+        assert_eq!(record.error, None, "{what} {}", record.id);
+        assert_eq!(record.output_tokens(), u64::from(tokens), "{what} {}: every token counted once", record.id);
+        assert_eq!(record.text().split_whitespace().count(), tokens as usize, "{what} {}: new text only", record.id);
+        assert!(record.final_ns.is_some(), "{what} {}", record.id);
+    }
+    for point in &run.points {
+        let prefill_ms = config.prefill(point.prompt_length).as_secs_f64() * 1e3;
+        let ttft = point.ttft_ms.as_ref().unwrap().mean;
+        assert!(
+            (prefill_ms - 0.05..=prefill_ms + 2.0).contains(&ttft),
+            "{what} TTFT at {} tokens: measured {ttft:.3} ms, the schedule's prefill {prefill_ms:.3}",
+            point.prompt_length
+        );
+        let t2t = point.t2t_ms.as_ref().unwrap().mean;
+        crate::support::assert_close(&format!("{what} token-to-token"), t2t, config.decode_ms, 0.3, 0.05);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_protocol_and_style_is_timed_against_the_schedule() {
+    let _timing = timing_lock().await;
+    let config = server::sim::SimConfig {
+        prefill_base_ms: 5.0,
+        prefill_per_token_ms: 0.02,
+        decode_ms: 2.0,
+        ..server::sim::SimConfig::default()
+    };
+    let sims = start_protocols(config.clone()).await;
+    let (sims, config) = (&sims, &config);
+    const TOKENS: u32 = 20;
+    crate::support::timing_attempts(|| async move {
+        let base = |target: &str, model: &str| SweepSpec {
+            prompt_lengths: vec![16, 512],
+            max_tokens: TOKENS,
+            ignore_eos: true,
+            requests: 6,
+            warmup: 1,
+            ..spec(target, model)
+        };
+        for model in ["sim-vllm", "sim-tutorial", "sim-trtllm"] {
+            let run = sweep(base(&sims.http, model)).await;
+            check_schedule(&format!("{model} over Triton HTTP"), &run, config, TOKENS);
+            assert_eq!(run.spec.protocol_words(), "Triton HTTP/SSE");
+        }
+        for chat in [false, true] {
+            let run = sweep(SweepSpec { chat, ..base(&sims.openai, "sim-vllm") }).await;
+            let what = if chat { "OpenAI chat" } else { "OpenAI completions" };
+            check_schedule(what, &run, config, TOKENS);
+            let sample = &run.requests[1];
+            assert_eq!(sample.token_source, shared::TokenCountSource::Server, "{what}: usage counts are the server's");
+            assert_eq!(sample.num_input_tokens, Some(sample.prompt_words), "{what}: the server's prompt count");
+            assert_eq!(sample.responses.len(), TOKENS as usize, "{what}: the role chunk and [DONE] are no responses");
+        }
+        // The same model over gRPC, for the arrival delays beside it.
+        let grpc = sweep(base(&sims.grpc, "sim-vllm")).await;
+        check_schedule("gRPC", &grpc, config, TOKENS);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn http_protocols_name_what_is_wrong() {
+    let _serial = timing_lock().await;
+    let sims = start_protocols(server::sim::SimConfig::default()).await;
+    let failed = |run: shared::RunReport| match run.status {
+        RunStatus::Failed { error } => error,
+        other => panic!("expected a failed run, got {other:?}"),
+    };
+    let error = failed(sweep(spec(&sims.openai, "gpt-4")).await);
+    assert!(error.contains("model 'gpt-4' is not served by") && error.contains("sim-vllm"), "{error}");
+    let error = failed(sweep(spec(&sims.http, "nope")).await);
+    assert!(error.contains("model 'nope' is not on") && error.contains("sim-tutorial"), "{error}");
+    // The wrong protocol on a port: gRPC asked of the OpenAI port.
+    let grpc_at_openai = sims.openai.replace("openai://", "http://");
+    let error = failed(sweep(spec(&grpc_at_openai, "sim-vllm")).await);
+    assert!(error.contains("gRPC"), "{error}");
+    // A refused port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let error = failed(sweep(spec(&format!("openai://127.0.0.1:{port}"), "m")).await);
+    assert!(error.contains(&format!("cannot connect to http://127.0.0.1:{port}")), "{error}");
+    // A model's error fails its request alone, over both protocols.
+    let failing = start_protocols(server::sim::SimConfig { fail_every: 2, ..Default::default() }).await;
+    for target in [&failing.http, &failing.openai] {
+        let run = sweep(SweepSpec { requests: 4, ..spec(target, "sim-vllm") }).await;
+        assert_eq!(run.status, RunStatus::Completed, "{target}: {:?}", run.status);
+        let errors = run.requests.iter().filter(|r| r.error.is_some()).count();
+        assert!((1..4).contains(&errors), "{target}: {errors} of 4 failed");
+    }
+}

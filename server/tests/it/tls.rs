@@ -173,3 +173,61 @@ fn a_tls_simulator_needs_both_its_certificate_and_its_key() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--tls-key"), "{stderr}");
 }
+
+/// A TLS front for a plain HTTP server at `backend`, offering `alpn` (HTTP/2 or HTTP/1.1), as
+/// a load balancer terminating TLS does: every connection's bytes are relayed unchanged.
+async fn tls_front(certs: &Certs, backend: std::net::SocketAddr, alpn: &[u8]) -> u16 {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(certs.cert.as_bytes()).collect::<Result<_, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_slice(certs.key.as_bytes()).unwrap();
+    let mut config =
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(socket).await else { return };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else { return };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn the_http_protocols_measure_https_targets_over_http2_and_http1() {
+    let _serial = timing_lock().await;
+    let certs = Certs::new("tokenscope HTTP protocols test CA");
+    server::tls::trust_ca_pem(certs.ca.as_bytes(), "the test CA").unwrap();
+    let (_, http, openai, stop) = sim::spawn_protocols(fast_sim()).await.expect("the simulator starts");
+    let _sim = SimServer::from_parts(format!("http://{http}"), stop);
+    for alpn in [&b"h2"[..], b"http/1.1"] {
+        for (scheme, backend) in [("triton-https", http), ("openai-https", openai)] {
+            let port = tls_front(&certs, backend, alpn).await;
+            let target = format!("{scheme}://localhost:{port}");
+            let report = sweep(spec(&target, "sim-vllm")).await;
+            let what = format!("{target} over {}", String::from_utf8_lossy(alpn));
+            assert_eq!(report.status, RunStatus::Completed, "{what}: {:?}", report.status);
+            assert!(report.requests.iter().all(|r| r.error.is_none() && r.output_tokens() == 4), "{what}");
+        }
+    }
+    // A certificate no trusted CA signed is refused, with what the handshake said.
+    let stranger = Certs::new("tokenscope untrusted CA for HTTP");
+    let port = tls_front(&stranger, openai, b"http/1.1").await;
+    let report = sweep(spec(&format!("openai-https://localhost:{port}"), "sim-vllm")).await;
+    let RunStatus::Failed { error } = &report.status else { panic!("{:?}", report.status) };
+    assert!(error.contains("TLS handshake") && error.contains("UnknownIssuer"), "{error}");
+}

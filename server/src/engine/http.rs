@@ -6,13 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::body::Bytes;
 use hyper::{Method, StatusCode};
 use shared::protocol::{Endpoint, Protocol};
 use shared::{ModelInfo, SweepSpec, limits};
 
 use super::{Done, InFlight, InFlightMap, UnaryReply, fail_all, lock, record_response};
 use crate::convention::{Parsed, RequestPlan, tokens_without_count};
-use crate::protocol::client::{Answer, HttpConnection, Pool, error_message};
+use crate::protocol::client::{Answer, HttpConnection, Kept, Pool, error_message};
 use crate::protocol::server::HttpServer;
 use crate::protocol::{Chunk, Piece, Usage, generate, openai};
 use crate::sse::SseDecoder;
@@ -48,7 +49,7 @@ pub(super) struct HttpWire {
 pub(super) struct Call {
     id: String,
     path: String,
-    body: Vec<u8>,
+    body: Bytes,
     reader: EventReader,
 }
 
@@ -100,14 +101,14 @@ impl HttpWire {
     pub(super) fn call(&self, id: &str, prompt: &str, max_tokens: u32) -> Result<Call, String> {
         match &self.kind {
             Kind::Generate { plan, path } => {
-                let body = generate::body(&plan.request(id.to_string(), prompt, max_tokens))?;
+                let body = generate::body(&plan.request(id.to_string(), prompt, max_tokens))?.into();
                 let reader = generate::Reader::new(plan.convention(), Some(prompt.to_string()));
                 Ok(Call { id: id.to_string(), path: path.clone(), body, reader: EventReader::Generate(reader) })
             }
             Kind::OpenAi { model, options } => Ok(Call {
                 id: id.to_string(),
                 path: openai::path(options.chat).to_string(),
-                body: openai::body(model, prompt, max_tokens, *options),
+                body: openai::body(model, prompt, max_tokens, *options).into(),
                 reader: EventReader::OpenAi,
             }),
         }
@@ -134,9 +135,9 @@ async fn probe_usage(pool: &Pool, model: &str, options: openai::Options) -> Resu
     let mut refused = String::new();
     for include_usage in [true, false] {
         let options = openai::Options { include_usage, ..options };
-        let mut connection = pool.take().await?;
+        let (mut connection, _) = pool.take().await?;
         let body = openai::body(model, "Hello", 1, options);
-        let answer = connection.send(Method::POST, openai::path(options.chat), Some(body));
+        let answer = connection.send(Method::POST, openai::path(options.chat), Some(body.into()));
         let answer = tokio::time::timeout(CONNECT_TIMEOUT, answer)
             .await
             .map_err(|_| format!("{} gave no answer within {} s", pool.address(), CONNECT_TIMEOUT.as_secs()))??;
@@ -198,18 +199,24 @@ enum Next {
 
 impl Exchange<'_> {
     async fn run(mut self, wire: &HttpWire, call: Call) {
-        let mut connection = match wire.pool.take().await {
-            Ok(connection) => connection,
-            // No new connection: the server is gone, and every later request would meet the
-            // same end.
-            Err(why) => {
-                let why = format!("the server at {} took no new connection: {why}", self.reply.target);
-                return fail_all(self.map, &self.reply.done, self.reply.index, why);
+        let mut taken = wire.pool.take().await;
+        let (connection, answer) = loop {
+            let (mut connection, kept) = match taken {
+                Ok(taken) => taken,
+                // No new connection: the server is gone, and every later request would meet
+                // the same end.
+                Err(why) => {
+                    let why = format!("the server at {} took no new connection: {why}", self.reply.target);
+                    return fail_all(self.map, &self.reply.done, self.reply.index, why);
+                }
+            };
+            match connection.send(Method::POST, &call.path, Some(call.body.clone())).await {
+                Ok(answer) => break (connection, answer),
+                // A kept connection the server closed as the request went out: once more on a
+                // new one.
+                Err(_) if kept == Kept::Kept => taken = wire.pool.open().await.map(|c| (c, Kept::New)),
+                Err(why) => return self.end(Some(why), self.now(&connection)),
             }
-        };
-        let answer = match connection.send(Method::POST, &call.path, Some(call.body)).await {
-            Ok(answer) => answer,
-            Err(why) => return self.end(Some(why), self.now(&connection)),
         };
         if answer.status != StatusCode::OK {
             let status = answer.status;

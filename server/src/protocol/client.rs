@@ -125,7 +125,7 @@ impl HttpConnection {
 
     /// Sends a request to `path` (after the address's prefix), with a JSON body when given,
     /// and answers once the server's status line is read.
-    pub async fn send(&mut self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Answer, String> {
+    pub async fn send(&mut self, method: Method, path: &str, body: Option<Bytes>) -> Result<Answer, String> {
         let path = self.address.path(path);
         let mut request = Request::builder().method(method).header(ACCEPT, "text/event-stream, application/json");
         request = match &self.sender {
@@ -136,7 +136,7 @@ impl HttpConnection {
             request = request.header(CONTENT_TYPE, "application/json");
         }
         let request = request
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .body(Full::new(body.unwrap_or_default()))
             .map_err(|err| format!("the request to {path} cannot be written: {err}"))?;
         let address = &self.address;
         let broke =
@@ -218,6 +218,13 @@ pub fn error_message(status: StatusCode, body: &str) -> String {
     }
 }
 
+/// Whether a connection taken from a pool had carried requests before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    Kept,
+    New,
+}
+
 /// A connection of a protocol's requests, taken from and given back to the pool kept per run.
 pub struct Pool {
     address: Arc<Address>,
@@ -251,7 +258,8 @@ impl Pool {
         Ok(())
     }
 
-    async fn open(&self) -> Result<HttpConnection, String> {
+    /// A new connection, never one kept.
+    pub async fn open(&self) -> Result<HttpConnection, String> {
         let waits = Arc::new(Waits::default());
         self.waits.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(waits.clone());
         HttpConnection::open(self.address.clone(), self.timeout, waits).await
@@ -261,15 +269,15 @@ impl Pool {
         self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// An idle open connection, or a new one.
-    pub async fn take(&self) -> Result<HttpConnection, String> {
+    /// An idle open connection, or a new one; says which.
+    pub async fn take(&self) -> Result<(HttpConnection, Kept), String> {
         loop {
             let Some(connection) = self.lock_idle().pop() else { break };
             if connection.is_open() {
-                return Ok(connection);
+                return Ok((connection, Kept::Kept));
             }
         }
-        self.open().await
+        Ok((self.open().await?, Kept::New))
     }
 
     /// Gives back a connection whose last answer was read to its end.

@@ -51,7 +51,7 @@ impl HttpServer {
                 .await
                 .map_err(Refusal::Broken)?;
         }
-        let body = (method == Method::POST).then(|| b"{}".to_vec());
+        let body = (method == Method::POST).then(|| hyper::body::Bytes::from_static(b"{}"));
         let asked = async {
             let answer = connection.send(method, path, body).await?;
             let status = answer.status;

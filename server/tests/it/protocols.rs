@@ -255,3 +255,44 @@ async fn http_protocols_name_what_is_wrong() {
         assert!((1..4).contains(&errors), "{target}: {errors} of 4 failed");
     }
 }
+
+/// An OpenAI-compatible server that keeps each connection open after its first answer, then
+/// closes it when the next request comes, as a server whose keep-alive ran out does.
+async fn closing_kept_connections() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut answered = false;
+                while let Some((head, _)) = read_request(&mut socket).await {
+                    let (kind, body) = if head.starts_with("GET /v1/models") {
+                        ("application/json", r#"{"data":[{"id":"m"}]}"#)
+                    } else if answered {
+                        return;
+                    } else {
+                        answered = true;
+                        ("text/event-stream", GOOD)
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                }
+            });
+        }
+    });
+    format!("openai://{addr}")
+}
+
+#[tokio::test]
+async fn a_kept_connection_the_server_closed_is_replaced_and_the_request_goes_through() {
+    let _serial = timing_lock().await;
+    let run = sweep(openai_spec(&closing_kept_connections().await, 4)).await;
+    assert_eq!(run.status, RunStatus::Completed, "{:?}", run.status);
+    for record in &run.requests {
+        assert_eq!(record.error, None, "{}", record.id);
+        assert_eq!(record.output_tokens(), 2, "{}", record.id);
+    }
+}

@@ -345,13 +345,17 @@ async fn drain(mut answer: Answer) -> Next {
 
 impl InFlight {
     /// Takes the server's counts from an answer's usage: its prompt tokens, and its output
-    /// tokens, which replace the responses' own counts. Where they differ, the server's total
-    /// is spread over the token-bearing responses in proportion to their text.
+    /// tokens, which confirm the responses' own counts or, where they differ, replace them:
+    /// the server's total is spread over the token-bearing responses (see [`spread`]).
     fn take_usage(&mut self, usage: Usage) {
         if self.num_input_tokens.is_none() {
             self.num_input_tokens = usage.prompt_tokens;
         }
         let Some(total) = usage.completion_tokens.filter(|_| !self.server_counted) else { return };
+        if u64::from(total) == self.responses.iter().map(|r| u64::from(r.tokens)).sum::<u64>() {
+            self.server_counted = true;
+            return;
+        }
         let weights: Vec<u64> =
             self.responses.iter().map(|r| if r.tokens > 0 { r.text.len().max(1) as u64 } else { 0 }).collect();
         let Some(counts) = spread(total, &weights) else { return };
@@ -367,14 +371,24 @@ impl InFlight {
     }
 }
 
-/// Shares `total` out in proportion to `weights`, by largest remainder (ties to the earlier);
-/// none when every weight is zero.
+/// Shares `total` tokens out over responses whose texts weigh `weights` (0: no text): one
+/// each where there are enough, and the rest in proportion to the weights, by largest
+/// remainder (ties to the earlier); none when every weight is zero.
 fn spread(total: u32, weights: &[u64]) -> Option<Vec<u32>> {
-    let sum: u64 = weights.iter().sum();
-    if sum == 0 {
+    let bearing = weights.iter().filter(|&&w| w > 0).count() as u32;
+    if bearing == 0 {
         return None;
     }
-    let total = u64::from(total);
+    if total >= bearing {
+        let rest = share(u64::from(total - bearing), weights);
+        return Some(rest.iter().zip(weights).map(|(&n, &w)| n + u32::from(w > 0)).collect());
+    }
+    Some(share(u64::from(total), weights))
+}
+
+/// `total` in proportion to `weights` (not all zero), by largest remainder.
+fn share(total: u64, weights: &[u64]) -> Vec<u32> {
+    let sum: u64 = weights.iter().sum();
     let mut counts: Vec<u64> = weights.iter().map(|w| total * w / sum).collect();
     let mut left = total - counts.iter().sum::<u64>();
     let mut order: Vec<usize> = (0..weights.len()).collect();
@@ -388,7 +402,7 @@ fn spread(total: u32, weights: &[u64]) -> Option<Vec<u32>> {
             left -= 1;
         }
     }
-    Some(counts.into_iter().map(|c| u32::try_from(c).unwrap_or(u32::MAX)).collect())
+    counts.into_iter().map(|c| u32::try_from(c).unwrap_or(u32::MAX)).collect()
 }
 
 #[cfg(test)]
@@ -398,9 +412,11 @@ mod tests {
     #[test]
     fn a_servers_total_is_spread_by_text_and_kept_whole() {
         assert_eq!(spread(4, &[1, 1, 1, 1]), Some(vec![1, 1, 1, 1]));
-        assert_eq!(spread(6, &[2, 1, 0, 3]), Some(vec![2, 1, 0, 3]));
+        // One each, and the three left by text: 1.5, 0.75, 0 and 0.75.
+        assert_eq!(spread(6, &[4, 2, 0, 2]), Some(vec![2, 2, 0, 2]));
         assert_eq!(spread(5, &[1, 1, 0]), Some(vec![3, 2, 0]));
         assert_eq!(spread(1, &[1, 1, 1]), Some(vec![1, 0, 0]));
+        assert_eq!(spread(2, &[1, 5, 1]), Some(vec![0, 2, 0]));
         assert_eq!(spread(7, &[0, 0]), None);
         for (total, weights) in [(257u32, vec![3u64, 5, 7, 11]), (1000, vec![1; 7]), (0, vec![4, 2])] {
             let counts = spread(total, &weights).unwrap();

@@ -218,6 +218,10 @@ async fn every_protocol_and_style_is_timed_against_the_schedule() {
             assert_eq!(sample.token_source, shared::TokenCountSource::Server, "{what}: usage counts are the server's");
             assert_eq!(sample.num_input_tokens, Some(sample.prompt_words), "{what}: the server's prompt count");
             assert_eq!(sample.responses.len(), TOKENS as usize, "{what}: the role chunk and [DONE] are no responses");
+            assert!(
+                sample.responses.iter().all(|r| r.tokens == 1),
+                "{what}: the server's total confirms one per event"
+            );
         }
         // The same model over gRPC, for the arrival delays beside it.
         let grpc = sweep(base(&sims.grpc, "sim-vllm")).await;

@@ -24,6 +24,9 @@ rustup component list --installed | grep -q '^clippy' || rustup component add cl
 log "real Triton server and perf_analyzer"
 bash scripts/triton-tools.sh >/dev/null
 
+log "real OpenAI-compatible server (llama-cpp-python)"
+bash scripts/start-openai-server.sh --install-only
+
 log "frontend (Trunk, release)"
 bash scripts/build-frontend.sh
 

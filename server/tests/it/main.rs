@@ -10,6 +10,7 @@ mod import;
 mod limits;
 mod load;
 mod protocols;
+mod real_openai;
 mod real_triton;
 mod schedule;
 mod sim;

@@ -5,7 +5,9 @@
 //!
 //! The profile export has one experiment per sweep point; its times are system-clock
 //! nanoseconds since the epoch, converted from the run's monotonic offsets through its
-//! single clock anchor.
+//! single clock anchor. A run over Triton's protocols is written as perf_analyzer writes
+//! Triton requests (tensors by name), an OpenAI run as its OpenAI service kind does (each
+//! request's JSON body, each response's chunk as an event).
 
 pub mod csv;
 pub mod profile;
@@ -13,7 +15,7 @@ pub mod profile;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 use shared::spec::LoadLevel;
-use shared::{InputStyle, RequestRecord, ResponseRecord, RunReport, SweepSpec};
+use shared::{InputStyle, Protocol, RequestRecord, ResponseRecord, RunReport, SweepSpec, TokenCountSource};
 
 use std::sync::Arc;
 
@@ -21,6 +23,7 @@ use crate::convention::{
     Convention, DELTA_TEXT_OUTPUT, MaxTokensInput, RECEIVE_TIME_KEY, SEND_TIME_KEY, sampling_json,
 };
 use crate::prompts::RunPrompts;
+use crate::protocol::openai;
 use profile::{Load, LoadMode, TensorValue, Tensors};
 
 /// A file a finished run is exported as.
@@ -122,6 +125,8 @@ struct ProfileWriter<'a> {
     /// The measured requests of each sweep point.
     points: Vec<Vec<&'a RequestRecord>>,
     style: InputStyle,
+    /// An OpenAI run's requests as they were asked; `None` for Triton's protocols.
+    openai: Option<openai::Options>,
     /// The run's prompts, made again as they were sent; why not, when the tokenizer or
     /// prompts file they came from cannot be read now.
     prompts: Result<Arc<RunPrompts>, String>,
@@ -140,7 +145,14 @@ impl<'a> ProfileWriter<'a> {
         let prompts = prompts
             .map_or_else(|| RunPrompts::open(spec).map(Arc::new), Ok)
             .map_err(|err| format!("the prompts of this run cannot be made again as they were sent: {err}"));
-        Self { report, points, style, prompts }
+        // The usage was asked for where the server gave it: a server that refuses the field
+        // is asked without, and gives none.
+        let openai = (spec.speaks() == Protocol::OpenAi).then(|| openai::Options {
+            chat: spec.chat,
+            include_usage: report.requests.iter().any(|r| r.token_source == TokenCountSource::Server),
+            ignore_eos: spec.ignore_eos,
+        });
+        Self { report, points, style, openai, prompts }
     }
 
     fn unix(&self, offset: u64) -> i64 {
@@ -160,8 +172,8 @@ impl Serialize for ProfileWriter<'_> {
         profile::ProfileFile {
             experiments: Lazy(|| experiments.clone()),
             version: Some(self.report.tool.clone()),
-            service_kind: Some("triton".into()),
-            endpoint: Some(String::new()),
+            service_kind: Some(if self.openai.is_some() { profile::OPENAI } else { profile::TRITON }.into()),
+            endpoint: Some(self.openai.map_or("", |o| openai::path(o.chat).trim_start_matches('/')).into()),
         }
         .serialize(serializer)
     }
@@ -209,25 +221,77 @@ impl Serialize for RequestWriter<'_> {
         let length = spec.point(r.point as usize).map_or(r.prompt_words, |(length, _)| length);
         let prompt = prompts.prompt(spec, r.point, r.seq, length).map_err(serde::ser::Error::custom)?.text;
         let max_tokens = spec.max_tokens_of(r.point, r.seq);
+        let inputs = match export.openai {
+            Some(options) => {
+                let body = openai::body(&spec.model, &prompt, max_tokens, options);
+                Tensors::from([(
+                    profile::PAYLOAD.into(),
+                    TensorValue::Text(String::from_utf8(body).expect("JSON is UTF-8")),
+                )])
+            }
+            None => request_inputs(export.style, prompt.into_owned(), max_tokens, spec),
+        };
+        // An OpenAI answer's end (its usage, then `[DONE]` or its error) is an output of its
+        // own at the request's end, as perf_analyzer lists it, or else goes with the last
+        // response.
+        let end_apart = export.openai.and(r.final_ns);
+        let end_after = (export.openai.is_some() && end_apart.is_none()).then(|| r.responses.len().checked_sub(1));
+        let responses = move || {
+            r.responses.iter().enumerate().map(move |(i, c)| Outputs {
+                export,
+                request: r,
+                response: Some(c),
+                end: end_after == Some(Some(i)),
+            })
+        };
+        let end = end_apart.map(|_| Outputs { export, request: r, response: None, end: true });
         profile::Request {
             timestamp: Some(export.unix(r.send_ns)),
-            request_inputs: Some(request_inputs(export.style, prompt.into_owned(), max_tokens, spec)),
-            response_timestamps: Lazy(|| r.responses.iter().map(|c| export.unix(c.at_ns))),
-            response_outputs: Lazy(|| r.responses.iter().map(|c| Outputs(r, c))),
+            request_inputs: Some(inputs),
+            response_timestamps: Lazy(|| {
+                r.responses.iter().map(|c| c.at_ns).chain(end_apart).map(|at| export.unix(at))
+            }),
+            response_outputs: Lazy(|| responses().chain(end.clone())),
         }
         .serialize(serializer)
     }
 }
 
-/// A response's outputs as perf_analyzer lists them: its text (new text, whatever the run's
-/// style), and the server's send and receive times under the output names the test models
-/// use, when the server gave them.
-struct Outputs<'a>(&'a RequestRecord, ResponseRecord<'a>);
+/// A response's outputs as perf_analyzer lists them. Triton's: its text (new text, whatever
+/// the run's style), and the server's send and receive times under the output names the test
+/// models use, when the server gave them. OpenAI's: the response's chunk as an event, its
+/// send time in it where the server gave one, and after the last, the server's usage where
+/// it counted the tokens, then `[DONE]`, or the request's error.
+#[derive(Clone)]
+struct Outputs<'a> {
+    export: &'a ProfileWriter<'a>,
+    request: &'a RequestRecord,
+    /// The response; `None` for the end of an OpenAI answer alone.
+    response: Option<ResponseRecord<'a>>,
+    /// Whether the end of an OpenAI answer follows.
+    end: bool,
+}
 
 impl Serialize for Outputs<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let Outputs(request, response) = self;
+        let Outputs { export, request, response, end } = self;
         let mut map = serializer.serialize_map(None)?;
+        if let Some(options) = export.openai {
+            let mut events = String::new();
+            if let Some(response) = response {
+                openai::write_text_event(&mut events, options.chat, response.text, response.server_send_unix_ns);
+            }
+            if *end {
+                if request.token_source == TokenCountSource::Server {
+                    let total = u32::try_from(request.output_tokens()).unwrap_or(u32::MAX);
+                    openai::write_usage_event(&mut events, request.num_input_tokens, total);
+                }
+                openai::write_end_event(&mut events, request.error.as_deref());
+            }
+            map.serialize_entry(profile::RESPONSE, &events)?;
+            return map.end();
+        }
+        let Some(response) = response else { return map.end() };
         map.serialize_entry(DELTA_TEXT_OUTPUT, &response.text)?;
         if let Some(sent) = response.server_send_unix_ns {
             map.serialize_entry(SEND_TIME_KEY, &sent)?;

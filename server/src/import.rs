@@ -1,8 +1,15 @@
 //! Reads perf_analyzer's profile export (the file the guide's workflow leaves behind) as a
-//! tokenscope run: requests grouped by prompt length, taken from their inputs. A tokenscope
+//! tokenscope run: requests grouped by prompt length, taken from their inputs. Triton's
+//! requests list tensors; OpenAI-compatible ones (perf_analyzer's OpenAI service kind, as
+//! GenAI-Perf runs it) their JSON body and the answer's bytes ([`openai`]). A tokenscope
 //! run.json reads as itself ([`file_to_report`]).
 
+mod openai;
+
+use std::borrow::Cow;
+
 use serde_json::Value;
+use shared::Protocol;
 use shared::prompt::word_count;
 use shared::record::Arena;
 use shared::{
@@ -13,6 +20,7 @@ use crate::convention::{
     Convention, MaxTokensInput, NewText, RECEIVE_TIME_KEY, SEND_TIME_KEY, TextForm, read_sampling, tokens_without_count,
 };
 use crate::export::profile::{self, ProfileFile, Tensors};
+use crate::protocol::{Fit, Usage, fit_total};
 
 /// Why a file could not be read as a run.
 #[derive(Debug, thiserror::Error)]
@@ -177,7 +185,11 @@ const PLAUSIBLE_NS: i64 = 3_600 * 1_000_000_000;
 /// perf_analyzer 2.51 writes whatever its buffer held (seen: 0, and numbers decades away), so
 /// only a time within an hour of the request counts.
 fn server_time(outputs: &Tensors, key: &str, sent: i64) -> Option<i64> {
-    let ns = outputs.get(key)?.first_i64()?;
+    plausible(outputs.get(key)?.first_i64()?, sent)
+}
+
+/// A server's time `ns` if it lies within an hour of its request's send time `sent`.
+fn plausible(ns: i64, sent: i64) -> Option<i64> {
     (ns > 0 && ns.abs_diff(sent) < PLAUSIBLE_NS as u64).then_some(ns)
 }
 
@@ -186,6 +198,10 @@ struct RawRequest {
     words: u32,
     send: i64,
     responses: Vec<RawResponse>,
+    /// The server's counts, where the answer gave them (OpenAI's usage).
+    usage: Option<Usage>,
+    /// Why the request failed, where its answer says (an OpenAI error event, a cut stream).
+    error: Option<String>,
 }
 
 struct RawResponse {
@@ -203,6 +219,8 @@ struct Asked {
     concurrency: u32,
     limits: (Option<u32>, bool),
     streaming: bool,
+    /// OpenAI-compatible requests: whether they were chats, and the model they named.
+    openai: Option<(bool, Option<String>)>,
 }
 
 /// The errors of one file.
@@ -242,9 +260,15 @@ fn profile_file_to_report(file: ProfileFile, source_name: &str) -> Result<RunRep
     lengths.sort_unstable();
     lengths.dedup();
     let (requests, seqs) = records(raw, &lengths, base, asked.streaming);
+    let (protocol, chat, model) = match asked.openai {
+        Some((chat, model)) => (Protocol::OpenAi, chat, model),
+        None => (Protocol::TritonGrpc, false, endpoint.filter(|e| !e.is_empty())),
+    };
     let spec = SweepSpec {
         target: source_name.into(),
-        model: endpoint.filter(|e| !e.is_empty()).unwrap_or_else(|| "perf_analyzer import".into()),
+        protocol,
+        chat,
+        model: model.unwrap_or_else(|| "perf_analyzer import".into()),
         input_style: asked.style,
         max_tokens: asked.limits.0.unwrap_or(SweepSpec::default().max_tokens),
         ignore_eos: asked.limits.1,
@@ -270,7 +294,8 @@ fn read_requests(
     errors: &Errors,
 ) -> Result<(Vec<RawRequest>, Asked), ImportError> {
     let mut raw = Vec::new();
-    let mut asked = Asked { style: InputStyle::Vllm, concurrency: 1, limits: (None, false), streaming: true };
+    let mut asked =
+        Asked { style: InputStyle::Vllm, concurrency: 1, limits: (None, false), streaming: true, openai: None };
     for (e, experiment) in experiments.into_iter().enumerate() {
         if let Some(value) = experiment.experiment.and_then(|load| load.value?.as_u64()) {
             asked.concurrency = asked.concurrency.max(value as u32);
@@ -300,13 +325,25 @@ fn read_request(
     let profile::Request { timestamp, request_inputs, response_timestamps, response_outputs } = request;
     let send = timestamp.ok_or_else(|| lacks("\"timestamp\""))?;
     let inputs = request_inputs.ok_or_else(|| lacks("\"request_inputs\""))?;
-    let (text, style) = prompt(&inputs).ok_or_else(|| lacks(&format!("{} input", prompt_inputs())))?;
+    // An OpenAI request's answer is read whole; `None` for a Triton request.
+    let (text, mut answer) = match openai::Payload::of(&inputs) {
+        Some(payload) => {
+            let payload = payload.map_err(|why| errors.fail(at(&why)))?;
+            (asked.limits, asked.streaming) = ((payload.max_tokens, payload.ignore_eos), payload.stream);
+            asked.openai = Some((payload.chat, payload.model));
+            (Cow::Owned(payload.prompt), Some(openai::Answer::new(payload.stream)))
+        }
+        None => {
+            let (text, style) = prompt(&inputs).ok_or_else(|| lacks(&format!("{} input", prompt_inputs())))?;
+            (asked.style, asked.limits, asked.streaming) = (style, asked_limits(&inputs), asked_streaming(&inputs));
+            (Cow::Borrowed(text), None)
+        }
+    };
     if text.len() as u64 > limits::MAX_PROMPT_BYTES {
         let why =
             format!("has a prompt of {} bytes, above the limit of {} bytes", text.len(), limits::MAX_PROMPT_BYTES);
         return Err(errors.over(at(&why)));
     }
-    (asked.style, asked.limits, asked.streaming) = (style, asked_limits(&inputs), asked_streaming(&inputs));
     let times = response_timestamps.ok_or_else(|| lacks("\"response_timestamps\""))?;
     if times.len() > limits::MAX_RESPONSES_PER_REQUEST {
         let why = format!("has {} responses, above the limit of {}", times.len(), limits::MAX_RESPONSES_PER_REQUEST);
@@ -320,13 +357,19 @@ fn read_request(
         .into_iter()
         .map(|at| {
             let mut output = outputs.next();
+            if let Some(answer) = answer.as_mut() {
+                let read = output.as_ref().and_then(|o| answer.read(o));
+                let sent = read.as_ref().and_then(|r| plausible(r.sent?, send));
+                return RawResponse { at, text: read.map(|r| (r.text, TextForm::Delta)), sent, received: None };
+            }
             let text = output.as_mut().and_then(output_text);
             let sent = output.as_ref().and_then(|o| server_time(o, SEND_TIME_KEY, send));
             let received = output.as_ref().and_then(|o| server_time(o, RECEIVE_TIME_KEY, send));
             RawResponse { at, text, sent, received }
         })
         .collect();
-    Ok(RawRequest { words: word_count(text) as u32, send, responses })
+    let (usage, error) = answer.map_or((None, None), openai::Answer::finish);
+    Ok(RawRequest { words: word_count(&text) as u32, send, responses, usage, error })
 }
 
 /// The requests' records in order of sending, each numbered within its prompt length (one
@@ -363,6 +406,13 @@ fn record(r: RawRequest, point: u32, seq: u32, base: i64, streaming: bool, arena
         let text = text.as_deref().unwrap_or_default();
         responses.push(ResponseRecord { at_ns: offset(at), tokens, text, server_send_unix_ns: sent });
     }
+    let mut token_source = if streaming { TokenCountSource::Responses } else { TokenCountSource::Words };
+    // The server's total, as the engine takes it.
+    match r.usage.and_then(|u| u.completion_tokens).map(|total| fit_total(&responses, total)) {
+        Some(Fit::Confirms) => token_source = TokenCountSource::Server,
+        Some(Fit::Spread(counted)) => (responses, token_source) = (counted, TokenCountSource::Server),
+        Some(Fit::Unusable) | None => {}
+    }
     responses.keep_in(arena);
     let last = responses.last().map(|c| c.at_ns);
     RequestRecord {
@@ -371,14 +421,14 @@ fn record(r: RawRequest, point: u32, seq: u32, base: i64, streaming: bool, arena
         warmup: false,
         id: format!("{point}-{seq}"),
         prompt_words: r.words,
-        num_input_tokens: None,
+        num_input_tokens: r.usage.and_then(|u| u.prompt_tokens),
         send_ns: offset(r.send),
         intended_ns: None,
         server_recv_unix_ns: received,
         responses,
         final_ns: last,
-        token_source: if streaming { TokenCountSource::Responses } else { TokenCountSource::Words },
-        error: None,
+        token_source,
+        error: r.error,
     }
 }
 

@@ -351,7 +351,7 @@ impl SweepSpec {
     /// The protocol a run speaks, as a user reads it: the target's (or the spec's, where the
     /// target cannot be read), and for OpenAI which endpoint.
     pub fn protocol_words(&self) -> String {
-        let protocol = self.endpoint().map_or(self.protocol, |e| e.protocol);
+        let protocol = self.speaks();
         match protocol {
             Protocol::OpenAi if self.chat => format!("{} chat completions", protocol.label()),
             Protocol::OpenAi => format!("{} completions", protocol.label()),
@@ -363,6 +363,11 @@ impl SweepSpec {
     /// sentence for a user.
     pub fn endpoint(&self) -> Result<Endpoint, String> {
         protocol::read_target(&self.target, self.protocol)
+    }
+
+    /// The protocol the run speaks: the one its target's scheme names, else `protocol`.
+    pub fn speaks(&self) -> Protocol {
+        self.endpoint().map_or(self.protocol, |e| e.protocol)
     }
 
     /// Where the server's metrics are read during the run, if they are.
@@ -950,6 +955,9 @@ mod tests {
               address, such as http://127.0.0.1:8001, to time whole answers"]
         );
         assert_eq!(openai.endpoint().unwrap().base_url, "http://h:9000");
+        assert_eq!((spec.speaks(), openai.speaks()), (Protocol::TritonGrpc, Protocol::OpenAi));
+        let imported = SweepSpec { target: "profile export.json".into(), protocol: Protocol::OpenAi, ..spec.clone() };
+        assert_eq!(imported.speaks(), Protocol::OpenAi, "a file's name names no protocol");
         let asked = SweepSpec { target: "https://h".into(), protocol: Protocol::TritonHttp, ..spec.clone() };
         assert_eq!(asked.endpoint().unwrap().protocol, Protocol::TritonHttp);
         let chat = SweepSpec { chat: true, ..asked.clone() };

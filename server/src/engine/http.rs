@@ -9,13 +9,13 @@ use std::time::Duration;
 use hyper::body::Bytes;
 use hyper::{Method, StatusCode};
 use shared::protocol::{Endpoint, Protocol};
-use shared::{ModelInfo, SweepSpec, limits};
+use shared::{ModelInfo, SweepSpec};
 
 use super::{Done, InFlight, InFlightMap, UnaryReply, fail_all, lock, record_response};
 use crate::convention::{Parsed, RequestPlan, tokens_without_count};
 use crate::protocol::client::{Answer, HttpConnection, Kept, Pool, error_message};
 use crate::protocol::server::HttpServer;
-use crate::protocol::{Chunk, Piece, Usage, generate, openai};
+use crate::protocol::{Chunk, Fit, Piece, Usage, fit_total, generate, openai};
 use crate::sse::SseDecoder;
 
 /// How long opening a connection may take.
@@ -251,8 +251,7 @@ impl Exchange<'_> {
                 // its `[DONE]` first.
                 None => {
                     let cut = decoder.finish().err().map(|err| err.to_string());
-                    let early = matches!(reader, EventReader::OpenAi)
-                        .then(|| format!("the server ended the answer without its closing \"data: {}\"", openai::DONE));
+                    let early = matches!(reader, EventReader::OpenAi).then(openai::ended_early);
                     self.end(cut.or(early), now);
                     return Next::Over;
                 }
@@ -346,81 +345,19 @@ async fn drain(mut answer: Answer) -> Next {
 impl InFlight {
     /// Takes the server's counts from an answer's usage: its prompt tokens, and its output
     /// tokens, which confirm the responses' own counts or, where they differ, replace them:
-    /// the server's total is spread over the token-bearing responses (see [`spread`]).
+    /// the server's total is spread over the token-bearing responses (see [`fit_total`]).
     fn take_usage(&mut self, usage: Usage) {
         if self.num_input_tokens.is_none() {
             self.num_input_tokens = usage.prompt_tokens;
         }
         let Some(total) = usage.completion_tokens.filter(|_| !self.server_counted) else { return };
-        if u64::from(total) == self.responses.iter().map(|r| u64::from(r.tokens)).sum::<u64>() {
-            self.server_counted = true;
-            return;
-        }
-        let weights: Vec<u64> =
-            self.responses.iter().map(|r| if r.tokens > 0 { r.text.len().max(1) as u64 } else { 0 }).collect();
-        let Some(counts) = spread(total, &weights) else { return };
-        if counts.iter().any(|&c| c > limits::MAX_TOKENS_PER_RESPONSE) {
-            return;
-        }
-        let mut counted = shared::Responses::default();
-        for (response, tokens) in self.responses.iter().zip(counts) {
-            counted.push(shared::ResponseRecord { tokens, ..response });
-        }
-        self.responses = counted;
-        self.server_counted = true;
-    }
-}
-
-/// Shares `total` tokens out over responses whose texts weigh `weights` (0: no text): one
-/// each where there are enough, and the rest in proportion to the weights, by largest
-/// remainder (ties to the earlier); none when every weight is zero.
-fn spread(total: u32, weights: &[u64]) -> Option<Vec<u32>> {
-    let bearing = weights.iter().filter(|&&w| w > 0).count() as u32;
-    if bearing == 0 {
-        return None;
-    }
-    if total >= bearing {
-        let rest = share(u64::from(total - bearing), weights);
-        return Some(rest.iter().zip(weights).map(|(&n, &w)| n + u32::from(w > 0)).collect());
-    }
-    Some(share(u64::from(total), weights))
-}
-
-/// `total` in proportion to `weights` (not all zero), by largest remainder.
-fn share(total: u64, weights: &[u64]) -> Vec<u32> {
-    let sum: u64 = weights.iter().sum();
-    let mut counts: Vec<u64> = weights.iter().map(|w| total * w / sum).collect();
-    let mut left = total - counts.iter().sum::<u64>();
-    let mut order: Vec<usize> = (0..weights.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(total * weights[i] % sum));
-    for i in order {
-        if left == 0 {
-            break;
-        }
-        if weights[i] > 0 {
-            counts[i] += 1;
-            left -= 1;
-        }
-    }
-    counts.into_iter().map(|c| u32::try_from(c).unwrap_or(u32::MAX)).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_servers_total_is_spread_by_text_and_kept_whole() {
-        assert_eq!(spread(4, &[1, 1, 1, 1]), Some(vec![1, 1, 1, 1]));
-        // One each, and the three left by text: 1.5, 0.75, 0 and 0.75.
-        assert_eq!(spread(6, &[4, 2, 0, 2]), Some(vec![2, 2, 0, 2]));
-        assert_eq!(spread(5, &[1, 1, 0]), Some(vec![3, 2, 0]));
-        assert_eq!(spread(1, &[1, 1, 1]), Some(vec![1, 0, 0]));
-        assert_eq!(spread(2, &[1, 5, 1]), Some(vec![0, 2, 0]));
-        assert_eq!(spread(7, &[0, 0]), None);
-        for (total, weights) in [(257u32, vec![3u64, 5, 7, 11]), (1000, vec![1; 7]), (0, vec![4, 2])] {
-            let counts = spread(total, &weights).unwrap();
-            assert_eq!(counts.iter().sum::<u32>(), total, "{weights:?}");
+        match fit_total(&self.responses, total) {
+            Fit::Confirms => self.server_counted = true,
+            Fit::Spread(counted) => {
+                self.responses = counted;
+                self.server_counted = true;
+            }
+            Fit::Unusable => {}
         }
     }
 }

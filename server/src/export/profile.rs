@@ -8,6 +8,19 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// `service_kind` of a file whose requests are Triton inference requests, their inputs and
+/// outputs listed as tensors (gRPC or HTTP alike).
+pub const TRITON: &str = "triton";
+/// `service_kind` of a file of OpenAI-compatible requests (perf_analyzer's `--service-kind
+/// openai`, as GenAI-Perf runs it): each request's inputs are its JSON body as [`PAYLOAD`], each
+/// response output what one read of the answer brought, as [`RESPONSE`].
+pub const OPENAI: &str = "openai";
+/// The input that holds an OpenAI request's body.
+pub const PAYLOAD: &str = "payload";
+/// The output that holds the bytes of one read of an OpenAI answer: Server-Sent Events when
+/// the request streams, the JSON answer when it does not.
+pub const RESPONSE: &str = "response";
+
 /// The whole file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProfileFile<Experiments = Option<Vec<Experiment>>> {
@@ -15,8 +28,10 @@ pub struct ProfileFile<Experiments = Option<Vec<Experiment>>> {
     pub experiments: Experiments,
     /// The tool that wrote it.
     pub version: Option<String>,
+    /// [`TRITON`] or [`OPENAI`].
     pub service_kind: Option<String>,
-    /// The model, where the tool names it.
+    /// The model (Triton; perf_analyzer leaves it empty), or the path asked (OpenAI, without
+    /// its leading `/`).
     pub endpoint: Option<String>,
 }
 

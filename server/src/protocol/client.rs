@@ -210,11 +210,10 @@ pub fn error_message(status: StatusCode, body: &str) -> String {
     });
     let message = message.unwrap_or_else(|| body.lines().next().unwrap_or_default().trim().to_string());
     let reason = status.canonical_reason().unwrap_or("");
-    let cut = crate::convention::server_error(&message);
-    if cut.is_empty() {
+    if message.is_empty() {
         format!("the server answered {} {reason}", status.as_u16())
     } else {
-        format!("the server answered {} {reason}: {cut}", status.as_u16())
+        format!("the server answered {} {reason}: {}", status.as_u16(), crate::convention::server_error(&message))
     }
 }
 

@@ -10,6 +10,11 @@ use super::{Chunk, ErrorJson, Piece, Usage, error_piece, unreadable};
 /// The data of the event that ends an OpenAI stream.
 pub const DONE: &str = "[DONE]";
 
+/// Why an answer that ended before its `[DONE]` failed.
+pub fn ended_early() -> String {
+    format!("the server ended the answer without its closing \"data: {DONE}\"")
+}
+
 /// The path of a completions request, from the server's base address.
 pub fn path(chat: bool) -> &'static str {
     if chat { "/v1/chat/completions" } else { "/v1/completions" }
@@ -71,6 +76,84 @@ pub fn body(model: &str, prompt: &str, max_tokens: u32, options: Options) -> Vec
     serde_json::to_vec(&body).expect("strings and numbers serialize")
 }
 
+/// A chunk as tokenscope writes one (the profile export of an OpenAI run): choice 0's new
+/// text, or the usage, or an error.
+#[derive(Serialize)]
+struct ChunkOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    choices: Option<[ChoiceOut<'a>; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<UsageOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    send_ns: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct ChoiceOut<'a> {
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delta: Option<DeltaOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct DeltaOut<'a> {
+    content: &'a str,
+}
+
+#[derive(Serialize)]
+struct UsageOut {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_tokens: Option<u32>,
+    completion_tokens: u32,
+}
+
+#[derive(Serialize)]
+struct ErrorOut<'a> {
+    message: &'a str,
+}
+
+impl ChunkOut<'_> {
+    const EMPTY: Self = ChunkOut { choices: None, usage: None, error: None, send_ns: None };
+
+    fn write(&self, out: &mut String) {
+        out.push_str("data: ");
+        out.push_str(&serde_json::to_string(self).expect("strings and numbers serialize"));
+        out.push_str("\n\n");
+    }
+}
+
+/// Writes the event of a chunk carrying `text` as choice 0 (a chat's delta, a completion's
+/// text), with the server's send time where it is known.
+pub fn write_text_event(out: &mut String, chat: bool, text: &str, send_ns: Option<i64>) {
+    let choice = if chat {
+        ChoiceOut { index: 0, text: None, delta: Some(DeltaOut { content: text }) }
+    } else {
+        ChoiceOut { index: 0, text: Some(text), delta: None }
+    };
+    ChunkOut { choices: Some([choice]), send_ns, ..ChunkOut::EMPTY }.write(out);
+}
+
+/// Writes the event of a final chunk with the server's counts.
+pub fn write_usage_event(out: &mut String, prompt_tokens: Option<u32>, completion_tokens: u32) {
+    ChunkOut { usage: Some(UsageOut { prompt_tokens, completion_tokens }), ..ChunkOut::EMPTY }.write(out);
+}
+
+/// Writes the event of an error, or the `[DONE]` that ends a stream when there is none.
+pub fn write_end_event(out: &mut String, error: Option<&str>) {
+    match error {
+        Some(message) => ChunkOut { error: Some(ErrorOut { message }), ..ChunkOut::EMPTY }.write(out),
+        None => {
+            out.push_str("data: ");
+            out.push_str(DONE);
+            out.push_str("\n\n");
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct ChunkJson {
     #[serde(default)]
@@ -98,8 +181,8 @@ struct Choice {
     /// Completions' new text.
     #[serde(default)]
     text: Option<String>,
-    /// Chat completions' new text.
-    #[serde(default)]
+    /// Chat completions' new text; a whole chat answer's `message`.
+    #[serde(default, alias = "message")]
     delta: Option<Delta>,
     #[serde(default)]
     finish_reason: Option<String>,
@@ -183,6 +266,25 @@ mod tests {
                                "ignore_eos": true, "min_tokens": 256})
         );
         assert_eq!(path(false), "/v1/completions");
+    }
+
+    #[test]
+    fn written_events_read_back_as_what_they_carry() {
+        let mut out = String::new();
+        write_text_event(&mut out, true, " hi \"you\"", Some(42));
+        write_text_event(&mut out, false, "", None);
+        write_usage_event(&mut out, Some(3), 9);
+        write_end_event(&mut out, Some("boom"));
+        write_end_event(&mut out, None);
+        let data: Vec<&str> =
+            out.split("\n\n").filter(|e| !e.is_empty()).map(|e| e.strip_prefix("data: ").unwrap()).collect();
+        let chunks: Vec<Chunk> = data.iter().map(|d| read(d)).collect();
+        assert_eq!(chunks[0].piece, text(" hi \"you\""));
+        assert_eq!(chunks[0].send_unix_ns, Some(42));
+        assert_eq!(chunks[1].piece, Piece::Nothing);
+        assert_eq!(chunks[2].usage, Some(Usage { prompt_tokens: Some(3), completion_tokens: Some(9) }));
+        assert!(matches!(&chunks[3].piece, Piece::Error(message) if message.contains("boom")), "{:?}", chunks[3]);
+        assert_eq!(chunks[4].piece, Piece::Done);
     }
 
     #[test]

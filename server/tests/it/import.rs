@@ -67,3 +67,42 @@ fn an_export_from_the_real_server_reads_as_its_models_schedule() {
     let (p50, max) = (shared::stats::percentile(&delays, 50.0), delays[delays.len() - 1]);
     assert!((0.0..2.0).contains(&p50) && max < 50.0, "arrival delays: p50 {p50:.3} ms, max {max:.3} ms");
 }
+
+/// `scripts/make-pa-fixture.sh openai` made it: perf_analyzer 2.51's OpenAI service kind, as
+/// GenAI-Perf runs it (the request body as the payload, `stream` in it), against the
+/// simulator's `/v1/chat/completions` with the schedule above, max_tokens 8 with ignore_eos.
+const OPENAI_FIXTURE: &str = include_str!("../fixtures/pa-sim-openai-chat.json");
+
+#[test]
+fn perf_analyzers_openai_export_reads_as_the_chat_it_measured() {
+    let export: Value = serde_json::from_str(OPENAI_FIXTURE).unwrap();
+    let report = profile_to_report(&export, "pa-sim-openai-chat.json").unwrap();
+    let spec = &report.spec;
+    assert_eq!((spec.protocol, spec.chat, spec.model.as_str()), (shared::Protocol::OpenAi, true, "sim-vllm"));
+    assert_eq!(spec.prompt_lengths, vec![8, 32, 128]);
+    assert_eq!((spec.max_tokens, spec.ignore_eos, spec.streaming), (8, true, true));
+    for point in &report.points {
+        assert_eq!((point.count, point.errors), (6, 0), "{point:?}");
+        let words = f64::from(point.prompt_length);
+        assert_close(
+            &format!("TTFT at {words} words"),
+            point.ttft_ms.as_ref().unwrap().mean,
+            5.0 + 0.1 * words,
+            1.0,
+            0.05,
+        );
+        assert_close("token-to-token", point.t2t_ms.as_ref().unwrap().mean, 2.0, 0.3, 0.05);
+        assert_eq!(point.output_tokens.as_ref().unwrap().mean, 8.0);
+    }
+    for record in &report.requests {
+        // The first read brought the role-only chunk and the first token; the last, [DONE].
+        let tokens: Vec<u32> = record.responses.iter().map(|r| r.tokens).collect();
+        assert_eq!(tokens, [1, 1, 1, 1, 1, 1, 1, 1, 0], "{}", record.id);
+        assert_eq!(record.text().split_whitespace().count(), 8, "{}", record.id);
+    }
+    // The simulator's send times in each chunk come through: the way out, per token.
+    let delays = report.arrival_delays_ms();
+    assert_eq!(delays.len(), 18 * 8);
+    let (p50, max) = (shared::stats::percentile(&delays, 50.0), delays[delays.len() - 1]);
+    assert!((0.0..2.0).contains(&p50) && max < 50.0, "arrival delays: p50 {p50:.3} ms, max {max:.3} ms");
+}

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use shared::{RunStatus, SweepSpec};
+use shared::{RequestRecord, RunReport, RunStatus, SweepSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -222,6 +222,7 @@ async fn every_protocol_and_style_is_timed_against_the_schedule() {
                 sample.responses.iter().all(|r| r.tokens == 1),
                 "{what}: the server's total confirms one per event"
             );
+            exports_and_reads_back(what, &run);
         }
         // The same model over gRPC, for the arrival delays beside it.
         let grpc = sweep(base(&sims.grpc, "sim-vllm")).await;
@@ -299,4 +300,92 @@ async fn a_kept_connection_the_server_closed_is_replaced_and_the_request_goes_th
         assert_eq!(record.error, None, "{}", record.id);
         assert_eq!(record.output_tokens(), 2, "{}", record.id);
     }
+}
+
+/// Exports `run` as perf_analyzer's profile export of the OpenAI kind and reads it back: the
+/// same requests, with their texts, counts, errors and times.
+fn exports_and_reads_back(what: &str, run: &RunReport) -> serde_json::Value {
+    let export = server::export::profile_export(run).unwrap();
+    assert_eq!(export["service_kind"], "openai", "{what}");
+    let path = if run.spec.chat { "v1/chat/completions" } else { "v1/completions" };
+    assert_eq!(export["endpoint"], path, "{what}");
+    let back = server::import::profile_to_report(&export, "export.json").unwrap();
+    let (spec, again) = (&run.spec, &back.spec);
+    assert_eq!((again.speaks(), again.chat, &again.model), (spec.speaks(), spec.chat, &spec.model), "{what}");
+    assert_eq!(
+        (again.max_tokens, again.ignore_eos, &again.prompt_lengths),
+        (spec.max_tokens, spec.ignore_eos, &spec.prompt_lengths),
+        "{what}"
+    );
+    let mut sent: Vec<&RequestRecord> = run.requests.iter().filter(|r| !r.warmup).collect();
+    sent.sort_by_key(|r| r.send_ns);
+    assert_eq!(back.requests.len(), sent.len(), "{what}");
+    let responses = |r: &RequestRecord| {
+        r.responses.iter().map(|c| (c.at_ns - r.send_ns, c.tokens, c.text.to_string())).collect::<Vec<_>>()
+    };
+    for (record, read) in sent.into_iter().zip(&back.requests) {
+        let id = &record.id;
+        assert_eq!(read.error, record.error, "{what} {id}");
+        assert_eq!(
+            (read.token_source, read.num_input_tokens),
+            (record.token_source, record.num_input_tokens),
+            "{what} {id}"
+        );
+        // The answer's end is a response of its own, with no token, at the request's end.
+        let mut expected = responses(record);
+        expected.extend(record.final_ns.map(|end| (end - record.send_ns, 0, String::new())));
+        assert_eq!(responses(read), expected, "{what} {id}");
+        assert_eq!(
+            read.final_ns.map(|end| end - read.send_ns),
+            record.final_ns.map(|end| end - record.send_ns),
+            "{what} {id}"
+        );
+    }
+    for (point, again) in run.points.iter().zip(&back.points) {
+        assert_eq!(
+            (&again.ttft_ms, &again.t2t_ms, &again.output_tokens),
+            (&point.ttft_ms, &point.t2t_ms, &point.output_tokens),
+            "{what}"
+        );
+        assert_eq!((again.count, again.errors), (point.count, point.errors), "{what}");
+    }
+    export
+}
+
+#[tokio::test]
+async fn an_openai_run_exports_as_perf_analyzers_openai_kind_and_reads_back_the_same() {
+    let _serial = timing_lock().await;
+    // The server's usage confirms the events' count, is spread over them, an error comes
+    // mid-stream, and an answer stops before its [DONE].
+    let spread = "data: {\"choices\":[{\"index\":0,\"text\":\"a\"}]}\n\n\
+                  data: {\"choices\":[{\"index\":0,\"text\":\" bbb\"}]}\n\n\
+                  data: {\"choices\":[],\"usage\":{\"prompt_tokens\":16,\"completion_tokens\":5}}\n\n\
+                  data: [DONE]\n\n";
+    let scripts = vec![
+        Script::Events(GOOD),
+        Script::Events(spread),
+        Script::Events(
+            "data: {\"choices\":[{\"index\":0,\"text\":\"a\"}]}\n\n\
+             data: {\"error\":{\"message\":\"the engine died\",\"type\":\"InternalServerError\"}}\n\n",
+        ),
+        Script::Events("data: {\"choices\":[{\"index\":0,\"text\":\"a\"}]}\n\n"),
+    ];
+    let target = scripted(scripts.clone()).await;
+    let run = sweep(openai_spec(&target, scripts.len() as u32)).await;
+    assert_eq!(run.status, RunStatus::Completed, "{:?}", run.status);
+    let tokens: Vec<Vec<u32>> = run.requests.iter().map(|r| r.responses.iter().map(|c| c.tokens).collect()).collect();
+    assert_eq!(tokens, [vec![1, 1], vec![2, 3], vec![1], vec![1]], "the usage spread by text");
+    assert_eq!(run.requests.iter().filter(|r| r.error.is_some()).count(), 2);
+    let export = exports_and_reads_back("scripted", &run);
+    let request = &export["experiments"][0]["requests"][0];
+    let payload: serde_json::Value =
+        serde_json::from_str(request["request_inputs"]["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(payload["model"], "m");
+    assert_eq!((&payload["stream"], &payload["max_tokens"]), (&serde_json::json!(true), &serde_json::json!(2)));
+    assert_eq!(payload["stream_options"]["include_usage"], true, "the server gave usage, so it took the field");
+    let outputs = request["response_outputs"].as_array().unwrap();
+    assert_eq!(
+        outputs.last().unwrap()["response"].as_str().unwrap(),
+        "data: {\"usage\":{\"prompt_tokens\":16,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n"
+    );
 }

@@ -6,7 +6,6 @@
 //! watchdog once the process exits; `TOKENSCOPE_OPENAI=HOST:PORT` points the tests at a server
 //! that is already running instead (serving the model `tiny-llama`).
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
@@ -31,7 +30,7 @@ fn server() -> &'static str {
 
 /// Starts the server with a watchdog that stops it when this process exits.
 fn start_server() -> Result<String, String> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_path_buf();
+    let root = crate::support::repo_root();
     let output = Command::new(root.join("scripts/start-openai-server.sh"))
         .stdin(Stdio::null())
         .output()
@@ -47,22 +46,13 @@ fn start_server() -> Result<String, String> {
             String::from_utf8_lossy(&output.stderr),
         ));
     };
-    let watchdog = Command::new("setsid")
-        .args([
-            "bash",
-            "-c",
-            "while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; \"$2\"/scripts/stop-openai-server.sh \"$3\"",
-        ])
-        .args(["tokenscope-openai-watchdog", &std::process::id().to_string()])
-        .arg(&root)
-        .arg(&pid)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|err| format!("cannot spawn the watchdog that stops the test server (setsid): {err}"))?;
-    drop(watchdog);
-    eprintln!("real_openai: llama-cpp-python's server at {address} (pid {pid})");
+    let pid = std::ffi::OsString::from(pid);
+    crate::support::after_this_process(
+        "tokenscope-openai-watchdog",
+        "\"$1\"/scripts/stop-openai-server.sh \"$2\"",
+        &[root.as_os_str(), &pid],
+    )?;
+    eprintln!("real_openai: llama-cpp-python's server at {address} (pid {})", pid.to_string_lossy());
     Ok(format!("openai://{address}"))
 }
 

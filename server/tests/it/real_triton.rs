@@ -5,7 +5,6 @@
 //! server that is already running instead (and `TOKENSCOPE_TRITON_METRICS=HOST:PORT` at its
 //! metrics, when they are not on its host's port 8002).
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
@@ -13,7 +12,7 @@ use shared::stats::percentile;
 use shared::{InputStyle, RunStatus, SweepSpec, TokenCountSource};
 
 use crate::schedule::Schedule;
-use crate::support::{assert_close, spec, sweep, timing_attempts, timing_lock};
+use crate::support::{assert_close, repo_root, spec, sweep, timing_attempts, timing_lock};
 
 /// The gRPC target of the process-wide server, starting it on first use.
 ///
@@ -75,10 +74,6 @@ fn grpc_url(address: &str) -> String {
     if address.contains("://") { address.to_string() } else { format!("http://{address}") }
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the server crate sits in the workspace").to_path_buf()
-}
-
 /// Starts a server with a state directory of its own and a watchdog that stops it when this
 /// process exits (Rust tests have no global teardown).
 fn start_server() -> Result<Server, String> {
@@ -87,22 +82,11 @@ fn start_server() -> Result<Server, String> {
     let state = std::env::temp_dir().join(format!("tokenscope-triton-it-{pid}"));
     // The watchdog is up before the server, so even a test process killed during start-up
     // leaves no server behind (start-triton.sh writes triton.pid right after the launch).
-    let watchdog = Command::new("setsid")
-        .args([
-            "bash",
-            "-c",
-            "while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; \"$2\"/scripts/stop-triton.sh \"$3\"; rm -rf \"$3\"",
-        ])
-        .args(["tokenscope-triton-watchdog", &pid.to_string()])
-        .arg(&root)
-        .arg(&state)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|err| format!("cannot spawn the watchdog that stops the test Triton server (setsid): {err}"))?;
-    // Never waited for: it outlives this process by design, and init reaps it.
-    drop(watchdog);
+    crate::support::after_this_process(
+        "tokenscope-triton-watchdog",
+        "\"$1\"/scripts/stop-triton.sh \"$2\"; rm -rf \"$2\"",
+        &[root.as_os_str(), state.as_os_str()],
+    )?;
     let output = Command::new(root.join("scripts/start-triton.sh"))
         .arg(root.join("server/tests/triton_models"))
         .env("TRITON_STATE_DIR", &state)

@@ -46,6 +46,29 @@ pub async fn start_sim(config: SimConfig) -> SimServer {
 }
 
 /// A spec with small defaults for tests.
+/// The workspace's root, where `scripts/` is.
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the server crate sits in the workspace").into()
+}
+
+/// Runs `stop` (a bash command; `$1`, `$2`… are `args`) once this test process has exited,
+/// from a watchdog of its own session: Rust tests have no global teardown, and the servers
+/// the tests start must not outlive them.
+pub fn after_this_process(name: &str, stop: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
+    let script = format!("while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; shift; {stop}");
+    let watchdog = std::process::Command::new("setsid")
+        .args(["bash", "-c", &script, name, &std::process::id().to_string()])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|err| format!("cannot spawn the watchdog {name} that stops a test server (setsid): {err}"))?;
+    // Never waited for: it outlives this process by design, and init reaps it.
+    drop(watchdog);
+    Ok(())
+}
+
 pub fn spec(target: &str, model: &str) -> SweepSpec {
     SweepSpec {
         target: target.into(),

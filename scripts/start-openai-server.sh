@@ -10,6 +10,9 @@
 #     OPENAI_PID=PID          (stop it with scripts/stop-openai-server.sh PID)
 #   --install-only installs and writes the model, then exits.
 #
+# Requests in flight together wait their turn, as a serving deployment queues them (the
+# server's default cuts a stream short when another request comes in).
+#
 # Installs into ${TOKENSCOPE_TOOLS:-$HOME/.cache/tokenscope}/openai: a venv with
 # llama-cpp-python[server] and gguf, the model, and a stamp; when the stamp matches, a rerun
 # skips the install at once. The first install compiles llama.cpp (about 6 minutes on 2 cores).
@@ -70,6 +73,7 @@ port="$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.
 server_log="$(mktemp -t tokenscope-openai-XXXXXX.log)"
 setsid "$VENV/bin/python" -m llama_cpp.server --model "$MODEL" --model_alias "$MODEL_NAME" \
     --host 127.0.0.1 --port "$port" --n_ctx 4096 --n_threads 1 --verbose False \
+    --interrupt_requests False \
     </dev/null >"$server_log" 2>&1 &
 pid=$!
 

@@ -167,7 +167,7 @@ impl HttpCalls {
         let (wire, reply) = (self.wire.clone(), self.reply.clone());
         tokio::spawn(async move {
             let id = std::mem::take(&mut call.id);
-            let exchange = Exchange { map: &map, id: &id, reply: &reply, usage: Usage::default() };
+            let exchange = Exchange { map: &map, id: &id, reply: &reply, usage: Usage::default(), finished: false };
             // Past the request timeout the sweep has given up on the request; dropping the
             // connection ends it on the server.
             tokio::select! {
@@ -186,6 +186,8 @@ struct Exchange<'a> {
     reply: &'a UnaryReply,
     /// The server's counts so far.
     usage: Usage,
+    /// Whether a chunk has said why the server stopped generating.
+    finished: bool,
 }
 
 /// What reading an event leads to.
@@ -278,10 +280,13 @@ impl Exchange<'_> {
             self.usage.prompt_tokens = usage.prompt_tokens.or(self.usage.prompt_tokens);
             self.usage.completion_tokens = usage.completion_tokens.or(self.usage.completion_tokens);
         }
+        self.finished |= chunk.finish_reason.is_some();
         let (text, tokens) = match chunk.piece {
             Piece::Nothing => return Next::Read,
+            // An OpenAI answer says why it stopped before its end; one that does not was cut
+            // short, its tokens fewer than the server would have sent.
             Piece::Done => {
-                self.end(None, now);
+                self.end((!self.finished).then(openai::cut_short), now);
                 return Next::Over;
             }
             Piece::Error(why) => {

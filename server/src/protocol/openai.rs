@@ -15,6 +15,15 @@ pub fn ended_early() -> String {
     format!("the server ended the answer without its closing \"data: {DONE}\"")
 }
 
+/// Why an answer that reached its `[DONE]` with no chunk saying why generation stopped
+/// failed.
+pub fn cut_short() -> String {
+    "the server ended the answer without saying why it stopped generating (no chunk had a \
+     finish_reason), so it was cut short; llama-cpp-python's server, for one, cuts a stream short \
+     when another request comes in unless it was started with --interrupt_requests False"
+        .into()
+}
+
 /// The path of a completions request, from the server's base address.
 pub fn path(chat: bool) -> &'static str {
     if chat { "/v1/chat/completions" } else { "/v1/completions" }

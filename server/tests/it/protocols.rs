@@ -109,7 +109,7 @@ fn openai_spec(target: &str, requests: u32) -> SweepSpec {
 #[tokio::test]
 async fn malformed_streams_fail_their_request_with_a_clear_error_and_the_run_goes_on() {
     let _serial = timing_lock().await;
-    let cases: [(Script, &str); 6] = [
+    let cases: [(Script, &str); 7] = [
         (Script::Events(GOOD), ""),
         (
             Script::Events("data: {\"choices\":[{\"index\":0,\"text\":\"a\"}]}\n\ndata: {\"choices\":[{\"ind"),
@@ -125,6 +125,9 @@ async fn malformed_streams_fail_their_request_with_a_clear_error_and_the_run_goe
             "InternalServerError: the engine died",
         ),
         (Script::ClosedEarly("data: {\"choices\":[{\"index\":0,\"text\":\"a\"}]}\n\n"), "the connection broke"),
+        // What llama-cpp-python's server sends when another request interrupts a stream: its
+        // end, with no finish reason.
+        (Script::Events("data: {\"choices\":[{\"index\":0,\"text\":\"a\"}]}\n\ndata: [DONE]\n\n"), "cut short"),
     ];
     let target = scripted(cases.iter().map(|(script, _)| *script).collect()).await;
     let run = sweep(openai_spec(&target, cases.len() as u32)).await;
@@ -358,7 +361,7 @@ async fn an_openai_run_exports_as_perf_analyzers_openai_kind_and_reads_back_the_
     // The server's usage confirms the events' count, is spread over them, an error comes
     // mid-stream, and an answer stops before its [DONE].
     let spread = "data: {\"choices\":[{\"index\":0,\"text\":\"a\"}]}\n\n\
-                  data: {\"choices\":[{\"index\":0,\"text\":\" bbb\"}]}\n\n\
+                  data: {\"choices\":[{\"index\":0,\"text\":\" bbb\",\"finish_reason\":\"stop\"}]}\n\n\
                   data: {\"choices\":[],\"usage\":{\"prompt_tokens\":16,\"completion_tokens\":5}}\n\n\
                   data: [DONE]\n\n";
     let scripts = vec![

@@ -69,6 +69,9 @@ async fn completions_and_chat_stream_every_token_from_a_real_server() {
             ignore_eos: true,
             requests: 3,
             warmup: 1,
+            // Two at once: the server queues the second (it is started not to cut the first
+            // short), and every answer still says why it stopped.
+            concurrency: if chat { 2 } else { 1 },
             ..spec(target, MODEL)
         })
         .await;

@@ -415,7 +415,7 @@ fn record(r: RawRequest, point: u32, seq: u32, base: i64, streaming: bool, arena
     }
     responses.keep_in(arena);
     let last = responses.last().map(|c| c.at_ns);
-    RequestRecord {
+    let mut record = RequestRecord {
         point,
         seq,
         warmup: false,
@@ -429,7 +429,9 @@ fn record(r: RawRequest, point: u32, seq: u32, base: i64, streaming: bool, arena
         final_ns: last,
         token_source,
         error: r.error,
-    }
+    };
+    record.fail_without_token();
+    record
 }
 
 #[cfg(test)]

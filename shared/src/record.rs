@@ -399,6 +399,18 @@ impl RequestRecord {
         self.intended_ns.map(|intended| self.send_ns.saturating_sub(intended))
     }
 
+    /// Why a request that ended without an error and without a token counts as failed: the
+    /// statistics leave it out with the errors, and it says why in the same place.
+    pub const NO_TOKEN: &'static str = "the server ended the request without a single output token (a model that stops \
+         at once does this; ask for ignore_eos to have it generate)";
+
+    /// Marks a request that ended with no error and no token as failed, with [`Self::NO_TOKEN`].
+    pub fn fail_without_token(&mut self) {
+        if self.error.is_none() && self.token_responses().next().is_none() {
+            self.error = Some(Self::NO_TOKEN.into());
+        }
+    }
+
     /// The responses that carry at least one output token (`c_1 .. c_k` in the definitions).
     pub fn token_responses(&self) -> impl Iterator<Item = ResponseRecord<'_>> {
         self.responses.iter().filter(|r| r.tokens > 0)
@@ -418,6 +430,41 @@ impl RequestRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_that_ends_without_a_token_says_why() {
+        let mut record = RequestRecord {
+            point: 0,
+            seq: 0,
+            warmup: false,
+            id: "0-0".into(),
+            prompt_words: 4,
+            num_input_tokens: None,
+            send_ns: 0,
+            intended_ns: None,
+            server_recv_unix_ns: None,
+            responses: [ResponseRecord { at_ns: 5, tokens: 0, text: "", server_send_unix_ns: None }]
+                .into_iter()
+                .collect(),
+            final_ns: Some(5),
+            token_source: TokenCountSource::Responses,
+            error: None,
+        };
+        record.fail_without_token();
+        assert_eq!(record.error.as_deref(), Some(RequestRecord::NO_TOKEN));
+        let mut failed = RequestRecord { error: Some("refused".into()), ..record.clone() };
+        failed.fail_without_token();
+        assert_eq!(failed.error.as_deref(), Some("refused"), "an error of its own stands");
+        let mut answered = RequestRecord {
+            responses: [ResponseRecord { at_ns: 5, tokens: 1, text: "a", server_send_unix_ns: None }]
+                .into_iter()
+                .collect(),
+            error: None,
+            ..record
+        };
+        answered.fail_without_token();
+        assert_eq!(answered.error, None);
+    }
 
     fn three() -> Responses {
         vec![

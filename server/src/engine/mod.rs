@@ -368,7 +368,7 @@ impl InFlight {
     }
 
     fn finish(self, id: String, final_ns: Option<u64>) -> RequestRecord {
-        RequestRecord {
+        let mut record = RequestRecord {
             point: self.point,
             seq: self.seq,
             warmup: self.warmup,
@@ -388,7 +388,9 @@ impl InFlight {
                 TokenCountSource::Responses
             },
             error: self.error,
-        }
+        };
+        record.fail_without_token();
+        record
     }
 }
 

@@ -109,7 +109,7 @@ fn openai_spec(target: &str, requests: u32) -> SweepSpec {
 #[tokio::test]
 async fn malformed_streams_fail_their_request_with_a_clear_error_and_the_run_goes_on() {
     let _serial = timing_lock().await;
-    let cases: [(Script, &str); 7] = [
+    let cases: [(Script, &str); 8] = [
         (Script::Events(GOOD), ""),
         (
             Script::Events("data: {\"choices\":[{\"index\":0,\"text\":\"a\"}]}\n\ndata: {\"choices\":[{\"ind"),
@@ -128,6 +128,13 @@ async fn malformed_streams_fail_their_request_with_a_clear_error_and_the_run_goe
         // What llama-cpp-python's server sends when another request interrupts a stream: its
         // end, with no finish reason.
         (Script::Events("data: {\"choices\":[{\"index\":0,\"text\":\"a\"}]}\n\ndata: [DONE]\n\n"), "cut short"),
+        // A model that stopped at once: an answer, but no token to time.
+        (
+            Script::Events(
+                "data: {\"choices\":[{\"index\":0,\"text\":\"\",\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n",
+            ),
+            "without a single output token",
+        ),
     ];
     let target = scripted(cases.iter().map(|(script, _)| *script).collect()).await;
     let run = sweep(openai_spec(&target, cases.len() as u32)).await;

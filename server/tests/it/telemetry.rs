@@ -74,10 +74,22 @@ async fn a_run_reads_the_simulators_metrics_and_they_count_what_it_sent() {
     let depth = crowded.queue_depth.unwrap();
     assert!(depth > 1.0 && depth <= 3.0, "three of four wait for the one slot: {crowded:?}");
     assert!(crowded.gpu_simulated && crowded.gpu_utilization.unwrap() > 0.8, "{crowded:?}");
-    // The counter's rate is requests per second: one slot, 5 + 9 × 5 ms a request.
+    // The counter's rate is requests per second: one slot, 5 + 9 × 5 ms a request, so at most
+    // 20 a second. Taken over every scrape that saw requests end (from the one before the
+    // first) rather than the busiest 50 ms, where one late scrape would double it.
     let number = telemetry.series.iter().position(|s| s.head.name == "nv_inference_request_success").unwrap();
-    let busiest = telemetry.rate(number as u32).into_iter().filter_map(|(_, r)| r).fold(0.0, f64::max);
-    assert!(busiest > 5.0 && busiest < 40.0, "{busiest} requests/s");
+    let samples: Vec<(u64, f64)> =
+        telemetry.samples(number as u32).into_iter().filter_map(|(at, v)| Some((at, v?))).collect();
+    let changed: Vec<usize> = (1..samples.len()).filter(|&i| samples[i].1 > samples[i - 1].1).collect();
+    let (from, to) = (changed[0] - 1, changed[changed.len() - 1]);
+    let ended = samples[to].1 - samples[from].1;
+    let span_s = (samples[to].0 - samples[from].0) as f64 / 1e6;
+    let rate = ended / span_s;
+    eprintln!("telemetry: {ended} requests ended in {span_s:.3} s by the server's counter, {rate:.1} a second");
+    // The slot ends one request every 50 ms at most: the first and the last end (ended - 1)
+    // × 50 ms apart or more.
+    let most = ended / ((ended - 1.0) * 0.050);
+    assert!(rate > 10.0 && rate <= most * 1.001, "{ended} requests ended in {span_s:.3} s: {rate:.1} a second");
 }
 
 /// What a misbehaving metrics endpoint does.

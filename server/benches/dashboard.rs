@@ -43,6 +43,7 @@ async fn main() {
     let config = DashboardConfig {
         default_target: target.clone(),
         simulator: Some(target.clone()),
+        simulator_protocols: Vec::new(),
         simulator_metrics: None,
         data_dir: data.path().into(),
         access: server::dashboard::access::Access::open(),

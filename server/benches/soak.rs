@@ -142,6 +142,7 @@ async fn main() -> ExitCode {
     let config = DashboardConfig {
         default_target: target.clone(),
         simulator: Some(target.clone()),
+        simulator_protocols: Vec::new(),
         simulator_metrics: None,
         data_dir: data.path().into(),
         access: dashboard::access::Access::open(),

@@ -472,9 +472,10 @@ pub struct StartAccess {
 }
 
 impl AccessArgs {
-    /// The access rules for a dashboard on `listen` whose form starts at `default_target`, or
-    /// why it must not start so.
-    pub fn access(&self, listen: &SocketAddr, default_target: &str) -> Result<StartAccess, String> {
+    /// The access rules for a dashboard on `listen`, or why it must not start so. Without
+    /// `--allow-target`, it may measure `default_targets`: the target its form starts at, and
+    /// the built-in simulator's other protocols.
+    pub fn access(&self, listen: &SocketAddr, default_targets: &[String]) -> Result<StartAccess, String> {
         let read = |path: &PathBuf, what: &str| {
             std::fs::read_to_string(path)
                 .map_err(|err| format!("the {what} file {} cannot be read: {err}", path.display()))
@@ -565,7 +566,7 @@ impl AccessArgs {
         };
         let mut patterns = self.allowed_targets.clone();
         if patterns.is_empty() {
-            patterns.push(default_target.to_string());
+            patterns.extend(default_targets.iter().cloned());
         }
         let targets = if patterns.iter().any(|p| p.trim() == "*:*" || p.trim() == "*") {
             Vec::new()
@@ -743,7 +744,7 @@ mod tests {
         let mut all = vec!["serve"];
         all.extend_from_slice(args);
         let Command::Serve(serve) = parse(&all).command else { panic!("the dashboard") };
-        serve.access.access(&listen.parse().unwrap(), "http://127.0.0.1:8001")
+        serve.access.access(&listen.parse().unwrap(), &["http://127.0.0.1:8001".into()])
     }
 
     #[test]

@@ -44,7 +44,7 @@ fn interrupt_token() -> CancellationToken {
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Access rules that cannot work are refused before anything listens.
     let placeholder = args.target.clone().unwrap_or_else(|| "http://127.0.0.1:8001".into());
-    args.access.access(&args.listen, &placeholder).map_err(anyhow::Error::msg)?;
+    args.access.access(&args.listen, &[placeholder]).map_err(anyhow::Error::msg)?;
     let tokenizer_dirs = args.tokenizer_dirs().map_err(anyhow::Error::msg)?;
     args.tls.apply()?;
     let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| {
@@ -55,25 +55,35 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     })?;
     let shutdown = interrupt_token();
     let data_dir = args.data_dir();
-    let (default_target, simulator, simulator_metrics) = match args.target {
-        Some(target) => (target, None, None),
+    let (default_target, simulator, simulator_protocols, simulator_metrics) = match args.target {
+        Some(target) => (target, None, Vec::new(), None),
         None => {
-            let (addr, metrics, sim_shutdown) = sim::spawn_with_metrics(args.sim).await?;
+            let (addr, [metrics, http, openai], sim_shutdown) = sim::spawn_everything(args.sim).await?;
             let stop_sim = shutdown.clone();
             tokio::spawn(async move {
                 stop_sim.cancelled().await;
                 sim_shutdown.cancel();
             });
             let target = format!("http://{addr}");
-            tracing::info!(target = %target, "no --target given: a simulated Triton runs in this process; its numbers measure the simulator, not a model");
-            (target.clone(), Some(target), Some(format!("http://{metrics}/metrics")))
+            let others = vec![format!("triton-http://{http}"), format!("openai://{openai}")];
+            tracing::info!(target = %target, http = %others[0], openai = %others[1], "no --target given: a simulated Triton runs in this process; its numbers measure the simulator, not a model");
+            (target.clone(), Some(target), others, Some(format!("http://{metrics}/metrics")))
         }
     };
-    let start = args.access.access(&args.listen, &default_target).map_err(anyhow::Error::msg)?;
+    let measurable: Vec<String> = std::iter::once(default_target.clone()).chain(simulator_protocols.clone()).collect();
+    let start = args.access.access(&args.listen, &measurable).map_err(anyhow::Error::msg)?;
     let access = start.access;
     let retention = Retention { keep_runs: args.keep_runs, keep_days: args.keep_days };
     let limits = Limits { retention, ..Limits::default() };
-    let config = DashboardConfig { default_target, simulator, simulator_metrics, data_dir, access, tokenizer_dirs };
+    let config = DashboardConfig {
+        default_target,
+        simulator,
+        simulator_protocols,
+        simulator_metrics,
+        data_dir,
+        access,
+        tokenizer_dirs,
+    };
     let state = AppState::open_with(config, limits, shutdown.clone()).await.map_err(store_error)?;
     let url = format!("http://{}/", listener.local_addr()?);
     if let Some(token) = &start.generated {

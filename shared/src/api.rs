@@ -155,6 +155,9 @@ pub struct TargetModels {
     pub protocol: crate::protocol::Protocol,
     /// The target is the built-in simulated Triton.
     pub simulated: bool,
+    /// The built-in simulator's addresses in its other protocols, when the target is it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub simulator_elsewhere: Vec<String>,
     pub models: Vec<ModelChoice>,
 }
 

@@ -537,9 +537,23 @@ fn ServerFieldset(
         {select_of(fields, "input-style", "Input style", &InputStyle::ALL, InputStyle::name, |f| f.input_style, |f, v| f.input_style = v)}
         {move || models.get().map(|result| match result {
             Err(err) => view! { <ErrorBox error=err/> }.into_any(),
-            Ok(list) if list.simulated => view! {
-                <p class="note">"This is tokenscope's built-in simulated Triton: its numbers measure the simulator, not a model."</p>
-            }.into_any(),
+            Ok(list) if list.simulated => {
+                // The same simulator over its other protocols, to compare them out of the box.
+                let elsewhere = (!list.simulator_elsewhere.is_empty()).then(|| {
+                    let addresses = list.simulator_elsewhere.iter().enumerate().map(|(i, address)| {
+                        let glue = if i == 0 { "" } else { " and " };
+                        view! { {glue}<code>{address.clone()}</code> }
+                    }).collect_view();
+                    view! {
+                        <span id="simulator-elsewhere">" It also answers at " {addresses}
+                            ": give one as the server address to measure that protocol."</span>
+                    }
+                });
+                view! {
+                    <p class="note">"This is tokenscope's built-in simulated Triton: its numbers measure the simulator, not a model."
+                        {elsewhere}</p>
+                }.into_any()
+            }
             Ok(_) => ().into_any(),
         })}
     </fieldset>

@@ -261,6 +261,7 @@ pub async fn target_models(
     };
     Ok(Json(TargetModels {
         simulated: state.is_simulator(&target),
+        simulator_elsewhere: state.simulator_elsewhere(&target),
         target: normalize_target(&target),
         protocol: endpoint.protocol,
         models,

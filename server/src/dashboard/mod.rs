@@ -36,6 +36,8 @@ pub struct DashboardConfig {
     pub default_target: String,
     /// The address of the built-in simulated Triton, when one runs.
     pub simulator: Option<String>,
+    /// The same simulator's addresses in the other protocols it serves (Triton HTTP, OpenAI).
+    pub simulator_protocols: Vec<String>,
     /// Where the built-in simulated Triton serves its Prometheus metrics.
     pub simulator_metrics: Option<String>,
     /// The folder that keeps the runs.
@@ -125,6 +127,7 @@ impl AppState {
         let config = DashboardConfig {
             default_target: normalize_target(&config.default_target),
             simulator: config.simulator.map(|s| normalize_target(&s)),
+            simulator_protocols: config.simulator_protocols.iter().map(|s| normalize_target(s)).collect(),
             simulator_metrics: config.simulator_metrics,
             data_dir: config.data_dir,
             access: config.access,
@@ -177,9 +180,21 @@ impl AppState {
         &self.inner.tokenizers
     }
 
-    /// Whether a target is the built-in simulator.
+    /// Whether a target is the built-in simulator, in any protocol it serves.
     pub fn is_simulator(&self, target: &str) -> bool {
-        self.inner.config.simulator.as_deref() == Some(normalize_target(target).as_str())
+        let target = normalize_target(target);
+        let config = &self.inner.config;
+        config.simulator.as_deref() == Some(target.as_str()) || config.simulator_protocols.contains(&target)
+    }
+
+    /// The built-in simulator's addresses besides `target`, when `target` is one of them.
+    pub fn simulator_elsewhere(&self, target: &str) -> Vec<String> {
+        if !self.is_simulator(target) {
+            return Vec::new();
+        }
+        let target = normalize_target(target);
+        let config = &self.inner.config;
+        config.simulator.iter().chain(&config.simulator_protocols).filter(|t| **t != target).cloned().collect()
     }
 
     /// Where a run on `target` reads the server's metrics by default: the built-in

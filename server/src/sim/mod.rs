@@ -247,6 +247,15 @@ pub async fn spawn_protocols(
     ))
 }
 
+/// [`spawn`] with every listener: Triton's Prometheus metrics, Triton's HTTP protocol and
+/// OpenAI-compatible completions, as the dashboard's built-in simulator serves them; returns
+/// the gRPC address, then the metrics, HTTP and OpenAI ones. The token stops them all.
+pub async fn spawn_everything(config: SimConfig) -> std::io::Result<(SocketAddr, [SocketAddr; 3], CancellationToken)> {
+    let (addr, [metrics, http, openai], shutdown) = spawn_all(config, None, [true; 3]).await?;
+    let every = [metrics, http, openai].map(|a| a.expect("every listener was asked for"));
+    Ok((addr, every, shutdown))
+}
+
 /// Starts the simulator on loopback ports, with the metrics, HTTP and OpenAI listeners
 /// `wanted` says; returns the gRPC address and those of the others.
 async fn spawn_all(

@@ -134,6 +134,26 @@ async fn serve_runs_the_dashboard_with_a_built_in_simulator() {
     assert_eq!(info["default_is_simulated"], true, "{info}");
     let models: Value = reqwest::get(format!("{url}api/targets/models")).await.unwrap().json().await.unwrap();
     assert!(models["models"].as_array().unwrap().iter().any(|m| m["name"] == "sim-vllm"), "{models}");
+    // The same simulator speaks Triton HTTP and OpenAI, each measurable as it comes.
+    let elsewhere: Vec<String> = serde_json::from_value(models["simulator_elsewhere"].clone()).unwrap();
+    assert_eq!(elsewhere.len(), 2, "{models}");
+    assert!(elsewhere[0].starts_with("triton-http://127.0.0.1:") && elsewhere[1].starts_with("openai://127.0.0.1:"));
+    let client = reqwest::Client::new();
+    for target in &elsewhere {
+        let listed: Value = client
+            .get(format!("{url}api/targets/models"))
+            .query(&[("target", target)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(listed["simulated"], true, "{listed}");
+        assert!(listed["models"].as_array().unwrap().iter().any(|m| m["name"] == "sim-vllm"), "{listed}");
+        let others = listed["simulator_elsewhere"].as_array().unwrap();
+        assert!(others.len() == 2 && !others.iter().any(|o| o == target.as_str()), "{listed}");
+    }
     let page = reqwest::get(format!("{url}runs/some-run")).await.unwrap();
     let status = page.status().as_u16();
     let body = page.text().await.unwrap();

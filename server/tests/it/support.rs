@@ -251,6 +251,7 @@ async fn serve_with(
     let config = DashboardConfig {
         default_target: sim.target.clone(),
         simulator: Some(sim.target.clone()),
+        simulator_protocols: Vec::new(),
         simulator_metrics: sim.metrics.clone(),
         data_dir: data.path().to_path_buf(),
         access,

@@ -407,8 +407,9 @@ fn record(r: RawRequest, point: u32, seq: u32, base: i64, streaming: bool, arena
         responses.push(ResponseRecord { at_ns: offset(at), tokens, text, server_send_unix_ns: sent });
     }
     let mut token_source = if streaming { TokenCountSource::Responses } else { TokenCountSource::Words };
-    // The server's total, as the engine takes it.
-    match r.usage.and_then(|u| u.completion_tokens).map(|total| fit_total(&responses, total)) {
+    // The server's total, as the engine takes it: for an answer that did not fail.
+    let total = r.usage.filter(|_| r.error.is_none()).and_then(|u| u.completion_tokens);
+    match total.map(|total| fit_total(&responses, total)) {
         Some(Fit::Confirms) => token_source = TokenCountSource::Server,
         Some(Fit::Spread(counted)) => (responses, token_source) = (counted, TokenCountSource::Server),
         Some(Fit::Unusable) | None => {}

@@ -235,13 +235,14 @@ impl Serialize for RequestWriter<'_> {
         // own at the request's end, as perf_analyzer lists it, or else goes with the last
         // response.
         let end_apart = export.openai.and(r.final_ns);
-        let end_after = (export.openai.is_some() && end_apart.is_none()).then(|| r.responses.len().checked_sub(1));
+        let end_after =
+            if export.openai.is_some() && end_apart.is_none() { r.responses.len().checked_sub(1) } else { None };
         let responses = move || {
             r.responses.iter().enumerate().map(move |(i, c)| Outputs {
                 export,
                 request: r,
                 response: Some(c),
-                end: end_after == Some(Some(i)),
+                end: end_after == Some(i),
             })
         };
         let end = end_apart.map(|_| Outputs { export, request: r, response: None, end: true });

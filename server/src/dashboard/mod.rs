@@ -180,21 +180,25 @@ impl AppState {
         &self.inner.tokenizers
     }
 
+    /// The built-in simulator's addresses, one per protocol it serves; none without it.
+    fn simulator_targets(&self) -> impl Iterator<Item = &String> {
+        let config = &self.inner.config;
+        config.simulator.iter().chain(&config.simulator_protocols)
+    }
+
     /// Whether a target is the built-in simulator, in any protocol it serves.
     pub fn is_simulator(&self, target: &str) -> bool {
         let target = normalize_target(target);
-        let config = &self.inner.config;
-        config.simulator.as_deref() == Some(target.as_str()) || config.simulator_protocols.contains(&target)
+        self.simulator_targets().any(|t| *t == target)
     }
 
     /// The built-in simulator's addresses besides `target`, when `target` is one of them.
     pub fn simulator_elsewhere(&self, target: &str) -> Vec<String> {
-        if !self.is_simulator(target) {
+        let target = normalize_target(target);
+        if !self.simulator_targets().any(|t| *t == target) {
             return Vec::new();
         }
-        let target = normalize_target(target);
-        let config = &self.inner.config;
-        config.simulator.iter().chain(&config.simulator_protocols).filter(|t| **t != target).cloned().collect()
+        self.simulator_targets().filter(|t| **t != target).cloned().collect()
     }
 
     /// Where a run on `target` reads the server's metrics by default: the built-in

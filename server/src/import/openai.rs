@@ -114,9 +114,9 @@ pub struct Answer {
     /// The events of a streamed answer; `None` for a whole one.
     events: Option<SseDecoder>,
     /// The server's counts, as the last chunk that had them says.
-    pub usage: Option<Usage>,
+    usage: Option<Usage>,
     /// The first error the answer reported, or why it cannot be read.
-    pub error: Option<String>,
+    error: Option<String>,
     done: bool,
     outputs: usize,
 }

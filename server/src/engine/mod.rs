@@ -256,7 +256,11 @@ pub async fn run_sweep_with<O: Observer + 'static>(
         .spawn(move || {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let scheduling = raise_priority(spec.normal_priority);
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                // Wake-ups from other threads (the pacing thread's due requests) are taken before
+                // the next ready task, not after up to 31 of them: a due request waits for at
+                // most the task being polled.
+                let runtime =
+                    tokio::runtime::Builder::new_current_thread().enable_all().global_queue_interval(1).build()?;
                 let (cpu, started) = (thread_cpu(), std::time::Instant::now());
                 let (mut report, waits, pacing) =
                     runtime.block_on(run_sweep_on(clock, spec, prompts, &mut observer, cancel));

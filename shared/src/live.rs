@@ -13,11 +13,12 @@ use crate::report::{EngineReport, ModelInfo, RunReport, RunStatus};
 use crate::spec::{LoadLevel, MAX_REQUESTS, SweepSpec};
 use crate::stats::PointStats;
 use crate::stats::RequestMetrics;
-use crate::telemetry::{Telemetry, TelemetryUpdate};
+use crate::telemetry::{Scrape, SeriesHead, Telemetry, TelemetryUpdate};
 
-/// One entry of a run's event log, sent as one JSON text message.
+/// One entry of a run's event log, sent as one JSON text message: an object whose `type`
+/// names the variant, beside the variant's fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", try_from = "EventFields")]
 pub enum RunEvent {
     /// Always the first event.
     Started {
@@ -53,6 +54,96 @@ pub enum RunEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         engine: Option<EngineReport>,
     },
+}
+
+/// A [`RunEvent`] as read: every variant's fields side by side, `type` choosing which make
+/// the event. Read so, in any order of its keys, an event's fields are decoded once, where
+/// serde's reading of a tagged enum first copies them into a buffer of its own and then
+/// decodes every type inside the event a second time from it: twice the code in the page.
+#[derive(Deserialize)]
+struct EventFields {
+    #[serde(rename = "type")]
+    kind: EventKind,
+    id: Option<String>,
+    spec: Option<Box<SweepSpec>>,
+    started_unix_ns: Option<i64>,
+    simulated: Option<bool>,
+    model: Option<ModelInfo>,
+    point: Option<u32>,
+    prompt_length: Option<u32>,
+    load: Option<LoadLevel>,
+    t0: Option<u64>,
+    #[serde(default)]
+    sent: Vec<u64>,
+    #[serde(default)]
+    tok: Vec<u64>,
+    #[serde(default)]
+    done: Vec<RequestDone>,
+    stats: Option<Box<PointStats>>,
+    scrape: Option<Scrape>,
+    #[serde(default)]
+    new_series: Vec<SeriesHead>,
+    #[serde(default)]
+    values: Vec<(u32, Option<f64>)>,
+    #[serde(default)]
+    dropped_series: u32,
+    error: Option<String>,
+    status: Option<RunStatus>,
+    engine: Option<EngineReport>,
+}
+
+/// The variants of [`RunEvent`], as `type` names them.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum EventKind {
+    Started,
+    Prepared,
+    PointStarted,
+    Batch,
+    PointDone,
+    Telemetry,
+    NotSaved,
+    Finished,
+}
+
+/// A field the event's variant needs, or the error serde gives for one that is missing.
+fn needed<T>(field: Option<T>, name: &str) -> Result<T, String> {
+    field.ok_or_else(|| format!("missing field `{name}`"))
+}
+
+impl TryFrom<EventFields> for RunEvent {
+    type Error = String;
+
+    fn try_from(f: EventFields) -> Result<Self, String> {
+        Ok(match f.kind {
+            EventKind::Started => RunEvent::Started {
+                id: needed(f.id, "id")?,
+                spec: needed(f.spec, "spec")?,
+                started_unix_ns: needed(f.started_unix_ns, "started_unix_ns")?,
+                simulated: needed(f.simulated, "simulated")?,
+            },
+            EventKind::Prepared => RunEvent::Prepared { model: needed(f.model, "model")? },
+            EventKind::PointStarted => RunEvent::PointStarted {
+                point: needed(f.point, "point")?,
+                prompt_length: needed(f.prompt_length, "prompt_length")?,
+                load: f.load,
+            },
+            EventKind::Batch => {
+                RunEvent::Batch(Batch { t0: needed(f.t0, "t0")?, sent: f.sent, tok: f.tok, done: f.done })
+            }
+            EventKind::PointDone => {
+                RunEvent::PointDone { point: needed(f.point, "point")?, stats: needed(f.stats, "stats")? }
+            }
+            EventKind::Telemetry => RunEvent::Telemetry(TelemetryUpdate {
+                scrape: f.scrape,
+                new_series: f.new_series,
+                values: f.values,
+                dropped_series: f.dropped_series,
+            }),
+            EventKind::NotSaved => RunEvent::NotSaved { error: needed(f.error, "error")? },
+            EventKind::Finished => RunEvent::Finished { status: needed(f.status, "status")?, engine: f.engine },
+        })
+    }
 }
 
 /// Requests sent, tokens received and requests finished during one batching interval.
@@ -527,5 +618,74 @@ mod tests {
         let event = RunEvent::Finished { status: RunStatus::Failed { error: "gone".into() }, engine: None };
         let json = serde_json::to_string(&event).unwrap();
         assert_eq!(serde_json::from_str::<RunEvent>(&json).unwrap(), event);
+    }
+
+    #[test]
+    fn every_kind_of_event_reads_back_as_written() {
+        let mut report = report_of(SweepSpec { concurrencies: vec![1, 2], warmup: 0, requests: 2, ..spec() });
+        report.model = Some(ModelInfo {
+            name: "m".into(),
+            version: Some("1".into()),
+            input_style: crate::spec::InputStyle::Vllm,
+            decoupled: true,
+            batched: false,
+            inputs: vec!["text_input: BYTES [1]".into()],
+            outputs: vec!["text_output: BYTES [-1]".into()],
+        });
+        let mut events = events_from_report("r", &report, true);
+        let head = crate::telemetry::SeriesHead {
+            name: "nv_inference_count".into(),
+            family: "nv_inference_count".into(),
+            kind: crate::telemetry::MetricKind::Counter,
+            labels: vec![("model".into(), "m".into())],
+        };
+        events.push(RunEvent::Telemetry(TelemetryUpdate {
+            scrape: Some(Scrape { at_us: 5, took_us: 1500, error: None }),
+            new_series: vec![head],
+            values: vec![(0, Some(3.0)), (1, None)],
+            dropped_series: 2,
+        }));
+        events.push(RunEvent::Telemetry(TelemetryUpdate::default()));
+        events.push(RunEvent::NotSaved { error: "the disk is full".into() });
+        let kinds: std::collections::HashSet<&str> = events.iter().map(|e| kind_of(e)).collect();
+        assert_eq!(kinds.len(), 8, "every variant is tried: {kinds:?}");
+        for event in events {
+            let json = serde_json::to_string(&event).unwrap();
+            assert_eq!(serde_json::from_str::<RunEvent>(&json).unwrap(), event, "{json}");
+        }
+    }
+
+    fn kind_of(event: &RunEvent) -> &'static str {
+        match event {
+            RunEvent::Started { .. } => "started",
+            RunEvent::Prepared { .. } => "prepared",
+            RunEvent::PointStarted { .. } => "point_started",
+            RunEvent::Batch(_) => "batch",
+            RunEvent::PointDone { .. } => "point_done",
+            RunEvent::Telemetry(_) => "telemetry",
+            RunEvent::NotSaved { .. } => "not_saved",
+            RunEvent::Finished { .. } => "finished",
+        }
+    }
+
+    #[test]
+    fn an_event_reads_in_any_order_of_its_keys_and_says_what_it_lacks() {
+        let read = |json: &str| serde_json::from_str::<RunEvent>(json).map_err(|e| e.to_string());
+        assert_eq!(
+            read(r#"{"point": 3, "prompt_length": 16, "type": "point_started"}"#).unwrap(),
+            RunEvent::PointStarted { point: 3, prompt_length: 16, load: None }
+        );
+        assert_eq!(
+            read(r#"{"status": {"error": "gone", "state": "failed"}, "type": "finished"}"#).unwrap(),
+            RunEvent::Finished { status: RunStatus::Failed { error: "gone".into() }, engine: None }
+        );
+        let missing = read(r#"{"type": "point_started", "point": 3}"#).unwrap_err();
+        assert!(missing.contains("missing field `prompt_length`"), "{missing}");
+        let unknown = read(r#"{"type": "restarted"}"#).unwrap_err();
+        assert!(unknown.contains("unknown variant `restarted`"), "{unknown}");
+        let untyped = read(r#"{"point": 3}"#).unwrap_err();
+        assert!(untyped.contains("missing field `type`"), "{untyped}");
+        let failed = serde_json::from_str::<RunStatus>(r#"{"state": "failed"}"#).unwrap_err().to_string();
+        assert!(failed.contains("missing field `error`"), "{failed}");
     }
 }

@@ -30,7 +30,7 @@ pub struct ModelInfo {
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[serde(tag = "state", rename_all = "snake_case", try_from = "StatusFields")]
 pub enum RunStatus {
     Running,
     Completed,
@@ -42,6 +42,38 @@ pub enum RunStatus {
     /// The dashboard stopped (it was killed or its machine went down) before the run ended;
     /// everything finished before is kept.
     Interrupted,
+}
+
+/// A [`RunStatus`] as read: `state` and the failure's `error`, in either order, decoded
+/// once (see `live::EventFields` for why not as serde reads a tagged enum).
+#[derive(Deserialize)]
+struct StatusFields {
+    state: StatusKind,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StatusKind {
+    Running,
+    Completed,
+    Cancelled,
+    Failed,
+    Interrupted,
+}
+
+impl TryFrom<StatusFields> for RunStatus {
+    type Error = &'static str;
+
+    fn try_from(fields: StatusFields) -> Result<Self, &'static str> {
+        Ok(match fields.state {
+            StatusKind::Running => RunStatus::Running,
+            StatusKind::Completed => RunStatus::Completed,
+            StatusKind::Cancelled => RunStatus::Cancelled,
+            StatusKind::Failed => RunStatus::Failed { error: fields.error.ok_or("missing field `error`")? },
+            StatusKind::Interrupted => RunStatus::Interrupted,
+        })
+    }
 }
 
 impl RunStatus {
@@ -106,7 +138,7 @@ pub struct EngineReport {
 /// simulator beside the client, other work) delays sends by microseconds, not by the
 /// milliseconds of an ordinary thread's turn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", try_from = "SchedulingFields")]
 pub enum Scheduling {
     /// Real-time, first in first out, at the lowest real-time priority.
     Realtime,
@@ -114,6 +146,33 @@ pub enum Scheduling {
     Normal,
     /// Ordinary, because the system refused real-time scheduling, for `reason`.
     Refused { reason: String },
+}
+
+/// A [`Scheduling`] as read: `kind` and the refusal's `reason`, in either order.
+#[derive(Deserialize)]
+struct SchedulingFields {
+    kind: SchedulingKind,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum SchedulingKind {
+    Realtime,
+    Normal,
+    Refused,
+}
+
+impl TryFrom<SchedulingFields> for Scheduling {
+    type Error = &'static str;
+
+    fn try_from(fields: SchedulingFields) -> Result<Self, &'static str> {
+        Ok(match fields.kind {
+            SchedulingKind::Realtime => Scheduling::Realtime,
+            SchedulingKind::Normal => Scheduling::Normal,
+            SchedulingKind::Refused => Scheduling::Refused { reason: fields.reason.ok_or("missing field `reason`")? },
+        })
+    }
 }
 
 impl Scheduling {

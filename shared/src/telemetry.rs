@@ -92,14 +92,37 @@ impl SeriesHead {
     }
 }
 
-/// One series and the scrapes at which its value changed.
+/// One series and the scrapes at which its value changed, written as its head's fields
+/// beside `changes`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "SeriesFields")]
 pub struct Series {
     #[serde(flatten)]
     pub head: SeriesHead,
     /// `(scrape, value)` in scrape order, from the scrape it first appeared in: the value
     /// holds until the next entry. `None`: absent from that scrape, or not a finite number.
     pub changes: Vec<(u32, Option<f64>)>,
+}
+
+/// A [`Series`] as read: its head's fields side by side with `changes`, decoded once, where
+/// serde's reading of a flattened field copies the fields into a buffer first.
+#[derive(Deserialize)]
+struct SeriesFields {
+    name: String,
+    family: String,
+    kind: MetricKind,
+    #[serde(default)]
+    labels: Vec<(String, String)>,
+    changes: Vec<(u32, Option<f64>)>,
+}
+
+impl From<SeriesFields> for Series {
+    fn from(f: SeriesFields) -> Self {
+        Series {
+            head: SeriesHead { name: f.name, family: f.family, kind: f.kind, labels: f.labels },
+            changes: f.changes,
+        }
+    }
 }
 
 impl Series {
@@ -559,6 +582,18 @@ mod tests {
             labels: labels.iter().map(|&(k, v)| (k.into(), v.into())).collect(),
             value,
         }
+    }
+
+    #[test]
+    fn series_read_back_as_written_with_their_head_beside_their_changes() {
+        let mut recorder = Recorder::new("http://h:8002/metrics", 250);
+        let mut telemetry = Telemetry::new("http://h:8002/metrics", 250);
+        telemetry.apply(&recorder.record(0, 900, Ok(vec![sample("a", &[], 1.0), sample("b", &[("gpu", "0")], 5.0)])));
+        let json = serde_json::to_value(&telemetry).unwrap();
+        assert_eq!(json["series"][1]["labels"], serde_json::json!([["gpu", "0"]]));
+        assert_eq!(json["series"][1]["changes"], serde_json::json!([[0, 5.0]]));
+        assert!(json["series"][0].get("labels").is_none());
+        assert_eq!(serde_json::from_value::<Telemetry>(json).unwrap(), telemetry);
     }
 
     #[test]

@@ -64,7 +64,8 @@ start=$(date +%s)
 trunk build --release --offline
 log "built in $(( $(date +%s) - start )) s"
 
-# What a browser downloads, compressed as a server would send it.
+# What a browser downloads, compressed by gzip -9; the dashboard serves Zopfli's gzip,
+# a few per cent smaller (server/build.rs, measured by the dashboard benchmark).
 total=0
 for f in dist/*.wasm dist/*.js; do
     [[ -e "$f" ]] || continue

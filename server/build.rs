@@ -3,7 +3,6 @@
 //! binary serves the dashboard from anywhere.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,9 +30,9 @@ fn embed_frontend() -> Result<(), Box<dyn std::error::Error>> {
     for (i, (route, path)) in files.iter().enumerate() {
         let body = std::fs::read(path)?;
         let gz_path = out.join(format!("asset-{i}.gz"));
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        encoder.write_all(&body)?;
-        std::fs::write(&gz_path, encoder.finish()?)?;
+        let mut gzip = Vec::new();
+        zopfli::compress(zopfli::Options::default(), zopfli::Format::Gzip, &body[..], &mut gzip)?;
+        std::fs::write(&gz_path, gzip)?;
         writeln!(
             table,
             "    Asset {{ path: {route:?}, body: include_bytes!({:?}), gzip: include_bytes!({:?}) }},",

@@ -59,10 +59,14 @@ pub struct StatusWords {
 }
 
 impl StatusWords {
-    /// The sentence with a capital first letter, as a heading shows it.
+    /// The sentence with a capital first letter, as a heading shows it. Each sentence begins
+    /// with a word of ours, in ASCII, so the page needs no Unicode case tables for it.
     pub fn capitalised(&self) -> String {
-        let mut chars = self.sentence.chars();
-        chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
+        let mut sentence = self.sentence.clone();
+        if let Some(first) = sentence.get_mut(..1) {
+            first.make_ascii_uppercase();
+        }
+        sentence
     }
 }
 

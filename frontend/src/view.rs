@@ -347,11 +347,20 @@ impl ListFilter {
 
     /// Whether the run passes every filter; each compares without regard to case.
     pub fn matches(&self, run: &RunSummary) -> bool {
-        let has = |text: &str, part: &str| text.to_lowercase().contains(part.trim().to_lowercase().as_str());
+        let has = |text: &str, part: &str| lower_case(text).contains(lower_case(part.trim()).as_str());
         has(&run.spec.model, &self.model)
             && has(&run.spec.target, &self.target)
             && (self.tag.trim().is_empty() || run.tags.iter().any(|tag| has(tag, &self.tag)))
     }
+}
+
+/// `text` in lower case, by the browser's Unicode tables in the page (so that the page's
+/// WebAssembly carries none of its own), by Rust's elsewhere.
+fn lower_case(text: &str) -> String {
+    #[cfg(target_arch = "wasm32")]
+    return js_sys::JsString::from(text).to_lower_case().into();
+    #[cfg(not(target_arch = "wasm32"))]
+    text.to_lowercase()
 }
 
 /// The runs that pass `filter`, newest first.

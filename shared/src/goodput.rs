@@ -59,8 +59,8 @@ impl Slo {
             if slot.is_some() {
                 return Err(format!("{part:?}: {key} is given twice; give each of {KEYS} at most once"));
             }
-            let ms =
-                value.parse::<f64>().map_err(|_| format!("{part:?}: {value:?} is not a number of milliseconds"))?;
+            let ms = crate::number::parse_f64(value)
+                .ok_or_else(|| format!("{part:?}: {value:?} is not a number of milliseconds"))?;
             if let Some(problem) = limit_problem(key, ms) {
                 return Err(format!("{part:?}: {problem}"));
             }

@@ -11,6 +11,7 @@ pub mod lengths;
 pub mod limits;
 pub mod live;
 pub mod metrics;
+pub mod number;
 pub mod prompt;
 pub mod protocol;
 pub mod record;

@@ -646,14 +646,14 @@ pub fn parse_request_rates(text: &str) -> Result<Vec<f64>, String> {
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(rate) if rate.is_finite() && rate > 0.0 && rate <= limits::MAX_REQUEST_RATE => Ok(rate),
-        Ok(_) => Err(format!(
+    match crate::number::parse_f64(text.trim()) {
+        Some(rate) if rate.is_finite() && rate > 0.0 && rate <= limits::MAX_REQUEST_RATE => Ok(rate),
+        Some(_) => Err(format!(
             "{:?}: a request rate must be above 0 and at most {} requests/s",
             text.trim(),
             limits::MAX_REQUEST_RATE
         )),
-        Err(_) => Err(format!("{:?} is not a number of requests per second", text.trim())),
+        None => Err(format!("{:?} is not a number of requests per second", text.trim())),
     }
 }
 

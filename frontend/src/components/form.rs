@@ -6,6 +6,7 @@ use leptos::task::spawn_local;
 use shared::api::{ApiError, MetricsCheck, ModelChoice, RunCreated, TargetModels};
 use shared::capacity::CapacitySearch;
 use shared::goodput::Slo;
+use shared::number::parse_f64;
 use shared::protocol::Protocol;
 use shared::schedule::Arrival;
 use shared::spec::{parse_concurrencies, parse_prompt_lengths, parse_request_rates};
@@ -177,7 +178,7 @@ impl Fields {
         }
         if self.load == LoadMode::Capacity {
             let mut decimal = |text: &str, what: &str| -> f64 {
-                text.trim().parse().unwrap_or_else(|_| {
+                parse_f64(text.trim()).unwrap_or_else(|| {
                     problems.push(format!("{what} must be a number, not {:?}", text.trim()));
                     1.0
                 })
@@ -197,7 +198,7 @@ impl Fields {
         });
         let mut optional = |text: &str, what: &str| match text.trim() {
             "" => None,
-            text => text.parse::<f64>().map(Some).unwrap_or_else(|_| {
+            text => parse_f64(text).map(Some).unwrap_or_else(|| {
                 problems.push(format!("{what} must be a number, not {text:?}"));
                 None
             }),
@@ -213,7 +214,7 @@ impl Fields {
         };
         if self.load != LoadMode::Concurrency {
             load.arrival = self.arrival;
-            load.burstiness = self.burstiness.trim().parse().unwrap_or_else(|_| {
+            load.burstiness = parse_f64(self.burstiness.trim()).unwrap_or_else(|| {
                 problems.push(format!("burstiness must be a number, not {:?}", self.burstiness.trim()));
                 1.0
             });
@@ -235,15 +236,15 @@ impl Fields {
         ] {
             match text.trim() {
                 "" => {}
-                text => match text.parse::<f64>() {
-                    Ok(ms) => *slot = Some(ms),
-                    Err(_) => problems.push(format!("{what} must be a number of ms, not {text:?}")),
+                text => match parse_f64(text) {
+                    Some(ms) => *slot = Some(ms),
+                    None => problems.push(format!("{what} must be a number of ms, not {text:?}")),
                 },
             }
         }
         let mut seconds = |text: &str, what: &str| match text.trim() {
             "" => None,
-            text => text.parse::<f64>().map(Some).unwrap_or_else(|_| {
+            text => parse_f64(text).map(Some).unwrap_or_else(|| {
                 problems.push(format!("{what} must be a number of seconds, not {text:?}"));
                 None
             }),

@@ -366,7 +366,8 @@ fn lower_case(text: &str) -> String {
 /// The runs that pass `filter`, newest first.
 pub fn list_runs<'a>(runs: &'a [RunSummary], filter: &ListFilter) -> Vec<&'a RunSummary> {
     let mut listed: Vec<&RunSummary> = runs.iter().filter(|run| filter.matches(run)).collect();
-    listed.sort_by(|a, b| b.started_unix_ns.cmp(&a.started_unix_ns).then_with(|| b.id.cmp(&a.id)));
+    // Run ids are unique, so the order is total and an unstable sort gives the one answer.
+    listed.sort_unstable_by(|a, b| b.started_unix_ns.cmp(&a.started_unix_ns).then_with(|| b.id.cmp(&a.id)));
     listed
 }
 

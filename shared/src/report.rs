@@ -320,7 +320,7 @@ impl RunReport {
                 Some(self.started_unix_ns.wrapping_add(c.at_ns as i64).wrapping_sub(sent) as f64 / 1e6)
             })
             .collect();
-        delays.sort_by(f64::total_cmp);
+        delays.sort_unstable_by(f64::total_cmp);
         delays
     }
 }

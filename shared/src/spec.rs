@@ -640,7 +640,8 @@ pub fn parse_request_rates(text: &str) -> Result<Vec<f64>, String> {
     if out.is_empty() {
         return Err("give at least one request rate".into());
     }
-    out.sort_by(f64::total_cmp);
+    // Equal under `total_cmp` is equal bit for bit, so no sort can tell them apart.
+    out.sort_unstable_by(f64::total_cmp);
     out.dedup();
     Ok(out)
 }

@@ -399,8 +399,10 @@ impl Telemetry {
                 None => counts.push((reason.to_string(), 1)),
             }
         }
-        counts.sort_by_key(|c| std::cmp::Reverse(c.1));
-        counts
+        // Ties keep the order first seen in.
+        let mut ranked: Vec<(usize, (String, usize))> = counts.into_iter().enumerate().collect();
+        ranked.sort_unstable_by_key(|(first, c)| (std::cmp::Reverse(c.1), *first));
+        ranked.into_iter().map(|(_, c)| c).collect()
     }
 
     /// The run's scraping in one line: how many scrapes, how many failed and why.
@@ -704,6 +706,14 @@ mod tests {
         assert!(telemetry.scrapes[0].error.as_ref().unwrap().len() <= MAX_REASON_BYTES + '…'.len_utf8());
         assert_eq!(telemetry.failure_reasons()[0], ("refused".to_string(), 2));
         assert!(telemetry.describe().contains("3 failed and show as gaps (2× refused"));
+        // Reasons as frequent as each other keep the order they were first seen in.
+        for (scrape, reason) in [(3, "timed out"), (4, "reset"), (5, "reset"), (6, "timed out"), (7, "late")] {
+            recorder.record(scrape, 1, Err(reason.into()));
+        }
+        let reasons: Vec<(String, usize)> =
+            recorder.telemetry().failure_reasons().into_iter().map(|(r, n)| (r.chars().take(9).collect(), n)).collect();
+        let expected = [("refused", 2), ("timed out", 2), ("reset", 2), ("xxxxxxxxx", 1), ("late", 1)];
+        assert_eq!(reasons, expected.map(|(r, n)| (r.to_string(), n)));
     }
 
     #[test]

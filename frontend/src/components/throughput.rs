@@ -57,9 +57,11 @@ fn curves(
         .iter()
         .enumerate()
         .filter_map(|(i, &length)| {
-            let mut at: Vec<&PointStats> =
-                points.iter().flatten().copied().filter(|p| p.prompt_length == length).collect();
-            at.sort_by(|a, b| weight(a.load).total_cmp(&weight(b.load)));
+            // By load, and by place in the run where loads are equal: the page carries one sort.
+            let mut at: Vec<(usize, &PointStats)> =
+                points.iter().flatten().copied().filter(|p| p.prompt_length == length).enumerate().collect();
+            at.sort_unstable_by(|(i, a), (j, b)| weight(a.load).total_cmp(&weight(b.load)).then(i.cmp(j)));
+            let at: Vec<&PointStats> = at.into_iter().map(|(_, p)| p).collect();
             let drawn: Vec<&&PointStats> = at.iter().filter(|p| latency(metric, p).is_some()).collect();
             let points: Vec<(f64, f64, f64)> = drawn
                 .iter()

@@ -93,6 +93,7 @@ fn report(text: impl Fn(&mut u64, u32) -> String) -> RunReport {
                 final_ns: Some(at),
                 token_source: TokenCountSource::Responses,
                 error: None,
+                finish_reason: None,
             });
             clock = at + 100_000;
         }

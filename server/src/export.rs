@@ -261,8 +261,8 @@ impl Serialize for RequestWriter<'_> {
 /// A response's outputs as perf_analyzer lists them. Triton's: its text (new text, whatever
 /// the run's style), and the server's send and receive times under the output names the test
 /// models use, when the server gave them. OpenAI's: the response's chunk as an event, its
-/// send time in it where the server gave one, and after the last, the server's usage where
-/// it counted the tokens, then `[DONE]`, or the request's error.
+/// send time in it where the server gave one, and after the last, why the server stopped
+/// and its usage where it said them, then `[DONE]`, or the request's error.
 #[derive(Clone)]
 struct Outputs<'a> {
     export: &'a ProfileWriter<'a>,
@@ -283,6 +283,9 @@ impl Serialize for Outputs<'_> {
                 openai::write_text_event(&mut events, options.chat, response.text, response.server_send_unix_ns);
             }
             if *end {
+                if let Some(reason) = &request.finish_reason {
+                    openai::write_finish_event(&mut events, options.chat, reason);
+                }
                 if request.token_source == TokenCountSource::Server {
                     let total = u32::try_from(request.output_tokens()).unwrap_or(u32::MAX);
                     openai::write_usage_event(&mut events, request.num_input_tokens, total);
@@ -371,6 +374,7 @@ mod tests {
             final_ns: Some(first + 10),
             token_source: TokenCountSource::Responses,
             error: None,
+            finish_reason: None,
         };
         let mut report = RunReport {
             status: RunStatus::Completed,

@@ -202,6 +202,8 @@ struct RawRequest {
     usage: Option<Usage>,
     /// Why the request failed, where its answer says (an OpenAI error event, a cut stream).
     error: Option<String>,
+    /// Why the server stopped generating, where its answer says (OpenAI's `finish_reason`).
+    finish_reason: Option<String>,
 }
 
 struct RawResponse {
@@ -368,8 +370,8 @@ fn read_request(
             RawResponse { at, text, sent, received }
         })
         .collect();
-    let (usage, error) = answer.map_or((None, None), openai::Answer::finish);
-    Ok(RawRequest { words: word_count(&text) as u32, send, responses, usage, error })
+    let openai::Ending { usage, error, finish_reason } = answer.map(openai::Answer::finish).unwrap_or_default();
+    Ok(RawRequest { words: word_count(&text) as u32, send, responses, usage, error, finish_reason })
 }
 
 /// The requests' records in order of sending, each numbered within its prompt length (one
@@ -430,6 +432,7 @@ fn record(r: RawRequest, point: u32, seq: u32, base: i64, streaming: bool, arena
         final_ns: last,
         token_source,
         error: r.error,
+        finish_reason: r.finish_reason,
     };
     record.fail_without_token();
     record

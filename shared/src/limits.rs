@@ -55,6 +55,20 @@ pub const MAX_TEXT_BYTES_PER_REQUEST: usize = 64 << 20;
 pub const MAX_EVENT_BYTES: usize = 64 << 20;
 /// The most bytes of a request's error message that are kept.
 pub const MAX_ERROR_BYTES: usize = 64 << 10;
+/// The most of a server's reason for stopping a request that a record keeps.
+pub const MAX_FINISH_REASON_BYTES: usize = 64;
+
+/// `reason` cut to [`MAX_FINISH_REASON_BYTES`] at a character's edge.
+pub fn finish_reason(mut reason: String) -> String {
+    if reason.len() > MAX_FINISH_REASON_BYTES {
+        let mut end = MAX_FINISH_REASON_BYTES;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    reason
+}
 
 /// An upper bound on the bytes of a synthetic prompt of `words` words: every word of the
 /// vocabulary has at most five letters, and one space follows each.
@@ -264,6 +278,7 @@ mod tests {
             final_ns: None,
             token_source: TokenCountSource::Server,
             error: None,
+            finish_reason: None,
         };
         let problem = record_problem(&record).unwrap();
         assert!(problem.contains("4294967295") && problem.contains("1048576 tokens per response"), "{problem}");

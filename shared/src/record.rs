@@ -378,6 +378,11 @@ pub struct RequestRecord {
     /// What went wrong, in the server's words where it gave any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why the server said it stopped generating, where its protocol says (an OpenAI
+    /// answer's `finish_reason`, such as `length` or `stop`), cut to
+    /// [`crate::limits::MAX_FINISH_REASON_BYTES`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
 }
 
 impl RequestRecord {
@@ -449,6 +454,7 @@ mod tests {
             final_ns: Some(5),
             token_source: TokenCountSource::Responses,
             error: None,
+            finish_reason: None,
         };
         record.fail_without_token();
         assert_eq!(record.error.as_deref(), Some(RequestRecord::NO_TOKEN));

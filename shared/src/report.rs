@@ -402,6 +402,7 @@ mod tests {
             final_ns: None,
             token_source: TokenCountSource::Responses,
             error: None,
+            finish_reason: None,
         };
         let report = RunReport {
             status: RunStatus::Completed,

@@ -460,6 +460,7 @@ pub(crate) mod tests {
             final_ns: responses.last().map(|r| r.0),
             token_source: TokenCountSource::Responses,
             error: None,
+            finish_reason: None,
         }
     }
 

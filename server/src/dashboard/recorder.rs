@@ -327,6 +327,7 @@ mod tests {
             final_ns: Some(at_ns),
             token_source: TokenCountSource::Responses,
             error: None,
+            finish_reason: None,
         }
     }
 

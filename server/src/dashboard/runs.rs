@@ -620,6 +620,7 @@ mod tests {
                     responses,
                     token_source: TokenCountSource::Responses,
                     error: None,
+                    finish_reason: None,
                 }
             })
             .collect();

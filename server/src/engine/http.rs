@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use hyper::body::Bytes;
 use hyper::{Method, StatusCode};
+use shared::limits;
 use shared::protocol::{Endpoint, Protocol};
 use shared::{ModelInfo, SweepSpec};
 
@@ -167,7 +168,7 @@ impl HttpCalls {
         let (wire, reply) = (self.wire.clone(), self.reply.clone());
         tokio::spawn(async move {
             let id = std::mem::take(&mut call.id);
-            let exchange = Exchange { map: &map, id: &id, reply: &reply, usage: Usage::default(), finished: false };
+            let exchange = Exchange { map: &map, id: &id, reply: &reply, usage: Usage::default(), finish_reason: None };
             // Past the request timeout the sweep has given up on the request; dropping the
             // connection ends it on the server.
             tokio::select! {
@@ -186,8 +187,8 @@ struct Exchange<'a> {
     reply: &'a UnaryReply,
     /// The server's counts so far.
     usage: Usage,
-    /// Whether a chunk has said why the server stopped generating.
-    finished: bool,
+    /// Why the server said it stopped generating, once a chunk has said.
+    finish_reason: Option<String>,
 }
 
 /// What reading an event leads to.
@@ -280,13 +281,15 @@ impl Exchange<'_> {
             self.usage.prompt_tokens = usage.prompt_tokens.or(self.usage.prompt_tokens);
             self.usage.completion_tokens = usage.completion_tokens.or(self.usage.completion_tokens);
         }
-        self.finished |= chunk.finish_reason.is_some();
+        if let Some(reason) = chunk.finish_reason {
+            self.finish_reason = Some(limits::finish_reason(reason));
+        }
         let (text, tokens) = match chunk.piece {
             Piece::Nothing => return Next::Read,
             // An OpenAI answer says why it stopped before its end; one that does not was cut
             // short, its tokens fewer than the server would have sent.
             Piece::Done => {
-                self.end((!self.finished).then(openai::cut_short), now);
+                self.end(self.finish_reason.is_none().then(openai::cut_short), now);
                 return Next::Over;
             }
             Piece::Error(why) => {
@@ -331,7 +334,8 @@ impl Exchange<'_> {
         if request.error.is_none() {
             request.take_usage(self.usage);
         }
-        let _ = self.reply.done.send(Done::Record(request.finish(self.id.to_string(), Some(now)), self.reply.index));
+        request.finish_reason.clone_from(&self.finish_reason);
+        let _ = self.reply.done.send(Done::record(request.finish(self.id.to_string(), Some(now)), self.reply.index));
     }
 }
 

@@ -343,6 +343,8 @@ struct InFlight {
     server_counted: bool,
     words_counted: bool,
     error: Option<String>,
+    /// Why the server said it stopped generating, where its protocol says.
+    finish_reason: Option<String>,
 }
 
 impl InFlight {
@@ -392,6 +394,7 @@ impl InFlight {
                 TokenCountSource::Responses
             },
             error: self.error,
+            finish_reason: self.finish_reason,
         };
         record.fail_without_token();
         record
@@ -402,10 +405,16 @@ type InFlightMap = Arc<Mutex<HashMap<String, InFlight>>>;
 
 /// What a stream's receiver reports to the sweep loop.
 enum Done {
-    /// A request finished, on the stream of that index.
-    Record(RequestRecord, usize),
+    /// A request finished, on the stream of that index; boxed, so a fault's report is small.
+    Record(Box<RequestRecord>, usize),
     /// The stream broke; the run cannot go on.
     Fatal(String),
+}
+
+impl Done {
+    fn record(record: RequestRecord, stream: usize) -> Self {
+        Done::Record(Box::new(record), stream)
+    }
 }
 
 /// Where requests go: a bidirectional `ModelStreamInfer` stream, or, without streaming, one
@@ -629,7 +638,7 @@ fn receive(
     if request.error.is_some() {
         if crate::convention::is_final(&response) {
             let (id, request) = map.remove_entry(key).expect("present above");
-            let _ = done.send(Done::Record(request.finish(id, Some(now)), stream));
+            let _ = done.send(Done::record(request.finish(id, Some(now)), stream));
         }
         return true;
     }
@@ -677,7 +686,7 @@ fn record_response(
     }
     if parsed.is_final {
         let (id, request) = map.remove_entry(key).expect("present above");
-        let _ = done.send(Done::Record(request.finish(id, Some(now)), stream));
+        let _ = done.send(Done::record(request.finish(id, Some(now)), stream));
     }
 }
 
@@ -691,7 +700,7 @@ enum Outgoing {
 fn fail_all(map: &InFlightMap, done: &mpsc::UnboundedSender<Done>, stream: usize, why: String) {
     for (id, mut request) in lock(map).drain() {
         request.error = Some(why.clone());
-        let _ = done.send(Done::Record(request.finish(id, None), stream));
+        let _ = done.send(Done::record(request.finish(id, None), stream));
     }
     let _ = done.send(Done::Fatal(why));
 }
@@ -1077,7 +1086,7 @@ impl Sweep {
                 *in_flight -= 1;
                 self.loads[stream] -= 1;
                 self.room = record.responses.room();
-                self.record(record, records, observer);
+                self.record(*record, records, observer);
                 None
             }
             Some(Done::Fatal(error)) => Some(RunStatus::Failed { error }),
@@ -1208,6 +1217,7 @@ impl Sweep {
                 server_counted: false,
                 words_counted: false,
                 error: None,
+                finish_reason: None,
             },
         );
         drop(map);
@@ -1227,7 +1237,7 @@ impl Sweep {
                 let id = format!("{point}-{seq}");
                 if let Some(mut lost) = lock(&stream.inflight).remove(&id) {
                     lost.error = Some(format!("the request could not be written: {why}"));
-                    let _ = self.done_tx.send(Done::Record(lost.finish(id, Some(send_ns)), index));
+                    let _ = self.done_tx.send(Done::record(lost.finish(id, Some(send_ns)), index));
                 }
                 return send_ns;
             }
@@ -1240,7 +1250,7 @@ impl Sweep {
         {
             let why = format!("the server at {} ended the stream", self.target);
             lost.error = Some(why.clone());
-            let _ = self.done_tx.send(Done::Record(lost.finish(request.id, None), index));
+            let _ = self.done_tx.send(Done::record(lost.finish(request.id, None), index));
             let _ = self.done_tx.send(Done::Fatal(why));
         }
         send_ns
@@ -1294,7 +1304,7 @@ impl Sweep {
         }
         while let Ok(done) = self.done.try_recv() {
             if let Done::Record(record, _) = done {
-                self.record(record, records, observer);
+                self.record(*record, records, observer);
             }
         }
         for record in abandoned {

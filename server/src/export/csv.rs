@@ -36,6 +36,7 @@ pub const REQUEST_COLUMNS: &[&str] = &[
     "token_source",
     "responses",
     "error",
+    "finish_reason",
     "output_text",
 ];
 
@@ -136,6 +137,7 @@ fn request_row(report: &RunReport, r: &RequestRecord) -> Vec<String> {
         token_source(r.token_source).into(),
         r.responses.len().to_string(),
         inert(r.error.clone().unwrap_or_default()),
+        inert(r.finish_reason.clone().unwrap_or_default()),
         inert(r.text().to_string()),
     ]
 }
@@ -357,6 +359,7 @@ mod tests {
             responses: responses.into(),
             token_source: TokenCountSource::Responses,
             error: None,
+            finish_reason: None,
         }
     }
 
@@ -435,6 +438,7 @@ mod tests {
             ("token_source", "server"),
             ("responses", "4"),
             ("error", ""),
+            ("finish_reason", ""),
             ("output_text", " a, b \"c\""),
         ];
         for (name, value) in expected {
@@ -493,7 +497,7 @@ mod tests {
         let report = crate::import::profile_to_report(&export, "pa.json").unwrap();
         let rows = read(&requests_csv(&report));
         // Sent at 0, tokens at 2 and 3 µs, an empty final at 3.5 µs; no prompt count.
-        assert_eq!(rows[1].join(","), "0,3,,0,0-0,false,true,0,,1000,0.002,0.001,0.003,2,responses,3,,xy");
+        assert_eq!(rows[1].join(","), "0,3,,0,0-0,false,true,0,,1000,0.002,0.001,0.003,2,responses,3,,,xy");
         let points = read(&points_csv(&report));
         let input_tokens = point_columns().iter().position(|c| c == "input_tokens_count").unwrap();
         assert_eq!(points[1][input_tokens], "", "no prompt counts from the server");

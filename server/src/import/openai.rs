@@ -118,7 +118,20 @@ pub struct Answer {
     /// The first error the answer reported, or why it cannot be read.
     error: Option<String>,
     done: bool,
+    /// Why the server said it stopped generating, once a chunk has said.
+    finish_reason: Option<String>,
     outputs: usize,
+}
+
+/// How an answer ended, once every output is read.
+#[derive(Debug, Default, PartialEq)]
+pub struct Ending {
+    /// The server's counts, where it gave them.
+    pub usage: Option<Usage>,
+    /// Why the request failed, if it did.
+    pub error: Option<String>,
+    /// Why the server said it stopped generating.
+    pub finish_reason: Option<String>,
 }
 
 /// What one response output brought: its new text, and when the server says it sent it.
@@ -129,7 +142,14 @@ pub struct Read {
 
 impl Answer {
     pub fn new(stream: bool) -> Self {
-        Self { events: stream.then(SseDecoder::new), usage: None, error: None, done: false, outputs: 0 }
+        Self {
+            events: stream.then(SseDecoder::new),
+            usage: None,
+            error: None,
+            done: false,
+            finish_reason: None,
+            outputs: 0,
+        }
     }
 
     /// Reads the next response output; `None` when it has no `response`.
@@ -156,6 +176,9 @@ impl Answer {
             self.usage = chunk.usage;
         }
         read.sent = read.sent.or(chunk.send_unix_ns);
+        if let Some(reason) = chunk.finish_reason {
+            self.finish_reason = Some(shared::limits::finish_reason(reason));
+        }
         match chunk.piece {
             Piece::Text { text, .. } => read.text.push_str(&text),
             Piece::Nothing => {}
@@ -166,19 +189,22 @@ impl Answer {
         }
     }
 
-    /// The answer's error, once every output is read: the first it reported, or, for a
-    /// streamed answer whose outputs were kept, one that stopped inside an event or before
-    /// `[DONE]`, as the engine fails such an answer.
-    pub fn finish(mut self) -> (Option<Usage>, Option<String>) {
+    /// How the answer ended, once every output is read. Its error is the first it reported,
+    /// or, for a streamed answer whose outputs were kept, as the engine fails such an answer:
+    /// one that stopped inside an event or before `[DONE]`, or that reached `[DONE]` with no
+    /// chunk saying why it stopped.
+    pub fn finish(mut self) -> Ending {
         // perf_analyzer may keep no outputs: then there is nothing to hold against the answer.
         if let Some(events) = self.events.as_ref().filter(|_| self.outputs > 0) {
             if let Err(err) = events.finish() {
                 self.error.get_or_insert_with(|| err.to_string());
             } else if !self.done {
                 self.error.get_or_insert_with(openai::ended_early);
+            } else if self.finish_reason.is_none() {
+                self.error.get_or_insert_with(openai::cut_short);
             }
         }
-        (self.usage, self.error)
+        Ending { usage: self.usage, error: self.error, finish_reason: self.finish_reason }
     }
 }
 
@@ -235,15 +261,15 @@ mod tests {
         assert_eq!((first.text.as_str(), first.sent), (" hi", Some(7)));
         let cut = answer.read(&output("data: {\"choices\":[{\"delta\":{\"con")).unwrap();
         assert_eq!(cut.text, "");
-        let rest = answer.read(&output("tent\":\" there\"}}]}\n\n")).unwrap();
+        let rest = answer.read(&output("tent\":\" there\"},\"finish_reason\":\"length\"}]}\n\n")).unwrap();
         assert_eq!(rest.text, " there");
         let usage = r#"data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5}}"#;
         let last = answer.read(&output(&format!("{usage}\n\ndata: [DONE]\n\n"))).unwrap();
         assert_eq!(last.text, "");
         assert_eq!(answer.read(&Tensors::new()).map(|r| r.text), None);
-        let (usage, error) = answer.finish();
-        assert_eq!(usage, Some(Usage { prompt_tokens: Some(3), completion_tokens: Some(5) }));
-        assert_eq!(error, None);
+        let ending = answer.finish();
+        assert_eq!(ending.usage, Some(Usage { prompt_tokens: Some(3), completion_tokens: Some(5) }));
+        assert_eq!((ending.error, ending.finish_reason.as_deref()), (None, Some("length")));
     }
 
     #[test]
@@ -251,12 +277,16 @@ mod tests {
         let mut answer = Answer::new(true);
         answer.read(&output("data: {\"choices\":[{\"text\":\"a\"}]}\n\n"));
         answer.read(&output("data: {\"error\":{\"message\":\"out of memory\",\"type\":\"InternalError\"}}\n\n"));
-        assert_eq!(answer.finish().1.as_deref(), Some("InternalError: out of memory"));
+        assert_eq!(answer.finish().error.as_deref(), Some("InternalError: out of memory"));
         let mut cut = Answer::new(true);
         cut.read(&output("data: {\"choices\":[{\"text\":\"a\"}]}\n\n"));
-        assert_eq!(cut.finish().1, Some(openai::ended_early()));
+        assert_eq!(cut.finish().error, Some(openai::ended_early()));
+        // [DONE] with no chunk saying why generation stopped: cut short, as the engine says.
+        let mut short = Answer::new(true);
+        short.read(&output("data: {\"choices\":[{\"text\":\"a\"}]}\n\ndata: [DONE]\n\n"));
+        assert_eq!(short.finish().error, Some(openai::cut_short()));
         // perf_analyzer kept no outputs: nothing to read, nothing held against it.
-        assert_eq!(Answer::new(true).finish(), (None, None));
+        assert_eq!(Answer::new(true).finish(), Ending::default());
     }
 
     #[test]
@@ -265,6 +295,7 @@ mod tests {
         let body = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"one two"}}],
                        "usage":{"prompt_tokens":2,"completion_tokens":2}}"#;
         assert_eq!(answer.read(&output(body)).unwrap().text, "one two");
-        assert_eq!(answer.finish(), (Some(Usage { prompt_tokens: Some(2), completion_tokens: Some(2) }), None));
+        let usage = Some(Usage { prompt_tokens: Some(2), completion_tokens: Some(2) });
+        assert_eq!(answer.finish(), Ending { usage, ..Ending::default() });
     }
 }

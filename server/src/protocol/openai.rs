@@ -106,6 +106,8 @@ struct ChoiceOut<'a> {
     text: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     delta: Option<DeltaOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finish_reason: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -138,12 +140,21 @@ impl ChunkOut<'_> {
 /// Writes the event of a chunk carrying `text` as choice 0 (a chat's delta, a completion's
 /// text), with the server's send time where it is known.
 pub fn write_text_event(out: &mut String, chat: bool, text: &str, send_ns: Option<i64>) {
-    let choice = if chat {
-        ChoiceOut { index: 0, text: None, delta: Some(DeltaOut { content: text }) }
+    ChunkOut { choices: Some([choice(chat, text, None)]), send_ns, ..ChunkOut::EMPTY }.write(out);
+}
+
+/// Writes the event of a chunk with no text that says why the server stopped generating.
+pub fn write_finish_event(out: &mut String, chat: bool, reason: &str) {
+    ChunkOut { choices: Some([choice(chat, "", Some(reason))]), ..ChunkOut::EMPTY }.write(out);
+}
+
+/// Choice 0 of a chunk: a chat's delta or a completion's text.
+fn choice<'a>(chat: bool, text: &'a str, finish_reason: Option<&'a str>) -> ChoiceOut<'a> {
+    if chat {
+        ChoiceOut { index: 0, text: None, delta: Some(DeltaOut { content: text }), finish_reason }
     } else {
-        ChoiceOut { index: 0, text: Some(text), delta: None }
-    };
-    ChunkOut { choices: Some([choice]), send_ns, ..ChunkOut::EMPTY }.write(out);
+        ChoiceOut { index: 0, text: Some(text), delta: None, finish_reason }
+    }
 }
 
 /// Writes the event of a final chunk with the server's counts.
@@ -285,6 +296,8 @@ mod tests {
         write_usage_event(&mut out, Some(3), 9);
         write_end_event(&mut out, Some("boom"));
         write_end_event(&mut out, None);
+        write_finish_event(&mut out, true, "length");
+        write_finish_event(&mut out, false, "stop");
         let data: Vec<&str> =
             out.split("\n\n").filter(|e| !e.is_empty()).map(|e| e.strip_prefix("data: ").unwrap()).collect();
         let chunks: Vec<Chunk> = data.iter().map(|d| read(d)).collect();
@@ -294,6 +307,9 @@ mod tests {
         assert_eq!(chunks[2].usage, Some(Usage { prompt_tokens: Some(3), completion_tokens: Some(9) }));
         assert!(matches!(&chunks[3].piece, Piece::Error(message) if message.contains("boom")), "{:?}", chunks[3]);
         assert_eq!(chunks[4].piece, Piece::Done);
+        for (chunk, reason) in chunks[5..].iter().zip(["length", "stop"]) {
+            assert_eq!((&chunk.piece, chunk.finish_reason.as_deref()), (&Piece::Nothing, Some(reason)));
+        }
     }
 
     #[test]

@@ -12,10 +12,11 @@
 //! them. Token texts repeat a great deal, and deflate takes care of that too.
 //!
 //! ```text
-//! blob    := format:u8 body            (format 1: body as is, 2: body deflated)
+//! blob    := format:u8 body            (format 1: body as is, 2: body deflated; 3 and 4:
+//!                                       the same, with the finish reason at the end)
 //! body    := flags:u8 point seq id prompt_words [input_tokens] send_ns [lag] [recv] [final] [error]
 //!            n column(arrivals) column(tokens) has_send_bitmap[(n+7)/8] column(sends)
-//!            column(text_lens) text_bytes
+//!            column(text_lens) text_bytes [finish_reason]
 //! column  := width:u8 plane{width}     (plane: one byte of each number, lowest plane first)
 //! ```
 //!
@@ -32,6 +33,10 @@ use shared::{RequestRecord, ResponseRecord, Responses, TokenCountSource};
 
 const RAW: u8 = 1;
 const DEFLATED: u8 = 2;
+/// The same two, for a body that ends with the record's finish reason: records without one
+/// are written as they always were.
+const RAW_FINISHED: u8 = 3;
+const DEFLATED_FINISHED: u8 = 4;
 
 const WARMUP: u8 = 1;
 const INPUT_TOKENS: u8 = 1 << 1;
@@ -74,7 +79,11 @@ pub fn encode(record: &RequestRecord, base_unix_ns: i64) -> Vec<u8> {
         _ => (RAW, body),
     };
     let mut blob = Vec::with_capacity(bytes.len() + 1);
-    blob.push(format);
+    blob.push(match (format, record.finish_reason.is_some()) {
+        (RAW, true) => RAW_FINISHED,
+        (_, true) => DEFLATED_FINISHED,
+        (format, false) => format,
+    });
     blob.extend_from_slice(&bytes);
     blob
 }
@@ -82,18 +91,19 @@ pub fn encode(record: &RequestRecord, base_unix_ns: i64) -> Vec<u8> {
 /// Decodes what [`encode`] wrote with the same `base_unix_ns`.
 pub fn decode(blob: &[u8], base_unix_ns: i64) -> Result<RequestRecord, CodecError> {
     let (&format, rest) = blob.split_first().ok_or(CodecError::Truncated)?;
-    match format {
-        RAW => read_body(rest, base_unix_ns),
-        DEFLATED => {
-            let mut body = Vec::with_capacity(rest.len() * 4);
-            DeflateDecoder::new(rest)
-                .take(MAX_BODY)
-                .read_to_end(&mut body)
-                .map_err(|e| CodecError::Inflate(e.to_string()))?;
-            read_body(&body, base_unix_ns)
-        }
-        other => Err(CodecError::UnknownFormat(other)),
+    let (deflated, finish) = match format {
+        RAW => (false, false),
+        DEFLATED => (true, false),
+        RAW_FINISHED => (false, true),
+        DEFLATED_FINISHED => (true, true),
+        other => return Err(CodecError::UnknownFormat(other)),
+    };
+    if !deflated {
+        return read_body(rest, base_unix_ns, finish);
     }
+    let mut body = Vec::with_capacity(rest.len() * 4);
+    DeflateDecoder::new(rest).take(MAX_BODY).read_to_end(&mut body).map_err(|e| CodecError::Inflate(e.to_string()))?;
+    read_body(&body, base_unix_ns, finish)
 }
 
 /// Deflates a run's server metrics (their JSON), which repeat names and times a great deal.
@@ -171,10 +181,14 @@ fn body(r: &RequestRecord, base: i64) -> Vec<u8> {
     put_column(&mut out, sends.collect());
     put_column(&mut out, r.responses.iter().map(|c| c.text.len() as u64).collect());
     out.extend_from_slice(r.responses.text().as_bytes());
+    if let Some(reason) = &r.finish_reason {
+        put_bytes(&mut out, reason.as_bytes());
+    }
     out
 }
 
-fn read_body(bytes: &[u8], base: i64) -> Result<RequestRecord, CodecError> {
+/// Reads a body, which ends with the record's finish reason when `finish` says so.
+fn read_body(bytes: &[u8], base: i64, finish: bool) -> Result<RequestRecord, CodecError> {
     let mut input = Reader { bytes };
     let flags = input.byte()?;
     let token_source = match (flags >> SOURCE_SHIFT) & SOURCE_MASK {
@@ -195,6 +209,7 @@ fn read_body(bytes: &[u8], base: i64) -> Result<RequestRecord, CodecError> {
     let final_ns = if flags & FINAL != 0 { Some(send_ns.wrapping_add(input.signed()? as u64)) } else { None };
     let error = if flags & ERROR != 0 { Some(input.string()?) } else { None };
     let responses = read_responses(&mut input, send_ns, base)?;
+    let finish_reason = if finish { Some(input.string()?) } else { None };
     if !input.bytes.is_empty() {
         return Err(CodecError::Trailing(input.bytes.len()));
     }
@@ -212,6 +227,7 @@ fn read_body(bytes: &[u8], base: i64) -> Result<RequestRecord, CodecError> {
         final_ns,
         token_source,
         error,
+        finish_reason,
     })
 }
 
@@ -382,6 +398,7 @@ mod tests {
             final_ns: Some(send_ns + 20_000_000 + u64::from(tokens) * 12_000_317),
             token_source: TokenCountSource::Server,
             error: None,
+            finish_reason: None,
         }
     }
 
@@ -414,6 +431,7 @@ mod tests {
             final_ns: Some(0),
             token_source: TokenCountSource::Words,
             error: Some("the stream broke: ünïcode".into()),
+            finish_reason: None,
         };
         for base in [BASE, 0, i64::MIN, i64::MAX] {
             assert_eq!(decode(&encode(&bare, base), base).unwrap(), bare);
@@ -433,6 +451,27 @@ mod tests {
             ..bare
         };
         assert_eq!(decode(&encode(&empty, BASE), BASE).unwrap(), empty);
+    }
+
+    #[test]
+    fn a_finish_reason_comes_back_and_a_record_without_one_is_written_as_before() {
+        let record = streamed(64);
+        assert_eq!(encode(&record, BASE)[0], DEFLATED);
+        let finished = RequestRecord { finish_reason: Some("length".into()), ..record };
+        let blob = encode(&finished, BASE);
+        assert_eq!(blob[0], DEFLATED_FINISHED);
+        assert_eq!(decode(&blob, BASE).unwrap(), finished);
+        let short = RequestRecord { responses: Responses::default(), finish_reason: Some("stöp".into()), ..finished };
+        let blob = encode(&short, BASE);
+        assert_eq!(blob[0], RAW_FINISHED);
+        assert_eq!(decode(&blob, BASE).unwrap(), short);
+        for cut in 1..blob.len() {
+            assert!(decode(&blob[..cut], BASE).is_err(), "cut at {cut}");
+        }
+        // The same body read as one without a finish reason has bytes left over.
+        let mut unmarked = blob.clone();
+        unmarked[0] = RAW;
+        assert!(matches!(decode(&unmarked, BASE), Err(CodecError::Trailing(_))));
     }
 
     #[test]

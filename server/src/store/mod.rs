@@ -685,6 +685,7 @@ mod tests {
             final_ns: Some(5_000 + 1_000 * u64::from(seq)),
             token_source: TokenCountSource::Responses,
             error: error.map(Into::into),
+            finish_reason: None,
         }
     }
 

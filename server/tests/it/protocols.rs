@@ -335,7 +335,7 @@ fn exports_and_reads_back(what: &str, run: &RunReport) -> serde_json::Value {
     };
     for (record, read) in sent.into_iter().zip(&back.requests) {
         let id = &record.id;
-        assert_eq!(read.error, record.error, "{what} {id}");
+        assert_eq!((&read.error, &read.finish_reason), (&record.error, &record.finish_reason), "{what} {id}");
         assert_eq!(
             (read.token_source, read.num_input_tokens),
             (record.token_source, record.num_input_tokens),
@@ -386,6 +386,8 @@ async fn an_openai_run_exports_as_perf_analyzers_openai_kind_and_reads_back_the_
     let tokens: Vec<Vec<u32>> = run.requests.iter().map(|r| r.responses.iter().map(|c| c.tokens).collect()).collect();
     assert_eq!(tokens, [vec![1, 1], vec![2, 3], vec![1], vec![1]], "the usage spread by text");
     assert_eq!(run.requests.iter().filter(|r| r.error.is_some()).count(), 2);
+    let reasons: Vec<Option<&str>> = run.requests.iter().map(|r| r.finish_reason.as_deref()).collect();
+    assert_eq!(reasons, [Some("length"), Some("stop"), None, None], "what each answer said of its end");
     let export = exports_and_reads_back("scripted", &run);
     let request = &export["experiments"][0]["requests"][0];
     let payload: serde_json::Value =
@@ -396,6 +398,7 @@ async fn an_openai_run_exports_as_perf_analyzers_openai_kind_and_reads_back_the_
     let outputs = request["response_outputs"].as_array().unwrap();
     assert_eq!(
         outputs.last().unwrap()["response"].as_str().unwrap(),
-        "data: {\"usage\":{\"prompt_tokens\":16,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n"
+        "data: {\"choices\":[{\"index\":0,\"text\":\"\",\"finish_reason\":\"length\"}]}\n\n\
+         data: {\"usage\":{\"prompt_tokens\":16,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n"
     );
 }

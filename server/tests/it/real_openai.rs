@@ -86,6 +86,8 @@ async fn completions_and_chat_stream_every_token_from_a_real_server() {
             assert_eq!(record.token_responses().count(), TOKENS as usize, "{what} {}", record.id);
             assert_eq!(record.token_source, TokenCountSource::Responses, "{what} {}", record.id);
             assert!(!record.text().trim().is_empty(), "{what} {}", record.id);
+            // It stopped at max_tokens, and said so.
+            assert_eq!(record.finish_reason.as_deref(), Some("length"), "{what} {}", record.id);
         }
         for point in &run.points {
             let (ttft, t2t) = (point.ttft_ms.as_ref().unwrap(), point.t2t_ms.as_ref().unwrap());

@@ -303,6 +303,7 @@ pub fn large_report(requests: u32, tokens: u64) -> RunReport {
                 responses,
                 token_source: TokenCountSource::Responses,
                 error: None,
+                finish_reason: None,
             }
         })
         .collect();

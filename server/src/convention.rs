@@ -709,11 +709,7 @@ pub fn server_error(message: &str) -> String {
     if message.len() <= limits::MAX_ERROR_BYTES {
         return message.into();
     }
-    let mut end = limits::MAX_ERROR_BYTES;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… (cut at {} bytes)", &message[..end], limits::MAX_ERROR_BYTES)
+    format!("{}… (cut at {} bytes)", limits::cut_at_char(message, limits::MAX_ERROR_BYTES), limits::MAX_ERROR_BYTES)
 }
 
 #[cfg(test)]

@@ -204,6 +204,8 @@ struct RawRequest {
     error: Option<String>,
     /// Why the server stopped generating, where its answer says (OpenAI's `finish_reason`).
     finish_reason: Option<String>,
+    /// An OpenAI answer that reached its `[DONE]` without saying why it stopped.
+    unexplained: bool,
 }
 
 struct RawResponse {
@@ -253,7 +255,8 @@ fn profile_file_to_report(file: ProfileFile, source_name: &str) -> Result<RunRep
     let errors = Errors { source_name };
     let ProfileFile { experiments, version, endpoint, .. } = file;
     let experiments = experiments.ok_or_else(|| errors.fail("it has no \"experiments\" list".into()))?;
-    let (raw, asked) = read_requests(experiments, &errors)?;
+    let (mut raw, asked) = read_requests(experiments, &errors)?;
+    judge_unexplained(&mut raw);
     if raw.is_empty() {
         return Err(errors.fail("it holds no requests".into()));
     }
@@ -288,6 +291,18 @@ fn profile_file_to_report(file: ProfileFile, source_name: &str) -> Result<RunRep
     }
     report.recompute_points();
     Ok(report)
+}
+
+/// Fails each OpenAI answer that reached its `[DONE]` without saying why it stopped, as cut
+/// short, as the engine judges a live one, where the file shows that its answers say why they
+/// stop: some answer in it does. A file where none does holds no such evidence (tokenscope
+/// wrote its exports without the reasons before it kept them), and its answers stand.
+fn judge_unexplained(raw: &mut [RawRequest]) {
+    if raw.iter().any(|r| r.finish_reason.is_some()) {
+        for r in raw.iter_mut().filter(|r| r.unexplained) {
+            r.error.get_or_insert_with(crate::protocol::openai::cut_short);
+        }
+    }
 }
 
 /// Every request of every experiment, with what they asked for.
@@ -370,8 +385,9 @@ fn read_request(
             RawResponse { at, text, sent, received }
         })
         .collect();
-    let openai::Ending { usage, error, finish_reason } = answer.map(openai::Answer::finish).unwrap_or_default();
-    Ok(RawRequest { words: word_count(&text) as u32, send, responses, usage, error, finish_reason })
+    let openai::Ending { usage, error, finish_reason, unexplained } =
+        answer.map(openai::Answer::finish).unwrap_or_default();
+    Ok(RawRequest { words: word_count(&text) as u32, send, responses, usage, error, finish_reason, unexplained })
 }
 
 /// The requests' records in order of sending, each numbered within its prompt length (one
@@ -443,6 +459,37 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
+
+    /// An OpenAI profile export of two streamed answers that reached their `[DONE]`; the
+    /// first says why it stopped when `reason` is given, the second never does.
+    fn two_answers(reason: Option<&str>) -> Value {
+        let finish = reason.map_or(String::new(), |r| format!(",\"finish_reason\":\"{r}\""));
+        let answer = |ts: i64, finish: &str| {
+            json!({ "timestamp": ts,
+                "request_inputs": { "payload": "{\"prompt\":\"a b\",\"max_tokens\":1,\"stream\":true}" },
+                "response_timestamps": [ts + 1_000, ts + 2_000],
+                "response_outputs": [
+                    { "response": format!("data: {{\"choices\":[{{\"index\":0,\"text\":\"x\"{finish}}}]}}\n\n") },
+                    { "response": "data: [DONE]\n\n" },
+                ] })
+        };
+        json!({ "service_kind": "openai", "endpoint": "v1/completions",
+            "experiments": [{ "experiment": { "mode": "concurrency", "value": 1 },
+                "requests": [answer(1_000, &finish), answer(10_000, "")] }] })
+    }
+
+    #[test]
+    fn answers_without_a_reason_are_cut_short_where_the_file_gives_reasons() {
+        let errors = |export: &Value| -> Vec<Option<String>> {
+            profile_to_report(export, "x.json").unwrap().requests.into_iter().map(|r| r.error).collect()
+        };
+        // Written before tokenscope kept reasons: no answer says, and none is held to it.
+        assert_eq!(errors(&two_answers(None)), [None, None]);
+        let reasons = profile_to_report(&two_answers(Some("length")), "x.json").unwrap();
+        let reasons: Vec<Option<&str>> = reasons.requests.iter().map(|r| r.finish_reason.as_deref()).collect();
+        assert_eq!(reasons, [Some("length"), None]);
+        assert_eq!(errors(&two_answers(Some("length"))), [None, Some(crate::protocol::openai::cut_short())]);
+    }
 
     #[test]
     fn requests_group_by_prompt_length_and_empty_finals_are_not_tokens() {

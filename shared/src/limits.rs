@@ -58,16 +58,18 @@ pub const MAX_ERROR_BYTES: usize = 64 << 10;
 /// The most of a server's reason for stopping a request that a record keeps.
 pub const MAX_FINISH_REASON_BYTES: usize = 64;
 
-/// `reason` cut to [`MAX_FINISH_REASON_BYTES`] at a character's edge.
-pub fn finish_reason(mut reason: String) -> String {
-    if reason.len() > MAX_FINISH_REASON_BYTES {
-        let mut end = MAX_FINISH_REASON_BYTES;
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
+/// The longest start of `text` of at most `max` bytes that ends at a character's edge.
+pub fn cut_at_char(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
     }
-    reason
+    &text[..end]
+}
+
+/// `reason` cut to [`MAX_FINISH_REASON_BYTES`] at a character's edge.
+pub fn finish_reason(reason: &str) -> String {
+    cut_at_char(reason, MAX_FINISH_REASON_BYTES).to_string()
 }
 
 /// An upper bound on the bytes of a synthetic prompt of `words` words: every word of the
@@ -186,6 +188,12 @@ pub fn record_problem(record: &RequestRecord) -> Option<String> {
     if let Some(error) = record.error.as_ref().filter(|e| e.len() > MAX_ERROR_BYTES) {
         return Some(format!("{which} has an error of {} bytes, above the limit of {MAX_ERROR_BYTES}", error.len()));
     }
+    if let Some(reason) = record.finish_reason.as_ref().filter(|r| r.len() > MAX_FINISH_REASON_BYTES) {
+        return Some(format!(
+            "{which} has a finish reason of {} bytes, above the limit of {MAX_FINISH_REASON_BYTES}",
+            reason.len()
+        ));
+    }
     None
 }
 
@@ -221,6 +229,15 @@ pub fn report_problem(report: &RunReport) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn texts_are_cut_at_a_characters_edge() {
+        assert_eq!(cut_at_char("héllo", 2), "h");
+        assert_eq!(cut_at_char("héllo", 3), "hé");
+        assert_eq!(cut_at_char("ab", 10), "ab");
+        assert_eq!(finish_reason(&"é".repeat(40)).len(), 64);
+        assert_eq!(finish_reason(&format!("x{}", "é".repeat(40))).len(), 63);
+    }
     use crate::prompt::synthetic_prompt;
     use crate::record::{ResponseRecord, TokenCountSource};
 

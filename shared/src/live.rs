@@ -106,8 +106,8 @@ enum EventKind {
     Finished,
 }
 
-/// A field the event's variant needs, or the error serde gives for one that is missing.
-fn needed<T>(field: Option<T>, name: &str) -> Result<T, String> {
+/// A field the variant read needs, or the error serde gives for one that is missing.
+pub(crate) fn needed<T>(field: Option<T>, name: &str) -> Result<T, String> {
     field.ok_or_else(|| format!("missing field `{name}`"))
 }
 

@@ -1,6 +1,8 @@
-//! Decimal numbers read from text, exactly as Rust's `f64::from_str` reads them. In the page,
-//! the browser's own conversion does the arithmetic once the text is known to be a number:
+//! Decimal numbers read from text as Rust's `f64::from_str` reads them. In the page, the
+//! browser's own conversion does the arithmetic once the text is known to be a number:
 //! Rust's carries a 10 KB table of powers of five that the page would otherwise download.
+//! Browsers round to the nearest double as Rust does (the language leaves digits past the
+//! twentieth to them, and the ones tokenscope runs in round them correctly).
 
 /// `text` as a number, or `None` where `f64::from_str` would refuse it: an optional sign,
 /// then digits with an optional point and exponent, or `inf`, `infinity` or `nan` in any case.
@@ -13,7 +15,7 @@ pub fn parse_f64(text: &str) -> Option<f64> {
             return Some(sign * f64::INFINITY);
         }
         if unsigned.eq_ignore_ascii_case("nan") {
-            return Some(f64::NAN);
+            return Some(if sign < 0.0 { -f64::NAN } else { f64::NAN });
         }
         // Within this grammar the browser's `parseFloat` reads every character, rounding
         // to the nearest double as Rust does.

@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
+use crate::live::needed;
 use crate::record::RequestRecord;
 use crate::spec::{InputStyle, SweepSpec};
 use crate::stats::PointStats;
@@ -63,14 +64,14 @@ enum StatusKind {
 }
 
 impl TryFrom<StatusFields> for RunStatus {
-    type Error = &'static str;
+    type Error = String;
 
-    fn try_from(fields: StatusFields) -> Result<Self, &'static str> {
+    fn try_from(fields: StatusFields) -> Result<Self, String> {
         Ok(match fields.state {
             StatusKind::Running => RunStatus::Running,
             StatusKind::Completed => RunStatus::Completed,
             StatusKind::Cancelled => RunStatus::Cancelled,
-            StatusKind::Failed => RunStatus::Failed { error: fields.error.ok_or("missing field `error`")? },
+            StatusKind::Failed => RunStatus::Failed { error: needed(fields.error, "error")? },
             StatusKind::Interrupted => RunStatus::Interrupted,
         })
     }
@@ -164,13 +165,13 @@ enum SchedulingKind {
 }
 
 impl TryFrom<SchedulingFields> for Scheduling {
-    type Error = &'static str;
+    type Error = String;
 
-    fn try_from(fields: SchedulingFields) -> Result<Self, &'static str> {
+    fn try_from(fields: SchedulingFields) -> Result<Self, String> {
         Ok(match fields.kind {
             SchedulingKind::Realtime => Scheduling::Realtime,
             SchedulingKind::Normal => Scheduling::Normal,
-            SchedulingKind::Refused => Scheduling::Refused { reason: fields.reason.ok_or("missing field `reason`")? },
+            SchedulingKind::Refused => Scheduling::Refused { reason: needed(fields.reason, "reason")? },
         })
     }
 }

@@ -528,11 +528,7 @@ impl Recorder {
 /// A reason cut to [`MAX_REASON_BYTES`] on a character boundary.
 fn clip(mut reason: String) -> String {
     if reason.len() > MAX_REASON_BYTES {
-        let mut end = MAX_REASON_BYTES;
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
+        reason.truncate(crate::limits::cut_at_char(&reason, MAX_REASON_BYTES).len());
         reason.push('…');
     }
     reason

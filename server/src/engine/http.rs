@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use hyper::body::Bytes;
 use hyper::{Method, StatusCode};
-use shared::limits;
 use shared::protocol::{Endpoint, Protocol};
 use shared::{ModelInfo, SweepSpec};
 
@@ -281,8 +280,8 @@ impl Exchange<'_> {
             self.usage.prompt_tokens = usage.prompt_tokens.or(self.usage.prompt_tokens);
             self.usage.completion_tokens = usage.completion_tokens.or(self.usage.completion_tokens);
         }
-        if let Some(reason) = chunk.finish_reason {
-            self.finish_reason = Some(limits::finish_reason(reason));
+        if chunk.finish_reason.is_some() {
+            self.finish_reason = chunk.finish_reason;
         }
         let (text, tokens) = match chunk.piece {
             Piece::Nothing => return Next::Read,

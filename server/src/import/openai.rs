@@ -132,6 +132,10 @@ pub struct Ending {
     pub error: Option<String>,
     /// Why the server said it stopped generating.
     pub finish_reason: Option<String>,
+    /// Whether a streamed answer reached its `[DONE]` with no chunk saying why it stopped:
+    /// cut short, where the file's answers say why they stop (see
+    /// `import::judge_unexplained`).
+    pub unexplained: bool,
 }
 
 /// What one response output brought: its new text, and when the server says it sent it.
@@ -176,8 +180,8 @@ impl Answer {
             self.usage = chunk.usage;
         }
         read.sent = read.sent.or(chunk.send_unix_ns);
-        if let Some(reason) = chunk.finish_reason {
-            self.finish_reason = Some(shared::limits::finish_reason(reason));
+        if chunk.finish_reason.is_some() {
+            self.finish_reason = chunk.finish_reason;
         }
         match chunk.piece {
             Piece::Text { text, .. } => read.text.push_str(&text),
@@ -191,20 +195,21 @@ impl Answer {
 
     /// How the answer ended, once every output is read. Its error is the first it reported,
     /// or, for a streamed answer whose outputs were kept, as the engine fails such an answer:
-    /// one that stopped inside an event or before `[DONE]`, or that reached `[DONE]` with no
-    /// chunk saying why it stopped.
+    /// one that stopped inside an event or before `[DONE]`. One that reached `[DONE]` with no
+    /// chunk saying why it stopped is marked `unexplained`.
     pub fn finish(mut self) -> Ending {
+        let mut unexplained = false;
         // perf_analyzer may keep no outputs: then there is nothing to hold against the answer.
         if let Some(events) = self.events.as_ref().filter(|_| self.outputs > 0) {
             if let Err(err) = events.finish() {
                 self.error.get_or_insert_with(|| err.to_string());
             } else if !self.done {
                 self.error.get_or_insert_with(openai::ended_early);
-            } else if self.finish_reason.is_none() {
-                self.error.get_or_insert_with(openai::cut_short);
+            } else {
+                unexplained = self.finish_reason.is_none();
             }
         }
-        Ending { usage: self.usage, error: self.error, finish_reason: self.finish_reason }
+        Ending { usage: self.usage, error: self.error, finish_reason: self.finish_reason, unexplained }
     }
 }
 
@@ -281,10 +286,10 @@ mod tests {
         let mut cut = Answer::new(true);
         cut.read(&output("data: {\"choices\":[{\"text\":\"a\"}]}\n\n"));
         assert_eq!(cut.finish().error, Some(openai::ended_early()));
-        // [DONE] with no chunk saying why generation stopped: cut short, as the engine says.
+        // [DONE] with no chunk saying why generation stopped: unexplained, judged with the file.
         let mut short = Answer::new(true);
         short.read(&output("data: {\"choices\":[{\"text\":\"a\"}]}\n\ndata: [DONE]\n\n"));
-        assert_eq!(short.finish().error, Some(openai::cut_short()));
+        assert_eq!(short.finish(), Ending { unexplained: true, ..Ending::default() });
         // perf_analyzer kept no outputs: nothing to read, nothing held against it.
         assert_eq!(Answer::new(true).finish(), Ending::default());
     }

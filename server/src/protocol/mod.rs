@@ -173,12 +173,9 @@ const QUOTED_BYTES: usize = 80;
 
 /// An event whose data is not the JSON expected: the parser's reason and its first bytes.
 fn unreadable(data: &str, err: &serde_json::Error) -> Piece {
-    let mut end = data.len().min(QUOTED_BYTES);
-    while !data.is_char_boundary(end) {
-        end -= 1;
-    }
-    let more = if end < data.len() { "…" } else { "" };
-    Piece::Error(format!("the server sent an event that is not the JSON expected ({err}): {:?}{more}", &data[..end]))
+    let quoted = limits::cut_at_char(data, QUOTED_BYTES);
+    let more = if quoted.len() < data.len() { "…" } else { "" };
+    Piece::Error(format!("the server sent an event that is not the JSON expected ({err}): {quoted:?}{more}"))
 }
 
 #[cfg(test)]

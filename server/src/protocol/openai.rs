@@ -258,7 +258,9 @@ pub fn read(data: &str) -> Chunk {
         (None, None) => String::new(),
     };
     let piece = if text.is_empty() { Piece::Nothing } else { Piece::Text { text, tokens: None } };
-    Chunk { piece, usage, finish_reason: choice.finish_reason, send_unix_ns: json.send_ns }
+    // A record keeps a reason of at most a few words.
+    let finish_reason = choice.finish_reason.as_deref().map(shared::limits::finish_reason);
+    Chunk { piece, usage, finish_reason, send_unix_ns: json.send_ns }
 }
 
 #[cfg(test)]

@@ -240,14 +240,13 @@ pub fn latency<DB: DrawingBackend>(
     if chart.layers.iter().all(|l| l.points.is_empty() && l.samples.is_empty()) {
         centre_note(root, chart.empty_note, palette, dpr)?;
     }
+    let mut keys = Vec::new();
     let positions = chart
         .layers
         .iter()
-        .map(|layer| latency_layer(root, &mut ctx, chart, layer, dpr))
+        .map(|layer| latency_layer(root, &mut ctx, chart, layer, &mut keys, dpr))
         .collect::<Result<Vec<_>, String>>()?;
-    if chart.layers.len() > 1 && chart.series.contains(Series::Mean) {
-        legend(&mut ctx, palette, dpr)?;
-    }
+    legend(&ctx, &keys, palette, dpr)?;
     Ok(positions)
 }
 
@@ -291,6 +290,7 @@ fn latency_layer<DB: DrawingBackend>(
     ctx: &mut Plot<'_, DB>,
     chart: &LatencyChart<'_>,
     layer: &Layer,
+    keys: &mut Vec<Key>,
     dpr: f64,
 ) -> Result<Vec<(f64, f64)>, String> {
     let shown = |s: Series| chart.series.contains(s);
@@ -333,12 +333,9 @@ fn latency_layer<DB: DrawingBackend>(
     let means = path(|s| s.mean);
     if shown(Series::Mean) {
         let line = ShapeStyle { color: rgb(layer.line).to_rgba(), filled: false, stroke_width: (2.0 * dpr) as u32 };
-        let drawn = ctx.draw_series(std::iter::once(PathElement::new(means.clone(), line))).map_err(fail)?;
+        ctx.draw_series(std::iter::once(PathElement::new(means.clone(), line))).map_err(fail)?;
         if several {
-            let length = (18.0 * dpr) as i32;
-            drawn
-                .label(layer.label.clone())
-                .legend(move |(px, py)| PathElement::new(vec![(px, py), (px + length, py)], line));
+            keys.push(Key { label: layer.label.clone(), line });
         }
         let marker = (4.0 * dpr) as i32;
         ctx.draw_series(means.iter().map(|&p| Circle::new(p, marker, rgb(layer.line).filled()))).map_err(fail)?;
@@ -404,7 +401,7 @@ pub fn throughput<DB: DrawingBackend>(
         });
         ctx.draw_series(dashes).map_err(fail)?;
         let (px, py) = ctx.backend_coord(&(*at, y1));
-        let font = ("sans-serif", 12.0 * dpr).into_font().color(&rgb(palette.error));
+        let font = font(12.0 * dpr).color(&rgb(palette.error));
         let right = *at > x1 * 0.6;
         let anchor = if right { HPos::Right } else { HPos::Left };
         let gap = (6.0 * dpr) as i32;
@@ -412,6 +409,7 @@ pub fn throughput<DB: DrawingBackend>(
         root.draw(&Text::new(words.clone(), place, font.pos(Pos::new(anchor, VPos::Top)))).map_err(fail)?;
     }
     let mut positions = Vec::new();
+    let mut keys = Vec::new();
     let marker = (4.0 * dpr) as i32;
     for curve in &chart.curves {
         let colour = rgb(curve.colour);
@@ -419,16 +417,11 @@ pub fn throughput<DB: DrawingBackend>(
         let p99: Vec<(f64, f64)> = curve.points.iter().map(|p| (p.0, y(p.2))).collect();
         let thick = ShapeStyle { color: colour.to_rgba(), filled: false, stroke_width: (2.0 * dpr) as u32 };
         let thin = ShapeStyle { color: colour.mix(0.7), filled: false, stroke_width: (1.2 * dpr).max(1.0) as u32 };
-        let length = (18.0 * dpr) as i32;
-        ctx.draw_series(std::iter::once(PathElement::new(p50.clone(), thick)))
-            .map_err(fail)?
-            .label(format!("{} p50", curve.label).trim_start().to_string())
-            .legend(move |(px, py)| PathElement::new(vec![(px, py), (px + length, py)], thick));
+        ctx.draw_series(std::iter::once(PathElement::new(p50.clone(), thick))).map_err(fail)?;
+        keys.push(Key { label: format!("{} p50", curve.label).trim_start().to_string(), line: thick });
         ctx.draw_series(p50.iter().map(|&p| Circle::new(p, marker, colour.filled()))).map_err(fail)?;
-        ctx.draw_series(std::iter::once(PathElement::new(p99.clone(), thin)))
-            .map_err(fail)?
-            .label(format!("{} p99", curve.label).trim_start().to_string())
-            .legend(move |(px, py)| PathElement::new(vec![(px, py), (px + length, py)], thin));
+        ctx.draw_series(std::iter::once(PathElement::new(p99.clone(), thin))).map_err(fail)?;
+        keys.push(Key { label: format!("{} p99", curve.label).trim_start().to_string(), line: thin });
         let ring = ShapeStyle { color: rgb(palette.error).to_rgba(), filled: false, stroke_width: (1.5 * dpr) as u32 };
         let flagged = p50
             .iter()
@@ -446,9 +439,7 @@ pub fn throughput<DB: DrawingBackend>(
     if chart.curves.iter().any(|c| c.behind.contains(&true)) {
         corner_note(root, "ringed: the client fell behind its schedule", &rgb(palette.error), dpr)?;
     }
-    if !chart.curves.is_empty() {
-        legend(&mut ctx, palette, dpr)?;
-    }
+    legend(&ctx, &keys, palette, dpr)?;
     Ok(positions)
 }
 
@@ -505,7 +496,7 @@ pub fn telemetry<DB: DrawingBackend>(
         root.draw(&Rectangle::new([(left, bottom - mark), (right, bottom)], rgb(gap.colour).mix(0.85).filled()))
             .map_err(fail)?;
     }
-    let length = (18.0 * dpr) as i32;
+    let mut keys = Vec::new();
     let dot = (2.5 * dpr).max(2.0) as i32;
     for line in &chart.lines {
         let style = ShapeStyle { color: rgb(line.colour).to_rgba(), filled: false, stroke_width: (2.0 * dpr) as u32 };
@@ -529,11 +520,9 @@ pub fn telemetry<DB: DrawingBackend>(
             })
             .collect();
         let paths = thinned.iter().filter(|s| s.len() > 1).map(|s| PathElement::new(s.clone(), style));
-        let drawn = ctx.draw_series(paths).map_err(fail)?;
+        ctx.draw_series(paths).map_err(fail)?;
         if chart.legend {
-            drawn
-                .label(line.label.clone())
-                .legend(move |(px, py)| PathElement::new(vec![(px, py), (px + length, py)], style));
+            keys.push(Key { label: line.label.clone(), line: style });
         }
         let lone = thinned.iter().filter(|s| s.len() == 1).map(|s| Circle::new(s[0], dot, rgb(line.colour).filled()));
         ctx.draw_series(lone).map_err(fail)?;
@@ -544,9 +533,7 @@ pub fn telemetry<DB: DrawingBackend>(
     if let Some(note) = &chart.note {
         corner_note(root, note, &rgb(palette.text).mix(0.8), dpr)?;
     }
-    if chart.legend {
-        legend(&mut ctx, palette, dpr)?;
-    }
+    legend(&ctx, &keys, palette, dpr)?;
     Ok(())
 }
 
@@ -578,7 +565,7 @@ fn centre_note<DB: DrawingBackend>(
     dpr: f64,
 ) -> Result<(), String> {
     let (w, h) = root.dim_in_pixel();
-    let font = ("sans-serif", 13.0 * dpr).into_font().color(&rgb(palette.text).mix(0.7));
+    let font = font(13.0 * dpr).color(&rgb(palette.text).mix(0.7));
     let at = ((w / 2) as i32, (h / 2) as i32);
     root.draw(&Text::new(note, at, font.pos(Pos::new(HPos::Center, VPos::Center)))).map_err(fail)
 }
@@ -591,21 +578,51 @@ fn corner_note<DB: DrawingBackend>(
     dpr: f64,
 ) -> Result<(), String> {
     let (w, _) = root.dim_in_pixel();
-    let font = ("sans-serif", 12.0 * dpr).into_font().color(colour);
+    let font = font(12.0 * dpr).color(colour);
     let at = (w as i32 - (14.0 * dpr) as i32, (14.0 * dpr) as i32);
     root.draw(&Text::new(note, at, font.pos(Pos::new(HPos::Right, VPos::Top)))).map_err(fail)
 }
 
-/// Draws the legend of the series labelled so far, in the plot's top left corner.
-fn legend<'a, DB: DrawingBackend + 'a>(ctx: &mut Plot<'a, DB>, palette: &Palette, dpr: f64) -> Result<(), String> {
-    ctx.configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .margin((8.0 * dpr) as u32)
-        .label_font(("sans-serif", 12.0 * dpr).into_font().color(&rgb(palette.text)))
-        .background_style(rgb(palette.background).mix(0.85))
-        .border_style(rgb(palette.grid))
-        .draw()
-        .map_err(fail)
+/// The page's font, `size` pixels high.
+fn font(size: f64) -> FontDesc<'static> {
+    FontDesc::new(FontFamily::SansSerif, size, FontStyle::Normal)
+}
+
+/// An entry of a chart's legend: a label and the line that stands for it.
+struct Key {
+    label: String,
+    line: ShapeStyle,
+}
+
+/// Draws a legend of `keys`, if any, in the plot's top left corner, laid out as plotters'
+/// series labels are (five pixels from the corner, a 30-pixel column for the lines). Drawn
+/// here because plotters names its labels' default font by a string, which it lower-cases:
+/// that would put Unicode's case tables in the page.
+fn legend<DB: DrawingBackend>(ctx: &Plot<'_, DB>, keys: &[Key], palette: &Palette, dpr: f64) -> Result<(), String> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let area = ctx.plotting_area().strip_coord_spec();
+    let colour = rgb(palette.text);
+    let style = font(12.0 * dpr).color(&colour);
+    let mut text = MultiLineText::<BackendCoord, &str>::new((0, 0), &style);
+    for key in keys {
+        text.push_line(key.label.as_str());
+    }
+    let (w, h) = text.estimate_dimension().map_err(fail)?;
+    let (corner, lines, margin) = (5, 30, (8.0 * dpr) as i32);
+    let far = (corner + w + lines + 2 * margin, corner + h + 2 * margin);
+    let frame = [(corner, corner), far];
+    area.draw(&Rectangle::new(frame, rgb(palette.background).mix(0.85).filled())).map_err(fail)?;
+    area.draw(&Rectangle::new(frame, rgb(palette.grid))).map_err(fail)?;
+    text.relocate((corner + lines + margin, corner + margin));
+    area.draw(&text).map_err(fail)?;
+    let length = (18.0 * dpr) as i32;
+    for (((_, top), (_, bottom)), key) in text.compute_line_layout().map_err(fail)?.into_iter().zip(keys) {
+        let (x, y) = (corner + margin, (top + bottom) / 2);
+        area.draw(&PathElement::new(vec![(x, y), (x + length, y)], key.line)).map_err(fail)?;
+    }
+    Ok(())
 }
 
 /// Where plotted points lie, in CSS pixels.
@@ -650,8 +667,8 @@ fn themed<'m, 'a, 'b, X: Ranged, Y: Ranged, DB: DrawingBackend>(
     dpr: f64,
 ) -> &'m mut MeshStyle<'a, 'b, X, Y, DB> {
     let text = rgb(palette.text);
-    mesh.label_style(("sans-serif", 12.0 * dpr).into_font().color(&text))
-        .axis_desc_style(("sans-serif", 13.0 * dpr).into_font().color(&text))
+    mesh.label_style(font(12.0 * dpr).color(&text))
+        .axis_desc_style(font(13.0 * dpr).color(&text))
         .axis_style(rgb(palette.grid))
         .bold_line_style(rgb(palette.grid).mix(0.8))
         .light_line_style(rgb(palette.grid).mix(0.3))

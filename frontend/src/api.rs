@@ -58,7 +58,7 @@ async fn send(method: &str, url: &str, body: Option<JsValue>) -> Result<String, 
         Err(failure("this dashboard needs a sign-in", Some("the sign-in page is opening")))
     } else {
         let status = response.status();
-        let body = serde_json::from_str::<ApiError>(&text).unwrap_or_else(|_| {
+        let body = crate::json::from_json::<ApiError>(&text).unwrap_or_else(|_| {
             let error = format!("the dashboard server answered {status}: {text}");
             ApiError::new(ErrorCode::of_status(status), error, None)
         });
@@ -67,7 +67,7 @@ async fn send(method: &str, url: &str, body: Option<JsValue>) -> Result<String, 
 }
 
 fn parse<T: DeserializeOwned>(text: &str) -> Result<T, ApiError> {
-    serde_json::from_str(text).map_err(|err| {
+    crate::json::from_json(text).map_err(|err| {
         failure(format!("the dashboard server's answer could not be read: {err}"), Some("reload the page"))
     })
 }
@@ -210,7 +210,7 @@ fn connect(inner: &Rc<Inner>) {
     let on_message = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
         let Some(inner) = weak.upgrade() else { return };
         let Some(text) = event.dyn_ref::<MessageEvent>().and_then(|m| m.data().as_string()) else { return };
-        match serde_json::from_str::<RunEvent>(&text) {
+        match crate::json::from_json::<RunEvent>(&text) {
             Ok(event) => {
                 if matches!(event, RunEvent::Finished { .. }) {
                     inner.complete.set(true);

@@ -9,6 +9,7 @@ pub mod chart;
 pub mod compare;
 pub mod components;
 pub mod download;
+pub mod json;
 pub mod nav;
 pub mod pages;
 pub mod report;

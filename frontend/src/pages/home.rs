@@ -25,7 +25,7 @@ pub fn spec_from_query(query: &str) -> Option<(Option<String>, Result<SweepSpec,
     );
     Some(match spec_in_query(query)? {
         Ok(json) => {
-            let spec = serde_json::from_str::<SweepSpec>(&json)
+            let spec = crate::json::from_json::<SweepSpec>(&json)
                 .map_err(|err| api::failure(format!("The link's sweep spec could not be read: {err}"), hint));
             (Some(json), spec)
         }

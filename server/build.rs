@@ -1,6 +1,6 @@
 //! Compiles `proto/inference.proto` with a pure-Rust protobuf compiler (no `protoc` needed),
-//! and embeds the built browser app from `dist/` (with a gzip copy of each file) so that the
-//! binary serves the dashboard from anywhere.
+//! and embeds the built browser app from `dist/` (with a Brotli and a gzip copy of each file)
+//! so that the binary serves the dashboard from anywhere.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -33,16 +33,27 @@ fn embed_frontend() -> Result<(), Box<dyn std::error::Error>> {
         let mut gzip = Vec::new();
         zopfli::compress(zopfli::Options::default(), zopfli::Format::Gzip, &body[..], &mut gzip)?;
         std::fs::write(&gz_path, gzip)?;
+        let br_path = out.join(format!("asset-{i}.br"));
+        std::fs::write(&br_path, brotli(&body)?)?;
         writeln!(
             table,
-            "    Asset {{ path: {route:?}, body: include_bytes!({:?}), gzip: include_bytes!({:?}) }},",
+            "    Asset {{ path: {route:?}, body: include_bytes!({:?}), gzip: include_bytes!({:?}), brotli: include_bytes!({:?}) }},",
             path.canonicalize()?,
-            gz_path
+            gz_path,
+            br_path
         )?;
     }
     table.push_str("];\n");
     std::fs::write(out.join("assets.rs"), table)?;
     Ok(())
+}
+
+/// `body` compressed with Brotli at its best (quality 11, a window of 4 MiB).
+fn brotli(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let params = brotli::enc::BrotliEncoderParams { quality: 11, lgwin: 22, ..Default::default() };
+    let mut compressed = Vec::new();
+    brotli::BrotliCompress(&mut &body[..], &mut compressed, &params)?;
+    Ok(compressed)
 }
 
 /// Moves each inline script of the page (Trunk writes its loader inline) into a file of its

@@ -118,62 +118,62 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Steps over spaces, then over `byte` if it comes next: whether it did.
+    fn eat(&mut self, byte: u8) -> bool {
+        self.skip_space();
+        let next = self.peek() == Some(byte);
+        if next {
+            self.at += 1;
+        }
+        next
+    }
+
     /// After `[`.
     fn array(&mut self, depth: usize) -> Result<Json<'a>, Error> {
         let mut items = Vec::new();
-        self.skip_space();
-        if self.peek() == Some(b']') {
-            self.at += 1;
-            return Ok(Json::Array(items));
-        }
-        loop {
-            items.push(self.value(depth)?);
-            if self.after_item(b']')? {
-                return Ok(Json::Array(items));
+        if !self.eat(b']') {
+            loop {
+                items.push(self.value(depth)?);
+                if self.after_item(b']')? {
+                    break;
+                }
             }
         }
+        Ok(Json::Array(items))
     }
 
     /// After `{`.
     fn object(&mut self, depth: usize) -> Result<Json<'a>, Error> {
         let mut members = Vec::new();
-        self.skip_space();
-        if self.peek() == Some(b'}') {
-            self.at += 1;
-            return Ok(Json::Object(members));
-        }
-        loop {
-            self.skip_space();
-            if self.peek() != Some(b'"') {
-                return Err(self.fail("key must be a string"));
-            }
-            let key = self.string()?;
-            self.skip_space();
-            if self.peek() != Some(b':') {
-                return Err(self.fail("expected `:`"));
-            }
-            self.at += 1;
-            members.push((key, self.value(depth)?));
-            if self.after_item(b'}')? {
-                return Ok(Json::Object(members));
+        if !self.eat(b'}') {
+            loop {
+                self.skip_space();
+                if self.peek() != Some(b'"') {
+                    return Err(self.fail("key must be a string"));
+                }
+                let key = self.string()?;
+                if !self.eat(b':') {
+                    return Err(self.fail("expected `:`"));
+                }
+                members.push((key, self.value(depth)?));
+                if self.after_item(b'}')? {
+                    break;
+                }
             }
         }
+        Ok(Json::Object(members))
     }
 
     /// Reads the `,` before another item, or `close`: whether it was `close`.
     fn after_item(&mut self, close: u8) -> Result<bool, Error> {
-        self.skip_space();
-        match self.peek() {
-            Some(b',') => {
-                self.at += 1;
-                Ok(false)
-            }
-            Some(c) if c == close => {
-                self.at += 1;
-                Ok(true)
-            }
-            None => Err(self.fail("EOF while parsing a list or an object")),
-            Some(_) => Err(self.fail(if close == b']' { "expected `,` or `]`" } else { "expected `,` or `}`" })),
+        if self.eat(b',') {
+            Ok(false)
+        } else if self.eat(close) {
+            Ok(true)
+        } else if self.peek().is_none() {
+            Err(self.fail("EOF while parsing a list or an object"))
+        } else {
+            Err(self.fail(if close == b']' { "expected `,` or `]`" } else { "expected `,` or `}`" }))
         }
     }
 

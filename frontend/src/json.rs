@@ -44,6 +44,9 @@ pub fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, Error> {
 enum Json<'a> {
     Null,
     Bool(bool),
+    /// A whole number from 0 to `u64::MAX`, read as it was parsed.
+    Uint(u64),
+    /// Any other number: its text.
     Number(&'a str),
     String(Cow<'a, str>),
     Array(Vec<Json<'a>>),
@@ -97,7 +100,7 @@ impl<'a> Parser<'a> {
             Some(b't') => self.word("true", Json::Bool(true)),
             Some(b'f') => self.word("false", Json::Bool(false)),
             Some(b'"') => self.string().map(Json::String),
-            Some(b'-' | b'0'..=b'9') => self.number().map(Json::Number),
+            Some(b'-' | b'0'..=b'9') => self.number(),
             Some(open @ (b'[' | b'{')) => {
                 if depth == MAX_DEPTH {
                     return Err(self.fail("nested too deeply"));
@@ -272,21 +275,31 @@ impl<'a> Parser<'a> {
         Ok(code)
     }
 
-    /// A number's text: `-`, an integer without leading zeros, then an optional fraction and
-    /// exponent.
-    fn number(&mut self) -> Result<&'a str, Error> {
+    /// A number: `-`, an integer without leading zeros, then an optional fraction and
+    /// exponent. A whole number that fits a `u64` is read as the digits go by; any other
+    /// keeps its text.
+    fn number(&mut self) -> Result<Json<'a>, Error> {
         let start = self.at;
-        if self.peek() == Some(b'-') {
+        let negative = self.peek() == Some(b'-');
+        if negative {
             self.at += 1;
         }
+        let mut whole = Some(0u64);
         match self.peek() {
             Some(b'0') => self.at += 1,
-            Some(b'1'..=b'9') => self.digits(),
+            Some(b'1'..=b'9') => {
+                while let Some(digit @ b'0'..=b'9') = self.peek() {
+                    whole = whole.and_then(|n| n.checked_mul(10)?.checked_add(u64::from(digit - b'0')));
+                    self.at += 1;
+                }
+            }
             _ => return Err(self.fail("invalid number")),
         }
+        let mut plain = !negative;
         if self.peek() == Some(b'.') {
             self.at += 1;
             self.some_digits()?;
+            plain = false;
         }
         if matches!(self.peek(), Some(b'e' | b'E')) {
             self.at += 1;
@@ -294,8 +307,12 @@ impl<'a> Parser<'a> {
                 self.at += 1;
             }
             self.some_digits()?;
+            plain = false;
         }
-        Ok(&self.text[start..self.at])
+        Ok(match whole {
+            Some(n) if plain => Json::Uint(n),
+            _ => Json::Number(&self.text[start..self.at]),
+        })
     }
 
     fn digits(&mut self) {
@@ -316,6 +333,7 @@ impl Json<'_> {
         match self {
             Json::Null => Unexpected::Unit,
             Json::Bool(b) => Unexpected::Bool(*b),
+            Json::Uint(n) => Unexpected::Unsigned(*n),
             Json::Number(n) => Unexpected::Other(n),
             Json::String(s) => Unexpected::Str(s),
             Json::Array(_) => Unexpected::Seq,
@@ -362,6 +380,7 @@ impl<'de> de::Deserializer<'de> for Json<'de> {
         match self {
             Json::Null => visitor.visit_unit(),
             Json::Bool(b) => visitor.visit_bool(b),
+            Json::Uint(n) => visitor.visit_u64(n),
             Json::Number(n) => visit_number(n, visitor),
             Json::String(Cow::Borrowed(s)) => visitor.visit_borrowed_str(s),
             Json::String(Cow::Owned(s)) => visitor.visit_string(s),

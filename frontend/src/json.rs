@@ -1,8 +1,9 @@
 //! JSON read into the shared types, with less code than `serde_json` puts in the page.
 //!
-//! The text is parsed once into a [`Json`] tree by one small parser; numbers keep their
-//! text until a field asks for one (integers exactly, decimals by [`shared::number`], the
-//! browser's own conversion in the page). Each type is then read from the tree by a
+//! The text is parsed once into a [`Json`] tree by one small parser: a whole number that
+//! fits a `u64` is read as its digits go by, any other number keeps its text until a field
+//! asks for it (integers exactly, decimals by [`shared::number`], the browser's own
+//! conversion in the page). Each type is then read from the tree by a
 //! deserializer that gives a struct only as a map and a field name only as a string, so
 //! the compiler drops the other ways serde's derived code could read them. `serde_json`
 //! still writes JSON; the page carries its writer and not its reader.
@@ -39,7 +40,7 @@ pub fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, Error> {
     T::deserialize(parse(text)?)
 }
 
-/// A parsed JSON value; a number is its text, an object its members in order.
+/// A parsed JSON value; an object is its members in order.
 #[derive(Debug, Clone, PartialEq)]
 enum Json<'a> {
     Null,
@@ -346,18 +347,16 @@ impl Json<'_> {
     }
 }
 
-/// A number's text given to `visitor` as JSON readers give it: a whole number as an
-/// unsigned or a signed integer where it fits one, anything else as the nearest double.
+/// The text of a number other than a [`Json::Uint`] given to `visitor` as JSON readers give
+/// it: a negative whole number as a signed integer where it fits one, anything else as the
+/// nearest double.
 fn visit_number<'de, V: Visitor<'de>>(text: &str, visitor: V) -> Result<V::Value, Error> {
-    let whole = !text.contains(['.', 'e', 'E']);
-    if whole {
-        if let Ok(n) = text.parse::<u64>() {
-            return visitor.visit_u64(n);
-        }
-        // `-0` is the double -0, as JSON readers take it.
-        if let Ok(n) = text.parse::<i64>().map_err(drop).and_then(|n| if n == 0 { Err(()) } else { Ok(n) }) {
-            return visitor.visit_i64(n);
-        }
+    // `-0` is the double -0, as JSON readers take it.
+    if !text.contains(['.', 'e', 'E'])
+        && let Ok(n) = text.parse::<i64>()
+        && n != 0
+    {
+        return visitor.visit_i64(n);
     }
     match shared::number::parse_f64(text) {
         Some(x) if x.is_finite() => visitor.visit_f64(x),

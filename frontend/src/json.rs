@@ -184,48 +184,34 @@ impl<'a> Parser<'a> {
     /// At `"`: the string, borrowed from the text where it has no escapes.
     fn string(&mut self) -> Result<Cow<'a, str>, Error> {
         self.at += 1;
-        let start = self.at;
+        let mut start = self.at;
+        // After an escape: the string up to `start`, unescaped.
+        let mut unescaped: Option<String> = None;
         loop {
             match self.peek() {
                 Some(b'"') => {
+                    let tail = &self.text[start..self.at];
                     self.at += 1;
-                    return Ok(Cow::Borrowed(&self.text[start..self.at - 1]));
-                }
-                Some(b'\\') => return self.string_rest(String::new(), start),
-                _ => self.string_byte()?,
-            }
-        }
-    }
-
-    /// The rest of a string from `start`, at or before its first escape: `out` holds what came
-    /// before `start`.
-    fn string_rest(&mut self, mut out: String, mut start: usize) -> Result<Cow<'a, str>, Error> {
-        loop {
-            match self.peek() {
-                Some(b'"') => {
-                    out.push_str(&self.text[start..self.at]);
-                    self.at += 1;
-                    return Ok(Cow::Owned(out));
+                    return Ok(match unescaped {
+                        None => Cow::Borrowed(tail),
+                        Some(mut out) => {
+                            out.push_str(tail);
+                            Cow::Owned(out)
+                        }
+                    });
                 }
                 Some(b'\\') => {
+                    let out = unescaped.get_or_insert_with(String::new);
                     out.push_str(&self.text[start..self.at]);
                     self.at += 1;
                     out.push(self.escape()?);
                     start = self.at;
                 }
-                _ => self.string_byte()?,
-            }
-        }
-    }
-
-    /// Steps over a byte of a string that is neither its end nor an escape.
-    fn string_byte(&mut self) -> Result<(), Error> {
-        match self.peek() {
-            None => Err(self.fail("EOF while parsing a string")),
-            Some(0..=0x1f) => Err(self.fail("control character (\\u0000-\\u001F) found while parsing a string")),
-            Some(_) => {
-                self.at += 1;
-                Ok(())
+                None => return Err(self.fail("EOF while parsing a string")),
+                Some(0..=0x1f) => {
+                    return Err(self.fail("control character (\\u0000-\\u001F) found while parsing a string"));
+                }
+                Some(_) => self.at += 1,
             }
         }
     }

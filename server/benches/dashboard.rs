@@ -7,7 +7,8 @@
 //!    `performance.now()` by the page at `/bench` (goal: median at most 16 ms).
 //! 3. A run of about 200,000 token events against the simulator: the bytes its events take
 //!    on the WebSocket per token event (goal: at most 24), and the page's longest main-thread
-//!    task while it follows the run live.
+//!    task while it loads and starts, and while it then follows the run live, with the script
+//!    callbacks that took the time in each long frame.
 //!
 //! Needs `scripts/build-frontend.sh` first (the page is embedded at build time) and Debian's
 //! chromium + chromium-driver. Run with `cargo bench -p server --bench dashboard`.
@@ -67,7 +68,9 @@ async fn main() {
 /// The page's WASM and JS as the dashboard serves them, gzipped and with Brotli, beside
 /// their raw size.
 async fn bundle_size(base: &str) {
-    let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist");
+    // The folder the server embedded (server/build.rs): TOKENSCOPE_DIST, or dist/.
+    let dist = std::env::var_os("TOKENSCOPE_DIST")
+        .map_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist"), Into::into);
     let http = reqwest::Client::new();
     let (mut gzip_total, mut brotli_total) = (0, 0);
     for entry in std::fs::read_dir(&dist).expect("dist/ exists") {
@@ -110,8 +113,11 @@ fn verdict(ok: bool) -> &'static str {
 async fn redraw(client: &Client, base: &str) {
     client.goto(&format!("{base}/bench")).await.unwrap();
     let start = Instant::now();
+    // The page starts after its load event: wait for it.
+    let wait = client.wait().at_most(Duration::from_secs(60));
+    let figure = wait.for_element(Locator::Css("#bench-result")).await.expect("the /bench page starts");
     let result = loop {
-        let text = client.find(Locator::Css("#bench-result")).await.unwrap().text().await.unwrap();
+        let text = figure.text().await.unwrap();
         if text != "running" {
             break text;
         }
@@ -133,29 +139,48 @@ async fn redraw(client: &Client, base: &str) {
     );
 }
 
-/// Installed on the run's page: records long tasks (50 ms and more) and the longest gap
-/// between 10 ms timer ticks, a probe of responsiveness that needs no long-task support.
+/// Installed on the run's page as it opens: records its long tasks (50 ms and more), its long
+/// animation frames with the script callbacks that took the time (Chromium's attribution), and
+/// the longest gap between 10 ms timer ticks once the run's view is shown (`shown`, set by the
+/// benchmark), a probe of responsiveness that needs no long-task support.
 const PROBE: &str = r#"
-    const installed = performance.now();
-    window.__probe = { longest_task: 0, tasks: 0, longest_task_after_load: 0, longest_gap: 0 };
+    window.__probe = { tasks: [], frames: [], shown: null, longest_gap: 0, supported: true };
+    try {
+        new PerformanceObserver(list => {
+            for (const e of list.getEntries()) window.__probe.tasks.push([e.startTime, e.duration]);
+        }).observe({ type: 'longtask', buffered: true });
+    } catch (e) { window.__probe.supported = false; }
     try {
         new PerformanceObserver(list => {
             for (const e of list.getEntries()) {
-                window.__probe.tasks++;
-                window.__probe.longest_task = Math.max(window.__probe.longest_task, e.duration);
-                if (e.startTime >= installed) {
-                    window.__probe.longest_task_after_load = Math.max(window.__probe.longest_task_after_load, e.duration);
-                }
+                if (e.duration < 50) continue;
+                const scripts = e.scripts.map(s => `${s.invoker} ${Math.round(s.duration)} ms`).join(', ');
+                window.__probe.frames.push([e.startTime, e.duration, scripts]);
             }
-        }).observe({ type: 'longtask', buffered: true });
-    } catch (e) { window.__probe.longest_task = -1; }
+        }).observe({ type: 'long-animation-frame', buffered: true });
+    } catch (e) {}
     let last = performance.now();
     setInterval(() => {
         const now = performance.now();
-        window.__probe.longest_gap = Math.max(window.__probe.longest_gap, now - last - 10);
+        if (window.__probe.shown !== null && last >= window.__probe.shown) {
+            window.__probe.longest_gap = Math.max(window.__probe.longest_gap, now - last - 10);
+        }
         last = now;
     }, 10);
 "#;
+
+/// The probe's long tasks or frames, `[start, duration, ..]` each: those that started before
+/// the run's view was shown and those after, with the longest of each.
+fn split_at_shown(entries: &Value, shown: f64) -> [(f64, Vec<&Value>); 2] {
+    let mut out = [(0.0, Vec::new()), (0.0, Vec::new())];
+    for entry in entries.as_array().into_iter().flatten() {
+        let (start, duration) = (entry[0].as_f64().unwrap_or(0.0), entry[1].as_f64().unwrap_or(0.0));
+        let side = &mut out[usize::from(start >= shown)];
+        side.0 = f64::max(side.0, duration);
+        side.1.push(entry);
+    }
+    out
+}
 
 async fn streaming(client: &Client, base: &str, target: &str) {
     let spec = SweepSpec {
@@ -202,6 +227,15 @@ async fn streaming(client: &Client, base: &str, target: &str) {
 
     client.goto(&format!("{base}/runs/{id}")).await.unwrap();
     client.execute(PROBE, vec![]).await.unwrap();
+    // The page has loaded and started once the run's view is there; what follows is following
+    // the run.
+    client
+        .wait()
+        .at_most(Duration::from_secs(60))
+        .for_element(Locator::Css("#run-status"))
+        .await
+        .expect("the run's view");
+    client.execute("window.__probe.shown = performance.now();", vec![]).await.unwrap();
     client
         .wait()
         .at_most(Duration::from_secs(300))
@@ -222,12 +256,25 @@ async fn streaming(client: &Client, base: &str, target: &str) {
         verdict(per_event <= BYTES_GOAL),
         per_event / BYTES_GOAL
     );
+    let shown = probe["shown"].as_f64().unwrap_or(0.0);
+    let [(load_task, _), (after_task, after)] = split_at_shown(&probe["tasks"], shown);
     println!(
-        "page while following the run: longest main-thread task {:.0} ms with the page's load, {:.0} ms after it \
-         ({} tasks of 50 ms or more; -1: not supported); longest stall of a 10 ms timer {:.0} ms",
-        probe["longest_task"].as_f64().unwrap_or(f64::NAN),
-        probe["longest_task_after_load"].as_f64().unwrap_or(f64::NAN),
-        probe["tasks"],
+        "page: longest main-thread task {load_task:.0} ms while it loaded and started (the run's view shown after \
+         {shown:.0} ms), {after_task:.0} ms while it followed the run ({} tasks of 50 ms or more{}); longest stall \
+         of a 10 ms timer while following {:.0} ms",
+        after.len(),
+        if probe["supported"].as_bool() == Some(false) { "; long tasks not supported" } else { "" },
         probe["longest_gap"].as_f64().unwrap_or(f64::NAN)
     );
+    // What took the time, in Chromium's words: the frame's script callbacks, by what invoked them.
+    for (when, (_, frames)) in ["loading", "following"].into_iter().zip(split_at_shown(&probe["frames"], shown)) {
+        for frame in frames {
+            println!(
+                "  {when}: a {:.0} ms frame at {:.0} ms: {}",
+                frame[1].as_f64().unwrap_or(0.0),
+                frame[0].as_f64().unwrap_or(0.0),
+                frame[2]
+            );
+        }
+    }
 }

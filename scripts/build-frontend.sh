@@ -40,6 +40,15 @@ if [[ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $WASM_BIN
         || cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
 
+# wasm-split-cli splits the page into the module every page loads and its lazily loaded
+# chunks (scripts/split-wasm.sh, Trunk's post-build hook), pinned like Trunk.
+WASM_SPLIT_VERSION="0.2.4"
+if ! cargo install --list | grep -qx "wasm_split_cli_support v$WASM_SPLIT_VERSION:" \
+    || ! command -v wasm-split-cli >/dev/null; then
+    log "installing wasm-split-cli $WASM_SPLIT_VERSION"
+    cargo install --locked wasm_split_cli_support --version "$WASM_SPLIT_VERSION" --features build-binary
+fi
+
 # wasm-opt from npm's binaryen (a JS/wasm build, no native download), kept in the
 # git-ignored .tools/ and put first on PATH. Its version must equal [tools] wasm_opt in
 # Trunk.toml; Debian's binaryen 108 breaks wasm-bindgen's externref table.
@@ -64,8 +73,9 @@ start=$(date +%s)
 trunk build --release --offline
 log "built in $(( $(date +%s) - start )) s"
 
-# What a browser downloads, compressed by gzip -9; the dashboard serves Zopfli's gzip,
-# a few per cent smaller (server/build.rs, measured by the dashboard benchmark).
+# What a browser may download, compressed by gzip -9: the module and loader every page
+# loads, and each chunk. The dashboard serves Zopfli's gzip, a few per cent smaller, or
+# Brotli (server/build.rs, measured by the dashboard benchmark).
 total=0
 for f in dist/*.wasm dist/*.js; do
     [[ -e "$f" ]] || continue

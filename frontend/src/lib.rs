@@ -10,6 +10,7 @@ pub mod compare;
 pub mod components;
 pub mod download;
 pub mod json;
+pub mod lazy;
 pub mod nav;
 pub mod pages;
 pub mod report;
@@ -19,6 +20,12 @@ use leptos::prelude::*;
 
 use components::charts::Resized;
 
+/// The drawing benchmark, from its own chunk.
+#[leptos::wasm_split::wasm_split(bench, wasm_split_path = ::leptos::wasm_split, fallible)]
+fn bench_page() -> lazy::Part {
+    Ok(view! { <pages::bench::BenchPage/> }.into_any())
+}
+
 /// The application: the dashboard, or the drawing benchmark at `/bench`.
 #[component]
 pub fn App() -> impl IntoView {
@@ -27,7 +34,7 @@ pub fn App() -> impl IntoView {
     let _ = window_event_listener(leptos::ev::resize, move |_| resized.update(|n| *n += 1));
     let path = web_sys::window().and_then(|w| w.location().pathname().ok()).unwrap_or_default();
     if path == "/bench" {
-        view! { <pages::bench::BenchPage/> }.into_any()
+        lazy::shown("benchmark", bench_page()).into_any()
     } else {
         view! { <pages::home::HomePage/> }.into_any()
     }

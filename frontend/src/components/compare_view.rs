@@ -9,6 +9,7 @@ use crate::view::{RunViewState, run_title};
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use leptos::wasm_split::{SplitLoaderError, wasm_split};
 use shared::RunEvent;
 use shared::api::{ApiError, ErrorCode, RunSummary};
 use shared::telemetry::Telemetry;
@@ -121,6 +122,16 @@ pub fn report_charts(runs: &[RunSummary], view: RunViewState) -> Result<Vec<Repo
     Ok(out)
 }
 
+/// The comparison's report, one HTML file; from the `report` chunk.
+#[wasm_split(report, wasm_split_path = ::leptos::wasm_split, fallible)]
+fn compared_report(
+    runs: Vec<RunSummary>,
+    view: RunViewState,
+    now: i64,
+) -> Result<Result<String, String>, SplitLoaderError> {
+    Ok(report_charts(&runs, view).map(|charts| report::html(&runs, &charts, now)))
+}
+
 /// The comparison of the runs `ids` names.
 #[component]
 pub fn CompareView(
@@ -199,13 +210,14 @@ pub fn CompareView(
     });
     let report_error = RwSignal::new(None::<String>);
     let download_report = move |_| {
-        let runs = runs.get_untracked();
-        let charts = report_charts(&runs, view.get_untracked());
+        let (runs, view) = (runs.get_untracked(), view.get_untracked());
         let now = js_sys::Date::now() as i64 * 1_000_000;
-        let saved = charts
-            .map(|charts| report::html(&runs, &charts, now))
-            .and_then(|html| crate::download::save_text(&format!("{}.html", stem.get_untracked()), "text/html", &html));
-        report_error.set(saved.err());
+        spawn_local(async move {
+            let saved = crate::lazy::or_failed("report", compared_report(runs, view, now).await).and_then(|html| {
+                crate::download::save_text(&format!("{}.html", stem.get_untracked()), "text/html", &html)
+            });
+            report_error.set(saved.err());
+        });
     };
     let colours = palette();
     view! {

@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use leptos::wasm_split::{SplitLoaderError, wasm_split};
 use shared::api::{ApiError, RunSummary};
 use shared::{LiveRun, RunStatus, SweepSpec};
 
@@ -174,7 +175,8 @@ fn follow_events(id: &str, run: StoredValue<LiveRun, LocalStorage>, version: RwS
     StoredValue::new_local(stream);
 }
 
-/// The run's throughput charts, when its sweep has load levels to chart them over.
+/// The run's throughput charts, when its sweep has load levels to chart them over. Their code
+/// comes in the `throughput` chunk, which the page of a run without load levels never fetches.
 #[component]
 fn ThroughputCharts(
     run: StoredValue<LiveRun, LocalStorage>,
@@ -184,22 +186,36 @@ fn ThroughputCharts(
 ) -> impl IntoView {
     view! {
         <Show when=move || { version.track(); run.with_value(|run| throughput::shows(&run.spec)) }>
-            <div class="charts" id="throughput-charts">
-                {Metric::ALL.into_iter().map(|metric| {
-                    let chart = Signal::derive(move || {
-                        version.track();
-                        let y = crate::chart::YScale::chosen(view.with(|v| v.y));
-                        run.with_value(|run| throughput::run_chart(run, metric, y, &charts::palette()))
-                    });
-                    view! {
-                        <Show when=move || view.with(|v| charts::shows(v.charts, metric))>
-                            <ThroughputChart metric=metric chart=chart stem=stem/>
-                        </Show>
-                    }
-                }).collect_view()}
-            </div>
+            {move || crate::lazy::shown("throughput charts", throughput_charts(run, version, view, stem))}
         </Show>
     }
+}
+
+/// [`ThroughputCharts`]' charts, from the `throughput` chunk.
+#[wasm_split(throughput, wasm_split_path = ::leptos::wasm_split, fallible)]
+fn throughput_charts(
+    run: StoredValue<LiveRun, LocalStorage>,
+    version: RwSignal<u64>,
+    view: RwSignal<RunViewState>,
+    stem: Signal<String>,
+) -> crate::lazy::Part {
+    Ok(view! {
+        <div class="charts" id="throughput-charts">
+            {Metric::ALL.into_iter().map(|metric| {
+                let chart = Signal::derive(move || {
+                    version.track();
+                    let y = crate::chart::YScale::chosen(view.with(|v| v.y));
+                    run.with_value(|run| throughput::run_chart(run, metric, y, &charts::palette()))
+                });
+                view! {
+                    <Show when=move || view.with(|v| charts::shows(v.charts, metric))>
+                        <ThroughputChart metric=metric chart=chart stem=stem/>
+                    </Show>
+                }
+            }).collect_view()}
+        </div>
+    }
+    .into_any())
 }
 
 /// The run's title, and what can be done with it: rerun it, or download its report.
@@ -232,9 +248,8 @@ fn RunHead(
                     report_error.set(Some("the run's description has not arrived yet; try again".into()));
                     return;
                 };
-                let charts = run.with_value(|run| report_charts(run, view.get_untracked()));
                 let now = js_sys::Date::now() as i64 * 1_000_000;
-                let html = charts.map(|charts| report::html(std::slice::from_ref(&summary), &charts, now));
+                let html = crate::lazy::or_failed("report", run_report(summary, run, view.get_untracked(), now).await);
                 let saved =
                     html.and_then(|html| crate::download::save_text(&format!("{stem}.html"), "text/html", &html));
                 report_error.set(saved.err());
@@ -258,6 +273,18 @@ fn RunHead(
     </div>
     {move || report_error.get().map(|f| view! { <p class="error">{f}</p> })}
     }
+}
+
+/// The run's report, one HTML file; from the `report` chunk.
+#[wasm_split(report, wasm_split_path = ::leptos::wasm_split, fallible)]
+fn run_report(
+    summary: RunSummary,
+    run: StoredValue<LiveRun, LocalStorage>,
+    view: RunViewState,
+    now: i64,
+) -> Result<Result<String, String>, SplitLoaderError> {
+    let charts = run.with_value(|run| report_charts(run, view));
+    Ok(charts.map(|charts| report::html(std::slice::from_ref(&summary), &charts, now)))
 }
 
 /// How far the run has come, its state in words and, while it goes, a button that cancels it.

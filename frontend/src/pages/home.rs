@@ -15,7 +15,9 @@ use crate::components::glossary::Glossary;
 use crate::components::run_view::RunView;
 use crate::components::runs_list::RunsList;
 use crate::components::{CanOperate, ErrorBox};
+use crate::lazy;
 use crate::nav::{self, Route};
+use leptos::wasm_split::wasm_split;
 
 /// The sweep a `/new?spec=` query carries: its JSON, and the spec or why it cannot be read.
 pub fn spec_from_query(query: &str) -> Option<(Option<String>, Result<SweepSpec, ApiError>)> {
@@ -165,7 +167,7 @@ pub fn HomePage() -> impl IntoView {
                     on_started=Callback::new(move |id: String| { go(Route::Run(id)); refresh_runs(); })/>
             </Show>
             {move || match page.get() {
-                Route::Compare => view! { <CompareView ids=compared.get() view=view address=link/> }.into_any(),
+                Route::Compare => lazy::shown("comparison", compare_view(compared.get(), view, link.into())).into_any(),
                 Route::Run(id) => view! {
                     <RunView id=id view=view address=link
                         on_changed=Callback::new(move |_| refresh_runs())
@@ -231,11 +233,27 @@ fn FormOrNote(
         Some(Ok(info)) if info.role == Role::Viewer => view! {
             <p class="note" id="viewer-note">"You are a viewer here: you can open runs, compare and export them. Starting, cancelling, changing, deleting and importing runs needs the operator's token."</p>
         }.into_any(),
-        Some(Ok(info)) => view! {
-            <SweepForm default_target=info.default_target running=running initial=initial.clone() on_started=on_started/>
-        }.into_any(),
+        Some(Ok(info)) => lazy::shown("sweep form", sweep_form(info.default_target, running, initial.clone(), on_started)).into_any(),
     }
     }
+}
+
+/// The comparison, from its own chunk.
+#[wasm_split(compare, wasm_split_path = ::leptos::wasm_split, fallible)]
+fn compare_view(ids: Vec<String>, view: RwSignal<RunViewState>, address: Signal<String>) -> lazy::Part {
+    Ok(view! { <CompareView ids=ids view=view address=address/> }.into_any())
+}
+
+/// The sweep form, from its own chunk.
+#[wasm_split(form, wasm_split_path = ::leptos::wasm_split, fallible)]
+fn sweep_form(
+    default_target: String,
+    running: Signal<bool>,
+    initial: Option<SweepSpec>,
+    on_started: Callback<String>,
+) -> lazy::Part {
+    Ok(view! { <SweepForm default_target=default_target running=running initial=initial on_started=on_started/> }
+        .into_any())
 }
 
 /// Opens a run.json or a perf_analyzer profile export as a run; `on_imported` gets its id.

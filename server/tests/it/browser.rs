@@ -743,6 +743,68 @@ fn polylines(svg: &str, hex: &str) -> Vec<String> {
         .collect()
 }
 
+/// Parts of the page come in chunks fetched when first shown (frontend/src/lazy.rs). One that
+/// cannot be fetched (the dashboard stopped, or was updated since the page opened) says so and
+/// what to do, the rest of the page goes on, and the part loads when it is opened again.
+#[tokio::test]
+async fn a_part_that_cannot_be_fetched_says_so_and_loads_when_opened_again() {
+    need_frontend();
+    let _serial = timing_lock().await;
+    let dash = start_dashboard(fast_sim()).await;
+    let driver = start_driver().await;
+    let spec = spec_json(&dash.sim.target, "sim-vllm");
+    let (a, b) = (run_via_api(&dash.base, &spec).await, run_via_api(&dash.base, &spec).await);
+    let client = browser(&driver).await;
+    let result = std::panic::AssertUnwindSafe(async {
+        client.goto(&format!("{}/runs", dash.base)).await.unwrap();
+        wait_for_element(&client, &format!("tr[data-run='{b}'] .compare-pick"), Duration::from_secs(20)).await.unwrap();
+        // From here on, fetching a chunk fails as it would with the dashboard gone.
+        let block = r"window.realFetch = window.fetch;
+            window.fetch = (url, ...rest) => /\/(split|chunk)_/.test(String(url))
+                ? Promise.reject(new TypeError('Failed to fetch'))
+                : window.realFetch(url, ...rest);";
+        client.execute(block, vec![]).await.unwrap();
+        for id in [&a, &b] {
+            client
+                .find(Locator::Css(&format!("tr[data-run='{id}'] .compare-pick")))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+        }
+        wait_for_text(&client, "#compare", "Compare (2)", Duration::from_secs(5)).await;
+        client.find(Locator::Id("compare")).await.unwrap().click().await.unwrap();
+        wait_for_text(
+            &client,
+            "main .error",
+            "The comparison could not be loaded from the dashboard",
+            Duration::from_secs(20),
+        )
+        .await;
+        let hint = client.find(Locator::Css("main .error .hint")).await.unwrap().text().await.unwrap();
+        assert!(hint.contains("reload the page"), "{hint}");
+        // The rest of the page goes on: the runs list is still there.
+        assert!(client.find(Locator::Css(&format!("tr[data-run='{a}']"))).await.is_ok());
+
+        // Once chunks can be fetched again, opening the comparison again loads it.
+        client.execute("window.fetch = window.realFetch;", vec![]).await.unwrap();
+        client.back().await.unwrap();
+        wait_for_element(&client, "#runs-list", Duration::from_secs(10)).await.unwrap();
+        client.forward().await.unwrap();
+        wait_for_element(&client, "#compare-title", Duration::from_secs(20))
+            .await
+            .expect("the comparison loads when opened again");
+        assert!(client.find(Locator::Css("main .error")).await.is_err(), "the failure is gone");
+    })
+    .catch_unwind()
+    .await;
+    client.close().await.unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 #[tokio::test]
 async fn comparing_runs_and_exporting_them() {
     need_frontend();

@@ -1,8 +1,9 @@
 //! Benchmark: what the dashboard costs a browser.
 //!
-//! 1. The release page's size: WASM + JS as the dashboard serves them to a browser that
-//!    takes gzip (goal: at most 400 KB), and to one that takes Brotli (browsers offer it
-//!    over HTTPS).
+//! 1. The release page's size: its WASM + JS files as the dashboard serves them to a browser
+//!    that takes gzip, and to one that takes Brotli (browsers offer it over HTTPS and to
+//!    localhost); and what each view makes a viewer and an operator download (goal for the
+//!    heaviest: at most 400 KB gzipped).
 //! 2. Redrawing the latency chart with 10,000 samples in headless Chromium, timed with
 //!    `performance.now()` by the page at `/bench` (goal: median at most 16 ms).
 //! 3. A run of about 200,000 token events against the simulator: the bytes its events take
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, Locator};
 use futures::StreamExt;
 use serde_json::Value;
+use server::dashboard::access::{Access, Roles, Secret, Viewers};
 use server::dashboard::{self, AppState, DashboardConfig};
 use server::sim::{self, SimConfig};
 use shared::{RunEvent, SweepSpec};
@@ -40,29 +42,37 @@ async fn main() {
     let config = SimConfig { prefill_base_ms: 2.0, prefill_per_token_ms: 0.0, decode_ms: 1.0, ..SimConfig::default() };
     let (sim_addr, sim_stop) = sim::spawn(config).await.expect("the simulator starts");
     let target = format!("http://{sim_addr}");
-    let data = tempfile::tempdir().expect("a temporary folder");
-    let config = DashboardConfig {
-        default_target: target.clone(),
-        simulator: Some(target.clone()),
-        simulator_protocols: Vec::new(),
-        simulator_metrics: None,
-        data_dir: data.path().into(),
-        access: server::dashboard::access::Access::open(),
-        tokenizer_dirs: Vec::new(),
-    };
-    let state = AppState::open(config, stop.clone()).await.expect("the dashboard opens its store");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(dashboard::serve(listener, state, stop.clone()));
+    let (base, _data) = start_dashboard(&target, Access::open(), &stop).await;
 
     bundle_size(&base).await;
     let driver = webdriver::start_driver().await;
     let client = webdriver::browser(&driver).await;
     redraw(&client, &base).await;
     streaming(&client, &base, &target).await;
+    view_weights(&client, &target, &stop).await;
     client.close().await.unwrap();
     stop.cancel();
     sim_stop.cancel();
+}
+
+/// A dashboard on a free port with `access`, measuring `target` by default; its address, and
+/// the folder that keeps its runs.
+async fn start_dashboard(target: &str, access: Access, stop: &CancellationToken) -> (String, tempfile::TempDir) {
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let config = DashboardConfig {
+        default_target: target.into(),
+        simulator: Some(target.into()),
+        simulator_protocols: Vec::new(),
+        simulator_metrics: None,
+        data_dir: data.path().into(),
+        access,
+        tokenizer_dirs: Vec::new(),
+    };
+    let state = AppState::open(config, stop.clone()).await.expect("the dashboard opens its store");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(dashboard::serve(listener, state, stop.clone()));
+    (base, data)
 }
 
 /// The page's WASM and JS as the dashboard serves them, gzipped and with Brotli, beside
@@ -96,12 +106,8 @@ async fn bundle_size(base: &str) {
         );
     }
     println!(
-        "page size: {gzip_total} B gzipped (WASM + JS); goal at most {SIZE_GOAL} B: {} ({:.2} of the goal)",
-        verdict(gzip_total as f64 <= SIZE_GOAL as f64),
-        gzip_total as f64 / SIZE_GOAL as f64
-    );
-    println!(
-        "page size: {brotli_total} B with Brotli (WASM + JS), {:.2} of gzip's",
+        "all files: {gzip_total} B gzipped, {brotli_total} B with Brotli ({:.2} of gzip's); a view downloads \
+         the main module and the chunks of its parts (below)",
         brotli_total as f64 / gzip_total as f64
     );
 }
@@ -277,4 +283,112 @@ async fn streaming(client: &Client, base: &str, target: &str) {
             );
         }
     }
+}
+
+/// What each view makes a browser download, for a viewer and for an operator: the WASM and
+/// JS its visit fetched (the module every page loads, and the chunks the view's parts come
+/// from), gzipped and with Brotli as the dashboard serves them. A dashboard with an operator
+/// token, whose other visitors are viewers, serves the views of two small runs of the simulator.
+async fn view_weights(client: &Client, target: &str, stop: &CancellationToken) {
+    const TOKEN: &str = "bench-operator-token-0001";
+    let access = Access {
+        roles: Roles::Tokens { operator: Secret::new(TOKEN).unwrap(), viewers: Viewers::Open },
+        ..Access::open()
+    };
+    let (base, _data) = start_dashboard(target, access, stop).await;
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    // A prefill sweep, and a sweep over load levels, whose page also has throughput charts.
+    for concurrencies in [vec![], vec![1, 4]] {
+        let spec = SweepSpec {
+            target: target.into(),
+            model: "sim-vllm".into(),
+            requests: 4,
+            concurrencies,
+            ..SweepSpec::default()
+        };
+        let response = http.post(format!("{base}/api/runs")).bearer_auth(TOKEN).json(&spec).send().await.unwrap();
+        let created: Value = response.json().await.unwrap();
+        let id = created["id"].as_str().unwrap_or_else(|| panic!("the run started: {created}")).to_string();
+        // One run at a time: the next starts once this one is done.
+        let url = format!("{base}/api/runs/{id}");
+        let started = Instant::now();
+        while http.get(&url).bearer_auth(TOKEN).send().await.unwrap().json::<Value>().await.unwrap()["status"]["state"]
+            == "running"
+        {
+            assert!(started.elapsed() < Duration::from_secs(60), "the run {id} did not finish");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        ids.push(id);
+    }
+    // Each view with what shows it is there, for a viewer and for an operator: a new sweep
+    // shows a viewer a note, an operator the form, which an operator's run page also has.
+    let done = "#run-status[data-state='completed']";
+    let views: [(&str, String, &[&str], &[&str]); 5] = [
+        ("the runs list", "/runs".into(), &["#runs-list"], &["#runs-list"]),
+        ("a new sweep", "/".into(), &["#viewer-note"], &["#model"]),
+        ("a run", format!("/runs/{}", ids[0]), &[done], &[done, "#model"]),
+        (
+            "a run over load levels",
+            format!("/runs/{}", ids[1]),
+            &[done, "#throughput-charts"],
+            &[done, "#throughput-charts", "#model"],
+        ),
+        ("a comparison", format!("/compare?runs={}", ids.join(",")), &["#compare-title"], &["#compare-title"]),
+    ];
+    println!("what each view downloads (WASM + JS, as served):");
+    let mut heaviest = None::<(usize, String)>;
+    for role in ["a viewer", "an operator"] {
+        if role == "an operator" {
+            client.goto(&format!("{base}/signin")).await.unwrap();
+            client.find(Locator::Css("input#token")).await.unwrap().send_keys(TOKEN).await.unwrap();
+            client.find(Locator::Css("button#signin")).await.unwrap().click().await.unwrap();
+            client.wait().for_element(Locator::Css("#role[data-role='operator']")).await.expect("signed in");
+        }
+        for (label, path, for_viewer, for_operator) in &views {
+            client.goto(&format!("{base}{path}")).await.unwrap();
+            for marker in if role == "a viewer" { *for_viewer } else { *for_operator } {
+                let wait = client.wait().at_most(Duration::from_secs(60));
+                wait.for_element(Locator::Css(marker)).await.unwrap_or_else(|_| panic!("{label} shows {marker}"));
+            }
+            let (files, gzip, brotli) = fetched(client, &base, &http).await;
+            println!(
+                "  {label} for {role}: {gzip} B gzipped, {brotli} B with Brotli, in {} files ({})",
+                files.len(),
+                files.join(" ")
+            );
+            if heaviest.as_ref().is_none_or(|(most, _)| gzip > *most) {
+                heaviest = Some((gzip, format!("{label} for {role}")));
+            }
+        }
+    }
+    let (most, which) = heaviest.expect("views were measured");
+    println!(
+        "page size: the heaviest view, {which}, downloads {most} B gzipped (WASM + JS); goal at most {SIZE_GOAL} B: \
+         {} ({:.2} of the goal)",
+        verdict(most <= SIZE_GOAL),
+        most as f64 / SIZE_GOAL as f64
+    );
+}
+
+/// The WASM and JS files the page fetched, named without their hashes, and their sizes
+/// gzipped and with Brotli as served.
+async fn fetched(client: &Client, base: &str, http: &reqwest::Client) -> (Vec<String>, usize, usize) {
+    let script = "return [...new Set(performance.getEntriesByType('resource').map(e => new URL(e.name).pathname))]
+        .filter(p => p.endsWith('.wasm') || p.endsWith('.js'));";
+    let paths: Vec<String> = serde_json::from_value(client.execute(script, vec![]).await.unwrap()).unwrap();
+    let (mut gzip, mut brotli) = (0, 0);
+    for path in &paths {
+        for (total, coding) in [(&mut gzip, "gzip"), (&mut brotli, "br")] {
+            let response = http.get(format!("{base}{path}")).header("accept-encoding", coding).send().await.unwrap();
+            *total += response.bytes().await.unwrap().len();
+        }
+    }
+    let names = paths.iter().map(|path| {
+        let name = path.trim_start_matches('/');
+        let (stem, ext) = name.rsplit_once('.').unwrap_or((name, ""));
+        let stem = stem.rsplit_once('-').map_or(stem, |(stem, _hash)| stem);
+        format!("{stem}{}.{ext}", if name.ends_with("_bg.wasm") { "_bg" } else { "" })
+    });
+    (names.collect(), gzip, brotli)
 }

@@ -98,10 +98,15 @@ pub fn difference(baseline: f64, value: f64) -> Difference {
 
 /// Every prompt length any of the runs has, ascending, each once.
 pub fn prompt_lengths<'a>(runs: impl IntoIterator<Item = &'a [PointStats]>) -> Vec<u32> {
-    let mut lengths: Vec<u32> = runs.into_iter().flatten().map(|p| p.prompt_length).collect();
-    lengths.sort_unstable();
-    lengths.dedup();
-    lengths
+    ascending_once(runs.into_iter().flatten().map(|p| p.prompt_length))
+}
+
+/// `lengths` ascending, each once.
+pub fn ascending_once(lengths: impl IntoIterator<Item = u32>) -> Vec<u32> {
+    let mut out: Vec<u32> = lengths.into_iter().collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// The point of a run at a prompt length, if it has one.
@@ -185,6 +190,7 @@ mod tests {
         let a = [point(64, None, None), point(16, None, None)];
         let b = [point(16, None, None), point(256, None, None)];
         assert_eq!(prompt_lengths([&a[..], &b[..]]), vec![16, 64, 256]);
+        assert_eq!(ascending_once([64, 16, 4096, 16, 64, 1]), vec![1, 16, 64, 4096]);
         assert!(prompt_lengths(Vec::<&[PointStats]>::new()).is_empty());
     }
 

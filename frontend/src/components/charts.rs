@@ -198,9 +198,7 @@ fn with_compare_chart<T>(
     palette: &Palette,
     f: impl FnOnce(&draw::LatencyChart<'_>) -> T,
 ) -> T {
-    let mut lengths: Vec<u32> = runs.iter().flat_map(|r| r.spec.prompt_lengths.iter().copied()).collect();
-    lengths.sort_unstable();
-    lengths.dedup();
+    let lengths = crate::compare::ascending_once(runs.iter().flat_map(|r| r.spec.prompt_lengths.iter().copied()));
     let layers = runs
         .iter()
         .enumerate()

@@ -2,8 +2,9 @@
 //!
 //! The page's wasm is split after it is built (`scripts/split-wasm.sh`, Trunk's post-build
 //! hook): each function marked `#[wasm_split(NAME, ..)]` moves, with the code only it
-//! reaches, into the chunk NAME, fetched the first time the function is called: the sweep
-//! form, the comparison, the throughput charts, the report and `/bench`. A view downloads
+//! reaches, into the chunk NAME, fetched the first time the function is called: what only
+//! operators use (`form`: the sweep form, the run's editor and Rerun link), the comparison,
+//! the throughput charts, the report and `/bench`. A view downloads
 //! the main module and the chunks of the parts it shows. The functions are `fallible`: a
 //! chunk that cannot be fetched is an error to show, not a panic, and is fetched again the
 //! next time. Natively the functions are called directly.
@@ -22,15 +23,30 @@ pub type Part = Result<AnyView, SplitLoaderError>;
 /// cannot be loaded (the dashboard went away, or was updated since the page was opened).
 pub fn shown(what: &'static str, part: impl Future<Output = Part> + 'static) -> impl IntoView {
     let loaded = RwSignal::new(false);
-    let part = SendWrapper::new(async move {
-        let part = part.await.unwrap_or_else(|_| view! { <ErrorBox error=failed(what)/> }.into_any());
-        loaded.set(true);
-        part
-    });
     view! {
         <Show when=move || !loaded.get()><p class="loading">"Loading the " {what} "…"</p></Show>
-        {Suspend::new(part)}
+        {arrived(what, part, Some(loaded))}
     }
+}
+
+/// [`shown`] without the line while it loads, for a small part such as a link.
+pub fn quietly(what: &'static str, part: impl Future<Output = Part> + 'static) -> impl IntoView {
+    arrived(what, part, None)
+}
+
+/// `part` once it has arrived, or what to do; `loaded` set then.
+fn arrived(
+    what: &'static str,
+    part: impl Future<Output = Part> + 'static,
+    loaded: Option<RwSignal<bool>>,
+) -> Suspend<AnyView> {
+    Suspend::new(SendWrapper::new(async move {
+        let part = part.await.unwrap_or_else(|_| view! { <ErrorBox error=failed(what)/> }.into_any());
+        if let Some(loaded) = loaded {
+            loaded.set(true);
+        }
+        part
+    }))
 }
 
 /// The error shown when a part's chunk cannot be loaded.

@@ -1,8 +1,9 @@
-//! A run's name, notes and tags, edited in place, and deleting it after a confirmation in
-//! the page.
+//! A run's notes and tags; for an operator, its name, notes and tags edited in place, and
+//! deleting it after a confirmation in the page.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use leptos::wasm_split::wasm_split;
 use shared::api::{ApiError, RunEdit, RunSummary};
 
 use crate::api;
@@ -19,7 +20,8 @@ pub fn parse_tags(text: &str) -> Vec<String> {
     tags
 }
 
-/// The run's notes and tags, a form to change them with its name, and Delete.
+/// The run's notes and tags; for an operator, a form to change them with its name, and
+/// Delete, whose code comes in the `form` chunk with the sweep form (viewers never fetch it).
 #[component]
 pub fn RunDetails(
     /// The run's id.
@@ -31,6 +33,40 @@ pub fn RunDetails(
     /// Called once the run has been deleted.
     on_deleted: Callback<()>,
 ) -> impl IntoView {
+    let operator = crate::components::can_operate();
+    view! {
+        <div class="run-details">
+            {move || summary.with(|s| s.as_ref().filter(|s| !s.tags.is_empty()).map(|s| view! {
+                <ul class="tags" id="run-tags">{s.tags.iter().map(|t| view! { <li>{t.clone()}</li> }).collect_view()}</ul>
+            }))}
+            {move || summary.with(|s| s.as_ref().filter(|s| !s.notes.trim().is_empty()).map(|s| view! {
+                <p class="run-notes" id="run-notes">{s.notes.clone()}</p>
+            }))}
+            {move || operator.get().then(|| {
+                crate::lazy::quietly("run's editor", editor(id.clone(), summary, on_changed, on_deleted))
+            })}
+        </div>
+    }
+}
+
+/// The form that renames the run and changes its notes and tags, and Delete; from the `form`
+/// chunk.
+#[wasm_split(form, wasm_split_path = ::leptos::wasm_split, fallible)]
+fn editor(
+    id: String,
+    summary: RwSignal<Option<RunSummary>>,
+    on_changed: Callback<RunSummary>,
+    on_deleted: Callback<()>,
+) -> crate::lazy::Part {
+    Ok(edit_and_delete(id, summary, on_changed, on_deleted).into_any())
+}
+
+fn edit_and_delete(
+    id: String,
+    summary: RwSignal<Option<RunSummary>>,
+    on_changed: Callback<RunSummary>,
+    on_deleted: Callback<()>,
+) -> impl IntoView {
     let name = RwSignal::new(String::new());
     let tags = RwSignal::new(String::new());
     let notes = RwSignal::new(String::new());
@@ -39,7 +75,6 @@ pub fn RunDetails(
     let edit_error = RwSignal::new(None::<ApiError>);
     let confirming = RwSignal::new(false);
     let delete_error = RwSignal::new(None::<ApiError>);
-    let operator = crate::components::can_operate();
     // The fields start from the server's values each time it describes the run.
     Effect::new(move |_| {
         if let Some(run) = summary.get() {
@@ -93,43 +128,33 @@ pub fn RunDetails(
         Signal::derive(move || summary.with(|s| s.as_ref().map_or(id.clone(), crate::view::run_title)))
     };
     view! {
-        <div class="run-details">
-            {move || summary.with(|s| s.as_ref().filter(|s| !s.tags.is_empty()).map(|s| view! {
-                <ul class="tags" id="run-tags">{s.tags.iter().map(|t| view! { <li>{t.clone()}</li> }).collect_view()}</ul>
-            }))}
-            {move || summary.with(|s| s.as_ref().filter(|s| !s.notes.trim().is_empty()).map(|s| view! {
-                <p class="run-notes" id="run-notes">{s.notes.clone()}</p>
-            }))}
-            {move || operator.get().then(|| { let (save, delete) = (save.clone(), delete.clone()); view! {
-            <details class="run-edit" id="run-edit">
-                <summary>"Rename, notes and tags"</summary>
-                <form on:submit=save>
-                    <label>"Name"<input id="edit-name" type="text" placeholder=id.clone() prop:value=name
-                        on:input=move |ev| { name.set(event_target_value(&ev)); saved.set(false); }/></label>
-                    <label>"Tags, comma-separated"<input id="edit-tags" type="text" prop:value=tags
-                        on:input=move |ev| { tags.set(event_target_value(&ev)); saved.set(false); }/></label>
-                    <label class="wide">"Notes"<textarea id="edit-notes" rows="3" prop:value=notes
-                        on:input=move |ev| { notes.set(event_target_value(&ev)); saved.set(false); }></textarea></label>
-                    <div class="actions">
-                        <button type="submit" id="edit-save" disabled=move || saving.get()>"Save"</button>
-                        <Show when=move || saved.get()><span id="edit-status" role="status">"Saved"</span></Show>
-                    </div>
-                    {move || edit_error.get().map(|err| view! { <ErrorBox error=err/> })}
-                </form>
-            </details>
-            <div class="delete">
-                <Show when=move || confirming.get()
-                    fallback=move || view! { <button type="button" id="delete" on:click=move |_| confirming.set(true)>"Delete run…"</button> }>
-                    <span class="confirm" id="delete-confirm" role="alertdialog">
-                        {move || format!("Delete run {}? ", title.get())}
-                        <button type="button" id="delete-yes" class="danger" on:click=delete.clone()>"Yes"</button>
-                        <button type="button" id="delete-no" on:click=move |_| confirming.set(false)>"No"</button>
-                    </span>
-                </Show>
-            </div>
-            {move || delete_error.get().map(|err| view! { <ErrorBox error=err/> })}
-            }})}
+        <details class="run-edit" id="run-edit">
+            <summary>"Rename, notes and tags"</summary>
+            <form on:submit=save>
+                <label>"Name"<input id="edit-name" type="text" placeholder=id prop:value=name
+                    on:input=move |ev| { name.set(event_target_value(&ev)); saved.set(false); }/></label>
+                <label>"Tags, comma-separated"<input id="edit-tags" type="text" prop:value=tags
+                    on:input=move |ev| { tags.set(event_target_value(&ev)); saved.set(false); }/></label>
+                <label class="wide">"Notes"<textarea id="edit-notes" rows="3" prop:value=notes
+                    on:input=move |ev| { notes.set(event_target_value(&ev)); saved.set(false); }></textarea></label>
+                <div class="actions">
+                    <button type="submit" id="edit-save" disabled=move || saving.get()>"Save"</button>
+                    <Show when=move || saved.get()><span id="edit-status" role="status">"Saved"</span></Show>
+                </div>
+                {move || edit_error.get().map(|err| view! { <ErrorBox error=err/> })}
+            </form>
+        </details>
+        <div class="delete">
+            <Show when=move || confirming.get()
+                fallback=move || view! { <button type="button" id="delete" on:click=move |_| confirming.set(true)>"Delete run…"</button> }>
+                <span class="confirm" id="delete-confirm" role="alertdialog">
+                    {move || format!("Delete run {}? ", title.get())}
+                    <button type="button" id="delete-yes" class="danger" on:click=delete.clone()>"Yes"</button>
+                    <button type="button" id="delete-no" on:click=move |_| confirming.set(false)>"No"</button>
+                </span>
+            </Show>
         </div>
+        {move || delete_error.get().map(|err| view! { <ErrorBox error=err/> })}
     }
 }
 

@@ -264,15 +264,23 @@ fn RunHead(
             <code>{id.clone()}</code>
         </h2>
         {move || snapshot().simulated.then(|| view! { <span class="badge">"simulated Triton"</span> })}
-        <Show when=move || operator.get()>
-            <a id="rerun" href=move || { version.track(); run.with_value(|run| rerun_path(&run.spec)) }
-                title="The sweep form, filled with this run's spec: change the target to run it elsewhere">"Rerun…"</a>
-        </Show>
+        {move || operator.get().then(|| crate::lazy::quietly("rerun link", rerun_link(run, version)))}
         <button type="button" id="download-report" on:click=download_report
             title="One HTML file with the charts, the table and the definitions, that opens without a network">"Download report"</button>
     </div>
     {move || report_error.get().map(|f| view! { <p class="error">{f}</p> })}
     }
+}
+
+/// The link to the sweep form filled with the run's spec, for an operator; from the `form`
+/// chunk, whose form reads such links, so that viewers' pages carry no JSON writer.
+#[wasm_split(form, wasm_split_path = ::leptos::wasm_split, fallible)]
+fn rerun_link(run: StoredValue<LiveRun, LocalStorage>, version: RwSignal<u64>) -> crate::lazy::Part {
+    Ok(view! {
+        <a id="rerun" href=move || { version.track(); run.with_value(|run| rerun_path(&run.spec)) }
+            title="The sweep form, filled with this run's spec: change the target to run it elsewhere">"Rerun…"</a>
+    }
+    .into_any())
 }
 
 /// The run's report, one HTML file; from the `report` chunk.

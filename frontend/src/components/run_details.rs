@@ -61,6 +61,7 @@ fn editor(
     Ok(edit_and_delete(id, summary, on_changed, on_deleted).into_any())
 }
 
+/// What [`editor`] shows.
 fn edit_and_delete(
     id: String,
     summary: RwSignal<Option<RunSummary>>,

@@ -17,11 +17,12 @@ pub mod report;
 pub mod view;
 
 use leptos::prelude::*;
+use leptos::wasm_split::wasm_split;
 
 use components::charts::Resized;
 
 /// The drawing benchmark, from its own chunk.
-#[leptos::wasm_split::wasm_split(bench, wasm_split_path = ::leptos::wasm_split, fallible)]
+#[wasm_split(bench, wasm_split_path = ::leptos::wasm_split, fallible)]
 fn bench_page() -> lazy::Part {
     Ok(view! { <pages::bench::BenchPage/> }.into_any())
 }

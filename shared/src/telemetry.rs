@@ -407,7 +407,12 @@ impl Telemetry {
 
     /// The run's scraping in one line: how many scrapes, how many failed and why.
     pub fn describe(&self) -> String {
-        let failed = self.failures();
+        self.describe_failures(self.failures(), &self.failure_reasons())
+    }
+
+    /// [`Telemetry::describe`]'s line, given how many scrapes failed and why, most frequent
+    /// first (the page counts them without a sort).
+    pub fn describe_failures(&self, failed: usize, reasons: &[(String, usize)]) -> String {
         let mut line = format!(
             "server metrics: {} scrapes of {} every {} ms, {} series",
             self.scrapes.len(),
@@ -416,8 +421,7 @@ impl Telemetry {
             self.series.len()
         );
         if failed > 0 {
-            let reasons: Vec<String> =
-                self.failure_reasons().into_iter().take(3).map(|(r, n)| format!("{n}× {r}")).collect();
+            let reasons: Vec<String> = reasons.iter().take(3).map(|(r, n)| format!("{n}× {r}")).collect();
             line.push_str(&format!("; {failed} failed and show as gaps ({})", reasons.join("; ")));
         }
         if self.dropped_series > 0 {

@@ -228,29 +228,11 @@ pub fn TelemetryFigure(
     }
 }
 
-/// The run's scraping in one line, word for word [`Telemetry::describe`]'s, whose sort of the
-/// reasons would add to the page's weight: this counts them in order instead.
+/// The run's scraping in one line, as [`Telemetry::describe`] words it, with the failures
+/// counted without the sort that would add to the page's weight.
 pub fn describe(telemetry: &Telemetry) -> String {
-    let mut line = format!(
-        "server metrics: {} scrapes of {} every {} ms, {} series",
-        telemetry.scrapes.len(),
-        telemetry.url,
-        telemetry.interval_ms,
-        telemetry.series.len()
-    );
     let (failed, reasons) = failures_within(telemetry, (0.0, f64::INFINITY));
-    if failed > 0 {
-        let reasons: Vec<String> = reasons.iter().take(3).map(|(r, n)| format!("{n}× {r}")).collect();
-        line.push_str(&format!("; {failed} failed and show as gaps ({})", reasons.join("; ")));
-    }
-    if telemetry.dropped_series > 0 {
-        line.push_str(&format!(
-            "; {} series beyond the first {} were not kept",
-            telemetry.dropped_series,
-            shared::telemetry::MAX_SERIES
-        ));
-    }
-    line
+    telemetry.describe_failures(failed, &reasons)
 }
 
 #[cfg(test)]

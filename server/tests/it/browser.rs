@@ -732,14 +732,16 @@ async fn downloaded(folder: &std::path::Path, name: &str) -> Vec<u8> {
     }
 }
 
-/// The `points` of every polyline stroked in `hex` (`#0969DA`).
-fn polylines(svg: &str, hex: &str) -> Vec<String> {
+/// How many points each polyline stroked in `hex` (`#0969DA`) has.
+fn polyline_points(svg: &str, hex: &str) -> Vec<usize> {
     let stroke = format!("stroke=\"{hex}\"");
     svg.split("<polyline")
         .skip(1)
-        .map(|rest| &rest[..rest.find("/>").unwrap()])
-        .filter(|tag| tag.contains(&stroke))
-        .map(|tag| tag.split("points=\"").nth(1).unwrap().split('"').next().unwrap().trim().to_string())
+        .filter_map(|rest| {
+            let tag = &rest[..rest.find("/>")?];
+            let points = tag.split_once("points=\"")?.1.split('"').next()?;
+            tag.contains(&stroke).then(|| points.split_whitespace().count())
+        })
         .collect()
 }
 
@@ -923,8 +925,8 @@ async fn comparing_runs_and_exporting_them() {
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");
         assert!(svg.contains("xmlns=\"http://www.w3.org/2000/svg\"") && svg.contains("TTFT (ms)"));
         assert!(svg.contains("base &lt;fp16&gt;"), "the legend names the baseline");
-        assert_eq!(polylines(&svg, "#0969DA").iter().filter(|p| p.split(' ').count() == 3).count(), 1, "{svg}");
-        assert_eq!(polylines(&svg, "#D55E00").iter().filter(|p| p.split(' ').count() == 3).count(), 1, "{svg}");
+        assert_eq!(polyline_points(&svg, "#0969DA").iter().filter(|&&n| n == 3).count(), 1, "{svg}");
+        assert_eq!(polyline_points(&svg, "#D55E00").iter().filter(|&&n| n == 3).count(), 1, "{svg}");
         client.find(Locator::Id("export-png-t2t")).await.unwrap().click().await.unwrap();
         let png = downloaded(downloads.path(), &format!("{stem}-t2t.png")).await;
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
